@@ -1,0 +1,298 @@
+import { AttnkitError } from './errors.js';
+import type {
+  AttentionInputs,
+  AttentionOptions,
+  AttentionProblem,
+  AttentionResult,
+  MatmulInputs,
+  MatmulProblem,
+  ResolvedShape,
+} from './types.js';
+import { validateAttention, validateMatmul } from './validate.js';
+
+/** Options and shape classes a backend may or may not support; each maps to a rule of DESIGN §3. */
+export type AttentionFeature =
+  | 'causal'
+  | 'slidingWindow'
+  | 'keyMask'
+  | 'bias'
+  | 'alibiSlopes'
+  | 'softcap'
+  | 'sinks'
+  | 'returnLse'
+  | 'returnWeights'
+  | 'groupedQuery'
+  | 'crossAttention'
+  | 'valueDim';
+
+/** Every feature, for backends that support them all. */
+export const ALL_FEATURES: readonly AttentionFeature[] = [
+  'causal',
+  'slidingWindow',
+  'keyMask',
+  'bias',
+  'alibiSlopes',
+  'softcap',
+  'sinks',
+  'returnLse',
+  'returnWeights',
+  'groupedQuery',
+  'crossAttention',
+  'valueDim',
+];
+
+/** Per-dimension upper bounds. Absent means "as large as memory allows". */
+export interface BackendLimits {
+  batch?: number;
+  queryHeads?: number;
+  kvHeads?: number;
+  queryLength?: number;
+  keyLength?: number;
+  headDim?: number;
+  valueDim?: number;
+  /** Largest element count of any one tensor (input, output or weights). */
+  tensorElements?: number;
+}
+
+/** `|out - ref| <= atol + rtol * |ref|`, the same for every case. */
+export interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+/** What a backend can do; the conformance suite reads it to choose cases and tolerances. */
+export interface BackendCapabilities {
+  /** Supported features. A call that needs another is rejected with `unsupported`. */
+  features: readonly AttentionFeature[];
+  limits: BackendLimits;
+  tolerance: Tolerance;
+  /** Same inputs give the same bits, call after call. */
+  deterministic: boolean;
+  /** What actually runs: "float64 reference", "WebGL2Kernel on ANGLE (SwiftShader)", "wasm simd128, 2 threads". */
+  engine: string;
+  /** Worker threads used (1 = the calling thread only). */
+  threads: number;
+  /** Why something is not as the caller may expect: e.g. "single-threaded: SharedArrayBuffer unavailable". */
+  notes: readonly string[];
+}
+
+/** Memory a backend holds right now, in bytes, by kind. */
+export interface BackendMemory {
+  /** Bytes held on the JS heap in typed arrays and wasm memories. */
+  hostBytes: number;
+  /** Bytes of GPU buffers and textures. */
+  deviceBytes: number;
+}
+
+/**
+ * The contract every backend meets (DESIGN §4). Create one with its package's factory; it acquires
+ * nothing until {@link AttentionBackend.init} (or the first call, which initialises lazily) and frees
+ * everything on {@link AttentionBackend.dispose}.
+ */
+export interface AttentionBackend {
+  /** Short id: `cpu`, `wasm`, `webgl`, `webgpu`, `reference`. */
+  readonly name: string;
+  /** Valid after `init()` resolves (device limits, thread counts are only known then). */
+  readonly capabilities: BackendCapabilities;
+  /** Acquires devices, compiles, spawns workers. Idempotent. Rejects with `unavailable` and the reason. */
+  init(): Promise<void>;
+  /** Scaled dot-product attention exactly as DESIGN §3 defines it. */
+  attention(inputs: AttentionInputs, options?: AttentionOptions): Promise<AttentionResult>;
+  /** `a [m, k] @ b [k, n] (+ bias [n])`, for the multi-head attention layer's projections. */
+  matmul(inputs: MatmulInputs): Promise<Float32Array>;
+  /** Bytes the backend holds now. */
+  memory(): BackendMemory;
+  /** Waits for calls in flight, then frees every resource. Later calls reject with `disposed`. */
+  dispose(): Promise<void>;
+}
+
+/** A function that makes a fresh backend; what the conformance suite and the bench receive. */
+export type BackendFactory = () => AttentionBackend | Promise<AttentionBackend>;
+
+/**
+ * The small surface a backend author writes; {@link createBackend} wraps it with validation, feature
+ * and limit checks, lazy init, in-flight tracking and use-after-dispose errors, so every backend
+ * rejects bad input identically and before any work starts.
+ */
+export interface BackendImplementation {
+  readonly name: string;
+  /** Read after `init()`; may change during it. */
+  capabilities(): BackendCapabilities;
+  init(): Promise<void>;
+  /** Receives a validated problem that fits the capabilities. */
+  attention(problem: AttentionProblem): Promise<AttentionResult>;
+  matmul(problem: MatmulProblem): Promise<Float32Array>;
+  memory(): BackendMemory;
+  dispose(): Promise<void>;
+}
+
+/** The features a validated problem needs. */
+export function requiredFeatures(problem: AttentionProblem): AttentionFeature[] {
+  const needed: AttentionFeature[] = [];
+  const { shape } = problem;
+  if (problem.causal) needed.push('causal');
+  if (problem.slidingWindow !== null) needed.push('slidingWindow');
+  if (problem.keyMask !== null) needed.push('keyMask');
+  if (problem.bias !== null) needed.push('bias');
+  if (problem.alibiSlopes !== null) needed.push('alibiSlopes');
+  if (problem.softcap !== null) needed.push('softcap');
+  if (problem.sinks !== null) needed.push('sinks');
+  if (problem.returnLse) needed.push('returnLse');
+  if (problem.returnWeights) needed.push('returnWeights');
+  if (shape.kvHeads !== shape.queryHeads) needed.push('groupedQuery');
+  if (shape.keyLength !== shape.queryLength) needed.push('crossAttention');
+  if (shape.valueDim !== shape.headDim) needed.push('valueDim');
+  return needed;
+}
+
+/** Throws `unsupported` if the problem needs a feature or size the backend does not have. */
+export function assertSupported(
+  name: string,
+  capabilities: BackendCapabilities,
+  problem: AttentionProblem,
+): void {
+  const supported = new Set(capabilities.features);
+  for (const feature of requiredFeatures(problem)) {
+    if (!supported.has(feature)) {
+      throw new AttnkitError('unsupported', `attention: backend "${name}" does not support ${feature}`, {
+        argument: feature,
+        expected: `one of the supported features: ${capabilities.features.join(', ')}`,
+        actual: feature,
+      });
+    }
+  }
+  const { limits } = capabilities;
+  const dims: (keyof ResolvedShape & keyof BackendLimits)[] = [
+    'batch',
+    'queryHeads',
+    'kvHeads',
+    'queryLength',
+    'keyLength',
+    'headDim',
+    'valueDim',
+  ];
+  for (const dim of dims) {
+    const limit = limits[dim];
+    if (limit !== undefined && problem.shape[dim] > limit) {
+      throw new AttnkitError(
+        'unsupported',
+        `attention: shape.${dim} must be at most ${limit} on backend "${name}", got ${problem.shape[dim]}`,
+        { argument: `shape.${dim}`, expected: `at most ${limit}`, actual: String(problem.shape[dim]) },
+      );
+    }
+  }
+  if (limits.tensorElements !== undefined) {
+    const {
+      batch: B,
+      queryHeads: Hq,
+      kvHeads: Hkv,
+      queryLength: Lq,
+      keyLength: Lk,
+      headDim: D,
+      valueDim: Dv,
+    } = problem.shape;
+    const tensors: [string, number][] = [
+      ['q', B * Hq * Lq * D],
+      ['k', B * Hkv * Lk * D],
+      ['v', B * Hkv * Lk * Dv],
+      ['output', B * Hq * Lq * Dv],
+    ];
+    if (problem.returnWeights) tensors.push(['weights', B * Hq * Lq * Lk]);
+    for (const [tensor, elements] of tensors) {
+      if (elements > limits.tensorElements) {
+        throw new AttnkitError(
+          'unsupported',
+          `attention: ${tensor} must have at most ${limits.tensorElements} elements on backend "${name}", got ${elements}`,
+          {
+            argument: tensor,
+            expected: `at most ${limits.tensorElements} elements`,
+            actual: String(elements),
+          },
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Wraps a {@link BackendImplementation} into a full {@link AttentionBackend}: validation first (before
+ * init, so bad input never acquires a device), then lazy init, capability checks, in-flight tracking,
+ * and a `dispose` that waits for running calls.
+ */
+export function createBackend(implementation: BackendImplementation): AttentionBackend {
+  let initializing: Promise<void> | null = null;
+  let disposing: Promise<void> | null = null;
+  const inFlight = new Set<Promise<unknown>>();
+
+  const ensureOpen = (method: string) => {
+    if (disposing !== null) {
+      throw new AttnkitError('disposed', `${method}: backend "${implementation.name}" has been disposed`, {
+        argument: 'backend',
+        expected: 'a backend that has not been disposed',
+        actual: 'disposed',
+      });
+    }
+  };
+
+  const init = (): Promise<void> => {
+    ensureOpen('init');
+    if (initializing === null) {
+      initializing = implementation.init().catch((error: unknown) => {
+        initializing = null; // a failed init may be retried (a lost device, a page that gains isolation)
+        throw error;
+      });
+    }
+    return initializing;
+  };
+
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    inFlight.add(work);
+    const untrack = () => inFlight.delete(work);
+    work.then(untrack, untrack);
+    return work;
+  };
+
+  return {
+    name: implementation.name,
+    get capabilities() {
+      return implementation.capabilities();
+    },
+    init,
+    attention(inputs, options) {
+      try {
+        ensureOpen('attention');
+        const problem = validateAttention(inputs, options);
+        return track(
+          init().then(() => {
+            assertSupported(implementation.name, implementation.capabilities(), problem);
+            return implementation.attention(problem);
+          }),
+        );
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
+    matmul(inputs) {
+      try {
+        ensureOpen('matmul');
+        const problem = validateMatmul(inputs);
+        return track(init().then(() => implementation.matmul(problem)));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
+    memory() {
+      return implementation.memory();
+    },
+    dispose() {
+      if (disposing === null) {
+        disposing = (async () => {
+          await Promise.allSettled([...inFlight]);
+          if (initializing !== null) await initializing.catch(() => undefined);
+          await implementation.dispose();
+        })();
+      }
+      return disposing;
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * @attnkit/spec: the exact definition of attention that every attnkit backend implements, the float64
+ * reference it is checked against, and the contract a backend meets. See DESIGN §3 for the rules.
+ * @packageDocumentation
+ */
+export {
+  ALL_FEATURES,
+  type AttentionBackend,
+  type AttentionFeature,
+  assertSupported,
+  type BackendCapabilities,
+  type BackendFactory,
+  type BackendImplementation,
+  type BackendLimits,
+  type BackendMemory,
+  createBackend,
+  requiredFeatures,
+  type Tolerance,
+} from './backend.js';
+export {
+  type AttentionFlops,
+  attentionFlops,
+  countParameters,
+  type LayerConfig,
+  type ParameterCount,
+} from './counting.js';
+export {
+  AttnkitError,
+  type AttnkitErrorCode,
+  type AttnkitErrorDetails,
+  describeValue,
+  isAttnkitError,
+} from './errors.js';
+export {
+  type LayerInputs,
+  type LayerShape,
+  type LayerWeights,
+  mergeHeads,
+  multiHeadAttention,
+  referenceMultiHeadAttention64,
+  splitHeads,
+  validateLayer,
+} from './layer.js';
+export { isVisible, kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
+export {
+  type ReferenceProblem,
+  type ReferenceResult64,
+  referenceAttention64,
+  referenceAttentionProblem64,
+  referenceMatmul64,
+  referenceMatmulInputs64,
+} from './reference.js';
+export { createReferenceBackend, default } from './reference-backend.js';
+export type {
+  AttentionBias,
+  AttentionInputs,
+  AttentionOptions,
+  AttentionProblem,
+  AttentionResult,
+  AttentionShape,
+  MatmulInputs,
+  MatmulProblem,
+  MatmulShape,
+  ResolvedBias,
+  ResolvedShape,
+} from './types.js';
+export {
+  isFloat32Array,
+  MAX_TENSOR_ELEMENTS,
+  type ResolvedOptions,
+  resolveOptions,
+  resolveShape,
+  validateAttention,
+  validateMatmul,
+} from './validate.js';

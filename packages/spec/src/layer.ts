@@ -1,0 +1,246 @@
+import type { AttentionBackend } from './backend.js';
+import { invalidArgument } from './errors.js';
+import { type ReferenceResult64, referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
+import type { AttentionOptions, AttentionResult } from './types.js';
+import { isFloat32Array, resolveOptions, resolveShape } from './validate.js';
+
+/** Sizes of a multi-head attention layer call. */
+export interface LayerShape {
+  batch: number;
+  /** Positions of `x`. */
+  queryLength: number;
+  /** Positions of `context` (cross-attention); default `queryLength`. */
+  keyLength?: number;
+  modelDim: number;
+  queryHeads: number;
+  /** Default `queryHeads`. */
+  kvHeads?: number;
+  headDim: number;
+  /** Default `headDim`. */
+  valueDim?: number;
+}
+
+/** Projection weights, row-major `[in, out]`, biases `[out]`. */
+export interface LayerWeights {
+  /** `[modelDim, Hq*D]`. */
+  wq: Float32Array;
+  /** `[modelDim, Hkv*D]`. */
+  wk: Float32Array;
+  /** `[modelDim, Hkv*Dv]` (the value-down projections). */
+  wv: Float32Array;
+  /** `[Hq*Dv, modelDim]` (the value-up projections, stapled into the output matrix). */
+  wo: Float32Array;
+  bq?: Float32Array;
+  bk?: Float32Array;
+  bv?: Float32Array;
+  bo?: Float32Array;
+}
+
+/** A layer call: self-attention over `x`, or cross-attention from `x` to `context`. */
+export interface LayerInputs {
+  /** `[B, Lq, modelDim]`. */
+  x: Float32Array;
+  /** `[B, Lk, modelDim]`: keys and values come from here when given. */
+  context?: Float32Array;
+  weights: LayerWeights;
+  shape: LayerShape;
+}
+
+interface ResolvedLayer {
+  batch: number;
+  queryLength: number;
+  keyLength: number;
+  modelDim: number;
+  queryHeads: number;
+  kvHeads: number;
+  headDim: number;
+  valueDim: number;
+}
+
+const LAYER = 'multiHeadAttention';
+
+function tensor(argument: string, value: unknown, length: number, formula: string): Float32Array {
+  if (!isFloat32Array(value)) invalidArgument(LAYER, argument, 'a Float32Array', value);
+  if (value.length !== length)
+    invalidArgument(LAYER, `${argument}.length`, `${length} (${formula})`, value.length);
+  return value;
+}
+
+/** Validates a layer call up front, so nothing is projected before an argument is found wrong. */
+export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {}): ResolvedLayer {
+  if (typeof inputs !== 'object' || inputs === null) invalidArgument(LAYER, 'inputs', 'an object', inputs);
+  const shape = inputs.shape;
+  if (typeof shape !== 'object' || shape === null) invalidArgument(LAYER, 'shape', 'an object', shape);
+  const modelDimValue: unknown = shape.modelDim;
+  if (typeof modelDimValue !== 'number' || !Number.isInteger(modelDimValue) || modelDimValue < 1) {
+    invalidArgument(LAYER, 'shape.modelDim', 'a positive integer', modelDimValue);
+  }
+  const { modelDim: _modelDim, ...attentionShape } = shape;
+  const s = resolveShape(attentionShape, LAYER);
+  const r: ResolvedLayer = { ...s, modelDim: modelDimValue };
+  const {
+    batch: B,
+    queryLength: Lq,
+    keyLength: Lk,
+    modelDim: M,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    headDim: D,
+    valueDim: Dv,
+  } = r;
+  tensor('x', inputs.x, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
+  if (inputs.context !== undefined)
+    tensor('context', inputs.context, B * Lk * M, `B*Lk*modelDim = ${B}*${Lk}*${M}`);
+  else if (Lk !== Lq)
+    invalidArgument(
+      LAYER,
+      'context',
+      `a [B, Lk, modelDim] tensor since keyLength ${Lk} != queryLength ${Lq}`,
+      undefined,
+    );
+  const w = inputs.weights;
+  if (typeof w !== 'object' || w === null)
+    invalidArgument(LAYER, 'weights', 'an object { wq, wk, wv, wo }', w);
+  tensor('weights.wq', w.wq, M * Hq * D, `modelDim*Hq*D = ${M}*${Hq}*${D}`);
+  tensor('weights.wk', w.wk, M * Hkv * D, `modelDim*Hkv*D = ${M}*${Hkv}*${D}`);
+  tensor('weights.wv', w.wv, M * Hkv * Dv, `modelDim*Hkv*Dv = ${M}*${Hkv}*${Dv}`);
+  tensor('weights.wo', w.wo, Hq * Dv * M, `Hq*Dv*modelDim = ${Hq}*${Dv}*${M}`);
+  if (w.bq !== undefined) tensor('weights.bq', w.bq, Hq * D, `Hq*D = ${Hq}*${D}`);
+  if (w.bk !== undefined) tensor('weights.bk', w.bk, Hkv * D, `Hkv*D = ${Hkv}*${D}`);
+  if (w.bv !== undefined) tensor('weights.bv', w.bv, Hkv * Dv, `Hkv*Dv = ${Hkv}*${Dv}`);
+  if (w.bo !== undefined) tensor('weights.bo', w.bo, M, `modelDim = ${M}`);
+  resolveOptions(options, s, LAYER);
+  return r;
+}
+
+type NumericArray = Float32Array | Float64Array;
+
+/** `[B, L, H*D]` -> `[B, H, L, D]`. */
+export function splitHeads<T extends NumericArray>(
+  source: T,
+  batch: number,
+  length: number,
+  heads: number,
+  dim: number,
+): T {
+  const out = new (source.constructor as new (n: number) => T)(source.length);
+  for (let b = 0; b < batch; b++)
+    for (let l = 0; l < length; l++)
+      for (let h = 0; h < heads; h++) {
+        const from = ((b * length + l) * heads + h) * dim;
+        const to = ((b * heads + h) * length + l) * dim;
+        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
+      }
+  return out;
+}
+
+/** `[B, H, L, D]` -> `[B, L, H*D]`. */
+export function mergeHeads<T extends NumericArray>(
+  source: T,
+  batch: number,
+  length: number,
+  heads: number,
+  dim: number,
+): T {
+  const out = new (source.constructor as new (n: number) => T)(source.length);
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < heads; h++)
+      for (let l = 0; l < length; l++) {
+        const from = ((b * heads + h) * length + l) * dim;
+        const to = ((b * length + l) * heads + h) * dim;
+        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
+      }
+  return out;
+}
+
+/**
+ * The multi-head attention layer, written once over any backend's `matmul` and `attention`:
+ * project (`x Wq + bq`, `ctx Wk + bk`, `ctx Wv + bv`), split heads, attend, merge heads, project out
+ * (`Wo + bo`). Returns `output [B, Lq, modelDim]`, plus `lse`/`weights` of the attention if asked.
+ */
+export async function multiHeadAttention(
+  backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const r = validateLayer(inputs, options);
+  const {
+    batch: B,
+    queryLength: Lq,
+    keyLength: Lk,
+    modelDim: M,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    headDim: D,
+    valueDim: Dv,
+  } = r;
+  const { weights: w } = inputs;
+  const source = inputs.context ?? inputs.x;
+  const project = (a: Float32Array, rows: number, b: Float32Array, n: number, bias?: Float32Array) =>
+    backend.matmul({ a, b, shape: { m: rows, k: M, n }, ...(bias && { bias }) });
+  const [qFlat, kFlat, vFlat] = await Promise.all([
+    project(inputs.x, B * Lq, w.wq, Hq * D, w.bq),
+    project(source, B * Lk, w.wk, Hkv * D, w.bk),
+    project(source, B * Lk, w.wv, Hkv * Dv, w.bv),
+  ]);
+  const attended = await backend.attention(
+    {
+      q: splitHeads(qFlat, B, Lq, Hq, D),
+      k: splitHeads(kFlat, B, Lk, Hkv, D),
+      v: splitHeads(vFlat, B, Lk, Hkv, Dv),
+      shape: {
+        batch: B,
+        queryHeads: Hq,
+        kvHeads: Hkv,
+        queryLength: Lq,
+        keyLength: Lk,
+        headDim: D,
+        valueDim: Dv,
+      },
+    },
+    options,
+  );
+  const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);
+  const output = await backend.matmul({
+    a: merged,
+    b: w.wo,
+    shape: { m: B * Lq, k: Hq * Dv, n: M },
+    ...(w.bo && { bias: w.bo }),
+  });
+  return { ...attended, output };
+}
+
+/** The layer in float64 throughout: what conformance compares a backend's layer against. */
+export function referenceMultiHeadAttention64(
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): ReferenceResult64 {
+  const r = validateLayer(inputs, options);
+  const {
+    batch: B,
+    queryLength: Lq,
+    keyLength: Lk,
+    modelDim: M,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    headDim: D,
+    valueDim: Dv,
+  } = r;
+  const { weights: w } = inputs;
+  const source = inputs.context ?? inputs.x;
+  const q = splitHeads(referenceMatmul64(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);
+  const k = splitHeads(referenceMatmul64(source, w.wk, B * Lk, M, Hkv * D, w.bk ?? null), B, Lk, Hkv, D);
+  const v = splitHeads(referenceMatmul64(source, w.wv, B * Lk, M, Hkv * Dv, w.bv ?? null), B, Lk, Hkv, Dv);
+  const shape = {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  };
+  const attended = referenceAttentionProblem64({ q, k, v, shape, ...resolveOptions(options, shape, LAYER) });
+  const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);
+  return { ...attended, output: referenceMatmul64(merged, w.wo, B * Lq, Hq * Dv, M, w.bo ?? null) };
+}
