@@ -235,7 +235,11 @@ export function createBackend(implementation: BackendImplementation): AttentionB
   };
 
   const init = (): Promise<void> => {
-    ensureOpen('init');
+    try {
+      ensureOpen('init');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (initializing === null) {
       initializing = implementation.init().catch((error: unknown) => {
         initializing = null; // a failed init may be retried (a lost device, a page that gains isolation)
