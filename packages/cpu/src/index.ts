@@ -1,0 +1,103 @@
+/**
+ * @attnkit/cpu: attention in pure TypeScript. Blocked, online softmax (FlashAttention's schedule),
+ * float64 accumulation, every option of the spec, no `Lq x Lk` buffer unless weights are asked for.
+ * @packageDocumentation
+ */
+import {
+  ALL_FEATURES,
+  type AttentionBackend,
+  AttnkitError,
+  type BackendCapabilities,
+  createBackend,
+  describeValue,
+  MAX_TENSOR_ELEMENTS,
+} from '@attnkit/spec';
+import { blockedAttention } from './attention.js';
+import { blockedMatmul } from './matmul.js';
+import { Scratch } from './scratch.js';
+
+export { type BlockSizes, blockedAttention, queryBlockFor } from './attention.js';
+export { blockedMatmul } from './matmul.js';
+export { Scratch } from './scratch.js';
+
+/** Options of {@link createCpuBackend}. Tile sizes change speed only, never results beyond rounding. */
+export interface CpuBackendOptions {
+  /**
+   * Query rows per head in one block. Default: `min(32, floor(64 / G))` where `G = Hq / Hkv`, so a
+   * block holds about 64 rows across the heads that share a K/V tile.
+   */
+  queryBlock?: number;
+  /** Keys per tile. Default 64 (a 64 x 64 float32 K tile is 16 KiB: it stays in L1). */
+  keyBlock?: number;
+}
+
+/** The declared tolerance: float64 inside, one rounding to float32 at the end. */
+export const CPU_TOLERANCE = { atol: 1e-6, rtol: 1e-5 } as const;
+
+const DEFAULT_KEY_BLOCK = 64;
+/** Tiles beyond this only cost memory: the scratch is `rows * keyBlock` float64. */
+const MAX_BLOCK = 4096;
+
+function blockOption(name: 'queryBlock' | 'keyBlock', value: unknown): number | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_BLOCK) {
+    const actual = describeValue(value);
+    throw new AttnkitError(
+      'invalid-argument',
+      `createCpuBackend: options.${name} must be an integer in [1, ${MAX_BLOCK}], got ${actual}`,
+      { argument: `options.${name}`, expected: `an integer in [1, ${MAX_BLOCK}]`, actual },
+    );
+  }
+  return value;
+}
+
+/**
+ * Creates the pure TypeScript backend. It holds no resources until a call needs scratch memory;
+ * `dispose()` drops that memory. Single-threaded and deterministic.
+ *
+ * @example
+ * ```ts
+ * const backend = createCpuBackend();
+ * const { output } = await backend.attention({ q, k, v, shape }, { causal: true });
+ * await backend.dispose();
+ * ```
+ */
+export function createCpuBackend(options: CpuBackendOptions = {}): AttentionBackend {
+  if (typeof options !== 'object' || options === null) {
+    const actual = describeValue(options);
+    throw new AttnkitError('invalid-argument', `createCpuBackend: options must be an object, got ${actual}`, {
+      argument: 'options',
+      expected: 'an object',
+      actual,
+    });
+  }
+  const sizes = {
+    queryBlock: blockOption('queryBlock', options.queryBlock),
+    keyBlock: blockOption('keyBlock', options.keyBlock) ?? DEFAULT_KEY_BLOCK,
+  };
+  const scratch = new Scratch();
+  const capabilities: BackendCapabilities = {
+    features: ALL_FEATURES,
+    // Output, and weights when asked for, are single Float32Arrays: the spec's element cap applies
+    limits: { tensorElements: MAX_TENSOR_ELEMENTS },
+    tolerance: CPU_TOLERANCE,
+    deterministic: true,
+    engine: `TypeScript, blocked online softmax (float64 accumulation, key tile ${sizes.keyBlock})`,
+    threads: 1,
+    notes: [],
+  };
+  return createBackend({
+    name: 'cpu',
+    capabilities: () => capabilities,
+    init: async () => {},
+    attention: async (problem) => blockedAttention(problem, scratch, sizes),
+    matmul: async (problem) => blockedMatmul(problem, scratch),
+    memory: () => ({ hostBytes: scratch.bytes(), deviceBytes: 0 }),
+    dispose: async () => scratch.release(),
+  });
+}
+
+/** Zero-argument factory, the module's default export (what the conformance CLI imports). */
+export default function createDefaultCpuBackend(): AttentionBackend {
+  return createCpuBackend();
+}
