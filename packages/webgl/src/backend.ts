@@ -1,0 +1,366 @@
+import {
+  ALL_FEATURES,
+  type AttentionBackend,
+  type AttentionProblem,
+  type AttentionResult,
+  AttnkitError,
+  type BackendCapabilities,
+  type BackendImplementation,
+  createBackend,
+  kvHeadFor,
+  type MatmulProblem,
+  queryPosition,
+  visibleKeyRange,
+} from '@attnkit/spec';
+import { type GlKernel, type GlRuntime, type GlTexture, openGl } from './gl.js';
+import {
+  accumulateKernel,
+  finalizeKernel,
+  initAccKernel,
+  initMaxKernel,
+  matmulKernel,
+  probsKernel,
+  ROW_INFO,
+  rowMaxKernel,
+  scoresKernel,
+  weightsKernel,
+} from './kernels.js';
+
+/** Options of {@link createWebglBackend}. */
+export interface WebglBackendOptions {
+  /**
+   * Keys per pass (the tile). Memory per pass is O(rows x tile); Lk itself is unbounded because the
+   * running max and denominator carry between passes. Default 1024, capped by MAX_TEXTURE_SIZE.
+   */
+  tileKeys?: number;
+  /**
+   * Largest `rows x tile` (and `rows x cols` for matmul) block one pass may hold, in elements.
+   * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture).
+   */
+  blockElements?: number;
+  /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
+  open?: () => Promise<GlRuntime>;
+}
+
+/**
+ * float32 on the GPU with highp: q.k accumulates in float32 in a different order than the float64
+ * reference, and GLSL exp/log on SwiftShader are accurate to a few ulp, not half an ulp. Measured
+ * worst case over the tests is well inside; the same for every case.
+ */
+export const WEBGL_TOLERANCE = { atol: 2e-5, rtol: 2e-4 } as const;
+
+interface Kernels {
+  scores: GlKernel;
+  rowMax: GlKernel;
+  probs: GlKernel;
+  accumulate: GlKernel;
+  initMax: GlKernel;
+  initAcc: GlKernel;
+  finalize: GlKernel;
+  weights: GlKernel;
+  matmul: GlKernel;
+}
+
+const DUMMY = new Float32Array(1);
+
+function baseCapabilities(): BackendCapabilities {
+  return {
+    features: ALL_FEATURES,
+    limits: {},
+    tolerance: WEBGL_TOLERANCE,
+    deterministic: true,
+    engine: 'gpu.js WebGL (not initialised)',
+    threads: 1,
+    notes: ['Capabilities are final after init(): the GL context decides the kernel class and limits.'],
+  };
+}
+
+/** The BackendImplementation; exported for tests that inspect the runtime. */
+export class WebglImplementation implements BackendImplementation {
+  readonly name = 'webgl';
+  private runtime: GlRuntime | null = null;
+  private kernels: Kernels | null = null;
+  private caps: BackendCapabilities = baseCapabilities();
+  private readonly tileKeys: number;
+  private readonly blockElements: number;
+  private readonly open: () => Promise<GlRuntime>;
+  private hostBytes = 0;
+
+  constructor(options: WebglBackendOptions = {}) {
+    this.tileKeys = options.tileKeys ?? 1024;
+    this.blockElements = options.blockElements ?? 1 << 21;
+    this.open = options.open ?? openGl;
+    for (const [name, value] of [
+      ['tileKeys', this.tileKeys],
+      ['blockElements', this.blockElements],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new AttnkitError(
+          'invalid-argument',
+          `createWebglBackend: options.${name} must be a positive integer, got ${value}`,
+          {
+            argument: `options.${name}`,
+            expected: 'a positive integer',
+            actual: String(value),
+          },
+        );
+      }
+    }
+  }
+
+  /** The GL runtime after init (kernel class, renderer), or null. */
+  get gl(): GlRuntime | null {
+    return this.runtime;
+  }
+
+  capabilities(): BackendCapabilities {
+    return this.caps;
+  }
+
+  async init(): Promise<void> {
+    if (this.runtime !== null) return;
+    const runtime = await this.open();
+    try {
+      this.kernels = {
+        scores: runtime.kernel(scoresKernel),
+        rowMax: runtime.kernel(rowMaxKernel),
+        probs: runtime.kernel(probsKernel),
+        accumulate: runtime.kernel(accumulateKernel),
+        initMax: runtime.kernel(initMaxKernel),
+        initAcc: runtime.kernel(initAccKernel),
+        finalize: runtime.kernel(finalizeKernel),
+        weights: runtime.kernel(weightsKernel),
+        matmul: runtime.kernel(matmulKernel),
+      };
+    } catch (error) {
+      await runtime.destroy();
+      throw error;
+    }
+    this.runtime = runtime;
+    const max = runtime.maxTextureSize;
+    this.caps = {
+      features: ALL_FEATURES,
+      // Dv + 1 columns (values and the denominator) share one texture row.
+      limits: { valueDim: max - 1 },
+      tolerance: WEBGL_TOLERANCE,
+      deterministic: true,
+      engine: `gpu.js ${runtime.kernelClass} on ${runtime.renderer}`,
+      threads: 1,
+      notes: [
+        `${runtime.version}; MAX_TEXTURE_SIZE ${max}. Keys are processed in tiles of ${Math.min(this.tileKeys, max)} ` +
+          'with a running max and sum, so Lk is not bounded by the texture size.',
+        'Single precision (float32) with highp shaders; gpu.js CPU/webasm fallback is refused, never used.',
+      ],
+    };
+  }
+
+  private ready(): { runtime: GlRuntime; kernels: Kernels } {
+    if (this.runtime === null || this.kernels === null) {
+      throw new AttnkitError('unavailable', 'webgl: backend used before init() resolved', {
+        argument: 'backend',
+        expected: 'an initialised backend',
+        actual: 'not initialised',
+      });
+    }
+    return { runtime: this.runtime, kernels: this.kernels };
+  }
+
+  async attention(problem: AttentionProblem): Promise<AttentionResult> {
+    const { runtime, kernels } = this.ready();
+    const { shape } = problem;
+    const {
+      batch: B,
+      queryHeads: Hq,
+      kvHeads: Hkv,
+      queryLength: Lq,
+      keyLength: Lk,
+      headDim: D,
+      valueDim: Dv,
+    } = shape;
+    const rows = B * Hq * Lq;
+    const max = runtime.maxTextureSize;
+    const tile = Math.max(1, Math.min(this.tileKeys, Lk, max));
+    const chunkRows = Math.max(
+      1,
+      Math.min(rows, max, Math.floor(this.blockElements / Math.max(tile, Dv + 1))),
+    );
+    const negInf = Number.NEGATIVE_INFINITY;
+
+    const output = new Float32Array(rows * Dv);
+    const lse = problem.returnLse ? new Float32Array(rows) : undefined;
+    const weights = problem.returnWeights ? new Float32Array(rows * Lk) : undefined;
+
+    const released: GlTexture[] = [];
+    const release = (t: GlTexture | null) => {
+      if (t !== null) released.push(t);
+    };
+    const flush = () => {
+      for (const t of released.splice(0)) runtime.release(t);
+    };
+
+    const q = runtime.input(problem.q, D, B * Hq * Lq);
+    const k = runtime.input(problem.k, D, B * Hkv * Lk);
+    const v = runtime.input(problem.v, Dv, B * Hkv * Lk);
+    let bias = runtime.input(DUMMY, 1, 1);
+    let biasKeyStride = 0;
+    if (problem.bias !== null) {
+      const [, , , lkDim] = problem.bias.shape;
+      bias = runtime.input(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
+      biasKeyStride = lkDim === 1 ? 0 : 1;
+    }
+    let keyMask = runtime.input(DUMMY, 1, 1);
+    if (problem.keyMask !== null)
+      keyMask = runtime.input(
+        Float32Array.from(problem.keyMask, (x) => (x !== 0 ? 1 : 0)),
+        Lk,
+        B,
+      );
+    this.hostBytes = (problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4;
+
+    try {
+      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+        const rc = Math.min(chunkRows, rows - r0);
+        const info = new Float32Array(rc * ROW_INFO.width);
+        let firstKey = Lk;
+        let lastKey = 0;
+        for (let rr = 0; rr < rc; rr++) {
+          const row = r0 + rr;
+          const i = row % Lq;
+          const bh = (row - i) / Lq;
+          const h = bh % Hq;
+          const b = (bh - h) / Hq;
+          const g = kvHeadFor(h, Hq, Hkv);
+          const position = queryPosition(i, Lq, Lk);
+          const base = rr * ROW_INFO.width;
+          info[base + ROW_INFO.qRow] = row;
+          info[base + ROW_INFO.kvBase] = (b * Hkv + g) * Lk;
+          info[base + ROW_INFO.position] = position;
+          info[base + ROW_INFO.batch] = b;
+          if (problem.bias !== null) {
+            const [sb, sh, si] = problem.bias.strides;
+            const lkDim = problem.bias.shape[3];
+            info[base + ROW_INFO.biasRow] = (b * sb + h * sh + i * si) / lkDim;
+          }
+          info[base + ROW_INFO.slope] = problem.alibiSlopes === null ? 0 : problem.alibiSlopes[h];
+          info[base + ROW_INFO.sink] = problem.sinks === null ? negInf : problem.sinks[h];
+          const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+          if (range.end > range.start) {
+            firstKey = Math.min(firstKey, range.start);
+            lastKey = Math.max(lastKey, range.end);
+          }
+        }
+        const rowInfo = runtime.input(info, ROW_INFO.width, rc);
+        let m = kernels.initMax.run([1, rc], [rowInfo]);
+        let acc = kernels.initAcc.run([Dv + 1, rc], [rowInfo, Dv, negInf]);
+        // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
+        const tileStarts: number[] = [];
+        for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
+        const scoreArgs = (j0: number) => [
+          q,
+          k,
+          bias,
+          keyMask,
+          rowInfo,
+          j0,
+          Lk,
+          D,
+          problem.scale,
+          problem.softcap ?? 0,
+          biasKeyStride,
+          problem.bias !== null ? 1 : 0,
+          problem.keyMask !== null ? 1 : 0,
+          problem.causal ? 1 : 0,
+          problem.slidingWindow ?? 0,
+          negInf,
+        ];
+        for (const j0 of tileStarts) {
+          const s = kernels.scores.run([tile, rc], scoreArgs(j0));
+          const mNew = kernels.rowMax.run([1, rc], [s, m, tile]);
+          const p = kernels.probs.run([tile, rc], [s, mNew, negInf]);
+          const accNew = kernels.accumulate.run(
+            [Dv + 1, rc],
+            [p, v, acc, m, mNew, rowInfo, j0, tile, Dv, negInf],
+          );
+          release(s);
+          release(p);
+          release(m);
+          release(acc);
+          flush();
+          m = mNew;
+          acc = accNew;
+        }
+        const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, negInf]);
+        const values = runtime.read(done);
+        release(done);
+        for (let rr = 0; rr < rc; rr++) {
+          const from = rr * (Dv + 1);
+          output.set(values.subarray(from, from + Dv), (r0 + rr) * Dv);
+          if (lse) lse[r0 + rr] = values[from + Dv];
+        }
+        if (weights) {
+          for (const j0 of tileStarts) {
+            const s = kernels.scores.run([tile, rc], scoreArgs(j0));
+            const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, negInf]);
+            const block = runtime.read(w);
+            release(s);
+            release(w);
+            flush();
+            const width = Math.min(tile, Lk - j0);
+            for (let rr = 0; rr < rc; rr++) {
+              weights.set(block.subarray(rr * tile, rr * tile + width), (r0 + rr) * Lk + j0);
+            }
+          }
+        }
+        release(m);
+        release(acc);
+        flush();
+      }
+    } finally {
+      flush();
+      this.hostBytes = 0;
+    }
+    return { output, ...(lse && { lse }), ...(weights && { weights }) };
+  }
+
+  async matmul(problem: MatmulProblem): Promise<Float32Array> {
+    const { runtime, kernels } = this.ready();
+    const { m, k: K, n } = problem.shape;
+    const max = runtime.maxTextureSize;
+    const cols = Math.min(n, max);
+    const rowsPer = Math.max(1, Math.min(m, max, Math.floor(this.blockElements / cols)));
+    const a = runtime.input(problem.a, K, m);
+    const b = runtime.input(problem.b, n, K);
+    const bias = problem.bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(problem.bias, n, 1);
+    const out = new Float32Array(m * n);
+    for (let m0 = 0; m0 < m; m0 += rowsPer) {
+      const rc = Math.min(rowsPer, m - m0);
+      for (let n0 = 0; n0 < n; n0 += cols) {
+        const cc = Math.min(cols, n - n0);
+        const t = kernels.matmul.run([cc, rc], [a, b, bias, m0, n0, K, problem.bias === null ? 0 : 1]);
+        const block = runtime.read(t);
+        runtime.release(t);
+        for (let r = 0; r < rc; r++) out.set(block.subarray(r * cc, (r + 1) * cc), (m0 + r) * n + n0);
+      }
+    }
+    return out;
+  }
+
+  memory() {
+    return { hostBytes: this.hostBytes, deviceBytes: this.runtime?.deviceBytes() ?? 0 };
+  }
+
+  async dispose(): Promise<void> {
+    const runtime = this.runtime;
+    this.runtime = null;
+    this.kernels = null;
+    if (runtime !== null) await runtime.destroy();
+  }
+}
+
+/**
+ * Creates the WebGL backend. It acquires nothing until `init()` (or the first call); `init()` rejects
+ * with `unavailable` and the reason where no GL kernel class of gpu.js can run.
+ */
+export function createWebglBackend(options: WebglBackendOptions = {}): AttentionBackend {
+  return createBackend(new WebglImplementation(options));
+}
