@@ -21,11 +21,11 @@ export function queryBlockFor(sizes: BlockSizes, groupSize: number): number {
 }
 
 /**
- * Raw dot products `q_row . k_j` for keys `[js, je)`, written to `out[base + j - j0]`. Four keys at a
- * time so each query element is loaded once per four multiply-adds; each dot still sums over `d` in
- * order, so a key's score has the same bits whichever group of four it falls in.
+ * Raw dot products `q_row . k_j` for keys `[js, je)`, written to `out[base + j]`. Four keys at a time
+ * so each query element is loaded once per four multiply-adds. Each dot sums over `d` in order, so a
+ * key's score has the same bits whichever group of four (or {@link dots2} pair) it falls in.
  */
-function dots(
+function dots1(
   q: Float32Array,
   qo: number,
   k: Float32Array,
@@ -66,11 +66,78 @@ function dots(
   }
 }
 
+/** {@link dots1} for two query rows at once (2 x 4 register block: six loads per eight multiply-adds). */
+function dots2(
+  q: Float32Array,
+  qa: number,
+  qb: number,
+  k: Float32Array,
+  kBase: number,
+  D: number,
+  js: number,
+  je: number,
+  out: Float64Array,
+  baseA: number,
+  baseB: number,
+): void {
+  let j = js;
+  for (; j + 3 < je; j += 4) {
+    const k0 = (kBase + j) * D;
+    const k1 = k0 + D;
+    const k2 = k1 + D;
+    const k3 = k2 + D;
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    let b0 = 0;
+    let b1 = 0;
+    let b2 = 0;
+    let b3 = 0;
+    for (let d = 0; d < D; d++) {
+      const x = q[qa + d];
+      const y = q[qb + d];
+      const c0 = k[k0 + d];
+      const c1 = k[k1 + d];
+      const c2 = k[k2 + d];
+      const c3 = k[k3 + d];
+      a0 += x * c0;
+      a1 += x * c1;
+      a2 += x * c2;
+      a3 += x * c3;
+      b0 += y * c0;
+      b1 += y * c1;
+      b2 += y * c2;
+      b3 += y * c3;
+    }
+    out[baseA + j] = a0;
+    out[baseA + j + 1] = a1;
+    out[baseA + j + 2] = a2;
+    out[baseA + j + 3] = a3;
+    out[baseB + j] = b0;
+    out[baseB + j + 1] = b1;
+    out[baseB + j + 2] = b2;
+    out[baseB + j + 3] = b3;
+  }
+  for (; j < je; j++) {
+    const k0 = (kBase + j) * D;
+    let a = 0;
+    let b = 0;
+    for (let d = 0; d < D; d++) {
+      const c = k[k0 + d];
+      a += q[qa + d] * c;
+      b += q[qb + d] * c;
+    }
+    out[baseA + j] = a;
+    out[baseB + j] = b;
+  }
+}
+
 /**
- * Scores of one query row for keys `[js, je)`, in the spec's order: scale, softcap, bias, ALiBi, then
- * the key mask sets `-inf`. Written to `out[base + j]`; returns their max (NaN-propagating).
+ * Turns raw dots `out[base + j]`, `j` in `[js, je)`, into logits in the spec's order: scale, softcap,
+ * bias, ALiBi, then the key mask sets `-inf`. Returns their max (NaN-propagating).
  */
-function scoreRow(
+function finishScores(
   p: AttentionProblem,
   b: number,
   h: number,
@@ -81,16 +148,13 @@ function scoreRow(
   out: Float64Array,
   base: number,
 ): number {
-  const { batch: _B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk, headDim: D } = p.shape;
-  const g = Math.floor(h / (Hq / Hkv));
-  dots(p.q, ((b * Hq + h) * Lq + i) * D, p.k, (b * Hkv + g) * Lk, D, js, je, out, base);
   const { scale, softcap, bias, alibiSlopes, keyMask } = p;
   let max = NEG_INF;
   const biasData = bias === null ? null : bias.data;
   const biasRow = bias === null ? 0 : b * bias.strides[0] + h * bias.strides[1] + i * bias.strides[2];
   const biasStep = bias === null ? 0 : bias.strides[3];
   const slope = alibiSlopes === null ? 0 : alibiSlopes[h];
-  const maskBase = b * Lk;
+  const maskBase = b * p.shape.keyLength;
   for (let j = js; j < je; j++) {
     let s = scale * out[base + j];
     if (softcap !== null) s = softcap * Math.tanh(s / softcap);
@@ -104,29 +168,183 @@ function scoreRow(
   return max;
 }
 
+/** Offset of query row `i` of head `h` in `q` (and, times `Dv / D`, in the output). */
+function rowIndex(p: AttentionProblem, b: number, h: number, i: number): number {
+  return (b * p.shape.queryHeads + h) * p.shape.queryLength + i;
+}
+
 /**
  * Blocked attention with an online softmax (FlashAttention's schedule on a CPU): for each block of
  * query rows (all heads of one kv group together, so a K/V tile is read from cache once per group),
  * walk the key tiles that `causal`/`slidingWindow` leave visible, keep a running max and denominator
- * per row, rescale the accumulators when the max grows. Scores and accumulators are float64; no
- * `Lq x Lk` buffer exists unless `returnWeights` asks for one (then a second pass fills it).
+ * per row, rescale the accumulators when the max grows. Rows go four at a time through register-
+ * blocked dot and value loops. Scores and accumulators are float64; no `Lq x Lk` buffer exists
+ * unless `returnWeights` asks for one (then a second pass fills it).
  */
 export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: BlockSizes): AttentionResult {
-  const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk, valueDim: Dv } = p.shape;
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = p.shape;
   const G = Hq / Hkv;
   const br = queryBlockFor(sizes, G);
   const bk = sizes.keyBlock;
   const output = new Float32Array(B * Hq * Lq * Dv);
   const lse = p.returnLse ? new Float32Array(B * Hq * Lq) : null;
   const weights = p.returnWeights ? new Float32Array(B * Hq * Lq * Lk) : null;
-  scratch.ensureAttention(G * br, br, bk, Dv);
-  const { scores, rowMax, rowSum, acc, keyIndex, keyProb, rangeStart, rangeEnd } = scratch;
-  const { v, sinks } = p;
+  scratch.ensureAttention(G * br, br, bk, Dv, Lk);
+  const { scores, rowMax, rowSum, acc, keyIndex, keyProb, rangeStart, rangeEnd, nonFinite } = scratch;
+  const { q, k, v, sinks } = p;
   const offset = Lk - Lq;
+
+  /**
+   * Folds the logits of row `r` over its own keys `[a, e)` into its running max and sum, rescales its
+   * accumulator, and leaves the probabilities in `scores[base + j]` for the whole hull `[js, je)`
+   * (zeros outside `[a, e)`), ready for a dense value pass.
+   */
+  const update = (r: number, base: number, js: number, je: number, a: number, e: number, tileMax: number) => {
+    const mOld = rowMax[r];
+    const mNew = Math.max(mOld, tileMax);
+    if (a >= e || mNew === NEG_INF) {
+      // No finite logit yet: exp(-inf - -inf) would be NaN, and these keys weigh exactly 0
+      scores.fill(0, base + js, base + je);
+      return;
+    }
+    scores.fill(0, base + js, base + a);
+    scores.fill(0, base + e, base + je);
+    const alpha = Math.exp(mOld - mNew);
+    let sum = 0;
+    for (let j = a; j < e; j++) {
+      const x = Math.exp(scores[base + j] - mNew);
+      scores[base + j] = x;
+      sum += x;
+    }
+    rowSum[r] = rowSum[r] * alpha + sum;
+    rowMax[r] = mNew;
+    const ao = r * Dv;
+    if (alpha === 0) {
+      // Everything so far now weighs exactly 0: drop it rather than multiply (Infinity * 0 = NaN)
+      acc.fill(0, ao, ao + Dv);
+    } else if (alpha !== 1) {
+      for (let d = 0; d < Dv; d++) acc[ao + d] *= alpha;
+    }
+  };
+
+  /** Value pass for one row that skips keys of probability exactly 0 (0 * Infinity must not happen). */
+  const valuesSparse = (r: number, base: number, js: number, je: number, vBase: number) => {
+    let count = 0;
+    for (let j = js; j < je; j++) {
+      const x = scores[base + j];
+      if (x !== 0) {
+        keyIndex[count] = j;
+        keyProb[count] = x;
+        count++;
+      }
+    }
+    const ao = r * Dv;
+    let t = 0;
+    for (; t + 3 < count; t += 4) {
+      const p0 = keyProb[t];
+      const p1 = keyProb[t + 1];
+      const p2 = keyProb[t + 2];
+      const p3 = keyProb[t + 3];
+      const v0 = (vBase + keyIndex[t]) * Dv;
+      const v1 = (vBase + keyIndex[t + 1]) * Dv;
+      const v2 = (vBase + keyIndex[t + 2]) * Dv;
+      const v3 = (vBase + keyIndex[t + 3]) * Dv;
+      for (let d = 0; d < Dv; d++) {
+        acc[ao + d] += p0 * v[v0 + d] + p1 * v[v1 + d] + p2 * v[v2 + d] + p3 * v[v3 + d];
+      }
+    }
+    for (; t < count; t++) {
+      const p0 = keyProb[t];
+      const v0 = (vBase + keyIndex[t]) * Dv;
+      for (let d = 0; d < Dv; d++) acc[ao + d] += p0 * v[v0 + d];
+    }
+  };
+
+  /**
+   * Dense value pass for four rows (4 x 4 register block). Only used where every value row of the hull
+   * is finite: then a probability of 0 adds exactly 0, the same as skipping the key.
+   */
+  const values4 = (r0: number, base0: number, js: number, je: number, vBase: number, rowStride: number) => {
+    const a0 = r0 * Dv;
+    const a1 = a0 + Dv;
+    const a2 = a1 + Dv;
+    const a3 = a2 + Dv;
+    const s0 = base0;
+    const s1 = s0 + rowStride;
+    const s2 = s1 + rowStride;
+    const s3 = s2 + rowStride;
+    let j = js;
+    for (; j + 3 < je; j += 4) {
+      const v0 = (vBase + j) * Dv;
+      const v1 = v0 + Dv;
+      const v2 = v1 + Dv;
+      const v3 = v2 + Dv;
+      const p00 = scores[s0 + j];
+      const p01 = scores[s0 + j + 1];
+      const p02 = scores[s0 + j + 2];
+      const p03 = scores[s0 + j + 3];
+      const p10 = scores[s1 + j];
+      const p11 = scores[s1 + j + 1];
+      const p12 = scores[s1 + j + 2];
+      const p13 = scores[s1 + j + 3];
+      const p20 = scores[s2 + j];
+      const p21 = scores[s2 + j + 1];
+      const p22 = scores[s2 + j + 2];
+      const p23 = scores[s2 + j + 3];
+      const p30 = scores[s3 + j];
+      const p31 = scores[s3 + j + 1];
+      const p32 = scores[s3 + j + 2];
+      const p33 = scores[s3 + j + 3];
+      for (let d = 0; d < Dv; d++) {
+        const x0 = v[v0 + d];
+        const x1 = v[v1 + d];
+        const x2 = v[v2 + d];
+        const x3 = v[v3 + d];
+        acc[a0 + d] += p00 * x0 + p01 * x1 + p02 * x2 + p03 * x3;
+        acc[a1 + d] += p10 * x0 + p11 * x1 + p12 * x2 + p13 * x3;
+        acc[a2 + d] += p20 * x0 + p21 * x1 + p22 * x2 + p23 * x3;
+        acc[a3 + d] += p30 * x0 + p31 * x1 + p32 * x2 + p33 * x3;
+      }
+    }
+    for (; j < je; j++) {
+      const v0 = (vBase + j) * Dv;
+      const p0 = scores[s0 + j];
+      const p1 = scores[s1 + j];
+      const p2 = scores[s2 + j];
+      const p3 = scores[s3 + j];
+      for (let d = 0; d < Dv; d++) {
+        const x = v[v0 + d];
+        acc[a0 + d] += p0 * x;
+        acc[a1 + d] += p1 * x;
+        acc[a2 + d] += p2 * x;
+        acc[a3 + d] += p3 * x;
+      }
+    }
+  };
 
   for (let b = 0; b < B; b++) {
     for (let g = 0; g < Hkv; g++) {
-      const vBase = (b * Hkv + g) * Lk;
+      const kvBase = (b * Hkv + g) * Lk;
+      // nonFinite[j] counts value rows before j holding a NaN or an infinity, to tell which tiles
+      // may take the dense value pass
+      nonFinite[0] = 0;
+      for (let j = 0; j < Lk; j++) {
+        let bad = 0;
+        const v0 = (kvBase + j) * Dv;
+        for (let d = 0; d < Dv; d++) {
+          const x = v[v0 + d];
+          if (x - x !== 0) bad = 1;
+        }
+        nonFinite[j + 1] = nonFinite[j] + bad;
+      }
       for (let i0 = 0; i0 < Lq; i0 += br) {
         const n = Math.min(br, Lq - i0);
         const rows = G * n;
@@ -157,58 +375,54 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
           const j1 = Math.min(j0 + bk, unionEnd);
           for (let hh = 0; hh < G; hh++) {
             const h = g * G + hh;
-            for (let ii = 0; ii < n; ii++) {
+            let ii = 0;
+            for (; ii + 3 < n; ii += 4) {
+              // The hull of four consecutive rows' ranges (starts and ends are monotone)
               const js = Math.max(j0, rangeStart[ii]);
-              const je = Math.min(j1, rangeEnd[ii]);
+              const je = Math.min(j1, rangeEnd[ii + 3]);
               if (js >= je) continue;
+              const r0 = hh * n + ii;
+              const q0 = rowIndex(p, b, h, i0 + ii) * D;
+              dots2(q, q0, q0 + D, k, kvBase, D, js, je, scores, r0 * bk - j0, (r0 + 1) * bk - j0);
+              dots2(
+                q,
+                q0 + 2 * D,
+                q0 + 3 * D,
+                k,
+                kvBase,
+                D,
+                js,
+                je,
+                scores,
+                (r0 + 2) * bk - j0,
+                (r0 + 3) * bk - j0,
+              );
+              for (let x = 0; x < 4; x++) {
+                const r = r0 + x;
+                const base = r * bk - j0;
+                const a = Math.max(js, rangeStart[ii + x]);
+                const e = Math.min(je, rangeEnd[ii + x]);
+                const i = i0 + ii + x;
+                const tileMax = a < e ? finishScores(p, b, h, i, offset + i, a, e, scores, base) : NEG_INF;
+                update(r, base, js, je, a, e, tileMax);
+              }
+              if (nonFinite[je] === nonFinite[js]) {
+                values4(r0, r0 * bk - j0, js, je, kvBase, bk);
+              } else {
+                for (let x = 0; x < 4; x++) valuesSparse(r0 + x, (r0 + x) * bk - j0, js, je, kvBase);
+              }
+            }
+            for (; ii < n; ii++) {
+              const a = Math.max(j0, rangeStart[ii]);
+              const e = Math.min(j1, rangeEnd[ii]);
+              if (a >= e) continue;
               const r = hh * n + ii;
               const base = r * bk - j0;
-              const tileMax = scoreRow(p, b, h, i0 + ii, offset + i0 + ii, js, je, scores, base);
-              const mOld = rowMax[r];
-              const mNew = Math.max(mOld, tileMax);
-              // Nothing finite yet: exp(-inf - -inf) would be NaN, and these keys weigh exactly 0
-              if (mNew === NEG_INF) continue;
-              const alpha = Math.exp(mOld - mNew);
-              let count = 0;
-              let sum = 0;
-              for (let j = js; j < je; j++) {
-                const e = Math.exp(scores[base + j] - mNew);
-                // A key whose weight is exactly 0 must not touch V (0 * Infinity would be NaN)
-                if (e !== 0) {
-                  keyIndex[count] = j;
-                  keyProb[count] = e;
-                  count++;
-                  sum += e;
-                }
-              }
-              rowSum[r] = rowSum[r] * alpha + sum;
-              rowMax[r] = mNew;
-              const ao = r * Dv;
-              if (alpha === 0) {
-                // Everything so far now weighs exactly 0: drop it rather than multiply (Infinity * 0)
-                acc.fill(0, ao, ao + Dv);
-              } else if (alpha !== 1) {
-                for (let d = 0; d < Dv; d++) acc[ao + d] *= alpha;
-              }
-              let t = 0;
-              for (; t + 3 < count; t += 4) {
-                const p0 = keyProb[t];
-                const p1 = keyProb[t + 1];
-                const p2 = keyProb[t + 2];
-                const p3 = keyProb[t + 3];
-                const v0 = (vBase + keyIndex[t]) * Dv;
-                const v1 = (vBase + keyIndex[t + 1]) * Dv;
-                const v2 = (vBase + keyIndex[t + 2]) * Dv;
-                const v3 = (vBase + keyIndex[t + 3]) * Dv;
-                for (let d = 0; d < Dv; d++) {
-                  acc[ao + d] += p0 * v[v0 + d] + p1 * v[v1 + d] + p2 * v[v2 + d] + p3 * v[v3 + d];
-                }
-              }
-              for (; t < count; t++) {
-                const p0 = keyProb[t];
-                const v0 = (vBase + keyIndex[t]) * Dv;
-                for (let d = 0; d < Dv; d++) acc[ao + d] += p0 * v[v0 + d];
-              }
+              const i = i0 + ii;
+              dots1(q, rowIndex(p, b, h, i) * D, k, kvBase, D, a, e, scores, base);
+              const tileMax = finishScores(p, b, h, i, offset + i, a, e, scores, base);
+              update(r, base, a, e, a, e, tileMax);
+              valuesSparse(r, base, a, e, kvBase);
             }
           }
         }
@@ -217,7 +431,8 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
           const h = g * G + hh;
           for (let ii = 0; ii < n; ii++) {
             const r = hh * n + ii;
-            const row = (b * Hq + h) * Lq + i0 + ii;
+            const i = i0 + ii;
+            const row = rowIndex(p, b, h, i);
             const m = rowMax[r];
             const l = rowSum[r];
             if (m === NEG_INF) {
@@ -229,22 +444,20 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
             const oo = row * Dv;
             for (let d = 0; d < Dv; d++) output[oo + d] = acc[ao + d] / l;
             if (lse !== null) lse[row] = m + Math.log(l);
-            if (weights !== null) {
-              writeWeights(
-                p,
-                b,
-                h,
-                i0 + ii,
-                offset + i0 + ii,
-                rangeStart[ii],
-                rangeEnd[ii],
-                m,
-                l,
-                weights,
-                scores,
-                r * bk,
-                bk,
-              );
+            if (weights === null) continue;
+            const wo = row * Lk;
+            if (!Number.isFinite(m)) {
+              // Max +Infinity or NaN: the reference divides every logit, masked ones too, by a NaN sum
+              weights.fill(Number.NaN, wo, wo + Lk);
+              continue;
+            }
+            // Second pass: the same code recomputes the same score bits, normalised by the final max and sum
+            const base = r * bk;
+            for (let j0 = rangeStart[ii]; j0 < rangeEnd[ii]; j0 += bk) {
+              const j1 = Math.min(j0 + bk, rangeEnd[ii]);
+              dots1(q, row * D, k, kvBase, D, j0, j1, scores, base - j0);
+              finishScores(p, b, h, i, offset + i, j0, j1, scores, base - j0);
+              for (let j = j0; j < j1; j++) weights[wo + j] = Math.exp(scores[base - j0 + j] - m) / l;
             }
           }
         }
@@ -256,38 +469,4 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
     ...(lse !== null && { lse }),
     ...(weights !== null && { weights }),
   };
-}
-
-/**
- * Second pass for `returnWeights`: recompute the row's scores tile by tile (same code, same bits) and
- * normalise with the row's final max and denominator.
- */
-function writeWeights(
-  p: AttentionProblem,
-  b: number,
-  h: number,
-  i: number,
-  position: number,
-  start: number,
-  end: number,
-  m: number,
-  l: number,
-  weights: Float32Array,
-  scores: Float64Array,
-  slot: number,
-  bk: number,
-): void {
-  const Lk = p.shape.keyLength;
-  const wo = ((b * p.shape.queryHeads + h) * p.shape.queryLength + i) * Lk;
-  if (!Number.isFinite(m) || Number.isNaN(l)) {
-    // The reference divides every logit, masked ones too, by a NaN denominator here
-    weights.fill(Number.NaN, wo, wo + Lk);
-    return;
-  }
-  for (let j0 = start; j0 < end; j0 += bk) {
-    const j1 = Math.min(j0 + bk, end);
-    const base = slot - j0;
-    scoreRow(p, b, h, i, position, j0, j1, scores, base);
-    for (let j = j0; j < j1; j++) weights[wo + j] = Math.exp(scores[base + j] - m) / l;
-  }
 }

@@ -19,11 +19,20 @@ export class Scratch {
   /** Visible key range `[start, end)` per query row of a block. */
   rangeStart = new Int32Array(0);
   rangeEnd = new Int32Array(0);
+  /** Prefix counts of value rows holding NaN or an infinity, `[Lk + 1]` (O(Lk), not O(Lq * Lk)). */
+  nonFinite = new Int32Array(0);
   /** Matmul accumulators, `[4, columnBlock]`. */
   matmulAcc = new Float64Array(0);
 
   /** Grows (never shrinks) the attention buffers to fit `rows` rows of a block. */
-  ensureAttention(rows: number, rowsPerHead: number, keyBlock: number, valueDim: number): void {
+  ensureAttention(
+    rows: number,
+    rowsPerHead: number,
+    keyBlock: number,
+    valueDim: number,
+    keyLength: number,
+  ): void {
+    if (this.nonFinite.length < keyLength + 1) this.nonFinite = new Int32Array(keyLength + 1);
     if (this.scores.length < rows * keyBlock) this.scores = new Float64Array(rows * keyBlock);
     if (this.rowMax.length < rows) {
       this.rowMax = new Float64Array(rows);
@@ -56,6 +65,7 @@ export class Scratch {
       this.keyProb.byteLength +
       this.rangeStart.byteLength +
       this.rangeEnd.byteLength +
+      this.nonFinite.byteLength +
       this.matmulAcc.byteLength
     );
   }
@@ -70,6 +80,7 @@ export class Scratch {
     this.keyProb = new Float64Array(0);
     this.rangeStart = new Int32Array(0);
     this.rangeEnd = new Int32Array(0);
+    this.nonFinite = new Int32Array(0);
     this.matmulAcc = new Float64Array(0);
   }
 }
