@@ -206,7 +206,7 @@ export async function openGl(): Promise<GlRuntime> {
   const { context, canvas, kernelClass } = createContext(gpujs);
   const tracker = trackTextures(context);
   const KernelClass = gpujs[kernelClass];
-  if (!KernelClass || !KernelClass.isContextMatch(context)) {
+  if (!KernelClass?.isContextMatch(context)) {
     throw unavailable(`gpu.js does not accept this context as ${kernelClass}`);
   }
   let gpu: any;
