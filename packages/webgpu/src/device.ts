@@ -1,0 +1,150 @@
+import { AttnkitError } from '@attnkit/spec';
+
+/** The shape of the `webgpu` npm package (Dawn for Node) that this backend uses. */
+export interface NodeWebGpuModule {
+  create(flags: string[]): GPU;
+}
+
+/** How the backend gets its device. Every field is optional. */
+export interface DeviceOptions {
+  /**
+   * A device the caller owns. The backend uses it and never destroys it; `dispose()` frees only
+   * what the backend created on it.
+   */
+  device?: GPUDevice;
+  /** A `GPU` object to ask for an adapter (default: `navigator.gpu`, or Dawn in Node). */
+  gpu?: GPU;
+  /** Passed to `requestAdapter`, e.g. `{ powerPreference: 'high-performance' }`. */
+  adapterOptions?: GPURequestAdapterOptions;
+  /**
+   * Node only: the `webgpu` package (Dawn), or a function that loads it. Default: a dynamic import of
+   * `webgpu`, made only when there is no `navigator.gpu`, so browser builds never pull it in.
+   */
+  nodeWebgpuModule?: NodeWebGpuModule | (() => Promise<NodeWebGpuModule>);
+  /** Flags for Dawn's `create()` in Node (default none). */
+  dawnFlags?: string[];
+}
+
+/** A device and whether this backend owns (and so destroys) it. */
+export interface AcquiredDevice {
+  device: GPUDevice;
+  owned: boolean;
+  /** What runs, for `capabilities.engine`. */
+  description: string;
+  /** Kept so Dawn's instance outlives the device in Node. */
+  keepAlive: unknown;
+}
+
+const SWIFTSHADER_HINT =
+  "Without a GPU, point Vulkan at SwiftShader (shipped by Debian's chromium package): " +
+  'VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json, and, when libvulkan.so.1 is not ' +
+  'installed system-wide (apt-get install libvulkan1), also LD_LIBRARY_PATH=/usr/lib/chromium. ' +
+  'Both must be set before Node starts.';
+
+function unavailable(message: string, actual: string, cause?: unknown): AttnkitError {
+  return new AttnkitError('unavailable', message, {
+    argument: 'device',
+    expected: 'a WebGPU adapter',
+    actual,
+    ...(cause !== undefined && { cause }),
+  });
+}
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === 'string';
+}
+
+function browserGpu(): GPU | undefined {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  return nav?.gpu ?? undefined;
+}
+
+async function loadDawn(options: DeviceOptions): Promise<NodeWebGpuModule> {
+  const given = options.nodeWebgpuModule;
+  if (typeof given === 'function') return given();
+  if (given !== undefined) return given;
+  // A computed specifier keeps bundlers from resolving (and shipping) the Node-only package.
+  const specifier = ['web', 'gpu'].join('');
+  try {
+    return (await import(/* @vite-ignore */ specifier)) as NodeWebGpuModule;
+  } catch (error) {
+    throw unavailable(
+      'webgpu: no navigator.gpu here and the optional peer dependency "webgpu" (Dawn for Node) could not ' +
+        'be loaded; install it with `npm install webgpu@0.6.2`, or pass a GPUDevice as `device`',
+      'no navigator.gpu, no "webgpu" package',
+      error,
+    );
+  }
+}
+
+/** Limits this backend asks for: as much as the adapter allows of what drives its tiling. */
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+/**
+ * Returns the caller's device, or acquires one: `options.gpu`, else `navigator.gpu`, else (Node only)
+ * Dawn from the `webgpu` package. A missing adapter is an `unavailable` error that says how to fix it.
+ */
+export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDevice> {
+  if (options.device !== undefined) {
+    return {
+      device: options.device,
+      owned: false,
+      description: 'caller-provided GPUDevice',
+      keepAlive: null,
+    };
+  }
+  let gpu = options.gpu ?? browserGpu();
+  let where = 'navigator.gpu';
+  if (options.gpu !== undefined) where = 'options.gpu';
+  if (gpu === undefined) {
+    if (!isNode()) {
+      throw unavailable(
+        'webgpu: navigator.gpu is missing: this browser has no WebGPU, or the page is not a secure context ' +
+          '(serve it from https:// or http://127.0.0.1); headless Chromium needs --enable-unsafe-webgpu',
+        'navigator.gpu undefined',
+      );
+    }
+    const dawn = await loadDawn(options);
+    gpu = dawn.create(options.dawnFlags ?? []);
+    where = 'Dawn (webgpu package)';
+  }
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter(options.adapterOptions);
+  } catch (error) {
+    throw unavailable(
+      `webgpu: requestAdapter failed on ${where}: ${String(error)}`,
+      'requestAdapter threw',
+      error,
+    );
+  }
+  if (adapter === null) {
+    const hint = isNode() ? ` ${SWIFTSHADER_HINT}` : '';
+    throw unavailable(`webgpu: no WebGPU adapter found (${where}).${hint}`, 'requestAdapter() returned null');
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) {
+    const value = adapter.limits[name];
+    if (typeof value === 'number') requiredLimits[name] = value;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits });
+  } catch (error) {
+    throw unavailable(`webgpu: requestDevice failed: ${String(error)}`, 'requestDevice rejected', error);
+  }
+  const info = adapter.info;
+  const name = [info?.vendor, info?.architecture, info?.device, info?.description]
+    .filter((part) => typeof part === 'string' && part.length > 0)
+    .join(' ');
+  return { device, owned: true, description: `${where}${name ? `: ${name}` : ''}`, keepAlive: gpu };
+}

@@ -1,0 +1,23 @@
+/**
+ * @attnkit/webgpu: attention on WebGPU with fused WGSL kernels, in browsers (`navigator.gpu`) and in
+ * Node (Dawn, from the optional `webgpu` package).
+ * @packageDocumentation
+ */
+import type { BackendFactory } from '@attnkit/spec';
+import { createWebGpuBackend } from './backend.js';
+
+export {
+  createWebGpuBackend,
+  type GpuAttentionInputs,
+  type GpuAttentionResult,
+  type GpuMatmulInputs,
+  type TensorLayout,
+  type WebGpuBackend,
+  type WebGpuBackendOptions,
+} from './backend.js';
+export { type AcquiredDevice, acquireDevice, type DeviceOptions, type NodeWebGpuModule } from './device.js';
+export { type AttentionVariant, attentionShader, matmulShader, weightsShader } from './kernels.js';
+
+/** Zero-argument factory (what the conformance CLI imports): a backend that acquires its own device. */
+const factory: BackendFactory = () => createWebGpuBackend();
+export default factory;

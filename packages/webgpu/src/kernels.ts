@@ -1,0 +1,423 @@
+/**
+ * WGSL generators. Each variant (head sizes, tile sizes, which options are present) is generated as
+ * its own shader so that absent options cost nothing and loops have constant bounds; the backend
+ * caches one pipeline per variant.
+ */
+
+/** What selects an attention shader variant. */
+export interface AttentionVariant {
+  headDim: number;
+  valueDim: number;
+  /** Query rows per workgroup. */
+  bq: number;
+  /** Keys per staged K/V tile. */
+  bk: number;
+  /** Invocations per workgroup. */
+  wg: number;
+  causal: boolean;
+  window: boolean;
+  bias: boolean;
+  keyMask: boolean;
+  alibi: boolean;
+  softcap: boolean;
+  sinks: boolean;
+  /** Write the per-row buffer: lse, then running max, then denominator (for lse and weights). */
+  rows: boolean;
+}
+
+/** Byte size of the uniform block shared by the attention and weights kernels (28 words). */
+export const ATTENTION_PARAMS_BYTES = 28 * 4;
+
+/** Words of the uniform block, in order; `scale` and `softcap` are f32, the rest u32. */
+export const ATTENTION_PARAM_FIELDS = [
+  'batch',
+  'hq',
+  'hkv',
+  'lq',
+  'lk',
+  'qTiles',
+  'total',
+  'groupsX',
+  'window',
+  'qsB',
+  'qsH',
+  'qsL',
+  'ksB',
+  'ksH',
+  'ksL',
+  'vsB',
+  'vsH',
+  'vsL',
+  'osB',
+  'osH',
+  'osL',
+  'bsB',
+  'bsH',
+  'bsI',
+  'bsJ',
+  'scale',
+  'softcap',
+  'nanBits',
+] as const;
+
+export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
+
+const PARAMS_STRUCT = `
+struct Params {
+${ATTENTION_PARAM_FIELDS.map((f) => `  ${f}: ${f === 'scale' || f === 'softcap' ? 'f32' : 'u32'},`).join('\n')}
+}
+`;
+
+/*
+ * WGSL lets implementations assume floats are finite, so special values are recognised and made from
+ * their bit patterns (never x != x, never a NaN literal, which would be a shader-creation error).
+ * `nanBits` comes from the uniform block so the compiler cannot fold it.
+ */
+const FLOAT_HELPERS = `
+fn isNanOrPosInf(x: f32) -> bool {
+  let b = bitcast<u32>(x);
+  return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
+}
+fn isNegInf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
+fn nanValue() -> f32 { return bitcast<f32>(P.nanBits); }
+fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
+`;
+
+function logitCode(v: AttentionVariant, qExpr: (d: string) => string, kExpr: (d: string) => string): string {
+  // Order fixed by DESIGN §3: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
+  return `
+  var dotp = 0.0;
+  for (var d = 0u; d < ${v.headDim}u; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }
+  var s = P.scale * dotp;
+  ${
+    v.softcap
+      ? `{ let x = s / P.softcap;
+    // Large |x|: tanh is +-1 to f32 precision, and some tanh builtins overflow to NaN there.
+    s = P.softcap * select(tanh(x), sign(x), abs(x) > 15.0); }`
+      : ''
+  }
+  ${v.bias ? 's += BIAS[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ];' : ''}
+  ${v.alibi ? 's += -HEAD[h] * f32(pos - i32(j));' : ''}
+`;
+}
+
+function visibleCode(v: AttentionVariant): string {
+  return `
+  var vis = i < P.lq && j < P.lk;
+  ${v.causal ? 'vis = vis && i32(j) <= pos;' : ''}
+  ${v.window ? 'vis = vis && pos - i32(j) < i32(P.window);' : ''}
+  ${v.window && !v.causal ? 'vis = vis && i32(j) - pos < i32(P.window);' : ''}
+  ${v.keyMask ? 'vis = vis && maskAt(b * P.lk + j) != 0u;' : ''}
+`;
+}
+
+/**
+ * Declares BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`) in that order from `first`. The weights
+ * pass never reads sinks (they are inside the row denominator already), so it passes `useSinks` false:
+ * a declared but unused binding would be missing from the pipeline's automatic layout.
+ */
+export function headBufferUsed(v: AttentionVariant, useSinks: boolean): boolean {
+  return v.alibi || (useSinks && v.sinks);
+}
+
+function optionalBindings(
+  v: AttentionVariant,
+  first: number,
+  useSinks: boolean,
+): { code: string; next: number } {
+  let n = first;
+  let code = '';
+  if (v.bias) code += `@group(0) @binding(${n++}) var<storage, read> BIAS: array<f32>;\n`;
+  if (v.keyMask) code += `@group(0) @binding(${n++}) var<storage, read> MASK: array<u32>;\n`;
+  if (headBufferUsed(v, useSinks))
+    code += `@group(0) @binding(${n++}) var<storage, read> HEAD: array<f32>;\n`;
+  if (v.keyMask) {
+    code += `
+fn maskAt(index: u32) -> u32 { return (MASK[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu; }
+`;
+  }
+  return { code, next: n };
+}
+
+/**
+ * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
+ * workgroup memory, scores are turned into probabilities with an online softmax (running max and
+ * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
+ * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, [5 ROWS], then BIAS, MASK, HEAD as present.
+ */
+export function attentionShader(v: AttentionVariant): string {
+  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  const rowsBinding = v.rows ? '@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;\n' : '';
+  const opt = optionalBindings(v, v.rows ? 6 : 5, true);
+  return `${PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+${rowsBinding}${opt.code}
+${FLOAT_HELPERS}
+const D = ${D}u;
+const DV = ${DV}u;
+const BQ = ${BQ}u;
+const BK = ${BK}u;
+const WG = ${WG}u;
+
+var<workgroup> qs: array<f32, ${BQ * D}>;
+var<workgroup> ks: array<f32, ${BK * D}>;
+var<workgroup> vs: array<f32, ${BK * DV}>;
+var<workgroup> ps: array<f32, ${BQ * BK}>;
+var<workgroup> acc: array<f32, ${BQ * DV}>;
+var<workgroup> rowM: array<f32, ${BQ}>;
+var<workgroup> rowL: array<f32, ${BQ}>;
+var<workgroup> rowA: array<f32, ${BQ}>;
+// bit 0: some visible finite logit seen; bit 1: a NaN or +inf logit seen (the row is NaN).
+var<workgroup> rowS: array<u32, ${BQ}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * P.groupsX + wid.x;
+  if (g >= P.total) { return; }
+  let tile = g % P.qTiles;
+  let h = (g / P.qTiles) % P.hq;
+  let b = g / (P.qTiles * P.hq);
+  let kvh = h / (P.hq / P.hkv);
+  let i0 = tile * BQ;
+  let off = i32(P.lk) - i32(P.lq);
+  let iLast = min(i0 + BQ, P.lq) - 1u;
+
+  // Key band that any row of this tile can see: whole tiles outside it are skipped.
+  var kStart = 0i;
+  var kEnd = i32(P.lk);
+  ${v.causal ? 'kEnd = min(kEnd, off + i32(iLast) + 1);' : ''}
+  ${v.window ? 'kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);' : ''}
+  ${v.window && !v.causal ? 'kEnd = min(kEnd, off + i32(iLast) + i32(P.window));' : ''}
+  let tStart = u32(max(kStart, 0)) / BK * BK;
+  let tEnd = u32(max(kEnd, 0));
+
+  for (var e = lid; e < BQ * D; e += WG) {
+    let r = e / D;
+    let i = i0 + r;
+    qs[e] = select(0.0, Q[b * P.qsB + h * P.qsH + i * P.qsL + e % D], i < P.lq);
+  }
+  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
+  for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }
+
+  for (var kt = tStart; kt < tEnd; kt += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = kt + e / D;
+      ks[e] = select(0.0, K[b * P.ksB + kvh * P.ksH + j * P.ksL + e % D], j < P.lk);
+    }
+    for (var e = lid; e < BK * DV; e += WG) {
+      let j = kt + e / DV;
+      vs[e] = select(0.0, V[b * P.vsB + kvh * P.vsH + j * P.vsL + e % DV], j < P.lk);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = kt + c;
+      let pos = off + i32(i);
+      ${visibleCode(v)}
+      var logit = negInfValue();
+      if (vis) {
+        ${logitCode(
+          v,
+          (d) => `qs[r * D + ${d}]`,
+          (d) => `ks[c * D + ${d}]`,
+        )}
+        logit = select(s, nanValue(), isNanOrPosInf(s));
+      }
+      ps[e] = logit;
+    }
+    workgroupBarrier();
+    for (var r = lid; r < BQ; r += WG) {
+      var state = rowS[r];
+      var tmax = 0.0;
+      var seen = false;
+      for (var c = 0u; c < BK; c++) {
+        let s = ps[r * BK + c];
+        if (isNanOrPosInf(s)) { state |= 2u; }
+        else if (!isNegInf(s)) { tmax = select(s, max(tmax, s), seen); seen = true; }
+      }
+      let had = (state & 1u) != 0u;
+      var mNew = rowM[r];
+      var alpha = 1.0;
+      if (seen) {
+        mNew = select(tmax, max(rowM[r], tmax), had);
+        alpha = select(1.0, exp(rowM[r] - mNew), had);
+        state |= 1u;
+      }
+      var sum = 0.0;
+      for (var c = 0u; c < BK; c++) {
+        let s = ps[r * BK + c];
+        var p = 0.0;
+        if (seen && !isNanOrPosInf(s) && !isNegInf(s)) { p = exp(s - mNew); }
+        ps[r * BK + c] = p;
+        sum += p;
+      }
+      rowL[r] = rowL[r] * alpha + sum;
+      rowM[r] = mNew;
+      rowA[r] = alpha;
+      rowS[r] = state;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * DV; e += WG) {
+      let r = e / DV;
+      let d = e % DV;
+      var a = acc[e] * rowA[r];
+      for (var c = 0u; c < BK; c++) {
+        let p = ps[r * BK + c];
+        // A zero weight contributes nothing, so inf or NaN in a masked value row cannot leak.
+        a += select(0.0, p * vs[c * DV + d], p != 0.0);
+      }
+      acc[e] = a;
+    }
+  }
+  workgroupBarrier();
+  for (var r = lid; r < BQ; r += WG) {
+    let state = rowS[r];
+    var bad = (state & 2u) != 0u;
+    var any = (state & 1u) != 0u;
+    var m = rowM[r];
+    var l = rowL[r];
+    var factor = 1.0;
+    ${
+      v.sinks
+        ? `let sk = HEAD[P.hq + h];
+    if (isNanOrPosInf(sk)) { bad = true; }
+    else if (!isNegInf(sk)) {
+      if (any) {
+        let m2 = max(m, sk);
+        factor = exp(m - m2);
+        l = l * factor + exp(sk - m2);
+        m = m2;
+      } else { m = sk; l = 1.0; any = true; }
+    }`
+        : ''
+    }
+    rowA[r] = select(0.0, factor / l, any);
+    rowS[r] = select(0u, 1u, any) | select(0u, 2u, bad);
+    ${
+      v.rows
+        ? `let i = i0 + r;
+    if (i < P.lq) {
+      let row = (b * P.hq + h) * P.lq + i;
+      let rows = P.batch * P.hq * P.lq;
+      ROWS[row] = select(select(negInfValue(), m + log(l), any), nanValue(), bad);
+      ROWS[rows + row] = select(m, nanValue(), bad);
+      ROWS[2u * rows + row] = select(0.0, l, any);
+    }`
+        : ''
+    }
+  }
+  workgroupBarrier();
+  for (var e = lid; e < BQ * DV; e += WG) {
+    let r = e / DV;
+    let i = i0 + r;
+    if (i < P.lq) {
+      let state = rowS[r];
+      var o = 0.0;
+      if ((state & 2u) != 0u) { o = nanValue(); }
+      else if ((state & 1u) != 0u) { o = acc[e] * rowA[r]; }
+      O[b * P.osB + h * P.osH + i * P.osL + e % DV] = o;
+    }
+  }
+}
+`;
+}
+
+/**
+ * The attention pattern, one invocation per (b, h, i, j): recomputes the logit and normalises it with
+ * the row max and denominator the fused kernel left in ROWS. Only run when `returnWeights` is set.
+ * Bindings: 0 params, 1 Q, 2 K, 3 ROWS, 4 W, then BIAS, MASK, HEAD as present.
+ */
+export function weightsShader(v: AttentionVariant): string {
+  const opt = optionalBindings(v, 5, false);
+  return `${PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> ROWS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> W: array<f32>;
+${opt.code}
+${FLOAT_HELPERS}
+@compute @workgroup_size(${v.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  // P.total counts workgroups here; one invocation per weight.
+  let g = wid.y * P.groupsX + wid.x;
+  let n = g * ${v.wg}u + lid;
+  let rows = P.batch * P.hq * P.lq;
+  if (g >= P.total || n >= rows * P.lk) { return; }
+  let j = n % P.lk;
+  let row = n / P.lk;
+  let i = row % P.lq;
+  let h = (row / P.lq) % P.hq;
+  let b = row / (P.lq * P.hq);
+  let kvh = h / (P.hq / P.hkv);
+  let pos = (i32(P.lk) - i32(P.lq)) + i32(i);
+  let m = ROWS[rows + row];
+  let l = ROWS[2u * rows + row];
+  var w = 0.0;
+  if (isNanOrPosInf(m)) { w = nanValue(); }
+  else if (l != 0.0) {
+    ${visibleCode(v)}
+    if (vis) {
+      ${logitCode(
+        v,
+        (d) => `Q[b * P.qsB + h * P.qsH + i * P.qsL + ${d}]`,
+        (d) => `K[b * P.ksB + kvh * P.ksH + j * P.ksL + ${d}]`,
+      )}
+      if (!isNegInf(s)) { w = exp(s - m) / l; }
+    }
+  }
+  W[n] = w;
+}
+`;
+}
+
+/** Byte size of the matmul uniform block. */
+export const MATMUL_PARAMS_BYTES = 8 * 4;
+
+/**
+ * Tiled matmul `C[m, n] = A[m, k] @ B[k, n] (+ bias[n])`: T x T output tile per workgroup, T x T tiles
+ * of A and B staged in workgroup memory. Bindings: 0 params, 1 A, 2 B, 3 C, [4 bias].
+ */
+export function matmulShader(tile: number, bias: boolean): string {
+  const T = tile;
+  return `
+struct Params { m: u32, k: u32, n: u32, tilesN: u32, total: u32, groupsX: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${bias ? '@group(0) @binding(4) var<storage, read> BIAS: array<f32>;' : ''}
+const T = ${T}u;
+var<workgroup> as_: array<f32, ${T * T}>;
+var<workgroup> bs_: array<f32, ${T * T}>;
+
+@compute @workgroup_size(${T}, ${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let g = wid.y * P.groupsX + wid.x;
+  if (g >= P.total) { return; }
+  let row = (g / P.tilesN) * T + lid.y;
+  let col = (g % P.tilesN) * T + lid.x;
+  var sum = 0.0;
+  for (var t0 = 0u; t0 < P.k; t0 += T) {
+    let ak = t0 + lid.x;
+    let bk = t0 + lid.y;
+    as_[lid.y * T + lid.x] = select(0.0, A[row * P.k + ak], row < P.m && ak < P.k);
+    bs_[lid.y * T + lid.x] = select(0.0, B[bk * P.n + col], bk < P.k && col < P.n);
+    workgroupBarrier();
+    let steps = min(T, P.k - t0);
+    for (var t = 0u; t < steps; t++) { sum += as_[lid.y * T + t] * bs_[t * T + lid.x]; }
+    workgroupBarrier();
+  }
+  if (row < P.m && col < P.n) {
+    C[row * P.n + col] = sum${bias ? ' + BIAS[col]' : ''};
+  }
+}
+`;
+}

@@ -1,0 +1,34 @@
+import { isAttnkitError } from '@attnkit/spec';
+import { describe, expect, it } from 'vitest';
+import { createWebGpuBackend } from '../src/index.js';
+
+describe('Node: acquiring Dawn', () => {
+  it('the test environment has a WebGPU adapter (a missing one fails, it is not skipped)', async () => {
+    const backend = createWebGpuBackend();
+    await backend.init();
+    expect(backend.capabilities.engine).toContain('Dawn');
+    await backend.dispose();
+  });
+
+  it('a missing adapter is "unavailable" and says how to fix it', async () => {
+    const backend = createWebGpuBackend({
+      nodeWebgpuModule: { create: () => ({ requestAdapter: async () => null }) as unknown as GPU },
+    });
+    const error = await backend.init().catch((e: unknown) => e);
+    expect(isAttnkitError(error) && error.code).toBe('unavailable');
+    expect(String((error as Error).message)).toContain(
+      'VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json',
+    );
+    await backend.dispose();
+  });
+
+  it('a missing webgpu package is "unavailable" and names it', async () => {
+    const backend = createWebGpuBackend({
+      nodeWebgpuModule: () => Promise.reject(new Error('Cannot find package')),
+    });
+    // An explicit loader that fails is reported as is; the default loader's message names the package.
+    const error = await backend.init().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    await backend.dispose();
+  });
+});
