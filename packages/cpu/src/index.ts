@@ -10,7 +10,6 @@ import {
   type BackendCapabilities,
   createBackend,
   describeValue,
-  MAX_TENSOR_ELEMENTS,
 } from '@attnkit/spec';
 import { blockedAttention } from './attention.js';
 import { blockedMatmul } from './matmul.js';
@@ -78,8 +77,8 @@ export function createCpuBackend(options: CpuBackendOptions = {}): AttentionBack
   const scratch = new Scratch();
   const capabilities: BackendCapabilities = {
     features: ALL_FEATURES,
-    // Output, and weights when asked for, are single Float32Arrays: the spec's element cap applies
-    limits: { tensorElements: MAX_TENSOR_ELEMENTS },
+    // No limits beyond the spec's own element cap, which validation already enforces on every tensor
+    limits: {},
     tolerance: CPU_TOLERANCE,
     deterministic: true,
     engine: `TypeScript, blocked online softmax (float64 accumulation, key tile ${sizes.keyBlock})`,
