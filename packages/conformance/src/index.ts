@@ -1,0 +1,21 @@
+/**
+ * @attnkit/conformance: the cases that prove an attnkit backend agrees with the spec, a runner that
+ * returns a JSON report, a vitest adapter (`@attnkit/conformance/vitest`) and a CLI
+ * (`attnkit-conformance`). Browser-safe: nothing here imports a Node module.
+ * @packageDocumentation
+ */
+export { checkAttention, checkLayer, checkMatmul, expectRejection } from './check.js';
+export { Comparison } from './compare.js';
+export { formatReport, summaryLine } from './format.js';
+export { ConformanceSession, listCases, resolveConformanceOptions, runConformance } from './runner.js';
+export type {
+  CaseContext,
+  CaseExpectation,
+  CaseOutcome,
+  CaseResult,
+  CaseStatus,
+  ConformanceCase,
+  ConformanceOptions,
+  ConformanceReport,
+  ResolvedConformanceOptions,
+} from './types.js';
