@@ -99,7 +99,9 @@ console.log('|---|---:|---:|---:|');
 for (const m of measured) {
   let diff = 0;
   for (let i = 0; i < ours.result.length; i++) diff = Math.max(diff, Math.abs(m.result[i] - ours.result[i]));
-  console.log(`| ${m.name} | ${m.ms.toFixed(1)} | ${(m.ms / ours.ms).toFixed(2)}x | ${diff.toExponential(1)} |`);
+  console.log(
+    `| ${m.name} | ${m.ms.toFixed(1)} | ${(m.ms / ours.ms).toFixed(2)}x | ${diff.toExponential(1)} |`,
+  );
 }
 await backend.dispose();
 tf.dispose([tq, tk, tv, mask]);
