@@ -1,0 +1,700 @@
+//! attnkit's WebAssembly kernel: blocked attention with an online softmax, f32x4 SIMD, and a float64
+//! accumulating matmul for the multi-head attention layer's projections.
+//!
+//! No external crates and no allocator: the TypeScript loader owns linear memory, writes the inputs
+//! and a `Params` block, and calls the exports below. The same source builds twice: a single-thread
+//! module, and a threads module (atomics + imported shared memory) whose instances, one per worker,
+//! pull work items from one atomic counter in `Params`.
+#![no_std]
+
+use core::arch::wasm32::*;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    unreachable()
+}
+
+/// One attention call. Mirrors `PARAM_*` offsets in `src/abi.ts` (32 little-endian 32-bit words).
+/// Pointers are byte offsets into linear memory; 0 means "absent". `d4`/`dv4` are the head dims
+/// rounded up to a multiple of 4: the loader zero-pads q/k/v rows so the kernels never see a tail.
+#[repr(C)]
+pub struct Params {
+    q: u32,
+    k: u32,
+    v: u32,
+    out: u32,
+    lse: u32,
+    weights: u32,
+    bias: u32,
+    bias_sb: u32,
+    bias_sh: u32,
+    bias_si: u32,
+    bias_sj: u32,
+    key_mask: u32,
+    alibi: u32,
+    sinks: u32,
+    v_bad: u32,
+    batch: u32,
+    hq: u32,
+    hkv: u32,
+    lq: u32,
+    lk: u32,
+    d4: u32,
+    dv4: u32,
+    scale: f32,
+    softcap: f32,
+    causal: u32,
+    window: u32,
+    block_q: u32,
+    block_k: u32,
+    n_items: u32,
+    counter: u32,
+    scratch: u32,
+    scratch_stride: u32,
+}
+
+const NEG_INF: f32 = f32::NEG_INFINITY;
+
+#[inline(always)]
+unsafe fn ld(p: *const f32) -> v128 {
+    v128_load(p as *const v128)
+}
+
+#[inline(always)]
+unsafe fn st(p: *mut f32, x: v128) {
+    v128_store(p as *mut v128, x)
+}
+
+/// IEEE max that lets NaN through (the spec's `Math.max`); Rust's `f32::max` would drop it.
+#[inline(always)]
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a != a || b != b {
+        f32::NAN
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `[sum(a), sum(b), sum(c), sum(d)]`: reduces four dot-product accumulators with shuffles.
+#[inline(always)]
+fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+    let cd = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+    f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+}
+
+#[inline(always)]
+fn hsum(a: v128) -> f32 {
+    let t = f32x4_add(a, i32x4_shuffle::<2, 3, 0, 1>(a, a));
+    f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t)
+}
+
+#[inline(always)]
+fn hmax(a: v128) -> f32 {
+    let t = f32x4_max(a, i32x4_shuffle::<2, 3, 0, 1>(a, a));
+    let t = f32x4_max(t, i32x4_shuffle::<1, 0, 3, 2>(t, t));
+    f32x4_extract_lane::<0>(t)
+}
+
+/// e^x, Cephes' single-precision polynomial (about 1 ulp). `-inf` and anything below the smallest
+/// normal result give exactly 0 (masked keys must weigh nothing); NaN propagates.
+#[inline(always)]
+fn exp4(x: v128) -> v128 {
+    let lo = f32x4_splat(-87.336_54);
+    // wasm's f32x4.min/max propagate NaN, so NaN survives the clamp
+    let xc = f32x4_min(f32x4_max(x, lo), f32x4_splat(88.722_83));
+    let n = f32x4_nearest(f32x4_mul(xc, f32x4_splat(core::f32::consts::LOG2_E)));
+    let r = f32x4_sub(xc, f32x4_mul(n, f32x4_splat(0.693_359_4)));
+    let r = f32x4_sub(r, f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)));
+    let mut p = f32x4_splat(1.987_569_1e-4);
+    p = f32x4_add(f32x4_mul(p, r), f32x4_splat(1.398_2e-3));
+    p = f32x4_add(f32x4_mul(p, r), f32x4_splat(8.333_452e-3));
+    p = f32x4_add(f32x4_mul(p, r), f32x4_splat(4.166_579_6e-2));
+    p = f32x4_add(f32x4_mul(p, r), f32x4_splat(1.666_666_5e-1));
+    p = f32x4_add(f32x4_mul(p, r), f32x4_splat(5.000_000_1e-1));
+    p = f32x4_add(f32x4_mul(f32x4_mul(p, r), r), f32x4_add(r, f32x4_splat(1.0)));
+    let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    let y = f32x4_mul(p, pow2);
+    v128_andnot(y, f32x4_lt(x, lo))
+}
+
+#[inline(always)]
+fn exp1(x: f32) -> f32 {
+    f32x4_extract_lane::<0>(exp4(f32x4_splat(x)))
+}
+
+/// tanh, Cephes' split: an odd polynomial below |x| = 0.625, `1 - 2 / (e^{2|x|} + 1)` above.
+#[inline(always)]
+fn tanh4(x: v128) -> v128 {
+    let ax = f32x4_abs(x);
+    let z = f32x4_mul(x, x);
+    let mut p = f32x4_splat(-5.704_988_7e-3);
+    p = f32x4_add(f32x4_mul(p, z), f32x4_splat(2.063_908_9e-2));
+    p = f32x4_add(f32x4_mul(p, z), f32x4_splat(-5.373_971_6e-2));
+    p = f32x4_add(f32x4_mul(p, z), f32x4_splat(1.333_144_2e-1));
+    p = f32x4_add(f32x4_mul(p, z), f32x4_splat(-3.333_328_2e-1));
+    let small = f32x4_add(x, f32x4_mul(f32x4_mul(x, z), p));
+    let e = exp4(f32x4_add(ax, ax));
+    let big = f32x4_sub(
+        f32x4_splat(1.0),
+        f32x4_div(f32x4_splat(2.0), f32x4_add(e, f32x4_splat(1.0))),
+    );
+    // copy x's sign onto |tanh|
+    let sign = v128_and(x, u32x4_splat(0x8000_0000));
+    let big = v128_or(big, sign);
+    v128_bitselect(small, big, f32x4_lt(ax, f32x4_splat(0.625)))
+}
+
+/// Natural log in float64 for the per-row log-sum-exp (`x` is the softmax denominator, >= 1 or NaN).
+fn ln64(x: f64) -> f64 {
+    if x != x || x <= 0.0 {
+        return if x == 0.0 { f64::NEG_INFINITY } else { f64::NAN };
+    }
+    if x == f64::INFINITY {
+        return x;
+    }
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if e == -1023 {
+        // subnormal: renormalise
+        let y = x * 4503599627370496.0; // 2^52
+        let b = y.to_bits();
+        e = ((b >> 52) & 0x7ff) as i64 - 1023 - 52;
+        m = f64::from_bits((b & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    }
+    if m > core::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    // 2 atanh(t), |t| < 0.172: the series to t^21 is exact to double precision
+    let mut s = 1.0 / 21.0;
+    let mut k = 19.0;
+    while k >= 1.0 {
+        s = s * t2 + 1.0 / k;
+        k -= 2.0;
+    }
+    2.0 * t * s + (e as f64) * core::f64::consts::LN_2
+}
+
+/// The key interval `[start, end)` that causal and window leave to the query at `pos` (masking.ts).
+#[inline(always)]
+fn key_range(pos: i64, lk: i64, causal: bool, window: i64) -> (i64, i64) {
+    let mut start = 0i64;
+    let mut end = lk;
+    if causal && pos + 1 < end {
+        end = pos + 1;
+    }
+    if window > 0 {
+        if pos - window + 1 > start {
+            start = pos - window + 1;
+        }
+        if !causal && pos + window < end {
+            end = pos + window;
+        }
+    }
+    if end < start {
+        end = start;
+    }
+    (start.max(0), end.max(0))
+}
+
+/// `s[r][c] = dot(q[r], k[c])` for an `nq x nk` tile; rows of q and k are `d4` floats.
+/// Two query rows by four keys per step: eight f32x4 accumulators fit the registers.
+unsafe fn score_tile(q: *const f32, k: *const f32, d4: usize, nq: usize, nk: usize, s: *mut f32, ss: usize) {
+    let mut r = 0;
+    while r + 2 <= nq {
+        let q0 = q.add(r * d4);
+        let q1 = q0.add(d4);
+        let mut c = 0;
+        while c + 4 <= nk {
+            let k0 = k.add(c * d4);
+            let k1 = k0.add(d4);
+            let k2 = k1.add(d4);
+            let k3 = k2.add(d4);
+            let z = f32x4_splat(0.0);
+            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+            let (mut b0, mut b1, mut b2, mut b3) = (z, z, z, z);
+            let mut d = 0;
+            while d < d4 {
+                let x0 = ld(q0.add(d));
+                let x1 = ld(q1.add(d));
+                let y = ld(k0.add(d));
+                a0 = f32x4_add(a0, f32x4_mul(x0, y));
+                b0 = f32x4_add(b0, f32x4_mul(x1, y));
+                let y = ld(k1.add(d));
+                a1 = f32x4_add(a1, f32x4_mul(x0, y));
+                b1 = f32x4_add(b1, f32x4_mul(x1, y));
+                let y = ld(k2.add(d));
+                a2 = f32x4_add(a2, f32x4_mul(x0, y));
+                b2 = f32x4_add(b2, f32x4_mul(x1, y));
+                let y = ld(k3.add(d));
+                a3 = f32x4_add(a3, f32x4_mul(x0, y));
+                b3 = f32x4_add(b3, f32x4_mul(x1, y));
+                d += 4;
+            }
+            st(s.add(r * ss + c), hsum4(a0, a1, a2, a3));
+            st(s.add((r + 1) * ss + c), hsum4(b0, b1, b2, b3));
+            c += 4;
+        }
+        while c < nk {
+            let k0 = k.add(c * d4);
+            let z = f32x4_splat(0.0);
+            let (mut a0, mut b0) = (z, z);
+            let mut d = 0;
+            while d < d4 {
+                let y = ld(k0.add(d));
+                a0 = f32x4_add(a0, f32x4_mul(ld(q0.add(d)), y));
+                b0 = f32x4_add(b0, f32x4_mul(ld(q1.add(d)), y));
+                d += 4;
+            }
+            *s.add(r * ss + c) = hsum(a0);
+            *s.add((r + 1) * ss + c) = hsum(b0);
+            c += 1;
+        }
+        r += 2;
+    }
+    if r < nq {
+        let q0 = q.add(r * d4);
+        for c in 0..nk {
+            let k0 = k.add(c * d4);
+            let mut a0 = f32x4_splat(0.0);
+            let mut d = 0;
+            while d < d4 {
+                a0 = f32x4_add(a0, f32x4_mul(ld(q0.add(d)), ld(k0.add(d))));
+                d += 4;
+            }
+            *s.add(r * ss + c) = hsum(a0);
+        }
+    }
+}
+
+/// `o[r] += sum_c p[r][c] * v[c]` for an `nq x nk` tile of probabilities; rows of v and o are `dv4`.
+unsafe fn pv_tile(p: *const f32, ps: usize, v: *const f32, dv4: usize, nq: usize, nk: usize, o: *mut f32) {
+    let mut r = 0;
+    while r + 2 <= nq {
+        let p0 = p.add(r * ps);
+        let p1 = p0.add(ps);
+        let o0 = o.add(r * dv4);
+        let o1 = o0.add(dv4);
+        let mut cb = 0;
+        while cb + 16 <= dv4 {
+            let (mut a0, mut a1, mut a2, mut a3) = (ld(o0.add(cb)), ld(o0.add(cb + 4)), ld(o0.add(cb + 8)), ld(o0.add(cb + 12)));
+            let (mut b0, mut b1, mut b2, mut b3) = (ld(o1.add(cb)), ld(o1.add(cb + 4)), ld(o1.add(cb + 8)), ld(o1.add(cb + 12)));
+            let mut vr = v.add(cb);
+            for c in 0..nk {
+                let w0 = v128_load32_splat(p0.add(c) as *const u32);
+                let w1 = v128_load32_splat(p1.add(c) as *const u32);
+                let y = ld(vr);
+                a0 = f32x4_add(a0, f32x4_mul(w0, y));
+                b0 = f32x4_add(b0, f32x4_mul(w1, y));
+                let y = ld(vr.add(4));
+                a1 = f32x4_add(a1, f32x4_mul(w0, y));
+                b1 = f32x4_add(b1, f32x4_mul(w1, y));
+                let y = ld(vr.add(8));
+                a2 = f32x4_add(a2, f32x4_mul(w0, y));
+                b2 = f32x4_add(b2, f32x4_mul(w1, y));
+                let y = ld(vr.add(12));
+                a3 = f32x4_add(a3, f32x4_mul(w0, y));
+                b3 = f32x4_add(b3, f32x4_mul(w1, y));
+                vr = vr.add(dv4);
+            }
+            st(o0.add(cb), a0);
+            st(o0.add(cb + 4), a1);
+            st(o0.add(cb + 8), a2);
+            st(o0.add(cb + 12), a3);
+            st(o1.add(cb), b0);
+            st(o1.add(cb + 4), b1);
+            st(o1.add(cb + 8), b2);
+            st(o1.add(cb + 12), b3);
+            cb += 16;
+        }
+        while cb < dv4 {
+            let mut a0 = ld(o0.add(cb));
+            let mut b0 = ld(o1.add(cb));
+            let mut vr = v.add(cb);
+            for c in 0..nk {
+                let y = ld(vr);
+                a0 = f32x4_add(a0, f32x4_mul(v128_load32_splat(p0.add(c) as *const u32), y));
+                b0 = f32x4_add(b0, f32x4_mul(v128_load32_splat(p1.add(c) as *const u32), y));
+                vr = vr.add(dv4);
+            }
+            st(o0.add(cb), a0);
+            st(o1.add(cb), b0);
+            cb += 4;
+        }
+        r += 2;
+    }
+    if r < nq {
+        let p0 = p.add(r * ps);
+        let o0 = o.add(r * dv4);
+        let mut cb = 0;
+        while cb < dv4 {
+            let mut a0 = ld(o0.add(cb));
+            let mut vr = v.add(cb);
+            for c in 0..nk {
+                a0 = f32x4_add(a0, f32x4_mul(v128_load32_splat(p0.add(c) as *const u32), ld(vr)));
+                vr = vr.add(dv4);
+            }
+            st(o0.add(cb), a0);
+            cb += 4;
+        }
+    }
+}
+
+/// The same sum, but a key whose probability is exactly 0 is skipped, as the reference does, so a
+/// non-finite value row of a masked key never turns `0 * inf` into NaN. Used only for tiles whose
+/// V rows hold a non-finite number.
+unsafe fn pv_tile_guarded(p: *const f32, ps: usize, v: *const f32, dv4: usize, nq: usize, nk: usize, o: *mut f32) {
+    for r in 0..nq {
+        let o0 = o.add(r * dv4);
+        for c in 0..nk {
+            let w = *p.add(r * ps + c);
+            if w == 0.0 {
+                continue;
+            }
+            let ws = f32x4_splat(w);
+            let vr = v.add(c * dv4);
+            let mut cb = 0;
+            while cb < dv4 {
+                st(o0.add(cb), f32x4_add(ld(o0.add(cb)), f32x4_mul(ws, ld(vr.add(cb)))));
+                cb += 4;
+            }
+        }
+    }
+}
+
+/// Bytes of scratch one worker needs for tiles of `bq x bk` and value rows of `dv4`.
+#[no_mangle]
+pub extern "C" fn attn_scratch_bytes(bq: u32, bk: u32, dv4: u32) -> u32 {
+    let bk4 = (bk + 3) & !3;
+    // scores/probabilities, output accumulators, running max and sum, key-mask lanes
+    (bq * bk4 + bq * dv4 + 2 * bq + bk4) * 4 + 64
+}
+
+/// Marks each of `rows` rows of `cols` floats that holds a NaN or an infinity; returns how many.
+#[no_mangle]
+pub unsafe extern "C" fn nonfinite_rows(data: *const f32, rows: u32, cols: u32, flags: *mut u8) -> u32 {
+    let mut count = 0;
+    let exp_mask = u32x4_splat(0x7f80_0000);
+    for r in 0..rows as usize {
+        let row = data.add(r * cols as usize);
+        let mut bad = u32x4_splat(0);
+        let mut c = 0usize;
+        while c + 4 <= cols as usize {
+            let x = v128_and(ld(row.add(c)), exp_mask);
+            bad = v128_or(bad, i32x4_eq(x, exp_mask));
+            c += 4;
+        }
+        let mut any = v128_any_true(bad);
+        while c < cols as usize {
+            let x = *row.add(c);
+            if !x.is_finite() {
+                any = true;
+            }
+            c += 1;
+        }
+        *flags.add(r) = any as u8;
+        count += any as u32;
+    }
+    count
+}
+
+/// Runs attention work items until the shared counter runs out. Every thread calls this with its own
+/// `worker` index (its scratch slot); items are `(query tile, batch, head)`, heaviest tiles first.
+#[no_mangle]
+pub unsafe extern "C" fn attn_run(params: *const Params, worker: u32) {
+    let p = &*params;
+    let counter = &*(&p.counter as *const u32 as *const AtomicU32);
+    let scratch = (p.scratch + worker * p.scratch_stride) as usize as *mut f32;
+    loop {
+        let item = counter.fetch_add(1, Ordering::Relaxed);
+        if item >= p.n_items {
+            break;
+        }
+        attn_item(p, item, scratch);
+    }
+}
+
+unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
+    let bh_count = p.batch * p.hq;
+    let n_qt = (p.lq + p.block_q - 1) / p.block_q;
+    let qt = (n_qt - 1 - item / bh_count) as usize;
+    let bh = (item % bh_count) as usize;
+    let hq = p.hq as usize;
+    let b = bh / hq;
+    let h = bh % hq;
+    let g = h / (hq / p.hkv as usize);
+    let lq = p.lq as usize;
+    let lk = p.lk as usize;
+    let d4 = p.d4 as usize;
+    let dv4 = p.dv4 as usize;
+    let bq = p.block_q as usize;
+    let bk = p.block_k as usize;
+    let bk4 = (bk + 3) & !3;
+    let i0 = qt * bq;
+    let nq = bq.min(lq - i0);
+    let causal = p.causal != 0;
+    let window = p.window as i64;
+    let shift = lk as i64 - lq as i64;
+
+    let s_buf = scratch;
+    let o_buf = s_buf.add(bq * bk4);
+    let m_buf = o_buf.add(bq * dv4);
+    let l_buf = m_buf.add(bq);
+    let lane_buf = l_buf.add(bq) as *mut u32;
+
+    let q = (p.q as usize as *const f32).add((bh * lq + i0) * d4);
+    let kv_row0 = (b * p.hkv as usize + g) * lk;
+    let k = (p.k as usize as *const f32).add(kv_row0 * d4);
+    let v = (p.v as usize as *const f32).add(kv_row0 * dv4);
+    let row0 = bh * lq + i0;
+    let weights = if p.weights != 0 { (p.weights as usize as *mut f32).add(row0 * lk) } else { core::ptr::null_mut() };
+    let key_mask = if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() };
+    let v_bad = if p.v_bad != 0 { (p.v_bad as usize as *const u8).add(kv_row0) } else { core::ptr::null() };
+    let slope = if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 };
+    let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
+    let bias = if p.bias != 0 {
+        (p.bias as usize as *const f32).add(b * p.bias_sb as usize + h * p.bias_sh as usize + i0 * p.bias_si as usize)
+    } else {
+        core::ptr::null()
+    };
+    let (bias_si, bias_sj) = (p.bias_si as usize, p.bias_sj as usize);
+
+    let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
+    let (last_start, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
+    let k_end = (last_end.max(first_end) as usize).min(lk);
+    let k_begin = (first_start as usize).min(k_end);
+
+    let l0 = if sink == NEG_INF { 0.0 } else { exp1(sink - sink) };
+    for r in 0..nq {
+        *m_buf.add(r) = sink;
+        *l_buf.add(r) = l0;
+        let o = o_buf.add(r * dv4);
+        for c in (0..dv4).step_by(4) {
+            st(o.add(c), f32x4_splat(0.0));
+        }
+    }
+
+    let scale = f32x4_splat(p.scale);
+    let softcap = p.softcap;
+    let neg_inf4 = f32x4_splat(NEG_INF);
+    let iota = i32x4(0, 1, 2, 3);
+
+    let mut j0 = k_begin;
+    while j0 < k_end {
+        let nk = bk.min(k_end - j0);
+        let nk4 = (nk + 3) & !3;
+        // keyMask lanes for this tile; a tile with no visible key is skipped outright
+        let mut any_key = true;
+        if !key_mask.is_null() {
+            let mut visible = 0;
+            for c in 0..nk4 {
+                let on = c < nk && *key_mask.add(j0 + c) != 0;
+                *lane_buf.add(c) = if on { u32::MAX } else { 0 };
+                visible += on as u32;
+            }
+            any_key = visible > 0;
+        }
+        if !any_key {
+            if !weights.is_null() {
+                for r in 0..nq {
+                    let w = weights.add(r * lk + j0);
+                    for c in 0..nk {
+                        *w.add(c) = NEG_INF;
+                    }
+                }
+            }
+            j0 += nk;
+            continue;
+        }
+        // rows whose causal/window interval covers the whole tile need no per-key position mask
+        let full = last_start as usize <= j0 && first_end as usize >= j0 + nk;
+        score_tile(q, k.add(j0 * d4), d4, nq, nk, s_buf, bk4);
+
+        for r in 0..nq {
+            let srow = s_buf.add(r * bk4);
+            let i = i0 + r;
+            let pos = shift + i as i64;
+            let (rs, re) = key_range(pos, lk as i64, causal, window);
+            let (lo, hi) = if full {
+                (0, nk as i64)
+            } else {
+                ((rs - j0 as i64).clamp(0, nk as i64), (re - j0 as i64).clamp(0, nk as i64))
+            };
+            let lo = i32x4_splat(lo as i32);
+            let hi = i32x4_splat(hi as i32);
+            let brow = if bias.is_null() { core::ptr::null() } else { bias.add(r * bias_si + j0 * bias_sj) };
+            let dist0 = i32x4_splat((j0 as i64 - pos) as i32);
+            let mut rmax = neg_inf4;
+            let mut c = 0;
+            while c < nk4 {
+                let mut x = f32x4_mul(ld(srow.add(c)), scale);
+                if softcap > 0.0 {
+                    let cv = f32x4_splat(softcap);
+                    x = f32x4_mul(cv, tanh4(f32x4_div(x, cv)));
+                }
+                if !brow.is_null() {
+                    let bv = if bias_sj == 1 && c + 4 <= nk {
+                        ld(brow.add(c))
+                    } else if bias_sj == 0 {
+                        f32x4_splat(*brow)
+                    } else {
+                        let g = |t: usize| if c + t < nk { *brow.add((c + t) * bias_sj) } else { 0.0 };
+                        f32x4(g(0), g(1), g(2), g(3))
+                    };
+                    x = f32x4_add(x, bv);
+                }
+                let col = i32x4_add(iota, i32x4_splat(c as i32));
+                if p.alibi != 0 {
+                    // + slope * (j - p): the spec's -slope * (p - j)
+                    let dist = f32x4_convert_i32x4(i32x4_add(dist0, col));
+                    x = f32x4_add(x, f32x4_mul(f32x4_splat(slope), dist));
+                }
+                let mut keep = v128_and(i32x4_ge(col, lo), i32x4_lt(col, hi));
+                if !key_mask.is_null() {
+                    keep = v128_and(keep, v128_load(lane_buf.add(c) as *const v128));
+                }
+                x = v128_bitselect(x, neg_inf4, keep);
+                st(srow.add(c), x);
+                rmax = f32x4_max(rmax, x);
+                c += 4;
+            }
+            if !weights.is_null() {
+                let w = weights.add(r * lk + j0);
+                for c in 0..nk {
+                    *w.add(c) = *srow.add(c);
+                }
+            }
+            let m_old = *m_buf.add(r);
+            let m_new = nan_max(m_old, hmax(rmax));
+            if m_new == NEG_INF {
+                // nothing visible yet: zero probabilities so the PV step adds nothing
+                for c in (0..nk4).step_by(4) {
+                    st(srow.add(c), f32x4_splat(0.0));
+                }
+                continue;
+            }
+            let mv = f32x4_splat(m_new);
+            let mut sum = f32x4_splat(0.0);
+            let mut c = 0;
+            while c < nk4 {
+                let e = exp4(f32x4_sub(ld(srow.add(c)), mv));
+                st(srow.add(c), e);
+                sum = f32x4_add(sum, e);
+                c += 4;
+            }
+            let alpha = exp1(m_old - m_new);
+            *l_buf.add(r) = *l_buf.add(r) * alpha + hsum(sum);
+            *m_buf.add(r) = m_new;
+            if alpha != 1.0 {
+                let a = f32x4_splat(alpha);
+                let o = o_buf.add(r * dv4);
+                for c in (0..dv4).step_by(4) {
+                    st(o.add(c), f32x4_mul(ld(o.add(c)), a));
+                }
+            }
+        }
+
+        let mut guarded = false;
+        if !v_bad.is_null() {
+            for c in 0..nk {
+                if *v_bad.add(j0 + c) != 0 {
+                    guarded = true;
+                }
+            }
+        }
+        if guarded {
+            pv_tile_guarded(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, o_buf);
+        } else {
+            pv_tile(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, o_buf);
+        }
+        j0 += nk;
+    }
+
+    let out = (p.out as usize as *mut f32).add(row0 * dv4);
+    for r in 0..nq {
+        let m = *m_buf.add(r);
+        let l = *l_buf.add(r);
+        let o = o_buf.add(r * dv4);
+        let dst = out.add(r * dv4);
+        let empty = m == NEG_INF;
+        let inv = f32x4_splat(if empty { 0.0 } else { 1.0 / l });
+        for c in (0..dv4).step_by(4) {
+            let x = if empty { f32x4_splat(0.0) } else { f32x4_mul(ld(o.add(c)), inv) };
+            st(dst.add(c), x);
+        }
+        if p.lse != 0 {
+            let lse = if empty { NEG_INF } else { (m as f64 + ln64(l as f64)) as f32 };
+            *(p.lse as usize as *mut f32).add(row0 + r) = lse;
+        }
+        if !weights.is_null() {
+            // the tiles stored masked logits; turn them into probabilities with the final max and sum
+            let w = weights.add(r * lk);
+            if empty {
+                for j in k_begin..k_end {
+                    *w.add(j) = 0.0;
+                }
+            } else {
+                let mv = f32x4_splat(m);
+                let inv_l = f32x4_splat(1.0 / l);
+                let mut j = k_begin;
+                while j + 4 <= k_end {
+                    st(w.add(j), f32x4_mul(exp4(f32x4_sub(ld(w.add(j)), mv)), inv_l));
+                    j += 4;
+                }
+                while j < k_end {
+                    *w.add(j) = exp1(*w.add(j) - m) / l;
+                    j += 1;
+                }
+            }
+        }
+    }
+}
+
+/// `c[m, n] = a[m, k] @ b[k, n] (+ bias[n])`, accumulated in float64 and rounded once: the layer's
+/// projections feed attention, so they should not add float32 summation error of their own.
+#[no_mangle]
+pub unsafe extern "C" fn matmul(a: *const f32, b: *const f32, bias: *const f32, c: *mut f32, m: u32, k: u32, n: u32) {
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    for row in 0..m {
+        let arow = a.add(row * k);
+        let crow = c.add(row * n);
+        let mut col = 0;
+        while col + 4 <= n {
+            let z = f64x2_splat(0.0);
+            let (mut lo, mut hi) = (z, z);
+            for t in 0..k {
+                let x = f64x2_splat(*arow.add(t) as f64);
+                let y = ld(b.add(t * n + col));
+                lo = f64x2_add(lo, f64x2_mul(x, f64x2_promote_low_f32x4(y)));
+                hi = f64x2_add(hi, f64x2_mul(x, f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 0, 1>(y, y))));
+            }
+            if !bias.is_null() {
+                let y = ld(bias.add(col));
+                lo = f64x2_add(lo, f64x2_promote_low_f32x4(y));
+                hi = f64x2_add(hi, f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 0, 1>(y, y)));
+            }
+            let lo32 = f32x4_demote_f64x2_zero(lo);
+            let hi32 = f32x4_demote_f64x2_zero(hi);
+            st(crow.add(col), i32x4_shuffle::<0, 1, 4, 5>(lo32, hi32));
+            col += 4;
+        }
+        while col < n {
+            let mut s = 0.0f64;
+            for t in 0..k {
+                s += *arow.add(t) as f64 * *b.add(t * n + col) as f64;
+            }
+            if !bias.is_null() {
+                s += *bias.add(col) as f64;
+            }
+            *crow.add(col) = s as f32;
+            col += 1;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+/**
+ * The C ABI of `rust/lib.rs`: word offsets of its `Params` block and the exports' signatures.
+ * Keep in step with the `#[repr(C)] struct Params` there.
+ */
+
+/** 32-bit word index of each `Params` field. */
+export const PARAM = {
+  q: 0,
+  k: 1,
+  v: 2,
+  out: 3,
+  lse: 4,
+  weights: 5,
+  bias: 6,
+  biasSb: 7,
+  biasSh: 8,
+  biasSi: 9,
+  biasSj: 10,
+  keyMask: 11,
+  alibi: 12,
+  sinks: 13,
+  vBad: 14,
+  batch: 15,
+  hq: 16,
+  hkv: 17,
+  lq: 18,
+  lk: 19,
+  d4: 20,
+  dv4: 21,
+  scale: 22,
+  softcap: 23,
+  causal: 24,
+  window: 25,
+  blockQ: 26,
+  blockK: 27,
+  nItems: 28,
+  counter: 29,
+  scratch: 30,
+  scratchStride: 31,
+} as const;
+
+/** Bytes of the `Params` block. */
+export const PARAM_BYTES = 32 * 4;
+
+/** What the kernel module exports. Pointers are byte offsets into its memory. */
+export interface KernelExports {
+  attn_scratch_bytes(blockQ: number, blockK: number, dv4: number): number;
+  nonfinite_rows(data: number, rows: number, cols: number, flags: number): number;
+  attn_run(params: number, worker: number): void;
+  matmul(a: number, b: number, bias: number, c: number, m: number, k: number, n: number): void;
+  __heap_base: WebAssembly.Global;
+  /** Threads build only: each instance's stack pointer, set per worker. */
+  __stack_pointer?: WebAssembly.Global;
+}

@@ -1,0 +1,492 @@
+/**
+ * @attnkit/wasm: attention in WebAssembly SIMD. A Rust kernel (no crates, `simd128`) computes blocked
+ * attention with an online softmax; this loader instantiates it in Node or a browser, manages its
+ * linear memory and, when asked, splits the work across workers that share that memory.
+ * @packageDocumentation
+ */
+import {
+  ALL_FEATURES,
+  type AttentionBackend,
+  type AttentionProblem,
+  type AttentionResult,
+  AttnkitError,
+  type BackendCapabilities,
+  createBackend,
+  describeValue,
+  type MatmulProblem,
+} from '@attnkit/spec';
+import { type KernelExports, PARAM, PARAM_BYTES } from './abi.js';
+import {
+  compileKernel,
+  defaultKernelUrl,
+  hardwareThreads,
+  type KernelFlavour,
+  sharedMemoryUnavailableReason,
+} from './runtime.js';
+import { WorkerPool } from './threads.js';
+
+export { defaultKernelUrl, type KernelFlavour, sharedMemoryUnavailableReason } from './runtime.js';
+
+/** Options of {@link createWasmBackend}. */
+export interface WasmBackendOptions {
+  /**
+   * Threads that share the work, the calling thread included: an integer in [1, 64] or `'auto'`
+   * (the number of logical processors). Default 1. Above 1 needs shared WebAssembly memory: in a
+   * browser, a cross-origin isolated page. Where it is missing the backend runs on one thread and
+   * says why in `capabilities.notes`.
+   */
+  threads?: number | 'auto';
+  /** Query rows per tile (a work item). Default 64. Changes speed only. */
+  queryBlock?: number;
+  /** Keys per tile. Default 64: a 64 x 64 float32 K tile (16 KiB) stays in L1. Changes speed only. */
+  keyBlock?: number;
+  /** Where to load the single-thread kernel from. Default: `../wasm/attnkit.wasm` beside this module. */
+  wasmUrl?: string | URL;
+  /** Where to load the threads kernel from. Default: `../wasm/attnkit-threads.wasm` beside this module. */
+  wasmThreadsUrl?: string | URL;
+}
+
+/**
+ * The declared tolerance, the same as `@attnkit/cpu`'s. Float32 arithmetic: dot products over four
+ * lanes reduced pairwise, a 1-ulp exponential, float64 for the projections and the log-sum-exp.
+ */
+export const WASM_TOLERANCE = { atol: 1e-6, rtol: 1e-5 } as const;
+
+const DEFAULT_BLOCK = 64;
+const MAX_BLOCK = 1024;
+const MAX_THREADS = 64;
+/** Below this many multiply-adds a call stays on the calling thread: a worker round trip costs more. */
+const PARALLEL_MIN_WORK = 1 << 22;
+const PAGE = 65536;
+/** A wasm32 memory holds at most 4 GiB. */
+const MAX_MEMORY_BYTES = 65536 * PAGE;
+/** Stack of each worker's instance (the kernel keeps its state in locals and scratch, not the stack). */
+const WORKER_STACK_BYTES = 256 * 1024;
+const INITIAL_PAGES = 64;
+
+function invalidOption(argument: string, expected: string, value: unknown): never {
+  const actual = describeValue(value);
+  throw new AttnkitError(
+    'invalid-argument',
+    `createWasmBackend: ${argument} must be ${expected}, got ${actual}`,
+    {
+      argument,
+      expected,
+      actual,
+    },
+  );
+}
+
+function integerOption(name: string, value: unknown, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max)
+    invalidOption(`options.${name}`, `an integer in [1, ${max}]`, value);
+  return value;
+}
+
+function urlOption(name: string, value: unknown, flavour: KernelFlavour): URL {
+  if (value === undefined) return defaultKernelUrl(flavour);
+  if (value instanceof URL) return value;
+  if (typeof value === 'string') {
+    try {
+      return new URL(value, (globalThis as { location?: { href: string } }).location?.href);
+    } catch {
+      invalidOption(`options.${name}`, 'an absolute URL (or a URL relative to the page)', value);
+    }
+  }
+  invalidOption(`options.${name}`, 'a URL or a string', value);
+}
+
+const align = (n: number, to: number) => Math.ceil(n / to) * to;
+const round4 = (n: number) => align(n, 4);
+
+/** A live kernel: its memory, the calling thread's instance, and the workers (threads build only). */
+interface Kernel {
+  memory: WebAssembly.Memory;
+  exports: KernelExports;
+  pool: WorkerPool | null;
+  /** First byte the per-call arena may use. */
+  base: number;
+}
+
+class WasmImplementation {
+  readonly name = 'wasm';
+  private kernel: Kernel | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private caps: BackendCapabilities;
+
+  constructor(
+    private readonly requestedThreads: number | 'auto',
+    private readonly blockQ: number,
+    private readonly blockK: number,
+    private readonly urls: Record<KernelFlavour, URL>,
+  ) {
+    this.caps = this.describe(1, 'not initialised', []);
+  }
+
+  private describe(threads: number, engine: string, notes: string[]): BackendCapabilities {
+    return {
+      features: ALL_FEATURES,
+      // one call's tensors share one wasm32 memory of at most 4 GiB; the call checks the sum
+      limits: { tensorElements: 2 ** 29 },
+      tolerance: WASM_TOLERANCE,
+      deterministic: true,
+      engine,
+      threads,
+      notes,
+    };
+  }
+
+  capabilities(): BackendCapabilities {
+    return this.caps;
+  }
+
+  async init(): Promise<void> {
+    if (this.kernel !== null) return;
+    const requested = this.requestedThreads === 'auto' ? await hardwareThreads() : this.requestedThreads;
+    const notes: string[] = [];
+    let threads = Math.max(1, Math.min(MAX_THREADS, requested));
+    if (threads > 1) {
+      const reason = sharedMemoryUnavailableReason();
+      if (reason !== null) {
+        notes.push(`single-threaded (${threads} threads were asked for): ${reason}`);
+        threads = 1;
+      }
+    }
+    const flavour: KernelFlavour = threads > 1 ? 'threads' : 'single';
+    const url = this.urls[flavour];
+    let module: WebAssembly.Module;
+    try {
+      module = await compileKernel(url);
+    } catch (error) {
+      throw new AttnkitError(
+        'unavailable',
+        `wasm: cannot load the kernel from ${url.href}: ${String(error)}` +
+          ' (a source checkout builds it with `pnpm --filter @attnkit/wasm build`)',
+        { cause: error },
+      );
+    }
+    const memory =
+      flavour === 'threads'
+        ? new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_MEMORY_BYTES / PAGE, shared: true })
+        : new WebAssembly.Memory({ initial: INITIAL_PAGES });
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const exports = instance.exports as unknown as KernelExports;
+    let base = align(exports.__heap_base.value as number, 64);
+    let pool: WorkerPool | null = null;
+    if (threads > 1) {
+      const stackTops: number[] = [];
+      for (let i = 0; i < threads - 1; i++) {
+        base += WORKER_STACK_BYTES;
+        stackTops.push(base);
+      }
+      grow(memory, base);
+      try {
+        pool = await WorkerPool.start(threads - 1, module, memory, stackTops);
+      } catch (error) {
+        throw new AttnkitError(
+          'unavailable',
+          `wasm: cannot start ${threads - 1} worker(s): ${String(error)}`,
+          {
+            cause: error,
+          },
+        );
+      }
+      notes.push(
+        `calls under ${PARALLEL_MIN_WORK} multiply-adds run on the calling thread only (a worker round trip costs more)`,
+      );
+    }
+    this.kernel = { memory, exports, pool, base };
+    const engine =
+      threads > 1
+        ? `wasm simd128 (Rust), ${threads} threads on one shared memory`
+        : 'wasm simd128 (Rust), single thread';
+    this.caps = this.describe(threads, engine, notes);
+  }
+
+  /** One call at a time: calls share the kernel's arena and its workers. */
+  private exclusive<T>(work: (kernel: Kernel) => Promise<T> | T): Promise<T> {
+    const result = this.tail.then(() => {
+      const kernel = this.kernel;
+      if (kernel === null) throw new AttnkitError('disposed', 'wasm: the kernel has been released');
+      return work(kernel);
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  attention(problem: AttentionProblem): Promise<AttentionResult> {
+    return this.exclusive((kernel) => runAttention(kernel, problem, this.blockQ, this.blockK));
+  }
+
+  matmul(problem: MatmulProblem): Promise<Float32Array> {
+    return this.exclusive((kernel) => runMatmul(kernel, problem));
+  }
+
+  memory() {
+    return { hostBytes: this.kernel?.memory.buffer.byteLength ?? 0, deviceBytes: 0 };
+  }
+
+  async dispose(): Promise<void> {
+    const kernel = this.kernel;
+    this.kernel = null;
+    await this.tail;
+    if (kernel?.pool) await kernel.pool.terminate();
+  }
+}
+
+/** Grows `memory` so that byte `end` is addressable. */
+function grow(memory: WebAssembly.Memory, end: number): void {
+  const have = memory.buffer.byteLength;
+  if (end <= have) return;
+  try {
+    memory.grow(Math.ceil((end - have) / PAGE));
+  } catch (error) {
+    throw new AttnkitError('unavailable', `wasm: cannot grow memory to ${end} bytes: ${String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** A bump allocator over the kernel memory, reset every call (so buffers are reused, never freed). */
+class Arena {
+  end: number;
+  constructor(base: number) {
+    this.end = base;
+  }
+  take(bytes: number): number {
+    const at = align(this.end, 64);
+    this.end = at + bytes;
+    return at;
+  }
+}
+
+function tooBig(what: string, bytes: number): never {
+  throw new AttnkitError(
+    'unsupported',
+    `wasm: ${what} needs ${bytes} bytes of wasm memory, more than a wasm32 memory holds (${MAX_MEMORY_BYTES})`,
+    {
+      argument: 'shape',
+      expected: `a problem whose tensors fit in ${MAX_MEMORY_BYTES} bytes`,
+      actual: `${bytes} bytes`,
+    },
+  );
+}
+
+/** Copies `rows` rows of `cols` floats into rows of `stride` floats (zero padding after each). */
+function copyPadded(
+  heap: Float32Array,
+  at: number,
+  source: Float32Array,
+  rows: number,
+  cols: number,
+  stride: number,
+) {
+  const start = at >> 2;
+  if (cols === stride) {
+    heap.set(source, start);
+    return;
+  }
+  heap.fill(0, start, start + rows * stride);
+  for (let r = 0; r < rows; r++) heap.set(source.subarray(r * cols, (r + 1) * cols), start + r * stride);
+}
+
+function copyUnpadded(
+  heap: Float32Array,
+  at: number,
+  rows: number,
+  cols: number,
+  stride: number,
+): Float32Array {
+  const start = at >> 2;
+  if (cols === stride) return heap.slice(start, start + rows * cols);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    out.set(heap.subarray(start + r * stride, start + r * stride + cols), r * cols);
+  return out;
+}
+
+function deviceError(what: string, error: unknown): AttnkitError {
+  if (error instanceof AttnkitError) return error;
+  return new AttnkitError('device', `wasm: ${what} failed: ${String(error)}`, { cause: error });
+}
+
+async function runAttention(kernel: Kernel, problem: AttentionProblem, blockQ: number, blockK: number) {
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = problem.shape;
+  const { exports, memory, pool } = kernel;
+  const d4 = round4(D);
+  const dv4 = round4(Dv);
+  const bq = Math.min(blockQ, Lq);
+  const bk = blockK;
+  const items = B * Hq * Math.ceil(Lq / bq);
+  const work = B * Hq * Lq * Lk * (D + Dv);
+  const parallel = pool !== null && items > 1 && work >= PARALLEL_MIN_WORK;
+  const slots = pool === null ? 1 : pool.size + 1;
+
+  const arena = new Arena(kernel.base);
+  const params = arena.take(PARAM_BYTES);
+  const scratchStride = align(exports.attn_scratch_bytes(bq, bk, dv4), 64);
+  const scratch = arena.take(scratchStride * slots);
+  const q = arena.take(B * Hq * Lq * d4 * 4);
+  const k = arena.take(B * Hkv * Lk * d4 * 4);
+  const v = arena.take(B * Hkv * Lk * dv4 * 4);
+  const out = arena.take(B * Hq * Lq * dv4 * 4);
+  const lse = problem.returnLse ? arena.take(B * Hq * Lq * 4) : 0;
+  const weights = problem.returnWeights ? arena.take(B * Hq * Lq * Lk * 4) : 0;
+  const bias = problem.bias ? arena.take(problem.bias.data.length * 4) : 0;
+  const keyMask = problem.keyMask ? arena.take(B * Lk) : 0;
+  const alibi = problem.alibiSlopes ? arena.take(Hq * 4) : 0;
+  const sinks = problem.sinks ? arena.take(Hq * 4) : 0;
+  const vBad = arena.take(B * Hkv * Lk);
+  if (arena.end > MAX_MEMORY_BYTES) tooBig('this attention call', arena.end);
+  grow(memory, arena.end);
+
+  const buffer = memory.buffer;
+  const heap = new Float32Array(buffer);
+  const words = new Uint32Array(buffer);
+  copyPadded(heap, q, problem.q, B * Hq * Lq, D, d4);
+  copyPadded(heap, k, problem.k, B * Hkv * Lk, D, d4);
+  copyPadded(heap, v, problem.v, B * Hkv * Lk, Dv, dv4);
+  // the kernel writes only the keys a row can see; every other weight must read 0
+  if (weights) heap.fill(0, weights >> 2, (weights >> 2) + B * Hq * Lq * Lk);
+  if (problem.bias) heap.set(problem.bias.data, bias >> 2);
+  if (problem.keyMask) new Uint8Array(buffer, keyMask, B * Lk).set(problem.keyMask);
+  if (problem.alibiSlopes) heap.set(problem.alibiSlopes, alibi >> 2);
+  if (problem.sinks) heap.set(problem.sinks, sinks >> 2);
+
+  try {
+    // value rows with NaN/inf need the kernel's guarded path (0 * inf must not reach the output)
+    const badRows = exports.nonfinite_rows(v, B * Hkv * Lk, dv4, vBad);
+    const P = params >> 2;
+    words.fill(0, P, P + PARAM_BYTES / 4);
+    words[P + PARAM.q] = q;
+    words[P + PARAM.k] = k;
+    words[P + PARAM.v] = v;
+    words[P + PARAM.out] = out;
+    words[P + PARAM.lse] = lse;
+    words[P + PARAM.weights] = weights;
+    if (problem.bias) {
+      const [sb, sh, si, sj] = problem.bias.strides;
+      words[P + PARAM.bias] = bias;
+      words[P + PARAM.biasSb] = sb;
+      words[P + PARAM.biasSh] = sh;
+      words[P + PARAM.biasSi] = si;
+      words[P + PARAM.biasSj] = sj;
+    }
+    words[P + PARAM.keyMask] = keyMask;
+    words[P + PARAM.alibi] = alibi;
+    words[P + PARAM.sinks] = sinks;
+    words[P + PARAM.vBad] = badRows > 0 ? vBad : 0;
+    words[P + PARAM.batch] = B;
+    words[P + PARAM.hq] = Hq;
+    words[P + PARAM.hkv] = Hkv;
+    words[P + PARAM.lq] = Lq;
+    words[P + PARAM.lk] = Lk;
+    words[P + PARAM.d4] = d4;
+    words[P + PARAM.dv4] = dv4;
+    heap[P + PARAM.scale] = problem.scale;
+    heap[P + PARAM.softcap] = problem.softcap ?? 0;
+    words[P + PARAM.causal] = problem.causal ? 1 : 0;
+    words[P + PARAM.window] = problem.slidingWindow ?? 0;
+    words[P + PARAM.blockQ] = bq;
+    words[P + PARAM.blockK] = bk;
+    words[P + PARAM.nItems] = items;
+    words[P + PARAM.counter] = 0;
+    words[P + PARAM.scratch] = scratch;
+    words[P + PARAM.scratchStride] = scratchStride;
+
+    if (parallel && pool !== null) {
+      const others = pool.run(params);
+      try {
+        exports.attn_run(params, 0);
+      } finally {
+        await others;
+      }
+    } else {
+      exports.attn_run(params, 0);
+    }
+  } catch (error) {
+    throw deviceError('attention', error);
+  }
+
+  const result: AttentionResult = { output: copyUnpadded(heap, out, B * Hq * Lq, Dv, dv4) };
+  if (lse) result.lse = heap.slice(lse >> 2, (lse >> 2) + B * Hq * Lq);
+  if (weights) result.weights = heap.slice(weights >> 2, (weights >> 2) + B * Hq * Lq * Lk);
+  return result;
+}
+
+function runMatmul(kernel: Kernel, problem: MatmulProblem): Float32Array {
+  const { m, k, n } = problem.shape;
+  const { exports, memory } = kernel;
+  const arena = new Arena(kernel.base);
+  const a = arena.take(m * k * 4);
+  const b = arena.take(k * n * 4);
+  const bias = problem.bias ? arena.take(n * 4) : 0;
+  const c = arena.take(m * n * 4);
+  if (arena.end > MAX_MEMORY_BYTES) tooBig('this matmul', arena.end);
+  grow(memory, arena.end);
+  const heap = new Float32Array(memory.buffer);
+  heap.set(problem.a, a >> 2);
+  heap.set(problem.b, b >> 2);
+  if (problem.bias) heap.set(problem.bias, bias >> 2);
+  try {
+    exports.matmul(a, b, bias, c, m, k, n);
+  } catch (error) {
+    throw deviceError('matmul', error);
+  }
+  return heap.slice(c >> 2, (c >> 2) + m * n);
+}
+
+/**
+ * Creates the WebAssembly backend. Nothing is loaded until `init()` or the first call; `dispose()`
+ * terminates the workers and drops the wasm memory.
+ *
+ * @example
+ * ```ts
+ * const backend = createWasmBackend({ threads: 2 });
+ * const { output } = await backend.attention({ q, k, v, shape }, { causal: true });
+ * await backend.dispose();
+ * ```
+ */
+export function createWasmBackend(options: WasmBackendOptions = {}): AttentionBackend {
+  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
+  const { threads } = options;
+  if (
+    threads !== undefined &&
+    threads !== 'auto' &&
+    (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS)
+  ) {
+    invalidOption('options.threads', `an integer in [1, ${MAX_THREADS}] or 'auto'`, threads);
+  }
+  const implementation = new WasmImplementation(
+    threads ?? 1,
+    integerOption('queryBlock', options.queryBlock, MAX_BLOCK, DEFAULT_BLOCK),
+    integerOption('keyBlock', options.keyBlock, MAX_BLOCK, DEFAULT_BLOCK),
+    {
+      single: urlOption('wasmUrl', options.wasmUrl, 'single'),
+      threads: urlOption('wasmThreadsUrl', options.wasmThreadsUrl, 'threads'),
+    },
+  );
+  return createBackend({
+    name: implementation.name,
+    capabilities: () => implementation.capabilities(),
+    init: () => implementation.init(),
+    attention: (problem) => implementation.attention(problem),
+    matmul: (problem) => implementation.matmul(problem),
+    memory: () => implementation.memory(),
+    dispose: () => implementation.dispose(),
+  });
+}
+
+/** Zero-argument factory, the module's default export (what the conformance CLI imports): one thread. */
+export default function createDefaultWasmBackend(): AttentionBackend {
+  return createWasmBackend();
+}
