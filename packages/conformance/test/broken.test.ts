@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { runConformance } from '../src/index.js';
+import { BROKEN, ignoringBackend, wrapReference } from './broken.js';
+
+describe('deliberately broken backends fail the suite', () => {
+  for (const [name, { wrap, filter, mustFail }] of Object.entries(BROKEN)) {
+    it(name, async () => {
+      const report = await runConformance(() => wrapReference(wrap), { filter, seed: 7 });
+      const failed = report.cases.filter((c) => c.status === 'failed').map((c) => c.id);
+      for (const id of mustFail) expect(failed, `${id} should fail`).toContain(id);
+      expect(report.totals.failed).toBeGreaterThan(0);
+    });
+  }
+
+  it('a bug seen only by random shapes is caught by the property cases, with the seed in the message', async () => {
+    const report = await runConformance(() => wrapReference(BROKEN['GQA mapping wrong (h % Hkv)'].wrap), {
+      filter: 'random/attention',
+      seed: 99,
+      numRuns: 100,
+    });
+    const random = report.cases.find((c) => c.id === 'random/attention');
+    expect(random?.status).toBe('failed');
+    expect(random?.message).toMatch(/seed 99/);
+    expect(random?.message).toMatch(/counterexample/);
+  });
+
+  it('a backend that mutates its inputs fails', async () => {
+    const report = await runConformance(
+      () =>
+        wrapReference({
+          after: (result, problem) => {
+            problem.q[0] = 0;
+            return result;
+          },
+        }),
+      { filter: 'options/causal' },
+    );
+    expect(report.cases[0].status).toBe('failed');
+    expect(report.cases[0].message).toMatch(/q was modified/);
+  });
+
+  it('a backend whose memory grows per call fails the memory cases', async () => {
+    const report = await runConformance(
+      () => wrapReference({ memory: (calls) => ({ hostBytes: 4096 * calls, deviceBytes: 0 }) }),
+      { filter: 'memory/', repeatCalls: 200 },
+    );
+    expect(report.cases.map((c) => c.status)).toEqual(['failed', 'failed', 'passed']); // matmul does not leak here
+    expect(report.cases[0].message).toMatch(/backend.memory\(\) grew/);
+  });
+
+  it('a backend that declares determinism but adds noise fails the determinism cases', async () => {
+    let call = 0;
+    const report = await runConformance(
+      () =>
+        wrapReference({
+          after: (result) => {
+            call++;
+            // within tolerance, but not the same bits twice: flip the last mantissa bit every other call
+            if (call % 2 === 0) new Uint32Array(result.output.buffer)[0] ^= 1;
+            return result;
+          },
+        }),
+      { filter: 'determinism/' },
+    );
+    expect(report.cases.every((c) => c.status === 'failed')).toBe(true);
+    expect(report.cases[0].message).toMatch(/bits differ/);
+  });
+
+  it('a backend that drops unsupported options instead of rejecting them fails', async () => {
+    const report = await runConformance(() => ignoringBackend(['sinks', 'bias'], {}, false), {
+      filter: /^options\/(sinks|bias-\[B,Hq,Lq,Lk\])/,
+    });
+    expect(report.cases.length).toBeGreaterThan(2);
+    for (const result of report.cases) {
+      expect(result.status, result.id).toBe('failed');
+      expect(result.expectation).toBe('reject-unsupported');
+    }
+  });
+
+  it('a NaN-dropping max (a > b ? a : b) fails the non-finite cases', async () => {
+    // Emulated: NaN logits treated as -inf, i.e. a NaN row computed as if the key were masked.
+    const report = await runConformance(
+      () =>
+        wrapReference({
+          after: (result) => {
+            for (const tensor of [result.output, result.lse, result.weights]) {
+              if (tensor) for (let i = 0; i < tensor.length; i++) if (Number.isNaN(tensor[i])) tensor[i] = 0;
+            }
+            return result;
+          },
+        }),
+      { filter: 'nonfinite/' },
+    );
+    const failed = report.cases.filter((c) => c.status === 'failed').map((c) => c.id);
+    expect(failed).toEqual(
+      expect.arrayContaining(['nonfinite/nan-in-q', 'nonfinite/nan-in-k', 'nonfinite/pos-inf-in-bias']),
+    );
+  });
+});

@@ -1,0 +1,222 @@
+import {
+  ALL_FEATURES,
+  type AttentionBackend,
+  type AttentionFeature,
+  type AttentionProblem,
+  type AttentionResult,
+  type BackendCapabilities,
+  type BackendLimits,
+  createBackend,
+  queryPosition,
+  referenceAttentionProblem64,
+  referenceMatmul64,
+  validateAttention,
+} from '@attnkit/spec';
+
+/** The reference backend's capabilities, with overrides. */
+export function capabilitiesOf(overrides: Partial<BackendCapabilities> = {}): BackendCapabilities {
+  return {
+    features: ALL_FEATURES,
+    limits: {},
+    tolerance: { atol: 1e-7, rtol: 1e-6 },
+    deterministic: true,
+    engine: 'test wrapper of the float64 reference',
+    threads: 1,
+    notes: [],
+    ...overrides,
+  };
+}
+
+function toResult(result: ReturnType<typeof referenceAttentionProblem64>): AttentionResult {
+  return {
+    output: Float32Array.from(result.output),
+    ...(result.lse && { lse: Float32Array.from(result.lse) }),
+    ...(result.weights && { weights: Float32Array.from(result.weights) }),
+  };
+}
+
+export interface WrapOptions {
+  name?: string;
+  capabilities?: Partial<BackendCapabilities>;
+  /** Rewrites the problem before the reference sees it: the planted bug. */
+  transform?: (problem: AttentionProblem) => AttentionProblem;
+  /** Rewrites the result after: the planted bug. */
+  after?: (result: AttentionResult, problem: AttentionProblem) => AttentionResult;
+  /** memory() to report after `calls` attention calls. */
+  memory?: (calls: number) => { hostBytes: number; deviceBytes: number };
+}
+
+/** A reference backend through the spec's `createBackend`, with a bug planted by `transform`/`after`. */
+export function wrapReference(options: WrapOptions = {}): AttentionBackend {
+  const capabilities = capabilitiesOf(options.capabilities);
+  let calls = 0;
+  return createBackend({
+    name: options.name ?? 'broken',
+    capabilities: () => capabilities,
+    init: async () => {},
+    attention: async (problem) => {
+      calls++;
+      const planted = options.transform ? options.transform(problem) : problem;
+      const result = toResult(referenceAttentionProblem64(planted));
+      return options.after ? options.after(result, problem) : result;
+    },
+    matmul: async ({ a, b, bias, shape }) =>
+      Float32Array.from(referenceMatmul64(a, b, shape.m, shape.k, shape.n, bias)),
+    memory: () => (options.memory ? options.memory(calls) : { hostBytes: 0, deviceBytes: 0 }),
+    dispose: async () => {},
+  });
+}
+
+/** A full `[B, Hq, Lq, Lk]` bias holding the problem's own bias plus `extra(b, h, i, j)`. */
+function fullBias(problem: AttentionProblem, extra: (b: number, h: number, i: number, j: number) => number) {
+  const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk } = problem.shape;
+  const data = new Float32Array(B * Hq * Lq * Lk);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++)
+      for (let i = 0; i < Lq; i++)
+        for (let j = 0; j < Lk; j++) {
+          let value = extra(b, h, i, j);
+          if (problem.bias) {
+            const [sb, sh, si, sj] = problem.bias.strides;
+            value += problem.bias.data[b * sb + h * sh + i * si + j * sj];
+          }
+          data[((b * Hq + h) * Lq + i) * Lk + j] = value;
+        }
+  const shape = [B, Hq, Lq, Lk] as const;
+  return { data, shape, strides: [Hq * Lq * Lk, Lq * Lk, Lk, 1] as const };
+}
+
+/** The planted bugs the suite must catch, each with the cases that must fail. */
+export const BROKEN: Record<string, { wrap: WrapOptions; filter: RegExp; mustFail: string[] }> = {
+  'scale off by 1%': {
+    wrap: { transform: (p) => ({ ...p, scale: p.scale * 1.01 }) },
+    filter: /^options\//,
+    mustFail: ['options/default-scale', 'options/scale-0.37', 'options/causal'],
+  },
+  'causal off by one': {
+    wrap: {
+      // Sees only keys strictly before its own position: j < p_i instead of j <= p_i.
+      transform: (p) => {
+        if (!p.causal) return p;
+        const { queryLength: Lq, keyLength: Lk } = p.shape;
+        const bias = fullBias(p, (_b, _h, i, j) =>
+          j >= queryPosition(i, Lq, Lk) ? Number.NEGATIVE_INFINITY : 0,
+        );
+        return { ...p, causal: false, bias };
+      },
+    },
+    filter: /^(options|positions)\//,
+    mustFail: [
+      'options/causal',
+      'options/alibi-causal',
+      'positions/causal-lq-lt-lk',
+      'positions/decode-causal',
+    ],
+  },
+  'keyMask ignored': {
+    wrap: { transform: (p) => ({ ...p, keyMask: null }) },
+    filter: /^(options|masked|cross)\//,
+    mustFail: [
+      'options/keyMask',
+      'options/keyMask-prefix',
+      'masked/keyMask-whole-batch',
+      'masked/nan-in-masked-values',
+      'cross/keyMask',
+    ],
+  },
+  'sinks ignored': {
+    wrap: { transform: (p) => ({ ...p, sinks: null }) },
+    filter: /^(options|heads)\//,
+    mustFail: ['options/sinks', 'options/sinks-large', 'heads/gqa-alibi-sinks'],
+  },
+  'GQA mapping wrong (h % Hkv)': {
+    wrap: {
+      transform: (p) => {
+        const { batch: B, queryHeads: Hq, kvHeads: Hkv, keyLength: Lk, headDim: D, valueDim: Dv } = p.shape;
+        if (Hkv === Hq) return p;
+        const expand = (source: Float32Array, dim: number) => {
+          const out = new Float32Array(B * Hq * Lk * dim);
+          for (let b = 0; b < B; b++)
+            for (let h = 0; h < Hq; h++) {
+              const g = h % Hkv; // the bug: interleaved instead of floor(h / (Hq / Hkv))
+              out.set(
+                source.subarray((b * Hkv + g) * Lk * dim, (b * Hkv + g + 1) * Lk * dim),
+                (b * Hq + h) * Lk * dim,
+              );
+            }
+          return out;
+        };
+        return { ...p, k: expand(p.k, D), v: expand(p.v, Dv), shape: { ...p.shape, kvHeads: Hq } };
+      },
+    },
+    filter: /^heads\//,
+    mustFail: ['heads/gqa-4-2', 'heads/gqa-6-3-causal', 'heads/gqa-6-2-lse-weights'],
+  },
+  'NaN on a fully masked row': {
+    wrap: {
+      after: (result, problem) => {
+        const lse = referenceAttentionProblem64({ ...problem, returnLse: true }).lse as Float64Array;
+        const Dv = problem.shape.valueDim;
+        lse.forEach((value, row) => {
+          if (value === Number.NEGATIVE_INFINITY) result.output.fill(Number.NaN, row * Dv, (row + 1) * Dv);
+        });
+        return result;
+      },
+    },
+    filter: /^masked\//,
+    mustFail: ['masked/keyMask-whole-batch', 'masked/keyMask-everything', 'masked/causal-lq-gt-lk'],
+  },
+  'bias broadcast wrong (full strides always)': {
+    wrap: {
+      transform: (p) => {
+        if (!p.bias) return p;
+        const { queryHeads: Hq, queryLength: Lq, keyLength: Lk } = p.shape;
+        return { ...p, bias: { ...p.bias, strides: [Hq * Lq * Lk, Lq * Lk, Lk, 1] } };
+      },
+    },
+    filter: /^options\/bias/,
+    mustFail: ['options/bias-[1,1,1,Lk]', 'options/bias-[1,Hq,Lq,Lk]', 'options/bias-[B,1,1,1]'],
+  },
+  'lse missing the sink': {
+    wrap: {
+      after: (result, problem) => {
+        if (!problem.returnLse || !problem.sinks) return result;
+        const withoutSink = referenceAttentionProblem64({ ...problem, sinks: null }).lse as Float64Array;
+        return { ...result, lse: Float32Array.from(withoutSink) };
+      },
+    },
+    filter: /^(options|masked|combos)\//,
+    mustFail: ['options/sinks-large', 'masked/with-sinks', 'combos/causal-sinks-lse'],
+  },
+};
+
+/**
+ * A backend that says it lacks `missing` features and has `limits`, but does not use `createBackend`'s
+ * capability check: it runs every call anyway (`honest: false`) — a silent-ignore bug.
+ */
+export function ignoringBackend(
+  missing: AttentionFeature[],
+  limits: BackendLimits,
+  honest: boolean,
+): AttentionBackend {
+  const capabilities = capabilitiesOf({ features: ALL_FEATURES.filter((f) => !missing.includes(f)), limits });
+  if (honest) return wrapReference({ name: 'limited', capabilities });
+  const inner = wrapReference({ name: 'ignoring' });
+  return {
+    name: 'ignoring',
+    capabilities,
+    init: () => inner.init(),
+    attention: async (inputs, options = {}) => {
+      const problem = validateAttention(inputs, options);
+      // the bug: unsupported options are dropped instead of rejected
+      const stripped = { ...options };
+      if (missing.includes('sinks')) delete stripped.sinks;
+      if (missing.includes('bias')) delete stripped.bias;
+      void problem;
+      return inner.attention(inputs, stripped);
+    },
+    matmul: (inputs) => inner.matmul(inputs),
+    memory: () => inner.memory(),
+    dispose: () => inner.dispose(),
+  };
+}

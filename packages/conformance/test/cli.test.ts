@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = resolve(packageDir, '../..');
+const cli = join(packageDir, 'dist/cli.js');
+
+function run(args: string[], cwd: string) {
+  const result = spawnSync(process.execPath, [cli, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ATTNKIT_CONFORMANCE_SEED: '' },
+  });
+  const lines = result.stdout.trimEnd().split('\n');
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr, last: lines[lines.length - 1] };
+}
+
+describe('attnkit-conformance CLI (built)', () => {
+  it('is built', () => {
+    expect(existsSync(cli), 'run `pnpm build` first').toBe(true);
+  });
+
+  it('passes the reference package from the repo root and ends with "N passed, 0 failed"', () => {
+    const { code, last, stdout } = run(['@attnkit/spec'], repoRoot);
+    expect(last).toMatch(/^\d+ passed, 0 failed$/);
+    expect(Number(last.split(' ')[0])).toBeGreaterThanOrEqual(150);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/backend: reference/);
+    expect(stdout).toMatch(/options\/causal\s+│ pass/);
+  });
+
+  it('fails a broken backend module with exit code 1 and writes the JSON report', () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'report.json');
+    const { code, last } = run(
+      ['./test/fixtures/broken-scale.mjs', '--filter', 'options/', '--json', json, '--seed', '5'],
+      packageDir,
+    );
+    expect(code).toBe(1);
+    const match = /^(\d+) passed, (\d+) failed$/.exec(last);
+    expect(match).not.toBeNull();
+    expect(Number(match?.[2])).toBeGreaterThan(0);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.backend.name).toBe('broken-scale');
+    expect(report.seed).toBe(5);
+    expect(report.totals.failed).toBe(Number(match?.[2]));
+  });
+
+  it('uses --export and explains an export that is not a factory (exit 2)', () => {
+    const bad = run(['./test/fixtures/broken-scale.mjs', '--export', 'notAFactory'], packageDir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/export "notAFactory" .* is number, not a BackendFactory/);
+    const good = run(['@attnkit/spec', '--export', 'createReferenceBackend', '--filter', 'heads/'], repoRoot);
+    expect(good.code).toBe(0);
+    expect(good.last).toBe('8 passed, 0 failed');
+  });
+
+  it('exits 2 for a module that cannot be found', () => {
+    const missing = run(['@attnkit/no-such-backend'], repoRoot);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot load @attnkit\/no-such-backend/);
+  });
+});
