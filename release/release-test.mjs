@@ -485,7 +485,42 @@ async function versionAndPublish(packages, repoCopy, work, registry, env) {
     }
   }
   step(`published ${versions.size} packages`);
+  await checkTarballs(versions, work, registry);
   return { tag, versions };
+}
+
+/** Every string an `exports` map or `bin` points at. */
+function exportTargets(value) {
+  if (typeof value === 'string') return [value];
+  if (value === null || typeof value !== 'object') return [];
+  return Object.values(value).flatMap(exportTargets);
+}
+
+/** The published tarballs hold what their manifests promise: every export and bin target, docs, license. */
+async function checkTarballs(versions, work, registry) {
+  const dir = join(work, 'tarballs');
+  mkdirSync(dir, { recursive: true });
+  const problems = [];
+  for (const [name, version] of versions) {
+    const doc = await (await fetch(`${registry.url}${name.replace('/', '%2f')}`)).json();
+    const manifest = doc.versions[version];
+    const file = join(dir, `${name.replace('/', '-')}.tgz`);
+    writeFileSync(file, Buffer.from(await (await fetch(manifest.dist.tarball)).arrayBuffer()));
+    const listing = spawnSync('tar', ['tzf', file], { encoding: 'utf8' });
+    if (listing.status !== 0) fail(`cannot list ${file}: ${listing.stderr}`);
+    const entries = new Set(listing.stdout.split('\n').map((entry) => entry.replace(/^package\//, '')));
+    const required = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'];
+    const targets = [...exportTargets(manifest.exports), ...exportTargets(manifest.bin)];
+    for (const target of [...required, ...targets]) {
+      const path = target.replace(/^\.\//, '');
+      const found = path.includes('*')
+        ? [...entries].some((entry) => entry.startsWith(path.slice(0, path.indexOf('*'))))
+        : entries.has(path);
+      if (!found) problems.push(`${name}@${version}: the tarball has no ${path}`);
+    }
+  }
+  if (problems.length > 0) fail(`published tarballs are incomplete:\n${problems.join('\n')}`);
+  step(`tarballs hold every export and bin target, README, CHANGELOG and LICENSE`);
 }
 
 // The case every installed backend must get right, derived by hand (scale 1, D = Dv = 2, Lq = Lk = 2):
