@@ -1,0 +1,117 @@
+import type { ResultRow, SubjectReport } from '@attnkit/benchmarks';
+import type { BenchResults } from './results.js';
+
+/** A row counts for comparisons when it was timed and, where checked, matched the reference. */
+export function usable(row: ResultRow): boolean {
+  return row.status === 'ok' && row.timing !== undefined && (row.check == null || row.check.pass);
+}
+
+/** Available subjects of one kind. */
+export function subjectsOf(results: BenchResults, kind: 'attnkit' | 'peer'): SubjectReport[] {
+  return results.subjects.filter((s) => s.kind === kind && s.status === 'ok');
+}
+
+/** Every series id present, the headline first. */
+export function seriesIds(results: BenchResults): string[] {
+  const ids = new Set<string>();
+  for (const s of results.subjects) for (const r of s.rows) ids.add(r.workload.series);
+  return [...ids];
+}
+
+/** Sizes present in a series, ascending. */
+export function seriesSizes(results: BenchResults, series: string): number[] {
+  const sizes = new Set<number>();
+  for (const s of results.subjects)
+    for (const r of s.rows) if (r.workload.series === series) sizes.add(r.workload.n);
+  return [...sizes].sort((a, b) => a - b);
+}
+
+/** The row of a subject at (series, n). */
+export function rowAt(subject: SubjectReport, series: string, n: number): ResultRow | undefined {
+  return subject.rows.find((r) => r.workload.series === series && r.workload.n === n);
+}
+
+/** Peer families in display order; a family's best variant stands for it in ratios. */
+export function peerFamilies(results: BenchResults): string[] {
+  const order = ['naive-js', 'tfjs-cpu', 'tfjs-wasm', 'ort-web-1t', 'ort-web-mt', 'ort-node', 'ort-webgpu'];
+  const present = new Set(subjectsOf(results, 'peer').map((s) => s.family));
+  return [...order.filter((f) => present.has(f)), ...[...present].filter((f) => !order.includes(f))];
+}
+
+/** Best (lowest median) usable variant of a peer family at (series, n), with the variant's id. */
+export function bestPeer(
+  results: BenchResults,
+  family: string,
+  series: string,
+  n: number,
+): { id: string; ms: number } | null {
+  let best: { id: string; ms: number } | null = null;
+  for (const s of subjectsOf(results, 'peer')) {
+    if (s.family !== family) continue;
+    const row = rowAt(s, series, n);
+    if (row === undefined || !usable(row) || row.timing === undefined) continue;
+    if (best === null || row.timing.median < best.ms) best = { id: s.id, ms: row.timing.median };
+  }
+  return best;
+}
+
+/** One cell of the ratio table: `peer ms / attnkit ms`, so 3 means attnkit is three times faster. */
+export interface RatioCell {
+  ratio: number | null;
+  /** Why there is no ratio (one side skipped, failed or absent). */
+  note?: string;
+  peerVariant?: string;
+}
+
+/** A ratio table row: one attnkit backend at one size of one series. */
+export interface RatioRow {
+  series: string;
+  n: number;
+  backend: string;
+  backendMs: number | null;
+  cells: Record<string, RatioCell>;
+}
+
+/** Ratios of every available attnkit backend over every peer family's best variant, for one series. */
+export function ratioTable(results: BenchResults, series: string): { families: string[]; rows: RatioRow[] } {
+  const families = peerFamilies(results);
+  const rows: RatioRow[] = [];
+  for (const n of seriesSizes(results, series)) {
+    for (const backend of subjectsOf(results, 'attnkit')) {
+      const row = rowAt(backend, series, n);
+      const ms = row !== undefined && usable(row) && row.timing ? row.timing.median : null;
+      const cells: Record<string, RatioCell> = {};
+      for (const family of families) {
+        const peer = bestPeer(results, family, series, n);
+        if (ms === null) cells[family] = { ratio: null, note: row?.status ?? 'absent' };
+        else if (peer === null) cells[family] = { ratio: null, note: 'peer n/a' };
+        else cells[family] = { ratio: peer.ms / ms, peerVariant: peer.id };
+      }
+      rows.push({ series, n, backend: backend.id, backendMs: ms, cells });
+    }
+  }
+  return { families, rows };
+}
+
+/** Milliseconds for display: three significant digits. */
+export function formatMs(ms: number): string {
+  if (ms >= 100) return ms.toFixed(0);
+  if (ms >= 10) return ms.toFixed(1);
+  if (ms >= 1) return ms.toFixed(2);
+  return ms.toPrecision(2);
+}
+
+/** A ratio for display: `3.2x`. */
+export function formatRatio(ratio: number): string {
+  return ratio >= 10 ? `${ratio.toFixed(0)}x` : `${ratio.toFixed(2)}x`;
+}
+
+/** Short text of a row for a latency cell. */
+export function cellText(row: ResultRow | undefined): string {
+  if (row === undefined) return '';
+  if (row.status === 'skipped') return 'budget';
+  if (row.status === 'error') return 'error';
+  if (row.timing === undefined) return '';
+  const mark = row.check != null && !row.check.pass ? ' WRONG' : '';
+  return `${formatMs(row.timing.median)}${mark}`;
+}

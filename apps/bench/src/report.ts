@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as echarts from 'echarts';
+import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesIds, seriesSizes } from './analysis.js';
+import { type ChartOption, gflopsChart, latencyChart, memoryChart } from './charts.js';
+import type { BenchResults } from './results.js';
+
+const require = createRequire(import.meta.url);
+
+/** Renders an echarts option to an SVG string in Node (server-side rendering, no DOM). */
+export function renderSvg(option: ChartOption, width = 900, height = 520): string {
+  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width, height });
+  chart.setOption({ backgroundColor: '#ffffff', ...option });
+  const svg = chart.renderToSVGString();
+  chart.dispose();
+  return svg;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The ratio table of one series as HTML. */
+export function ratioTableHtml(results: BenchResults, series: string): string {
+  const { families, rows } = ratioTable(results, series);
+  if (rows.length === 0 || families.length === 0)
+    return '<p>No attnkit backend or peer result in this series.</p>';
+  const head = `<tr><th>N</th><th>attnkit backend</th><th>ms</th>${families.map((f) => `<th>vs ${escapeHtml(f)}</th>`).join('')}</tr>`;
+  const body = rows
+    .map((r) => {
+      const cells = families
+        .map((f) => {
+          const c = r.cells[f];
+          if (c.ratio === null) return `<td class="na">${escapeHtml(c.note ?? '')}</td>`;
+          const cls = c.ratio >= 1 ? 'win' : 'lose';
+          return `<td class="${cls}" title="${escapeHtml(c.peerVariant ?? '')}">${formatRatio(c.ratio)}</td>`;
+        })
+        .join('');
+      return `<tr><td>${r.n}</td><td>${escapeHtml(r.backend)}</td><td>${r.backendMs === null ? '' : formatMs(r.backendMs)}</td>${cells}</tr>`;
+    })
+    .join('\n');
+  return `<table class="ratio"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+}
+
+function latencyTableHtml(results: BenchResults, series: string): string {
+  const sizes = seriesSizes(results, series);
+  const subjects = results.subjects.filter((s) => s.status === 'ok');
+  const head = `<tr><th>N</th>${subjects.map((s) => `<th>${escapeHtml(s.id)}</th>`).join('')}</tr>`;
+  const body = sizes
+    .map((n) => {
+      const cells = subjects
+        .map((s) => {
+          const row = rowAt(s, series, n);
+          const title =
+            row?.reason ??
+            (row?.timing
+              ? `p10 ${formatMs(row.timing.p10)} / p90 ${formatMs(row.timing.p90)} ms, ${row.timing.reps} reps`
+              : '');
+          return `<td title="${escapeHtml(title)}">${escapeHtml(cellText(row))}</td>`;
+        })
+        .join('');
+      return `<tr><td>${n}</td>${cells}</tr>`;
+    })
+    .join('\n');
+  return `<table class="latency"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+}
+
+function subjectsHtml(results: BenchResults): string {
+  const rows = results.subjects
+    .map((s) => {
+      const stops = Object.entries(s.stopped)
+        .map(([series, stop]) => `${series}: stopped at N=${stop.n} (${stop.reason})`)
+        .join('<br>');
+      const errors = s.rows.filter((r) => r.status === 'error');
+      const wrong = s.rows.filter((r) => r.check != null && !r.check.pass);
+      const status = s.status === 'ok' ? 'ok' : `unavailable: ${s.reason ?? ''}`;
+      const errorText = errors
+        .slice(0, 4)
+        .map((r) => `${r.workload.id}: ${r.reason ?? ''}`)
+        .join('<br>');
+      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${escapeHtml(stops)}</td><td>${errors.length}${errors.length ? `<br><small>${escapeHtml(errorText)}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
+    })
+    .join('\n');
+  return `<table><thead><tr><th>subject</th><th>kind</th><th>where</th><th>status</th><th>engine</th><th>budget stops</th><th>errors</th><th>wrong</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/**
+ * The self-contained HTML report: echarts inlined (works offline, one file), chart options computed
+ * here and embedded as JSON, a selector to switch series, the ratio and latency tables, machine info.
+ */
+export function renderHtml(results: BenchResults): string {
+  const echartsSource = readFileSync(require.resolve('echarts/dist/echarts.min.js'), 'utf8');
+  const series = seriesIds(results);
+  const charts: Record<string, { latency: ChartOption; gflops: ChartOption; memory: ChartOption }> = {};
+  const tables: Record<string, { ratio: string; latency: string }> = {};
+  for (const id of series) {
+    charts[id] = {
+      latency: latencyChart(results, id),
+      gflops: gflopsChart(results, id),
+      memory: memoryChart(results, id),
+    };
+    tables[id] = { ratio: ratioTableHtml(results, id), latency: latencyTableHtml(results, id) };
+  }
+  const m = results.machine;
+  const machine = [
+    `CPU: ${m.cpu} (${m.cores} logical cores)`,
+    `memory: ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB`,
+    `${m.platform} ${m.arch}`,
+    `Node ${m.node ?? 'n/a'}`,
+    `browser: ${m.browser ?? 'not run'}`,
+    `GPU adapter: ${m.gpuAdapter ?? 'none found'}`,
+  ]
+    .map(escapeHtml)
+    .join(' &middot; ');
+  // "</script" inside embedded JSON would end the script element early
+  const data = JSON.stringify({ charts, tables, series }).replace(/<\/(script)/gi, '<\\/$1');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>attnkit bench report</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fff}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
+.chart{height:440px;border:1px solid #ddd}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3}td.win{background:#e6f4e6}td.lose{background:#fbe9e9}td.na{color:#999}
+.meta{color:#555;font-size:12px}
+</style></head><body>
+<h1>attnkit bench report${results.quick ? ' (quick)' : ''}</h1>
+<p class="meta">${machine}<br>started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
+Ratios are peer median / attnkit median (above 1: attnkit is faster), against each peer family's best variant that passed the reference check.</p>
+<label>Series: <select id="series"></select></label>
+<div class="charts">
+<div class="chart" id="chart-latency"></div>
+<div class="chart" id="chart-gflops"></div>
+<div class="chart" id="chart-memory"></div>
+</div>
+<h2>Ratio table (attnkit over each peer)</h2><div id="ratio"></div>
+<h2>Latency, median ms ("budget": stopped by the time budget)</h2><div id="latency"></div>
+<h2>Subjects</h2>${subjectsHtml(results)}
+<script>${echartsSource}</script>
+<script>
+const DATA = ${data};
+const select = document.getElementById('series');
+for (const id of DATA.series) { const o = document.createElement('option'); o.value = id; o.textContent = id; select.appendChild(o); }
+const charts = { latency: echarts.init(document.getElementById('chart-latency')), gflops: echarts.init(document.getElementById('chart-gflops')), memory: echarts.init(document.getElementById('chart-memory')) };
+function show(id) {
+  for (const key of Object.keys(charts)) charts[key].setOption(DATA.charts[id][key], true);
+  document.getElementById('ratio').innerHTML = DATA.tables[id].ratio;
+  document.getElementById('latency').innerHTML = DATA.tables[id].latency;
+}
+select.addEventListener('change', () => show(select.value));
+window.addEventListener('resize', () => { for (const c of Object.values(charts)) c.resize(); });
+if (DATA.series.length > 0) show(DATA.series[0]);
+window.__chartsReady = true;
+</script>
+</body></html>
+`;
+}

@@ -1,0 +1,131 @@
+import { backendSubject, naivePeer, type Subject, tfjsPeer } from '@attnkit/benchmarks';
+import type { BackendFactory } from '@attnkit/spec';
+
+/** A subject the bench knows, and where it runs. */
+export interface SubjectEntry {
+  id: string;
+  kind: 'attnkit' | 'peer';
+  /** `node`: a child process of the CLI; `browser`: the bench page in headless Chromium. */
+  environment: 'node' | 'browser';
+  label: string;
+}
+
+/** attnkit backends under Node. */
+export const NODE_BACKENDS: readonly SubjectEntry[] = [
+  { id: 'cpu', kind: 'attnkit', environment: 'node', label: '@attnkit/cpu (TypeScript)' },
+  { id: 'wasm', kind: 'attnkit', environment: 'node', label: '@attnkit/wasm, 1 thread' },
+  { id: 'wasm-mt', kind: 'attnkit', environment: 'node', label: '@attnkit/wasm, all cores' },
+  { id: 'webgpu-dawn', kind: 'attnkit', environment: 'node', label: '@attnkit/webgpu on Dawn (Node)' },
+];
+
+/** Peers under Node. */
+export const NODE_PEERS: readonly SubjectEntry[] = [
+  { id: 'naive-js', kind: 'peer', environment: 'node', label: 'naive JS' },
+  { id: 'tfjs-cpu', kind: 'peer', environment: 'node', label: 'TF.js cpu' },
+  { id: 'tfjs-wasm', kind: 'peer', environment: 'node', label: 'TF.js wasm' },
+  ...(['ort-web-1t', 'ort-web-mt', 'ort-node'] as const).flatMap((family) =>
+    (['attention', 'mha', 'matmul'] as const).map(
+      (variant): SubjectEntry => ({
+        id: `${family}-${variant}`,
+        kind: 'peer',
+        environment: 'node',
+        label: `${family} ${variant}`,
+      }),
+    ),
+  ),
+];
+
+/** Subjects the bench page runs in the browser. */
+export const BROWSER_SUBJECTS: readonly SubjectEntry[] = [
+  { id: 'webgpu', kind: 'attnkit', environment: 'browser', label: '@attnkit/webgpu (browser)' },
+  { id: 'webgl', kind: 'attnkit', environment: 'browser', label: '@attnkit/webgl (browser, gpu.js)' },
+  {
+    id: 'ort-webgpu-attention',
+    kind: 'peer',
+    environment: 'browser',
+    label: 'onnxruntime-web WebGPU, Attention op',
+  },
+  {
+    id: 'ort-webgpu-matmul',
+    kind: 'peer',
+    environment: 'browser',
+    label: 'onnxruntime-web WebGPU, MatMul graph',
+  },
+];
+
+/** Every subject id. */
+export const ALL_SUBJECTS: readonly SubjectEntry[] = [...NODE_BACKENDS, ...NODE_PEERS, ...BROWSER_SUBJECTS];
+
+type FactoryModule = { default?: unknown; [name: string]: unknown };
+
+async function importBackend(specifier: string): Promise<FactoryModule> {
+  try {
+    // a variable specifier: a backend that is not built yet is a runtime "unavailable", not a build error
+    const name: string = specifier;
+    return (await import(name)) as FactoryModule;
+  } catch (error) {
+    const text = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new Error(`${specifier} could not be loaded (not built?): ${text}`);
+  }
+}
+
+function factoryFrom(module: FactoryModule, exportName: string, specifier: string): BackendFactory {
+  const factory = module[exportName];
+  if (typeof factory !== 'function') throw new Error(`${specifier} has no ${exportName} factory export`);
+  return factory as BackendFactory;
+}
+
+/** The wasm package's named factory with options (its default export is the single-thread one). */
+type ThreadedFactory = (options: { threads: number }) => ReturnType<BackendFactory>;
+
+/** Makes a Node subject by id. Throws (becoming "unavailable: reason") when it cannot exist here. */
+export async function makeNodeSubject(id: string, cores: number): Promise<Subject> {
+  const lazy = (label: string, load: () => Promise<BackendFactory>): Subject => {
+    let factory: BackendFactory | null = null;
+    const inner = backendSubject(id, label, async () => {
+      factory ??= await load();
+      return factory();
+    });
+    return inner;
+  };
+  switch (id) {
+    case 'cpu':
+      return lazy('@attnkit/cpu', async () =>
+        factoryFrom(await importBackend('@attnkit/cpu'), 'default', '@attnkit/cpu'),
+      );
+    case 'wasm':
+      return lazy('@attnkit/wasm, 1 thread', async () => {
+        const m = await importBackend('@attnkit/wasm');
+        if (typeof m.createWasmBackend === 'function') {
+          const create = m.createWasmBackend as ThreadedFactory;
+          return () => create({ threads: 1 });
+        }
+        return factoryFrom(m, 'default', '@attnkit/wasm');
+      });
+    case 'wasm-mt':
+      return lazy(`@attnkit/wasm, ${cores} threads`, async () => {
+        const m = await importBackend('@attnkit/wasm');
+        if (typeof m.createWasmBackend !== 'function')
+          throw new Error('@attnkit/wasm has no createWasmBackend export');
+        const create = m.createWasmBackend as ThreadedFactory;
+        return () => create({ threads: cores });
+      });
+    case 'webgpu-dawn':
+      return lazy('@attnkit/webgpu on Dawn', async () =>
+        factoryFrom(await importBackend('@attnkit/webgpu'), 'default', '@attnkit/webgpu'),
+      );
+    case 'naive-js':
+      return naivePeer();
+    case 'tfjs-cpu':
+      return tfjsPeer('cpu');
+    default: {
+      const node = await import('@attnkit/benchmarks/node');
+      if (id === 'tfjs-wasm') return node.tfjsWasmNodePeer();
+      const match = /^(ort-web-1t|ort-web-mt|ort-node)-(attention|mha|matmul)$/.exec(id);
+      if (match === null) throw new Error(`unknown subject "${id}"`);
+      const variant = match[2] as 'attention' | 'mha' | 'matmul';
+      if (match[1] === 'ort-node') return node.ortNodePeer(variant);
+      return node.ortWebNodePeer(variant, match[1] === 'ort-web-1t' ? 1 : cores);
+    }
+  }
+}

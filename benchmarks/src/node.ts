@@ -1,0 +1,100 @@
+/**
+ * Node-only parts of @attnkit/benchmarks: onnxruntime-node and onnxruntime-web (wasm) peers set up for
+ * Node, TF.js wasm pointed at its binaries on disk, machine information.
+ * @packageDocumentation
+ */
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import type { OnnxVariant } from './onnx.js';
+import { type OrtModule, ortPeer } from './peers/ort.js';
+import { tfjsPeer } from './peers/tfjs.js';
+import type { Subject } from './subject.js';
+
+const require = createRequire(import.meta.url);
+
+function packageVersion(name: string): string {
+  try {
+    return (require(`${name}/package.json`) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** TF.js wasm with its `.wasm` files loaded from the installed package on disk. */
+export function tfjsWasmNodePeer(): Subject {
+  const dir = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+  return tfjsPeer('wasm', { wasmPaths: `${dir}${path.sep}` });
+}
+
+/** onnxruntime-node (native CPU execution provider), single intra-op thread: the native reference. */
+export function ortNodePeer(variant: OnnxVariant): Subject {
+  return ortPeer(variant, {
+    family: 'ort-node',
+    label: `onnxruntime-node ${packageVersion('onnxruntime-node')} native, 1 thread`,
+    load: async () => (await import('onnxruntime-node')) as unknown as OrtModule,
+    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
+    threads: 1,
+    engine: `onnxruntime-node ${packageVersion('onnxruntime-node')} CPU EP (native), 1 thread`,
+  });
+}
+
+/**
+ * onnxruntime-web's wasm backend under Node. `threads` must be set before the first session (the wasm
+ * module is instantiated once per process), which is why each variant runs in its own process.
+ */
+export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
+  const family = threads === 1 ? 'ort-web-1t' : 'ort-web-mt';
+  const version = packageVersion('onnxruntime-web');
+  return ortPeer(variant, {
+    family,
+    label: `onnxruntime-web ${version} wasm, ${threads} thread${threads === 1 ? '' : 's'}`,
+    load: async () => {
+      const ort = (await import('onnxruntime-web')) as unknown as OrtModule;
+      if (ort.env.wasm === undefined) throw new Error('onnxruntime-web: env.wasm missing');
+      ort.env.wasm.numThreads = threads;
+      return ort;
+    },
+    sessionOptions: { executionProviders: ['wasm'], intraOpNumThreads: threads },
+    threads,
+    engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
+  });
+}
+
+/** What ran the bench: every result file carries it. */
+export interface NodeMachineInfo {
+  cpu: string;
+  cores: number;
+  memoryBytes: number;
+  platform: string;
+  arch: string;
+  node: string;
+  hostname: string;
+}
+
+/** CPU model, logical cores, memory, OS and Node version of this machine. */
+export function nodeMachineInfo(): NodeMachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism?.() ?? cpus.length,
+    memoryBytes: os.totalmem(),
+    platform: `${os.type()} ${os.release()}`,
+    arch: os.arch(),
+    node: process.version,
+    hostname: os.hostname(),
+  };
+}
+
+/** Versions of the peers' packages, for the result file. */
+export function peerVersions(): Record<string, string> {
+  return Object.fromEntries(
+    [
+      '@tensorflow/tfjs-core',
+      '@tensorflow/tfjs-backend-cpu',
+      '@tensorflow/tfjs-backend-wasm',
+      'onnxruntime-web',
+      'onnxruntime-node',
+    ].map((name) => [name, packageVersion(name)]),
+  );
+}

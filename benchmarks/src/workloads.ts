@@ -1,0 +1,196 @@
+import { type AttentionShape, attentionFlops } from '@attnkit/spec';
+
+/** Prefill: every position attends (Lq = Lk = N). Decode: one new token against N cached keys (Lq = 1). */
+export type BenchMode = 'prefill' | 'decode';
+
+/** A head layout: `h1` one head, `h8` eight heads, `gqa` 32 query heads sharing 8 key/value heads. */
+export type HeadPreset = 'h1' | 'h8' | 'gqa';
+
+/** Query and key/value heads of each preset. */
+export const HEAD_PRESETS: Readonly<Record<HeadPreset, { queryHeads: number; kvHeads: number }>> = {
+  h1: { queryHeads: 1, kvHeads: 1 },
+  h8: { queryHeads: 8, kvHeads: 8 },
+  gqa: { queryHeads: 32, kvHeads: 8 },
+};
+
+/** One benchmark configuration: a context size in one series. */
+export interface Workload {
+  /** Stable id, e.g. `prefill-causal-d64-h1-n1024`. */
+  id: string;
+  /** The series id (the workload without its size), e.g. `prefill-causal-d64-h1`. */
+  series: string;
+  mode: BenchMode;
+  causal: boolean;
+  headDim: number;
+  heads: HeadPreset;
+  /** Context size: keys per head (and queries per head in prefill). */
+  n: number;
+}
+
+/** The axes of a grid; every combination is one workload. */
+export interface GridSpec {
+  sizes: readonly number[];
+  headDims: readonly number[];
+  heads: readonly HeadPreset[];
+  causal: readonly boolean[];
+  modes: readonly BenchMode[];
+}
+
+/** Context sizes 128 to 16384, doubling: the issue's full grid. */
+export const FULL_SIZES: readonly number[] = [128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
+/** The full grid of the issue: sizes 128..16384, D 64 and 128, H 1, 8 and GQA, causal and not, both modes. */
+export const FULL_GRID: GridSpec = {
+  sizes: FULL_SIZES,
+  headDims: [64, 128],
+  heads: ['h1', 'h8', 'gqa'],
+  causal: [true, false],
+  modes: ['prefill', 'decode'],
+};
+
+/** A grid small enough for `--quick`: a few sizes, every other axis at one or two values. */
+export const QUICK_GRID: GridSpec = {
+  sizes: [128, 256, 512, 1024],
+  headDims: [64],
+  heads: ['h1', 'gqa'],
+  causal: [true],
+  modes: ['prefill', 'decode'],
+};
+
+/** The DESIGN §6 headline series: d = 64, causal, one head, prefill. */
+export const HEADLINE_SERIES = 'prefill-causal-d64-h1';
+
+/** Series id of a workload's axes. */
+export function seriesId(mode: BenchMode, causal: boolean, headDim: number, heads: HeadPreset): string {
+  return `${mode}-${causal ? 'causal' : 'full'}-d${headDim}-${heads}`;
+}
+
+/** Builds one workload. */
+export function makeWorkload(
+  mode: BenchMode,
+  causal: boolean,
+  headDim: number,
+  heads: HeadPreset,
+  n: number,
+): Workload {
+  const series = seriesId(mode, causal, headDim, heads);
+  return { id: `${series}-n${n}`, series, mode, causal, headDim, heads, n };
+}
+
+/**
+ * Every workload of a grid, grouped by series (sizes ascending inside a series) so a runner can stop a
+ * series at the size where it gets too slow. The headline series comes first.
+ */
+export function expandGrid(grid: GridSpec): Workload[][] {
+  const series: Workload[][] = [];
+  for (const mode of grid.modes)
+    for (const causal of grid.causal)
+      for (const headDim of grid.headDims)
+        for (const heads of grid.heads) {
+          const sizes = [...grid.sizes].sort((a, b) => a - b);
+          series.push(sizes.map((n) => makeWorkload(mode, causal, headDim, heads, n)));
+        }
+  series.sort((a, b) => Number(b[0].series === HEADLINE_SERIES) - Number(a[0].series === HEADLINE_SERIES));
+  return series;
+}
+
+/** The spec shape of a workload (batch 1). */
+export function workloadShape(w: Workload): Required<AttentionShape> {
+  const { queryHeads, kvHeads } = HEAD_PRESETS[w.heads];
+  return {
+    batch: 1,
+    queryHeads,
+    kvHeads,
+    queryLength: w.mode === 'prefill' ? w.n : 1,
+    keyLength: w.n,
+    headDim: w.headDim,
+    valueDim: w.headDim,
+  };
+}
+
+/** Dense and useful FLOPs of a workload, from the spec's counter. */
+export function workloadFlops(w: Workload): { dense: number; useful: number } {
+  const { dense, useful } = attentionFlops(workloadShape(w), { causal: w.causal });
+  return { dense, useful };
+}
+
+/** Multiply-adds of the float64 reference; the correctness check runs only below a threshold of these. */
+export function referenceCost(w: Workload): number {
+  const s = workloadShape(w);
+  return s.queryHeads * s.queryLength * s.keyLength * (s.headDim + s.valueDim);
+}
+
+/** Inputs of one workload: q, k, v in the spec's `[B, H, L, D]` layout. */
+export interface WorkloadInputs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  shape: Required<AttentionShape>;
+}
+
+/** A small, fast, seedable generator (mulberry32): the same seed gives the same inputs everywhere. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function hashString(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** Deterministic inputs, uniform in [-1, 1), seeded by the workload id and `seed`. */
+export function makeInputs(w: Workload, seed = 1): WorkloadInputs {
+  const shape = workloadShape(w);
+  const random = seededRandom(hashString(w.id) ^ seed);
+  const fill = (length: number) => {
+    const a = new Float32Array(length);
+    for (let i = 0; i < length; i++) a[i] = random() * 2 - 1;
+    return a;
+  };
+  const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk, headDim: D } = shape;
+  return {
+    q: fill(B * Hq * Lq * D),
+    k: fill(B * Hkv * Lk * D),
+    v: fill(B * Hkv * Lk * shape.valueDim),
+    shape,
+  };
+}
+
+/** Copies k or v `[Hkv, L, D]` to `[Hq, L, D]`, what peers without grouped-query support need. */
+export function repeatKvHeads(x: Float32Array, kvHeads: number, queryHeads: number): Float32Array {
+  if (kvHeads === queryHeads) return x;
+  const group = queryHeads / kvHeads;
+  const per = x.length / kvHeads;
+  const out = new Float32Array(per * queryHeads);
+  for (let h = 0; h < queryHeads; h++) {
+    const g = Math.floor(h / group);
+    out.set(x.subarray(g * per, (g + 1) * per), h * per);
+  }
+  return out;
+}
+
+/** `[H, L, D]` to `[L, H, D]` (and back with the arguments swapped): the layout of 3-d ONNX inputs. */
+export function transposeHeads(x: Float32Array, heads: number, length: number, dim: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let h = 0; h < heads; h++)
+    for (let l = 0; l < length; l++)
+      out.set(x.subarray((h * length + l) * dim, (h * length + l + 1) * dim), (l * heads + h) * dim);
+  return out;
+}
+
+/** The additive bottom-right causal mask `[Lq, Lk]`: 0 where visible, a large negative number elsewhere. */
+export function causalMask(queryLength: number, keyLength: number): Float32Array {
+  const mask = new Float32Array(queryLength * keyLength);
+  const offset = keyLength - queryLength;
+  for (let i = 0; i < queryLength; i++)
+    for (let j = i + offset + 1; j < keyLength; j++) mask[i * keyLength + j] = -1e30;
+  return mask;
+}
