@@ -373,8 +373,8 @@ unsafe fn pv_tile_guarded(p: *const f32, ps: usize, v: *const f32, dv4: usize, n
 #[no_mangle]
 pub extern "C" fn attn_scratch_bytes(bq: u32, bk: u32, dv4: u32) -> u32 {
     let bk4 = (bk + 3) & !3;
-    // scores/probabilities, output accumulators, running max and sum, key-mask lanes
-    (bq * bk4 + bq * dv4 + 2 * bq + bk4) * 4 + 64
+    // logits/probabilities, their low parts, output accumulators, running max and sum, key lanes
+    (2 * bq * bk4 + bq * dv4 + 2 * bq + bk4) * 4 + 64
 }
 
 /// Marks each of `rows` rows of `cols` floats that holds a NaN or an infinity; returns how many.
@@ -393,8 +393,7 @@ pub unsafe extern "C" fn nonfinite_rows(data: *const f32, rows: u32, cols: u32, 
         }
         let mut any = v128_any_true(bad);
         while c < cols as usize {
-            let x = *row.add(c);
-            if !x.is_finite() {
+            if !(*row.add(c)).is_finite() {
                 any = true;
             }
             c += 1;
@@ -421,6 +420,145 @@ pub unsafe extern "C" fn attn_run(params: *const Params, worker: u32) {
     }
 }
 
+/// What every row of one work item shares when its logits are formed.
+struct Item {
+    i0: usize,
+    lk: usize,
+    shift: i64,
+    causal: bool,
+    window: i64,
+    scale: f32,
+    softcap: f32,
+    /// bias at `[b, h, i0, 0]`, or null
+    bias: *const f32,
+    bias_si: usize,
+    bias_sj: usize,
+    has_alibi: bool,
+    slope: f32,
+    key_mask: *const u8,
+    /// whether the tile's causal/window interval covers every row (no per-key position mask)
+    first_end: i64,
+    last_start: i64,
+}
+
+/// Two-sum: `a + b = hi + lo` exactly (Knuth). Bias of 1e4 on a score of 0.3 would otherwise lose
+/// the score's low bits in float32, and the reference keeps them (float64).
+#[inline(always)]
+fn two_sum(a: v128, b: v128) -> (v128, v128) {
+    let s = f32x4_add(a, b);
+    let bb = f32x4_sub(s, a);
+    let lo = f32x4_add(f32x4_sub(a, f32x4_sub(s, bb)), f32x4_sub(b, bb));
+    (s, lo)
+}
+
+impl Item {
+    /// Builds the key-mask lanes of tile `[j0, j0 + nk)`; false when no key of it is visible.
+    unsafe fn key_lanes(&self, j0: usize, nk: usize, lanes: *mut u32) -> bool {
+        if self.key_mask.is_null() {
+            return true;
+        }
+        let nk4 = (nk + 3) & !3;
+        let mut visible = 0;
+        for c in 0..nk4 {
+            let on = c < nk && *self.key_mask.add(j0 + c) != 0;
+            *lanes.add(c) = if on { u32::MAX } else { 0 };
+            visible += on as u32;
+        }
+        visible > 0
+    }
+
+    /// Turns row `r`'s raw dot products in `srow[0..nk4]` into logits (scale, softcap, bias, ALiBi,
+    /// masks as `-inf`); with bias or ALiBi, their rounding error goes to `lorow`. Returns the max.
+    #[inline(always)]
+    unsafe fn logits(&self, r: usize, j0: usize, nk: usize, lanes: *const u32, srow: *mut f32, lorow: *mut f32) -> f32 {
+        let nk4 = (nk + 3) & !3;
+        let i = self.i0 + r;
+        let pos = self.shift + i as i64;
+        let full = self.last_start <= j0 as i64 && self.first_end >= (j0 + nk) as i64;
+        let (lo, hi) = if full {
+            (0, nk as i64)
+        } else {
+            let (rs, re) = key_range(pos, self.lk as i64, self.causal, self.window);
+            ((rs - j0 as i64).clamp(0, nk as i64), (re - j0 as i64).clamp(0, nk as i64))
+        };
+        let lo = i32x4_splat(lo as i32);
+        let hi = i32x4_splat(hi as i32);
+        let scale = f32x4_splat(self.scale);
+        let neg_inf4 = f32x4_splat(NEG_INF);
+        let finite = f32x4_splat(f32::INFINITY);
+        let iota = i32x4(0, 1, 2, 3);
+        let brow = if self.bias.is_null() { core::ptr::null() } else { self.bias.add(r * self.bias_si + j0 * self.bias_sj) };
+        let split = !brow.is_null() || self.has_alibi;
+        let dist0 = i32x4_splat((j0 as i64 - pos) as i32);
+        let mut rmax = neg_inf4;
+        let mut c = 0;
+        while c < nk4 {
+            let mut x = f32x4_mul(ld(srow.add(c)), scale);
+            if self.softcap > 0.0 {
+                let cv = f32x4_splat(self.softcap);
+                x = f32x4_mul(cv, tanh4(f32x4_div(x, cv)));
+            }
+            let mut low = f32x4_splat(0.0);
+            if !brow.is_null() {
+                let bv = if self.bias_sj == 1 && c + 4 <= nk {
+                    ld(brow.add(c))
+                } else if self.bias_sj == 0 {
+                    f32x4_splat(*brow)
+                } else {
+                    let g = |t: usize| if c + t < nk { *brow.add((c + t) * self.bias_sj) } else { 0.0 };
+                    f32x4(g(0), g(1), g(2), g(3))
+                };
+                let (h, l) = two_sum(x, bv);
+                x = h;
+                low = l;
+            }
+            let col = i32x4_add(iota, i32x4_splat(c as i32));
+            if self.has_alibi {
+                // + slope * (j - p): the spec's -slope * (p - j)
+                let dist = f32x4_convert_i32x4(i32x4_add(dist0, col));
+                let (h, l) = two_sum(x, f32x4_mul(f32x4_splat(self.slope), dist));
+                x = h;
+                low = f32x4_add(low, l);
+            }
+            let mut keep = v128_and(i32x4_ge(col, lo), i32x4_lt(col, hi));
+            if !self.key_mask.is_null() {
+                keep = v128_and(keep, v128_load(lanes.add(c) as *const v128));
+            }
+            x = v128_bitselect(x, neg_inf4, keep);
+            st(srow.add(c), x);
+            if split {
+                // an infinite logit has no low part (two_sum gives NaN there)
+                let ok = v128_and(keep, f32x4_lt(f32x4_abs(low), finite));
+                st(lorow.add(c), v128_and(low, ok));
+            }
+            rmax = f32x4_max(rmax, x);
+            c += 4;
+        }
+        hmax(rmax)
+    }
+
+    /// `exp((s - m) + lo)` over the row in place; returns the sum.
+    #[inline(always)]
+    unsafe fn exponentiate(&self, nk: usize, m: f32, srow: *mut f32, lorow: *const f32) -> f32 {
+        let nk4 = (nk + 3) & !3;
+        let split = !self.bias.is_null() || self.has_alibi;
+        let mv = f32x4_splat(m);
+        let mut sum = f32x4_splat(0.0);
+        let mut c = 0;
+        while c < nk4 {
+            let mut t = f32x4_sub(ld(srow.add(c)), mv);
+            if split {
+                t = f32x4_add(t, ld(lorow.add(c)));
+            }
+            let e = exp4(t);
+            st(srow.add(c), e);
+            sum = f32x4_add(sum, e);
+            c += 4;
+        }
+        hsum(sum)
+    }
+}
+
 unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let bh_count = p.batch * p.hq;
     let n_qt = (p.lq + p.block_q - 1) / p.block_q;
@@ -444,33 +582,48 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let shift = lk as i64 - lq as i64;
 
     let s_buf = scratch;
-    let o_buf = s_buf.add(bq * bk4);
+    let lo_buf = s_buf.add(bq * bk4);
+    let o_buf = lo_buf.add(bq * bk4);
     let m_buf = o_buf.add(bq * dv4);
     let l_buf = m_buf.add(bq);
-    let lane_buf = l_buf.add(bq) as *mut u32;
+    let lanes = l_buf.add(bq) as *mut u32;
 
     let q = (p.q as usize as *const f32).add((bh * lq + i0) * d4);
     let kv_row0 = (b * p.hkv as usize + g) * lk;
     let k = (p.k as usize as *const f32).add(kv_row0 * d4);
     let v = (p.v as usize as *const f32).add(kv_row0 * dv4);
     let row0 = bh * lq + i0;
-    let weights = if p.weights != 0 { (p.weights as usize as *mut f32).add(row0 * lk) } else { core::ptr::null_mut() };
-    let key_mask = if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() };
     let v_bad = if p.v_bad != 0 { (p.v_bad as usize as *const u8).add(kv_row0) } else { core::ptr::null() };
-    let slope = if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 };
     let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
-    let bias = if p.bias != 0 {
-        (p.bias as usize as *const f32).add(b * p.bias_sb as usize + h * p.bias_sh as usize + i0 * p.bias_si as usize)
-    } else {
-        core::ptr::null()
-    };
-    let (bias_si, bias_sj) = (p.bias_si as usize, p.bias_sj as usize);
 
     let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
     let (last_start, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
     let k_end = (last_end.max(first_end) as usize).min(lk);
     let k_begin = (first_start as usize).min(k_end);
 
+    let it = Item {
+        i0,
+        lk,
+        shift,
+        causal,
+        window,
+        scale: p.scale,
+        softcap: p.softcap,
+        bias: if p.bias != 0 {
+            (p.bias as usize as *const f32).add(b * p.bias_sb as usize + h * p.bias_sh as usize + i0 * p.bias_si as usize)
+        } else {
+            core::ptr::null()
+        },
+        bias_si: p.bias_si as usize,
+        bias_sj: p.bias_sj as usize,
+        has_alibi: p.alibi != 0,
+        slope: if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 },
+        key_mask: if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() },
+        first_end,
+        last_start,
+    };
+
+    // the sink starts the running max and sum: exp(sink - sink) is 1, or NaN for a NaN/+inf sink
     let l0 = if sink == NEG_INF { 0.0 } else { exp1(sink - sink) };
     for r in 0..nq {
         *m_buf.add(r) = sink;
@@ -481,116 +634,30 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
         }
     }
 
-    let scale = f32x4_splat(p.scale);
-    let softcap = p.softcap;
-    let neg_inf4 = f32x4_splat(NEG_INF);
-    let iota = i32x4(0, 1, 2, 3);
-
     let mut j0 = k_begin;
     while j0 < k_end {
         let nk = bk.min(k_end - j0);
-        let nk4 = (nk + 3) & !3;
-        // keyMask lanes for this tile; a tile with no visible key is skipped outright
-        let mut any_key = true;
-        if !key_mask.is_null() {
-            let mut visible = 0;
-            for c in 0..nk4 {
-                let on = c < nk && *key_mask.add(j0 + c) != 0;
-                *lane_buf.add(c) = if on { u32::MAX } else { 0 };
-                visible += on as u32;
-            }
-            any_key = visible > 0;
-        }
-        if !any_key {
-            if !weights.is_null() {
-                for r in 0..nq {
-                    let w = weights.add(r * lk + j0);
-                    for c in 0..nk {
-                        *w.add(c) = NEG_INF;
-                    }
-                }
-            }
+        if !it.key_lanes(j0, nk, lanes) {
             j0 += nk;
             continue;
         }
-        // rows whose causal/window interval covers the whole tile need no per-key position mask
-        let full = last_start as usize <= j0 && first_end as usize >= j0 + nk;
         score_tile(q, k.add(j0 * d4), d4, nq, nk, s_buf, bk4);
-
         for r in 0..nq {
             let srow = s_buf.add(r * bk4);
-            let i = i0 + r;
-            let pos = shift + i as i64;
-            let (rs, re) = key_range(pos, lk as i64, causal, window);
-            let (lo, hi) = if full {
-                (0, nk as i64)
-            } else {
-                ((rs - j0 as i64).clamp(0, nk as i64), (re - j0 as i64).clamp(0, nk as i64))
-            };
-            let lo = i32x4_splat(lo as i32);
-            let hi = i32x4_splat(hi as i32);
-            let brow = if bias.is_null() { core::ptr::null() } else { bias.add(r * bias_si + j0 * bias_sj) };
-            let dist0 = i32x4_splat((j0 as i64 - pos) as i32);
-            let mut rmax = neg_inf4;
-            let mut c = 0;
-            while c < nk4 {
-                let mut x = f32x4_mul(ld(srow.add(c)), scale);
-                if softcap > 0.0 {
-                    let cv = f32x4_splat(softcap);
-                    x = f32x4_mul(cv, tanh4(f32x4_div(x, cv)));
-                }
-                if !brow.is_null() {
-                    let bv = if bias_sj == 1 && c + 4 <= nk {
-                        ld(brow.add(c))
-                    } else if bias_sj == 0 {
-                        f32x4_splat(*brow)
-                    } else {
-                        let g = |t: usize| if c + t < nk { *brow.add((c + t) * bias_sj) } else { 0.0 };
-                        f32x4(g(0), g(1), g(2), g(3))
-                    };
-                    x = f32x4_add(x, bv);
-                }
-                let col = i32x4_add(iota, i32x4_splat(c as i32));
-                if p.alibi != 0 {
-                    // + slope * (j - p): the spec's -slope * (p - j)
-                    let dist = f32x4_convert_i32x4(i32x4_add(dist0, col));
-                    x = f32x4_add(x, f32x4_mul(f32x4_splat(slope), dist));
-                }
-                let mut keep = v128_and(i32x4_ge(col, lo), i32x4_lt(col, hi));
-                if !key_mask.is_null() {
-                    keep = v128_and(keep, v128_load(lane_buf.add(c) as *const v128));
-                }
-                x = v128_bitselect(x, neg_inf4, keep);
-                st(srow.add(c), x);
-                rmax = f32x4_max(rmax, x);
-                c += 4;
-            }
-            if !weights.is_null() {
-                let w = weights.add(r * lk + j0);
-                for c in 0..nk {
-                    *w.add(c) = *srow.add(c);
-                }
-            }
+            let lorow = lo_buf.add(r * bk4);
+            let rmax = it.logits(r, j0, nk, lanes, srow, lorow);
             let m_old = *m_buf.add(r);
-            let m_new = nan_max(m_old, hmax(rmax));
+            let m_new = nan_max(m_old, rmax);
             if m_new == NEG_INF {
                 // nothing visible yet: zero probabilities so the PV step adds nothing
-                for c in (0..nk4).step_by(4) {
+                for c in (0..bk4).step_by(4) {
                     st(srow.add(c), f32x4_splat(0.0));
                 }
                 continue;
             }
-            let mv = f32x4_splat(m_new);
-            let mut sum = f32x4_splat(0.0);
-            let mut c = 0;
-            while c < nk4 {
-                let e = exp4(f32x4_sub(ld(srow.add(c)), mv));
-                st(srow.add(c), e);
-                sum = f32x4_add(sum, e);
-                c += 4;
-            }
+            let sum = it.exponentiate(nk, m_new, srow, lorow);
             let alpha = exp1(m_old - m_new);
-            *l_buf.add(r) = *l_buf.add(r) * alpha + hsum(sum);
+            *l_buf.add(r) = *l_buf.add(r) * alpha + sum;
             *m_buf.add(r) = m_new;
             if alpha != 1.0 {
                 let a = f32x4_splat(alpha);
@@ -600,7 +667,6 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
                 }
             }
         }
-
         let mut guarded = false;
         if !v_bad.is_null() {
             for c in 0..nk {
@@ -633,27 +699,38 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
             let lse = if empty { NEG_INF } else { (m as f64 + ln64(l as f64)) as f32 };
             *(p.lse as usize as *mut f32).add(row0 + r) = lse;
         }
-        if !weights.is_null() {
-            // the tiles stored masked logits; turn them into probabilities with the final max and sum
-            let w = weights.add(r * lk);
-            if empty {
-                for j in k_begin..k_end {
-                    *w.add(j) = 0.0;
-                }
-            } else {
-                let mv = f32x4_splat(m);
-                let inv_l = f32x4_splat(1.0 / l);
-                let mut j = k_begin;
-                while j + 4 <= k_end {
-                    st(w.add(j), f32x4_mul(exp4(f32x4_sub(ld(w.add(j)), mv)), inv_l));
-                    j += 4;
-                }
-                while j < k_end {
-                    *w.add(j) = exp1(*w.add(j) - m) / l;
-                    j += 1;
-                }
+    }
+
+    if p.weights == 0 {
+        return;
+    }
+    // Weights need the final max and sum, so a second pass recomputes the logits tile by tile
+    // (inspection only: it doubles the score work, never the memory). The loader zero-filled them.
+    let weights = (p.weights as usize as *mut f32).add(row0 * lk);
+    let mut j0 = k_begin;
+    while j0 < k_end {
+        let nk = bk.min(k_end - j0);
+        if !it.key_lanes(j0, nk, lanes) {
+            j0 += nk;
+            continue;
+        }
+        score_tile(q, k.add(j0 * d4), d4, nq, nk, s_buf, bk4);
+        for r in 0..nq {
+            let m = *m_buf.add(r);
+            if m == NEG_INF {
+                continue;
+            }
+            let srow = s_buf.add(r * bk4);
+            let lorow = lo_buf.add(r * bk4);
+            it.logits(r, j0, nk, lanes, srow, lorow);
+            it.exponentiate(nk, m, srow, lorow);
+            let l = *l_buf.add(r);
+            let w = weights.add(r * lk + j0);
+            for c in 0..nk {
+                *w.add(c) = *srow.add(c) / l;
             }
         }
+        j0 += nk;
     }
 }
 
