@@ -168,7 +168,8 @@ export class ConformanceSession {
       return result;
     };
     const empty = { worstAbsError: null, worstRelError: null, errorRatio: null };
-    const work = testCase.work(this.options);
+    if (this.initError === null && this.sharedReady === null) await this.start();
+    const work = testCase.work(this.options, this.capabilities);
     let reducedNote: string | null = null;
     if (work > this.options.maxWork) {
       reducedNote = testCase.reduce ? testCase.reduce(this.options) : null;

@@ -127,8 +127,11 @@ export interface ConformanceCase {
   id: string;
   group: string;
   title: string;
-  /** Estimated multiply-adds of the whole case at full size. */
-  work(options: ResolvedConformanceOptions): number;
+  /**
+   * Estimated multiply-adds of the whole case at full size; `capabilities` are the shared backend's
+   * (null when it could not initialise), for cases whose size depends on them.
+   */
+  work(options: ResolvedConformanceOptions, capabilities: BackendCapabilities | null): number;
   /**
    * Called when `work` is above `maxWork`: says what the case will shrink (its `run` reads
    * `options.maxWork` and sizes itself), or returns null when it cannot shrink and must be omitted.

@@ -3,5 +3,5 @@ import { createReferenceBackend } from '@attnkit/spec';
 import { describeConformance } from '../src/vitest.js';
 
 describeConformance(createReferenceBackend, {
-  filter: /^(options|masked|invalid|lifecycle|random)\//,
+  filter: /^(options|masked|invalid|lifecycle|limits|random)\//,
 });

@@ -1,9 +1,11 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionFeature,
   type AttentionInputs,
   type AttentionOptions,
   type AttentionShape,
+  type BackendCapabilities,
   type BackendLimits,
   type MatmulInputs,
   referenceAttentionProblem64,
@@ -472,19 +474,67 @@ function limitShape(
   }
 }
 
+/**
+ * With no declared limit, "as large as memory allows": a size well past the usual (300 heads, 2048
+ * positions, D = 4096, 2^22-element tensors) must run and match the reference.
+ */
+function largeShape(
+  key: keyof BackendLimits,
+  capabilities: BackendCapabilities,
+): [AttentionShape, AttentionOptions] {
+  const has = (feature: AttentionFeature) => capabilities.features.includes(feature);
+  const tiny: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 };
+  switch (key) {
+    case 'batch':
+      return [{ ...tiny, batch: 300 }, {}];
+    case 'queryHeads':
+    case 'kvHeads':
+      return [{ ...tiny, queryHeads: 300 }, {}];
+    case 'queryLength':
+      return [{ ...tiny, queryLength: 2048, headDim: 1 }, { causal: has('causal') }];
+    case 'keyLength':
+      return has('crossAttention')
+        ? [{ ...tiny, queryLength: 1, keyLength: 65536, headDim: 4 }, {}]
+        : [{ ...tiny, queryLength: 2048, headDim: 1 }, {}];
+    case 'headDim':
+      return [{ ...tiny, queryLength: 3, headDim: 4096 }, {}];
+    case 'valueDim':
+      return has('valueDim')
+        ? [{ ...tiny, queryLength: 3, headDim: 4, valueDim: 4096 }, {}]
+        : [{ ...tiny, queryLength: 3, headDim: 4096 }, {}];
+    default:
+      // tensorElements: one tensor of 2^22 elements at small cost
+      if (has('crossAttention')) return [{ ...tiny, queryLength: 1, keyLength: 65536, headDim: 64 }, {}];
+      if (has('returnWeights')) return [{ ...tiny, queryLength: 2048, headDim: 1 }, { returnWeights: true }];
+      return [{ ...tiny, batch: 1024, queryLength: 1, headDim: 4096 }, {}];
+  }
+}
+
 function limitCases(): ConformanceCase[] {
   return LIMIT_KEYS.map((key) =>
     customCase(
       `limits/${key}`,
-      `a call above capabilities.limits.${key} rejects with "unsupported"`,
-      0,
+      `above a declared limits.${key}: rejects "unsupported"; with none declared: a large ${key} runs right`,
+      (_options, capabilities) => {
+        if (capabilities === null || capabilities.limits[key] !== undefined) return 0;
+        return attentionWork(largeShape(key, capabilities)[0]);
+      },
       async (context) => {
         const limit = context.capabilities.limits[key];
+        const backend = await context.backend();
         if (limit === undefined) {
+          const [shape, options] = largeShape(key, context.capabilities);
+          const inputs = uniformInputs(new DataSource(hashString(`large-${key}`)), shape);
+          const outcome = await checkAttention(
+            backend,
+            context.capabilities,
+            context.tolerance,
+            inputs,
+            options,
+          );
           return {
-            ok: true,
-            expectation: 'reject-unsupported',
-            omitted: `capabilities.limits.${key} is not declared`,
+            ...outcome,
+            message: outcome.message ?? `no limits.${key} declared: ${JSON.stringify(shape)} ran`,
           };
         }
         const canWeights = context.capabilities.features.includes('returnWeights');
@@ -505,7 +555,6 @@ function limitCases(): ConformanceCase[] {
           };
         }
         const inputs = uniformInputs(new DataSource(hashString(key)), shape);
-        const backend = await context.backend();
         const problem = validateAttention(inputs, options);
         if (unsupportedReason(backend.name, context.capabilities, problem) === null) {
           return {

@@ -3,6 +3,7 @@ import type {
   AttentionInputs,
   AttentionOptions,
   AttentionShape,
+  BackendCapabilities,
   LayerInputs,
   LayerShape,
   MatmulInputs,
@@ -95,7 +96,7 @@ export function attentionCase(id: string, title: string, spec: AttentionCaseSpec
 export function customCase(
   id: string,
   title: string,
-  work: number | ((options: ResolvedConformanceOptions) => number),
+  work: number | ((options: ResolvedConformanceOptions, capabilities: BackendCapabilities | null) => number),
   run: (context: CaseContext) => Promise<CaseOutcome>,
   reduce?: (options: ResolvedConformanceOptions) => string | null,
 ): ConformanceCase {
