@@ -27,7 +27,7 @@ import {
   type AttentionParamField,
   type AttentionVariant,
   attentionShader,
-  headBufferUsed,
+  Flags,
   MATMUL_PARAMS_BYTES,
   matmulShader,
   weightsShader,
@@ -114,6 +114,8 @@ interface DeviceState {
     storageBuffers: number;
     tensorElements: number;
   };
+  /** 16-byte read-only stand-in bound where an option is absent. */
+  dummy: GPUBuffer;
   lost: GPUDeviceLostInfo | null;
   lostPromise: Promise<GPUDeviceLostInfo>;
 }
@@ -250,10 +252,12 @@ class WebGpuImplementation implements BackendImplementation {
     const { device } = acquired;
     const l = device.limits;
     const storageBinding = Math.min(l.maxStorageBufferBindingSize, l.maxBufferSize);
+    const pool = new BufferPool(device, l.maxBufferSize);
     const state: DeviceState = {
       acquired,
       device,
-      pool: new BufferPool(device, l.maxBufferSize),
+      pool,
+      dummy: pool.acquire(16, STORAGE_USAGE),
       limits: {
         storageBinding,
         maxBuffer: l.maxBufferSize,
@@ -331,10 +335,13 @@ class WebGpuImplementation implements BackendImplementation {
     return created;
   }
 
-  private attentionVariant(shape: ResolvedShape, o: AttentionOptionsPart): AttentionVariant {
+  private attentionVariant(shape: ResolvedShape): AttentionVariant {
     const s = this.ready();
-    const { headDim: D, valueDim: Dv } = shape;
     const floats = s.limits.workgroupFloats;
+    // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
+    const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
+    const fits = (D: number, Dv: number, bq: number, bk: number) =>
+      bq * D + bk * D + bk * Dv + bq * bk + bq * Dv + 4 * bq <= floats;
     const wg = Math.max(1, Math.min(this.options.workgroupSize ?? 64, s.limits.invocations));
     const tiles: [number, number][] = [
       [16, 32],
@@ -352,29 +359,26 @@ class WebGpuImplementation implements BackendImplementation {
     const rowCap = Math.max(1, 2 ** Math.ceil(Math.log2(Math.min(shape.queryLength, 16))));
     for (const [bqWanted, bk] of tiles) {
       const bq = Math.min(bqWanted, rowCap);
-      const need = bq * D + bk * D + bk * Dv + bq * bk + bq * Dv + 4 * bq;
-      if (need <= floats) {
+      let D = bucket(shape.headDim);
+      let Dv = bucket(shape.valueDim);
+      if (!fits(D, Dv, bq, bk)) {
+        D = shape.headDim;
+        Dv = shape.valueDim;
+      }
+      if (fits(D, Dv, bq, bk)) {
         return {
           headDim: D,
           valueDim: Dv,
           bq,
           bk,
           wg,
-          causal: o.causal,
-          window: o.slidingWindow !== null,
-          bias: o.bias !== null,
-          keyMask: o.keyMask !== null,
-          alibi: o.alibiSlopes !== null,
-          softcap: o.softcap !== null,
-          sinks: o.sinks !== null,
-          rows: o.returnLse || o.returnWeights,
         };
       }
     }
     throw unsupported(
       'shape.headDim + shape.valueDim',
       `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 5) / 2)})`,
-      D + Dv,
+      shape.headDim + shape.valueDim,
     );
   }
 
@@ -509,7 +513,7 @@ class WebGpuImplementation implements BackendImplementation {
     if (options.bias !== null) this.checkElements(context, 'options.bias.data', options.bias.data.length);
     if (options.returnWeights) this.checkElements(context, 'weights', B * Hq * Lq * Lk);
     this.checkElements(context, 'lse', 3 * B * Hq * Lq);
-    const variant = this.attentionVariant(shape, options);
+    const variant = this.attentionVariant(shape);
     return { shape, options, layout, variant } satisfies AttentionPlan;
   }
 
@@ -572,6 +576,18 @@ class WebGpuImplementation implements BackendImplementation {
       scale: o.scale,
       softcap: o.softcap ?? 1,
       nanBits: NAN_BITS,
+      d: D,
+      dv: Dv,
+      bk: variant.bk,
+      flags:
+        (o.causal ? Flags.causal : 0) |
+        (o.slidingWindow !== null ? Flags.window : 0) |
+        (o.bias !== null ? Flags.bias : 0) |
+        (o.keyMask !== null ? Flags.keyMask : 0) |
+        (o.alibiSlopes !== null ? Flags.alibi : 0) |
+        (o.softcap !== null ? Flags.softcap : 0) |
+        (o.sinks !== null ? Flags.sinks : 0) |
+        (o.returnLse || o.returnWeights ? Flags.rows : 0),
     };
     const params = (overrides: Partial<Record<AttentionParamField, number>>) => {
       const buffer = new ArrayBuffer(ATTENTION_PARAMS_BYTES);
@@ -586,21 +602,26 @@ class WebGpuImplementation implements BackendImplementation {
     };
     const uniform = params({});
     temps.push(uniform);
-    const optional: GPUBuffer[] = [];
-    if (o.bias !== null) optional.push(this.uploadFloats(o.bias.data));
-    if (o.keyMask !== null) optional.push(this.uploadBytes(o.keyMask));
-    let head: GPUBuffer | null = null;
-    if (headBufferUsed(variant, true)) {
+    // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.
+    const dummy = this.ready().dummy;
+    const bias = o.bias === null ? dummy : this.uploadFloats(o.bias.data);
+    const mask = o.keyMask === null ? dummy : this.uploadBytes(o.keyMask);
+    let head = dummy;
+    if (o.alibiSlopes !== null || o.sinks !== null) {
       const values = new Float32Array(2 * Hq);
       if (o.alibiSlopes !== null) values.set(o.alibiSlopes, 0);
       if (o.sinks !== null) values.set(o.sinks, Hq);
       head = this.uploadFloats(values);
     }
-    temps.push(...optional);
-    if (head !== null) temps.push(head);
+    const optional = [bias, mask, head];
+    for (const buffer of optional) if (buffer !== dummy) temps.push(buffer);
     const rowsCount = B * Hq * Lq;
     const output = pool.acquire(B * Hq * Lq * Dv * 4, STORAGE_USAGE);
-    const rows = variant.rows ? pool.acquire(3 * rowsCount * 4, STORAGE_USAGE) : null;
+    const wantRows = o.returnLse || o.returnWeights;
+    // ROWS is written, so it cannot share the read-only stand-in.
+    const rowsBuffer = pool.acquire(wantRows ? 3 * rowsCount * 4 : 16, STORAGE_USAGE);
+    const rows = wantRows ? rowsBuffer : null;
+    if (!wantRows) temps.push(rowsBuffer);
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: uniform, size: ATTENTION_PARAMS_BYTES } },
       { binding: 1, resource: { buffer: inputs.q } },
@@ -609,9 +630,8 @@ class WebGpuImplementation implements BackendImplementation {
       { binding: 4, resource: { buffer: output } },
     ];
     let next = 5;
-    if (rows !== null) entries.push({ binding: next++, resource: { buffer: rows } });
+    entries.push({ binding: next++, resource: { buffer: rowsBuffer } });
     for (const buffer of optional) entries.push({ binding: next++, resource: { buffer } });
-    if (head !== null) entries.push({ binding: next++, resource: { buffer: head } });
     const pass = encoder.beginComputePass({ label: 'attnkit:attention' });
     pass.setPipeline(pipelines.attention);
     pass.setBindGroup(
@@ -636,8 +656,6 @@ class WebGpuImplementation implements BackendImplementation {
       ];
       let wNext = 5;
       for (const buffer of optional) wEntries.push({ binding: wNext++, resource: { buffer } });
-      if (head !== null && headBufferUsed(variant, false))
-        wEntries.push({ binding: wNext++, resource: { buffer: head } });
       pass.setPipeline(pipelines.weights);
       pass.setBindGroup(
         0,

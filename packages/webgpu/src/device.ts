@@ -2,7 +2,7 @@ import { AttnkitError } from '@attnkit/spec';
 
 /** The shape of the `webgpu` npm package (Dawn for Node) that this backend uses. */
 export interface NodeWebGpuModule {
-  create(flags: string[]): GPU;
+  create(flags: readonly string[]): GPU;
 }
 
 /** How the backend gets its device. Every field is optional. */
@@ -21,8 +21,8 @@ export interface DeviceOptions {
    * `webgpu`, made only when there is no `navigator.gpu`, so browser builds never pull it in.
    */
   nodeWebgpuModule?: NodeWebGpuModule | (() => Promise<NodeWebGpuModule>);
-  /** Flags for Dawn's `create()` in Node (default none). */
-  dawnFlags?: string[];
+  /** Flags for Dawn's `create()` in Node (default {@link DEFAULT_DAWN_FLAGS}). */
+  dawnFlags?: readonly string[];
 }
 
 /** A device and whether this backend owns (and so destroys) it. */
@@ -62,11 +62,11 @@ function browserGpu(): GPU | undefined {
 
 async function loadDawn(options: DeviceOptions): Promise<NodeWebGpuModule> {
   const given = options.nodeWebgpuModule;
-  if (typeof given === 'function') return given();
-  if (given !== undefined) return given;
+  if (given !== undefined && typeof given !== 'function') return given;
   // A computed specifier keeps bundlers from resolving (and shipping) the Node-only package.
   const specifier = ['web', 'gpu'].join('');
   try {
+    if (typeof given === 'function') return await given();
     return (await import(/* @vite-ignore */ specifier)) as NodeWebGpuModule;
   } catch (error) {
     throw unavailable(
@@ -77,6 +77,16 @@ async function loadDawn(options: DeviceOptions): Promise<NodeWebGpuModule> {
     );
   }
 }
+
+/**
+ * Dawn's default on Vulkan drivers with VK_KHR_zero_initialize_workgroup_memory hands workgroup
+ * zero-initialisation to the driver; SwiftShader then takes seconds per pipeline (measured: 7.5 s for a
+ * 16 KiB workgroup array). Without the extension Tint emits its own zero-initialising loop: the same
+ * guarantee, compiled in milliseconds. Only applies to the Dawn instance this package creates in Node.
+ */
+export const DEFAULT_DAWN_FLAGS: readonly string[] = [
+  'disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension',
+];
 
 /** Limits this backend asks for: as much as the adapter allows of what drives its tiling. */
 const WANTED_LIMITS = [
@@ -114,7 +124,7 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
       );
     }
     const dawn = await loadDawn(options);
-    gpu = dawn.create(options.dawnFlags ?? []);
+    gpu = dawn.create(options.dawnFlags ?? DEFAULT_DAWN_FLAGS);
     where = 'Dawn (webgpu package)';
   }
   let adapter: GPUAdapter | null;

@@ -15,8 +15,14 @@ export {
   type WebGpuBackend,
   type WebGpuBackendOptions,
 } from './backend.js';
-export { type AcquiredDevice, acquireDevice, type DeviceOptions, type NodeWebGpuModule } from './device.js';
-export { type AttentionVariant, attentionShader, matmulShader, weightsShader } from './kernels.js';
+export {
+  type AcquiredDevice,
+  acquireDevice,
+  DEFAULT_DAWN_FLAGS,
+  type DeviceOptions,
+  type NodeWebGpuModule,
+} from './device.js';
+export { type AttentionVariant, attentionShader, Flags, matmulShader, weightsShader } from './kernels.js';
 
 /** Zero-argument factory (what the conformance CLI imports): a backend that acquires its own device. */
 const factory: BackendFactory = () => createWebGpuBackend();

@@ -4,29 +4,42 @@
  * caches one pipeline per variant.
  */
 
-/** What selects an attention shader variant. */
+/**
+ * What selects an attention shader variant: sizes only. Which options are present travels in the
+ * uniform block (`flags`), so one compiled pipeline serves every option combination; compiling is the
+ * dominant cost on software renderers (seconds per pipeline on SwiftShader), a uniform branch is not.
+ */
 export interface AttentionVariant {
+  /**
+   * Capacity (not the exact size) of a q/k row in workgroup memory, a bucket >= headDim: the exact
+   * sizes come from the uniform block, so one compiled variant serves many head sizes.
+   */
   headDim: number;
+  /** Capacity of a v/output row, as `headDim`. */
   valueDim: number;
   /** Query rows per workgroup. */
   bq: number;
-  /** Keys per staged K/V tile. */
+  /** Capacity of a staged K/V tile, in keys. */
   bk: number;
   /** Invocations per workgroup. */
   wg: number;
-  causal: boolean;
-  window: boolean;
-  bias: boolean;
-  keyMask: boolean;
-  alibi: boolean;
-  softcap: boolean;
-  sinks: boolean;
-  /** Write the per-row buffer: lse, then running max, then denominator (for lse and weights). */
-  rows: boolean;
 }
 
-/** Byte size of the uniform block shared by the attention and weights kernels (28 words). */
-export const ATTENTION_PARAMS_BYTES = 28 * 4;
+/** Bits of the `flags` word: which options this call uses. */
+export const Flags = {
+  causal: 1,
+  window: 2,
+  bias: 4,
+  keyMask: 8,
+  alibi: 16,
+  softcap: 32,
+  sinks: 64,
+  /** Write the per-row buffer: lse, then running max, then denominator (for lse and weights). */
+  rows: 128,
+} as const;
+
+/** Byte size of the uniform block shared by the attention and weights kernels (32 words). */
+export const ATTENTION_PARAMS_BYTES = 32 * 4;
 
 /** Words of the uniform block, in order; `scale` and `softcap` are f32, the rest u32. */
 export const ATTENTION_PARAM_FIELDS = [
@@ -58,6 +71,10 @@ export const ATTENTION_PARAM_FIELDS = [
   'scale',
   'softcap',
   'nanBits',
+  'd',
+  'dv',
+  'bk',
+  'flags',
 ] as const;
 
 export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
@@ -83,84 +100,64 @@ fn nanValue() -> f32 { return bitcast<f32>(P.nanBits); }
 fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
 `;
 
-function logitCode(v: AttentionVariant, qExpr: (d: string) => string, kExpr: (d: string) => string): string {
+function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): string {
   // Order fixed by DESIGN §3: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
   return `
   var dotp = 0.0;
-  for (var d = 0u; d < ${v.headDim}u; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }
+  for (var d = 0u; d < P.d; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }
   var s = P.scale * dotp;
-  ${
-    v.softcap
-      ? `{ let x = s / P.softcap;
+  if ((P.flags & ${Flags.softcap}u) != 0u) {
+    let x = s / P.softcap;
     // Large |x|: tanh is +-1 to f32 precision, and some tanh builtins overflow to NaN there.
-    s = P.softcap * select(tanh(x), sign(x), abs(x) > 15.0); }`
-      : ''
+    s = P.softcap * select(tanh(x), sign(x), abs(x) > 15.0);
   }
-  ${v.bias ? 's += BIAS[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ];' : ''}
-  ${v.alibi ? 's += -HEAD[h] * f32(pos - i32(j));' : ''}
+  if ((P.flags & ${Flags.bias}u) != 0u) { s += BIAS[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ]; }
+  if ((P.flags & ${Flags.alibi}u) != 0u) { s += -HEAD[h] * f32(pos - i32(j)); }
 `;
 }
 
-function visibleCode(v: AttentionVariant): string {
+function visibleCode(): string {
   return `
   var vis = i < P.lq && j < P.lk;
-  ${v.causal ? 'vis = vis && i32(j) <= pos;' : ''}
-  ${v.window ? 'vis = vis && pos - i32(j) < i32(P.window);' : ''}
-  ${v.window && !v.causal ? 'vis = vis && i32(j) - pos < i32(P.window);' : ''}
-  ${v.keyMask ? 'vis = vis && maskAt(b * P.lk + j) != 0u;' : ''}
+  if ((P.flags & ${Flags.causal}u) != 0u) { vis = vis && i32(j) <= pos; }
+  if ((P.flags & ${Flags.window}u) != 0u) {
+    vis = vis && pos - i32(j) < i32(P.window);
+    if ((P.flags & ${Flags.causal}u) == 0u) { vis = vis && i32(j) - pos < i32(P.window); }
+  }
+  if ((P.flags & ${Flags.keyMask}u) != 0u) { vis = vis && maskAt(b * P.lk + j) != 0u; }
 `;
 }
 
 /**
- * Declares BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`) in that order from `first`. The weights
- * pass never reads sinks (they are inside the row denominator already), so it passes `useSinks` false:
- * a declared but unused binding would be missing from the pipeline's automatic layout.
+ * BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`), always bound (a small dummy buffer stands in
+ * for an absent option) so the layout is the same for every call.
  */
-export function headBufferUsed(v: AttentionVariant, useSinks: boolean): boolean {
-  return v.alibi || (useSinks && v.sinks);
-}
-
-function optionalBindings(
-  v: AttentionVariant,
-  first: number,
-  useSinks: boolean,
-): { code: string; next: number } {
-  let n = first;
-  let code = '';
-  if (v.bias) code += `@group(0) @binding(${n++}) var<storage, read> BIAS: array<f32>;\n`;
-  if (v.keyMask) code += `@group(0) @binding(${n++}) var<storage, read> MASK: array<u32>;\n`;
-  if (headBufferUsed(v, useSinks))
-    code += `@group(0) @binding(${n++}) var<storage, read> HEAD: array<f32>;\n`;
-  if (v.keyMask) {
-    code += `
+function optionBindings(first: number): string {
+  return `@group(0) @binding(${first}) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(${first + 1}) var<storage, read> MASK: array<u32>;
+@group(0) @binding(${first + 2}) var<storage, read> HEAD: array<f32>;
 fn maskAt(index: u32) -> u32 { return (MASK[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu; }
 `;
-  }
-  return { code, next: n };
 }
 
 /**
  * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
  * workgroup memory, scores are turned into probabilities with an online softmax (running max and
  * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
- * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, [5 ROWS], then BIAS, MASK, HEAD as present.
+ * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD.
  */
 export function attentionShader(v: AttentionVariant): string {
   const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
-  const rowsBinding = v.rows ? '@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;\n' : '';
-  const opt = optionalBindings(v, v.rows ? 6 : 5, true);
   return `${PARAMS_STRUCT}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
-${rowsBinding}${opt.code}
+@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
+${optionBindings(6)}
 ${FLOAT_HELPERS}
-const D = ${D}u;
-const DV = ${DV}u;
 const BQ = ${BQ}u;
-const BK = ${BK}u;
 const WG = ${WG}u;
 
 var<workgroup> qs: array<f32, ${BQ * D}>;
@@ -178,6 +175,10 @@ var<workgroup> rowS: array<u32, ${BQ}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let g = wid.y * P.groupsX + wid.x;
   if (g >= P.total) { return; }
+  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
+  let D = P.d;
+  let DV = P.dv;
+  let BK = P.bk;
   let tile = g % P.qTiles;
   let h = (g / P.qTiles) % P.hq;
   let b = g / (P.qTiles * P.hq);
@@ -189,9 +190,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // Key band that any row of this tile can see: whole tiles outside it are skipped.
   var kStart = 0i;
   var kEnd = i32(P.lk);
-  ${v.causal ? 'kEnd = min(kEnd, off + i32(iLast) + 1);' : ''}
-  ${v.window ? 'kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);' : ''}
-  ${v.window && !v.causal ? 'kEnd = min(kEnd, off + i32(iLast) + i32(P.window));' : ''}
+  let causal = (P.flags & ${Flags.causal}u) != 0u;
+  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
+  if ((P.flags & ${Flags.window}u) != 0u) {
+    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
+    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
+  }
   let tStart = u32(max(kStart, 0)) / BK * BK;
   let tEnd = u32(max(kEnd, 0));
 
@@ -220,11 +224,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let i = i0 + r;
       let j = kt + c;
       let pos = off + i32(i);
-      ${visibleCode(v)}
+      ${visibleCode()}
       var logit = negInfValue();
       if (vis) {
         ${logitCode(
-          v,
           (d) => `qs[r * D + ${d}]`,
           (d) => `ks[c * D + ${d}]`,
         )}
@@ -284,9 +287,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = rowM[r];
     var l = rowL[r];
     var factor = 1.0;
-    ${
-      v.sinks
-        ? `let sk = HEAD[P.hq + h];
+    if ((P.flags & ${Flags.sinks}u) != 0u) {
+    let sk = HEAD[P.hq + h];
     if (isNanOrPosInf(sk)) { bad = true; }
     else if (!isNegInf(sk)) {
       if (any) {
@@ -295,22 +297,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         l = l * factor + exp(sk - m2);
         m = m2;
       } else { m = sk; l = 1.0; any = true; }
-    }`
-        : ''
+    }
     }
     rowA[r] = select(0.0, factor / l, any);
     rowS[r] = select(0u, 1u, any) | select(0u, 2u, bad);
-    ${
-      v.rows
-        ? `let i = i0 + r;
-    if (i < P.lq) {
+    let i = i0 + r;
+    if ((P.flags & ${Flags.rows}u) != 0u && i < P.lq) {
       let row = (b * P.hq + h) * P.lq + i;
       let rows = P.batch * P.hq * P.lq;
       ROWS[row] = select(select(negInfValue(), m + log(l), any), nanValue(), bad);
       ROWS[rows + row] = select(m, nanValue(), bad);
       ROWS[2u * rows + row] = select(0.0, l, any);
-    }`
-        : ''
     }
   }
   workgroupBarrier();
@@ -332,17 +329,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /**
  * The attention pattern, one invocation per (b, h, i, j): recomputes the logit and normalises it with
  * the row max and denominator the fused kernel left in ROWS. Only run when `returnWeights` is set.
- * Bindings: 0 params, 1 Q, 2 K, 3 ROWS, 4 W, then BIAS, MASK, HEAD as present.
+ * Bindings: 0 params, 1 Q, 2 K, 3 ROWS, 4 W, 5 BIAS, 6 MASK, 7 HEAD.
  */
 export function weightsShader(v: AttentionVariant): string {
-  const opt = optionalBindings(v, 5, false);
   return `${PARAMS_STRUCT}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> ROWS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> W: array<f32>;
-${opt.code}
+${optionBindings(5)}
 ${FLOAT_HELPERS}
 @compute @workgroup_size(${v.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -363,10 +359,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var w = 0.0;
   if (isNanOrPosInf(m)) { w = nanValue(); }
   else if (l != 0.0) {
-    ${visibleCode(v)}
+    ${visibleCode()}
     if (vis) {
       ${logitCode(
-        v,
         (d) => `Q[b * P.qsB + h * P.qsH + i * P.qsL + ${d}]`,
         (d) => `K[b * P.ksB + kvh * P.ksH + j * P.ksL + ${d}]`,
       )}

@@ -7,7 +7,7 @@ import {
   type Tolerance,
 } from '@attnkit/spec';
 import { expect } from 'vitest';
-import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { createWebGpuBackend, DEFAULT_DAWN_FLAGS, type WebGpuBackend } from '../src/index.js';
 
 /** Deterministic values in [-1, 1) (LCG), so a failure reproduces. */
 export function random(length: number, seed: number, scale = 1): Float32Array {
@@ -89,7 +89,7 @@ export async function ownDevice(limits: 'adapter' | 'default' = 'default'): Prom
   if (gpu === undefined) {
     const specifier = 'webgpu';
     const dawn = (await import(/* @vite-ignore */ specifier)) as { create(flags: string[]): GPU };
-    gpu = dawn.create([]);
+    gpu = dawn.create([...DEFAULT_DAWN_FLAGS]);
     keepAlive.push(gpu);
   }
   const adapter = await gpu.requestAdapter();

@@ -26,9 +26,9 @@ describe('Node: acquiring Dawn', () => {
     const backend = createWebGpuBackend({
       nodeWebgpuModule: () => Promise.reject(new Error('Cannot find package')),
     });
-    // An explicit loader that fails is reported as is; the default loader's message names the package.
     const error = await backend.init().catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(Error);
+    expect(isAttnkitError(error) && error.code).toBe('unavailable');
+    expect(String((error as Error).message)).toContain('npm install webgpu@0.6.2');
     await backend.dispose();
   });
 });
