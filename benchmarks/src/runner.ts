@@ -31,14 +31,14 @@ export interface RunOptions {
   seed: number;
 }
 
-/** Defaults of a full run: about 5 s per series, 25 s for the headline series. */
+/** Defaults of a full run: about 3 s per series, 20 s for the headline series. */
 export const FULL_RUN: RunOptions = {
   warmup: 1,
   minReps: 3,
   maxReps: 30,
-  minTimeMs: 1000,
-  seriesBudgetMs: 5000,
-  headlineBudgetMs: 25000,
+  minTimeMs: 250,
+  seriesBudgetMs: 3000,
+  headlineBudgetMs: 20000,
   maxRunMs: 12000,
   checkMaxCost: 1.5e8,
   seed: 1,
@@ -49,10 +49,10 @@ export const QUICK_RUN: RunOptions = {
   warmup: 1,
   minReps: 2,
   maxReps: 10,
-  minTimeMs: 100,
-  seriesBudgetMs: 800,
-  headlineBudgetMs: 1500,
-  maxRunMs: 1500,
+  minTimeMs: 60,
+  seriesBudgetMs: 500,
+  headlineBudgetMs: 1000,
+  maxRunMs: 1000,
   checkMaxCost: 2e7,
   seed: 1,
 };

@@ -89,14 +89,15 @@ export function gflopsChart(results: BenchResults, series: string): ChartOption 
 }
 
 /**
- * Peak memory against context size: the bytes a backend reports holding (wasm memory, GPU buffers)
- * where it reports them, else the process's peak RSS.
+ * Peak memory against context size: the process's peak RSS where measurable (Node, one process per
+ * subject, so it is the subject's own), else the bytes the backend reports holding (wasm memory,
+ * GPU buffers) as in the browser.
  */
 export function memoryChart(results: BenchResults, series: string): ChartOption {
   return lineChart(
     results,
     series,
-    'Peak memory (backend bytes, else process RSS)',
+    'Peak memory (process RSS; browser: backend bytes)',
     'MiB',
     true,
     (r, i, s, n) => {
@@ -104,7 +105,7 @@ export function memoryChart(results: BenchResults, series: string): ChartOption 
       if (row === undefined || row.status !== 'ok' || row.memory === undefined) return null;
       const m = row.memory;
       const own = (m.hostBytes ?? 0) + (m.deviceBytes ?? 0);
-      const bytes = own > 0 ? own : m.rssPeakBytes;
+      const bytes = m.rssPeakBytes ?? (own > 0 ? own : null);
       return bytes === null ? null : bytes / 2 ** 20;
     },
   );
