@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -7,18 +7,21 @@ import type { BackendFactory } from '@attnkit/spec';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError } from 'commander';
 import { caseRow, formatReport } from './format.js';
-import { runConformance } from './runner.js';
+import { listCases, runConformance } from './runner.js';
 import type { ConformanceOptions } from './types.js';
 
-/** A module given as a path (relative to cwd) or a package name (resolved from cwd). */
+/**
+ * A module given as a file path, a package directory (its package.json `main`), or a package name
+ * resolved from `cwd` the way Node would (exports' `default` condition).
+ */
 export function resolveModule(specifier: string, cwd: string = process.cwd()): string {
-  const looksLikePath = specifier.startsWith('.') || isAbsolute(specifier) || /\.[cm]?[jt]s$/.test(specifier);
-  if (looksLikePath || existsSync(resolve(cwd, specifier))) {
-    const path = resolve(cwd, specifier);
-    if (!existsSync(path)) throw new Error(`no such file: ${path}`);
-    return pathToFileURL(path).href;
-  }
   const require = createRequire(join(cwd, 'noop.js'));
+  const path = resolve(cwd, specifier);
+  const looksLikePath = specifier.startsWith('.') || isAbsolute(specifier) || /\.[cm]?[jt]s$/.test(specifier);
+  if (existsSync(path)) {
+    return pathToFileURL(statSync(path).isDirectory() ? require.resolve(path) : path).href;
+  }
+  if (looksLikePath) throw new Error(`no such file: ${path}`);
   return pathToFileURL(require.resolve(specifier)).href;
 }
 
@@ -48,13 +51,18 @@ interface CliOptions {
   timeout?: number;
   runs?: number;
   repeat?: number;
+  list?: boolean;
+  quiet?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
   const program = new Command()
     .name('attnkit-conformance')
     .description('Runs the attnkit conformance suite on the backend factory a module exports.')
-    .argument('<module>', 'package name (resolved from the current directory) or path to a module')
+    .argument(
+      '[module]',
+      'package name (resolved from the current directory), package directory or module path',
+    )
     .option('--export <name>', 'export to use as the zero-argument BackendFactory', 'default')
     .option('--json <file>', 'also write the JSON report to this file')
     .option('--filter <pattern>', 'only cases whose id contains this text')
@@ -71,10 +79,25 @@ async function main(argv: string[]): Promise<number> {
     .option('--timeout <ms>', 'per-case timeout in milliseconds', positive('--timeout'))
     .option('--runs <n>', 'runs per property-based case', integer('--runs'))
     .option('--repeat <n>', 'calls of the repeated-call memory cases', integer('--repeat'))
-    .showHelpAfterError();
+    .option('--list', 'list the case ids (after --filter) and exit')
+    .option('--quiet', 'no progress lines on stderr')
+    .showHelpAfterError()
+    // Usage errors exit 2, so exit 1 always means "a case failed".
+    .exitOverride((error) => {
+      process.exit(error.exitCode === 0 ? 0 : 2);
+    });
   program.parse(argv);
   const [specifier] = program.args;
   const cli = program.opts<CliOptions>();
+
+  if (cli.list) {
+    for (const testCase of listCases(cli.filter === undefined ? {} : { filter: cli.filter })) {
+      process.stdout.write(`${testCase.id}\t${testCase.title}\n`);
+    }
+    return 0;
+  }
+
+  if (specifier === undefined) program.error("error: missing required argument 'module'");
 
   let factory: BackendFactory;
   try {
@@ -103,7 +126,20 @@ async function main(argv: string[]): Promise<number> {
     ...(cli.repeat !== undefined && { repeatCalls: cli.repeat }),
     ...(cli.filter !== undefined && { filter: cli.filter }),
   };
-  const report = await runConformance(factory, options);
+  // Progress for people watching a slow backend; the report itself goes to stdout.
+  const progress = !cli.quiet && process.stderr.isTTY === true;
+  let done = 0;
+  const total = listCases(options).length;
+  const report = await runConformance(factory, {
+    ...options,
+    ...(progress && {
+      onCaseDone: (result) => {
+        done++;
+        process.stderr.write(`\r\x1b[K[${done}/${total}] ${result.status.padEnd(7)} ${result.id}`);
+        if (done === total) process.stderr.write('\r\x1b[K');
+      },
+    }),
+  });
   const table = new Table({
     head: ['case', 'result', 'worst abs', 'worst rel', 'ms', 'note'],
     style: { head: [], border: [], compact: true },

@@ -58,6 +58,20 @@ describe('attnkit-conformance CLI (built)', () => {
     expect(good.last).toBe('8 passed, 0 failed');
   });
 
+  it('takes a package directory and lists cases with --list', () => {
+    const dir = run(['packages/spec', '--filter', 'cross/'], repoRoot);
+    expect(dir.code).toBe(0);
+    expect(dir.last).toBe('6 passed, 0 failed');
+    const list = run(['--list', '--filter', 'heads/'], repoRoot);
+    expect(list.code).toBe(0);
+    expect(list.stdout.trim().split('\n')).toHaveLength(8);
+  });
+
+  it('exits 2 on a usage error', () => {
+    expect(run([], repoRoot).code).toBe(2);
+    expect(run(['@attnkit/spec', '--seed', 'x'], repoRoot).code).toBe(2);
+  });
+
   it('exits 2 for a module that cannot be found', () => {
     const missing = run(['@attnkit/no-such-backend'], repoRoot);
     expect(missing.code).toBe(2);
