@@ -16,7 +16,8 @@ const TARGET = 'wasm32-unknown-unknown';
 /** Every rustc worth asking, in order: an explicit choice, then PATH, then the usual places. */
 function candidates() {
   const list = [];
-  if (process.env.ATTNKIT_RUSTC) list.push(process.env.ATTNKIT_RUSTC);
+  // an explicit choice is the only candidate, so a wrong one fails loudly instead of being skipped
+  if (process.env.ATTNKIT_RUSTC) return [process.env.ATTNKIT_RUSTC];
   if (process.env.RUSTC) list.push(process.env.RUSTC);
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) list.push(join(dir, 'rustc'));
   list.push('/usr/bin/rustc', join(homedir(), '.cargo', 'bin', 'rustc'));
@@ -41,6 +42,7 @@ function candidates() {
 
 /** Why a rustc cannot build wasm32, or null when its target libdir has libcore. */
 function probe(rustc) {
+  if (!existsSync(rustc)) return 'does not exist';
   let libdir;
   try {
     libdir = execFileSync(rustc, ['--print', 'target-libdir', '--target', TARGET], {

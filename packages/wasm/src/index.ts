@@ -40,6 +40,12 @@ export interface WasmBackendOptions {
   queryBlock?: number;
   /** Keys per tile. Default 64: a 64 x 64 float32 K tile (16 KiB) stays in L1. Changes speed only. */
   keyBlock?: number;
+  /**
+   * Calls with fewer multiply-adds than this stay on the calling thread, since handing work to the
+   * workers costs a message round trip. Default 2^22. 0 sends every call with more than one work item
+   * to the workers (the tests do this to exercise them on small cases).
+   */
+  parallelMinWork?: number;
   /** Where to load the single-thread kernel from. Default: `../wasm/attnkit.wasm` beside this module. */
   wasmUrl?: string | URL;
   /** Where to load the threads kernel from. Default: `../wasm/attnkit-threads.wasm` beside this module. */
@@ -84,6 +90,13 @@ function integerOption(name: string, value: unknown, max: number, fallback: numb
   return value;
 }
 
+function parallelMinWork(value: unknown): number {
+  if (value === undefined) return PARALLEL_MIN_WORK;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    invalidOption('options.parallelMinWork', 'an integer >= 0', value);
+  return value;
+}
+
 function urlOption(name: string, value: unknown, flavour: KernelFlavour): URL {
   if (value === undefined) return defaultKernelUrl(flavour);
   if (value instanceof URL) return value;
@@ -120,6 +133,7 @@ class WasmImplementation {
     private readonly blockQ: number,
     private readonly blockK: number,
     private readonly urls: Record<KernelFlavour, URL>,
+    private readonly parallelMinWork: number,
   ) {
     this.caps = this.describe(1, 'not initialised', []);
   }
@@ -193,7 +207,7 @@ class WasmImplementation {
         );
       }
       notes.push(
-        `calls under ${PARALLEL_MIN_WORK} multiply-adds run on the calling thread only (a worker round trip costs more)`,
+        `calls under ${this.parallelMinWork} multiply-adds run on the calling thread only (a worker round trip costs more)`,
       );
     }
     this.kernel = { memory, exports, pool, base };
@@ -216,7 +230,9 @@ class WasmImplementation {
   }
 
   attention(problem: AttentionProblem): Promise<AttentionResult> {
-    return this.exclusive((kernel) => runAttention(kernel, problem, this.blockQ, this.blockK));
+    return this.exclusive((kernel) =>
+      runAttention(kernel, problem, this.blockQ, this.blockK, this.parallelMinWork),
+    );
   }
 
   matmul(problem: MatmulProblem): Promise<Float32Array> {
@@ -311,7 +327,13 @@ function deviceError(what: string, error: unknown): AttnkitError {
   return new AttnkitError('device', `wasm: ${what} failed: ${String(error)}`, { cause: error });
 }
 
-async function runAttention(kernel: Kernel, problem: AttentionProblem, blockQ: number, blockK: number) {
+async function runAttention(
+  kernel: Kernel,
+  problem: AttentionProblem,
+  blockQ: number,
+  blockK: number,
+  parallelMinWork: number,
+) {
   const {
     batch: B,
     queryHeads: Hq,
@@ -328,7 +350,7 @@ async function runAttention(kernel: Kernel, problem: AttentionProblem, blockQ: n
   const bk = blockK;
   const items = B * Hq * Math.ceil(Lq / bq);
   const work = B * Hq * Lq * Lk * (D + Dv);
-  const parallel = pool !== null && items > 1 && work >= PARALLEL_MIN_WORK;
+  const parallel = pool !== null && items > 1 && work >= parallelMinWork;
   const slots = pool === null ? 1 : pool.size + 1;
 
   const arena = new Arena(kernel.base);
@@ -474,6 +496,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): AttentionBa
       single: urlOption('wasmUrl', options.wasmUrl, 'single'),
       threads: urlOption('wasmThreadsUrl', options.wasmThreadsUrl, 'threads'),
     },
+    parallelMinWork(options.parallelMinWork),
   );
   return createBackend({
     name: implementation.name,
