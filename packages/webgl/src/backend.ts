@@ -30,7 +30,7 @@ import {
 export interface WebglBackendOptions {
   /**
    * Keys per pass (the tile). Memory per pass is O(rows x tile); Lk itself is unbounded because the
-   * running max and denominator carry between passes. Default 1024, capped by MAX_TEXTURE_SIZE.
+   * running max and denominator carry between passes. Default 256, capped by MAX_TEXTURE_SIZE.
    */
   tileKeys?: number;
   /**
@@ -38,6 +38,11 @@ export interface WebglBackendOptions {
    * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture).
    */
   blockElements?: number;
+  /**
+   * Most query rows per pass. Smaller chunks let causal and sliding-window calls skip the key tiles
+   * no row of the chunk can see. Default 256.
+   */
+  chunkRows?: number;
   /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
   open?: () => Promise<GlRuntime>;
 }
@@ -63,6 +68,15 @@ interface Kernels {
 
 const DUMMY = new Float32Array(1);
 
+/** Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when no padding is needed). */
+function padRows(data: Float32Array, from: number, to: number): Float32Array {
+  if (from === to) return data;
+  const rows = data.length / from;
+  const out = new Float32Array(rows * to);
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * from, (r + 1) * from), r * to);
+  return out;
+}
+
 function baseCapabilities(): BackendCapabilities {
   return {
     features: ALL_FEATURES,
@@ -83,16 +97,19 @@ export class WebglImplementation implements BackendImplementation {
   private caps: BackendCapabilities = baseCapabilities();
   private readonly tileKeys: number;
   private readonly blockElements: number;
+  private readonly chunkRowsOption: number;
   private readonly open: () => Promise<GlRuntime>;
   private hostBytes = 0;
 
   constructor(options: WebglBackendOptions = {}) {
-    this.tileKeys = options.tileKeys ?? 1024;
+    this.tileKeys = options.tileKeys ?? 256;
     this.blockElements = options.blockElements ?? 1 << 21;
+    this.chunkRowsOption = options.chunkRows ?? 256;
     this.open = options.open ?? openGl;
     for (const [name, value] of [
       ['tileKeys', this.tileKeys],
       ['blockElements', this.blockElements],
+      ['chunkRows', this.chunkRowsOption],
     ] as const) {
       if (!Number.isInteger(value) || value < 1) {
         throw new AttnkitError(
@@ -122,10 +139,10 @@ export class WebglImplementation implements BackendImplementation {
     const runtime = await this.open();
     try {
       this.kernels = {
-        scores: runtime.kernel(scoresKernel),
+        scores: runtime.kernel(scoresKernel(runtime.kernelClass === 'WebGL2Kernel')),
         rowMax: runtime.kernel(rowMaxKernel),
         probs: runtime.kernel(probsKernel),
-        accumulate: runtime.kernel(accumulateKernel),
+        accumulate: runtime.kernel(accumulateKernel(runtime.kernelClass === 'WebGL2Kernel')),
         initMax: runtime.kernel(initMaxKernel),
         initAcc: runtime.kernel(initAccKernel),
         finalize: runtime.kernel(finalizeKernel),
@@ -198,8 +215,12 @@ export class WebglImplementation implements BackendImplementation {
       for (const t of released.splice(0)) runtime.release(t);
     };
 
-    const q = runtime.input(problem.q, D, B * Hq * Lq);
-    const k = runtime.input(problem.k, D, B * Hkv * Lk);
+    // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
+    const webgl2 = runtime.kernelClass === 'WebGL2Kernel';
+    const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
+    const q = runtime.input(padRows(problem.q, D, width), width, B * Hq * Lq);
+    const k = runtime.input(padRows(problem.k, D, width), width, B * Hkv * Lk);
+    const dotLength = webgl2 ? width / 4 : D;
     const v = runtime.input(problem.v, Dv, B * Hkv * Lk);
     let bias = runtime.input(DUMMY, 1, 1);
     let biasKeyStride = 0;
@@ -263,7 +284,7 @@ export class WebglImplementation implements BackendImplementation {
           rowInfo,
           j0,
           Lk,
-          D,
+          dotLength,
           problem.scale,
           problem.softcap ?? 0,
           biasKeyStride,

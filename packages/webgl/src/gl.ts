@@ -255,7 +255,11 @@ export async function openGl(): Promise<GlRuntime> {
       const kernelRun = gpu.createKernel(spec.source, settings);
       return {
         run(output, args) {
-          kernelRun.setOutput([output[0], output[1]]);
+          // setOutput reallocates the output texture and resizes the shared canvas: only on a change.
+          const current = kernelRun.output as number[] | null;
+          if (!current || current[0] !== output[0] || current[1] !== output[1]) {
+            kernelRun.setOutput([output[0], output[1]]);
+          }
           const raw = args.map((a) => (typeof a === 'number' ? a : (a as TextureHandle | InputHandle).raw));
           let result: any;
           try {

@@ -55,15 +55,7 @@ const NATIVE = [
 /** Largest loop trip count compiled into the shaders: loops break on their runtime bound first. */
 export const LOOP_MAX = 1 << 24;
 
-/**
- * scale -> softcap -> + bias + ALiBi -> masks. Output `[tile, rows]`: thread.x = key in the tile,
- * thread.y = row. Keys past `Lk` (the ragged last tile) are masked like any other.
- */
-export const scoresKernel: KernelSpec = {
-  name: 'scores',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function scores(q, k, bias, keyMask, rowInfo, j0, Lk, D, scale, softcap, biasKeyStride, hasBias, hasMask, causal, win, negInf) {
+const SCORES_SOURCE = `function scores(q, k, bias, keyMask, rowInfo, j0, Lk, D, scale, softcap, biasKeyStride, hasBias, hasMask, causal, win, negInf) {
   const rr = this.thread.y;
   const j = j0 + this.thread.x;
   if (j >= Lk) {
@@ -89,9 +81,7 @@ export const scoresKernel: KernelSpec = {
   const qRow = rowInfo[rr][0];
   const kRow = rowInfo[rr][1] + j;
   let dot = 0.0;
-  for (let d = 0; d < D; d++) {
-    dot += q[qRow][d] * k[kRow][d];
-  }
+  DOT_PRODUCT
   let s = scale * dot;
   if (softcap > 0.0) {
     s = softcap * attnTanh(s / softcap);
@@ -104,8 +94,55 @@ export const scoresKernel: KernelSpec = {
     s -= slope * (pos - j);
   }
   return s;
+}`;
+
+/**
+ * WebGL2 only: the dot product reads q and k four floats at a time with texelFetch, straight from the
+ * textures gpu.js uploads its inputs to (four floats a texel, row-major, uniforms `user_<name>`,
+ * pinned by gpu.js 2.24.1). The host pads D to a multiple of 4 so every row starts on a texel.
+ */
+const DOT4 = {
+  name: 'attnDot4',
+  source: `float attnDot4(float qRow, float kRow, float D4) {
+  int n = int(D4);
+  int qt = int(qRow) * n;
+  int kt = int(kRow) * n;
+  int qw = user_qSize.x;
+  int kw = user_kSize.x;
+  ivec2 qc = ivec2(qt - (qt / qw) * qw, qt / qw);
+  ivec2 kc = ivec2(kt - (kt / kw) * kw, kt / kw);
+  float s = 0.0;
+  for (int t = 0; t < n; t++) {
+    s += dot(texelFetch(user_q, qc, 0), texelFetch(user_k, kc, 0));
+    qc.x += 1;
+    if (qc.x == qw) { qc.x = 0; qc.y += 1; }
+    kc.x += 1;
+    if (kc.x == kw) { kc.x = 0; kc.y += 1; }
+  }
+  return s;
 }`,
 };
+
+/**
+ * scale -> softcap -> + bias + ALiBi -> masks. Output `[tile, rows]`: thread.x = key in the tile,
+ * thread.y = row. Keys past `Lk` (the ragged last tile) are masked like any other. With `webgl2`,
+ * `D` is the padded width in texels (D4) and q, k rows are padded to it.
+ */
+export function scoresKernel(webgl2: boolean): KernelSpec {
+  return {
+    name: 'scores',
+    loopMaxIterations: LOOP_MAX,
+    nativeFunctions: webgl2 ? [...NATIVE, DOT4] : NATIVE,
+    source: SCORES_SOURCE.replace(
+      'DOT_PRODUCT',
+      webgl2
+        ? 'dot = attnDot4(qRow, kRow, D);'
+        : `for (let d = 0; d < D; d++) {
+    dot += q[qRow][d] * k[kRow][d];
+  }`,
+    ),
+  };
+}
 
 /** Running max: `m' = max(m, max_t S[row][t])`, NaN-propagating. Output `[1, rows]`. */
 export const rowMaxKernel: KernelSpec = {
@@ -146,16 +183,7 @@ export const probsKernel: KernelSpec = {
 }`,
 };
 
-/**
- * Output `[Dv + 1, rows]`: columns `0..Dv-1` the unnormalised weighted sum of values, column `Dv` the
- * softmax denominator, both rescaled by `exp(mPrev - mNew)` as the running max moves. A zero weight
- * is skipped, so an infinite or NaN value in a masked key never leaks (0 * inf = NaN).
- */
-export const accumulateKernel: KernelSpec = {
-  name: 'accumulate',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
+const ACCUMULATE_SOURCE = `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
   const rr = this.thread.y;
   const d = this.thread.x;
   const mp = mPrev[rr][0];
@@ -165,7 +193,59 @@ export const accumulateKernel: KernelSpec = {
   }
   const vBase = rowInfo[rr][1] + j0;
   let sum = 0.0;
-  for (let t = 0; t < tile; t++) {
+  WEIGHTED_SUM
+  if (alpha == 0.0) {
+    return sum;
+  }
+  return alpha * accPrev[rr][d] + sum;
+}`;
+
+/** WebGL2 only: the p.v loop with texelFetch and incremental texel coordinates (see attnDot4). */
+const PV = {
+  name: 'attnPV',
+  source: `float attnPV(float rr, float vBase, float d, float tile, float Dv) {
+  int T = int(tile);
+  int dv = int(Dv);
+  int col = int(d);
+  int pw = user_probsSize.x;
+  int pi = int(rr) * T;
+  ivec2 pc = ivec2(pi - (pi / pw) * pw, pi / pw);
+  int vw = user_vSize.x;
+  int vi = int(vBase) * dv + col;
+  float sum = 0.0;
+  for (int t = 0; t < T; t++) {
+    float p = texelFetch(user_probs, pc, 0).r;
+    if (p != 0.0) {
+      float value = 1.0;
+      if (col < dv) {
+        int texel = vi / 4;
+        value = texelFetch(user_v, ivec2(texel - (texel / vw) * vw, texel / vw), 0)[vi - texel * 4];
+      }
+      sum += p * value;
+    }
+    pc.x += 1;
+    if (pc.x == pw) { pc.x = 0; pc.y += 1; }
+    vi += dv;
+  }
+  return sum;
+}`,
+};
+
+/**
+ * Output `[Dv + 1, rows]`: columns `0..Dv-1` the unnormalised weighted sum of values, column `Dv` the
+ * softmax denominator, both rescaled by `exp(mPrev - mNew)` as the running max moves. A zero weight
+ * is skipped, so an infinite or NaN value in a masked key never leaks (0 * inf = NaN).
+ */
+export function accumulateKernel(webgl2: boolean): KernelSpec {
+  return {
+    name: 'accumulate',
+    loopMaxIterations: LOOP_MAX,
+    nativeFunctions: webgl2 ? [...NATIVE, PV] : NATIVE,
+    source: ACCUMULATE_SOURCE.replace(
+      'WEIGHTED_SUM',
+      webgl2
+        ? 'sum = attnPV(rr, vBase, d, tile, Dv);'
+        : `for (let t = 0; t < tile; t++) {
     const p = probs[rr][t];
     if (p != 0.0) {
       if (d < Dv) {
@@ -174,13 +254,10 @@ export const accumulateKernel: KernelSpec = {
         sum += p;
       }
     }
-  }
-  if (alpha == 0.0) {
-    return sum;
-  }
-  return alpha * accPrev[rr][d] + sum;
-}`,
-};
+  }`,
+    ),
+  };
+}
 
 /** Initial running max: the sink logit, or -inf. Output `[1, rows]`. */
 export const initMaxKernel: KernelSpec = {
