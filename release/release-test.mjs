@@ -52,9 +52,11 @@ const FULL_BACKENDS = ['@attnkit/cpu', '@attnkit/wasm'];
 const ONLY = process.env.ATTNKIT_RELEASE_ONLY?.split(',').filter(Boolean) ?? null;
 const BACKENDS = ONLY === null ? FULL_BACKENDS : ONLY.filter((name) => name !== '@attnkit/conformance');
 const WITH_CONFORMANCE = ONLY === null || ONLY.includes('@attnkit/conformance');
-const CONFORMANCE_TARGET = ONLY === null ? '@attnkit/wasm' : BACKENDS[0];
+const CONFORMANCE_TARGET = ONLY === null ? '@attnkit/wasm' : BACKENDS.at(-1);
 /** Installed from the registry (through the uplink) to bundle the page; pinned so runs are comparable. */
 const VITE_VERSION = '7.3.8';
+/** The slice of the conformance suite the bundled page runs (the CLI runs all of it in Node). */
+const BROWSER_CONFORMANCE_FILTER = 'options/';
 const CHROMIUM = process.env.ATTNKIT_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
   '--no-sandbox',
@@ -518,6 +520,15 @@ async function checkTarballs(versions, work, registry) {
         : entries.has(path);
       if (!found) problems.push(`${name}@${version}: the tarball has no ${path}`);
     }
+    // A bundler or a server needs to reach the kernel binaries through the exports map.
+    const exported = exportTargets(manifest.exports).map((target) => target.replace(/^\.\//, ''));
+    for (const entry of entries) {
+      if (!entry.endsWith('.wasm')) continue;
+      const reachable = exported.some((target) =>
+        target.includes('*') ? entry.startsWith(target.slice(0, target.indexOf('*'))) : target === entry,
+      );
+      if (!reachable) problems.push(`${name}@${version}: ${entry} is published but not in the exports map`);
+    }
   }
   if (problems.length > 0) fail(`published tarballs are incomplete:\n${problems.join('\n')}`);
   step(`tarballs hold every export and bin target, README, CHANGELOG and LICENSE`);
@@ -596,6 +607,16 @@ import { runCase, checkCase } from './attention-case.mjs';
 
 const results = [${calls}];
 const problems = results.flatMap(checkCase);
+${
+  BACKENDS.includes('@attnkit/wasm')
+    ? `// the kernel binary is an exported asset: a server or bundler can resolve it by name
+const { existsSync } = await import('node:fs');
+const { fileURLToPath } = await import('node:url');
+const wasmAsset = fileURLToPath(import.meta.resolve('@attnkit/wasm/wasm/attnkit.wasm'));
+if (!existsSync(wasmAsset)) problems.push('@attnkit/wasm/wasm/attnkit.wasm resolves to a missing ' + wasmAsset);
+else console.log('@attnkit/wasm/wasm/attnkit.wasm resolves to ' + wasmAsset);`
+    : ''
+}
 for (const r of results) console.log(r.name + ' (' + r.engine + '): ' + JSON.stringify(r.full.output) + ' causal ' + JSON.stringify(r.causal.output));
 if (problems.length > 0) {
   console.error(problems.join('\\n'));
@@ -638,10 +659,11 @@ const MIME = {
   '.map': 'application/json',
 };
 
-function serveStatic(root) {
+function serveStatic(root, served) {
   return new Promise((resolvePromise, reject) => {
     const server = createServer((request, response) => {
       const path = decodeURIComponent(new URL(request.url, 'http://x').pathname);
+      served.push(path);
       const file = resolve(root, `.${path.endsWith('/') ? `${path}index.html` : path}`);
       if (relative(root, file).startsWith('..') || !existsSync(file)) {
         response.writeHead(404).end('not found');
@@ -684,6 +706,11 @@ async function checkInBrowser(scratch, env) {
   );
   const imports = BACKENDS.map((name, i) => `import factory${i} from '${name}';`).join('\n');
   const calls = BACKENDS.map((name, i) => `await runCase('${name}', factory${i})`).join(', ');
+  const target = BACKENDS.indexOf(CONFORMANCE_TARGET);
+  // The conformance runner is meant to be browser-safe: run part of it in the page too.
+  const conformanceCall = WITH_CONFORMANCE
+    ? `(await import('@attnkit/conformance')).runConformance(factory${target}, { filter: '${BROWSER_CONFORMANCE_FILTER}', seed: 1 }).then((r) => ({ target: '${CONFORMANCE_TARGET}', totals: r.totals, failures: r.cases.filter((c) => c.status === 'failed').map((c) => c.id + ': ' + c.message) }))`
+    : 'null';
   writeFileSync(
     join(web, 'main.js'),
     `${imports}
@@ -691,7 +718,7 @@ import { runCase } from './attention-case.js';
 
 const element = document.getElementById('result');
 try {
-  const results = [${calls}];
+  const results = { cases: [${calls}], conformance: await ${conformanceCall} };
   element.textContent = JSON.stringify(results);
   element.dataset.status = 'done';
 } catch (error) {
@@ -711,7 +738,8 @@ try {
     timeoutMs: 300_000,
   });
   const dist = join(scratch, 'dist');
-  const server = await serveStatic(dist);
+  const served = [];
+  const server = await serveStatic(dist, served);
   onCleanup('static server', () => new Promise((r) => server.close(() => r())));
   const pageUrl = `http://127.0.0.1:${server.address().port}/index.html`;
 
@@ -734,11 +762,24 @@ try {
   const text = await page.textContent('#result');
   if (status !== 'done') fail(`the page failed: ${text}\n${logs.join('\n')}`);
   const { checkCase } = await import(`file://${join(web, 'attention-case.js')}`);
-  const results = JSON.parse(text);
+  const { cases: results, conformance } = JSON.parse(text);
   const problems = results.flatMap(checkCase);
   for (const r of results)
     console.log(`    ${r.name} in chromium (${r.engine}): ${JSON.stringify(r.full.output)}`);
+  if (conformance !== null) {
+    const { totals, failures, target } = conformance;
+    console.log(
+      `    runConformance(${target}, '${BROWSER_CONFORMANCE_FILTER}') in chromium: ${JSON.stringify(totals)}`,
+    );
+    if (totals.failed !== 0 || totals.passed === 0) {
+      problems.push(`conformance in the browser: ${JSON.stringify(totals)}\n${failures.join('\n')}`);
+    }
+  }
   if (problems.length > 0) fail(`wrong results in the browser:\n${problems.join('\n')}`);
+  // the wasm backend really ran its kernel, bundled as an asset, rather than anything else
+  if (BACKENDS.includes('@attnkit/wasm') && !served.some((path) => path.endsWith('.wasm'))) {
+    fail(`the page never fetched a .wasm file; served: ${served.join(', ')}`);
+  }
   step(`browser check: ${results.length} backends match the hand-derived values`);
 }
 
