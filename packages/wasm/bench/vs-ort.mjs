@@ -17,6 +17,7 @@ for (let i = 2; i < process.argv.length; i += 2)
 const SIZES = (args.get('sizes') ?? '1024,2048,4096,8192').split(',').map(Number);
 const HEADS = (args.get('heads') ?? '1,8').split(',').map(Number);
 const REPS = Number(args.get('reps') ?? 5);
+const CLOCK = args.get('clock') ?? 'cpu';
 const D = 64;
 
 ort.env.wasm.numThreads = 1;
@@ -117,13 +118,25 @@ function random(n, seed) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function time(fn, reps) {
-  await fn(); // warm-up (compilation, memory growth)
+/**
+ * Median milliseconds of `reps` calls after one warm-up (compilation, memory growth). CLOCK=cpu (the
+ * default) counts this process's CPU time, which other load on a shared machine barely moves; use
+ * `--clock wall` on a quiet machine, and always for the thread-scaling column (CPU time cannot show it).
+ */
+async function time(fn, reps, clock = CLOCK) {
+  await fn();
   const t = [];
   for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    t.push(performance.now() - t0);
+    if (clock === 'cpu') {
+      const c0 = process.cpuUsage();
+      await fn();
+      const c = process.cpuUsage(c0);
+      t.push((c.user + c.system) / 1000);
+    } else {
+      const t0 = performance.now();
+      await fn();
+      t.push(performance.now() - t0);
+    }
   }
   return median(t);
 }
@@ -184,14 +197,15 @@ for (const H of HEADS) {
     for (const causal of [true, false]) {
       const shape = { batch: 1, queryHeads: H, queryLength: N, headDim: D };
       const a1 = await time(() => one.attention({ q, k, v, shape }, { causal }), r);
-      const a2 = H > 1 ? await time(() => two.attention({ q, k, v, shape }, { causal }), r) : null;
+      const a1w = H > 1 ? await time(() => one.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
+      const a2 = H > 1 ? await time(() => two.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const oa = await ortTime('Attention', H, N, causal, q, k, v, r);
       const om = await ortTime('MatMul', H, N, causal, q, k, v, r);
       const ortBest = Math.min(
         typeof oa === 'number' ? oa : Infinity,
         typeof om === 'number' ? om : Infinity,
       );
-      const row = { H, N, causal, a1, a2, oa, om, ortBest };
+      const row = { H, N, causal, a1, a1w, a2, oa, om, ortBest };
       rows.push(row);
       console.log(JSON.stringify(row));
     }
@@ -202,11 +216,11 @@ await two.dispose();
 
 const f = (x) => (typeof x === 'number' ? x.toFixed(1) : x === null ? '-' : `fails (${x.error})`);
 console.log(
-  '\n| H | N | mask | attnkit 1T ms | ORT Attention ms | ORT MatMul graph ms | ORT best / attnkit 1T | attnkit 2T ms | 1T / 2T |',
+  `\n| H | N | mask | attnkit 1T ms (${CLOCK}) | ORT Attention ms (${CLOCK}) | ORT MatMul graph ms (${CLOCK}) | ORT best / attnkit 1T | attnkit 1T wall ms | attnkit 2T wall ms | 1T / 2T |`,
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(
-    `| ${r.H} | ${r.N} | ${r.causal ? 'causal' : 'none'} | ${f(r.a1)} | ${f(r.oa)} | ${f(r.om)} | ${(r.ortBest / r.a1).toFixed(2)}x | ${f(r.a2)} | ${r.a2 ? `${(r.a1 / r.a2).toFixed(2)}x` : '-'} |`,
+    `| ${r.H} | ${r.N} | ${r.causal ? 'causal' : 'none'} | ${f(r.a1)} | ${f(r.oa)} | ${f(r.om)} | ${(r.ortBest / r.a1).toFixed(2)}x | ${f(r.a1w)} | ${f(r.a2)} | ${r.a2 ? `${(r.a1w / r.a2).toFixed(2)}x` : '-'} |`,
   );
 }

@@ -101,12 +101,16 @@ fn hmax(a: v128) -> f32 {
 
 /// e^x, Cephes' single-precision polynomial (about 1 ulp). `-inf` and anything below the smallest
 /// normal result give exactly 0 (masked keys must weigh nothing); NaN propagates.
+/// Uses only instructions that map to one x86 SSE op each: pseudo-min/max (which keep a NaN first
+/// operand) instead of wasm's NaN-propagating min/max, and the 1.5 * 2^23 trick for rounding.
 #[inline(always)]
 fn exp4(x: v128) -> v128 {
     let lo = f32x4_splat(-87.336_54);
-    // wasm's f32x4.min/max propagate NaN, so NaN survives the clamp
-    let xc = f32x4_min(f32x4_max(x, lo), f32x4_splat(88.722_83));
-    let n = f32x4_nearest(f32x4_mul(xc, f32x4_splat(core::f32::consts::LOG2_E)));
+    // pmax(x, lo) = x < lo ? lo : x, so a NaN x passes through
+    let xc = f32x4_pmin(f32x4_pmax(x, lo), f32x4_splat(88.722_83));
+    let magic = f32x4_splat(12_582_912.0);
+    let t = f32x4_add(f32x4_mul(xc, f32x4_splat(core::f32::consts::LOG2_E)), magic);
+    let n = f32x4_sub(t, magic);
     let r = f32x4_sub(xc, f32x4_mul(n, f32x4_splat(0.693_359_4)));
     let r = f32x4_sub(r, f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)));
     let mut p = f32x4_splat(1.987_569_1e-4);
@@ -116,7 +120,8 @@ fn exp4(x: v128) -> v128 {
     p = f32x4_add(f32x4_mul(p, r), f32x4_splat(1.666_666_5e-1));
     p = f32x4_add(f32x4_mul(p, r), f32x4_splat(5.000_000_1e-1));
     p = f32x4_add(f32x4_mul(f32x4_mul(p, r), r), f32x4_add(r, f32x4_splat(1.0)));
-    let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    // t's low mantissa bits hold n (two's complement within the 1.5 * 2^23 bias): 2^n = (n + 127) << 23
+    let pow2 = i32x4_shl(i32x4_add(t, i32x4_splat(127 - 0x4b40_0000)), 23);
     let y = f32x4_mul(p, pow2);
     v128_andnot(y, f32x4_lt(x, lo))
 }
@@ -491,6 +496,20 @@ impl Item {
         let split = !brow.is_null() || self.has_alibi;
         let dist0 = i32x4_splat((j0 as i64 - pos) as i32);
         let mut rmax = neg_inf4;
+        let mut nan = f32x4_splat(0.0);
+        let plain = full && nk == nk4 && brow.is_null() && !self.has_alibi && self.key_mask.is_null() && self.softcap <= 0.0;
+        if plain {
+            // the common tile: every key visible, nothing added: scale and max only
+            let mut c = 0;
+            while c < nk4 {
+                let x = f32x4_mul(ld(srow.add(c)), scale);
+                st(srow.add(c), x);
+                rmax = f32x4_pmax(rmax, x);
+                nan = v128_or(nan, f32x4_ne(x, x));
+                c += 4;
+            }
+            return if v128_any_true(nan) { f32::NAN } else { hmax(rmax) };
+        }
         let mut c = 0;
         while c < nk4 {
             let mut x = f32x4_mul(ld(srow.add(c)), scale);
@@ -531,10 +550,15 @@ impl Item {
                 let ok = v128_and(keep, f32x4_lt(f32x4_abs(low), finite));
                 st(lorow.add(c), v128_and(low, ok));
             }
-            rmax = f32x4_max(rmax, x);
+            rmax = f32x4_pmax(rmax, x);
+            nan = v128_or(nan, f32x4_ne(x, x));
             c += 4;
         }
-        hmax(rmax)
+        if v128_any_true(nan) {
+            f32::NAN
+        } else {
+            hmax(rmax)
+        }
     }
 
     /// `exp((s - m) + lo)` over the row in place; returns the sum.
