@@ -1,0 +1,27 @@
+// Type-level tests of @attnkit/cpu's public API, checked by tsc (`pnpm typecheck` covers test/):
+// the shapes a user and the conformance CLI rely on. Runtime assertions pin the value exports.
+import type { AttentionBackend, BackendFactory, Tolerance } from '@attnkit/spec';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import createDefault, { CPU_TOLERANCE, type CpuBackendOptions, createCpuBackend } from '../src/index.js';
+
+describe('@attnkit/cpu public API', () => {
+  it('default-exports a zero-argument BackendFactory (what attnkit-conformance loads)', () => {
+    expectTypeOf(createDefault).toExtend<BackendFactory>();
+    expectTypeOf(createDefault).parameters.toEqualTypeOf<[]>();
+    expectTypeOf(createDefault).returns.toEqualTypeOf<AttentionBackend>();
+    expect(createDefault.length).toBe(0);
+    expect(createDefault().name).toBe('cpu');
+  });
+
+  it('takes optional tile sizes in the named factory', () => {
+    expectTypeOf(createCpuBackend).toEqualTypeOf<(options?: CpuBackendOptions) => AttentionBackend>();
+    expectTypeOf<CpuBackendOptions>().toEqualTypeOf<{ queryBlock?: number; keyBlock?: number }>();
+    expectTypeOf<{ keyBlock: string }>().not.toExtend<CpuBackendOptions>();
+    expectTypeOf(createCpuBackend).toExtend<BackendFactory>();
+  });
+
+  it('declares a tolerance of the spec type', () => {
+    expectTypeOf(CPU_TOLERANCE).toExtend<Tolerance>();
+    expect(createCpuBackend().capabilities.tolerance).toEqual(CPU_TOLERANCE);
+  });
+});
