@@ -230,7 +230,7 @@ class WebGpuImplementation implements BackendImplementation {
         notes,
       };
     }
-    const dimLimit = Math.floor((s.limits.workgroupFloats - 5) / 4);
+    const dimLimit = Math.floor((s.limits.workgroupFloats - 6) / 4);
     return {
       features: ALL_FEATURES,
       limits: { headDim: dimLimit, valueDim: dimLimit, tensorElements: s.limits.tensorElements },
@@ -341,7 +341,7 @@ class WebGpuImplementation implements BackendImplementation {
     // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
     const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
     const fits = (D: number, Dv: number, bq: number, bk: number) =>
-      bq * D + bk * D + bk * Dv + bq * bk + bq * Dv + 4 * bq <= floats;
+      bq * D + bk * D + bk * Dv + 2 * bq * bk + bq * Dv + 4 * bq <= floats;
     const wg = Math.max(1, Math.min(this.options.workgroupSize ?? 64, s.limits.invocations));
     const tiles: [number, number][] = [
       [16, 32],
@@ -377,7 +377,7 @@ class WebGpuImplementation implements BackendImplementation {
     }
     throw unsupported(
       'shape.headDim + shape.valueDim',
-      `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 5) / 2)})`,
+      `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 6) / 2)})`,
       shape.headDim + shape.valueDim,
     );
   }

@@ -97,6 +97,12 @@ fn isNanOrPosInf(x: f32) -> bool {
 }
 fn isNegInf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
 fn nanValue() -> f32 { return bitcast<f32>(P.nanBits); }
+// Knuth's TwoSum: a + b = hi + lo exactly.
+fn twoSum(a: f32, b: f32) -> vec2<f32> {
+  let hi = a + b;
+  let bb = hi - a;
+  return vec2<f32>(hi, (a - (hi - bb)) + (b - bb));
+}
 fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
 `;
 
@@ -111,8 +117,20 @@ function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): 
     // Large |x|: tanh is +-1 to f32 precision, and some tanh builtins overflow to NaN there.
     s = P.softcap * select(tanh(x), sign(x), abs(x) > 15.0);
   }
-  if ((P.flags & ${Flags.bias}u) != 0u) { s += BIAS[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ]; }
-  if ((P.flags & ${Flags.alibi}u) != 0u) { s += -HEAD[h] * f32(pos - i32(j)); }
+  // A large bias or ALiBi term swamps a small score in f32 (1e4 + s keeps s to 1e-3); the rounding
+  // error goes to lo, and the softmax uses (s - max) + lo, where s - max is exact for every key that
+  // carries weight.
+  var lo = 0.0;
+  if ((P.flags & ${Flags.bias}u) != 0u) {
+    let t = twoSum(s, BIAS[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ]);
+    s = t.x;
+    lo += t.y;
+  }
+  if ((P.flags & ${Flags.alibi}u) != 0u) {
+    let t = twoSum(s, -HEAD[h] * f32(pos - i32(j)));
+    s = t.x;
+    lo += t.y;
+  }
 `;
 }
 
@@ -164,6 +182,7 @@ var<workgroup> qs: array<f32, ${BQ * D}>;
 var<workgroup> ks: array<f32, ${BK * D}>;
 var<workgroup> vs: array<f32, ${BK * DV}>;
 var<workgroup> ps: array<f32, ${BQ * BK}>;
+var<workgroup> pl: array<f32, ${BQ * BK}>;
 var<workgroup> acc: array<f32, ${BQ * DV}>;
 var<workgroup> rowM: array<f32, ${BQ}>;
 var<workgroup> rowL: array<f32, ${BQ}>;
@@ -226,14 +245,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let pos = off + i32(i);
       ${visibleCode()}
       var logit = negInfValue();
+      var low = 0.0;
       if (vis) {
         ${logitCode(
           (d) => `qs[r * D + ${d}]`,
           (d) => `ks[c * D + ${d}]`,
         )}
         logit = select(s, nanValue(), isNanOrPosInf(s));
+        low = lo;
       }
       ps[e] = logit;
+      pl[e] = low;
     }
     workgroupBarrier();
     for (var r = lid; r < BQ; r += WG) {
@@ -257,7 +279,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var c = 0u; c < BK; c++) {
         let s = ps[r * BK + c];
         var p = 0.0;
-        if (seen && !isNanOrPosInf(s) && !isNegInf(s)) { p = exp(s - mNew); }
+        if (seen && !isNanOrPosInf(s) && !isNegInf(s)) { p = exp((s - mNew) + pl[r * BK + c]); }
         ps[r * BK + c] = p;
         sum += p;
       }
@@ -365,7 +387,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         (d) => `Q[b * P.qsB + h * P.qsH + i * P.qsL + ${d}]`,
         (d) => `K[b * P.ksB + kvh * P.ksH + j * P.ksL + ${d}]`,
       )}
-      if (!isNegInf(s)) { w = exp(s - m) / l; }
+      if (!isNegInf(s)) { w = exp((s - m) + lo) / l; }
     }
   }
   W[n] = w;
