@@ -126,26 +126,42 @@ function supported(
   return unsupportedReason(backendName, context.capabilities, validateAttention(inputs, options)) === null;
 }
 
-/**
- * The repeated-call shape: decode-shaped when allowed (big k/v per call, little arithmetic, so a
- * leaked copy per call shows), else self-attention, else a tiny one that fits declared limits.
- */
-function repeatedShapes(capabilities: BackendCapabilities): AttentionShape[] {
-  const shapes: AttentionShape[] = [];
-  if (capabilities.features.includes('crossAttention')) {
-    shapes.push({ batch: 1, queryHeads: 4, queryLength: 1, keyLength: 256, headDim: 64 });
-  }
-  shapes.push({ batch: 1, queryHeads: 4, queryLength: 16, headDim: 64 });
-  shapes.push({ batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 });
-  return shapes;
+const MiB = 1024 * 1024;
+const MIN_REPEATS = 50;
+
+/** A size a repeated-call case can run at: bigger ones first, the last is tiny. */
+interface RepeatSize {
+  label: string;
+  /** Multiply-adds per call. */
+  work: number;
 }
 
-const REPEATED_WORK = 4 * 256 * 128;
-const MIN_REPEATS = 50;
-const MiB = 1024 * 1024;
-
-function repeats(options: ResolvedConformanceOptions, perCall: number): number {
-  return Math.min(options.repeatCalls, Math.floor(options.maxWork / perCall));
+/**
+ * Which size and how many calls fit `maxWork`: the first size whose `repeatCalls` calls fit, else the
+ * tiny one with fewer calls (at least 50), else null (omitted). Leaks are per call, so a tiny call
+ * still shows one in backend.memory().
+ */
+function planRepeats(
+  options: ResolvedConformanceOptions,
+  sizes: readonly RepeatSize[],
+): { size: number; calls: number; note: string | null } | null {
+  for (let size = 0; size < sizes.length; size++) {
+    if (options.repeatCalls * sizes[size].work <= options.maxWork) {
+      const note =
+        size === 0
+          ? null
+          : `${sizes[size].label} calls instead of ${sizes[0].label} (maxWork ${options.maxWork})`;
+      return { size, calls: options.repeatCalls, note };
+    }
+  }
+  const last = sizes.length - 1;
+  const calls = Math.floor(options.maxWork / sizes[last].work);
+  if (calls < MIN_REPEATS) return null;
+  return {
+    size: last,
+    calls,
+    note: `${calls} ${sizes[last].label} calls instead of ${options.repeatCalls} ${sizes[0].label} ones (maxWork ${options.maxWork})`,
+  };
 }
 
 /**
@@ -154,11 +170,11 @@ function repeats(options: ResolvedConformanceOptions, perCall: number): number {
  */
 async function repeated(
   context: CaseContext,
+  total: number,
   perCallBytes: number,
   call: (backend: AttentionBackend, index: number) => Promise<CaseOutcome | null>,
 ): Promise<CaseOutcome> {
   const backend = await context.backend();
-  const total = Math.max(MIN_REPEATS, repeats(context.options, REPEATED_WORK));
   const warmup = Math.max(10, Math.floor(total / 10));
   const outcomes: CaseOutcome[] = [];
   const labels: string[] = [];
@@ -208,109 +224,136 @@ async function repeated(
   return { ...merged, expectation: 'behaviour', message: `${total} calls; ${heapText}` };
 }
 
-function reduceRepeats(options: ResolvedConformanceOptions): string | null {
-  const count = repeats(options, REPEATED_WORK);
-  return count >= MIN_REPEATS
-    ? `${count} calls instead of ${options.repeatCalls} (maxWork ${options.maxWork})`
-    : null;
+function tensorBytes(shape: AttentionShape): number {
+  const s = full(shape);
+  return (
+    4 *
+    (s.batch * s.queryHeads * s.queryLength * (s.headDim + s.valueDim) +
+      s.batch * s.kvHeads * s.keyLength * (s.headDim + s.valueDim))
+  );
 }
 
+/**
+ * A repeated-call case over `sizes` (per-call shapes, largest first). `shapes` gives the attention
+ * inputs of each size for these capabilities; options outside the features are dropped, since the
+ * features have cases of their own and this one is about memory.
+ */
+function repeatedAttentionCase(
+  id: string,
+  title: string,
+  sizes: readonly RepeatSize[],
+  shapes: (capabilities: BackendCapabilities) => AttentionShape[],
+  wanted: AttentionOptions,
+  sampleEvery: number,
+): ConformanceCase {
+  return customCase(
+    id,
+    title,
+    (options) => options.repeatCalls * sizes[0].work,
+    async (context) => {
+      const plan = planRepeats(context.options, sizes);
+      if (plan === null)
+        return { ok: false, expectation: 'behaviour', message: 'internal: no plan fits maxWork' };
+      const options: AttentionOptions = {};
+      for (const [key, value] of Object.entries(wanted) as [keyof AttentionOptions, never][]) {
+        if (context.capabilities.features.includes(key as never)) options[key] = value;
+      }
+      const backend = await context.backend();
+      const source = new DataSource(hashString(id));
+      // The planned size, or a smaller one when declared limits forbid it.
+      const candidates = shapes(context.capabilities)
+        .slice(plan.size)
+        .map((shape) => inputsFor(source, shape));
+      const fitting = candidates.find((inputs) => supported(context, backend.name, inputs, options));
+      if (fitting === undefined) {
+        const last = candidates[candidates.length - 1];
+        const outcome = await checkAttention(backend, context.capabilities, context.tolerance, last, options);
+        return {
+          ...outcome,
+          message: `memory growth not measured: no repeat shape fits the limits; ${outcome.message}`,
+        };
+      }
+      const variants = [fitting, ...[1, 2, 3].map(() => inputsFor(source, fitting.shape))];
+      const outcome = await repeated(context, plan.calls, tensorBytes(fitting.shape), async (b, index) => {
+        const input = variants[index % variants.length];
+        // A sample of calls is checked against the reference; the rest only have to run.
+        if (index % sampleEvery === 0)
+          return checkAttention(b, context.capabilities, context.tolerance, input, options);
+        await b.attention(input, options);
+        return null;
+      });
+      return { ...outcome, reduced: plan.note };
+    },
+    (options) => planRepeats(options, sizes)?.note ?? null,
+  );
+}
+
+const LARGE = 4 * 256 * 128;
+const TINY: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 };
+
 function memoryCases(): ConformanceCase[] {
-  const work = (options: ResolvedConformanceOptions) => options.repeatCalls * REPEATED_WORK;
+  const matmulSizes: RepeatSize[] = [
+    { label: '32x64x64 matmul', work: 32 * 64 * 64 },
+    { label: '4x8x8 matmul', work: 4 * 8 * 8 },
+  ];
   return [
-    customCase(
+    repeatedAttentionCase(
       'memory/repeated-attention',
       'repeated attention calls: backend.memory() flat, no heap growth',
-      work,
-      async (context) => {
-        const backend = await context.backend();
-        const source = new DataSource(hashString('memory/repeated-attention'));
-        const candidates = repeatedShapes(context.capabilities).map((shape) => inputsFor(source, shape));
-        const fitting = candidates.find((inputs) => supported(context, backend.name, inputs));
-        if (fitting === undefined) {
-          const outcome = await checkAttention(
-            backend,
-            context.capabilities,
-            context.tolerance,
-            candidates[2],
-          );
-          return {
-            ...outcome,
-            message: `memory growth not measured: no repeat shape fits the limits; ${outcome.message}`,
-          };
-        }
-        const shape = fitting.shape;
-        const variants = [fitting, ...[1, 2, 3].map(() => inputsFor(source, shape))];
-        const s = full(shape);
-        const bytes =
-          4 *
-          (2 * s.batch * s.queryHeads * s.queryLength * s.headDim +
-            2 * s.batch * s.kvHeads * s.keyLength * s.headDim);
-        return repeated(context, bytes, async (backend, index) => {
-          const input = variants[index % variants.length];
-          // Check a sample of calls against the reference; the rest only have to run.
-          if (index % 97 === 0)
-            return checkAttention(backend, context.capabilities, context.tolerance, input);
-          await backend.attention(input);
-          return null;
-        });
-      },
-      reduceRepeats,
+      [
+        { label: 'decode (Lk 256, D 64, 4 heads)', work: LARGE },
+        { label: 'tiny (L 4, D 4)', work: attentionWork(TINY) },
+      ],
+      // Decode-shaped when allowed: big k/v per call and little arithmetic, so a leaked copy shows.
+      (capabilities) => [
+        capabilities.features.includes('crossAttention')
+          ? { batch: 1, queryHeads: 4, queryLength: 1, keyLength: 256, headDim: 64 }
+          : { batch: 1, queryHeads: 4, queryLength: 16, headDim: 64 },
+        TINY,
+      ],
+      {},
+      97,
     ),
-    customCase(
+    repeatedAttentionCase(
       'memory/repeated-options',
       'repeated calls with causal, lse and weights: memory flat',
-      work,
-      async (context) => {
-        const shape: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 16, headDim: 32 };
-        const input = inputsFor(new DataSource(5), shape);
-        // Only the options the backend has: this case is about memory, the features have their own.
-        const options: AttentionOptions = {};
-        for (const feature of ['causal', 'returnLse', 'returnWeights'] as const) {
-          if (context.capabilities.features.includes(feature)) options[feature] = true;
-        }
-        const backend = await context.backend();
-        if (!supported(context, backend.name, input, options)) {
-          const outcome = await checkAttention(
-            backend,
-            context.capabilities,
-            context.tolerance,
-            input,
-            options,
-          );
-          return {
-            ...outcome,
-            message: `memory growth not measured: the shape exceeds the limits; ${outcome.message}`,
-          };
-        }
-        return repeated(context, 4 * (4 * 2 * 16 * 32 + 2 * 16 * 16 + 32), async (backend, index) => {
-          if (index % 101 === 0)
-            return checkAttention(backend, context.capabilities, context.tolerance, input, options);
-          await backend.attention(input, options);
-          return null;
-        });
-      },
-      reduceRepeats,
+      [
+        { label: 'L 16, D 32, 2 heads', work: 2 * 16 * 16 * 64 },
+        { label: 'tiny (L 4, D 4)', work: attentionWork(TINY) },
+      ],
+      () => [{ batch: 1, queryHeads: 2, queryLength: 16, headDim: 32 }, TINY],
+      { causal: true, returnLse: true, returnWeights: true },
+      101,
     ),
     customCase(
       'memory/repeated-matmul',
       'repeated matmul calls: memory flat',
-      work,
+      (options) => options.repeatCalls * matmulSizes[0].work,
       async (context) => {
+        const plan = planRepeats(context.options, matmulSizes);
+        if (plan === null)
+          return { ok: false, expectation: 'behaviour', message: 'internal: no plan fits maxWork' };
+        const [m, k, n] = plan.size === 0 ? [32, 64, 64] : [4, 8, 8];
         const data = new DataSource(9);
         const inputs: MatmulInputs = {
-          a: data.uniform(32 * 64),
-          b: data.uniform(64 * 64),
-          bias: data.uniform(64),
-          shape: { m: 32, k: 64, n: 64 },
+          a: data.uniform(m * k),
+          b: data.uniform(k * n),
+          bias: data.uniform(n),
+          shape: { m, k, n },
         };
-        return repeated(context, 4 * (32 * 64 + 64 * 64 + 64 + 32 * 64), async (backend, index) => {
-          if (index % 89 === 0) return checkMatmul(backend, context.tolerance, inputs);
-          await backend.matmul(inputs);
-          return null;
-        });
+        const outcome = await repeated(
+          context,
+          plan.calls,
+          4 * (m * k + k * n + n + m * n),
+          async (backend, index) => {
+            if (index % 89 === 0) return checkMatmul(backend, context.tolerance, inputs);
+            await backend.matmul(inputs);
+            return null;
+          },
+        );
+        return { ...outcome, reduced: plan.note };
       },
-      reduceRepeats,
+      (options) => planRepeats(options, matmulSizes)?.note ?? null,
     ),
   ];
 }
