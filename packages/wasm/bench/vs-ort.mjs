@@ -169,10 +169,11 @@ async function ortTime(kind, H, N, causal, q, k, v, reps) {
     }
     return await time(() => session.run(feeds), reps);
   } catch (error) {
+    // ORT's messages start with a long build path: keep the reason at the end
     return {
       error: String(error.message ?? error)
-        .split('\n')[0]
-        .slice(0, 80),
+        .replace(/\s+/g, ' ')
+        .slice(-90),
     };
   } finally {
     await session?.release();

@@ -6,14 +6,15 @@
 /** Which build of the kernel. */
 export type KernelFlavour = 'single' | 'threads';
 
-const FILES: Record<KernelFlavour, string> = {
-  single: 'attnkit.wasm',
-  threads: 'attnkit-threads.wasm',
-};
-
-/** The `.wasm` next to this package's JS (`src/` or `dist/` both sit beside `wasm/`). */
+/**
+ * The `.wasm` next to this package's JS (`src/` or `dist/` both sit beside `wasm/`). Each URL is a
+ * literal `new URL('…', import.meta.url)`: the standard pattern that Node, browsers and bundlers
+ * (Vite, webpack 5, Parcel, Rollup plugins) all understand, so a bundled app ships the file as an asset.
+ */
 export function defaultKernelUrl(flavour: KernelFlavour): URL {
-  return new URL(`../wasm/${FILES[flavour]}`, import.meta.url);
+  return flavour === 'threads'
+    ? new URL('../wasm/attnkit-threads.wasm', import.meta.url)
+    : new URL('../wasm/attnkit.wasm', import.meta.url);
 }
 
 /** True in Node (and runtimes that mimic it), where `fetch` cannot read `file:` URLs. */
