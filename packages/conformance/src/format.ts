@@ -11,15 +11,15 @@ function number(value: number | null): string {
 
 /** One row of the text table: case, result, worst abs error, worst rel error, ms, note or message. */
 export function caseRow(result: CaseResult): string[] {
-  const status =
-    result.status === 'passed'
-      ? result.reduced
+  const passed =
+    result.expectation === 'reject-unsupported'
+      ? 'pass (rejects)'
+      : result.reduced
         ? 'pass (reduced)'
-        : 'pass'
-      : result.status === 'failed'
-        ? 'FAIL'
-        : 'omitted';
-  const detail = result.status === 'failed' ? (result.message ?? '') : (result.note ?? '');
+        : 'pass';
+  const status = result.status === 'passed' ? passed : result.status === 'failed' ? 'FAIL' : 'omitted';
+  const rejected = result.expectation === 'reject-unsupported' ? result.message : null;
+  const detail = result.status === 'failed' ? (result.message ?? '') : (result.note ?? rejected ?? '');
   return [
     result.id,
     status,
@@ -50,6 +50,14 @@ export function formatReport(report: ConformanceReport): { header: string[]; foo
     footer.push(
       `failed cases are seeded; rerun with --seed ${report.seed} (or ATTNKIT_CONFORMANCE_SEED=${report.seed})`,
     );
+  const rejections = report.cases.filter(
+    (result) => result.expectation === 'reject-unsupported' && !result.id.startsWith('limits/'),
+  ).length;
+  if (rejections > 0) {
+    footer.push(
+      `${rejections} cases need a feature or size the backend does not declare: each checked that it rejects "unsupported"`,
+    );
+  }
   if (reduced > 0 || omitted > 0)
     footer.push(`${reduced} reduced, ${omitted} omitted (reasons in the table)`);
   footer.push(summaryLine(report));
