@@ -373,57 +373,58 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
 
         for (let j0 = unionStart; j0 < unionEnd; j0 += bk) {
           const j1 = Math.min(j0 + bk, unionEnd);
-          for (let hh = 0; hh < G; hh++) {
-            const h = g * G + hh;
-            let ii = 0;
-            for (; ii + 3 < n; ii += 4) {
-              // The hull of four consecutive rows' ranges (starts and ends are monotone)
-              const js = Math.max(j0, rangeStart[ii]);
-              const je = Math.min(j1, rangeEnd[ii + 3]);
-              if (js >= je) continue;
-              const r0 = hh * n + ii;
-              const q0 = rowIndex(p, b, h, i0 + ii) * D;
-              dots2(q, q0, q0 + D, k, kvBase, D, js, je, scores, r0 * bk - j0, (r0 + 1) * bk - j0);
-              dots2(
-                q,
-                q0 + 2 * D,
-                q0 + 3 * D,
-                k,
-                kvBase,
-                D,
-                js,
-                je,
-                scores,
-                (r0 + 2) * bk - j0,
-                (r0 + 3) * bk - j0,
-              );
-              for (let x = 0; x < 4; x++) {
-                const r = r0 + x;
-                const base = r * bk - j0;
-                const a = Math.max(js, rangeStart[ii + x]);
-                const e = Math.min(je, rangeEnd[ii + x]);
-                const i = i0 + ii + x;
-                const tileMax = a < e ? finishScores(p, b, h, i, offset + i, a, e, scores, base) : NEG_INF;
-                update(r, base, js, je, a, e, tileMax);
-              }
-              if (nonFinite[je] === nonFinite[js]) {
-                values4(r0, r0 * bk - j0, js, je, kvBase, bk);
-              } else {
-                for (let x = 0; x < 4; x++) valuesSparse(r0 + x, (r0 + x) * bk - j0, js, je, kvBase);
-              }
-            }
-            for (; ii < n; ii++) {
+          // Rows r = hh * n + ii go four at a time, consecutive query rows of one head or, when a
+          // block has few rows per head (large GQA groups), the same row of neighbouring heads
+          let r0 = 0;
+          for (; r0 + 3 < rows; r0 += 4) {
+            // The hull of the four rows' ranges within this tile
+            let js = j1;
+            let je = j0;
+            for (let x = 0; x < 4; x++) {
+              const ii = (r0 + x) % n;
               const a = Math.max(j0, rangeStart[ii]);
               const e = Math.min(j1, rangeEnd[ii]);
-              if (a >= e) continue;
-              const r = hh * n + ii;
-              const base = r * bk - j0;
-              const i = i0 + ii;
-              dots1(q, rowIndex(p, b, h, i) * D, k, kvBase, D, a, e, scores, base);
-              const tileMax = finishScores(p, b, h, i, offset + i, a, e, scores, base);
-              update(r, base, a, e, a, e, tileMax);
-              valuesSparse(r, base, a, e, kvBase);
+              if (a < e) {
+                js = Math.min(js, a);
+                je = Math.max(je, e);
+              }
             }
+            if (js >= je) continue;
+            const qa = rowIndex(p, b, g * G + Math.floor(r0 / n), i0 + (r0 % n)) * D;
+            const qb = rowIndex(p, b, g * G + Math.floor((r0 + 1) / n), i0 + ((r0 + 1) % n)) * D;
+            const qc = rowIndex(p, b, g * G + Math.floor((r0 + 2) / n), i0 + ((r0 + 2) % n)) * D;
+            const qd = rowIndex(p, b, g * G + Math.floor((r0 + 3) / n), i0 + ((r0 + 3) % n)) * D;
+            dots2(q, qa, qb, k, kvBase, D, js, je, scores, r0 * bk - j0, (r0 + 1) * bk - j0);
+            dots2(q, qc, qd, k, kvBase, D, js, je, scores, (r0 + 2) * bk - j0, (r0 + 3) * bk - j0);
+            for (let x = 0; x < 4; x++) {
+              const r = r0 + x;
+              const ii = r % n;
+              const h = g * G + Math.floor(r / n);
+              const base = r * bk - j0;
+              const a = Math.max(js, rangeStart[ii]);
+              const e = Math.min(je, rangeEnd[ii]);
+              const i = i0 + ii;
+              const tileMax = a < e ? finishScores(p, b, h, i, offset + i, a, e, scores, base) : NEG_INF;
+              update(r, base, js, je, a, e, tileMax);
+            }
+            if (nonFinite[je] === nonFinite[js]) {
+              values4(r0, r0 * bk - j0, js, je, kvBase, bk);
+            } else {
+              for (let x = 0; x < 4; x++) valuesSparse(r0 + x, (r0 + x) * bk - j0, js, je, kvBase);
+            }
+          }
+          for (; r0 < rows; r0++) {
+            const ii = r0 % n;
+            const a = Math.max(j0, rangeStart[ii]);
+            const e = Math.min(j1, rangeEnd[ii]);
+            if (a >= e) continue;
+            const h = g * G + Math.floor(r0 / n);
+            const base = r0 * bk - j0;
+            const i = i0 + ii;
+            dots1(q, rowIndex(p, b, h, i) * D, k, kvBase, D, a, e, scores, base);
+            const tileMax = finishScores(p, b, h, i, offset + i, a, e, scores, base);
+            update(r0, base, a, e, a, e, tileMax);
+            valuesSparse(r0, base, a, e, kvBase);
           }
         }
 

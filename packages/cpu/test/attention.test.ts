@@ -123,6 +123,17 @@ describe('cpu attention against the float64 reference', () => {
       'GQA Dv=3 cross',
     );
     await check(randomInputs({ ...base, headDim: 7, valueDim: 11 }, 19), { causal: true }, 'Dv=11');
+    // Large groups: few rows per head in a block, so rows of neighbouring heads share a quad
+    await check(
+      randomInputs({ batch: 1, queryHeads: 8, kvHeads: 1, queryLength: 9, keyLength: 12, headDim: 4 }, 24),
+      { causal: true },
+      'MQA 8/1',
+    );
+    await check(
+      randomInputs({ batch: 2, queryHeads: 32, kvHeads: 2, queryLength: 6, headDim: 3 }, 25),
+      { slidingWindow: 2, sinks: randomArray(32, rng(26)) },
+      'GQA 32/2',
+    );
   });
 
   it('every option at once', async () => {
