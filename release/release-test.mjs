@@ -323,6 +323,23 @@ function linkWorkspaceDependencies(target) {
   }
 }
 
+/** TypeDoc over every package (typedoc.json at the root), into the temp dir: the docs must build. */
+async function generateDocs(packages, work) {
+  step('typedoc (API docs from TSDoc)');
+  const out = join(work, 'api-docs');
+  const { output } = await run(join(HERE, 'node_modules', '.bin', 'typedoc'), ['--out', out], {
+    cwd: REPO,
+    timeoutMs: 300_000,
+  });
+  const index = join(out, 'index.html');
+  if (!existsSync(index)) fail(`typedoc wrote no ${index}:\n${tail(output)}`);
+  const html = readFileSync(index, 'utf8');
+  const missing = packages.map((p) => p.manifest.name).filter((name) => !html.includes(name));
+  if (missing.length > 0) fail(`the API docs have no page for ${missing.join(', ')}:\n${tail(output)}`);
+  const warnings = output.match(/Found (\d+) errors? and (\d+) warnings?/)?.[0] ?? 'no summary';
+  step(`API docs for ${packages.length} packages (${warnings})`);
+}
+
 async function startRegistry(work) {
   const dir = join(work, 'registry');
   mkdirSync(dir, { recursive: true });
@@ -809,6 +826,8 @@ async function main() {
   const repoCopy = join(work, 'repo');
   const copied = copyRepository(packages, repoCopy);
   step(`copied ${copied} tracked files and the built packages`);
+
+  await generateDocs(packages, work);
 
   const registry = await startRegistry(work);
   step(`verdaccio listening on ${registry.url}`);
