@@ -1,14 +1,18 @@
 #!/usr/bin/env node
-import * as ort from 'onnxruntime-web';
+
 // @attnkit/wasm against onnxruntime-web 1.30's wasm backend, one process, same inputs, D = 64, f32.
 // ORT gets two graphs built here in code and the faster one counts per size: the standard Attention op
 // (opset 23, is_causal) and a plain MatMul -> Softmax -> MatMul graph (K given pre-transposed, the
 // scale folded into Q, causal as an additive mask input). ORT runs with numThreads = 1.
 //
-//   pnpm --filter @attnkit/wasm build && node packages/wasm/bench/vs-ort.mjs [--sizes 1024,2048] [--heads 1,8] [--reps 5]
+//   pnpm --filter @attnkit/wasm build
+//   node packages/wasm/bench/vs-ort.mjs [--sizes 1024,2048] [--heads 1,8] [--reps 5] [--clock cpu|wall]
+//   node packages/wasm/bench/vs-ort.mjs --heads 8 --threads-only 1      # 1 vs 2 threads, wall clock
 //
-// Prints one line per measurement and a markdown table of medians and ratios. Timing is wall clock
-// around each call (inputs already in JS memory, the copy into wasm memory counted for attnkit).
+// Prints one line per measurement and a markdown table of medians and ratios. Each call is timed
+// whole (the copy into wasm memory counted for attnkit, session.run for ORT), after two warm-up calls.
+
+import * as ort from 'onnxruntime-web';
 import { createWasmBackend } from '../dist/index.js';
 
 const args = new Map();
@@ -18,6 +22,8 @@ const SIZES = (args.get('sizes') ?? '1024,2048,4096,8192').split(',').map(Number
 const HEADS = (args.get('heads') ?? '1,8').split(',').map(Number);
 const REPS = Number(args.get('reps') ?? 5);
 const CLOCK = args.get('clock') ?? 'cpu';
+// `--threads-only 1`: only attnkit on 1 and 2 threads, wall clock (no ORT)
+const THREADS_ONLY = args.has('threads-only');
 const D = 64;
 
 ort.env.wasm.numThreads = 1;
@@ -119,11 +125,13 @@ function random(n, seed) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * Median milliseconds of `reps` calls after one warm-up (compilation, memory growth). CLOCK=cpu (the
+ * Median milliseconds of `reps` calls after two warm-up calls. CLOCK=cpu (the
  * default) counts this process's CPU time, which other load on a shared machine barely moves; use
  * `--clock wall` on a quiet machine, and always for the thread-scaling column (CPU time cannot show it).
  */
 async function time(fn, reps, clock = CLOCK) {
+  // two warm-up calls: compilation, memory growth, and V8's tier-up from Liftoff to TurboFan
+  await fn();
   await fn();
   const t = [];
   for (let i = 0; i < reps; i++) {
@@ -142,7 +150,10 @@ async function time(fn, reps, clock = CLOCK) {
 }
 
 async function ortTime(kind, H, N, causal, q, k, v, reps) {
-  const bytes = kind === 'Attention' ? attentionOpModel(H, N, causal) : matmulModel(H, N, causal);
+  // 'MatMulPerHead': the H = 1 graph run once per head (its N x N scores fit where H of them do not)
+  const perHead = kind === 'MatMulPerHead';
+  const bytes =
+    kind === 'Attention' ? attentionOpModel(H, N, causal) : matmulModel(perHead ? 1 : H, N, causal);
   let session;
   try {
     session = await ort.InferenceSession.create(bytes, {
@@ -160,12 +171,26 @@ async function ortTime(kind, H, N, causal, q, k, v, reps) {
       for (let h = 0; h < H; h++)
         for (let j = 0; j < N; j++)
           for (let d = 0; d < D; d++) kt[(h * D + d) * N + j] = k[(h * N + j) * D + d];
-      feeds = { q: T(qs, [1, H, N, D]), kt: T(kt, [1, H, D, N]), v: T(v, [1, H, N, D]) };
-      if (causal) {
-        const mask = new Float32Array(N * N);
-        for (let i = 0; i < N; i++) mask.fill(Number.NEGATIVE_INFINITY, i * N + i + 1, (i + 1) * N);
-        feeds.mask = T(mask, [N, N]);
+      const mask = new Float32Array(causal ? N * N : 0);
+      for (let i = 0; causal && i < N; i++) mask.fill(Number.NEGATIVE_INFINITY, i * N + i + 1, (i + 1) * N);
+      if (perHead) {
+        const n = N * D;
+        const list = [];
+        for (let h = 0; h < H; h++) {
+          const one = {
+            q: T(qs.subarray(h * n, (h + 1) * n), [1, 1, N, D]),
+            kt: T(kt.subarray(h * n, (h + 1) * n), [1, 1, D, N]),
+            v: T(v.subarray(h * n, (h + 1) * n), [1, 1, N, D]),
+          };
+          if (causal) one.mask = T(mask, [N, N]);
+          list.push(one);
+        }
+        return await time(async () => {
+          for (const one of list) await session.run(one);
+        }, reps);
       }
+      feeds = { q: T(qs, [1, H, N, D]), kt: T(kt, [1, H, D, N]), v: T(v, [1, H, N, D]) };
+      if (causal) feeds.mask = T(mask, [N, N]);
     }
     return await time(() => session.run(feeds), reps);
   } catch (error) {
@@ -197,16 +222,22 @@ for (const H of HEADS) {
     const r = Math.min(REPS, reps);
     for (const causal of [true, false]) {
       const shape = { batch: 1, queryHeads: H, queryLength: N, headDim: D };
+      if (THREADS_ONLY) {
+        const a1w = await time(() => one.attention({ q, k, v, shape }, { causal }), r, 'wall');
+        const a2 = await time(() => two.attention({ q, k, v, shape }, { causal }), r, 'wall');
+        const row = { H, N, causal, a1w, a2 };
+        rows.push(row);
+        console.log(JSON.stringify(row));
+        continue;
+      }
       const a1 = await time(() => one.attention({ q, k, v, shape }, { causal }), r);
       const a1w = H > 1 ? await time(() => one.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const a2 = H > 1 ? await time(() => two.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const oa = await ortTime('Attention', H, N, causal, q, k, v, r);
       const om = await ortTime('MatMul', H, N, causal, q, k, v, r);
-      const ortBest = Math.min(
-        typeof oa === 'number' ? oa : Infinity,
-        typeof om === 'number' ? om : Infinity,
-      );
-      const row = { H, N, causal, a1, a1w, a2, oa, om, ortBest };
+      const oh = H > 1 ? await ortTime('MatMulPerHead', H, N, causal, q, k, v, r) : null;
+      const ortBest = Math.min(...[oa, om, oh].map((t) => (typeof t === 'number' ? t : Infinity)));
+      const row = { H, N, causal, a1, a1w, a2, oa, om, oh, ortBest };
       rows.push(row);
       console.log(JSON.stringify(row));
     }
@@ -216,12 +247,21 @@ await one.dispose();
 await two.dispose();
 
 const f = (x) => (typeof x === 'number' ? x.toFixed(1) : x === null ? '-' : `fails (${x.error})`);
+if (THREADS_ONLY) {
+  console.log('\n| H | N | mask | attnkit 1T wall ms | attnkit 2T wall ms | 1T / 2T |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows)
+    console.log(
+      `| ${r.H} | ${r.N} | ${r.causal ? 'causal' : 'none'} | ${f(r.a1w)} | ${f(r.a2)} | ${(r.a1w / r.a2).toFixed(2)}x |`,
+    );
+  process.exit(0);
+}
 console.log(
-  `\n| H | N | mask | attnkit 1T ms (${CLOCK}) | ORT Attention ms (${CLOCK}) | ORT MatMul graph ms (${CLOCK}) | ORT best / attnkit 1T | attnkit 1T wall ms | attnkit 2T wall ms | 1T / 2T |`,
+  `\n| H | N | mask | attnkit 1T ms (${CLOCK}) | ORT Attention ms (${CLOCK}) | ORT MatMul graph ms (${CLOCK}) | ORT MatMul per head ms (${CLOCK}) | ORT best / attnkit 1T | attnkit 1T wall ms | attnkit 2T wall ms | 1T / 2T |`,
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(
-    `| ${r.H} | ${r.N} | ${r.causal ? 'causal' : 'none'} | ${f(r.a1)} | ${f(r.oa)} | ${f(r.om)} | ${(r.ortBest / r.a1).toFixed(2)}x | ${f(r.a1w)} | ${f(r.a2)} | ${r.a2 ? `${(r.a1w / r.a2).toFixed(2)}x` : '-'} |`,
+    `| ${r.H} | ${r.N} | ${r.causal ? 'causal' : 'none'} | ${f(r.a1)} | ${f(r.oa)} | ${f(r.om)} | ${f(r.oh)} | ${(r.ortBest / r.a1).toFixed(2)}x | ${f(r.a1w)} | ${f(r.a2)} | ${r.a2 ? `${(r.a1w / r.a2).toFixed(2)}x` : '-'} |`,
   );
 }
