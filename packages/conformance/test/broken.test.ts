@@ -77,6 +77,38 @@ describe('deliberately broken backends fail the suite', () => {
     }
   });
 
+  it('a backend that keeps working after dispose fails the lifecycle cases', async () => {
+    const factory = () => {
+      const inner = wrapReference({ name: 'immortal' });
+      // dispose() that frees nothing and rejects nothing: later calls still run
+      return { ...inner, name: 'immortal', capabilities: inner.capabilities, dispose: async () => {} };
+    };
+    const report = await runConformance(factory, { filter: /after-dispose|dispose-before-init/ });
+    expect(report.cases.map((c) => c.status)).toEqual(['failed', 'failed', 'failed', 'failed']);
+    expect(report.cases[0].message).toMatch(/resolved; expected a rejection with code "disposed"/);
+  });
+
+  it('a backend that throws synchronously or with a plain Error on bad input fails the invalid cases', async () => {
+    const factory = () => {
+      const inner = wrapReference({ name: 'sloppy' });
+      return {
+        ...inner,
+        name: 'sloppy',
+        capabilities: inner.capabilities,
+        attention: (
+          inputs: Parameters<typeof inner.attention>[0],
+          options?: Parameters<typeof inner.attention>[1],
+        ) => {
+          if (inputs.q?.length !== 12 && inputs.q?.length !== undefined) throw new Error('bad q');
+          return inner.attention(inputs, options);
+        },
+      };
+    };
+    const report = await runConformance(factory, { filter: /^invalid\/(q-length|k-length)$/ });
+    expect(report.cases.map((c) => c.status)).toEqual(['failed', 'passed']);
+    expect(report.cases[0].message).toMatch(/threw synchronously/);
+  });
+
   it('a NaN-dropping max (a > b ? a : b) fails the non-finite cases', async () => {
     // Emulated: NaN logits treated as -inf, i.e. a NaN row computed as if the key were masked.
     const report = await runConformance(

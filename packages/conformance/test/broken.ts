@@ -177,6 +177,46 @@ export const BROKEN: Record<string, { wrap: WrapOptions; filter: RegExp; mustFai
     filter: /^options\/bias/,
     mustFail: ['options/bias-[1,1,1,Lk]', 'options/bias-[1,Hq,Lq,Lk]', 'options/bias-[B,1,1,1]'],
   },
+  'ALiBi sign flipped': {
+    wrap: { transform: (p) => (p.alibiSlopes ? { ...p, alibiSlopes: p.alibiSlopes.map((x) => -x) } : p) },
+    filter: /^(options|positions)\/alibi/,
+    mustFail: ['options/alibi', 'options/alibi-causal', 'positions/alibi-lq-lt-lk'],
+  },
+  'top-left instead of bottom-right alignment': {
+    wrap: {
+      // positions p_i = i: causal masks j > i whatever Lk is
+      transform: (p) => {
+        if (!p.causal || p.shape.queryLength === p.shape.keyLength) return p;
+        const bias = fullBias(p, (_b, _h, i, j) => (j > i ? Number.NEGATIVE_INFINITY : 0));
+        return { ...p, causal: false, bias };
+      },
+    },
+    filter: /^positions\//,
+    mustFail: ['positions/causal-lq-lt-lk', 'positions/causal-lq-gt-lk', 'positions/decode-causal'],
+  },
+  'slidingWindow off by one': {
+    wrap: { transform: (p) => (p.slidingWindow === null ? p : { ...p, slidingWindow: p.slidingWindow + 1 }) },
+    filter: /^options\/window/,
+    mustFail: ['options/window-1', 'options/window-3', 'options/window-3-causal'],
+  },
+  'lse in base 2': {
+    wrap: {
+      after: (result) => (result.lse ? { ...result, lse: result.lse.map((x) => x / Math.LN2) } : result),
+    },
+    filter: /^options\//,
+    mustFail: ['options/returnLse', 'options/lse-and-weights'],
+  },
+  'weights leave the sink out of the denominator': {
+    wrap: {
+      after: (result, problem) => {
+        if (!problem.returnWeights || !problem.sinks) return result;
+        const weights = referenceAttentionProblem64({ ...problem, sinks: null }).weights as Float64Array;
+        return { ...result, weights: Float32Array.from(weights) };
+      },
+    },
+    filter: /^(options|combos|masked)\//,
+    mustFail: ['combos/sinks-keyMask-weights', 'options/all'],
+  },
   'lse missing the sink': {
     wrap: {
       after: (result, problem) => {
