@@ -4,7 +4,7 @@
  * tables, writes JSON, an HTML report and an SVG chart. `pnpm bench --help` lists the filters.
  */
 import { fork } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,6 +92,7 @@ export interface CliOptions {
   html: boolean;
   seed: number;
   list?: boolean;
+  append?: string;
 }
 
 export function program(): Command {
@@ -126,6 +127,7 @@ export function program(): Command {
     .option('--no-browser', 'skip the headless-Chromium part (webgpu, webgl, onnxruntime-web WebGPU)')
     .option('--no-html', 'skip the HTML report and the SVG chart')
     .option('--seed <n>', 'input seed', positiveInt, 1)
+    .option('--append <file>', 'merge into an earlier result JSON (same grid): its other subjects are kept')
     .option('--list', 'list the subjects and exit');
 }
 
@@ -268,6 +270,21 @@ function runChild(
   });
 }
 
+/** An earlier run with this run's subjects replaced or added; machine fields filled where new. */
+function merge(earlier: BenchResults, now: BenchResults): BenchResults {
+  const ids = new Set(now.subjects.map((s) => s.id));
+  return {
+    ...earlier,
+    finishedAt: now.finishedAt,
+    machine: {
+      ...earlier.machine,
+      browser: now.machine.browser ?? earlier.machine.browser,
+      gpuAdapter: now.machine.gpuAdapter ?? earlier.machine.gpuAdapter,
+    },
+    subjects: [...earlier.subjects.filter((s) => !ids.has(s.id)), ...now.subjects],
+  };
+}
+
 async function main(argv: string[]): Promise<void> {
   const cmd = program();
   cmd.parse(argv);
@@ -330,14 +347,18 @@ async function main(argv: string[]): Promise<void> {
   }
   let browserInfo: { userAgent: string | null; adapter: string | null } = { userAgent: null, adapter: null };
   if (browserEntries.length > 0) {
-    const browser = await runBrowserPart(browserEntries, series, run, (subject, workload) =>
-      bar.increment(1, { subject, workload }),
+    const browser = await runBrowserPart(
+      browserEntries,
+      series,
+      run,
+      (subject, workload) => bar.increment(1, { subject, workload }),
+      browserEntries.length * childDeadlineMs(series, run),
     );
     subjects.push(...browser.reports);
     browserInfo = { userAgent: browser.userAgent, adapter: browser.adapter };
   }
   bar.stop();
-  const results: BenchResults = {
+  let results: BenchResults = {
     schema: 'attnkit-bench/1',
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -358,7 +379,9 @@ async function main(argv: string[]): Promise<void> {
     versions: peerVersions(),
     subjects,
   };
-  for (const s of subjects)
+  if (options.append !== undefined)
+    results = merge(JSON.parse(readFileSync(options.append, 'utf8')) as BenchResults, results);
+  for (const s of results.subjects)
     if (s.status !== 'ok') console.log(`unavailable: ${s.id}: ${s.reason ?? 'unknown reason'}`);
   const ids = seriesIds(results);
   const shown = ids.includes(HEADLINE_SERIES) ? HEADLINE_SERIES : ids[0];

@@ -1,0 +1,73 @@
+import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
+import type { BenchResults } from './results.js';
+
+/** Escapes text for HTML. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The ratio table of one series as HTML. */
+export function ratioTableHtml(results: BenchResults, series: string): string {
+  const { families, rows } = ratioTable(results, series);
+  if (rows.length === 0 || families.length === 0)
+    return '<p>No attnkit backend or peer result in this series.</p>';
+  const head = `<tr><th>N</th><th>attnkit backend</th><th>ms</th>${families.map((f) => `<th>vs ${escapeHtml(f)}</th>`).join('')}</tr>`;
+  const body = rows
+    .map((r) => {
+      const cells = families
+        .map((f) => {
+          const c = r.cells[f];
+          if (c.ratio === null) return `<td class="na">${escapeHtml(c.note ?? '')}</td>`;
+          const cls = c.ratio >= 1 ? 'win' : 'lose';
+          return `<td class="${cls}" title="${escapeHtml(c.peerVariant ?? '')}">${formatRatio(c.ratio)}</td>`;
+        })
+        .join('');
+      return `<tr><td>${r.n}</td><td>${escapeHtml(r.backend)}</td><td>${r.backendMs === null ? '' : formatMs(r.backendMs)}</td>${cells}</tr>`;
+    })
+    .join('\n');
+  return `<table class="ratio"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+}
+
+/** The latency table of one series as HTML. */
+export function latencyTableHtml(results: BenchResults, series: string): string {
+  const sizes = seriesSizes(results, series);
+  const subjects = results.subjects.filter((s) => s.status === 'ok');
+  const head = `<tr><th>N</th>${subjects.map((s) => `<th>${escapeHtml(s.id)}</th>`).join('')}</tr>`;
+  const body = sizes
+    .map((n) => {
+      const cells = subjects
+        .map((s) => {
+          const row = rowAt(s, series, n);
+          const title =
+            row?.reason ??
+            (row?.timing
+              ? `p10 ${formatMs(row.timing.p10)} / p90 ${formatMs(row.timing.p90)} ms, ${row.timing.reps} reps`
+              : '');
+          return `<td title="${escapeHtml(title)}">${escapeHtml(cellText(row))}</td>`;
+        })
+        .join('');
+      return `<tr><td>${n}</td>${cells}</tr>`;
+    })
+    .join('\n');
+  return `<table class="latency"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+}
+
+/** Every subject with its status, engine, budget stops, errors and wrong results. */
+export function subjectsHtml(results: BenchResults): string {
+  const rows = results.subjects
+    .map((s) => {
+      const stops = Object.entries(s.stopped)
+        .map(([series, stop]) => `${series}: stopped at N=${stop.n} (${stop.reason})`)
+        .join('<br>');
+      const errors = s.rows.filter((r) => r.status === 'error');
+      const wrong = s.rows.filter((r) => r.check != null && !r.check.pass);
+      const status = s.status === 'ok' ? 'ok' : `unavailable: ${s.reason ?? ''}`;
+      const errorText = errors
+        .slice(0, 4)
+        .map((r) => `${r.workload.id}: ${r.reason ?? ''}`)
+        .join('<br>');
+      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${escapeHtml(stops)}</td><td>${errors.length}${errors.length ? `<br><small>${escapeHtml(errorText)}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
+    })
+    .join('\n');
+  return `<table><thead><tr><th>subject</th><th>kind</th><th>where</th><th>status</th><th>engine</th><th>budget stops</th><th>errors</th><th>wrong</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
