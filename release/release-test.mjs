@@ -50,9 +50,10 @@ const FULL_BACKENDS = ['@attnkit/cpu', '@attnkit/wasm'];
 // For working on the harness while packages are missing: ATTNKIT_RELEASE_ONLY=@attnkit/spec publishes
 // only those and checks them as backends. Such a run says PARTIAL and never counts as the release test.
 const ONLY = process.env.ATTNKIT_RELEASE_ONLY?.split(',').filter(Boolean) ?? null;
-const BACKENDS = ONLY === null ? FULL_BACKENDS : ONLY.filter((name) => name !== '@attnkit/conformance');
+const BACKENDS =
+  ONLY === null ? FULL_BACKENDS : ['@attnkit/spec', ...FULL_BACKENDS].filter((name) => ONLY.includes(name));
 const WITH_CONFORMANCE = ONLY === null || ONLY.includes('@attnkit/conformance');
-const CONFORMANCE_TARGET = ONLY === null ? '@attnkit/wasm' : BACKENDS.at(-1);
+const CONFORMANCE_TARGET = BACKENDS.at(-1);
 /** Installed from the registry (through the uplink) to bundle the page; pinned so runs are comparable. */
 const VITE_VERSION = '7.3.8';
 /** The slice of the conformance suite the bundled page runs (the CLI runs all of it in Node). */
