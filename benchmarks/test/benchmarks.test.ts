@@ -1,0 +1,187 @@
+import { referenceAttention64 } from '@attnkit/spec';
+import { describe, expect, it } from 'vitest';
+import {
+  causalMask,
+  checkOutput,
+  expandGrid,
+  FULL_GRID,
+  HEADLINE_SERIES,
+  makeInputs,
+  makeWorkload,
+  naivePeer,
+  percentile,
+  referenceFor,
+  repeatKvHeads,
+  runSubject,
+  type Subject,
+  summarize,
+  tfjsPeer,
+  transposeHeads,
+  type Workload,
+  workloadFlops,
+} from '../src/index.js';
+import { ortNodePeer, ortWebNodePeer } from '../src/node.js';
+
+describe('statistics', () => {
+  it('percentiles interpolate between order statistics', () => {
+    const sorted = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    expect(percentile(sorted, 0.5)).toBe(6);
+    expect(percentile(sorted, 0.1)).toBe(2);
+    expect(percentile(sorted, 0.9)).toBe(10);
+    expect(percentile([1, 3], 0.5)).toBe(2);
+    const s = summarize([5, 1, 3], 2);
+    expect([s.median, s.min, s.max, s.mean, s.reps, s.warmup]).toEqual([3, 1, 5, 3, 3, 2]);
+  });
+});
+
+describe('workloads', () => {
+  it('the full grid is 8 sizes x 2 dims x 3 head presets x causal/not x prefill/decode', () => {
+    const series = expandGrid(FULL_GRID);
+    expect(series).toHaveLength(24);
+    expect(series.flat()).toHaveLength(192);
+    expect(series[0][0].series).toBe(HEADLINE_SERIES);
+    for (const s of series) expect(s.map((w) => w.n)).toEqual([128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
+  });
+
+  it('counts FLOPs as the spec does: dense 4*H*Lq*Lk*D, causal useful about half', () => {
+    const w = makeWorkload('prefill', true, 64, 'h8', 256);
+    const f = workloadFlops(w);
+    expect(f.dense).toBe(4 * 8 * 256 * 256 * 64);
+    expect(f.useful).toBe(4 * 8 * ((256 * 257) / 2) * 64);
+    const d = workloadFlops(makeWorkload('decode', true, 128, 'gqa', 1024));
+    expect(d.dense).toBe(4 * 32 * 1 * 1024 * 128);
+    expect(d.useful).toBe(d.dense);
+  });
+
+  it('inputs are deterministic per workload and seed', () => {
+    const w = makeWorkload('prefill', false, 64, 'gqa', 128);
+    const a = makeInputs(w, 1);
+    const b = makeInputs(w, 1);
+    const c = makeInputs(w, 2);
+    expect(a.q).toEqual(b.q);
+    expect(a.q).not.toEqual(c.q);
+    expect(a.k.length).toBe(8 * 128 * 64);
+    expect(a.q.length).toBe(32 * 128 * 64);
+  });
+
+  it('repeats kv heads by group and transposes heads and positions', () => {
+    const kv = Float32Array.from([1, 2, 3, 4]); // 2 heads of [1 x 2]
+    expect([...repeatKvHeads(kv, 2, 4)]).toEqual([1, 2, 1, 2, 3, 4, 3, 4]);
+    const x = Float32Array.from([1, 2, 3, 4, 5, 6]); // [H=2, L=3, D=1]
+    const t = transposeHeads(x, 2, 3, 1);
+    expect([...t]).toEqual([1, 4, 2, 5, 3, 6]);
+    expect([...transposeHeads(t, 3, 2, 1)]).toEqual([...x]);
+    expect([...causalMask(2, 3)]).toEqual([0, 0, Math.fround(-1e30), 0, 0, 0]);
+  });
+
+  it('checkOutput passes within tolerance and fails outside it or on NaN', () => {
+    const ref = Float64Array.from([1, -2, 0]);
+    expect(checkOutput(Float32Array.from([1.0005, -2, 0]), ref, { atol: 1e-3, rtol: 0 }).pass).toBe(true);
+    expect(checkOutput(Float32Array.from([1.01, -2, 0]), ref, { atol: 1e-3, rtol: 0 }).pass).toBe(false);
+    expect(checkOutput(Float32Array.from([Number.NaN, -2, 0]), ref, { atol: 1, rtol: 1 }).pass).toBe(false);
+  });
+});
+
+const CASES: Workload[] = [
+  makeWorkload('prefill', true, 16, 'h1', 37),
+  makeWorkload('prefill', false, 16, 'h8', 20),
+  makeWorkload('prefill', true, 8, 'gqa', 9),
+  makeWorkload('decode', true, 16, 'gqa', 33),
+];
+
+async function expectMatchesReference(subject: Subject): Promise<void> {
+  await subject.init();
+  try {
+    for (const w of CASES) {
+      const inputs = makeInputs(w, 7);
+      const prepared = await subject.prepare(w, inputs);
+      const out = await prepared.run();
+      await prepared.dispose();
+      const ref = referenceAttention64(inputs, { causal: w.causal }).output;
+      const check = checkOutput(out, ref, subject.tolerance);
+      expect(check.pass, `${subject.id} ${w.id}: worst ${check.worstRatio}`).toBe(true);
+    }
+  } finally {
+    await subject.dispose();
+  }
+}
+
+describe('peers agree with the float64 reference (causal, full, GQA, decode)', () => {
+  it('naive JS', () => expectMatchesReference(naivePeer()));
+  it('TF.js cpu', () => expectMatchesReference(tfjsPeer('cpu')));
+  for (const variant of ['attention', 'mha', 'matmul'] as const) {
+    it(`onnxruntime-node ${variant}`, () => expectMatchesReference(ortNodePeer(variant)));
+  }
+  it('onnxruntime-web wasm matmul graph', () => expectMatchesReference(ortWebNodePeer('matmul', 1)));
+
+  it('a wrong peer fails the runner check', async () => {
+    const wrong: Subject = {
+      ...naivePeer(),
+      id: 'wrong',
+      async prepare(w, inputs) {
+        const right = await naivePeer().prepare(w, inputs);
+        return { run: async () => (await right.run()).map((x) => x * 1.01), dispose() {} };
+      },
+    };
+    const report = await runSubject(
+      wrong,
+      'node',
+      [[makeWorkload('prefill', true, 16, 'h1', 32)]],
+      {
+        warmup: 1,
+        minReps: 1,
+        maxReps: 1,
+        minTimeMs: 0,
+        seriesBudgetMs: 10000,
+        headlineBudgetMs: 10000,
+        maxRunMs: 10000,
+        checkMaxCost: 1e9,
+        seed: 1,
+      },
+      { now: () => performance.now(), reference: async (w, i) => referenceFor(w, i) },
+    );
+    expect(report.rows[0].status).toBe('ok');
+    expect(report.rows[0].check?.pass).toBe(false);
+  });
+
+  it('the runner stops a series at the size whose predicted run exceeds the cap, and says so', async () => {
+    let calls = 0;
+    const slow: Subject = {
+      ...naivePeer(),
+      id: 'slow',
+      async prepare() {
+        return {
+          run: async () => {
+            calls++;
+            await new Promise((r) => setTimeout(r, 20));
+            return new Float32Array(0);
+          },
+          dispose() {},
+        };
+      },
+    };
+    const series = [[32, 64, 128].map((n) => makeWorkload('prefill', true, 16, 'h1', n))];
+    const report = await runSubject(
+      slow,
+      'node',
+      series,
+      {
+        warmup: 1,
+        minReps: 1,
+        maxReps: 1,
+        minTimeMs: 0,
+        seriesBudgetMs: 1e6,
+        headlineBudgetMs: 1e6,
+        maxRunMs: 50,
+        checkMaxCost: 0,
+        seed: 1,
+      },
+      { now: () => performance.now(), reference: async () => null },
+    );
+    // 32 runs (~20 ms); 64 predicted ~80 ms > 50 ms cap: skipped, and so is 128
+    expect(report.rows.map((r) => r.status)).toEqual(['ok', 'skipped', 'skipped']);
+    expect(report.stopped['prefill-causal-d16-h1'].n).toBe(64);
+    expect(report.stopped['prefill-causal-d16-h1'].reason).toMatch(/too slow/);
+    expect(calls).toBe(2);
+  });
+});
