@@ -298,7 +298,7 @@ function copyPadded(
   cols: number,
   stride: number,
 ) {
-  const start = at >> 2;
+  const start = at >>> 2;
   if (cols === stride) {
     heap.set(source, start);
     return;
@@ -314,7 +314,7 @@ function copyUnpadded(
   cols: number,
   stride: number,
 ): Float32Array {
-  const start = at >> 2;
+  const start = at >>> 2;
   if (cols === stride) return heap.slice(start, start + rows * cols);
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++)
@@ -378,16 +378,16 @@ async function runAttention(
   copyPadded(heap, k, problem.k, B * Hkv * Lk, D, d4);
   copyPadded(heap, v, problem.v, B * Hkv * Lk, Dv, dv4);
   // the kernel writes only the keys a row can see; every other weight must read 0
-  if (weights) heap.fill(0, weights >> 2, (weights >> 2) + B * Hq * Lq * Lk);
-  if (problem.bias) heap.set(problem.bias.data, bias >> 2);
+  if (weights) heap.fill(0, weights >>> 2, (weights >>> 2) + B * Hq * Lq * Lk);
+  if (problem.bias) heap.set(problem.bias.data, bias >>> 2);
   if (problem.keyMask) new Uint8Array(buffer, keyMask, B * Lk).set(problem.keyMask);
-  if (problem.alibiSlopes) heap.set(problem.alibiSlopes, alibi >> 2);
-  if (problem.sinks) heap.set(problem.sinks, sinks >> 2);
+  if (problem.alibiSlopes) heap.set(problem.alibiSlopes, alibi >>> 2);
+  if (problem.sinks) heap.set(problem.sinks, sinks >>> 2);
 
   try {
     // value rows with NaN/inf need the kernel's guarded path (0 * inf must not reach the output)
     const badRows = exports.nonfinite_rows(v, B * Hkv * Lk, dv4, vBad);
-    const P = params >> 2;
+    const P = params >>> 2;
     words.fill(0, P, P + PARAM_BYTES / 4);
     words[P + PARAM.q] = q;
     words[P + PARAM.k] = k;
@@ -440,8 +440,8 @@ async function runAttention(
   }
 
   const result: AttentionResult = { output: copyUnpadded(heap, out, B * Hq * Lq, Dv, dv4) };
-  if (lse) result.lse = heap.slice(lse >> 2, (lse >> 2) + B * Hq * Lq);
-  if (weights) result.weights = heap.slice(weights >> 2, (weights >> 2) + B * Hq * Lq * Lk);
+  if (lse) result.lse = heap.slice(lse >>> 2, (lse >>> 2) + B * Hq * Lq);
+  if (weights) result.weights = heap.slice(weights >>> 2, (weights >>> 2) + B * Hq * Lq * Lk);
   return result;
 }
 
@@ -456,15 +456,15 @@ function runMatmul(kernel: Kernel, problem: MatmulProblem): Float32Array {
   if (arena.end > MAX_MEMORY_BYTES) tooBig('this matmul', arena.end);
   grow(memory, arena.end);
   const heap = new Float32Array(memory.buffer);
-  heap.set(problem.a, a >> 2);
-  heap.set(problem.b, b >> 2);
-  if (problem.bias) heap.set(problem.bias, bias >> 2);
+  heap.set(problem.a, a >>> 2);
+  heap.set(problem.b, b >>> 2);
+  if (problem.bias) heap.set(problem.bias, bias >>> 2);
   try {
     exports.matmul(a, b, bias, c, m, k, n);
   } catch (error) {
     throw deviceError('matmul', error);
   }
-  return heap.slice(c >> 2, (c >> 2) + m * n);
+  return heap.slice(c >>> 2, (c >>> 2) + m * n);
 }
 
 /**
