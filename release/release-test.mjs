@@ -80,7 +80,8 @@ function onCleanup(name, fn) {
 function cleanup() {
   if (cleaning === null) {
     cleaning = (async () => {
-      for (const { name, fn } of closers.reverse()) {
+      // take the list: a child that exits during cleanup unregisters itself from `closers`
+      for (const { name, fn } of closers.splice(0).reverse()) {
         try {
           await fn();
         } catch (error) {
@@ -150,7 +151,8 @@ function run(command, args, { cwd, env = process.env, timeoutMs = 300_000, allow
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      closers.splice(closers.indexOf(closer), 1);
+      const index = closers.indexOf(closer);
+      if (index >= 0) closers.splice(index, 1);
       const result = { code: code ?? 128, signal, output };
       if (code !== 0 && !allowFailure) {
         reject(
