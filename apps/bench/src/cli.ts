@@ -128,7 +128,20 @@ export function program(): Command {
     .option('--no-html', 'skip the HTML report and the SVG chart')
     .option('--seed <n>', 'input seed', positiveInt, 1)
     .option('--append <file>', 'merge into an earlier result JSON (same grid): its other subjects are kept')
-    .option('--list', 'list the subjects and exit');
+    .option('--list', 'list the subjects and exit')
+    .addHelpText(
+      'after',
+      `
+Defaults: the full grid (N 128..16384 doubling, D 64 and 128, heads h1/h8/gqa, causal and not,
+prefill and decode), ${FULL_RUN.seriesBudgetMs / 1000} s per series per subject, ${FULL_RUN.headlineBudgetMs / 1000} s for the headline series,
+no single run predicted over ${FULL_RUN.maxRunMs / 1000} s. A subject that cannot run here is reported "unavailable: <reason>";
+a size it did not reach is reported "budget" with the reason in the JSON.
+
+Examples:
+  pnpm bench --quick
+  pnpm bench --backends cpu,wasm,ort-node --sizes 512..8192 --heads h1 --dims 64 --causal true --mode prefill
+  pnpm bench --backends browser --append benchmarks/results/bench-full.json`,
+    );
 }
 
 function matches(entry: SubjectEntry, filters: string[] | undefined): boolean {
@@ -287,7 +300,10 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
 
 async function main(argv: string[]): Promise<void> {
   const cmd = program();
-  cmd.parse(argv);
+  const args = argv.slice(2);
+  // `pnpm bench --quick` reaches us as `-- --quick` (the root script ends in `--`): drop that separator
+  if (args[0] === '--') args.shift();
+  cmd.parse(args, { from: 'user' });
   const options = cmd.opts<CliOptions>();
   if (options.causal !== undefined && !['true', 'false', 'both'].includes(options.causal))
     cmd.error(`--causal must be true, false or both, got "${options.causal}"`);

@@ -1,13 +1,43 @@
 import Table from 'cli-table3';
-import { cellText, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
+import {
+  bestPeer,
+  cellText,
+  formatMs,
+  formatRatio,
+  peerFamilies,
+  ratioTable,
+  rowAt,
+  seriesSizes,
+  subjectsOf,
+} from './analysis.js';
 import type { BenchResults } from './results.js';
 
-/** Terminal table of median latencies for one series, one column per available subject. */
+/**
+ * Terminal table of median latencies for one series: each attnkit backend, then each peer family at
+ * its best variant (the JSON and the HTML report have every variant).
+ */
 export function latencyTable(results: BenchResults, series: string): string {
-  const subjects = results.subjects.filter((s) => s.status === 'ok');
-  const table = new Table({ head: ['N', ...subjects.map((s) => s.id)], style: { head: [], border: [] } });
-  for (const n of seriesSizes(results, series))
-    table.push([String(n), ...subjects.map((s) => cellText(rowAt(s, series, n)))]);
+  const backends = subjectsOf(results, 'attnkit');
+  const families = peerFamilies(results);
+  const table = new Table({
+    head: ['N', ...backends.map((s) => s.id), ...families.map((f) => `${f} (best)`)],
+    style: { head: [], border: [] },
+  });
+  for (const n of seriesSizes(results, series)) {
+    table.push([
+      String(n),
+      ...backends.map((s) => cellText(rowAt(s, series, n))),
+      ...families.map((f) => {
+        const best = bestPeer(results, f, series, n);
+        if (best !== null) return formatMs(best.ms);
+        const any = subjectsOf(results, 'peer')
+          .filter((s) => s.family === f)
+          .map((s) => cellText(rowAt(s, series, n)))
+          .find((t) => t !== '');
+        return any ?? '';
+      }),
+    ]);
+  }
   return `${series}: median ms\n${table.toString()}`;
 }
 
