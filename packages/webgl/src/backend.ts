@@ -12,13 +12,14 @@ import {
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import { type GlKernel, type GlRuntime, type GlTexture, openGl } from './gl.js';
+import { type GlInput, type GlKernel, type GlRuntime, type GlTexture, openGl } from './gl.js';
 import {
   accumulateKernel,
   finalizeKernel,
   initAccKernel,
   initMaxKernel,
   matmulKernel,
+  packKernel,
   probsKernel,
   ROW_INFO,
   rowMaxKernel,
@@ -43,6 +44,12 @@ export interface WebglBackendOptions {
    * no row of the chunk can see. Default 256.
    */
   chunkRows?: number;
+  /**
+   * WebGL2 only: read q, k and v four floats a texel with texelFetch (GLSL helpers) from textures
+   * packed once per call. Default true; false runs the portable kernels every GL kernel class runs
+   * (what WebGL1 and headless-gl always use), re-uploading q, k and v for every pass.
+   */
+  vectorized?: boolean;
   /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
   open?: () => Promise<GlRuntime>;
 }
@@ -56,14 +63,16 @@ export const WEBGL_TOLERANCE = { atol: 2e-5, rtol: 2e-4 } as const;
 
 interface Kernels {
   scores: GlKernel;
-  rowMax: GlKernel;
+  /** Two instances each, alternated by tile: see init(). */
+  rowMax: readonly [GlKernel, GlKernel];
   probs: GlKernel;
-  accumulate: GlKernel;
+  accumulate: readonly [GlKernel, GlKernel];
   initMax: GlKernel;
   initAcc: GlKernel;
   finalize: GlKernel;
   weights: GlKernel;
   matmul: GlKernel;
+  pack: GlKernel;
 }
 
 const DUMMY = new Float32Array(1);
@@ -98,6 +107,8 @@ export class WebglImplementation implements BackendImplementation {
   private readonly tileKeys: number;
   private readonly blockElements: number;
   private readonly chunkRowsOption: number;
+  private readonly vectorizedOption: boolean;
+  private vectorized = false;
   private readonly open: () => Promise<GlRuntime>;
   private hostBytes = 0;
 
@@ -105,6 +116,7 @@ export class WebglImplementation implements BackendImplementation {
     this.tileKeys = options.tileKeys ?? 256;
     this.blockElements = options.blockElements ?? 1 << 21;
     this.chunkRowsOption = options.chunkRows ?? 256;
+    this.vectorizedOption = options.vectorized ?? true;
     this.open = options.open ?? openGl;
     for (const [name, value] of [
       ['tileKeys', this.tileKeys],
@@ -137,23 +149,32 @@ export class WebglImplementation implements BackendImplementation {
   async init(): Promise<void> {
     if (this.runtime !== null) return;
     const runtime = await this.open();
+    const vectorized = this.vectorizedOption && runtime.kernelClass === 'WebGL2Kernel';
     try {
       this.kernels = {
-        scores: runtime.kernel(scoresKernel(runtime.kernelClass === 'WebGL2Kernel')),
-        rowMax: runtime.kernel(rowMaxKernel),
+        scores: runtime.kernel(scoresKernel(vectorized)),
+        // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
+        // earlier run (of any earlier shape); the running max and accumulator therefore alternate
+        // between two compiled instances so no kernel ever reads its own output.
+        rowMax: [runtime.kernel(rowMaxKernel), runtime.kernel(rowMaxKernel)],
         probs: runtime.kernel(probsKernel),
-        accumulate: runtime.kernel(accumulateKernel(runtime.kernelClass === 'WebGL2Kernel')),
+        accumulate: [
+          runtime.kernel(accumulateKernel(vectorized)),
+          runtime.kernel(accumulateKernel(vectorized)),
+        ],
         initMax: runtime.kernel(initMaxKernel),
         initAcc: runtime.kernel(initAccKernel),
         finalize: runtime.kernel(finalizeKernel),
         weights: runtime.kernel(weightsKernel),
         matmul: runtime.kernel(matmulKernel),
+        pack: runtime.kernel(packKernel),
       };
     } catch (error) {
       await runtime.destroy();
       throw error;
     }
     this.runtime = runtime;
+    this.vectorized = vectorized;
     const max = runtime.maxTextureSize;
     this.caps = {
       features: ALL_FEATURES,
@@ -214,14 +235,25 @@ export class WebglImplementation implements BackendImplementation {
     const flush = () => {
       for (const t of released.splice(0)) runtime.release(t);
     };
+    // q, k and v on the device for the whole call; released in the finally below.
+    const held: GlTexture[] = [];
 
     // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
-    const webgl2 = runtime.kernelClass === 'WebGL2Kernel';
+    const webgl2 = this.vectorized;
     const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
-    const q = runtime.input(padRows(problem.q, D, width), width, B * Hq * Lq);
-    const k = runtime.input(padRows(problem.k, D, width), width, B * Hkv * Lk);
+    const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
+      const uploaded = runtime.input(data, columns, rowCount);
+      if (!webgl2) return uploaded;
+      const texels = Math.ceil(data.length / 4);
+      const texWidth = Math.min(texels, max);
+      const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], [uploaded, texWidth, texels]);
+      held.push(packed);
+      return packed;
+    };
+    const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
+    const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
     const dotLength = webgl2 ? width / 4 : D;
-    const v = runtime.input(problem.v, Dv, B * Hkv * Lk);
+    const v = toDevice(problem.v, Dv, B * Hkv * Lk);
     let bias = runtime.input(DUMMY, 1, 1);
     let biasKeyStride = 0;
     if (problem.bias !== null) {
@@ -276,17 +308,12 @@ export class WebglImplementation implements BackendImplementation {
         // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
         const tileStarts: number[] = [];
         for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
-        const scoreArgs = (j0: number) => [
-          q,
-          k,
+        const logitArgs = (j0: number) => [
           bias,
           keyMask,
           rowInfo,
           j0,
           Lk,
-          dotLength,
-          problem.scale,
-          problem.softcap ?? 0,
           biasKeyStride,
           problem.bias !== null ? 1 : 0,
           problem.keyMask !== null ? 1 : 0,
@@ -294,11 +321,19 @@ export class WebglImplementation implements BackendImplementation {
           problem.slidingWindow ?? 0,
           negInf,
         ];
-        for (const j0 of tileStarts) {
+        const scoreArgs = (j0: number) => [
+          q,
+          k,
+          ...logitArgs(j0),
+          dotLength,
+          problem.scale,
+          problem.softcap ?? 0,
+        ];
+        for (const [n, j0] of tileStarts.entries()) {
           const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-          const mNew = kernels.rowMax.run([1, rc], [s, m, tile]);
-          const p = kernels.probs.run([tile, rc], [s, mNew, negInf]);
-          const accNew = kernels.accumulate.run(
+          const mNew = kernels.rowMax[n % 2].run([1, rc], [s, m, tile, ...logitArgs(j0)]);
+          const p = kernels.probs.run([tile, rc], [s, mNew, ...logitArgs(j0)]);
+          const accNew = kernels.accumulate[n % 2].run(
             [Dv + 1, rc],
             [p, v, acc, m, mNew, rowInfo, j0, tile, Dv, negInf],
           );
@@ -321,7 +356,7 @@ export class WebglImplementation implements BackendImplementation {
         if (weights) {
           for (const j0 of tileStarts) {
             const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-            const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, negInf]);
+            const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, ...logitArgs(j0)]);
             const block = runtime.read(w);
             release(s);
             release(w);
@@ -338,6 +373,7 @@ export class WebglImplementation implements BackendImplementation {
       }
     } finally {
       flush();
+      for (const t of held) runtime.release(t);
       this.hostBytes = 0;
     }
     return { output, ...(lse && { lse }), ...(weights && { weights }) };

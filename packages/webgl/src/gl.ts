@@ -39,6 +39,8 @@ export interface KernelSpec {
   source: string;
   /** GLSL helpers the kernel calls. */
   nativeFunctions?: readonly { name: string; source: string }[];
+  /** Output type when gpu.js cannot infer it (a native returning vec4: `'Array(4)'`). */
+  returnType?: 'Array(4)';
   /** Upper bound for every `for` loop in the kernel (compiled in, so one value for all shapes). */
   loopMaxIterations: number;
 }
@@ -103,6 +105,8 @@ function createContext(gpujs: any): { context: any; canvas: any; kernelClass: Gl
   const g = globalThis as any;
   if (hasDocument() || typeof g.OffscreenCanvas === 'function') {
     const canvas = hasDocument() ? g.document.createElement('canvas') : new g.OffscreenCanvas(1, 1);
+    canvas.width = 1;
+    canvas.height = 1;
     const webgl2 = canvas.getContext('webgl2', attributes);
     if (webgl2) {
       if (!webgl2.getExtension('EXT_color_buffer_float')) {
@@ -111,6 +115,8 @@ function createContext(gpujs: any): { context: any; canvas: any; kernelClass: Gl
       return { context: webgl2, canvas, kernelClass: 'WebGL2Kernel' };
     }
     const canvas1 = hasDocument() ? g.document.createElement('canvas') : new g.OffscreenCanvas(1, 1);
+    canvas1.width = 1;
+    canvas1.height = 1;
     const webgl1 = canvas1.getContext('webgl', attributes);
     if (webgl1) {
       if (!webgl1.getExtension('OES_texture_float') || !webgl1.getExtension('WEBGL_color_buffer_float')) {
@@ -203,7 +209,7 @@ function kernelClassOf(kernelRun: any): string {
  */
 export async function openGl(): Promise<GlRuntime> {
   const gpujs = await loadGpuJs();
-  const { context, canvas, kernelClass } = createContext(gpujs);
+  const { context, kernelClass } = createContext(gpujs);
   const tracker = trackTextures(context);
   const KernelClass = gpujs[kernelClass];
   if (!KernelClass?.isContextMatch(context)) {
@@ -213,7 +219,9 @@ export async function openGl(): Promise<GlRuntime> {
   try {
     const mode =
       kernelClass === 'WebGL2Kernel' ? 'webgl2' : kernelClass === 'WebGLKernel' ? 'webgl' : 'headlessgl';
-    gpu = new gpujs.GPU({ mode, context, ...(canvas && { canvas }) });
+    // gpu.js resizes its canvas to the largest output it has drawn; the context renders to textures
+    // only, so it gets a stand-in object and the real canvas keeps a 1x1 drawing buffer.
+    gpu = new gpujs.GPU({ mode, context, canvas: { width: 1, height: 1 } });
   } catch (error) {
     throw unavailable(`gpu.js refused the ${kernelClass} context: ${(error as Error).message}`, error);
   }
@@ -251,6 +259,7 @@ export async function openGl(): Promise<GlRuntime> {
           });
         },
       };
+      if (spec.returnType) settings.returnType = spec.returnType;
       if (spec.nativeFunctions) settings.nativeFunctions = spec.nativeFunctions.map((f) => ({ ...f }));
       const kernelRun = gpu.createKernel(spec.source, settings);
       return {
@@ -260,6 +269,11 @@ export async function openGl(): Promise<GlRuntime> {
           if (!current || current[0] !== output[0] || current[1] !== output[1]) {
             kernelRun.setOutput([output[0], output[1]]);
           }
+          // gpu.js draws a quad scaled by texSize / maxTexSize, where maxTexSize is shared by all
+          // kernels and only ever grows, but it sets the (global) viewport only in setOutput/build:
+          // put it back for this kernel, or a kernel run after another one grew it maps wrongly.
+          const maxTexSize = kernelRun.kernel.maxTexSize as number[] | null;
+          if (maxTexSize) context.viewport(0, 0, maxTexSize[0], maxTexSize[1]);
           const raw = args.map((a) => (typeof a === 'number' ? a : (a as TextureHandle | InputHandle).raw));
           let result: any;
           try {

@@ -55,27 +55,62 @@ const NATIVE = [
 /** Largest loop trip count compiled into the shaders: loops break on their runtime bound first. */
 export const LOOP_MAX = 1 << 24;
 
-const SCORES_SOURCE = `function scores(q, k, bias, keyMask, rowInfo, j0, Lk, D, scale, softcap, biasKeyStride, hasBias, hasMask, causal, win, negInf) {
+/**
+ * Visibility and the additive part of key `j`'s logit for row `rr`, inlined where needed. The logit is
+ * kept in two parts, `a` (softcapped scaled dot, in the scores texture) and `bias + ALiBi`, and
+ * `logit - m` is formed as `((bias - m) + alibi) + a`: a bias or ALiBi term near 1e4 would otherwise
+ * round the small dot part away in float32 (ulp 1e-3) before the max is subtracted.
+ */
+const LOGIT_PARTS = `let visible = 1.0;
+    if (j >= Lk) {
+      visible = 0.0;
+    }
+    const pos = rowInfo[rr][2];
+    if (causal > 0.5 && j > pos) {
+      visible = 0.0;
+    }
+    if (win > 0.5) {
+      if (pos - j >= win) {
+        visible = 0.0;
+      }
+      if (causal < 0.5 && j - pos >= win) {
+        visible = 0.0;
+      }
+    }
+    if (hasMask > 0.5 && visible > 0.5) {
+      if (keyMask[rowInfo[rr][3]][j] < 0.5) {
+        visible = 0.0;
+      }
+    }
+    let biasValue = 0.0;
+    if (hasBias > 0.5 && visible > 0.5) {
+      biasValue = bias[rowInfo[rr][4]][j * biasKeyStride];
+    }
+    let alibi = 0.0;
+    const slope = rowInfo[rr][5];
+    if (slope != 0.0) {
+      alibi = -slope * (pos - j);
+    }`;
+
+/** The arguments every kernel that rebuilds a logit takes, in order. */
+const LOGIT_ARGS = 'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
+
+const SCORES_SOURCE = `function scores(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
   const rr = this.thread.y;
   const j = j0 + this.thread.x;
   if (j >= Lk) {
-    return negInf;
+    return 0.0;
   }
   const pos = rowInfo[rr][2];
   if (causal > 0.5 && j > pos) {
-    return negInf;
+    return 0.0;
   }
   if (win > 0.5) {
     if (pos - j >= win) {
-      return negInf;
+      return 0.0;
     }
     if (causal < 0.5 && j - pos >= win) {
-      return negInf;
-    }
-  }
-  if (hasMask > 0.5) {
-    if (keyMask[rowInfo[rr][3]][j] < 0.5) {
-      return negInf;
+      return 0.0;
     }
   }
   const qRow = rowInfo[rr][0];
@@ -85,13 +120,6 @@ const SCORES_SOURCE = `function scores(q, k, bias, keyMask, rowInfo, j0, Lk, D, 
   let s = scale * dot;
   if (softcap > 0.0) {
     s = softcap * attnTanh(s / softcap);
-  }
-  if (hasBias > 0.5) {
-    s += bias[rowInfo[rr][4]][j * biasKeyStride];
-  }
-  const slope = rowInfo[rr][5];
-  if (slope != 0.0) {
-    s -= slope * (pos - j);
   }
   return s;
 }`;
@@ -144,42 +172,59 @@ export function scoresKernel(webgl2: boolean): KernelSpec {
   };
 }
 
-/** Running max: `m' = max(m, max_t S[row][t])`, NaN-propagating. Output `[1, rows]`. */
+/** Running max of the logits `a + bias + alibi` over visible keys, NaN-propagating. Output `[1, rows]`. */
 export const rowMaxKernel: KernelSpec = {
   name: 'rowMax',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: NATIVE,
-  source: `function rowMax(scores, mPrev, tile) {
+  source: `function rowMax(scores, mPrev, tile, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
   let m = mPrev[rr][0];
   for (let t = 0; t < tile; t++) {
-    m = attnNanMax(m, scores[rr][t]);
+    const j = j0 + t;
+    ${LOGIT_PARTS}
+    if (visible > 0.5) {
+      m = attnNanMax(m, scores[rr][t] + biasValue + alibi);
+    }
   }
   return m;
 }`,
 };
 
 /**
- * `p = exp(s - m)`: 0 for a masked key (its logit is -inf) and for a row with nothing visible yet
- * (m = -inf, where exp(-inf - -inf) would be NaN); NaN when m is NaN, as the reference gives.
+ * `exp(logit - m)` for a visible key, 0 for a masked one; 0 for a row with nothing visible yet
+ * (m = -inf); NaN for every key when m is NaN, as the reference gives. NaN and underflow are decided
+ * here, not left to GLSL exp (undefined for NaN; an approximation near -inf).
  */
-export const probsKernel: KernelSpec = {
-  name: 'probs',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function probs(scores, m, negInf) {
-  const mm = m[this.thread.y][0];
+const EXP_SHIFTED = `const mm = m[rr][0];
   if (mm == negInf) {
     return 0.0;
   }
   if (attnIsNan(mm) > 0.5) {
     return mm;
   }
-  const s = scores[this.thread.y][this.thread.x];
-  if (s == negInf) {
+  const j = j0 + this.thread.x;
+  ${LOGIT_PARTS}
+  if (visible < 0.5) {
     return 0.0;
   }
-  return Math.exp(s - mm);
+  const x = biasValue - mm + alibi + scores[rr][this.thread.x];
+  if (attnIsNan(x) > 0.5) {
+    return x;
+  }
+  if (x < -104.0) {
+    return 0.0;
+  }`;
+
+/** Unnormalised probabilities of one tile. Output `[tile, rows]`. */
+export const probsKernel: KernelSpec = {
+  name: 'probs',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: NATIVE,
+  source: `function probs(scores, m, ${LOGIT_ARGS}) {
+  const rr = this.thread.y;
+  ${EXP_SHIFTED}
+  return Math.exp(x);
 }`,
 };
 
@@ -189,7 +234,10 @@ const ACCUMULATE_SOURCE = `function accumulate(probs, v, accPrev, mPrev, mNew, r
   const mp = mPrev[rr][0];
   let alpha = 0.0;
   if (mp != negInf) {
-    alpha = Math.exp(mp - mNew[rr][0]);
+    alpha = mp - mNew[rr][0];
+    if (attnIsNan(alpha) < 0.5) {
+      alpha = Math.exp(alpha);
+    }
   }
   const vBase = rowInfo[rr][1] + j0;
   let sum = 0.0;
@@ -291,6 +339,7 @@ export const initAccKernel: KernelSpec = {
 export const finalizeKernel: KernelSpec = {
   name: 'finalize',
   loopMaxIterations: 1,
+  nativeFunctions: NATIVE,
   source: `function finalize(acc, m, Dv, negInf) {
   const rr = this.thread.y;
   const d = this.thread.x;
@@ -305,6 +354,9 @@ export const finalizeKernel: KernelSpec = {
   if (d < Dv) {
     return acc[rr][d] / l;
   }
+  if (attnIsNan(l) > 0.5) {
+    return l;
+  }
   return mm + Math.log(l);
 }`,
 };
@@ -312,21 +364,12 @@ export const finalizeKernel: KernelSpec = {
 /** The attention pattern of one tile, from the final max and denominator. Output `[tile, rows]`. */
 export const weightsKernel: KernelSpec = {
   name: 'weights',
-  loopMaxIterations: 1,
+  loopMaxIterations: LOOP_MAX,
   nativeFunctions: NATIVE,
-  source: `function weights(scores, m, acc, Dv, negInf) {
-  const mm = m[this.thread.y][0];
-  if (mm == negInf) {
-    return 0.0;
-  }
-  if (attnIsNan(mm) > 0.5) {
-    return mm;
-  }
-  const s = scores[this.thread.y][this.thread.x];
-  if (s == negInf) {
-    return 0.0;
-  }
-  return Math.exp(s - mm) / acc[this.thread.y][Dv];
+  source: `function weights(scores, m, acc, Dv, ${LOGIT_ARGS}) {
+  const rr = this.thread.y;
+  ${EXP_SHIFTED}
+  return Math.exp(x) / acc[rr][Dv];
 }`,
 };
 
@@ -345,5 +388,30 @@ export const matmulKernel: KernelSpec = {
     sum += a[row][t] * b[t][col];
   }
   return sum;
+}`,
+};
+
+/**
+ * WebGL2 only: copies an uploaded input (4 floats a texel) into a kernel texture `[width, height]` of
+ * RGBA texels in the same flat order, so q, k and v are uploaded once per call and then stay on the
+ * GPU for every tile (gpu.js re-uploads array arguments on every kernel run).
+ */
+export const packKernel: KernelSpec = {
+  name: 'pack',
+  loopMaxIterations: 1,
+  returnType: 'Array(4)',
+  nativeFunctions: [
+    {
+      name: 'attnPack',
+      source: `vec4 attnPack(float x, float y, float width, float texels) {
+  int t = int(y) * int(width) + int(x);
+  if (t >= int(texels)) return vec4(0.0);
+  int w = user_dataSize.x;
+  return texelFetch(user_data, ivec2(t - (t / w) * w, t / w), 0);
+}`,
+    },
+  ],
+  source: `function pack(data, width, texels) {
+  return attnPack(this.thread.x, this.thread.y, width, texels);
 }`,
 };

@@ -94,6 +94,32 @@ describe('long keys and the texture limit', () => {
   });
 });
 
+describe('one backend, changing shapes', () => {
+  // Regression: gpu.js swaps in a remembered texture when a kernel reads its own output; with a
+  // shape change between calls that texture had the old size and the results were garbage.
+  for (const vectorized of [true, false]) {
+    test(`shapes change between calls (vectorized: ${vectorized})`, async () => {
+      const local = createWebglBackend({ vectorized });
+      for (const [Lk, D] of [
+        [2048, 64],
+        [2048, 8],
+        [600, 64],
+        [9, 3],
+      ]) {
+        const inputs = makeInputs(
+          { batch: 1, queryHeads: 1, queryLength: 2, keyLength: Lk, headDim: D },
+          Lk + D,
+        );
+        const got = await local.attention(inputs, { returnLse: true });
+        const want = reference(inputs, { returnLse: true });
+        expectClose(got.output, want.output, tol, `output Lk ${Lk} D ${D}`);
+        expectClose(got.lse, want.lse, tol, `lse Lk ${Lk} D ${D}`);
+      }
+      await local.dispose();
+    });
+  }
+});
+
 describe('matmul and the multi-head attention layer', () => {
   test('matmul with bias, odd sizes', async () => {
     const next = random(9);
