@@ -240,6 +240,7 @@ class WebGpuImplementation implements BackendImplementation {
       threads: 1,
       notes: [
         ...notes,
+        ...s.acquired.notes,
         `tiles sized from the device: ${s.limits.workgroupFloats * 4} B workgroup storage, ` +
           `${s.limits.invocations} invocations, ${s.limits.storageBinding} B storage binding`,
       ],

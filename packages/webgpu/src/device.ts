@@ -33,6 +33,8 @@ export interface AcquiredDevice {
   description: string;
   /** Kept so Dawn's instance outlives the device in Node. */
   keepAlive: unknown;
+  /** Facts about the device a caller may not expect, for `capabilities.notes`. */
+  notes: string[];
 }
 
 const SWIFTSHADER_HINT =
@@ -110,10 +112,12 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
       owned: false,
       description: 'caller-provided GPUDevice',
       keepAlive: null,
+      notes: ["caller-owned device: dispose() frees the backend's buffers and leaves the device alone"],
     };
   }
   let gpu = options.gpu ?? browserGpu();
   let where = 'navigator.gpu';
+  const notes: string[] = [];
   if (options.gpu !== undefined) where = 'options.gpu';
   if (gpu === undefined) {
     if (!isNode()) {
@@ -124,7 +128,9 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
       );
     }
     const dawn = await loadDawn(options);
-    gpu = dawn.create(options.dawnFlags ?? DEFAULT_DAWN_FLAGS);
+    const flags = options.dawnFlags ?? DEFAULT_DAWN_FLAGS;
+    gpu = dawn.create([...flags]);
+    if (flags.length > 0) notes.push(`Dawn created with ${flags.join(' ')}`);
     where = 'Dawn (webgpu package)';
   }
   let adapter: GPUAdapter | null;
@@ -156,5 +162,8 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
   const name = [info?.vendor, info?.architecture, info?.device, info?.description]
     .filter((part) => typeof part === 'string' && part.length > 0)
     .join(' ');
-  return { device, owned: true, description: `${where}${name ? `: ${name}` : ''}`, keepAlive: gpu };
+  if (info?.isFallbackAdapter === true || /swiftshader/i.test(name)) {
+    notes.push('software (fallback) adapter: correct but slow; speed figures need a real GPU');
+  }
+  return { device, owned: true, description: `${where}${name ? `: ${name}` : ''}`, keepAlive: gpu, notes };
 }
