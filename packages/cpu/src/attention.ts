@@ -348,7 +348,7 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
       for (let i0 = 0; i0 < Lq; i0 += br) {
         const n = Math.min(br, Lq - i0);
         const rows = G * n;
-        // Visible ranges are monotone in the position, so the block's union is [first start, last end)
+        // The hull of the block's visible ranges: key tiles outside it are skipped without a look
         let unionStart = Lk;
         let unionEnd = 0;
         for (let ii = 0; ii < n; ii++) {
@@ -366,6 +366,7 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
           for (let ii = 0; ii < n; ii++) {
             const r = hh * n + ii;
             rowMax[r] = sink;
+            // exp(sink - sink), not 1: an infinite or NaN sink makes the sum NaN, as in the reference
             rowSum[r] = sink === NEG_INF ? 0 : Math.exp(sink - sink);
           }
         }
