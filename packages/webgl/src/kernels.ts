@@ -192,7 +192,8 @@ export const rowMaxKernel: KernelSpec = {
 };
 
 /**
- * `exp(logit - m)` for a visible key, 0 for a masked one; 0 for a row with nothing visible yet
+ * `p = exp(logit - m)` for a visible key, 0 for a masked one (so a weight is `p / l`, NaN for every key
+ * when the denominator is NaN, as in the reference); 0 for a row with nothing visible yet
  * (m = -inf); NaN for every key when m is NaN, as the reference gives. NaN and underflow are decided
  * here, not left to GLSL exp (undefined for NaN; an approximation near -inf).
  */
@@ -205,15 +206,16 @@ const EXP_SHIFTED = `const mm = m[rr][0];
   }
   const j = j0 + this.thread.x;
   ${LOGIT_PARTS}
-  if (visible < 0.5) {
-    return 0.0;
-  }
-  const x = biasValue - mm + alibi + scores[rr][this.thread.x];
-  if (attnIsNan(x) > 0.5) {
-    return x;
-  }
-  if (x < -104.0) {
-    return 0.0;
+  let p = 0.0;
+  if (visible > 0.5) {
+    const x = biasValue - mm + alibi + scores[rr][this.thread.x];
+    if (attnIsNan(x) > 0.5) {
+      p = x;
+    } else {
+      if (x >= -104.0) {
+        p = Math.exp(x);
+      }
+    }
   }`;
 
 /** Unnormalised probabilities of one tile. Output `[tile, rows]`. */
@@ -224,7 +226,7 @@ export const probsKernel: KernelSpec = {
   source: `function probs(scores, m, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
   ${EXP_SHIFTED}
-  return Math.exp(x);
+  return p;
 }`,
 };
 
@@ -369,7 +371,7 @@ export const weightsKernel: KernelSpec = {
   source: `function weights(scores, m, acc, Dv, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
   ${EXP_SHIFTED}
-  return Math.exp(x) / acc[rr][Dv];
+  return p / acc[rr][Dv];
 }`,
 };
 
