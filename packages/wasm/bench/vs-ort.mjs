@@ -234,8 +234,9 @@ for (const H of HEADS) {
       const a1w = H > 1 ? await time(() => one.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const a2 = H > 1 ? await time(() => two.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const oa = await ortTime('Attention', H, N, causal, q, k, v, r);
-      const om = await ortTime('MatMul', H, N, causal, q, k, v, r);
+      // per head first: after a failed 2 GiB allocation ORT's wasm heap cannot fit even one head
       const oh = H > 1 ? await ortTime('MatMulPerHead', H, N, causal, q, k, v, r) : null;
+      const om = await ortTime('MatMul', H, N, causal, q, k, v, r);
       const ortBest = Math.min(...[oa, om, oh].map((t) => (typeof t === 'number' ? t : Infinity)));
       const row = { H, N, causal, a1, a1w, a2, oa, om, oh, ortBest };
       rows.push(row);

@@ -513,3 +513,12 @@ export function createWasmBackend(options: WasmBackendOptions = {}): AttentionBa
 export default function createDefaultWasmBackend(): AttentionBackend {
   return createWasmBackend();
 }
+
+/**
+ * Zero-argument factory on every logical processor (`threads: 'auto'`), for the conformance CLI's
+ * `--export createAutoThreadedWasmBackend` and the bench. Single-threaded, with the reason in
+ * `capabilities.notes`, where shared memory is unavailable.
+ */
+export function createAutoThreadedWasmBackend(): AttentionBackend {
+  return createWasmBackend({ threads: 'auto' });
+}
