@@ -8,6 +8,8 @@ import { expect, test } from 'vitest';
 import { createWebglBackend } from '../src/index.js';
 import { makeInputs } from '../test/helpers.js';
 
+declare const __WEBGL_OPTIONS__: string;
+
 const SIZES = [128, 256, 512, 1024];
 const RUNS = 5;
 
@@ -26,7 +28,7 @@ async function median(backend: AttentionBackend, n: number): Promise<{ ms: numbe
 
 test('webgl vs cpu, N = 128..1024, d = 64, causal', async () => {
   const cpuModule = (await import('@attnkit/cpu')) as { default: () => AttentionBackend };
-  const webgl = createWebglBackend(JSON.parse(import.meta.env.VITE_WEBGL_OPTIONS ?? '{}'));
+  const webgl = createWebglBackend(JSON.parse(__WEBGL_OPTIONS__));
   const cpu = cpuModule.default();
   await webgl.init();
   const lines = [
