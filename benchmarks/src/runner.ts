@@ -151,7 +151,12 @@ export function checkOutput(
 
 function message(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n')[0].slice(0, 300);
+  // native runtimes prefix build-machine paths and C++ signatures; keep the part that says what failed
+  return text
+    .split('\n')[0]
+    .replace(/\/\S*\/onnxruntime\//g, 'onnxruntime/')
+    .replace(/static void \w+::\w+\([^)]*\)\s*/g, '')
+    .slice(0, 400);
 }
 
 function maxOrNull(a: number | null, b: number | null): number | null {

@@ -52,7 +52,7 @@ export function ratioTableText(results: BenchResults, series: string): string {
     table.push([
       String(r.n),
       r.backend,
-      r.backendMs === null ? '' : r.backendMs.toFixed(r.backendMs < 10 ? 2 : 0),
+      r.backendMs === null ? '' : formatMs(r.backendMs),
       ...families.map((f) => {
         const c = r.cells[f];
         return c.ratio === null ? (c.note ?? '') : formatRatio(c.ratio);
@@ -69,26 +69,40 @@ export function ratioTableMarkdown(results: BenchResults, series: string): strin
     `| N | attnkit | ms | ${families.map((f) => `vs ${f}`).join(' | ')} |`,
     `|---|---|---|${families.map(() => '---').join('|')}|`,
   ];
-  for (const r of rows) {
+  // a backend with no time at a size has no ratios either: the latency table shows why
+  for (const r of rows.filter((row) => row.backendMs !== null)) {
     const cells = families.map((f) => {
       const c = r.cells[f];
       return c.ratio === null ? (c.note ?? '') : formatRatio(c.ratio);
     });
     lines.push(
-      `| ${r.n} | ${r.backend} | ${r.backendMs === null ? '' : r.backendMs.toFixed(2)} | ${cells.join(' | ')} |`,
+      `| ${r.n} | ${r.backend} | ${r.backendMs === null ? '' : formatMs(r.backendMs)} | ${cells.join(' | ')} |`,
     );
   }
   return lines.join('\n');
 }
 
-/** Markdown latency table for one series. */
+/** Markdown latency table for one series: attnkit backends, then each peer family at its best variant. */
 export function latencyTableMarkdown(results: BenchResults, series: string): string {
-  const subjects = results.subjects.filter((s) => s.status === 'ok');
-  const lines = [
-    `| N | ${subjects.map((s) => s.id).join(' | ')} |`,
-    `|---|${subjects.map(() => '---').join('|')}|`,
-  ];
-  for (const n of seriesSizes(results, series))
-    lines.push(`| ${n} | ${subjects.map((s) => cellText(rowAt(s, series, n))).join(' | ')} |`);
+  const backends = subjectsOf(results, 'attnkit');
+  const families = peerFamilies(results);
+  const head = [...backends.map((s) => s.id), ...families.map((f) => `${f} (best)`)];
+  const lines = [`| N | ${head.join(' | ')} |`, `|---|${head.map(() => '---').join('|')}|`];
+  for (const n of seriesSizes(results, series)) {
+    const cells = [
+      ...backends.map((s) => cellText(rowAt(s, series, n))),
+      ...families.map((f) => {
+        const best = bestPeer(results, f, series, n);
+        if (best !== null) return `${formatMs(best.ms)} (${best.id.slice(f.length + 1) || f})`;
+        return (
+          subjectsOf(results, 'peer')
+            .filter((s) => s.family === f)
+            .map((s) => cellText(rowAt(s, series, n)))
+            .find((t) => t !== '') ?? ''
+        );
+      }),
+    ];
+    lines.push(`| ${n} | ${cells.join(' | ')} |`);
+  }
   return lines.join('\n');
 }
