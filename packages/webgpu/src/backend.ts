@@ -121,6 +121,12 @@ interface DeviceState {
 }
 
 const NAME = 'webgpu';
+
+/**
+ * Pipelines per device and variant, shared by every backend on that device (a caller-owned device
+ * used by several backends compiles each variant once). Weak: they go with the device.
+ */
+const PIPELINES = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 const NAN_BITS = 0x7fc00000;
 
 /**
@@ -204,7 +210,6 @@ interface AttentionPlan {
 class WebGpuImplementation implements BackendImplementation {
   readonly name = NAME;
   private state: DeviceState | null = null;
-  private readonly pipelineCache = new Map<string, Promise<GPUComputePipeline>>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
 
@@ -309,9 +314,14 @@ class WebGpuImplementation implements BackendImplementation {
   // ---------- pipelines ----------
 
   private pipeline(key: string, code: string): Promise<GPUComputePipeline> {
-    const cached = this.pipelineCache.get(key);
-    if (cached !== undefined) return cached;
     const { device } = this.ready();
+    let cache = PIPELINES.get(device);
+    if (cache === undefined) {
+      cache = new Map();
+      PIPELINES.set(device, cache);
+    }
+    const cached = cache.get(key);
+    if (cached !== undefined) return cached;
     const created = (async () => {
       const module = device.createShaderModule({ code, label: `attnkit:${key}` });
       try {
@@ -331,8 +341,8 @@ class WebGpuImplementation implements BackendImplementation {
         throw deviceError(`webgpu: pipeline ${key} failed: ${String(error)} ${detail}`, error);
       }
     })();
-    this.pipelineCache.set(key, created);
-    created.catch(() => this.pipelineCache.delete(key));
+    cache.set(key, created);
+    created.catch(() => cache.delete(key));
     return created;
   }
 
@@ -1007,7 +1017,6 @@ class WebGpuImplementation implements BackendImplementation {
     await Promise.allSettled([...this.inFlight]);
     const s = this.state;
     this.state = null;
-    this.pipelineCache.clear();
     if (s === null) return;
     s.pool.destroyAll();
     if (s.acquired.owned) s.device.destroy();
