@@ -29,7 +29,7 @@ import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
 import { renderHtml, renderSvg } from './report.js';
-import type { BenchResults } from './results.js';
+import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
 import { latencyTable, ratioTableText } from './table.js';
 
@@ -408,7 +408,7 @@ async function main(argv: string[]): Promise<void> {
   mkdirSync(options.output, { recursive: true });
   const name = options.name ?? (options.quick ? 'bench-quick' : 'bench-full');
   const json = path.join(options.output, `${name}.json`);
-  writeFileSync(json, `${JSON.stringify(results, null, 1)}\n`);
+  writeFileSync(json, `${serializeResults(results)}\n`);
   console.log(`JSON: ${json}`);
   if (options.html) {
     const html = path.join(options.output, `${name}.html`);

@@ -27,3 +27,23 @@ export interface BenchResults {
   versions: Record<string, string>;
   subjects: SubjectReport[];
 }
+
+/**
+ * The result file: compact, numbers to 4 significant digits (beyond the noise of these machines), and
+ * skipped rows without their repeated reason (the subject's `stopped` entry holds it once per series),
+ * so a full run stays small enough to commit.
+ */
+export function serializeResults(results: BenchResults): string {
+  const slim: BenchResults = {
+    ...results,
+    subjects: results.subjects.map((s) => ({
+      ...s,
+      rows: s.rows.map((r) => (r.status === 'skipped' ? { ...r, reason: 'budget (see stopped)' } : r)),
+    })),
+  };
+  return JSON.stringify(slim, (_key, value: unknown) =>
+    typeof value === 'number' && !Number.isInteger(value) && Number.isFinite(value)
+      ? Number(value.toPrecision(4))
+      : value,
+  );
+}
