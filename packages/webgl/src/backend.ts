@@ -12,7 +12,14 @@ import {
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import { type GlInput, type GlKernel, type GlRuntime, type GlTexture, openGl } from './gl.js';
+import {
+  type GlContextKind,
+  type GlInput,
+  type GlKernel,
+  type GlRuntime,
+  type GlTexture,
+  openGl,
+} from './gl.js';
 import {
   accumulateKernel,
   finalizeKernel,
@@ -50,6 +57,11 @@ export interface WebglBackendOptions {
    * (what WebGL1 and headless-gl always use), re-uploading q, k and v for every pass.
    */
   vectorized?: boolean;
+  /**
+   * Browser context: `auto` (default) takes WebGL2 and falls back to WebGL1; `webgl` forces WebGL1
+   * (gpu.js WebGLKernel), `webgl2` refuses to fall back.
+   */
+  context?: GlContextKind;
   /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
   open?: () => Promise<GlRuntime>;
 }
@@ -117,7 +129,8 @@ export class WebglImplementation implements BackendImplementation {
     this.blockElements = options.blockElements ?? 1 << 21;
     this.chunkRowsOption = options.chunkRows ?? 256;
     this.vectorizedOption = options.vectorized ?? true;
-    this.open = options.open ?? openGl;
+    const context = options.context ?? 'auto';
+    this.open = options.open ?? (() => openGl({ context }));
     for (const [name, value] of [
       ['tileKeys', this.tileKeys],
       ['blockElements', this.blockElements],

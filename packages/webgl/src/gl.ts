@@ -11,6 +11,9 @@ export const GL_KERNEL_CLASSES = ['WebGL2Kernel', 'WebGLKernel', 'HeadlessGLKern
 /** One of {@link GL_KERNEL_CLASSES}. */
 export type GlKernelClass = (typeof GL_KERNEL_CLASSES)[number];
 
+/** Which browser context to ask for: `auto` tries webgl2, then webgl. Ignored in Node (headless-gl). */
+export type GlContextKind = 'auto' | 'webgl2' | 'webgl';
+
 /** A texture that stays on the GPU between kernels (a gpu.js pipeline texture). */
 export interface GlTexture {
   readonly kind: 'texture';
@@ -100,20 +103,25 @@ function hasDocument(): boolean {
  * Makes a GL context ourselves (instead of letting gpu.js pick) so that the kernel class is decided by
  * the context, never by gpu.js's fallback order, and so texture memory can be tracked at the GL calls.
  */
-function createContext(gpujs: any): { context: any; canvas: any; kernelClass: GlKernelClass } {
+function createContext(
+  gpujs: any,
+  context: GlContextKind,
+): { context: any; canvas: any; kernelClass: GlKernelClass } {
   const attributes = { alpha: false, depth: false, antialias: false, stencil: false };
   const g = globalThis as any;
   if (hasDocument() || typeof g.OffscreenCanvas === 'function') {
     const canvas = hasDocument() ? g.document.createElement('canvas') : new g.OffscreenCanvas(1, 1);
     canvas.width = 1;
     canvas.height = 1;
-    const webgl2 = canvas.getContext('webgl2', attributes);
+    const webgl2 = context === 'webgl' ? null : canvas.getContext('webgl2', attributes);
     if (webgl2) {
       if (!webgl2.getExtension('EXT_color_buffer_float')) {
         throw unavailable('WebGL2 has no EXT_color_buffer_float: float textures cannot be rendered to');
       }
       return { context: webgl2, canvas, kernelClass: 'WebGL2Kernel' };
     }
+    if (context === 'webgl2')
+      throw unavailable('this browser gives no webgl2 context (and webgl2 was required)');
     const canvas1 = hasDocument() ? g.document.createElement('canvas') : new g.OffscreenCanvas(1, 1);
     canvas1.width = 1;
     canvas1.height = 1;
@@ -207,9 +215,9 @@ function kernelClassOf(kernelRun: any): string {
  * Opens a GL context and a gpu.js instance on it. Rejects with `unavailable` and the reason when no
  * GL kernel class can run here; it never lets gpu.js choose its CPU or webasm fallback.
  */
-export async function openGl(): Promise<GlRuntime> {
+export async function openGl(options: { context?: GlContextKind } = {}): Promise<GlRuntime> {
   const gpujs = await loadGpuJs();
-  const { context, kernelClass } = createContext(gpujs);
+  const { context, kernelClass } = createContext(gpujs, options.context ?? 'auto');
   const tracker = trackTextures(context);
   const KernelClass = gpujs[kernelClass];
   if (!KernelClass?.isContextMatch(context)) {

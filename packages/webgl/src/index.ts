@@ -13,7 +13,7 @@ export {
   type WebglBackendOptions,
   WebglImplementation,
 } from './backend.js';
-export { GL_KERNEL_CLASSES, type GlKernelClass, type GlRuntime, openGl } from './gl.js';
+export { GL_KERNEL_CLASSES, type GlContextKind, type GlKernelClass, type GlRuntime, openGl } from './gl.js';
 
 /** Zero-argument factory (the conformance CLI and the bench import it): the default options. */
 export default function createDefaultWebglBackend() {
