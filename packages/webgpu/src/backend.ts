@@ -282,6 +282,28 @@ class WebGpuImplementation implements BackendImplementation {
     this.state = state;
   }
 
+  private recovering: Promise<void> | null = null;
+
+  /**
+   * A device this backend acquired and then lost (driver reset, GPU removed) is replaced on the next
+   * call: the call that saw the loss rejected with `device`, later ones run on a fresh device. A
+   * caller's device is never replaced: calls keep rejecting with `device`.
+   */
+  private async live(): Promise<void> {
+    const s = this.state;
+    if (this.disposed || s === null || s.lost === null || !s.acquired.owned) return;
+    if (this.recovering === null) {
+      this.recovering = (async () => {
+        s.pool.destroyAll();
+        if (this.state === s) this.state = null;
+        await this.init();
+      })().finally(() => {
+        this.recovering = null;
+      });
+    }
+    await this.recovering;
+  }
+
   private ready(): DeviceState {
     if (this.disposed) {
       throw new AttnkitError('disposed', `webgpu: backend "${NAME}" has been disposed`, {
@@ -679,6 +701,7 @@ class WebGpuImplementation implements BackendImplementation {
   }
 
   async attention(problem: AttentionProblem): Promise<AttentionResult> {
+    await this.live();
     const context = 'attention';
     const plan = this.plan(problem.shape, problem, 'bhld', context);
     const pipelines = await this.attentionPipelines(plan.variant, problem.returnWeights);
@@ -712,6 +735,7 @@ class WebGpuImplementation implements BackendImplementation {
     inputs: GpuAttentionInputs,
     options: AttentionOptions = {},
   ): Promise<GpuAttentionResult> {
+    await this.live();
     const context = 'attentionBuffers';
     if (typeof inputs !== 'object' || inputs === null) {
       throw new AttnkitError(
@@ -816,6 +840,7 @@ class WebGpuImplementation implements BackendImplementation {
   }
 
   async matmul(problem: MatmulProblem): Promise<Float32Array> {
+    await this.live();
     const context = 'matmul';
     this.checkMatmul(context, problem.shape);
     const pipeline = await this.matmulPipeline(problem.bias !== null);
@@ -837,6 +862,7 @@ class WebGpuImplementation implements BackendImplementation {
   }
 
   async matmulBuffers(inputs: GpuMatmulInputs): Promise<GPUBuffer> {
+    await this.live();
     const context = 'matmulBuffers';
     const shape = inputs?.shape;
     for (const dim of ['m', 'k', 'n'] as const) {
@@ -867,6 +893,7 @@ class WebGpuImplementation implements BackendImplementation {
   // ---------- the layer ----------
 
   async multiHeadAttention(inputs: LayerInputs, options: AttentionOptions = {}): Promise<AttentionResult> {
+    await this.live();
     const context = 'multiHeadAttention';
     const r = validateLayer(inputs, options);
     const { batch: B, queryLength: Lq, keyLength: Lk, modelDim: M, queryHeads: Hq, kvHeads: Hkv } = r;
@@ -963,6 +990,7 @@ class WebGpuImplementation implements BackendImplementation {
   // ---------- buffers in and out ----------
 
   async upload(data: Float32Array): Promise<GPUBuffer> {
+    await this.live();
     if (Object.prototype.toString.call(data) !== '[object Float32Array]') {
       throw new AttnkitError(
         'invalid-argument',
@@ -979,6 +1007,7 @@ class WebGpuImplementation implements BackendImplementation {
   }
 
   async read(buffer: GPUBuffer, elements: number): Promise<Float32Array> {
+    await this.live();
     const context = 'read';
     if (!Number.isInteger(elements) || elements < 0) {
       throw new AttnkitError(

@@ -1,5 +1,6 @@
 import {
   type AttentionOptions,
+  type AttentionResult,
   type AttentionShape,
   isAttnkitError,
   type LayerInputs,
@@ -396,6 +397,32 @@ describe('device ownership, limits and loss', () => {
     const error = await own.attention(inputs).catch((e: unknown) => e);
     expect(isAttnkitError(error) && error.code).toBe('device');
     await own.dispose();
+  });
+
+  it('a lost device the backend acquired is replaced on the next call', async () => {
+    const own = newBackend();
+    const inputs = inputsFor({ batch: 1, queryHeads: 1, queryLength: 3, headDim: 2 }, 5);
+    await expectMatchesReference(own, inputs);
+    const first = own.device;
+    first.destroy();
+    // The call racing the loss may reject with `device` (never hang, never zeros), or, when the loss
+    // was already reported, run on the replacement; either way the next one runs on a new device.
+    const raced = await own.attention(inputs).then(
+      (result) => result,
+      (e: unknown) => e,
+    );
+    if (isAttnkitError(raced)) expect(raced.code).toBe('device');
+    else
+      expectClose(
+        'output',
+        (raced as AttentionResult).output,
+        referenceAttention64(inputs).output,
+        own.capabilities.tolerance,
+      );
+    await expectMatchesReference(own, inputs, { causal: true });
+    expect(own.device).not.toBe(first);
+    await own.dispose();
+    expect(own.memory().deviceBytes).toBe(0);
   });
 
   it('bad input is rejected before a device is acquired', async () => {
