@@ -948,7 +948,7 @@ class WebGpuImplementation implements BackendImplementation {
           a,
           up(weight)!,
           biasBuffer,
-          { m: rows, k: a === x ? M : M, n },
+          { m: rows, k: M, n },
           context,
         );
         held.push(out.output, ...out.temps);
