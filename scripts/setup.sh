@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 # rustc + wasm32 std + lld: builds @attnkit/wasm. chromium: headless browser tests (WebGL, WebGPU,
 # wasm in a page) and Dawn's SwiftShader Vulkan driver for WebGPU in Node. xvfb/xauth: a display for
-# the browser tests where one is needed.
-APT_PACKAGES=(rustc libstd-rust-dev-wasm32 lld chromium xvfb xauth)
+# the browser tests where one is needed. libvulkan1: the Vulkan loader Dawn uses with SwiftShader.
+APT_PACKAGES=(rustc libstd-rust-dev-wasm32 lld chromium xvfb xauth libvulkan1)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
