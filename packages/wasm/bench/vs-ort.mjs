@@ -213,8 +213,10 @@ await two.init();
 console.log(
   `attnkit: ${one.capabilities.engine} / ${two.capabilities.engine}; ORT ${ort.env.versions?.web ?? '1.30'} wasm, numThreads 1`,
 );
-for (const H of HEADS) {
-  for (const N of SIZES) {
+// Largest first: onnxruntime-web's wasm heap only grows, and after the big N x N score tensors of
+// smaller runs it can no longer find one contiguous block for N = 8192 (std::bad_alloc).
+for (const H of [...HEADS].sort((a, b) => b - a)) {
+  for (const N of [...SIZES].sort((a, b) => b - a)) {
     const q = random(H * N * D, 1);
     const k = random(H * N * D, 2);
     const v = random(H * N * D, 3);
@@ -247,6 +249,7 @@ for (const H of HEADS) {
 await one.dispose();
 await two.dispose();
 
+rows.sort((a, b) => a.H - b.H || a.N - b.N || Number(b.causal) - Number(a.causal));
 const f = (x) => (typeof x === 'number' ? x.toFixed(1) : x === null ? '-' : `fails (${x.error})`);
 if (THREADS_ONLY) {
   console.log('\n| H | N | mask | attnkit 1T wall ms | attnkit 2T wall ms | 1T / 2T |');
