@@ -89,12 +89,18 @@ interface Kernels {
 
 const DUMMY = new Float32Array(1);
 
-/** Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when no padding is needed). */
-function padRows(data: Float32Array, from: number, to: number): Float32Array {
+/**
+ * Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when no padding is needed);
+ * `onePastEnd` puts a 1 in column `from` of every row.
+ */
+function padRows(data: Float32Array, from: number, to: number, onePastEnd = false): Float32Array {
   if (from === to) return data;
   const rows = data.length / from;
   const out = new Float32Array(rows * to);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * from, (r + 1) * from), r * to);
+  for (let r = 0; r < rows; r++) {
+    out.set(data.subarray(r * from, (r + 1) * from), r * to);
+    if (onePastEnd) out[r * to + from] = 1;
+  }
   return out;
 }
 
@@ -176,9 +182,9 @@ export class WebglImplementation implements BackendImplementation {
           runtime.kernel(accumulateKernel(vectorized)),
         ],
         initMax: runtime.kernel(initMaxKernel),
-        initAcc: runtime.kernel(initAccKernel),
-        finalize: runtime.kernel(finalizeKernel),
-        weights: runtime.kernel(weightsKernel),
+        initAcc: runtime.kernel(initAccKernel(vectorized)),
+        finalize: runtime.kernel(finalizeKernel(vectorized)),
+        weights: runtime.kernel(weightsKernel(vectorized)),
         matmul: runtime.kernel(matmulKernel),
         pack: runtime.kernel(packKernel),
       };
@@ -266,7 +272,13 @@ export class WebglImplementation implements BackendImplementation {
     const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
     const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
     const dotLength = webgl2 ? width / 4 : D;
-    const v = toDevice(problem.v, Dv, B * Hkv * Lk);
+    // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
+    // accumulates as one more value column), zeros after it.
+    const groups = Math.ceil((Dv + 1) / 4);
+    const v = webgl2
+      ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
+      : toDevice(problem.v, Dv, B * Hkv * Lk);
+    const accWidth = webgl2 ? groups : Dv + 1;
     let bias = runtime.input(DUMMY, 1, 1);
     let biasKeyStride = 0;
     if (problem.bias !== null) {
@@ -317,7 +329,7 @@ export class WebglImplementation implements BackendImplementation {
         }
         const rowInfo = runtime.input(info, ROW_INFO.width, rc);
         let m = kernels.initMax.run([1, rc], [rowInfo]);
-        let acc = kernels.initAcc.run([Dv + 1, rc], [rowInfo, Dv, negInf]);
+        let acc = kernels.initAcc.run([accWidth, rc], [rowInfo, Dv, negInf]);
         // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
         const tileStarts: number[] = [];
         for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
@@ -347,8 +359,8 @@ export class WebglImplementation implements BackendImplementation {
           const mNew = kernels.rowMax[n % 2].run([1, rc], [s, m, tile, ...logitArgs(j0)]);
           const p = kernels.probs.run([tile, rc], [s, mNew, ...logitArgs(j0)]);
           const accNew = kernels.accumulate[n % 2].run(
-            [Dv + 1, rc],
-            [p, v, acc, m, mNew, rowInfo, j0, tile, Dv, negInf],
+            [accWidth, rc],
+            [p, v, acc, m, mNew, rowInfo, j0, tile, webgl2 ? groups : Dv, negInf],
           );
           release(s);
           release(p);
@@ -358,7 +370,7 @@ export class WebglImplementation implements BackendImplementation {
           m = mNew;
           acc = accNew;
         }
-        const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, negInf]);
+        const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, groups, negInf]);
         const values = runtime.read(done);
         release(done);
         for (let rr = 0; rr < rc; rr++) {
@@ -369,7 +381,7 @@ export class WebglImplementation implements BackendImplementation {
         if (weights) {
           for (const j0 of tileStarts) {
             const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-            const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, ...logitArgs(j0)]);
+            const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, groups, ...logitArgs(j0)]);
             const block = runtime.read(w);
             release(s);
             release(w);

@@ -230,72 +230,81 @@ export const probsKernel: KernelSpec = {
 }`,
 };
 
-const ACCUMULATE_SOURCE = `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
-  const rr = this.thread.y;
-  const d = this.thread.x;
-  const mp = mPrev[rr][0];
+/**
+ * WebGL2 only: the p.v loop over one group of four value columns. The host pads each value row to
+ * `4 * groups` columns with a 1 in column Dv (so the denominator accumulates as one more "value")
+ * and zeros after it; texelFetch with incremental texel coordinates (see attnDot4).
+ */
+const PV4 = {
+  name: 'attnPV4',
+  source: `vec4 attnPV4(float rr, float vBase, float c, float tile, float groups, float alpha) {
+  int T = int(tile);
+  int G = int(groups);
+  int row = int(rr);
+  int col = int(c);
+  int pw = user_probsSize.x;
+  int pi = row * T;
+  ivec2 pc = ivec2(pi - (pi / pw) * pw, pi / pw);
+  int vw = user_vSize.x;
+  int vt = int(vBase) * G + col;
+  vec4 sum = vec4(0.0);
+  for (int t = 0; t < T; t++) {
+    float p = texelFetch(user_probs, pc, 0).r;
+    if (p != 0.0) {
+      sum += p * texelFetch(user_v, ivec2(vt - (vt / vw) * vw, vt / vw), 0);
+    }
+    pc.x += 1;
+    if (pc.x == pw) { pc.x = 0; pc.y += 1; }
+    vt += G;
+  }
+  if (alpha == 0.0) return sum;
+  int aw = user_accPrevSize.x;
+  int ai = row * G + col;
+  return alpha * texelFetch(user_accPrev, ivec2(ai - (ai / aw) * aw, ai / aw), 0) + sum;
+}`,
+};
+
+const ALPHA = `const mp = mPrev[rr][0];
   let alpha = 0.0;
   if (mp != negInf) {
     alpha = mp - mNew[rr][0];
     if (attnIsNan(alpha) < 0.5) {
       alpha = Math.exp(alpha);
     }
-  }
-  const vBase = rowInfo[rr][1] + j0;
-  let sum = 0.0;
-  WEIGHTED_SUM
-  if (alpha == 0.0) {
-    return sum;
-  }
-  return alpha * accPrev[rr][d] + sum;
-}`;
-
-/** WebGL2 only: the p.v loop with texelFetch and incremental texel coordinates (see attnDot4). */
-const PV = {
-  name: 'attnPV',
-  source: `float attnPV(float rr, float vBase, float d, float tile, float Dv) {
-  int T = int(tile);
-  int dv = int(Dv);
-  int col = int(d);
-  int pw = user_probsSize.x;
-  int pi = int(rr) * T;
-  ivec2 pc = ivec2(pi - (pi / pw) * pw, pi / pw);
-  int vw = user_vSize.x;
-  int vi = int(vBase) * dv + col;
-  float sum = 0.0;
-  for (int t = 0; t < T; t++) {
-    float p = texelFetch(user_probs, pc, 0).r;
-    if (p != 0.0) {
-      float value = 1.0;
-      if (col < dv) {
-        int texel = vi / 4;
-        value = texelFetch(user_v, ivec2(texel - (texel / vw) * vw, texel / vw), 0)[vi - texel * 4];
-      }
-      sum += p * value;
-    }
-    pc.x += 1;
-    if (pc.x == pw) { pc.x = 0; pc.y += 1; }
-    vi += dv;
-  }
-  return sum;
-}`,
-};
+  }`;
 
 /**
- * Output `[Dv + 1, rows]`: columns `0..Dv-1` the unnormalised weighted sum of values, column `Dv` the
- * softmax denominator, both rescaled by `exp(mPrev - mNew)` as the running max moves. A zero weight
- * is skipped, so an infinite or NaN value in a masked key never leaks (0 * inf = NaN).
+ * The running weighted sum of values and the softmax denominator, both rescaled by
+ * `exp(mPrev - mNew)` as the running max moves (NaN when that difference is NaN). A zero weight is
+ * skipped, so an infinite or NaN value in a masked key never leaks (0 * inf = NaN).
+ * Portable: output `[Dv + 1, rows]`, column `Dv` the denominator. WebGL2 (`vectorized`): output
+ * `[groups, rows]` of RGBA texels, four columns each (see attnPV4); `Dv` is then `groups`.
  */
-export function accumulateKernel(webgl2: boolean): KernelSpec {
+export function accumulateKernel(vectorized: boolean): KernelSpec {
+  if (vectorized) {
+    return {
+      name: 'accumulate',
+      loopMaxIterations: LOOP_MAX,
+      returnType: 'Array(4)',
+      nativeFunctions: [...NATIVE, PV4],
+      source: `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
+  const rr = this.thread.y;
+  ${ALPHA}
+  return attnPV4(rr, rowInfo[rr][1] + j0, this.thread.x, tile, Dv, alpha);
+}`,
+    };
+  }
   return {
     name: 'accumulate',
     loopMaxIterations: LOOP_MAX,
-    nativeFunctions: webgl2 ? [...NATIVE, PV] : NATIVE,
-    source: ACCUMULATE_SOURCE.replace(
-      'WEIGHTED_SUM',
-      webgl2
-        ? 'sum = attnPV(rr, vBase, d, tile, Dv);'
-        : `for (let t = 0; t < tile; t++) {
+    nativeFunctions: NATIVE,
+    source: `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
+  const rr = this.thread.y;
+  const d = this.thread.x;
+  ${ALPHA}
+  const vBase = rowInfo[rr][1] + j0;
+  let sum = 0.0;
+  for (let t = 0; t < tile; t++) {
     const p = probs[rr][t];
     if (p != 0.0) {
       if (d < Dv) {
@@ -304,9 +313,29 @@ export function accumulateKernel(webgl2: boolean): KernelSpec {
         sum += p;
       }
     }
-  }`,
-    ),
+  }
+  if (alpha == 0.0) {
+    return sum;
+  }
+  return alpha * accPrev[rr][d] + sum;
+}`,
   };
+}
+
+/** WebGL2: column `d` of the RGBA accumulator of row `rr` (`groups` texels a row). */
+const ACC_AT = {
+  name: 'attnAccAt',
+  source: `float attnAccAt(float rr, float d, float groups) {
+  int col = int(d);
+  int ai = int(rr) * int(groups) + col / 4;
+  int aw = user_accSize.x;
+  return texelFetch(user_acc, ivec2(ai - (ai / aw) * aw, ai / aw), 0)[col - (col / 4) * 4];
+}`,
+};
+
+/** How a kernel with an `acc` argument reads column `d` of row `rr`, per layout. */
+function accAt(vectorized: boolean, d: string): string {
+  return vectorized ? `attnAccAt(rr, ${d}, groups)` : `acc[rr][${d}]`;
 }
 
 /** Initial running max: the sink logit, or -inf. Output `[1, rows]`. */
@@ -319,10 +348,39 @@ export const initMaxKernel: KernelSpec = {
 };
 
 /** Initial accumulator: zeros, and a denominator of exp(sink - sink) = 1 when a sink is present. */
-export const initAccKernel: KernelSpec = {
-  name: 'initAcc',
-  loopMaxIterations: 1,
-  source: `function initAcc(rowInfo, Dv, negInf) {
+export function initAccKernel(vectorized: boolean): KernelSpec {
+  if (vectorized) {
+    return {
+      name: 'initAcc',
+      loopMaxIterations: 1,
+      returnType: 'Array(4)',
+      nativeFunctions: [
+        {
+          name: 'attnInitAcc',
+          source: `vec4 attnInitAcc(float c, float Dv, float one) {
+  vec4 r = vec4(0.0);
+  int d = int(Dv) - int(c) * 4;
+  if (d == 0) r.x = one;
+  if (d == 1) r.y = one;
+  if (d == 2) r.z = one;
+  if (d == 3) r.w = one;
+  return r;
+}`,
+        },
+      ],
+      source: `function initAcc(rowInfo, Dv, negInf) {
+  let one = 1.0;
+  if (rowInfo[this.thread.y][6] == negInf) {
+    one = 0.0;
+  }
+  return attnInitAcc(this.thread.x, Dv, one);
+}`,
+    };
+  }
+  return {
+    name: 'initAcc',
+    loopMaxIterations: 1,
+    source: `function initAcc(rowInfo, Dv, negInf) {
   if (this.thread.x < Dv) {
     return 0.0;
   }
@@ -332,17 +390,19 @@ export const initAccKernel: KernelSpec = {
   }
   return 1.0;
 }`,
-};
+  };
+}
 
 /**
  * Output `[Dv + 1, rows]`: the attention output in columns `0..Dv-1` and `lse = m + ln(l)` in column
  * `Dv`. A row whose max is -inf saw no visible key and no sink: zeros and lse = -inf.
  */
-export const finalizeKernel: KernelSpec = {
-  name: 'finalize',
-  loopMaxIterations: 1,
-  nativeFunctions: NATIVE,
-  source: `function finalize(acc, m, Dv, negInf) {
+export function finalizeKernel(vectorized: boolean): KernelSpec {
+  return {
+    name: 'finalize',
+    loopMaxIterations: 1,
+    nativeFunctions: vectorized ? [...NATIVE, ACC_AT] : NATIVE,
+    source: `function finalize(acc, m, Dv, groups, negInf) {
   const rr = this.thread.y;
   const d = this.thread.x;
   const mm = m[rr][0];
@@ -352,28 +412,31 @@ export const finalizeKernel: KernelSpec = {
     }
     return negInf;
   }
-  const l = acc[rr][Dv];
+  const l = ${accAt(vectorized, 'Dv')};
   if (d < Dv) {
-    return acc[rr][d] / l;
+    return ${accAt(vectorized, 'd')} / l;
   }
   if (attnIsNan(l) > 0.5) {
     return l;
   }
   return mm + Math.log(l);
 }`,
-};
+  };
+}
 
 /** The attention pattern of one tile, from the final max and denominator. Output `[tile, rows]`. */
-export const weightsKernel: KernelSpec = {
-  name: 'weights',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function weights(scores, m, acc, Dv, ${LOGIT_ARGS}) {
+export function weightsKernel(vectorized: boolean): KernelSpec {
+  return {
+    name: 'weights',
+    loopMaxIterations: LOOP_MAX,
+    nativeFunctions: vectorized ? [...NATIVE, ACC_AT] : NATIVE,
+    source: `function weights(scores, m, acc, Dv, groups, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
   ${EXP_SHIFTED}
-  return p / acc[rr][Dv];
+  return p / ${accAt(vectorized, 'Dv')};
 }`,
-};
+  };
+}
 
 /** `c = a @ b (+ bias)` over a block of the output: `[cols, rows]` starting at `(n0, m0)`. */
 export const matmulKernel: KernelSpec = {
