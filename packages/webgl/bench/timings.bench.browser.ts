@@ -27,7 +27,9 @@ async function median(backend: AttentionBackend, n: number): Promise<{ ms: numbe
 }
 
 test('webgl vs cpu, N = 128..1024, d = 64, causal', async () => {
-  const cpuModule = (await import('@attnkit/cpu')) as { default: () => AttentionBackend };
+  // `as string` keeps tsc from resolving @attnkit/cpu (not a dependency of this package; the bench
+  // finds it through the workspace root), while vite still sees a literal specifier to rewrite.
+  const cpuModule = (await import('@attnkit/cpu' as string)) as { default: () => AttentionBackend };
   const webgl = createWebglBackend(JSON.parse(__WEBGL_OPTIONS__));
   const cpu = cpuModule.default();
   await webgl.init();

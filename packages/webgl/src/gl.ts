@@ -298,7 +298,7 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
             );
           }
           const ran = kernelClassOf(kernelRun);
-          if (ran !== kernelClass || fallback !== null) {
+          if (kernelRun.kernel?.constructor !== KernelClass || fallback !== null) {
             throw new AttnkitError('device', `webgl: kernel ${spec.name} ran as ${ran}, not ${kernelClass}`, {
               argument: spec.name,
               expected: kernelClass,
@@ -318,14 +318,9 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
       const raw = (texture as TextureHandle).raw;
       const rgba: Float32Array = raw.renderRawOutput();
       const [width, height] = texture.output;
-      const [texWidth] = raw.size as [number, number];
       const out = new Float32Array(width * height);
-      // gpu.js writes value n of the output at texel n of a texWidth-wide texture, red channel.
-      if (texWidth === width) {
-        for (let n = 0; n < out.length; n++) out[n] = rgba[n * 4];
-      } else {
-        for (let n = 0; n < out.length; n++) out[n] = rgba[n * 4];
-      }
+      // gpu.js writes value n of a 2-d output (n = y * width + x) to texel n, red channel.
+      for (let n = 0; n < out.length; n++) out[n] = rgba[n * 4];
       return out;
     },
     release(texture) {
