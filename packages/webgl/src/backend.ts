@@ -176,8 +176,8 @@ export class WebglImplementation implements BackendImplementation {
         // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
         // earlier run (of any earlier shape); the running max and accumulator therefore alternate
         // between two compiled instances so no kernel ever reads its own output.
-        rowMax: [runtime.kernel(rowMaxKernel), runtime.kernel(rowMaxKernel)],
-        probs: runtime.kernel(probsKernel),
+        rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))],
+        probs: runtime.kernel(probsKernel(vectorized)),
         accumulate: [
           runtime.kernel(accumulateKernel(vectorized)),
           runtime.kernel(accumulateKernel(vectorized)),
@@ -280,20 +280,23 @@ export class WebglImplementation implements BackendImplementation {
       ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
       : toDevice(problem.v, Dv, B * Hkv * Lk);
     const accWidth = webgl2 ? groups : Dv + 1;
-    let bias = runtime.input(DUMMY, 1, 1);
+    // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
+    // types must not change between calls, or gpu.js rebuilds it).
+    let bias = toDevice(DUMMY, 1, 1);
     let biasKeyStride = 0;
     if (problem.bias !== null) {
       const [, , , lkDim] = problem.bias.shape;
-      bias = runtime.input(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
+      bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
       biasKeyStride = lkDim === 1 ? 0 : 1;
     }
-    let keyMask = runtime.input(DUMMY, 1, 1);
-    if (problem.keyMask !== null)
-      keyMask = runtime.input(
-        Float32Array.from(problem.keyMask, (x) => (x !== 0 ? 1 : 0)),
-        Lk,
-        B,
-      );
+    const keyMask =
+      problem.keyMask === null
+        ? toDevice(DUMMY, 1, 1)
+        : toDevice(
+            Float32Array.from(problem.keyMask, (x) => (x !== 0 ? 1 : 0)),
+            Lk,
+            B,
+          );
     this.hostBytes = (problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4;
 
     try {

@@ -61,7 +61,7 @@ export const LOOP_MAX = 1 << 24;
  * `logit - m` is formed as `((bias - m) + alibi) + a`: a bias or ALiBi term near 1e4 would otherwise
  * round the small dot part away in float32 (ulp 1e-3) before the max is subtracted.
  */
-const LOGIT_PARTS = `let visible = 1.0;
+const LOGIT_PARTS_SOURCE = `let visible = 1.0;
     if (j >= Lk) {
       visible = 0.0;
     }
@@ -91,6 +91,42 @@ const LOGIT_PARTS = `let visible = 1.0;
     if (slope != 0.0) {
       alibi = -slope * (pos - j);
     }`;
+
+/**
+ * WebGL2: bias and key mask read straight from their packed RGBA textures (flat row-major order, see
+ * attnDot4), so they are uploaded once per call instead of once per kernel run.
+ */
+const LOGIT_NATIVE = [
+  {
+    name: 'attnBiasAt',
+    source: `float attnBiasAt(float row, float col, float width) {
+  int e = int(row) * int(width) + int(col);
+  int t = e / 4;
+  int w = user_biasSize.x;
+  return texelFetch(user_bias, ivec2(t - (t / w) * w, t / w), 0)[e - t * 4];
+}`,
+  },
+  {
+    name: 'attnMaskAt',
+    source: `float attnMaskAt(float b, float j, float Lk) {
+  int e = int(b) * int(Lk) + int(j);
+  int t = e / 4;
+  int w = user_keyMaskSize.x;
+  return texelFetch(user_keyMask, ivec2(t - (t / w) * w, t / w), 0)[e - t * 4];
+}`,
+  },
+];
+
+function logitParts(vectorized: boolean): string {
+  if (!vectorized) return LOGIT_PARTS_SOURCE;
+  return LOGIT_PARTS_SOURCE.replace(
+    'keyMask[rowInfo[rr][3]][j]',
+    'attnMaskAt(rowInfo[rr][3], j, Lk)',
+  ).replace(
+    'bias[rowInfo[rr][4]][j * biasKeyStride]',
+    'attnBiasAt(rowInfo[rr][4], j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0)',
+  );
+}
 
 /** The arguments every kernel that rebuilds a logit takes, in order. */
 const LOGIT_ARGS = 'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
@@ -173,23 +209,25 @@ export function scoresKernel(webgl2: boolean): KernelSpec {
 }
 
 /** Running max of the logits `a + bias + alibi` over visible keys, NaN-propagating. Output `[1, rows]`. */
-export const rowMaxKernel: KernelSpec = {
-  name: 'rowMax',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function rowMax(scores, mPrev, tile, ${LOGIT_ARGS}) {
+export function rowMaxKernel(vectorized: boolean): KernelSpec {
+  return {
+    name: 'rowMax',
+    loopMaxIterations: LOOP_MAX,
+    nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
+    source: `function rowMax(scores, mPrev, tile, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
   let m = mPrev[rr][0];
   for (let t = 0; t < tile; t++) {
     const j = j0 + t;
-    ${LOGIT_PARTS}
+    ${logitParts(vectorized)}
     if (visible > 0.5) {
       m = attnNanMax(m, scores[rr][t] + biasValue + alibi);
     }
   }
   return m;
 }`,
-};
+  };
+}
 
 /**
  * `p = exp(logit - m)` for a visible key, 0 for a masked one (so a weight is `p / l`, NaN for every key
@@ -197,7 +235,7 @@ export const rowMaxKernel: KernelSpec = {
  * (m = -inf); NaN for every key when m is NaN, as the reference gives. NaN and underflow are decided
  * here, not left to GLSL exp (undefined for NaN; an approximation near -inf).
  */
-const EXP_SHIFTED = `const mm = m[rr][0];
+const expShifted = (vectorized: boolean) => `const mm = m[rr][0];
   if (mm == negInf) {
     return 0.0;
   }
@@ -205,7 +243,7 @@ const EXP_SHIFTED = `const mm = m[rr][0];
     return mm;
   }
   const j = j0 + this.thread.x;
-  ${LOGIT_PARTS}
+  ${logitParts(vectorized)}
   let p = 0.0;
   if (visible > 0.5) {
     const x = biasValue - mm + alibi + scores[rr][this.thread.x];
@@ -219,16 +257,18 @@ const EXP_SHIFTED = `const mm = m[rr][0];
   }`;
 
 /** Unnormalised probabilities of one tile. Output `[tile, rows]`. */
-export const probsKernel: KernelSpec = {
-  name: 'probs',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: NATIVE,
-  source: `function probs(scores, m, ${LOGIT_ARGS}) {
+export function probsKernel(vectorized: boolean): KernelSpec {
+  return {
+    name: 'probs',
+    loopMaxIterations: LOOP_MAX,
+    nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
+    source: `function probs(scores, m, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
-  ${EXP_SHIFTED}
+  ${expShifted(vectorized)}
   return p;
 }`,
-};
+  };
+}
 
 /**
  * WebGL2 only: the p.v loop over one group of four value columns. The host pads each value row to
@@ -429,10 +469,10 @@ export function weightsKernel(vectorized: boolean): KernelSpec {
   return {
     name: 'weights',
     loopMaxIterations: LOOP_MAX,
-    nativeFunctions: vectorized ? [...NATIVE, ACC_AT] : NATIVE,
+    nativeFunctions: vectorized ? [...NATIVE, ACC_AT, ...LOGIT_NATIVE] : NATIVE,
     source: `function weights(scores, m, acc, Dv, groups, ${LOGIT_ARGS}) {
   const rr = this.thread.y;
-  ${EXP_SHIFTED}
+  ${expShifted(vectorized)}
   return p / ${accAt(vectorized, 'Dv')};
 }`,
   };
