@@ -12,6 +12,8 @@
 // Prints one line per measurement and a markdown table of medians and ratios. Each call is timed
 // whole (the copy into wasm memory counted for attnkit, session.run for ORT), after two warm-up calls.
 
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-web';
 import { createWasmBackend } from '../dist/index.js';
 
@@ -205,6 +207,40 @@ async function ortTime(kind, H, N, causal, q, k, v, reps) {
   }
 }
 
+// `--ort-child KIND,H,N,causal,reps`: measure one ORT variant and print its JSON (the parent runs each
+// in a fresh process: onnxruntime-web's wasm heap never shrinks, and after other runs' N x N tensors
+// it may find no contiguous block for the next, failing with std::bad_alloc)
+if (args.has('ort-child')) {
+  const [kind, h, n, c, reps] = args.get('ort-child').split(',');
+  const [H, N] = [Number(h), Number(n)];
+  const result = await ortTime(
+    kind,
+    H,
+    N,
+    c === '1',
+    random(H * N * D, 1),
+    random(H * N * D, 2),
+    random(H * N * D, 3),
+    Number(reps),
+  );
+  process.stdout.write(JSON.stringify(result));
+  process.exit(0);
+}
+function ortFresh(kind, H, N, causal, reps) {
+  const out = execFileSync(
+    process.execPath,
+    [
+      fileURLToPath(import.meta.url),
+      '--clock',
+      CLOCK,
+      '--ort-child',
+      `${kind},${H},${N},${causal ? 1 : 0},${reps}`,
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
+  return JSON.parse(out);
+}
+
 const rows = [];
 const one = createWasmBackend({ threads: 1 });
 const two = createWasmBackend({ threads: 2 });
@@ -213,9 +249,7 @@ await two.init();
 console.log(
   `attnkit: ${one.capabilities.engine} / ${two.capabilities.engine}; ORT ${ort.env.versions?.web ?? '1.30'} wasm, numThreads 1`,
 );
-// Largest first: onnxruntime-web's wasm heap only grows, and after the big N x N score tensors of
-// smaller runs it can no longer find one contiguous block for N = 8192 (std::bad_alloc).
-for (const H of [...HEADS].sort((a, b) => b - a)) {
+for (const H of [...HEADS].sort((a, b) => a - b)) {
   for (const N of [...SIZES].sort((a, b) => b - a)) {
     const q = random(H * N * D, 1);
     const k = random(H * N * D, 2);
@@ -235,10 +269,10 @@ for (const H of [...HEADS].sort((a, b) => b - a)) {
       const a1 = await time(() => one.attention({ q, k, v, shape }, { causal }), r);
       const a1w = H > 1 ? await time(() => one.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
       const a2 = H > 1 ? await time(() => two.attention({ q, k, v, shape }, { causal }), r, 'wall') : null;
-      const oa = await ortTime('Attention', H, N, causal, q, k, v, r);
+      const oa = ortFresh('Attention', H, N, causal, r);
       // per head first: after a failed 2 GiB allocation ORT's wasm heap cannot fit even one head
-      const oh = H > 1 ? await ortTime('MatMulPerHead', H, N, causal, q, k, v, r) : null;
-      const om = await ortTime('MatMul', H, N, causal, q, k, v, r);
+      const oh = H > 1 ? ortFresh('MatMulPerHead', H, N, causal, r) : null;
+      const om = ortFresh('MatMul', H, N, causal, r);
       const ortBest = Math.min(...[oa, om, oh].map((t) => (typeof t === 'number' ? t : Infinity)));
       const row = { H, N, causal, a1, a1w, a2, oa, om, oh, ortBest };
       rows.push(row);
