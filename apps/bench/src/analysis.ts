@@ -20,15 +20,30 @@ export function seriesIds(results: BenchResults): string[] {
 
 /** Sizes present in a series, ascending. */
 export function seriesSizes(results: BenchResults, series: string): number[] {
-  const sizes = new Set<number>();
+  // every size of the grid, so a size that the budget skipped everywhere still shows as skipped
+  const sizes = new Set<number>(results.grid.sizes);
   for (const s of results.subjects)
     for (const r of s.rows) if (r.workload.series === series) sizes.add(r.workload.n);
   return [...sizes].sort((a, b) => a - b);
 }
 
-/** The row of a subject at (series, n). */
+/**
+ * The row of a subject at (series, n). Saved results leave out the rows the budget skipped (the
+ * subject's `stopped` entry says from which size and why): those come back as `skipped` rows.
+ */
 export function rowAt(subject: SubjectReport, series: string, n: number): ResultRow | undefined {
-  return subject.rows.find((r) => r.workload.series === series && r.workload.n === n);
+  const row = subject.rows.find((r) => r.workload.series === series && r.workload.n === n);
+  if (row !== undefined) return row;
+  const stop = subject.stopped[series];
+  const template = subject.rows.find((r) => r.workload.series === series);
+  if (stop === undefined || n < stop.n || template === undefined) return undefined;
+  return {
+    subject: subject.id,
+    workload: { ...template.workload, id: `${series}-n${n}`, n },
+    status: 'skipped',
+    reason: stop.reason,
+    flops: { dense: 0, useful: 0 },
+  };
 }
 
 /** Peer families in display order; a family's best variant stands for it in ratios. */

@@ -404,6 +404,9 @@ async function main(argv: string[]): Promise<void> {
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
+    const stops = results.subjects.filter((s) => s.stopped[shown] !== undefined);
+    if (stops.length > 0) console.log(`Where the budget stopped each subject in ${shown}:`);
+    for (const s of stops) console.log(`  ${s.id}: N = ${s.stopped[shown].n}: ${s.stopped[shown].reason}`);
   }
   mkdirSync(options.output, { recursive: true });
   const name = options.name ?? (options.quick ? 'bench-quick' : 'bench-full');

@@ -30,15 +30,15 @@ export interface BenchResults {
 
 /**
  * The result file: compact, numbers to 4 significant digits (beyond the noise of these machines), and
- * skipped rows without their repeated reason (the subject's `stopped` entry holds it once per series),
- * so a full run stays small enough to commit.
+ * without the rows the budget skipped (the subject's `stopped` entry says from which size and why;
+ * `rowAt` restores them), so a full run stays small enough to commit.
  */
 export function serializeResults(results: BenchResults): string {
   const slim: BenchResults = {
     ...results,
     subjects: results.subjects.map((s) => ({
       ...s,
-      rows: s.rows.map((r) => (r.status === 'skipped' ? { ...r, reason: 'budget (see stopped)' } : r)),
+      rows: s.rows.filter((r) => r.status !== 'skipped'),
     })),
   };
   return JSON.stringify(slim, (_key, value: unknown) =>

@@ -48,7 +48,7 @@ export function ratioTableText(results: BenchResults, series: string): string {
     head: ['N', 'attnkit', 'ms', ...families.map((f) => `vs ${f}`)],
     style: { head: [], border: [] },
   });
-  for (const r of rows) {
+  for (const r of rows.filter((row) => row.backendMs !== null)) {
     table.push([
       String(r.n),
       r.backend,

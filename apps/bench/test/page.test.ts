@@ -1,0 +1,47 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeWorkload, QUICK_RUN } from '@attnkit/benchmarks';
+import { chromium } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, CHROMIUM_FLAGS, servePage } from '../src/browser.js';
+
+const pageDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'web');
+
+describe('bench page (built dist/web) in headless Chromium', () => {
+  it('is built', () => {
+    expect(existsSync(path.join(pageDir, 'index.html'))).toBe(true);
+  });
+
+  it('runs a subject with the shared runner and checks it against the reference in the page', async () => {
+    const { server, url } = await servePage(pageDir);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(url);
+      await page.waitForFunction(() => window.__benchReady === true);
+      const request = {
+        subjects: ['cpu', 'no-such-subject'],
+        series: [[makeWorkload('prefill', true, 16, 'h1', 32), makeWorkload('prefill', true, 16, 'h1', 64)]],
+        options: { ...QUICK_RUN, minTimeMs: 5, maxReps: 3 },
+      };
+      const result = await page.evaluate((r) => window.runBench(r), request);
+      expect(result.userAgent).toContain('Chrome');
+      const [cpu, unknown] = result.reports;
+      expect(cpu.status).toBe('ok');
+      expect(cpu.environment).toMatch(/^browser/);
+      expect(cpu.rows.map((r) => [r.status, r.check?.pass])).toEqual([
+        ['ok', true],
+        ['ok', true],
+      ]);
+      expect(unknown).toMatchObject({ id: 'no-such-subject', status: 'unavailable' });
+      expect(unknown.reason).toContain('unknown browser subject');
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  });
+});
