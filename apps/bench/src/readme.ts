@@ -23,7 +23,7 @@ const parts: string[] = [
   `Run of ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.cpu}, ${m.cores} logical cores (shared with other work: noisy), ` +
     `${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB, Node ${m.node ?? 'n/a'}; browser: ${m.browser ?? 'not run'}; ` +
     `WebGPU adapter: ${m.gpuAdapter ?? 'none'} (a software rasteriser here: GPU numbers are for correctness, not speed). ` +
-    `Full data: [results/bench-full.json](results/bench-full.json), report: [results/bench-full.html](results/bench-full.html).`,
+    `Full data: [results/bench-full.json](results/bench-full.json), report: \`results/bench-full.html\` (written by the run; not committed: 2 MB).`,
 ];
 const available = seriesIds(results);
 for (const series of [HEADLINE_SERIES, ...EXTRA].filter((s) => available.includes(s))) {
