@@ -56,8 +56,9 @@ function lineChart(
     color: PALETTE,
     title: { text: title, subtext: series, left: 'center', textStyle: { fontSize: 14 } },
     tooltip: { trigger: 'item' },
-    legend: { type: 'scroll', bottom: 0, textStyle: { fontSize: 10 } },
-    grid: { left: 70, right: 30, top: 60, bottom: 70 },
+    // A plain (wrapping) legend: the SVG in the README is static, so a scrolling legend would hide names.
+    legend: { type: 'plain', bottom: 0, textStyle: { fontSize: 10 } },
+    grid: { left: 70, right: 30, top: 60, bottom: 130 },
     xAxis: {
       type: 'log',
       logBase: 2,

@@ -9,7 +9,7 @@ import { escapeHtml, latencyTableHtml, ratioTableHtml, subjectsHtml } from './ta
 const require = createRequire(import.meta.url);
 
 /** Renders an echarts option to an SVG string in Node (server-side rendering, no DOM). */
-export function renderSvg(option: ChartOption, width = 900, height = 520): string {
+export function renderSvg(option: ChartOption, width = 900, height = 600): string {
   const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width, height });
   chart.setOption({ backgroundColor: '#ffffff', ...option });
   const svg = chart.renderToSVGString();
@@ -53,7 +53,7 @@ export function renderHtml(results: BenchResults): string {
 body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fff}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
-.chart{height:440px;border:1px solid #ddd}
+.chart{height:520px;border:1px solid #ddd}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td.win{background:#e6f4e6}td.lose{background:#fbe9e9}td.na{color:#999}
 .meta{color:#555;font-size:12px}

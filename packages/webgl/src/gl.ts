@@ -233,7 +233,8 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
   } catch (error) {
     throw unavailable(`gpu.js refused the ${kernelClass} context: ${(error as Error).message}`, error);
   }
-  if (gpu.Kernel?.name !== kernelClass) {
+  // Compare classes, not names: a minifying bundler renames gpu.js's classes.
+  if (gpu.Kernel !== KernelClass) {
     throw unavailable(`gpu.js chose ${gpu.Kernel?.name ?? 'no kernel'} instead of ${kernelClass}`);
   }
   const version = String(context.getParameter(context.VERSION));
