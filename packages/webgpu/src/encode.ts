@@ -1,0 +1,201 @@
+import type { MatmulShape } from '@attnkit/spec';
+import {
+  ATTENTION_PARAM_FIELDS,
+  ATTENTION_PARAMS_BYTES,
+  type AttentionParamField,
+  Flags,
+  MATMUL_PARAMS_BYTES,
+} from './kernels.js';
+import type { Pipelines } from './pipelines.js';
+import { type AttentionPlan, dispatchSize, matmulTile, stridesFor } from './planning.js';
+import { STORAGE_USAGE } from './pool.js';
+import type { DeviceState } from './state.js';
+import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
+
+const NAN_BITS = 0x7fc00000;
+
+/** Uploads the option tensors and encodes the fused kernel (and the weights pass). Never awaits. */
+export function encodeAttention(
+  s: DeviceState,
+  encoder: GPUCommandEncoder,
+  plan: AttentionPlan,
+  pipelines: Pipelines,
+  inputs: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer },
+  context: string,
+): { output: GPUBuffer; rows: GPUBuffer | null; weights: GPUBuffer | null; temps: GPUBuffer[] } {
+  const { device, pool } = s;
+  const { shape, options: o, layout, variant } = plan;
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = shape;
+  const temps: GPUBuffer[] = [];
+  const qTiles = Math.ceil(Lq / variant.bq);
+  const groups = B * Hq * qTiles;
+  const [gx, gy] = dispatchSize(s, groups, context);
+  const qs = stridesFor(layout, Hq, Lq, D);
+  const ks = stridesFor(layout, Hkv, Lk, D);
+  const vs = stridesFor(layout, Hkv, Lk, Dv);
+  const os = stridesFor(layout, Hq, Lq, Dv);
+  const bs = o.bias?.strides ?? [0, 0, 0, 0];
+  // Past Lq + Lk every key is inside the window; clamping keeps the value in i32 range.
+  const window = o.slidingWindow === null ? 0 : Math.min(o.slidingWindow, Lq + Lk + 1);
+  const values: Record<AttentionParamField, number> = {
+    batch: B,
+    hq: Hq,
+    hkv: Hkv,
+    lq: Lq,
+    lk: Lk,
+    qTiles,
+    total: groups,
+    groupsX: gx,
+    window,
+    qsB: qs.b,
+    qsH: qs.h,
+    qsL: qs.l,
+    ksB: ks.b,
+    ksH: ks.h,
+    ksL: ks.l,
+    vsB: vs.b,
+    vsH: vs.h,
+    vsL: vs.l,
+    osB: os.b,
+    osH: os.h,
+    osL: os.l,
+    bsB: bs[0],
+    bsH: bs[1],
+    bsI: bs[2],
+    bsJ: bs[3],
+    scale: o.scale,
+    softcap: o.softcap ?? 1,
+    nanBits: NAN_BITS,
+    d: D,
+    dv: Dv,
+    bk: variant.bk,
+    flags:
+      (o.causal ? Flags.causal : 0) |
+      (o.slidingWindow !== null ? Flags.window : 0) |
+      (o.bias !== null ? Flags.bias : 0) |
+      (o.keyMask !== null ? Flags.keyMask : 0) |
+      (o.alibiSlopes !== null ? Flags.alibi : 0) |
+      (o.softcap !== null ? Flags.softcap : 0) |
+      (o.sinks !== null ? Flags.sinks : 0) |
+      (o.returnLse || o.returnWeights ? Flags.rows : 0),
+  };
+  const params = (overrides: Partial<Record<AttentionParamField, number>>) => {
+    const buffer = new ArrayBuffer(ATTENTION_PARAMS_BYTES);
+    const u32 = new Uint32Array(buffer);
+    const f32 = new Float32Array(buffer);
+    ATTENTION_PARAM_FIELDS.forEach((field, n) => {
+      const value = overrides[field] ?? values[field];
+      if (field === 'scale' || field === 'softcap') f32[n] = value;
+      else u32[n] = value;
+    });
+    return uploadUniform(s, buffer);
+  };
+  const uniform = params({});
+  temps.push(uniform);
+  // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.
+  const dummy = s.dummy;
+  const bias = o.bias === null ? dummy : uploadFloats(s, o.bias.data);
+  const mask = o.keyMask === null ? dummy : uploadBytes(s, o.keyMask);
+  let head = dummy;
+  if (o.alibiSlopes !== null || o.sinks !== null) {
+    const values = new Float32Array(2 * Hq);
+    if (o.alibiSlopes !== null) values.set(o.alibiSlopes, 0);
+    if (o.sinks !== null) values.set(o.sinks, Hq);
+    head = uploadFloats(s, values);
+  }
+  const optional = [bias, mask, head];
+  for (const buffer of optional) if (buffer !== dummy) temps.push(buffer);
+  const rowsCount = B * Hq * Lq;
+  const output = pool.acquire(B * Hq * Lq * Dv * 4, STORAGE_USAGE);
+  const wantRows = o.returnLse || o.returnWeights;
+  // ROWS is written, so it cannot share the read-only stand-in.
+  const rowsBuffer = pool.acquire(wantRows ? 3 * rowsCount * 4 : 16, STORAGE_USAGE);
+  const rows = wantRows ? rowsBuffer : null;
+  if (!wantRows) temps.push(rowsBuffer);
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform, size: ATTENTION_PARAMS_BYTES } },
+    { binding: 1, resource: { buffer: inputs.q } },
+    { binding: 2, resource: { buffer: inputs.k } },
+    { binding: 3, resource: { buffer: inputs.v } },
+    { binding: 4, resource: { buffer: output } },
+  ];
+  let next = 5;
+  entries.push({ binding: next++, resource: { buffer: rowsBuffer } });
+  for (const buffer of optional) entries.push({ binding: next++, resource: { buffer } });
+  const pass = encoder.beginComputePass({ label: 'attnkit:attention' });
+  pass.setPipeline(pipelines.attention);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({ layout: pipelines.attention.getBindGroupLayout(0), entries }),
+  );
+  pass.dispatchWorkgroups(gx, gy);
+  let weights: GPUBuffer | null = null;
+  if (o.returnWeights && pipelines.weights !== null && rows !== null) {
+    const count = rowsCount * Lk;
+    const wGroups = Math.ceil(count / variant.wg);
+    const [wx, wy] = dispatchSize(s, wGroups, context);
+    const wUniform = params({ total: wGroups, groupsX: wx });
+    temps.push(wUniform);
+    weights = pool.acquire(count * 4, STORAGE_USAGE);
+    const wEntries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: wUniform, size: ATTENTION_PARAMS_BYTES } },
+      { binding: 1, resource: { buffer: inputs.q } },
+      { binding: 2, resource: { buffer: inputs.k } },
+      { binding: 3, resource: { buffer: rows } },
+      { binding: 4, resource: { buffer: weights } },
+    ];
+    let wNext = 5;
+    for (const buffer of optional) wEntries.push({ binding: wNext++, resource: { buffer } });
+    pass.setPipeline(pipelines.weights);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({ layout: pipelines.weights.getBindGroupLayout(0), entries: wEntries }),
+    );
+    pass.dispatchWorkgroups(wx, wy);
+  }
+  pass.end();
+  return { output, rows, weights, temps };
+}
+
+export function encodeMatmul(
+  s: DeviceState,
+  encoder: GPUCommandEncoder,
+  pipeline: GPUComputePipeline,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  bias: GPUBuffer | null,
+  shape: MatmulShape,
+  context: string,
+): { output: GPUBuffer; temps: GPUBuffer[] } {
+  const { device, pool } = s;
+  const tile = matmulTile(s);
+  const tilesN = Math.ceil(shape.n / tile);
+  const total = Math.ceil(shape.m / tile) * tilesN;
+  const [gx, gy] = dispatchSize(s, total, context);
+  const uniform = uploadUniform(
+    s,
+    new Uint32Array([shape.m, shape.k, shape.n, tilesN, total, gx, 0, 0]).buffer,
+  );
+  const output = pool.acquire(shape.m * shape.n * 4, STORAGE_USAGE);
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform, size: MATMUL_PARAMS_BYTES } },
+    { binding: 1, resource: { buffer: a } },
+    { binding: 2, resource: { buffer: b } },
+    { binding: 3, resource: { buffer: output } },
+  ];
+  if (bias !== null) entries.push({ binding: 4, resource: { buffer: bias } });
+  const pass = encoder.beginComputePass({ label: 'attnkit:matmul' });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+  pass.dispatchWorkgroups(gx, gy);
+  pass.end();
+  return { output, temps: [uniform] };
+}

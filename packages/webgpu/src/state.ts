@@ -1,0 +1,62 @@
+import type { AcquiredDevice } from './device.js';
+import { BufferPool, STORAGE_USAGE } from './pool.js';
+
+/** Everything a backend holds for one device, sized from that device's limits. */
+export interface DeviceState {
+  acquired: AcquiredDevice;
+  device: GPUDevice;
+  pool: BufferPool;
+  limits: {
+    storageBinding: number;
+    maxBuffer: number;
+    workgroupFloats: number;
+    invocations: number;
+    workgroupsPerDim: number;
+    storageBuffers: number;
+    tensorElements: number;
+  };
+  /** 16-byte read-only stand-in bound where an option is absent. */
+  dummy: GPUBuffer;
+  lost: GPUDeviceLostInfo | null;
+  lostPromise: Promise<GPUDeviceLostInfo>;
+}
+
+/**
+ * What the operation modules need from the backend: `live()` replaces a lost device this backend
+ * owns, `ready()` returns the state or throws (`disposed`, `unavailable`, `device`).
+ */
+export interface Runtime {
+  live(): Promise<void>;
+  ready(): DeviceState;
+  /** `WebGpuBackendOptions.workgroupSize`, as given. */
+  readonly workgroupSize: number | undefined;
+}
+
+/** Builds the state of a freshly acquired device and starts watching for its loss. */
+export function createDeviceState(acquired: AcquiredDevice): DeviceState {
+  const { device } = acquired;
+  const l = device.limits;
+  const storageBinding = Math.min(l.maxStorageBufferBindingSize, l.maxBufferSize);
+  const pool = new BufferPool(device, l.maxBufferSize);
+  const state: DeviceState = {
+    acquired,
+    device,
+    pool,
+    dummy: pool.acquire(16, STORAGE_USAGE),
+    limits: {
+      storageBinding,
+      maxBuffer: l.maxBufferSize,
+      workgroupFloats: Math.floor(l.maxComputeWorkgroupStorageSize / 4),
+      invocations: Math.min(l.maxComputeInvocationsPerWorkgroup, l.maxComputeWorkgroupSizeX),
+      workgroupsPerDim: l.maxComputeWorkgroupsPerDimension,
+      storageBuffers: l.maxStorageBuffersPerShaderStage,
+      tensorElements: Math.floor(storageBinding / 4),
+    },
+    lost: null,
+    lostPromise: device.lost,
+  };
+  state.lostPromise.then((info) => {
+    state.lost = info;
+  });
+  return state;
+}

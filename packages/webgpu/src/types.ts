@@ -1,0 +1,65 @@
+import type {
+  AttentionBackend,
+  AttentionOptions,
+  AttentionResult,
+  AttentionShape,
+  LayerInputs,
+  MatmulShape,
+} from '@attnkit/spec';
+import type { DeviceOptions } from './device.js';
+
+/** Options of {@link createWebGpuBackend}. */
+export interface WebGpuBackendOptions extends DeviceOptions {
+  /** Invocations per attention workgroup (default 64, capped by the device). */
+  workgroupSize?: number;
+}
+
+/**
+ * Memory layout of q/k/v/output buffers on the device path. `bhld` is the spec's `[B, H, L, D]`;
+ * `blhd` is `[B, L, H, D]`, what a projection `[B*L, H*D]` produces, so matmul output feeds
+ * attention (and attention output feeds the output projection) without a transpose.
+ */
+export type TensorLayout = 'bhld' | 'blhd';
+
+/** Device-resident attention inputs: buffers made on this backend's device. */
+export interface GpuAttentionInputs {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  shape: AttentionShape;
+  /** Layout of q, k, v and the returned output. Default `bhld`. */
+  layout?: TensorLayout;
+}
+
+/** Device-resident attention results. The buffers belong to the backend: `release()` them when done. */
+export interface GpuAttentionResult {
+  output: GPUBuffer;
+  lse?: GPUBuffer;
+  weights?: GPUBuffer;
+}
+
+/** Device-resident matmul inputs. */
+export interface GpuMatmulInputs {
+  a: GPUBuffer;
+  b: GPUBuffer;
+  bias?: GPUBuffer;
+  shape: MatmulShape;
+}
+
+/** The WebGPU backend: the spec contract plus a device-resident path. */
+export interface WebGpuBackend extends AttentionBackend {
+  /** The device in use (after `init()`). */
+  readonly device: GPUDevice;
+  /** Attention on buffers already on the device; nothing is read back. */
+  attentionBuffers(inputs: GpuAttentionInputs, options?: AttentionOptions): Promise<GpuAttentionResult>;
+  /** `a @ b (+ bias)` on device buffers; returns a backend buffer. */
+  matmulBuffers(inputs: GpuMatmulInputs): Promise<GPUBuffer>;
+  /** The multi-head attention layer, every projection and the attention on the device, one readback. */
+  multiHeadAttention(inputs: LayerInputs, options?: AttentionOptions): Promise<AttentionResult>;
+  /** Copies a `Float32Array` into a new backend buffer (release it when done). */
+  upload(data: Float32Array): Promise<GPUBuffer>;
+  /** Reads `elements` floats from the start of a buffer. */
+  read(buffer: GPUBuffer, elements: number): Promise<Float32Array>;
+  /** Hands a buffer returned by this backend back to its pool. */
+  release(buffer: GPUBuffer): void;
+}
