@@ -37,6 +37,7 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromiumFlags, chromiumPath } from '../scripts/chromium.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '..');
@@ -58,16 +59,8 @@ const CONFORMANCE_TARGET = BACKENDS.at(-1);
 const VITE_VERSION = '7.3.8';
 /** The slice of the conformance suite the bundled page runs (the CLI runs all of it in Node). */
 const BROWSER_CONFORMANCE_FILTER = 'options/';
-const CHROMIUM = process.env.ATTNKIT_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--enable-unsafe-webgpu',
-];
+const CHROMIUM = chromiumPath;
+const CHROMIUM_FLAGS = [...chromiumFlags, '--enable-unsafe-webgpu'];
 
 // ---------------------------------------------------------------------------------------------------
 // Cleanup: every resource registers an async closer; they run in reverse order exactly once.

@@ -1,5 +1,6 @@
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
+import { chromiumFlags, chromiumPath } from '../../scripts/chromium.mjs';
 
 // Two projects: the suite's own tests in Node, and the runner + vitest adapter in headless Chromium
 // (proof that the core is browser-safe, as the WebGL/WebGPU backends need it there).
@@ -29,15 +30,8 @@ export default defineConfig({
             headless: true,
             provider: playwright({
               launchOptions: {
-                executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-                args: [
-                  '--no-sandbox',
-                  '--no-first-run',
-                  '--disable-background-networking',
-                  '--disable-component-update',
-                  '--disable-sync',
-                  '--disable-quic',
-                ],
+                executablePath: chromiumPath,
+                args: chromiumFlags,
               },
             }),
             instances: [{ browser: 'chromium' }],

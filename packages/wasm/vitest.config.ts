@@ -1,5 +1,6 @@
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
+import { chromiumFlags, chromiumPath } from '../../scripts/chromium.mjs';
 
 /** Headless Chromium from the system (never a Playwright download). */
 const chromium = (name: string) => ({
@@ -8,15 +9,8 @@ const chromium = (name: string) => ({
   screenshotFailures: false,
   provider: playwright({
     launchOptions: {
-      executablePath: process.env.ATTNKIT_CHROMIUM ?? '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-      ],
+      executablePath: chromiumPath,
+      args: chromiumFlags,
     },
   }),
   instances: [{ browser: 'chromium' as const, name }],

@@ -1,5 +1,6 @@
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
+import { chromiumFlags, chromiumPath } from '../../scripts/chromium.mjs';
 
 /**
  * Headless Chromium from the system (never a Playwright download). ANGLE on SwiftShader gives WebGL2
@@ -11,17 +12,8 @@ export const chromium = {
   screenshotFailures: false,
   provider: playwright({
     launchOptions: {
-      executablePath: process.env.ATTNKIT_CHROMIUM ?? '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-        '--use-angle=swiftshader',
-        '--enable-unsafe-swiftshader',
-      ],
+      executablePath: chromiumPath,
+      args: [...chromiumFlags, '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
     },
   }),
   instances: [{ browser: 'chromium' as const }],

@@ -1,5 +1,6 @@
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
+import { chromiumFlags, chromiumPath } from '../../scripts/chromium.mjs';
 
 // Dawn needs a Vulkan driver. Without a GPU it is SwiftShader from Debian's chromium package; the
 // loader (libvulkan.so.1) is found through LD_LIBRARY_PATH, which must be set before the test worker
@@ -36,14 +37,9 @@ export default defineConfig({
             headless: true,
             provider: playwright({
               launchOptions: {
-                executablePath: '/usr/bin/chromium',
+                executablePath: chromiumPath,
                 args: [
-                  '--no-sandbox',
-                  '--no-first-run',
-                  '--disable-background-networking',
-                  '--disable-component-update',
-                  '--disable-sync',
-                  '--disable-quic',
+                  ...chromiumFlags,
                   '--enable-unsafe-webgpu',
                   '--enable-unsafe-swiftshader',
                   // Same reason as DEFAULT_DAWN_FLAGS in src/device.ts: seconds less per pipeline on SwiftShader.
