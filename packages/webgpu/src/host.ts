@@ -10,7 +10,7 @@ import {
   validateLayer,
 } from '@attnkit/spec';
 import { encodeAttention, encodeMatmul, type OptionBuffers, uploadAttentionOptions } from './encode.js';
-import { deviceError, guarded } from './errors.js';
+import { deviceError, guarded, invalidArgument } from './errors.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
 import { type AttentionOptionsPart, checkElements, checkMatmul, planAttention } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
@@ -74,6 +74,20 @@ export async function holding<T>(s: DeviceState, held: GPUBuffer[], work: () => 
   }
 }
 
+/**
+ * Rejects an input whose length changed after validation (its buffer transferred or resized by the
+ * caller before the call read it): uploading it would leave stale pool contents in its place.
+ */
+function intact(context: string, argument: string, array: ArrayBufferView | null, length: number): void {
+  if (array !== null && (array as Float32Array).length !== length)
+    throw invalidArgument(
+      context,
+      `${argument}.length`,
+      `${length}, as validated (the array was transferred or resized before the call read it)`,
+      (array as Float32Array).length,
+    );
+}
+
 function optionList(o: OptionBuffers): GPUBuffer[] {
   return [o.bias, o.mask, o.head].filter((b): b is GPUBuffer => b !== null);
 }
@@ -93,6 +107,25 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
   const context = 'attention';
   const plan = planAttention(s, rt.workgroupSize, problem.shape, problem, 'bhld', context);
   const { device, pool } = s;
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = problem.shape;
+  intact(context, 'q', problem.q, B * Hq * Lq * D);
+  intact(context, 'k', problem.k, B * Hkv * Lk * D);
+  intact(context, 'v', problem.v, B * Hkv * Lk * Dv);
+  intact(context, 'options.keyMask', problem.keyMask, B * Lk);
+  intact(context, 'options.alibiSlopes', problem.alibiSlopes, Hq);
+  intact(context, 'options.sinks', problem.sinks, Hq);
+  if (problem.bias !== null) {
+    const [b0, b1, b2, b3] = problem.bias.shape;
+    intact(context, 'options.bias.data', problem.bias.data, b0 * b1 * b2 * b3);
+  }
   // Before the first await: the caller's arrays are copied to the device here.
   const uploading = guarded(s, context, () => ({
     q: uploadFloats(s, problem.q),
@@ -102,7 +135,6 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
   }));
   const inputs = await uploading;
   const held = [inputs.q, inputs.k, inputs.v, ...optionList(inputs.options)];
-  const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, valueDim: Dv } = problem.shape;
   const staging = await holding(s, held, async () => {
     const pipelines = await attentionPipelines(s, plan.variant, problem.returnWeights);
     stillUsable(s, context);
@@ -144,6 +176,10 @@ async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32
   const context = 'matmul';
   checkMatmul(s, context, problem.shape);
   const { device, pool } = s;
+  const { m, k, n } = problem.shape;
+  intact(context, 'a', problem.a, m * k);
+  intact(context, 'b', problem.b, k * n);
+  intact(context, 'bias', problem.bias, n);
   const inputs = await guarded(s, context, () => ({
     a: uploadFloats(s, problem.a),
     b: uploadFloats(s, problem.b),

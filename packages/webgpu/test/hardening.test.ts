@@ -231,6 +231,34 @@ describe('inputs are read before the call returns', () => {
     for (const buffer of [q, k, v, out.output, out.lse!]) backend.release(buffer);
   });
 
+  it('attention and matmul through the backend: a transferred input never yields a stale result', async () => {
+    // Earlier calls leave their outputs in pooled buffers: a detached q must never be read as one.
+    const inputs = inputsFor(tiny, 17);
+    const expected = referenceAttention64(inputsFor(tiny, 17)).output;
+    await backend.attention(inputsFor(tiny, 18));
+    const pending = backend.attention(inputs);
+    detach(inputs.q);
+    const mm = { a: random(12, 19), b: random(20, 20), shape: { m: 3, k: 4, n: 5 } };
+    const expectedMm = referenceMatmulInputs64({ ...mm, a: mm.a.slice(), b: mm.b.slice() });
+    const pendingMm = backend.matmul(mm);
+    detach(mm.a);
+    // Once the spec gate calls an initialised backend in the caller's tick (or copies the inputs
+    // while init is pending), these are the reference values; until then the implementation sees
+    // the detached array and must reject naming it. Never a result computed from stale memory.
+    const got = await pending.catch((e: unknown) => e);
+    if (isAttnkitError(got)) expectInvalid(got, 'q.length');
+    else
+      expectClose(
+        'output',
+        (got as { output: Float32Array }).output,
+        expected,
+        backend.capabilities.tolerance,
+      );
+    const gotMm = await pendingMm.catch((e: unknown) => e);
+    if (isAttnkitError(gotMm)) expectInvalid(gotMm, 'a.length');
+    else expectClose('matmul', gotMm as Float32Array, expectedMm, backend.capabilities.tolerance);
+  });
+
   describe('the implementation reads attention and matmul inputs in its synchronous prefix', () => {
     // The spec gate calls an initialised backend's implementation in the caller's tick (and copies
     // inputs while init is pending); this checks webgpu's half of that contract directly.
