@@ -50,5 +50,6 @@ export function checkFactoryOptions(options: unknown): WebGpuBackendOptions {
     const expected = check(value);
     if (expected !== null) throw invalidArgument(CONTEXT, `options.${key}`, expected, value);
   }
-  return options as WebGpuBackendOptions;
+  // A copy: the backend reads its options at init, after the caller may have changed the object.
+  return { ...options } as WebGpuBackendOptions;
 }
