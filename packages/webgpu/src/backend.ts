@@ -15,6 +15,7 @@ import {
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
+import { checkFactoryOptions } from './options.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
@@ -97,12 +98,23 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
 
   private recovering: Promise<void> | null = null;
 
+  /** Replaced by `createWebGpuBackend` with the gate's `init`, which deduplicates concurrent inits. */
+  initialize: () => Promise<void> = () => this.init();
+
+  usable(): DeviceState | null {
+    const s = this.state;
+    return !this.disposed && s !== null && s.lost === null ? s : null;
+  }
+
   /**
    * A device this backend acquired and then lost (driver reset, GPU removed) is replaced on the next
    * call: the call that saw the loss rejected with `device`, later ones run on a fresh device. A
    * caller's device is never replaced: calls keep rejecting with `device`.
    */
   async live(): Promise<void> {
+    // The wrapper's own methods (upload, attentionBuffers, ...) reach here before init: init through
+    // the spec gate's init, which runs it once however many calls wait for it.
+    if (!this.disposed && this.state === null) await this.initialize();
     const s = this.state;
     if (this.disposed || s === null || s.lost === null || !s.acquired.owned) return;
     if (this.recovering === null) {
@@ -211,16 +223,19 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
  * `options.device`, or asks `navigator.gpu` (browsers) or Dawn from the optional `webgpu` package (Node)
  * for an adapter and device, sized to the adapter's limits.
  */
-export function createWebGpuBackend(options: WebGpuBackendOptions = {}): WebGpuBackend {
-  const impl = new WebGpuImplementation(options);
+export function createWebGpuBackend(options?: WebGpuBackendOptions): WebGpuBackend {
+  const impl = new WebGpuImplementation(checkFactoryOptions(options));
   const base = createBackend(impl);
+  impl.initialize = () => base.init();
+  // Called in the caller's tick: each operation validates first (bad input acquires nothing) and
+  // reads the caller's host arrays before it returns (see host.ts).
   const run = <T>(method: string, work: () => Promise<T>): Promise<T> => {
     try {
       impl.assertOpen(method);
+      return impl.track(work());
     } catch (error) {
       return Promise.reject(error);
     }
-    return impl.track(base.init().then(work));
   };
   // defineProperty, not a getter in Object.assign: assign would read the device before init.
   Object.defineProperty(base, 'device', { get: () => impl.device, enumerable: true });

@@ -31,7 +31,7 @@ export interface AcquiredDevice {
   owned: boolean;
   /** What runs, for `capabilities.engine`. */
   description: string;
-  /** Kept so Dawn's instance outlives the device in Node. */
+  /** The `GPU` the device came from, kept for as long as the device is in use. */
   keepAlive: unknown;
   /** Facts about the device a caller may not expect, for `capabilities.notes`. */
   notes: string[];
@@ -90,6 +90,31 @@ export const DEFAULT_DAWN_FLAGS: readonly string[] = [
   'disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension',
 ];
 
+/**
+ * Dawn instances this process made, by module (its `create` function) and flags. Never emptied, on
+ * purpose: Dawn's Node binding (`webgpu` 0.6.2) crashes or hangs the process (SIGSEGV, SIGABRT
+ * `std::system_error: Invalid argument`, or no exit) when an instance that created a buffer is
+ * garbage-collected, so one instance per process is made and kept alive; backends each get their own
+ * device from it, which is what they own and destroy.
+ */
+const dawnInstances = new Map<NodeWebGpuModule['create'], Map<string, GPU>>();
+
+function dawnInstance(dawn: NodeWebGpuModule, flags: readonly string[]): GPU {
+  let byFlags = dawnInstances.get(dawn.create);
+  if (byFlags === undefined) {
+    byFlags = new Map();
+    dawnInstances.set(dawn.create, byFlags);
+  }
+  // Flags are a set of switches: order does not make a different instance.
+  const key = JSON.stringify([...flags].sort());
+  let gpu = byFlags.get(key);
+  if (gpu === undefined) {
+    gpu = dawn.create([...flags]);
+    byFlags.set(key, gpu);
+  }
+  return gpu;
+}
+
 /** Limits this backend asks for: as much as the adapter allows of what drives its tiling. */
 const WANTED_LIMITS = [
   'maxStorageBufferBindingSize',
@@ -129,7 +154,7 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
     }
     const dawn = await loadDawn(options);
     const flags = options.dawnFlags ?? DEFAULT_DAWN_FLAGS;
-    gpu = dawn.create([...flags]);
+    gpu = dawnInstance(dawn, flags);
     if (flags.length > 0) notes.push(`Dawn created with ${flags.join(' ')}`);
     where = 'Dawn (webgpu package)';
   }

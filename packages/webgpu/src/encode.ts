@@ -7,20 +7,56 @@ import {
   MATMUL_PARAMS_BYTES,
 } from './kernels.js';
 import type { Pipelines } from './pipelines.js';
-import { type AttentionPlan, dispatchSize, matmulTile, stridesFor } from './planning.js';
+import {
+  type AttentionOptionsPart,
+  type AttentionPlan,
+  dispatchSize,
+  matmulTile,
+  stridesFor,
+} from './planning.js';
 import { STORAGE_USAGE } from './pool.js';
 import type { DeviceState } from './state.js';
 import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
 
 const NAN_BITS = 0x7fc00000;
 
-/** Uploads the option tensors and encodes the fused kernel (and the weights pass). Never awaits. */
+/** The option tensors of one attention on the device; `null` where the option is absent. */
+export interface OptionBuffers {
+  bias: GPUBuffer | null;
+  mask: GPUBuffer | null;
+  /** ALiBi slopes then sinks, `2 * Hq` floats. */
+  head: GPUBuffer | null;
+}
+
+/**
+ * Uploads the option tensors (host arrays) now: called in the caller's tick, so writes into them
+ * after the call returns do not change the result. Never awaits.
+ */
+export function uploadAttentionOptions(
+  s: DeviceState,
+  o: AttentionOptionsPart,
+  queryHeads: number,
+): OptionBuffers {
+  const bias = o.bias === null ? null : uploadFloats(s, o.bias.data);
+  const mask = o.keyMask === null ? null : uploadBytes(s, o.keyMask);
+  let head: GPUBuffer | null = null;
+  if (o.alibiSlopes !== null || o.sinks !== null) {
+    const values = new Float32Array(2 * queryHeads);
+    if (o.alibiSlopes !== null) values.set(o.alibiSlopes, 0);
+    if (o.sinks !== null) values.set(o.sinks, queryHeads);
+    head = uploadFloats(s, values);
+  }
+  return { bias, mask, head };
+}
+
+/** Encodes the fused kernel (and the weights pass). Never awaits. */
 export function encodeAttention(
   s: DeviceState,
   encoder: GPUCommandEncoder,
   plan: AttentionPlan,
   pipelines: Pipelines,
   inputs: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer },
+  optionBuffers: OptionBuffers,
   context: string,
 ): { output: GPUBuffer; rows: GPUBuffer | null; weights: GPUBuffer | null; temps: GPUBuffer[] } {
   const { device, pool } = s;
@@ -101,18 +137,9 @@ export function encodeAttention(
   const uniform = params({});
   temps.push(uniform);
   // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.
+  // The option buffers belong to the caller of this function (uploaded earlier, released by it).
   const dummy = s.dummy;
-  const bias = o.bias === null ? dummy : uploadFloats(s, o.bias.data);
-  const mask = o.keyMask === null ? dummy : uploadBytes(s, o.keyMask);
-  let head = dummy;
-  if (o.alibiSlopes !== null || o.sinks !== null) {
-    const values = new Float32Array(2 * Hq);
-    if (o.alibiSlopes !== null) values.set(o.alibiSlopes, 0);
-    if (o.sinks !== null) values.set(o.sinks, Hq);
-    head = uploadFloats(s, values);
-  }
-  const optional = [bias, mask, head];
-  for (const buffer of optional) if (buffer !== dummy) temps.push(buffer);
+  const optional = [optionBuffers.bias ?? dummy, optionBuffers.mask ?? dummy, optionBuffers.head ?? dummy];
   const rowsCount = B * Hq * Lq;
   const output = pool.acquire(B * Hq * Lq * Dv * 4, STORAGE_USAGE);
   const wantRows = o.returnLse || o.returnWeights;

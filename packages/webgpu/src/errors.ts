@@ -1,4 +1,4 @@
-import { AttnkitError } from '@attnkit/spec';
+import { AttnkitError, describeValue } from '@attnkit/spec';
 import type { DeviceState } from './state.js';
 
 export const NAME = 'webgpu';
@@ -9,6 +9,21 @@ export function deviceError(message: string, cause?: unknown): AttnkitError {
     expected: 'a working GPUDevice',
     actual: message,
     ...(cause !== undefined && { cause }),
+  });
+}
+
+/** The standard `invalid-argument` error: what was expected of `argument` and what came. */
+export function invalidArgument(
+  context: string,
+  argument: string,
+  expected: string,
+  actual: unknown,
+): AttnkitError {
+  const text = describeValue(actual);
+  return new AttnkitError('invalid-argument', `${context}: ${argument} must be ${expected}, got ${text}`, {
+    argument,
+    expected,
+    actual: text,
   });
 }
 
@@ -27,17 +42,20 @@ export function unsupported(
 
 /**
  * Runs `encode` (which must not await) inside validation, out-of-memory and internal error scopes,
- * so a failure of this call is reported to this call even when calls overlap.
+ * so a failure of this call is reported to this call even when calls overlap. Every pooled buffer
+ * `encode` acquired and still holds goes back to the pool when the call fails (a thrown error or a
+ * GPU error in the scopes), so failing calls never grow device memory; on success they belong to
+ * what `encode` returned. `encode` runs before this function first awaits, i.e. in the caller's tick.
  */
 export async function guarded<T>(s: DeviceState, context: string, encode: () => T): Promise<T> {
-  const { device } = s;
+  const { device, pool } = s;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   device.pushErrorScope('internal');
-  let result: T | undefined;
+  let collected: { value: T; held: GPUBuffer[] } | undefined;
   let thrown: unknown = null;
   try {
-    result = encode();
+    collected = pool.collect(encode);
   } catch (error) {
     thrown = error ?? new Error('unknown');
   }
@@ -46,9 +64,13 @@ export async function guarded<T>(s: DeviceState, context: string, encode: () => 
   const kinds = ['internal', 'validation', 'out-of-memory'];
   for (let n = 0; n < errors.length; n++) {
     const error = errors[n];
-    if (error) throw deviceError(`${context}: WebGPU ${kinds[n]} error: ${error.message}`, error);
+    if (error) {
+      // Submitted work is ordered before any later use of these buffers, so they can be reused.
+      for (const buffer of collected?.held ?? []) pool.release(buffer);
+      throw deviceError(`${context}: WebGPU ${kinds[n]} error: ${error.message}`, error);
+    }
   }
-  return result as T;
+  return (collected as { value: T }).value;
 }
 
 /** Resolves with `work`, or rejects with `device` as soon as the device is lost. */

@@ -3,89 +3,111 @@ import {
   type AttentionProblem,
   type AttentionResult,
   type LayerInputs,
+  type LayerWeights,
   type MatmulProblem,
   type ResolvedShape,
   resolveOptions,
   validateLayer,
 } from '@attnkit/spec';
-import { encodeAttention, encodeMatmul } from './encode.js';
-import { guarded } from './errors.js';
+import { encodeAttention, encodeMatmul, type OptionBuffers, uploadAttentionOptions } from './encode.js';
+import { deviceError, guarded, invalidArgument } from './errors.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
-import { checkElements, checkMatmul, planAttention } from './planning.js';
-import type { Runtime } from './state.js';
+import { type AttentionOptionsPart, checkElements, checkMatmul, planAttention } from './planning.js';
+import type { DeviceState, Runtime } from './state.js';
 import { copyToStaging, readStaging, uploadFloats } from './transfer.js';
 
 // The host-array path: inputs uploaded from Float32Arrays, results read back in one submission.
+//
+// Inputs are read before the call returns: the spec gate calls an initialised backend in the caller's
+// tick, and every operation here uploads the caller's arrays (queue.writeBuffer copies at call time)
+// before its first await. When the device cannot be used right now (lost, being replaced, or not yet
+// initialised) the arrays are copied instead, then uploaded once it can. Either way a caller who
+// writes into (or transfers) an input right after the call, without awaiting, does not change it.
+
+/** Copies of the option tensors, for a call that has to wait before it can upload them. */
+export function copyOptions<T extends AttentionOptionsPart>(o: T): T {
+  return {
+    ...o,
+    keyMask: o.keyMask?.slice() ?? null,
+    bias: o.bias === null ? null : { ...o.bias, data: o.bias.data.slice() },
+    alibiSlopes: o.alibiSlopes?.slice() ?? null,
+    sinks: o.sinks?.slice() ?? null,
+  };
+}
+
+/**
+ * Calls `run` now when the device is usable (its synchronous part reads the caller's arrays), else on
+ * `copy` of the problem, made now, once `rt.live()` has the device back.
+ */
+export function whenUsable<P, R>(
+  rt: Runtime,
+  problem: P,
+  copy: (problem: P) => P,
+  run: (s: DeviceState, problem: P) => Promise<R>,
+): Promise<R> {
+  try {
+    const s = rt.usable();
+    if (s !== null) return run(s, problem);
+    const copied = copy(problem);
+    return rt.live().then(() => run(rt.ready(), copied));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Rejects with `device` when the device this call started on was lost while it waited. */
+export function stillUsable(s: DeviceState, context: string): void {
+  if (s.lost !== null)
+    throw deviceError(`${context}: the GPU device was lost (${s.lost.reason}): ${s.lost.message}`);
+}
+
+/**
+ * Runs the rest of a call that holds `held` (its uploaded inputs) and gives them back to the pool
+ * when it ends, whether it succeeded or failed: released once, here, never also inside an encode, so
+ * a buffer that another call has meanwhile taken from the pool is never released twice.
+ */
+export async function holding<T>(s: DeviceState, held: GPUBuffer[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } finally {
+    for (const buffer of held) s.pool.release(buffer);
+  }
+}
+
+/**
+ * Rejects an input whose length changed after validation (its buffer transferred or resized by the
+ * caller before the call read it): uploading it would leave stale pool contents in its place.
+ */
+function intact(context: string, argument: string, array: ArrayBufferView | null, length: number): void {
+  if (array !== null && (array as Float32Array).length !== length)
+    throw invalidArgument(
+      context,
+      `${argument}.length`,
+      `${length}, as validated (the array was transferred or resized before the call read it)`,
+      (array as Float32Array).length,
+    );
+}
+
+function optionList(o: OptionBuffers): GPUBuffer[] {
+  return [o.bias, o.mask, o.head].filter((b): b is GPUBuffer => b !== null);
+}
 
 /** Attention on host arrays: upload, the fused kernel, one readback. */
-export async function attention(rt: Runtime, problem: AttentionProblem): Promise<AttentionResult> {
-  await rt.live();
+export function attention(rt: Runtime, problem: AttentionProblem): Promise<AttentionResult> {
+  const copy = (p: AttentionProblem): AttentionProblem => ({
+    ...copyOptions(p),
+    q: p.q.slice(),
+    k: p.k.slice(),
+    v: p.v.slice(),
+  });
+  return whenUsable(rt, problem, copy, (s, p) => attentionOn(rt, s, p));
+}
+
+async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProblem): Promise<AttentionResult> {
   const context = 'attention';
-  const plan = planAttention(rt.ready(), rt.workgroupSize, problem.shape, problem, 'bhld', context);
-  const pipelines = await attentionPipelines(rt.ready(), plan.variant, problem.returnWeights);
-  const s = rt.ready();
+  const plan = planAttention(s, rt.workgroupSize, problem.shape, problem, 'bhld', context);
   const { device, pool } = s;
-  const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, valueDim: Dv } = problem.shape;
-  const staging = await guarded(s, context, () => {
-    const encoder = device.createCommandEncoder();
-    const q = uploadFloats(s, problem.q);
-    const k = uploadFloats(s, problem.k);
-    const v = uploadFloats(s, problem.v);
-    const out = encodeAttention(s, encoder, plan, pipelines, { q, k, v }, context);
-    const reads = [copyToStaging(s, encoder, out.output, B * Hq * Lq * Dv * 4)];
-    if (problem.returnLse && out.rows !== null)
-      reads.push(copyToStaging(s, encoder, out.rows, B * Hq * Lq * 4));
-    if (out.weights !== null) reads.push(copyToStaging(s, encoder, out.weights, B * Hq * Lq * Lk * 4));
-    device.queue.submit([encoder.finish()]);
-    // The queue orders later writes after this submission, so these can be reused at once.
-    for (const buffer of [q, k, v, out.output, ...out.temps]) pool.release(buffer);
-    if (out.rows !== null) pool.release(out.rows);
-    if (out.weights !== null) pool.release(out.weights);
-    return reads;
-  });
-  const [output, ...rest] = await readStaging(rt.ready(), context, staging);
-  const result: AttentionResult = { output };
-  if (problem.returnLse) result.lse = rest.shift();
-  if (problem.returnWeights) result.weights = rest.shift();
-  return result;
-}
-
-/** `a @ b (+ bias)` on host arrays. */
-export async function matmul(rt: Runtime, problem: MatmulProblem): Promise<Float32Array> {
-  await rt.live();
-  const context = 'matmul';
-  checkMatmul(rt.ready(), context, problem.shape);
-  const pipeline = await matmulPipeline(rt.ready(), problem.bias !== null);
-  const s = rt.ready();
-  const { device, pool } = s;
-  const staging = await guarded(s, context, () => {
-    const encoder = device.createCommandEncoder();
-    const a = uploadFloats(s, problem.a);
-    const b = uploadFloats(s, problem.b);
-    const bias = problem.bias === null ? null : uploadFloats(s, problem.bias);
-    const out = encodeMatmul(s, encoder, pipeline, a, b, bias, problem.shape, context);
-    const read = copyToStaging(s, encoder, out.output, problem.shape.m * problem.shape.n * 4);
-    device.queue.submit([encoder.finish()]);
-    for (const buffer of [a, b, out.output, ...out.temps]) pool.release(buffer);
-    if (bias !== null) pool.release(bias);
-    return [read];
-  });
-  const [output] = await readStaging(rt.ready(), context, staging);
-  return output;
-}
-
-/** The multi-head attention layer, every projection and the attention on the device, one readback. */
-export async function multiHeadAttention(
-  rt: Runtime,
-  inputs: LayerInputs,
-  options: AttentionOptions = {},
-): Promise<AttentionResult> {
-  await rt.live();
-  const context = 'multiHeadAttention';
-  const r = validateLayer(inputs, options);
-  const { batch: B, queryLength: Lq, keyLength: Lk, modelDim: M, queryHeads: Hq, kvHeads: Hkv } = r;
-  const { headDim: D, valueDim: Dv } = r;
-  const shape: ResolvedShape = {
+  const {
     batch: B,
     queryHeads: Hq,
     kvHeads: Hkv,
@@ -93,9 +115,154 @@ export async function multiHeadAttention(
     keyLength: Lk,
     headDim: D,
     valueDim: Dv,
-  };
-  const resolved = resolveOptions(options, shape, context);
+  } = problem.shape;
+  intact(context, 'q', problem.q, B * Hq * Lq * D);
+  intact(context, 'k', problem.k, B * Hkv * Lk * D);
+  intact(context, 'v', problem.v, B * Hkv * Lk * Dv);
+  intact(context, 'options.keyMask', problem.keyMask, B * Lk);
+  intact(context, 'options.alibiSlopes', problem.alibiSlopes, Hq);
+  intact(context, 'options.sinks', problem.sinks, Hq);
+  if (problem.bias !== null) {
+    const [b0, b1, b2, b3] = problem.bias.shape;
+    intact(context, 'options.bias.data', problem.bias.data, b0 * b1 * b2 * b3);
+  }
+  // Before the first await: the caller's arrays are copied to the device here.
+  const uploading = guarded(s, context, () => ({
+    q: uploadFloats(s, problem.q),
+    k: uploadFloats(s, problem.k),
+    v: uploadFloats(s, problem.v),
+    options: uploadAttentionOptions(s, problem, problem.shape.queryHeads),
+  }));
+  const inputs = await uploading;
+  const held = [inputs.q, inputs.k, inputs.v, ...optionList(inputs.options)];
+  const staging = await holding(s, held, async () => {
+    const pipelines = await attentionPipelines(s, plan.variant, problem.returnWeights);
+    stillUsable(s, context);
+    return guarded(s, context, () => {
+      const encoder = device.createCommandEncoder();
+      const out = encodeAttention(s, encoder, plan, pipelines, inputs, inputs.options, context);
+      const reads = [copyToStaging(s, encoder, out.output, B * Hq * Lq * Dv * 4)];
+      if (problem.returnLse && out.rows !== null)
+        reads.push(copyToStaging(s, encoder, out.rows, B * Hq * Lq * 4));
+      if (out.weights !== null) reads.push(copyToStaging(s, encoder, out.weights, B * Hq * Lq * Lk * 4));
+      device.queue.submit([encoder.finish()]);
+      // The queue orders later writes after this submission, so these can be reused at once (the
+      // inputs too, by `holding`, once this call's scopes are popped).
+      for (const buffer of [out.output, ...out.temps]) pool.release(buffer);
+      if (out.rows !== null) pool.release(out.rows);
+      if (out.weights !== null) pool.release(out.weights);
+      return reads;
+    });
+  });
+  const [output, ...rest] = await readStaging(s, context, staging);
+  const result: AttentionResult = { output };
+  if (problem.returnLse) result.lse = rest.shift();
+  if (problem.returnWeights) result.weights = rest.shift();
+  return result;
+}
+
+/** `a @ b (+ bias)` on host arrays. */
+export function matmul(rt: Runtime, problem: MatmulProblem): Promise<Float32Array> {
+  const copy = (p: MatmulProblem): MatmulProblem => ({
+    ...p,
+    a: p.a.slice(),
+    b: p.b.slice(),
+    bias: p.bias?.slice() ?? null,
+  });
+  return whenUsable(rt, problem, copy, (s, p) => matmulOn(s, p));
+}
+
+async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32Array> {
+  const context = 'matmul';
+  checkMatmul(s, context, problem.shape);
+  const { device, pool } = s;
+  const { m, k, n } = problem.shape;
+  intact(context, 'a', problem.a, m * k);
+  intact(context, 'b', problem.b, k * n);
+  intact(context, 'bias', problem.bias, n);
+  const inputs = await guarded(s, context, () => ({
+    a: uploadFloats(s, problem.a),
+    b: uploadFloats(s, problem.b),
+    bias: problem.bias === null ? null : uploadFloats(s, problem.bias),
+  }));
+  const held = [inputs.a, inputs.b, ...(inputs.bias === null ? [] : [inputs.bias])];
+  const staging = await holding(s, held, async () => {
+    const pipeline = await matmulPipeline(s, inputs.bias !== null);
+    stillUsable(s, context);
+    return guarded(s, context, () => {
+      const encoder = device.createCommandEncoder();
+      const out = encodeMatmul(s, encoder, pipeline, inputs.a, inputs.b, inputs.bias, problem.shape, context);
+      const read = copyToStaging(s, encoder, out.output, problem.shape.m * problem.shape.n * 4);
+      device.queue.submit([encoder.finish()]);
+      for (const buffer of [out.output, ...out.temps]) pool.release(buffer);
+      return [read];
+    });
+  });
+  const [output] = await readStaging(s, context, staging);
+  return output;
+}
+
+/** Copies of a layer's host arrays, for a call that has to wait before it can upload them. */
+function copyLayer(inputs: LayerInputs): LayerInputs {
   const w = inputs.weights;
+  const weights: LayerWeights = { wq: w.wq.slice(), wk: w.wk.slice(), wv: w.wv.slice(), wo: w.wo.slice() };
+  for (const name of ['bq', 'bk', 'bv', 'bo'] as const) {
+    const bias = w[name];
+    if (bias !== undefined) weights[name] = bias.slice();
+  }
+  const copied: LayerInputs = { ...inputs, x: inputs.x.slice(), weights };
+  if (inputs.context !== undefined) copied.context = inputs.context.slice();
+  return copied;
+}
+
+/**
+ * The multi-head attention layer, every projection and the attention on the device, one readback.
+ * Validates first (nothing acquired on bad input).
+ */
+export function multiHeadAttention(
+  rt: Runtime,
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const context = 'multiHeadAttention';
+  try {
+    const r = validateLayer(inputs, options);
+    const shape: ResolvedShape = {
+      batch: r.batch,
+      queryHeads: r.queryHeads,
+      kvHeads: r.kvHeads,
+      queryLength: r.queryLength,
+      keyLength: r.keyLength,
+      headDim: r.headDim,
+      valueDim: r.valueDim,
+    };
+    const resolved = resolveOptions(options, shape, context);
+    const problem = { inputs, resolved };
+    const copy = (p: typeof problem) => ({ inputs: copyLayer(p.inputs), resolved: copyOptions(p.resolved) });
+    return whenUsable(rt, problem, copy, (s, p) => layerOn(rt, s, p.inputs, shape, p.resolved, r.modelDim));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+async function layerOn(
+  rt: Runtime,
+  s: DeviceState,
+  inputs: LayerInputs,
+  shape: ResolvedShape,
+  resolved: AttentionOptionsPart,
+  M: number,
+): Promise<AttentionResult> {
+  const context = 'multiHeadAttention';
+  const {
+    batch: B,
+    queryLength: Lq,
+    keyLength: Lk,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    headDim: D,
+    valueDim: Dv,
+  } = shape;
   const sizes: [string, number][] = [
     ['x', B * Lq * M],
     ['context', B * Lk * M],
@@ -108,69 +275,94 @@ export async function multiHeadAttention(
     ['weights.wv', M * Hkv * Dv],
     ['weights.wo', Hq * Dv * M],
   ];
-  for (const [name, n] of sizes) checkElements(rt.ready(), context, name, n);
-  const plan = planAttention(rt.ready(), rt.workgroupSize, shape, resolved, 'blhd', context);
-  const [pipelines, mmBias, mmPlain] = await Promise.all([
-    attentionPipelines(rt.ready(), plan.variant, resolved.returnWeights),
-    matmulPipeline(rt.ready(), true),
-    matmulPipeline(rt.ready(), false),
-  ]);
-  const s = rt.ready();
+  for (const [name, n] of sizes) checkElements(s, context, name, n);
+  const plan = planAttention(s, rt.workgroupSize, shape, resolved, 'blhd', context);
   const { device, pool } = s;
-  const staging = await guarded(s, context, () => {
-    const encoder = device.createCommandEncoder();
-    const held: GPUBuffer[] = [];
-    const up = (data: Float32Array | undefined) => {
-      if (data === undefined) return null;
-      const buffer = uploadFloats(s, data);
-      held.push(buffer);
-      return buffer;
+  const w = inputs.weights;
+  // Before the first await: every host array of the layer is copied to the device here.
+  const up = await guarded(s, context, () => {
+    const one = (data: Float32Array | undefined) => (data === undefined ? null : uploadFloats(s, data));
+    const x = uploadFloats(s, inputs.x);
+    return {
+      x,
+      source: inputs.context === undefined ? x : uploadFloats(s, inputs.context),
+      wq: uploadFloats(s, w.wq),
+      wk: uploadFloats(s, w.wk),
+      wv: uploadFloats(s, w.wv),
+      wo: uploadFloats(s, w.wo),
+      bq: one(w.bq),
+      bk: one(w.bk),
+      bv: one(w.bv),
+      bo: one(w.bo),
+      options: uploadAttentionOptions(s, resolved, Hq),
     };
-    const x = up(inputs.x)!;
-    const source = inputs.context === undefined ? x : up(inputs.context)!;
-    const project = (a: GPUBuffer, rows: number, weight: Float32Array, n: number, bias?: Float32Array) => {
-      const biasBuffer = up(bias);
-      const out = encodeMatmul(
-        s,
-        encoder,
-        biasBuffer === null ? mmPlain : mmBias,
-        a,
-        up(weight)!,
-        biasBuffer,
-        { m: rows, k: M, n },
-        context,
-      );
-      held.push(out.output, ...out.temps);
-      return out.output;
-    };
-    const q = project(x, B * Lq, w.wq, Hq * D, w.bq);
-    const k = project(source, B * Lk, w.wk, Hkv * D, w.bk);
-    const v = project(source, B * Lk, w.wv, Hkv * Dv, w.bv);
-    const att = encodeAttention(s, encoder, plan, pipelines, { q, k, v }, context);
-    held.push(att.output, ...att.temps);
-    if (att.rows !== null) held.push(att.rows);
-    if (att.weights !== null) held.push(att.weights);
-    const woBias = up(w.bo);
-    const out = encodeMatmul(
-      s,
-      encoder,
-      woBias === null ? mmPlain : mmBias,
-      att.output,
-      up(w.wo)!,
-      woBias,
-      { m: B * Lq, k: Hq * Dv, n: M },
-      context,
-    );
-    held.push(out.output, ...out.temps);
-    const reads = [copyToStaging(s, encoder, out.output, B * Lq * M * 4)];
-    if (resolved.returnLse && att.rows !== null)
-      reads.push(copyToStaging(s, encoder, att.rows, B * Hq * Lq * 4));
-    if (att.weights !== null) reads.push(copyToStaging(s, encoder, att.weights, B * Hq * Lq * Lk * 4));
-    device.queue.submit([encoder.finish()]);
-    for (const buffer of held) pool.release(buffer);
-    return reads;
   });
-  const [output, ...rest] = await readStaging(rt.ready(), context, staging);
+  const held = [
+    ...new Set(
+      [
+        up.x,
+        up.source,
+        up.wq,
+        up.wk,
+        up.wv,
+        up.wo,
+        up.bq,
+        up.bk,
+        up.bv,
+        up.bo,
+        ...optionList(up.options),
+      ].filter((b): b is GPUBuffer => b !== null),
+    ),
+  ];
+  const staging = await holding(s, held, async () => {
+    const [pipelines, mmBias, mmPlain] = await Promise.all([
+      attentionPipelines(s, plan.variant, resolved.returnWeights),
+      matmulPipeline(s, true),
+      matmulPipeline(s, false),
+    ]);
+    stillUsable(s, context);
+    return guarded(s, context, () => {
+      const encoder = device.createCommandEncoder();
+      const made: GPUBuffer[] = [];
+      const project = (
+        a: GPUBuffer,
+        rows: number,
+        weight: GPUBuffer,
+        n: number,
+        k: number,
+        bias: GPUBuffer | null,
+      ) => {
+        const out = encodeMatmul(
+          s,
+          encoder,
+          bias === null ? mmPlain : mmBias,
+          a,
+          weight,
+          bias,
+          { m: rows, k, n },
+          context,
+        );
+        made.push(out.output, ...out.temps);
+        return out.output;
+      };
+      const q = project(up.x, B * Lq, up.wq, Hq * D, M, up.bq);
+      const k = project(up.source, B * Lk, up.wk, Hkv * D, M, up.bk);
+      const v = project(up.source, B * Lk, up.wv, Hkv * Dv, M, up.bv);
+      const att = encodeAttention(s, encoder, plan, pipelines, { q, k, v }, up.options, context);
+      made.push(att.output, ...att.temps);
+      if (att.rows !== null) made.push(att.rows);
+      if (att.weights !== null) made.push(att.weights);
+      const out = project(att.output, B * Lq, up.wo, M, Hq * Dv, up.bo);
+      const reads = [copyToStaging(s, encoder, out, B * Lq * M * 4)];
+      if (resolved.returnLse && att.rows !== null)
+        reads.push(copyToStaging(s, encoder, att.rows, B * Hq * Lq * 4));
+      if (att.weights !== null) reads.push(copyToStaging(s, encoder, att.weights, B * Hq * Lq * Lk * 4));
+      device.queue.submit([encoder.finish()]);
+      for (const buffer of made) pool.release(buffer);
+      return reads;
+    });
+  });
+  const [output, ...rest] = await readStaging(s, context, staging);
   const result: AttentionResult = { output };
   if (resolved.returnLse) result.lse = rest.shift();
   if (resolved.returnWeights) result.weights = rest.shift();

@@ -21,6 +21,8 @@ export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly created = new Set<GPUBuffer>();
   private bytes = 0;
+  /** Buffers acquired and not yet released inside the running {@link collect} (it never nests). */
+  private recording: Set<GPUBuffer> | null = null;
 
   constructor(
     private readonly device: GPUDevice,
@@ -47,10 +49,14 @@ export class BufferPool {
     const key = `${usage}:${size}`;
     const list = this.free.get(key);
     const reused = list?.pop();
-    if (reused !== undefined) return reused;
+    if (reused !== undefined) {
+      this.recording?.add(reused);
+      return reused;
+    }
     const buffer = this.device.createBuffer({ size, usage, label: `attnkit:${key}` });
     this.created.add(buffer);
     this.bytes += size;
+    this.recording?.add(buffer);
     return buffer;
   }
 
@@ -62,6 +68,7 @@ export class BufferPool {
   /** Returns a buffer for reuse; past the per-class cap it is destroyed. */
   release(buffer: GPUBuffer): void {
     if (!this.created.has(buffer)) return;
+    this.recording?.delete(buffer);
     const key = `${buffer.usage}:${buffer.size}`;
     let list = this.free.get(key);
     if (list === undefined) {
@@ -74,6 +81,27 @@ export class BufferPool {
       return;
     }
     list.push(buffer);
+  }
+
+  /**
+   * Runs `work` (synchronous) and returns, beside its value, the buffers it acquired and still holds:
+   * exactly this call's, since no other call can run in between. If `work` throws they are released,
+   * so a call that fails half-way through encoding gives back what it took.
+   */
+  collect<T>(work: () => T): { value: T; held: GPUBuffer[] } {
+    if (this.recording !== null) throw new Error('attnkit: BufferPool.collect does not nest');
+    const held = new Set<GPUBuffer>();
+    this.recording = held;
+    try {
+      const value = work();
+      return { value, held: [...held] };
+    } catch (error) {
+      this.recording = null;
+      for (const buffer of held) this.release(buffer);
+      throw error;
+    } finally {
+      this.recording = null;
+    }
   }
 
   private destroy(buffer: GPUBuffer): void {

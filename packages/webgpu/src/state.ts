@@ -28,6 +28,11 @@ export interface DeviceState {
 export interface Runtime {
   live(): Promise<void>;
   ready(): DeviceState;
+  /**
+   * The state when a call can use the device right now (initialised, not lost, not disposed), else
+   * `null`: then the call copies the caller's arrays before it waits for `live()`.
+   */
+  usable(): DeviceState | null;
   /** `WebGpuBackendOptions.workgroupSize`, as given. */
   readonly workgroupSize: number | undefined;
 }

@@ -1,5 +1,5 @@
-import { AttnkitError, describeValue } from '@attnkit/spec';
-import { deviceError, untilLost } from './errors.js';
+import { AttnkitError } from '@attnkit/spec';
+import { deviceError, invalidArgument, untilLost } from './errors.js';
 import { MAP_READ_MODE, STORAGE_USAGE, Usage } from './pool.js';
 import type { DeviceState } from './state.js';
 
@@ -18,21 +18,35 @@ function isGpuBuffer(value: unknown): value is GPUBuffer {
   );
 }
 
-export function checkBuffer(context: string, argument: string, value: unknown, elements: number): GPUBuffer {
-  if (!isGpuBuffer(value)) {
+/**
+ * Checks a caller's buffer before anything is acquired: a GPUBuffer with STORAGE (and `extraUsage`,
+ * e.g. COPY_SRC to be read back) in its usage, unmapped, and large enough. What the device would
+ * only report as a validation error is the caller's argument, so it is `invalid-argument` naming it.
+ */
+export function checkBuffer(
+  context: string,
+  argument: string,
+  value: unknown,
+  elements: number,
+  extraUsage = 0,
+): GPUBuffer {
+  if (!isGpuBuffer(value)) throw invalidArgument(context, argument, 'a GPUBuffer', value);
+  const wanted = Usage.STORAGE | extraUsage;
+  if ((value.usage & wanted) !== wanted) {
+    const names = Object.entries(Usage)
+      .filter(([, bit]) => (wanted & bit) !== 0)
+      .map(([name, bit]) => `${name} (0x${bit.toString(16)})`)
+      .join(' and ');
     throw new AttnkitError(
       'invalid-argument',
-      `${context}: ${argument} must be a GPUBuffer, got ${describeValue(value)}`,
-      { argument, expected: 'a GPUBuffer', actual: describeValue(value) },
+      `${context}: ${argument}.usage must include ${names}, got 0x${value.usage.toString(16)}`,
+      { argument: `${argument}.usage`, expected: `${names} set`, actual: `0x${value.usage.toString(16)}` },
     );
   }
-  if ((value.usage & Usage.STORAGE) === 0) {
-    throw new AttnkitError(
-      'invalid-argument',
-      `${context}: ${argument}.usage must include STORAGE (0x80), got 0x${value.usage.toString(16)}`,
-      { argument: `${argument}.usage`, expected: 'STORAGE bit set', actual: `0x${value.usage.toString(16)}` },
-    );
-  }
+  // Absent on some implementations; where present, a mapped (or mapping) buffer cannot be submitted.
+  const mapState: unknown = (value as { mapState?: unknown }).mapState;
+  if (mapState !== undefined && mapState !== 'unmapped')
+    throw invalidArgument(context, `${argument}.mapState`, '"unmapped" (unmap the buffer first)', mapState);
   if (value.size < elements * 4) {
     throw new AttnkitError(
       'invalid-argument',
@@ -47,10 +61,23 @@ export function checkBuffer(context: string, argument: string, value: unknown, e
   return value;
 }
 
+function isShared(buffer: ArrayBufferLike): boolean {
+  return Object.prototype.toString.call(buffer) === '[object SharedArrayBuffer]';
+}
+
+/**
+ * Copies `data` into a new pooled buffer now (`writeBuffer` copies at call time, so the caller may
+ * reuse the array as soon as this returns).
+ */
 export function uploadFloats(s: DeviceState, data: Float32Array): GPUBuffer {
   const { device, pool } = s;
   const buffer = pool.acquire(Math.max(4, data.byteLength), STORAGE_USAGE);
-  if (data.byteLength > 0) device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  if (data.byteLength > 0) {
+    // Dawn's writeBuffer rejects SharedArrayBuffer memory (TypeError), and a browser's may too:
+    // copy such a view into ordinary memory first (the values are the same; cpu and wasm accept it).
+    const source = isShared(data.buffer) ? new Float32Array(data) : data;
+    device.queue.writeBuffer(buffer, 0, source.buffer, source.byteOffset, source.byteLength);
+  }
   return buffer;
 }
 

@@ -1,0 +1,327 @@
+import {
+  type AttentionShape,
+  isAttnkitError,
+  type LayerInputs,
+  referenceAttention64,
+  referenceMatmulInputs64,
+  referenceMultiHeadAttention64,
+  validateAttention,
+  validateMatmul,
+} from '@attnkit/spec';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquireDevice } from '../src/device.js';
+import * as host from '../src/host.js';
+import { createWebGpuBackend, type WebGpuBackend, type WebGpuBackendOptions } from '../src/index.js';
+import { createDeviceState, type DeviceState, type Runtime } from '../src/state.js';
+import { expectClose, inputsFor, newBackend, random } from './helpers.js';
+
+let backend: WebGpuBackend;
+
+beforeAll(async () => {
+  backend = newBackend();
+  await backend.init();
+});
+
+afterAll(async () => {
+  await backend.dispose();
+});
+
+const STORAGE = 0x80;
+const COPY_SRC = 0x4;
+const COPY_DST = 0x8;
+const tiny: AttentionShape = {
+  batch: 1,
+  queryHeads: 2,
+  kvHeads: 1,
+  queryLength: 5,
+  keyLength: 6,
+  headDim: 4,
+};
+
+/** A backend whose GPU counts adapter requests, to prove a call acquired nothing. */
+function countingBackend(): { backend: WebGpuBackend; asked: () => number } {
+  let asked = 0;
+  const gpu = {
+    requestAdapter: async () => {
+      asked++;
+      return null;
+    },
+  } as unknown as GPU;
+  return { backend: createWebGpuBackend({ gpu }), asked: () => asked };
+}
+
+function expectInvalid(error: unknown, argument: string): void {
+  expect(isAttnkitError(error), String(error)).toBe(true);
+  if (!isAttnkitError(error)) return;
+  expect(error.code, error.message).toBe('invalid-argument');
+  expect(error.argument, error.message).toBe(argument);
+  expect(typeof error.expected).toBe('string');
+  expect(typeof error.actual).toBe('string');
+}
+
+function detach(array: Float32Array): void {
+  structuredClone(array.buffer, { transfer: [array.buffer as ArrayBuffer] });
+}
+
+describe('failed calls give back every buffer they took', () => {
+  it('50 calls failing on the device leave deviceBytes where it was', async () => {
+    const good = await backend.upload(random(64, 1));
+    const dead = backend.device.createBuffer({ size: 256, usage: STORAGE | COPY_DST | COPY_SRC });
+    dead.destroy();
+    const mm = { m: 4, k: 4, n: 4 };
+    // One successful call of each kind first, so the pool holds what these calls need.
+    const out = await backend.attentionBuffers(
+      { q: good, k: good, v: good, shape: tiny },
+      { returnLse: true },
+    );
+    backend.release(out.output);
+    backend.release(out.lse!);
+    backend.release(await backend.matmulBuffers({ a: good, b: good, bias: good, shape: mm }));
+    const before = backend.memory().deviceBytes;
+    for (let n = 0; n < 25; n++) {
+      const a = await backend
+        .attentionBuffers({ q: dead, k: good, v: good, shape: tiny }, { returnLse: true })
+        .catch((e: unknown) => e);
+      expect(isAttnkitError(a) && a.code).toBe('device');
+      const b = await backend
+        .matmulBuffers({ a: dead, b: good, bias: good, shape: mm })
+        .catch((e: unknown) => e);
+      expect(isAttnkitError(b) && b.code).toBe('device');
+    }
+    expect(backend.memory().deviceBytes).toBe(before);
+    backend.release(good);
+  });
+});
+
+describe('the device-resident path validates before it acquires anything', () => {
+  it('bad arguments are invalid-argument, and no device is acquired', async () => {
+    const { backend: lazy, asked } = countingBackend();
+    const fake = { size: 1024, usage: STORAGE | COPY_SRC, destroy: () => undefined } as unknown as GPUBuffer;
+    const calls: [Promise<unknown>, string][] = [
+      [lazy.attentionBuffers(null as unknown as Parameters<WebGpuBackend['attentionBuffers']>[0]), 'inputs'],
+      [lazy.attentionBuffers({ q: {} as GPUBuffer, k: fake, v: fake, shape: tiny }), 'q'],
+      [lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: { ...tiny, headDim: 0 } }), 'shape.headDim'],
+      [lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: tiny, layout: 'lhbd' as 'bhld' }), 'layout'],
+      [
+        lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: tiny }, { slidingWindow: 0 }),
+        'options.slidingWindow',
+      ],
+      [lazy.matmulBuffers({ a: fake, b: fake, shape: { m: 2, k: 0, n: 2 } }), 'shape.k'],
+      [lazy.matmulBuffers({ a: fake, b: 5 as unknown as GPUBuffer, shape: { m: 2, k: 2, n: 2 } }), 'b'],
+      [lazy.upload([1, 2, 3] as unknown as Float32Array), 'data'],
+      [lazy.read(fake, -1), 'elements'],
+      [
+        lazy.read({ size: 64, usage: STORAGE, destroy: () => undefined } as unknown as GPUBuffer, 4),
+        'buffer.usage',
+      ],
+    ];
+    for (const [call, argument] of calls) expectInvalid(await call.catch((e: unknown) => e), argument);
+    expect(asked()).toBe(0);
+    expect(lazy.memory().deviceBytes).toBe(0);
+    await lazy.dispose();
+  });
+
+  it("a caller's buffer that cannot be used is invalid-argument naming it, not a device error", async () => {
+    const device = backend.device;
+    const noCopy = device.createBuffer({ size: 256, usage: STORAGE });
+    expectInvalid(await backend.read(noCopy, 4).catch((e: unknown) => e), 'buffer.usage');
+    const mapped = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC, mappedAtCreation: true });
+    const good = await backend.upload(random(64, 2));
+    const before = backend.memory().deviceBytes;
+    expectInvalid(
+      await backend.attentionBuffers({ q: mapped, k: good, v: good, shape: tiny }).catch((e: unknown) => e),
+      'q.mapState',
+    );
+    expectInvalid(
+      await backend
+        .matmulBuffers({ a: good, b: mapped, shape: { m: 4, k: 4, n: 4 } })
+        .catch((e: unknown) => e),
+      'b.mapState',
+    );
+    expectInvalid(await backend.read(mapped, 4).catch((e: unknown) => e), 'buffer.mapState');
+    expect(backend.memory().deviceBytes).toBe(before);
+    noCopy.destroy();
+    mapped.destroy();
+    backend.release(good);
+  });
+});
+
+describe('factory options', () => {
+  const bad: [unknown, string][] = [
+    [null, 'options'],
+    [42, 'options'],
+    [{ device: {} }, 'options.device'],
+    [{ gpu: {} }, 'options.gpu'],
+    [{ devcie: {} }, 'options.devcie'],
+    [{ dawnFlags: 'x' }, 'options.dawnFlags'],
+    [{ nodeWebgpuModule: {} }, 'options.nodeWebgpuModule'],
+    [{ adapterOptions: 3 }, 'options.adapterOptions'],
+    [{ workgroupSize: 0 }, 'options.workgroupSize'],
+  ];
+  for (const [options, argument] of bad) {
+    it(`rejects ${JSON.stringify(options)} naming ${argument}`, () => {
+      let error: unknown;
+      try {
+        createWebGpuBackend(options as WebGpuBackendOptions);
+      } catch (e) {
+        error = e;
+      }
+      expectInvalid(error, argument);
+    });
+  }
+
+  it('accepts no options, an empty object and undefined fields', async () => {
+    for (const options of [undefined, {}, { device: undefined, workgroupSize: undefined }]) {
+      const b = createWebGpuBackend(options);
+      await b.dispose();
+    }
+  });
+});
+
+describe('inputs are read before the call returns', () => {
+  it('upload: writing into or transferring the array right after the call does not change the buffer', async () => {
+    const data = random(40, 3);
+    const original = data.slice();
+    const overwritten = backend.upload(data);
+    data.fill(1e30);
+    const transferred = random(40, 4);
+    const original2 = transferred.slice();
+    const pending = backend.upload(transferred);
+    detach(transferred);
+    const [a, b] = await Promise.all([overwritten, pending]);
+    expect(await backend.read(a, 40)).toEqual(original);
+    expect(await backend.read(b, 40)).toEqual(original2);
+    backend.release(a);
+    backend.release(b);
+  });
+
+  it('multiHeadAttention and attentionBuffers options: later writes into the inputs do not change the result', async () => {
+    const M = 8;
+    const inputs: LayerInputs = {
+      x: random(2 * 3 * M, 5),
+      shape: { batch: 2, queryLength: 3, modelDim: M, queryHeads: 2, kvHeads: 1, headDim: 4 },
+      weights: {
+        wq: random(M * 8, 6),
+        wk: random(M * 4, 7),
+        wv: random(M * 4, 8),
+        wo: random(8 * M, 9),
+        bq: random(8, 10),
+      },
+    };
+    const ref = referenceMultiHeadAttention64(inputs, { causal: true });
+    const pending = backend.multiHeadAttention(inputs, { causal: true });
+    inputs.x.fill(Number.NaN);
+    detach(inputs.weights.wq);
+    expectClose('output', (await pending).output, ref.output, backend.capabilities.tolerance);
+
+    const host3 = inputsFor(tiny, 11);
+    const [q, k, v] = await Promise.all([host3.q, host3.k, host3.v].map((t) => backend.upload(t)));
+    const bias = { data: random(5 * 6, 12), shape: [1, 1, 5, 6] as [number, number, number, number] };
+    const options = { bias, returnLse: true };
+    const expected = referenceAttention64(host3, options);
+    const resident = backend.attentionBuffers({ q, k, v, shape: tiny }, options);
+    bias.data.fill(1e30);
+    const out = await resident;
+    expectClose(
+      'output',
+      await backend.read(out.output, expected.output.length),
+      expected.output,
+      backend.capabilities.tolerance,
+    );
+    for (const buffer of [q, k, v, out.output, out.lse!]) backend.release(buffer);
+  });
+
+  it('attention and matmul through the backend: a transferred input never yields a stale result', async () => {
+    // Earlier calls leave their outputs in pooled buffers: a detached q must never be read as one.
+    const inputs = inputsFor(tiny, 17);
+    const expected = referenceAttention64(inputsFor(tiny, 17)).output;
+    await backend.attention(inputsFor(tiny, 18));
+    const pending = backend.attention(inputs);
+    detach(inputs.q);
+    const mm = { a: random(12, 19), b: random(20, 20), shape: { m: 3, k: 4, n: 5 } };
+    const expectedMm = referenceMatmulInputs64({ ...mm, a: mm.a.slice(), b: mm.b.slice() });
+    const pendingMm = backend.matmul(mm);
+    detach(mm.a);
+    // Once the spec gate calls an initialised backend in the caller's tick (or copies the inputs
+    // while init is pending), these are the reference values; until then the implementation sees
+    // the detached array and must reject naming it. Never a result computed from stale memory.
+    const got = await pending.catch((e: unknown) => e);
+    if (isAttnkitError(got)) expectInvalid(got, 'q.length');
+    else
+      expectClose(
+        'output',
+        (got as { output: Float32Array }).output,
+        expected,
+        backend.capabilities.tolerance,
+      );
+    const gotMm = await pendingMm.catch((e: unknown) => e);
+    if (isAttnkitError(gotMm)) expectInvalid(gotMm, 'a.length');
+    else expectClose('matmul', gotMm as Float32Array, expectedMm, backend.capabilities.tolerance);
+  });
+
+  describe('the implementation reads attention and matmul inputs in its synchronous prefix', () => {
+    // The spec gate calls an initialised backend's implementation in the caller's tick (and copies
+    // inputs while init is pending); this checks webgpu's half of that contract directly.
+    let state: DeviceState;
+    let rt: Runtime;
+    beforeAll(async () => {
+      state = createDeviceState(await acquireDevice({}));
+      rt = {
+        live: async () => undefined,
+        ready: () => state,
+        usable: () => state,
+        workgroupSize: undefined,
+      };
+    });
+    afterAll(() => {
+      state.pool.destroyAll();
+      state.device.destroy();
+    });
+
+    it('attention: overwritten or transferred q, k, v and options after the call', async () => {
+      const inputs = inputsFor(tiny, 13);
+      const mask = new Uint8Array([1, 1, 0, 1, 1, 1]);
+      const options = { keyMask: mask, alibiSlopes: new Float32Array([0.5, 0.25]), returnLse: true };
+      const expected = referenceAttention64(
+        { ...inputs, q: inputs.q.slice(), k: inputs.k.slice(), v: inputs.v.slice() },
+        { ...options, keyMask: mask.slice(), alibiSlopes: options.alibiSlopes.slice() },
+      );
+      const first = host.attention(rt, validateAttention(inputs, options));
+      inputs.q.fill(1e30);
+      inputs.k.fill(Number.NaN);
+      mask.fill(0);
+      options.alibiSlopes.fill(1e30);
+      const second = inputsFor(tiny, 13);
+      const pending = host.attention(rt, validateAttention(second, { returnLse: true }));
+      const expected2 = referenceAttention64(inputsFor(tiny, 13), { returnLse: true });
+      detach(second.q);
+      detach(second.v);
+      const tolerance = { atol: 2e-5, rtol: 2e-4 };
+      const got = await first;
+      expectClose('output', got.output, expected.output, tolerance);
+      expectClose('lse', got.lse, expected.lse, tolerance);
+      const got2 = await pending;
+      expectClose('output', got2.output, expected2.output, tolerance);
+    });
+
+    it('matmul: overwritten or transferred operands after the call', async () => {
+      const inputs = {
+        a: random(12, 14),
+        b: random(20, 15),
+        bias: random(5, 16),
+        shape: { m: 3, k: 4, n: 5 },
+      };
+      const expected = referenceMatmulInputs64({
+        ...inputs,
+        a: inputs.a.slice(),
+        b: inputs.b.slice(),
+        bias: inputs.bias.slice(),
+      });
+      const pending = host.matmul(rt, validateMatmul(inputs));
+      inputs.a.fill(1e30);
+      detach(inputs.b);
+      detach(inputs.bias);
+      expectClose('matmul', await pending, expected, { atol: 2e-5, rtol: 2e-4 });
+    });
+  });
+});
