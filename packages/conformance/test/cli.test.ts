@@ -14,6 +14,8 @@ function run(args: string[], cwd: string) {
     cwd,
     encoding: 'utf8',
     env: { ...process.env, ATTNKIT_CONFORMANCE_SEED: '' },
+    // a CLI that hangs must fail its test, not the whole run
+    timeout: 60_000,
   });
   const lines = result.stdout.trimEnd().split('\n');
   return { code: result.status, stdout: result.stdout, stderr: result.stderr, last: lines[lines.length - 1] };
@@ -76,5 +78,71 @@ describe('attnkit-conformance CLI (built)', () => {
     const missing = run(['@attnkit/no-such-backend'], repoRoot);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot load @attnkit\/no-such-backend/);
+  });
+
+  // Each of these used to end with exit code 0 and no output at all: Node leaves when nothing is
+  // left to wait for, whatever promise is still pending, and CI recorded a pass.
+  describe('never exits 0 without a verdict', () => {
+    it('a factory whose promise never settles: exit 3, says so once, still ends with the closing line', () => {
+      const { code, last, stdout, stderr } = run(
+        ['./test/fixtures/factory-never-settles.mjs', '--filter', 'heads/', '--timeout', '500'],
+        packageDir,
+      );
+      expect(code).toBe(3);
+      expect(stdout + stderr).toMatch(/factory did not settle within 500 ms/);
+      expect(last).toBe('0 passed, 8 failed');
+    });
+
+    it('a module whose top-level await never settles: exit 2 with the reason', () => {
+      const { code, stdout, stderr } = run(
+        ['./test/fixtures/tla-never-settles.mjs', '--filter', 'heads/', '--timeout', '500'],
+        packageDir,
+      );
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/cannot load \.\/test\/fixtures\/tla-never-settles\.mjs: .*never settle/);
+      expect(stdout).toBe('');
+    });
+
+    it('a replacement factory that never settles after a timed-out case: exit 1, every case reported', () => {
+      const json = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'report.json');
+      const { code, last, stdout } = run(
+        [
+          './test/fixtures/replacement-never-settles.mjs',
+          '--filter',
+          'heads/',
+          '--timeout',
+          '500',
+          '--json',
+          json,
+        ],
+        packageDir,
+      );
+      expect(code).toBe(1);
+      expect(last).toBe('0 passed, 8 failed');
+      expect(stdout).toMatch(/did not finish within 500 ms/);
+      expect(stdout).toMatch(/factory did not settle within 500 ms/);
+      const report = JSON.parse(readFileSync(json, 'utf8'));
+      expect(report.cases).toHaveLength(8);
+    });
+  });
+
+  it('a case that blocks the thread fails as hung; a fresh process runs the rest', () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'report.json');
+    const started = Date.now();
+    const { code, last, stdout } = run(
+      ['./test/fixtures/spin-sync.mjs', '--filter', 'heads/', '--timeout', '500', '--json', json],
+      packageDir,
+    );
+    expect(code).toBe(1);
+    expect(last).toBe('7 passed, 1 failed');
+    expect(stdout).toMatch(/heads\/mqa-4-1\s+│ FAIL/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    const hung = report.cases.find((c: { id: string }) => c.id === 'heads/mqa-4-1');
+    expect(hung.status).toBe('failed');
+    expect(hung.message).toMatch(/hung: .*500 ms/);
+    expect(report.cases.map((c: { id: string }) => c.id)).toContain('heads/gqa-cross-valueDim');
+    expect(report.notes.join('\n')).toMatch(/restarted/);
+    // killed by the watchdog, not waited out: the spin alone takes 3 s
+    expect(Date.now() - started).toBeLessThan(3000 + 2500);
   });
 });
