@@ -78,6 +78,28 @@ describe('attnkit-conformance CLI (built)', () => {
     const missing = run(['@attnkit/no-such-backend'], repoRoot);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot load @attnkit\/no-such-backend/);
+    expect(missing.stderr).toMatch(/cannot find package "@attnkit\/no-such-backend" from /);
+    // Node's own message lists this CLI's internal file as the "require stack"
+    expect(missing.stderr).not.toMatch(/Require stack|noop\.js|dist\/cli/);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a backend that cannot start: the reason once, no table, exit 3', () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'report.json');
+    const { code, last, stdout } = run(
+      ['./test/fixtures/init-fails.mjs', '--filter', 'options/', '--json', json],
+      packageDir,
+    );
+    expect(code).toBe(3);
+    expect(last).toMatch(/^0 passed, \d+ failed$/);
+    expect(stdout.split('no adapter (first line)').length - 1).toBe(1);
+    expect(stdout).toMatch(/backend unavailable: none of the \d+ cases could run/);
+    expect(stdout.trimEnd().split('\n').length).toBeLessThan(12);
+    // the JSON report still has every case, each with the reason
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.cases.length).toBeGreaterThan(20);
+    expect(report.totals.failed).toBe(report.cases.length);
+    expect(report.backend.error).toMatch(/no adapter/);
   });
 
   // Each of these used to end with exit code 0 and no output at all: Node leaves when nothing is
