@@ -21,8 +21,9 @@ export interface RunRequest {
   ids: string[];
 }
 
-/** Child to parent, in this order: loaded (or load-error), started, then begin/case pairs, finished. */
+/** Child to parent, in this order: ready, loaded (or load-error), started, then begin/case pairs, finished. */
 export type ChildMessage =
+  | { type: 'ready' }
   | { type: 'load-error'; message: string }
   | { type: 'loaded' }
   | { type: 'started'; report: ConformanceReport }
@@ -35,6 +36,8 @@ function send(message: ChildMessage): void {
 }
 
 async function run(request: RunRequest): Promise<void> {
+  // from here on the import is the backend's time, not Node's start-up
+  send({ type: 'ready' });
   let factory: BackendFactory;
   try {
     const module = (await import(request.url)) as Record<string, unknown>;

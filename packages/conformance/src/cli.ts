@@ -32,6 +32,10 @@ export const EXIT = {
 
 /** How long past `--timeout` the watchdog waits for a backend process that did not answer. */
 const WATCHDOG_GRACE_MS = 1000;
+/** Node itself starting the backend process: not the backend's time, and slow on a loaded machine. */
+const SPAWN_MS = 30_000;
+/** The least time an import gets: a short `--timeout` is meant for cases, not for loading a module. */
+const IMPORT_MIN_MS = 10_000;
 
 /**
  * A module given as a file path, a package directory (its package.json `main`), or a package name
@@ -233,7 +237,7 @@ type Outcome =
   | { kind: 'report'; report: ConformanceReport; unavailable: boolean };
 
 /** What a backend process was doing; each phase has its own watchdog deadline. */
-type Phase = 'load' | 'start' | 'prepare' | 'case' | 'finish';
+type Phase = 'spawn' | 'load' | 'start' | 'prepare' | 'case' | 'finish';
 
 type ChildEnd =
   | { kind: 'finished' }
@@ -252,7 +256,8 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
   // steps in when the child cannot answer at all.
   const grace = Math.max(WATCHDOG_GRACE_MS, timeoutMs / 10);
   const deadline: Record<Phase, number> = {
-    load: timeoutMs,
+    spawn: SPAWN_MS,
+    load: Math.max(timeoutMs, IMPORT_MIN_MS) + grace,
     start: 2 * timeoutMs + grace, // the factory and init() are each bounded by timeoutMs in the child
     prepare: 2 * timeoutMs + grace, // a replacement backend: factory and init() again
     case: timeoutMs + grace,
@@ -314,6 +319,9 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
           case 'load-error':
             end({ kind: 'load-error', message: message.message });
             return;
+          case 'ready':
+            arm('load');
+            return;
           case 'loaded':
             arm('start');
             return;
@@ -362,7 +370,7 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
         options: input.options,
         ids,
       };
-      arm('load');
+      arm('spawn');
       child.send(request);
     });
 
@@ -373,7 +381,10 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
     if (ids.length === 0 && !isFirst) break;
     const end = await runChild(ids, isFirst);
     if (end.kind === 'finished') break;
-    if (end.kind === 'load-error' || (end.kind === 'lost' && end.phase === 'load')) {
+    if (
+      end.kind === 'load-error' ||
+      (end.kind === 'lost' && (end.phase === 'spawn' || end.phase === 'load'))
+    ) {
       const message = end.kind === 'load-error' ? end.message : end.detail;
       if (isFirst) return { kind: 'load-error', message };
       backendError ??= `the module failed to load in a new backend process: ${message}`;
@@ -444,6 +455,7 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
 }
 
 const PHASE_TEXT: Record<Phase, string> = {
+  spawn: 'starting the backend process',
   load: 'importing the module',
   start: 'creating and initialising the backend',
   prepare: 'creating a replacement backend',
