@@ -243,7 +243,7 @@ type ChildEnd =
   | { kind: 'finished' }
   | { kind: 'load-error'; message: string }
   /** Killed by the watchdog, or exited on its own, before it answered. */
-  | { kind: 'lost'; phase: Phase; id: string | null; detail: string };
+  | { kind: 'lost'; phase: Phase; id: string | null; detail: string; hung: boolean; ms: number };
 
 /**
  * Runs the cases in a backend process (one per run; a new one after a hang) and assembles the
@@ -289,6 +289,8 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
       });
       let phase: Phase = 'load';
       let current: string | null = null;
+      let phaseStarted = performance.now();
+      const elapsed = (): number => Math.round(performance.now() - phaseStarted);
       let childNotes: string[] = [];
       let timer: ReturnType<typeof setTimeout> | undefined;
       let ended = false;
@@ -303,11 +305,14 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
       };
       const arm = (next: Phase): void => {
         phase = next;
+        phaseStarted = performance.now();
         clearTimeout(timer);
         if (!Number.isFinite(deadline[next])) return;
         timer = setTimeout(() => {
           end({
             kind: 'lost',
+            hung: true,
+            ms: elapsed(),
             phase,
             id: current,
             detail: `${PHASE_TEXT[phase]} did not finish within ${timeoutMs} ms and the backend process did not answer within ${Math.round(deadline[phase])} ms (it blocks its thread), so it was killed`,
@@ -352,7 +357,14 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
         }
       });
       child.on('error', (error) => {
-        end({ kind: 'lost', phase, id: current, detail: `the backend process failed: ${error.message}` });
+        end({
+          kind: 'lost',
+          hung: false,
+          ms: elapsed(),
+          phase,
+          id: current,
+          detail: `the backend process failed: ${error.message}`,
+        });
       });
       child.on('exit', (code, signal) => {
         const how = signal === null ? `exited with code ${code}` : `was killed by ${signal}`;
@@ -360,7 +372,7 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
           phase === 'load'
             ? `its import never settled: the backend process ${how} with the import still pending and nothing left to run (a top-level await that never settles?)`
             : `the backend process ${how} during ${PHASE_TEXT[phase]}`;
-        end({ kind: 'lost', phase, id: current, detail });
+        end({ kind: 'lost', hung: false, ms: elapsed(), phase, id: current, detail });
       });
       const request: RunRequest = {
         type: 'run',
@@ -394,14 +406,14 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
     if (end.phase === 'case' && end.id !== null) {
       const testCase = caseById.get(end.id);
       if (testCase !== undefined) {
-        const result = failedResult(testCase, `hung: ${end.detail}`);
-        result.timeMs = Math.round(deadline.case);
+        const result = failedResult(testCase, `${end.hung ? 'hung' : 'crashed'}: ${end.detail}`);
+        result.timeMs = end.ms;
         results.push(result);
         input.onCaseDone(result);
       }
       const left = cases.length - results.length;
       notes.push(
-        `case ${end.id} hung; ${left > 0 ? `the backend process was restarted for the remaining ${left} cases` : 'no cases were left to run'}`,
+        `case ${end.id} ${end.hung ? 'hung' : 'crashed'}; ${left > 0 ? `the backend process was restarted for the remaining ${left} cases` : 'no cases were left to run'}`,
       );
       isFirst = false;
       if (left === 0) break;

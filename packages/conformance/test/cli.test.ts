@@ -167,4 +167,20 @@ describe('attnkit-conformance CLI (built)', () => {
     // killed by the watchdog, not waited out: the spin alone takes 3 s
     expect(Date.now() - started).toBeLessThan(3000 + 2500);
   });
+
+  it('a backend process that dies in a case: the case fails as crashed, a fresh process runs the rest', () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'report.json');
+    const { code, last, stdout } = run(
+      ['./test/fixtures/crash-in-case.mjs', '--filter', 'heads/', '--timeout', '5000', '--json', json],
+      packageDir,
+    );
+    expect(code).toBe(1);
+    expect(last).toBe('7 passed, 1 failed');
+    expect(stdout).toMatch(/heads\/mqa-4-1\s+│ FAIL/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    const crashed = report.cases.find((c: { id: string }) => c.id === 'heads/mqa-4-1');
+    expect(crashed.message).toBe('crashed: the backend process exited with code 9 during the case');
+    // not waited out: the crash is seen when it happens
+    expect(crashed.timeMs).toBeLessThan(5000);
+  });
 });
