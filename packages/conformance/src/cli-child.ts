@@ -31,6 +31,9 @@ export type ChildMessage =
   | { type: 'case'; result: CaseResult; notes: string[] }
   | { type: 'finished'; report: ConformanceReport };
 
+/** Exit code of a backend process whose CLI went away (nobody reads it; for `ps` and core dumps). */
+const EXIT_ORPHANED = 71;
+
 function send(message: ChildMessage): void {
   process.send?.(message);
 }
@@ -68,6 +71,9 @@ async function run(request: RunRequest): Promise<void> {
   }
   send({ type: 'finished', report: await session.finish() });
 }
+
+// Orphaned (the CLI was killed): stop, rather than go on running cases nobody will read.
+process.once('disconnect', () => process.exit(EXIT_ORPHANED));
 
 process.once('message', (request: RunRequest) => {
   // Unreferenced, the IPC channel does not keep this process alive: when a backend leaves nothing

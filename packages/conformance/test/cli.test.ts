@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const repoRoot = resolve(packageDir, '../..');
@@ -182,5 +182,36 @@ describe('attnkit-conformance CLI (built)', () => {
     expect(crashed.message).toBe('crashed: the backend process exited with code 9 during the case');
     // not waited out: the crash is seen when it happens
     expect(crashed.timeMs).toBeLessThan(5000);
+  });
+
+  it('a backend process whose CLI is killed stops too', async () => {
+    const pidFile = join(mkdtempSync(join(tmpdir(), 'attnkit-cli-')), 'pid');
+    const parent = spawn(
+      process.execPath,
+      [cli, './test/fixtures/slow-case.mjs', '--filter', 'heads/gqa-4-2'],
+      {
+        cwd: packageDir,
+        env: { ...process.env, ATTNKIT_FIXTURE_PID_FILE: pidFile },
+        stdio: 'ignore',
+      },
+    );
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      await vi.waitFor(() => expect(existsSync(pidFile)).toBe(true), { timeout: 15_000, interval: 100 });
+      const child = Number(readFileSync(pidFile, 'utf8'));
+      expect(child).not.toBe(parent.pid);
+      parent.kill('SIGKILL');
+      // the case would go on for 20 s; an orphan must notice its CLI is gone and stop
+      await vi.waitFor(() => expect(alive(child)).toBe(false), { timeout: 5_000, interval: 100 });
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 });
