@@ -315,7 +315,7 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
             ms: elapsed(),
             phase,
             id: current,
-            detail: `${PHASE_TEXT[phase]} did not finish within ${timeoutMs} ms and the backend process did not answer within ${Math.round(deadline[phase])} ms (it blocks its thread), so it was killed`,
+            detail: watchdogDetail(phase, timeoutMs, deadline[phase]),
           });
         }, deadline[next]);
       };
@@ -368,8 +368,10 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
       });
       child.on('exit', (code, signal) => {
         const how = signal === null ? `exited with code ${code}` : `was killed by ${signal}`;
+        // exit 0 (or 13, Node's code for a pending top-level await) mid-import: nothing was left to run
+        const drained = signal === null && (code === 0 || code === 13);
         const detail =
-          phase === 'load'
+          phase === 'load' && drained
             ? `its import never settled: the backend process ${how} with the import still pending and nothing left to run (a top-level await that never settles?)`
             : `the backend process ${how} during ${PHASE_TEXT[phase]}`;
         end({ kind: 'lost', hung: false, ms: elapsed(), phase, id: current, detail });
@@ -464,6 +466,13 @@ async function supervise(input: SuperviseInput): Promise<Outcome> {
     notes,
   };
   return { kind: 'report', report, unavailable };
+}
+
+function watchdogDetail(phase: Phase, timeoutMs: number, deadlineMs: number): string {
+  const killed = `the backend process did not answer within ${Math.round(deadlineMs)} ms (it blocks its thread or waits forever), so it was killed`;
+  // spawn and load are not bounded by --timeout inside the child, the others are
+  if (phase === 'spawn' || phase === 'load') return `${PHASE_TEXT[phase]} did not finish: ${killed}`;
+  return `${PHASE_TEXT[phase]} did not finish within ${timeoutMs} ms and ${killed}`;
 }
 
 const PHASE_TEXT: Record<Phase, string> = {
