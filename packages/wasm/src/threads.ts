@@ -127,6 +127,8 @@ async function spawnNode(): Promise<Endpoint> {
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
+      // an 'error' emitted while it shuts down, with no listener, would take the whole process down
+      worker.on('error', () => {});
       queue.fail(new Error('the worker was released'));
       await worker.terminate();
     },
