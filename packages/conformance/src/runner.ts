@@ -78,11 +78,11 @@ function matches(filter: string | RegExp | null, id: string): boolean {
 
 class TimeoutError extends Error {}
 
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+function withTimeout<T>(work: Promise<T>, ms: number, what: string, verb = 'finish'): Promise<T> {
   if (!Number.isFinite(ms)) return work;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} did not finish within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`${what} did not ${verb} within ${ms} ms`)), ms);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
@@ -115,7 +115,23 @@ export class ConformanceSession {
   }
 
   private async create(): Promise<AttentionBackend> {
-    const backend = await this.factory();
+    // Bounded: a factory promise that never settles would otherwise leave nothing for the event loop
+    // to wait on, and Node would end the run silently with exit code 0.
+    const pending = Promise.resolve().then(() => this.factory());
+    let backend: AttentionBackend;
+    try {
+      backend = await withTimeout(pending, this.options.timeoutMs, 'the backend factory', 'settle');
+    } catch (error) {
+      if (error instanceof TimeoutError) {
+        // a backend that arrives after we gave up must still be released
+        pending
+          .then((late: Partial<AttentionBackend> | null | undefined) =>
+            typeof late?.dispose === 'function' ? late.dispose() : undefined,
+          )
+          .catch(() => undefined);
+      }
+      throw error;
+    }
     if (typeof backend !== 'object' || backend === null || typeof backend.attention !== 'function') {
       throw new Error(`the factory returned ${describe(backend)}, not an AttentionBackend`);
     }
@@ -144,6 +160,14 @@ export class ConformanceSession {
     } catch (error) {
       this.initError = describe(error);
     }
+  }
+
+  /**
+   * Makes sure the shared backend exists (replacing one retired after a timeout), without running a
+   * case: the CLI's child process calls it before each case so that its watchdog times only the case.
+   */
+  async prepare(): Promise<void> {
+    if (this.initError === null && this.sharedReady === null) await this.start();
   }
 
   /** Disposes without waiting forever: a backend hung by a timed-out case must not hang the suite. */
@@ -267,6 +291,11 @@ export class ConformanceSession {
   async finish(): Promise<ConformanceReport> {
     for (const backend of [...this.created]) this.retire(backend);
     await Promise.all(this.disposals);
+    return this.report();
+  }
+
+  /** The report so far, without disposing anything (the CLI's child process sends it after each case). */
+  report(): ConformanceReport {
     const cases = this.results;
     const count = (status: CaseResult['status']) => cases.filter((result) => result.status === status).length;
     const capabilities = this.capabilities;
@@ -288,7 +317,7 @@ export class ConformanceSession {
       },
       startedAt: this.startedAt.toISOString(),
       durationMs: Math.round(now() - this.startTime),
-      cases,
+      cases: [...cases],
       totals: {
         cases: cases.length,
         passed: count('passed'),

@@ -23,10 +23,16 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
   const cases = listCases(fixed);
   describe(`attnkit conformance (seed ${resolved.seed})`, () => {
     let session: ConformanceSession;
-    beforeAll(async () => {
-      session = new ConformanceSession(factory, fixed);
-      await session.start();
-    }, resolved.timeoutMs + 5_000);
+    // The runner bounds the factory and init() by timeoutMs each, and a case may first have to
+    // replace a backend retired after a timeout: vitest's own limits sit above those, so that a
+    // hang is reported with the runner's message, not vitest's.
+    beforeAll(
+      async () => {
+        session = new ConformanceSession(factory, fixed);
+        await session.start();
+      },
+      2 * resolved.timeoutMs + 5_000,
+    );
     afterAll(async () => {
       await session.finish();
     }, resolved.timeoutMs + 5_000);
@@ -45,7 +51,7 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
             );
           }
         },
-        resolved.timeoutMs + 5_000,
+        3 * resolved.timeoutMs + 5_000,
       );
     }
   });

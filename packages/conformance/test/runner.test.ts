@@ -103,6 +103,59 @@ describe('robustness of the runner', () => {
     expect(made).toBe(2);
   });
 
+  it('bounds a factory whose promise never settles, first and as a replacement, and disposes a late one', async () => {
+    const never = await runConformance(() => new Promise<AttentionBackend>(() => {}), {
+      filter: 'heads/',
+      timeoutMs: 200,
+    });
+    expect(never.backend.error).toMatch(/factory did not settle within 200 ms/);
+    expect(never.totals).toMatchObject({ cases: 8, failed: 8 });
+
+    // the first backend hangs on its first call; its replacement never arrives
+    let made = 0;
+    const once = (): Promise<AttentionBackend> => {
+      made++;
+      if (made > 1) return new Promise(() => {});
+      const inner = createReferenceBackend();
+      let first = true;
+      return Promise.resolve({
+        ...inner,
+        name: 'hangs-once',
+        capabilities: inner.capabilities,
+        attention: (...args: Parameters<AttentionBackend['attention']>) => {
+          if (!first) return inner.attention(...args);
+          first = false;
+          return new Promise<never>(() => {});
+        },
+      });
+    };
+    const replaced = await runConformance(once, { filter: 'heads/', timeoutMs: 200 });
+    expect(replaced.cases[0].message).toMatch(/did not finish within 200 ms/);
+    expect(replaced.cases[1].message).toMatch(/factory did not settle within 200 ms/);
+    expect(replaced.totals).toMatchObject({ cases: 8, failed: 8 });
+
+    // a backend that arrives after the runner gave up on it is released, not leaked
+    let lateDisposed = false;
+    const late = (): Promise<AttentionBackend> =>
+      new Promise((resolve) => {
+        setTimeout(() => {
+          const inner = createReferenceBackend();
+          resolve({
+            ...inner,
+            name: 'late',
+            capabilities: inner.capabilities,
+            dispose: async () => {
+              lateDisposed = true;
+              await inner.dispose();
+            },
+          });
+        }, 300);
+      });
+    const slow = await runConformance(late, { filter: 'heads/gqa-4-2', timeoutMs: 100 });
+    expect(slow.backend.error).toMatch(/factory did not settle within 100 ms/);
+    await vi.waitFor(() => expect(lateDisposed).toBe(true), { timeout: 2000 });
+  });
+
   it('reports a backend that cannot initialise on every case', async () => {
     const factory = (): AttentionBackend => ({
       ...createReferenceBackend(),

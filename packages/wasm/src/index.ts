@@ -426,6 +426,8 @@ async function runAttention(
     words[P + PARAM.scratchStride] = scratchStride;
 
     if (parallel && pool !== null) {
+      // a worker that died since the last call is replaced first, so that this call can succeed
+      await pool.replaceDead();
       const others = pool.run(params);
       try {
         exports.attn_run(params, 0);

@@ -1,6 +1,7 @@
 import { referenceAttention64 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { createWasmBackend, WASM_TOLERANCE } from '../src/index.js';
+import { threadsTestHooks, type WorkerPool } from '../src/threads.js';
 import { errorRatio, inputsFor } from './helpers.js';
 
 // Runs in Node and in a cross-origin isolated Chromium page: both have shared memory.
@@ -61,5 +62,78 @@ describe('threads on one shared memory', () => {
     ).rejects.toMatchObject({
       code: 'disposed',
     });
+  });
+});
+
+describe('a worker that dies', () => {
+  const shape = { batch: 1, queryHeads: 4, queryLength: 96, keyLength: 130, headDim: 32 };
+  const inputs = inputsFor(shape, 3);
+  const options = { causal: true, returnLse: true };
+  const ref = referenceAttention64(inputs, options);
+  const matchesReference = (result: { output: Float32Array; lse?: Float32Array }) => {
+    expect(
+      errorRatio(result.output, ref.output, WASM_TOLERANCE.atol, WASM_TOLERANCE.rtol),
+    ).toBeLessThanOrEqual(1);
+    expect(
+      errorRatio(result.lse ?? [], ref.lse ?? [], WASM_TOLERANCE.atol, WASM_TOLERANCE.rtol),
+    ).toBeLessThanOrEqual(1);
+  };
+
+  async function threeThreads() {
+    const pools: WorkerPool[] = [];
+    threadsTestHooks.poolStarted = (pool) => pools.push(pool);
+    try {
+      // small tiles and no hand-off threshold: every call really splits across the workers
+      const backend = createWasmBackend({ threads: 3, queryBlock: 16, parallelMinWork: 0 });
+      await backend.init();
+      expect(pools).toHaveLength(1);
+      return { backend, pool: pools[0] };
+    } finally {
+      threadsTestHooks.poolStarted = null;
+    }
+  }
+
+  it('fails the call in flight once with a device error naming the worker; the next call is right', async () => {
+    const { backend, pool } = await threeThreads();
+    matchesReference(await backend.attention(inputs, options));
+    pool.failNextRun(1);
+    await expect(backend.attention(inputs, options)).rejects.toMatchObject({
+      name: 'AttnkitError',
+      code: 'device',
+      argument: 'worker 2',
+      message: expect.stringMatching(/worker 2 of 2 .*(died|crashed)/),
+    });
+    // replaced: this and later calls run on three threads again and give the right answer
+    for (let i = 0; i < 3; i++) matchesReference(await backend.attention(inputs, options));
+    expect(backend.capabilities.threads).toBe(3);
+    await backend.dispose();
+  });
+
+  it('replaces a worker killed while idle; later calls give the bits of one thread', async () => {
+    const { backend, pool } = await threeThreads();
+    const one = createWasmBackend({ threads: 1, queryBlock: 16 });
+    const expected = await one.attention(inputs, options);
+    const before = backend.memory().hostBytes;
+    for (let round = 0; round < 4; round++) {
+      await pool.terminateWorker(round % 2);
+      const result = await backend.attention(inputs, options);
+      expect(result.output).toEqual(expected.output);
+      expect(result.lse).toEqual(expected.lse);
+    }
+    // a new worker reuses the dead one's stack region: no memory grows per replacement
+    expect(backend.memory().hostBytes).toBe(before);
+    await Promise.all([backend.dispose(), one.dispose()]);
+  });
+
+  it('replaces a worker whose kernel traps (its stack pointer may be left mid-call)', async () => {
+    const { backend, pool } = await threeThreads();
+    // parameters far past the end of memory: each worker's kernel traps on its first read
+    await expect(pool.run(0xfffffff0)).rejects.toMatchObject({
+      code: 'device',
+      argument: 'worker 1',
+      message: expect.stringMatching(/worker 1 of 2 failed during the call/),
+    });
+    matchesReference(await backend.attention(inputs, options));
+    await backend.dispose();
   });
 });
