@@ -58,10 +58,11 @@ export class Comparison {
 
   /**
    * Compares `got` with the float64 reference element by element:
-   * `|got - ref| <= atol + rtol*|ref| + fudge*|naive - ref|` for finite `ref`, where `naive` is the
-   * naive float32 composition (computed only when some element exceeds `atol + rtol*|ref|`, so a
-   * passing case costs nothing more; a naive value that is not finite allows nothing extra). NaN must
-   * meet NaN and an infinity the same infinity, exactly. A refused tolerance fails every tensor.
+   * `|got - ref| <= atol + rtol*|ref| + fudge*err32` for finite `ref`, where `err32` is the largest
+   * `|naive - ref|` in the element's row of `rowLength` values and `naive` the naive float32
+   * composition (computed only when some element exceeds `atol + rtol*|ref|`, so a passing case
+   * costs nothing more; a naive value that is not finite allows nothing extra). NaN must meet NaN
+   * and an infinity the same infinity, exactly. A refused tolerance fails every tensor.
    */
   tensor(name: string, got: unknown, ref: ArrayLike<number>, naiveValues?: NaiveValues, rowLength = 1): void {
     if (this.refused !== null) {
