@@ -18,8 +18,15 @@ import {
   resolveShape,
   type Tolerance,
   validateAttention,
+  validateLayer,
 } from '@attnkit/spec';
 import { Comparison, describe } from './compare.js';
+import {
+  type NaiveResult32,
+  naiveAttention32,
+  naiveMatmulInputs32,
+  naiveMultiHeadAttention32,
+} from './naive.js';
 import type { CaseOutcome } from './types.js';
 
 /** Calls `call`, turning a synchronous throw into a rejection but remembering it happened. */
@@ -164,9 +171,29 @@ export function compareAttention(
     comparison.fail(`${label}result: expected an object, got ${describe(result)}`);
     return;
   }
-  comparison.tensor(`${label}output`, result.output, reference.output);
-  if (reference.lse) comparison.tensor(`${label}lse`, result.lse, reference.lse);
-  if (reference.weights) comparison.tensor(`${label}weights`, result.weights, reference.weights);
+  const { valueDim, keyLength } = problem.shape;
+  compareResult(comparison, result, reference, () => naiveAttention32(problem), valueDim, keyLength, label);
+}
+
+/** Output, lse and weights against the reference, with the naive float32 result computed once on demand. */
+function compareResult(
+  comparison: Comparison,
+  result: AttentionResult,
+  reference: ReturnType<typeof referenceAttentionProblem64>,
+  computeNaive: () => NaiveResult32,
+  outputRow: number,
+  keyLength: number,
+  label = '',
+): void {
+  let naive: NaiveResult32 | null = null;
+  const lazy = () => {
+    naive ??= computeNaive();
+    return naive;
+  };
+  comparison.tensor(`${label}output`, result.output, reference.output, () => lazy().output, outputRow);
+  if (reference.lse) comparison.tensor(`${label}lse`, result.lse, reference.lse, () => lazy().lse);
+  if (reference.weights)
+    comparison.tensor(`${label}weights`, result.weights, reference.weights, () => lazy().weights, keyLength);
 }
 
 /** Turns a comparison into a case outcome. */
@@ -259,9 +286,15 @@ export async function checkLayer(
       message: `multiHeadAttention rejected: ${describe(error)}`,
     };
   }
-  comparison.tensor('output', result.output, reference.output);
-  if (reference.lse) comparison.tensor('lse', result.lse, reference.lse);
-  if (reference.weights) comparison.tensor('weights', result.weights, reference.weights);
+  const { modelDim, keyLength } = validateLayer(inputs, options);
+  compareResult(
+    comparison,
+    result,
+    reference,
+    () => naiveMultiHeadAttention32(inputs, options),
+    modelDim,
+    keyLength,
+  );
   return outcomeOf(comparison);
 }
 
@@ -282,7 +315,7 @@ export async function checkMatmul(
   } catch (error) {
     return { ok: false, expectation: 'match-reference', message: `matmul rejected: ${describe(error)}` };
   }
-  comparison.tensor('c', result, reference);
+  comparison.tensor('c', result, reference, () => naiveMatmulInputs32(inputs), inputs.shape.n);
   for (const name of unchanged(names, views, before)) comparison.fail(`${name} was modified by the backend`);
   return outcomeOf(comparison);
 }

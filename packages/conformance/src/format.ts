@@ -36,7 +36,7 @@ export function caseRow(result: CaseResult): string[] {
  */
 export function formatReport(report: ConformanceReport): { header: string[]; footer: string[] } {
   const tolerance = report.tolerance
-    ? `atol ${report.tolerance.atol}, rtol ${report.tolerance.rtol}`
+    ? `atol ${report.tolerance.atol}, rtol ${report.tolerance.rtol}, fudge ${report.tolerance.fudge ?? 0}`
     : 'unknown';
   const header = [
     `backend: ${report.backend.name} (${report.backend.engine})`,

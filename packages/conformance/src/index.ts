@@ -5,8 +5,15 @@
  * @packageDocumentation
  */
 export { checkAttention, checkLayer, checkMatmul, expectRejection } from './check.js';
-export { Comparison } from './compare.js';
+export { Comparison, TOLERANCE_CAP, toleranceProblems } from './compare.js';
 export { formatReport, summaryLine } from './format.js';
+export {
+  type NaiveResult32,
+  naiveAttention32,
+  naiveMatmul32,
+  naiveMatmulInputs32,
+  naiveMultiHeadAttention32,
+} from './naive.js';
 export { ConformanceSession, listCases, resolveConformanceOptions, runConformance } from './runner.js';
 export type {
   CaseContext,

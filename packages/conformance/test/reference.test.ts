@@ -28,6 +28,8 @@ describe('the reference backend', () => {
       'combos',
       'sizes',
       'stability',
+      'rounding',
+      'longkeys',
       'masked',
       'positions',
       'heads',

@@ -54,10 +54,17 @@ export interface BackendLimits {
   tensorElements?: number;
 }
 
-/** `|out - ref| <= atol + rtol * |ref|`, the same for every case. */
+/**
+ * `|out - ref| <= atol + rtol * |ref| + fudge * |naive32 - ref|`, the same for every case, where `ref`
+ * is the float64 reference and `naive32` the spec composed naively in float32 (every operation
+ * rounded): a float32 backend is measured against what float32 arithmetic costs on those inputs.
+ * The conformance suite caps what may be declared (see its README).
+ */
 export interface Tolerance {
   atol: number;
   rtol: number;
+  /** Multiple of the naive float32 error allowed on top; absent means 0 (a float64 backend). */
+  fudge?: number;
 }
 
 /** What a backend can do; the conformance suite reads it to choose cases and tolerances. */

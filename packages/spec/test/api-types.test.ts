@@ -197,7 +197,7 @@ describe('backend contract', () => {
   it('declares capabilities the conformance suite reads', () => {
     expectTypeOf<BackendCapabilities['features']>().toEqualTypeOf<readonly AttentionFeature[]>();
     expectTypeOf<BackendCapabilities['tolerance']>().toEqualTypeOf<Tolerance>();
-    expectTypeOf<Tolerance>().toEqualTypeOf<{ atol: number; rtol: number }>();
+    expectTypeOf<Tolerance>().toEqualTypeOf<{ atol: number; rtol: number; fudge?: number }>();
     expectTypeOf<BackendCapabilities['deterministic']>().toEqualTypeOf<boolean>();
     expectTypeOf<BackendCapabilities['notes']>().toEqualTypeOf<readonly string[]>();
     expectTypeOf<BackendMemory>().toEqualTypeOf<{ hostBytes: number; deviceBytes: number }>();

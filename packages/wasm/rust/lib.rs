@@ -378,8 +378,9 @@ unsafe fn pv_tile_guarded(p: *const f32, ps: usize, v: *const f32, dv4: usize, n
 #[no_mangle]
 pub extern "C" fn attn_scratch_bytes(bq: u32, bk: u32, dv4: u32) -> u32 {
     let bk4 = (bk + 3) & !3;
-    // logits/probabilities, their low parts, output accumulators, running max and sum, key lanes
-    (2 * bq * bk4 + bq * dv4 + 2 * bq + bk4) * 4 + 64
+    // logits/probabilities, their low parts, output accumulators with their tile sums and
+    // compensations, running max and sum with its compensation, key lanes
+    (2 * bq * bk4 + 3 * bq * dv4 + 3 * bq + bk4) * 4 + 64
 }
 
 /// Marks each of `rows` rows of `cols` floats that holds a NaN or an infinity; returns how many.
@@ -454,6 +455,30 @@ fn two_sum(a: v128, b: v128) -> (v128, v128) {
     let bb = f32x4_sub(s, a);
     let lo = f32x4_add(f32x4_sub(a, f32x4_sub(s, bb)), f32x4_sub(b, bb));
     (s, lo)
+}
+
+/// Scalar two-sum, for the running denominator.
+#[inline(always)]
+fn two_sum1(a: f32, b: f32) -> (f32, f32) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+/// The rounding error of `a * b` (Dekker's two-product with Veltkamp's split: wasm simd128 in Rust
+/// 1.63 has no fused multiply-add). Exact for |a|, |b| below ~2^100; the caller drops a non-finite one.
+#[inline(always)]
+fn two_product_error(a: v128, b: v128, p: v128) -> v128 {
+    let split = f32x4_splat(4097.0); // 2^12 + 1: halves of 12 bits multiply exactly
+    let split_of = |x: v128| {
+        let c = f32x4_mul(split, x);
+        let hi = f32x4_sub(c, f32x4_sub(c, x));
+        (hi, f32x4_sub(x, hi))
+    };
+    let (ah, al) = split_of(a);
+    let (bh, bl) = split_of(b);
+    let e = f32x4_add(f32x4_sub(f32x4_mul(ah, bh), p), f32x4_mul(ah, bl));
+    f32x4_add(f32x4_add(e, f32x4_mul(al, bh)), f32x4_mul(al, bl))
 }
 
 impl Item {
@@ -534,10 +559,14 @@ impl Item {
             let col = i32x4_add(iota, i32x4_splat(c as i32));
             if self.has_alibi {
                 // + slope * (j - p): the spec's -slope * (p - j)
+                // the product is exact as product + two_product_error: |slope * (p - j)| of tens
+                // would otherwise lose ~|term| * 2^-24 before the add
                 let dist = f32x4_convert_i32x4(i32x4_add(dist0, col));
-                let (h, l) = two_sum(x, f32x4_mul(f32x4_splat(self.slope), dist));
+                let sv = f32x4_splat(self.slope);
+                let prod = f32x4_mul(sv, dist);
+                let (h, l) = two_sum(x, prod);
                 x = h;
-                low = f32x4_add(low, l);
+                low = f32x4_add(low, f32x4_add(l, two_product_error(sv, dist, prod)));
             }
             let mut keep = v128_and(i32x4_ge(col, lo), i32x4_lt(col, hi));
             if !self.key_mask.is_null() {
@@ -610,7 +639,14 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let o_buf = lo_buf.add(bq * bk4);
     let m_buf = o_buf.add(bq * dv4);
     let l_buf = m_buf.add(bq);
-    let lanes = l_buf.add(bq) as *mut u32;
+    // Compensated running sums: over millions of keys, adding each tile straight into the running
+    // output and denominator drifts by ~sqrt(tiles) ulps (4M keys: 37x atol). Each tile's PV product
+    // goes to a zeroed t_buf instead, then into o_buf by an exact two-sum whose error collects in
+    // oc_buf (and the denominator's in lc_buf); both are rescaled with their sums. 2/nk extra work.
+    let lc_buf = l_buf.add(bq);
+    let t_buf = lc_buf.add(bq);
+    let oc_buf = t_buf.add(bq * dv4);
+    let lanes = oc_buf.add(bq * dv4) as *mut u32;
 
     let q = (p.q as usize as *const f32).add((bh * lq + i0) * d4);
     let kv_row0 = (b * p.hkv as usize + g) * lk;
@@ -652,12 +688,20 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     for r in 0..nq {
         *m_buf.add(r) = sink;
         *l_buf.add(r) = l0;
+        *lc_buf.add(r) = 0.0;
         let o = o_buf.add(r * dv4);
+        let oc = oc_buf.add(r * dv4);
         for c in (0..dv4).step_by(4) {
             st(o.add(c), f32x4_splat(0.0));
+            st(oc.add(c), f32x4_splat(0.0));
         }
     }
 
+    // Up to 4096 keys the plain running output (one rounding per key at its own size) drifts by
+    // ~sqrt(keys) * 2^-24 relative, 4e-6 at 4096, under rtol; the compensation's extra pass over the
+    // accumulators (~7% at D = 64) is paid only above that. Decided per item from its key range
+    // alone, so the bits do not depend on the thread count.
+    let compensate = k_end - k_begin > 4096;
     let mut j0 = k_begin;
     while j0 < k_end {
         let nk = bk.min(k_end - j0);
@@ -681,13 +725,17 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
             }
             let sum = it.exponentiate(nk, m_new, srow, lorow);
             let alpha = exp1(m_old - m_new);
-            *l_buf.add(r) = *l_buf.add(r) * alpha + sum;
+            let (l_new, l_err) = two_sum1(*l_buf.add(r) * alpha, sum);
+            *l_buf.add(r) = l_new;
+            *lc_buf.add(r) = *lc_buf.add(r) * alpha + l_err;
             *m_buf.add(r) = m_new;
             if alpha != 1.0 {
                 let a = f32x4_splat(alpha);
                 let o = o_buf.add(r * dv4);
+                let oc = oc_buf.add(r * dv4);
                 for c in (0..dv4).step_by(4) {
                     st(o.add(c), f32x4_mul(ld(o.add(c)), a));
+                    st(oc.add(c), f32x4_mul(ld(oc.add(c)), a));
                 }
             }
         }
@@ -699,10 +747,23 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
                 }
             }
         }
+        let acc = if compensate { t_buf } else { o_buf };
+        if compensate {
+            for c in (0..nq * dv4).step_by(4) {
+                st(t_buf.add(c), f32x4_splat(0.0));
+            }
+        }
         if guarded {
-            pv_tile_guarded(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, o_buf);
+            pv_tile_guarded(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, acc);
         } else {
-            pv_tile(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, o_buf);
+            pv_tile(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, acc);
+        }
+        if compensate {
+            for c in (0..nq * dv4).step_by(4) {
+                let (hi, lo) = two_sum(ld(o_buf.add(c)), ld(t_buf.add(c)));
+                st(o_buf.add(c), hi);
+                st(oc_buf.add(c), f32x4_add(ld(oc_buf.add(c)), lo));
+            }
         }
         j0 += nk;
     }
@@ -711,16 +772,23 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     for r in 0..nq {
         let m = *m_buf.add(r);
         let l = *l_buf.add(r);
+        let lc = *lc_buf.add(r);
         let o = o_buf.add(r * dv4);
+        let oc = oc_buf.add(r * dv4);
         let dst = out.add(r * dv4);
         let empty = m == NEG_INF;
-        let inv = f32x4_splat(if empty { 0.0 } else { 1.0 / l });
+        let inv = f32x4_splat(if empty { 0.0 } else { 1.0 / (l + lc) });
         for c in (0..dv4).step_by(4) {
-            let x = if empty { f32x4_splat(0.0) } else { f32x4_mul(ld(o.add(c)), inv) };
+            // a non-finite sum has a NaN two-sum error: keep the sum alone there
+            let sum = ld(o.add(c));
+            let err = ld(oc.add(c));
+            let ok = f32x4_lt(f32x4_abs(err), f32x4_splat(f32::INFINITY));
+            let total = v128_bitselect(f32x4_add(sum, err), sum, ok);
+            let x = if empty { f32x4_splat(0.0) } else { f32x4_mul(total, inv) };
             st(dst.add(c), x);
         }
         if p.lse != 0 {
-            let lse = if empty { NEG_INF } else { (m as f64 + ln64(l as f64)) as f32 };
+            let lse = if empty { NEG_INF } else { (m as f64 + ln64(l as f64 + lc as f64)) as f32 };
             *(p.lse as usize as *mut f32).add(row0 + r) = lse;
         }
     }
@@ -748,7 +816,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
             let lorow = lo_buf.add(r * bk4);
             it.logits(r, j0, nk, lanes, srow, lorow);
             it.exponentiate(nk, m, srow, lorow);
-            let l = *l_buf.add(r);
+            let l = *l_buf.add(r) + *lc_buf.add(r);
             let w = weights.add(r * lk + j0);
             for c in 0..nk {
                 *w.add(c) = *srow.add(c) / l;

@@ -19,11 +19,11 @@ describe('createWasmBackend options', () => {
     );
   });
 
-  it('declares the same tolerance as @attnkit/cpu, single-threaded by default', async () => {
+  it('declares the same atol/rtol as @attnkit/cpu plus fudge 2, single-threaded by default', async () => {
     const backend = createDefaultWasmBackend();
     await backend.init();
     expect(backend.capabilities.tolerance).toEqual(WASM_TOLERANCE);
-    expect(WASM_TOLERANCE).toEqual({ atol: 1e-6, rtol: 1e-5 });
+    expect(WASM_TOLERANCE).toEqual({ atol: 1e-6, rtol: 1e-5, fudge: 2 });
     expect(backend.capabilities.threads).toBe(1);
     await backend.dispose();
   });

@@ -39,7 +39,8 @@ export type {
  * Measured against the float64 reference on SwiftShader and Chromium's WebGPU: f32 accumulation plus
  * WGSL's `exp` (a few ULP, growing with |x|) and `tanh` for softcap.
  */
-const TOLERANCE = { atol: 2e-5, rtol: 2e-4 } as const;
+// fudge: a multiple of the naive float32 error (see @attnkit/conformance); measured worst 1.0.
+const TOLERANCE = { atol: 2e-5, rtol: 2e-4, fudge: 2 } as const;
 
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;

@@ -103,6 +103,17 @@ fn twoSum(a: f32, b: f32) -> vec2<f32> {
   let bb = hi - a;
   return vec2<f32>(hi, (a - (hi - bb)) + (b - bb));
 }
+// Dekker's two-product with Veltkamp's split (2^12 + 1): the rounding error of a * b = p, exactly,
+// for |a|, |b| below ~2^100. Not fma(a, b, -p): a software fma (SwiftShader) may round twice.
+fn twoProductError(a: f32, b: f32, p: f32) -> f32 {
+  let ca = 4097.0 * a;
+  let ah = ca - (ca - a);
+  let al = a - ah;
+  let cb = 4097.0 * b;
+  let bh = cb - (cb - b);
+  let bl = b - bh;
+  return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
+}
 fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
 `;
 
@@ -127,9 +138,14 @@ function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): 
     lo += t.y;
   }
   if ((P.flags & ${Flags.alibi}u) != 0u) {
-    let t = twoSum(s, -HEAD[h] * f32(pos - i32(j)));
+    // |slope * (p - j)| of tens loses ~|term| * 2^-24 when rounded: keep the product's error too
+    let slope = -HEAD[h];
+    let dist = f32(pos - i32(j));
+    let term = slope * dist;
+    let t = twoSum(s, term);
     s = t.x;
-    lo += t.y;
+    let perr = twoProductError(slope, dist, term);
+    lo += t.y + select(0.0, perr, abs(perr) < 3.0e38);
   }
 `;
 }
@@ -292,13 +308,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var e = lid; e < BQ * DV; e += WG) {
       let r = e / DV;
       let d = e % DV;
-      var a = acc[e] * rowA[r];
+      // The tile's sum first, then one add into the running sum: over millions of keys this
+      // rounds at the running sum's magnitude once per tile rather than once per key.
+      var t = 0.0;
       for (var c = 0u; c < BK; c++) {
         let p = ps[r * BK + c];
         // A zero weight contributes nothing, so inf or NaN in a masked value row cannot leak.
-        a += select(0.0, p * vs[c * DV + d], p != 0.0);
+        t += select(0.0, p * vs[c * DV + d], p != 0.0);
       }
-      acc[e] = a;
+      acc[e] = acc[e] * rowA[r] + t;
     }
   }
   workgroupBarrier();

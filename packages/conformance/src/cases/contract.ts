@@ -12,7 +12,8 @@ import {
   validateAttention,
 } from '@attnkit/spec';
 import { checkAttention, expectRejection, unsupportedReason } from '../check.js';
-import { Comparison, describe } from '../compare.js';
+import { Comparison, describe, toleranceProblems } from '../compare.js';
+import { naiveAttention32 } from '../naive.js';
 import { DataSource, hashString } from '../random.js';
 import type { CaseContext, CaseOutcome, ConformanceCase } from '../types.js';
 import { attentionWork, customCase, full, uniformInputs } from './helpers.js';
@@ -271,11 +272,7 @@ function lifecycleCases(): ConformanceCase[] {
         else
           for (const feature of caps.features)
             if (!known.has(feature)) problems.push(`unknown feature ${JSON.stringify(feature)}`);
-        const { atol, rtol } = caps.tolerance ?? {};
-        if (!(typeof atol === 'number' && atol >= 0 && Number.isFinite(atol)))
-          problems.push(`tolerance.atol ${atol}`);
-        if (!(typeof rtol === 'number' && rtol >= 0 && Number.isFinite(rtol)))
-          problems.push(`tolerance.rtol ${rtol}`);
+        problems.push(...toleranceProblems(caps.tolerance));
         for (const [key, value] of Object.entries(caps.limits ?? {})) {
           if (!(Number.isInteger(value) && (value as number) >= 1)) problems.push(`limits.${key} = ${value}`);
         }
@@ -390,6 +387,8 @@ function lifecycleCases(): ConformanceCase[] {
             `call ${index} output`,
             settled.value.output,
             referenceAttentionProblem64(problem).output,
+            () => naiveAttention32(problem).output,
+            problem.shape.valueDim,
           );
         });
         return {

@@ -1,6 +1,7 @@
 import type { ConformanceCase } from '../types.js';
 import { behaviourCases } from './behaviour.js';
 import { contractCases } from './contract.js';
+import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
 import { semanticCases } from './semantics.js';
 
@@ -9,6 +10,12 @@ let cached: ConformanceCase[] | null = null;
 /** Every case, in run order. Built once; data is generated when a case runs. */
 export function allCases(): ConformanceCase[] {
   if (cached === null)
-    cached = [...semanticCases(), ...numericCases(), ...contractCases(), ...behaviourCases()];
+    cached = [
+      ...semanticCases(),
+      ...numericCases(),
+      ...float32Cases(),
+      ...contractCases(),
+      ...behaviourCases(),
+    ];
   return cached;
 }
