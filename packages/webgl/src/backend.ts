@@ -74,6 +74,8 @@ export interface WebglBackendOptions {
 const OPTION_SCHEMA: FactoryOptionSchema<WebglBackendOptions> = {
   tileKeys: { kind: 'integer', min: 1, max: MAX_OPTION },
   blockElements: { kind: 'integer', min: 1, max: MAX_OPTION },
+  // accepted and checked (it is public API), but attention() sizes its chunks from blockElements and
+  // MAX_TEXTURE_SIZE only: the option has had no effect since before this validator (reported)
   chunkRows: { kind: 'integer', min: 1, max: MAX_OPTION },
   vectorized: { kind: 'boolean' },
   context: { kind: 'enum', values: ['auto', 'webgl2', 'webgl'] },
@@ -139,7 +141,6 @@ export class WebglImplementation implements BackendImplementation {
   private caps: BackendCapabilities = baseCapabilities();
   private readonly tileKeys: number;
   private readonly blockElements: number;
-  private readonly chunkRowsOption: number;
   private readonly vectorizedOption: boolean;
   private vectorized = false;
   private readonly open: () => Promise<GlRuntime>;
@@ -149,7 +150,6 @@ export class WebglImplementation implements BackendImplementation {
     const options = validateFactoryOptions('createWebglBackend', given, OPTION_SCHEMA);
     this.tileKeys = options.tileKeys ?? 256;
     this.blockElements = options.blockElements ?? 1 << 21;
-    this.chunkRowsOption = options.chunkRows ?? 256;
     this.vectorizedOption = options.vectorized ?? true;
     const context = options.context ?? 'auto';
     this.open = options.open ?? (() => openGl({ context }));
