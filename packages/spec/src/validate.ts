@@ -132,7 +132,7 @@ function detached(context: string, argument: string, kind: string): never {
  * A tensor argument checked by its real type and real length (intrinsic getters, so a subclass or a
  * look-alike cannot lie), returned as a plain `Float32Array` view of the same memory.
  */
-function float32Tensor(
+export function float32Tensor(
   context: string,
   argument: string,
   value: unknown,

@@ -11,6 +11,7 @@ import {
   referenceMatmul64,
   validateAttention,
   validateFactoryOptions,
+  validateLayer,
   validateMatmul,
 } from '../src/index.js';
 
@@ -105,6 +106,24 @@ describe('real types, read once', () => {
     const error = rejection(() => validateAttention(inputs));
     expect(error.argument).toBe('q.length');
     expect(error.actual).toBe('6');
+  });
+
+  it('the layer checks real lengths too', () => {
+    class Liar extends Float32Array {
+      override get length(): number {
+        return 8;
+      }
+    }
+    const layerShape = { batch: 1, queryLength: 2, modelDim: 4, queryHeads: 2, headDim: 1 };
+    const weights = {
+      wq: new Float32Array(8),
+      wk: new Float32Array(8),
+      wv: new Float32Array(8),
+      wo: new Float32Array(8),
+    };
+    expect(() => validateLayer({ x: new Float32Array(8), weights, shape: layerShape })).not.toThrow();
+    const error = rejection(() => validateLayer({ x: new Liar(3), weights, shape: layerShape }));
+    expect(error).toMatchObject({ argument: 'x.length', actual: '3' });
   });
 
   it('hands backends a plain Float32Array view of a subclass, with the real length', () => {
