@@ -108,6 +108,27 @@ describe.each(variants)('wasm (%s): inputs are read before the call returns', (_
   });
 });
 
+describe('wasm: real types', () => {
+  it("a Float32Array subclass whose length lies is rejected, not read past its end (the previous call's rows)", async () => {
+    const backend = createWasmBackend();
+    const small: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 };
+    const inputs = inputsFor(small, 6);
+    await backend.attention(inputs);
+    class Liar extends Float32Array {
+      override get length(): number {
+        return 16;
+      }
+    }
+    const q = new Liar(8);
+    await expect(backend.attention({ ...inputs, q })).rejects.toMatchObject({
+      code: 'invalid-argument',
+      argument: 'q.length',
+      actual: '8',
+    });
+    await backend.dispose();
+  });
+});
+
 describe('wasm: option values and inputs at the edge of float32', () => {
   it('a sliding window of 2^32 + 1 is no window (not a window of 1)', async () => {
     const backend = createWasmBackend();
