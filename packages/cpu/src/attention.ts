@@ -1,4 +1,4 @@
-import { type AttentionProblem, type AttentionResult, visibleKeyRange } from '@attnkit/spec';
+import { type AttentionProblem, type AttentionResult, allocating, visibleKeyRange } from '@attnkit/spec';
 import type { Scratch } from './scratch.js';
 
 /** Tile sizes of the blocked kernel. */
@@ -7,6 +7,11 @@ export interface BlockSizes {
   queryBlock: number | null;
   /** Keys per tile. */
   keyBlock: number;
+}
+
+/** A result array; an engine that cannot allocate it rejects with `unavailable` naming it. */
+function float32(what: string, elements: number): Float32Array {
+  return allocating('attention', what, elements * 4, () => new Float32Array(elements));
 }
 
 /** Rows (heads of one kv group times query rows) a block aims for when `queryBlock` is not set. */
@@ -194,10 +199,12 @@ export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: B
   const G = Hq / Hkv;
   const br = queryBlockFor(sizes, G);
   const bk = sizes.keyBlock;
-  const output = new Float32Array(B * Hq * Lq * Dv);
-  const lse = p.returnLse ? new Float32Array(B * Hq * Lq) : null;
-  const weights = p.returnWeights ? new Float32Array(B * Hq * Lq * Lk) : null;
-  scratch.ensureAttention(G * br, br, bk, Dv, Lk);
+  const output = float32('output', B * Hq * Lq * Dv);
+  const lse = p.returnLse ? float32('lse', B * Hq * Lq) : null;
+  const weights = p.returnWeights ? float32('weights', B * Hq * Lq * Lk) : null;
+  allocating('attention', 'scratch', scratch.attentionBytes(G * br, br, bk, Dv, Lk), () =>
+    scratch.ensureAttention(G * br, br, bk, Dv, Lk),
+  );
   const { scores, rowMax, rowSum, acc, keyIndex, keyProb, rangeStart, rangeEnd, nonFinite } = scratch;
   const { q, k, v, sinks } = p;
   const offset = Lk - Lq;

@@ -6,10 +6,10 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
-  AttnkitError,
   type BackendCapabilities,
   createBackend,
-  describeValue,
+  type FactoryOptionSchema,
+  validateFactoryOptions,
 } from '@attnkit/spec';
 import { blockedAttention } from './attention.js';
 import { blockedMatmul } from './matmul.js';
@@ -40,18 +40,10 @@ const DEFAULT_KEY_BLOCK = 64;
 /** Tiles beyond this only cost memory: the scratch is `rows * keyBlock` float64. */
 const MAX_BLOCK = 4096;
 
-function blockOption(name: 'queryBlock' | 'keyBlock', value: unknown): number | null {
-  if (value === undefined) return null;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_BLOCK) {
-    const actual = describeValue(value);
-    throw new AttnkitError(
-      'invalid-argument',
-      `createCpuBackend: options.${name} must be an integer in [1, ${MAX_BLOCK}], got ${actual}`,
-      { argument: `options.${name}`, expected: `an integer in [1, ${MAX_BLOCK}]`, actual },
-    );
-  }
-  return value;
-}
+const OPTION_SCHEMA: FactoryOptionSchema<CpuBackendOptions> = {
+  queryBlock: { kind: 'integer', min: 1, max: MAX_BLOCK },
+  keyBlock: { kind: 'integer', min: 1, max: MAX_BLOCK },
+};
 
 /**
  * Creates the pure TypeScript backend. It holds no resources until a call needs scratch memory;
@@ -64,18 +56,11 @@ function blockOption(name: 'queryBlock' | 'keyBlock', value: unknown): number | 
  * await backend.dispose();
  * ```
  */
-export function createCpuBackend(options: CpuBackendOptions = {}): AttentionBackend {
-  if (typeof options !== 'object' || options === null) {
-    const actual = describeValue(options);
-    throw new AttnkitError('invalid-argument', `createCpuBackend: options must be an object, got ${actual}`, {
-      argument: 'options',
-      expected: 'an object',
-      actual,
-    });
-  }
+export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend {
+  const checked = validateFactoryOptions('createCpuBackend', options, OPTION_SCHEMA);
   const sizes = {
-    queryBlock: blockOption('queryBlock', options.queryBlock),
-    keyBlock: blockOption('keyBlock', options.keyBlock) ?? DEFAULT_KEY_BLOCK,
+    queryBlock: checked.queryBlock ?? null,
+    keyBlock: checked.keyBlock ?? DEFAULT_KEY_BLOCK,
   };
   const scratch = new Scratch();
   const capabilities: BackendCapabilities = {

@@ -1,4 +1,4 @@
-import type { MatmulProblem } from '@attnkit/spec';
+import { allocating, type MatmulProblem } from '@attnkit/spec';
 import type { Scratch } from './scratch.js';
 
 /** Columns of `c` accumulated at once: four rows of this many float64 stay in L1. */
@@ -12,7 +12,7 @@ const COLUMN_BLOCK = 256;
 export function blockedMatmul(problem: MatmulProblem, scratch: Scratch): Float32Array {
   const { a, b, bias } = problem;
   const { m, k, n } = problem.shape;
-  const out = new Float32Array(m * n);
+  const out = allocating('matmul', 'output', m * n * 4, () => new Float32Array(m * n));
   const nb = Math.min(COLUMN_BLOCK, n);
   scratch.ensureMatmul(nb);
   const acc = scratch.matmulAcc;

@@ -49,6 +49,22 @@ export class Scratch {
     }
   }
 
+  /** Bytes {@link ensureAttention} holds for these sizes (for an allocation error's message). */
+  attentionBytes(
+    rows: number,
+    rowsPerHead: number,
+    keyBlock: number,
+    valueDim: number,
+    keyLength: number,
+  ): number {
+    return (
+      4 * (keyLength + 1) +
+      8 * (rows * keyBlock + 2 * rows + rows * valueDim + keyBlock) +
+      4 * keyBlock +
+      8 * rowsPerHead
+    );
+  }
+
   /** Grows the matmul accumulators to `4 * columns`. */
   ensureMatmul(columns: number): void {
     if (this.matmulAcc.length < 4 * columns) this.matmulAcc = new Float64Array(4 * columns);

@@ -1,4 +1,5 @@
 import { AttnkitError } from './errors.js';
+import { snapshotAttentionProblem, snapshotMatmulProblem } from './snapshot.js';
 import type {
   AttentionInputs,
   AttentionOptions,
@@ -221,12 +222,27 @@ export function assertSupported(
   }
 }
 
+/** Calls `run` now, turning a synchronous throw into a rejection. */
+function now<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return run();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /**
  * Wraps a {@link BackendImplementation} into a full {@link AttentionBackend}: validation first (before
  * init, so bad input never acquires a device), then lazy init, capability checks, in-flight tracking,
  * and a `dispose` that waits for running calls.
+ *
+ * Inputs are read before a call returns (the README's "When inputs are read"): on an initialised
+ * backend the implementation is called in the caller's tick, so its synchronous prefix (computing,
+ * copying into wasm memory, `writeBuffer`) reads the caller's arrays before the caller can touch
+ * them; while init is pending the inputs are copied first.
  */
 export function createBackend(implementation: BackendImplementation): AttentionBackend {
+  let initialized = false;
   let initializing: Promise<void> | null = null;
   let disposing: Promise<void> | null = null;
   const inFlight = new Set<Promise<unknown>>();
@@ -248,10 +264,15 @@ export function createBackend(implementation: BackendImplementation): AttentionB
       return Promise.reject(error);
     }
     if (initializing === null) {
-      initializing = implementation.init().catch((error: unknown) => {
-        initializing = null; // a failed init may be retried (a lost device, a page that gains isolation)
-        throw error;
-      });
+      initializing = implementation.init().then(
+        () => {
+          initialized = true;
+        },
+        (error: unknown) => {
+          initializing = null; // a failed init may be retried (a lost device, a page that gains isolation)
+          throw error;
+        },
+      );
     }
     return initializing;
   };
@@ -273,10 +294,15 @@ export function createBackend(implementation: BackendImplementation): AttentionB
       try {
         ensureOpen('attention');
         const problem = validateAttention(inputs, options);
+        if (initialized) {
+          assertSupported(implementation.name, implementation.capabilities(), problem);
+          return track(now(() => implementation.attention(problem)));
+        }
+        const snapshot = snapshotAttentionProblem(problem);
         return track(
           init().then(() => {
-            assertSupported(implementation.name, implementation.capabilities(), problem);
-            return implementation.attention(problem);
+            assertSupported(implementation.name, implementation.capabilities(), snapshot);
+            return implementation.attention(snapshot);
           }),
         );
       } catch (error) {
@@ -287,7 +313,9 @@ export function createBackend(implementation: BackendImplementation): AttentionB
       try {
         ensureOpen('matmul');
         const problem = validateMatmul(inputs);
-        return track(init().then(() => implementation.matmul(problem)));
+        if (initialized) return track(now(() => implementation.matmul(problem)));
+        const snapshot = snapshotMatmulProblem(problem);
+        return track(init().then(() => implementation.matmul(snapshot)));
       } catch (error) {
         return Promise.reject(error);
       }

@@ -1,3 +1,5 @@
+import { typedArrayLength, typedArrayTag } from './typed.js';
+
 /**
  * What went wrong, machine-readable. `invalid-argument` and `unsupported` are thrown before any work
  * starts; `unavailable` means a backend cannot run on this machine (with the reason in the message);
@@ -56,11 +58,12 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (ArrayBuffer.isView(value)) {
-    const name = value.constructor?.name ?? 'TypedArray';
-    const length = (value as unknown as { length?: number }).length;
-    return length === undefined ? name : `${name}(length ${length})`;
+  const tag = typedArrayTag(value);
+  if (tag !== undefined) {
+    // the real length, not a subclass's `length` getter (which may lie)
+    return `${tag}(length ${typedArrayLength(value)})`;
   }
+  if (ArrayBuffer.isView(value)) return 'DataView';
   if (Array.isArray(value)) {
     return value.length <= 8 ? `[${value.map(describeValue).join(', ')}]` : `Array(length ${value.length})`;
   }
@@ -80,4 +83,23 @@ export function invalidArgument(context: string, argument: string, expected: str
       actual: actualText,
     },
   );
+}
+
+/**
+ * Runs an allocation of `bytes` bytes for `what`; an engine refusal (`RangeError: Array buffer
+ * allocation failed`, `Invalid typed array length`, a failed `memory.grow`) becomes an `unavailable`
+ * error naming what and how much, instead of a raw RangeError from deep inside a kernel. Nothing else
+ * is changed, so the backend stays usable: the next call that fits in memory runs normally.
+ */
+export function allocating<T>(context: string, what: string, bytes: number, allocate: () => T): T {
+  try {
+    return allocate();
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new AttnkitError(
+      'unavailable',
+      `${context}: cannot allocate ${what} (${bytes} bytes): ${error.message}`,
+      { argument: what, expected: `${bytes} bytes of memory`, actual: 'allocation failed', cause: error },
+    );
+  }
 }

@@ -28,9 +28,15 @@ export {
   AttnkitError,
   type AttnkitErrorCode,
   type AttnkitErrorDetails,
+  allocating,
   describeValue,
   isAttnkitError,
 } from './errors.js';
+export {
+  type FactoryOptionRule,
+  type FactoryOptionSchema,
+  validateFactoryOptions,
+} from './factory.js';
 export {
   type LayerInputs,
   type LayerShape,
@@ -51,6 +57,7 @@ export {
   referenceMatmulInputs64,
 } from './reference.js';
 export { createReferenceBackend, default } from './reference-backend.js';
+export { snapshotAttentionProblem, snapshotMatmulProblem } from './snapshot.js';
 export type {
   AttentionBias,
   AttentionInputs,
@@ -65,6 +72,8 @@ export type {
   ResolvedShape,
 } from './types.js';
 export {
+  FLOAT32_MAX,
+  FLOAT32_MIN_NORMAL,
   isFloat32Array,
   MAX_TENSOR_ELEMENTS,
   type ResolvedOptions,

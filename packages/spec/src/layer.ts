@@ -2,7 +2,7 @@ import type { AttentionBackend } from './backend.js';
 import { invalidArgument } from './errors.js';
 import { type ReferenceResult64, referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
 import type { AttentionOptions, AttentionResult } from './types.js';
-import { isFloat32Array, resolveOptions, resolveShape } from './validate.js';
+import { float32Tensor, resolveOptions, resolveShape } from './validate.js';
 
 /** Sizes of a multi-head attention layer call. */
 export interface LayerShape {
@@ -59,11 +59,9 @@ interface ResolvedLayer {
 
 const LAYER = 'multiHeadAttention';
 
+/** The same real-type, real-length check as attention's tensors (a subclass's `length` cannot lie). */
 function tensor(argument: string, value: unknown, length: number, formula: string): Float32Array {
-  if (!isFloat32Array(value)) invalidArgument(LAYER, argument, 'a Float32Array', value);
-  if (value.length !== length)
-    invalidArgument(LAYER, `${argument}.length`, `${length} (${formula})`, value.length);
-  return value;
+  return float32Tensor(LAYER, argument, value, length, formula);
 }
 
 /** Validates a layer call up front, so nothing is projected before an argument is found wrong. */

@@ -1,4 +1,11 @@
 import { AttnkitError, describeValue, invalidArgument } from './errors.js';
+import {
+  isDetachedView,
+  plainFloat32View,
+  plainUint8View,
+  typedArrayLength,
+  typedArrayTag,
+} from './typed.js';
 import type {
   AttentionInputs,
   AttentionOptions,
@@ -25,6 +32,10 @@ const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>([
   'returnWeights',
 ]);
 
+const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
+const MATMUL_INPUT_KEYS: ReadonlySet<string> = new Set(['a', 'b', 'bias', 'shape']);
+const MATMUL_SHAPE_KEYS: ReadonlySet<string> = new Set(['m', 'k', 'n']);
+
 const SHAPE_KEYS: ReadonlySet<string> = new Set([
   'batch',
   'queryHeads',
@@ -35,13 +46,36 @@ const SHAPE_KEYS: ReadonlySet<string> = new Set([
   'valueDim',
 ]);
 
-/** Tests for a `Float32Array` by tag, so arrays from another realm (worker, iframe) pass too. */
+/**
+ * Tests for a real `Float32Array` through the intrinsic `%TypedArray%.prototype[Symbol.toStringTag]`
+ * getter: arrays from another realm (worker, iframe) pass, an object with a fake `Symbol.toStringTag`
+ * does not.
+ */
 export function isFloat32Array(value: unknown): value is Float32Array {
-  return Object.prototype.toString.call(value) === '[object Float32Array]';
+  return typedArrayTag(value) === 'Float32Array';
 }
 
-function isUint8Array(value: unknown): value is Uint8Array {
-  return Object.prototype.toString.call(value) === '[object Uint8Array]';
+/** Largest finite float32, the bound of every float32 kernel's intermediate values. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+/** Smallest normal float32: a softcap below it is a denormal (or 0) inside a float32 kernel. */
+export const FLOAT32_MIN_NORMAL = 2 ** -126;
+
+/**
+ * Reads the known keys of an options-like object, each exactly once, into a plain object: a getter
+ * cannot hand validation one value and the backend another.
+ */
+function readOnce(
+  context: string,
+  argument: string,
+  value: unknown,
+  known: ReadonlySet<string>,
+  expected: string,
+): Record<string, unknown> {
+  if (!isPlainObject(value)) invalidArgument(context, argument, expected, value);
+  rejectUnknownKeys(context, argument, value, known);
+  const copy: Record<string, unknown> = {};
+  for (const key of known) copy[key] = value[key];
+  return copy;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -82,12 +116,68 @@ function rejectUnknownKeys(
   }
 }
 
-function float32Tensor(context: string, argument: string, value: unknown, length: number, formula: string) {
+function detached(context: string, argument: string, kind: string): never {
+  throw new AttnkitError(
+    'invalid-argument',
+    `${context}: ${argument} must be a ${kind} whose buffer is not detached, got a ${kind} with a detached buffer (transferred or posted away)`,
+    {
+      argument,
+      expected: `a ${kind} whose buffer is not detached`,
+      actual: `a ${kind} with a detached buffer`,
+    },
+  );
+}
+
+/**
+ * A tensor argument checked by its real type and real length (intrinsic getters, so a subclass or a
+ * look-alike cannot lie), returned as a plain `Float32Array` view of the same memory.
+ */
+export function float32Tensor(
+  context: string,
+  argument: string,
+  value: unknown,
+  length: number,
+  formula: string,
+): Float32Array {
   if (!isFloat32Array(value)) invalidArgument(context, argument, 'a Float32Array', value);
-  if (value.length !== length) {
-    invalidArgument(context, `${argument}.length`, `${length} (${formula})`, value.length);
+  const real = typedArrayLength(value);
+  if (real !== length) {
+    if (real === 0 && isDetachedView(value)) detached(context, argument, 'Float32Array');
+    invalidArgument(context, `${argument}.length`, `${length} (${formula})`, real);
   }
-  return value;
+  return plainFloat32View(value);
+}
+
+/** Largest |x| over the finite elements (NaN and infinities keep their IEEE meaning and are not bounded). */
+function maxAbsFinite(data: Float32Array): number {
+  let max = 0;
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i]);
+    if (a > max && a !== Number.POSITIVE_INFINITY) max = a;
+  }
+  return max;
+}
+
+/**
+ * The float32 overflow rule (README "Float32 range"): every partial dot product and logit must be
+ * representable in float32, since that is what wasm, WebGL and WebGPU compute in. The bound
+ * `D * max|q| * max|k| * max(1, |scale|)` covers the unscaled and the scaled dot product.
+ */
+function checkLogitRange(context: string, q: Float32Array, k: Float32Array, D: number, scale: number): void {
+  const mq = maxAbsFinite(q);
+  const mk = maxAbsFinite(k);
+  const s = Math.max(1, Math.abs(scale));
+  const bound = D * mq * mk * s;
+  if (bound > FLOAT32_MAX) {
+    const argument = s > 1 ? 'q, k, options.scale' : 'q, k';
+    const expected = `D * max|q| * max|k| * max(1, |scale|) <= ${FLOAT32_MAX} (float32 kernels: no partial dot product or logit may overflow float32)`;
+    const actual = `${D} * ${mq} * ${mk} * ${s} = ${bound}`;
+    throw new AttnkitError(
+      'invalid-argument',
+      `${context}: ${argument} must satisfy ${expected}, got ${actual}`,
+      { argument, expected, actual },
+    );
+  }
 }
 
 function checkedProduct(context: string, argument: string, factors: readonly number[]): number {
@@ -100,9 +190,8 @@ function checkedProduct(context: string, argument: string, factors: readonly num
 }
 
 /** Validates an {@link AttentionShape} and fills in its defaults. */
-export function resolveShape(shape: unknown, context = ATTENTION): ResolvedShape {
-  if (!isPlainObject(shape)) invalidArgument(context, 'shape', 'an object', shape);
-  rejectUnknownKeys(context, 'shape', shape, SHAPE_KEYS);
+export function resolveShape(given: unknown, context = ATTENTION): ResolvedShape {
+  const shape = readOnce(context, 'shape', given, SHAPE_KEYS, 'an object');
   const batch = positiveInteger(context, 'shape.batch', shape.batch);
   const queryHeads = positiveInteger(context, 'shape.queryHeads', shape.queryHeads);
   const kvHeads =
@@ -125,20 +214,25 @@ export function resolveShape(shape: unknown, context = ATTENTION): ResolvedShape
   return { batch, queryHeads, kvHeads, queryLength, keyLength, headDim, valueDim };
 }
 
-function resolveBias(context: string, bias: unknown, shape: ResolvedShape): ResolvedBias {
-  if (!isPlainObject(bias)) invalidArgument(context, 'options.bias', 'an object { data, shape }', bias);
-  rejectUnknownKeys(context, 'options.bias', bias, new Set(['data', 'shape']));
+const BIAS_KEYS: ReadonlySet<string> = new Set(['data', 'shape']);
+
+function resolveBias(context: string, given: unknown, shape: ResolvedShape): ResolvedBias {
+  const bias = readOnce(context, 'options.bias', given, BIAS_KEYS, 'an object { data, shape }');
   const target = [shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength] as const;
   const names = ['B', 'Hq', 'Lq', 'Lk'];
-  const biasShape = bias.shape;
-  if (!Array.isArray(biasShape) || biasShape.length !== 4) {
+  const givenShape = bias.shape;
+  // one read of the length and of each entry (the array may be a Proxy)
+  const rank = Array.isArray(givenShape) ? (givenShape.length as number) : -1;
+  if (rank !== 4) {
     invalidArgument(
       context,
       'options.bias.shape',
       `4 dimensions broadcastable to [${target.join(', ')}]`,
-      biasShape,
+      givenShape,
     );
   }
+  const entries = givenShape as readonly unknown[];
+  const biasShape: unknown[] = [entries[0], entries[1], entries[2], entries[3]];
   const dims = biasShape.map((dim: unknown, axis: number) => {
     const argument = `options.bias.shape[${axis}]`;
     const size = positiveInteger(context, argument, dim);
@@ -185,17 +279,24 @@ export type ResolvedOptions = Omit<AttentionProblem, 'q' | 'k' | 'v' | 'shape'>;
 
 /** Validates {@link AttentionOptions} against a resolved shape and fills in the defaults. */
 export function resolveOptions(
-  options: AttentionOptions,
+  given: AttentionOptions,
   shape: ResolvedShape,
   context = ATTENTION,
 ): ResolvedOptions {
-  if (!isPlainObject(options)) invalidArgument(context, 'options', 'an object', options);
-  rejectUnknownKeys(context, 'options', options, OPTION_KEYS);
+  const options = readOnce(context, 'options', given, OPTION_KEYS, 'an object');
   const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, headDim: D } = shape;
   let scale = 1 / Math.sqrt(D);
   if (options.scale !== undefined) {
     if (typeof options.scale !== 'number' || !Number.isFinite(options.scale)) {
       invalidArgument(context, 'options.scale', 'a finite number', options.scale);
+    }
+    if (Math.abs(options.scale) > FLOAT32_MAX) {
+      invalidArgument(
+        context,
+        'options.scale',
+        `a finite number with |scale| <= ${FLOAT32_MAX} (float32 kernels)`,
+        options.scale,
+      );
     }
     scale = options.scale;
   }
@@ -207,22 +308,22 @@ export function resolveOptions(
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 1) {
       invalidArgument(context, 'options.slidingWindow', 'an integer >= 1', w);
     }
-    slidingWindow = w;
+    // |p - j| < max(Lq, Lk) for every query and key, so any wider window masks nothing: clamping is
+    // the same semantics, and keeps the value within the 32-bit integers kernels hold it in
+    slidingWindow = Math.min(w, Math.max(Lq, Lk));
   }
 
   let keyMask: Uint8Array | null = null;
   if (options.keyMask !== undefined) {
-    if (!isUint8Array(options.keyMask))
-      invalidArgument(context, 'options.keyMask', 'a Uint8Array', options.keyMask);
-    if (options.keyMask.length !== B * Lk) {
-      invalidArgument(
-        context,
-        'options.keyMask.length',
-        `${B * Lk} (B*Lk = ${B}*${Lk})`,
-        options.keyMask.length,
-      );
+    const mask = options.keyMask;
+    if (typedArrayTag(mask) !== 'Uint8Array')
+      invalidArgument(context, 'options.keyMask', 'a Uint8Array', mask);
+    const real = typedArrayLength(mask);
+    if (real !== B * Lk) {
+      if (real === 0 && isDetachedView(mask)) detached(context, 'options.keyMask', 'Uint8Array');
+      invalidArgument(context, 'options.keyMask.length', `${B * Lk} (B*Lk = ${B}*${Lk})`, real);
     }
-    keyMask = options.keyMask;
+    keyMask = plainUint8View(mask);
   }
 
   const bias = options.bias === undefined ? null : resolveBias(context, options.bias, shape);
@@ -233,6 +334,15 @@ export function resolveOptions(
     const c = options.softcap;
     if (typeof c !== 'number' || !Number.isFinite(c) || c <= 0) {
       invalidArgument(context, 'options.softcap', 'a finite number > 0', c);
+    }
+    if (c < FLOAT32_MIN_NORMAL || c > FLOAT32_MAX) {
+      // below 2^-126 the cap is a denormal or 0 in float32 (a kernel would drop it); above FLT_MAX, infinity
+      invalidArgument(
+        context,
+        'options.softcap',
+        `a number in [2^-126, ${FLOAT32_MAX}] (float32 kernels: a normal float32)`,
+        c,
+      );
     }
     softcap = c;
   }
@@ -260,10 +370,9 @@ export function resolveOptions(
  * {@link AttnkitError} (`invalid-argument`) naming the argument and the expected and actual values.
  * Pure: allocates nothing the size of a tensor and never touches a device.
  */
-export function validateAttention(inputs: AttentionInputs, options: AttentionOptions = {}): AttentionProblem {
+export function validateAttention(given: AttentionInputs, options: AttentionOptions = {}): AttentionProblem {
   const context = ATTENTION;
-  if (!isPlainObject(inputs)) invalidArgument(context, 'inputs', 'an object { q, k, v, shape }', inputs);
-  rejectUnknownKeys(context, 'inputs', inputs, new Set(['q', 'k', 'v', 'shape']));
+  const inputs = readOnce(context, 'inputs', given, INPUT_KEYS, 'an object { q, k, v, shape }');
   const shape = resolveShape(inputs.shape, context);
   const {
     batch: B,
@@ -298,17 +407,16 @@ export function validateAttention(inputs: AttentionInputs, options: AttentionOpt
   );
   checkedProduct(context, 'output', [B, Hq, Lq, Dv]);
 
-  return { q, k, v, shape, ...resolveOptions(options, shape, context) };
+  const resolved = resolveOptions(options, shape, context);
+  checkLogitRange(context, q, k, D, resolved.scale);
+  return { q, k, v, shape, ...resolved };
 }
 
 /** Checks a matmul call: `a [m, k] @ b [k, n] (+ bias [n])`. */
-export function validateMatmul(inputs: MatmulInputs): MatmulProblem {
+export function validateMatmul(given: MatmulInputs): MatmulProblem {
   const context = MATMUL;
-  if (!isPlainObject(inputs)) invalidArgument(context, 'inputs', 'an object { a, b, shape, bias? }', inputs);
-  rejectUnknownKeys(context, 'inputs', inputs, new Set(['a', 'b', 'bias', 'shape']));
-  const shape = inputs.shape as unknown;
-  if (!isPlainObject(shape)) invalidArgument(context, 'shape', 'an object { m, k, n }', shape);
-  rejectUnknownKeys(context, 'shape', shape, new Set(['m', 'k', 'n']));
+  const inputs = readOnce(context, 'inputs', given, MATMUL_INPUT_KEYS, 'an object { a, b, shape, bias? }');
+  const shape = readOnce(context, 'shape', inputs.shape, MATMUL_SHAPE_KEYS, 'an object { m, k, n }');
   const m = positiveInteger(context, 'shape.m', shape.m);
   const k = positiveInteger(context, 'shape.k', shape.k);
   const n = positiveInteger(context, 'shape.n', shape.n);

@@ -10,10 +10,15 @@ import {
   type AttentionProblem,
   type AttentionResult,
   AttnkitError,
+  allocating,
   type BackendCapabilities,
   createBackend,
   describeValue,
+  type FactoryOptionSchema,
   type MatmulProblem,
+  snapshotAttentionProblem,
+  snapshotMatmulProblem,
+  validateFactoryOptions,
 } from '@attnkit/spec';
 import { type KernelExports, PARAM, PARAM_BYTES } from './abi.js';
 import {
@@ -87,18 +92,26 @@ function invalidOption(argument: string, expected: string, value: unknown): neve
   );
 }
 
-function integerOption(name: string, value: unknown, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max)
-    invalidOption(`options.${name}`, `an integer in [1, ${max}]`, value);
-  return value;
-}
+const isUrlLike = (value: unknown) => typeof value === 'string' || value instanceof URL;
 
-function parallelMinWork(value: unknown): number {
-  if (value === undefined) return PARALLEL_MIN_WORK;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
-    invalidOption('options.parallelMinWork', 'an integer >= 0', value);
-  return value;
+const OPTION_SCHEMA: FactoryOptionSchema<WasmBackendOptions> = {
+  threads: { kind: 'integer', min: 1, max: MAX_THREADS, also: ['auto'] },
+  queryBlock: { kind: 'integer', min: 1, max: MAX_BLOCK },
+  keyBlock: { kind: 'integer', min: 1, max: MAX_BLOCK },
+  parallelMinWork: { kind: 'integer', min: 0, max: Number.MAX_SAFE_INTEGER },
+  wasmUrl: { kind: 'custom', description: 'a URL or a string', test: isUrlLike },
+  wasmThreadsUrl: { kind: 'custom', description: 'a URL or a string', test: isUrlLike },
+};
+
+/** The exports `runAttention`/`runMatmul` call: a module without them is not this kernel. */
+const REQUIRED_EXPORTS = ['attn_scratch_bytes', 'nonfinite_rows', 'attn_run', 'matmul'] as const;
+
+/** Null when `exports` has everything the loader calls, else the first missing export's name. */
+function missingExport(exports: WebAssembly.Exports): string | null {
+  for (const name of REQUIRED_EXPORTS) if (typeof exports[name] !== 'function') return name;
+  const heapBase = exports.__heap_base;
+  if (!(heapBase instanceof WebAssembly.Global) || typeof heapBase.value !== 'number') return '__heap_base';
+  return null;
 }
 
 function urlOption(name: string, value: unknown, flavour: KernelFlavour): URL {
@@ -188,7 +201,29 @@ class WasmImplementation {
       flavour === 'threads'
         ? new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_MEMORY_BYTES / PAGE, shared: true })
         : new WebAssembly.Memory({ initial: INITIAL_PAGES });
-    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    let instance: WebAssembly.Instance;
+    try {
+      instance = await WebAssembly.instantiate(module, { env: { memory } });
+    } catch (error) {
+      throw new AttnkitError(
+        'unavailable',
+        `wasm: the module at ${url.href} cannot be instantiated as the attnkit kernel: ${String(error)}`,
+        { argument: 'wasmUrl', expected: 'the attnkit kernel', actual: String(error), cause: error },
+      );
+    }
+    const missing = missingExport(instance.exports);
+    if (missing !== null) {
+      throw new AttnkitError(
+        'unavailable',
+        `wasm: the module at ${url.href} is not the attnkit kernel: it has no export "${missing}" ` +
+          `(needs ${[...REQUIRED_EXPORTS, '__heap_base'].join(', ')})`,
+        {
+          argument: flavour === 'threads' ? 'wasmThreadsUrl' : 'wasmUrl',
+          expected: `a module exporting ${[...REQUIRED_EXPORTS, '__heap_base'].join(', ')}`,
+          actual: `no export "${missing}"`,
+        },
+      );
+    }
     const exports = instance.exports as unknown as KernelExports;
     let base = align(exports.__heap_base.value as number, 64);
     let pool: WorkerPool | null = null;
@@ -198,7 +233,7 @@ class WasmImplementation {
         base += WORKER_STACK_BYTES;
         stackTops.push(base);
       }
-      grow(memory, base);
+      grow(memory, base, 'worker stacks');
       try {
         pool = await WorkerPool.start(threads - 1, module, memory, stackTops);
       } catch (error) {
@@ -222,25 +257,54 @@ class WasmImplementation {
     this.caps = this.describe(threads, engine, notes);
   }
 
-  /** One call at a time: calls share the kernel's arena and its workers. */
-  private exclusive<T>(work: (kernel: Kernel) => Promise<T> | T): Promise<T> {
-    const result = this.tail.then(() => {
-      const kernel = this.kernel;
-      if (kernel === null) throw new AttnkitError('disposed', 'wasm: the kernel has been released');
-      return work(kernel);
-    });
+  /** Calls started and not yet settled. */
+  private busy = 0;
+
+  private live(): Kernel {
+    const kernel = this.kernel;
+    if (kernel === null) throw new AttnkitError('disposed', 'wasm: the kernel has been released');
+    return kernel;
+  }
+
+  /**
+   * One call at a time: calls share the kernel's arena and its workers. An idle kernel starts the
+   * call now, in the caller's tick, so `runAttention` copies every input into linear memory before
+   * `attention()` returns; a busy one cannot touch the arena yet, so the call keeps a copy of its
+   * inputs until its turn (the caller may overwrite or transfer its arrays as soon as it returns).
+   */
+  private exclusive<P, T>(
+    problem: P,
+    snapshot: (problem: P) => P,
+    work: (kernel: Kernel, problem: P) => Promise<T> | T,
+  ): Promise<T> {
+    let result: Promise<T>;
+    if (this.busy === 0) {
+      try {
+        result = Promise.resolve(work(this.live(), problem));
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+    } else {
+      const copy = snapshot(problem);
+      result = this.tail.then(() => work(this.live(), copy));
+    }
+    this.busy++;
+    const settled = () => {
+      this.busy--;
+    };
+    result.then(settled, settled);
     this.tail = result.catch(() => undefined);
     return result;
   }
 
   attention(problem: AttentionProblem): Promise<AttentionResult> {
-    return this.exclusive((kernel) =>
-      runAttention(kernel, problem, this.blockQ, this.blockK, this.parallelMinWork),
+    return this.exclusive(problem, snapshotAttentionProblem, (kernel, p) =>
+      runAttention(kernel, p, this.blockQ, this.blockK, this.parallelMinWork),
     );
   }
 
   matmul(problem: MatmulProblem): Promise<Float32Array> {
-    return this.exclusive((kernel) => runMatmul(kernel, problem));
+    return this.exclusive(problem, snapshotMatmulProblem, runMatmul);
   }
 
   memory() {
@@ -255,16 +319,21 @@ class WasmImplementation {
   }
 }
 
-/** Grows `memory` so that byte `end` is addressable. */
-function grow(memory: WebAssembly.Memory, end: number): void {
+/**
+ * Grows `memory` so that byte `end` is addressable. A refused grow leaves the memory as it was, so
+ * the backend stays usable for calls that fit.
+ */
+function grow(memory: WebAssembly.Memory, end: number, what: string): void {
   const have = memory.buffer.byteLength;
   if (end <= have) return;
   try {
     memory.grow(Math.ceil((end - have) / PAGE));
   } catch (error) {
-    throw new AttnkitError('unavailable', `wasm: cannot grow memory to ${end} bytes: ${String(error)}`, {
-      cause: error,
-    });
+    throw new AttnkitError(
+      'unavailable',
+      `wasm: cannot grow memory from ${have} to ${end} bytes for ${what}: ${String(error)}`,
+      { argument: what, expected: `${end} bytes of wasm memory`, actual: `${have} bytes`, cause: error },
+    );
   }
 }
 
@@ -373,7 +442,7 @@ async function runAttention(
   const sinks = problem.sinks ? arena.take(Hq * 4) : 0;
   const vBad = arena.take(B * Hkv * Lk);
   if (arena.end > MAX_MEMORY_BYTES) tooBig('this attention call', arena.end);
-  grow(memory, arena.end);
+  grow(memory, arena.end, "this attention call's tensors and scratch");
 
   const buffer = memory.buffer;
   const heap = new Float32Array(buffer);
@@ -445,9 +514,19 @@ async function runAttention(
     throw deviceError('attention', error);
   }
 
-  const result: AttentionResult = { output: copyUnpadded(heap, out, B * Hq * Lq, Dv, dv4) };
-  if (lse) result.lse = heap.slice(lse >>> 2, (lse >>> 2) + B * Hq * Lq);
-  if (weights) result.weights = heap.slice(weights >>> 2, (weights >>> 2) + B * Hq * Lq * Lk);
+  const result: AttentionResult = {
+    output: allocating('attention', 'output', B * Hq * Lq * Dv * 4, () =>
+      copyUnpadded(heap, out, B * Hq * Lq, Dv, dv4),
+    ),
+  };
+  if (lse)
+    result.lse = allocating('attention', 'lse', B * Hq * Lq * 4, () =>
+      heap.slice(lse >>> 2, (lse >>> 2) + B * Hq * Lq),
+    );
+  if (weights)
+    result.weights = allocating('attention', 'weights', B * Hq * Lq * Lk * 4, () =>
+      heap.slice(weights >>> 2, (weights >>> 2) + B * Hq * Lq * Lk),
+    );
   return result;
 }
 
@@ -460,7 +539,7 @@ function runMatmul(kernel: Kernel, problem: MatmulProblem): Float32Array {
   const bias = problem.bias ? arena.take(n * 4) : 0;
   const c = arena.take(m * n * 4);
   if (arena.end > MAX_MEMORY_BYTES) tooBig('this matmul', arena.end);
-  grow(memory, arena.end);
+  grow(memory, arena.end, "this matmul's tensors");
   const heap = new Float32Array(memory.buffer);
   heap.set(problem.a, a >>> 2);
   heap.set(problem.b, b >>> 2);
@@ -470,7 +549,7 @@ function runMatmul(kernel: Kernel, problem: MatmulProblem): Float32Array {
   } catch (error) {
     throw deviceError('matmul', error);
   }
-  return heap.slice(c >>> 2, (c >>> 2) + m * n);
+  return allocating('matmul', 'output', m * n * 4, () => heap.slice(c >>> 2, (c >>> 2) + m * n));
 }
 
 /**
@@ -484,25 +563,17 @@ function runMatmul(kernel: Kernel, problem: MatmulProblem): Float32Array {
  * await backend.dispose();
  * ```
  */
-export function createWasmBackend(options: WasmBackendOptions = {}): AttentionBackend {
-  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  const { threads } = options;
-  if (
-    threads !== undefined &&
-    threads !== 'auto' &&
-    (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS)
-  ) {
-    invalidOption('options.threads', `an integer in [1, ${MAX_THREADS}] or 'auto'`, threads);
-  }
+export function createWasmBackend(options?: WasmBackendOptions): AttentionBackend {
+  const checked = validateFactoryOptions('createWasmBackend', options, OPTION_SCHEMA);
   const implementation = new WasmImplementation(
-    threads ?? 1,
-    integerOption('queryBlock', options.queryBlock, MAX_BLOCK, DEFAULT_BLOCK),
-    integerOption('keyBlock', options.keyBlock, MAX_BLOCK, DEFAULT_BLOCK),
+    checked.threads ?? 1,
+    checked.queryBlock ?? DEFAULT_BLOCK,
+    checked.keyBlock ?? DEFAULT_BLOCK,
     {
-      single: urlOption('wasmUrl', options.wasmUrl, 'single'),
-      threads: urlOption('wasmThreadsUrl', options.wasmThreadsUrl, 'threads'),
+      single: urlOption('wasmUrl', checked.wasmUrl, 'single'),
+      threads: urlOption('wasmThreadsUrl', checked.wasmThreadsUrl, 'threads'),
     },
-    parallelMinWork(options.parallelMinWork),
+    checked.parallelMinWork ?? PARALLEL_MIN_WORK,
   );
   return createBackend({
     name: implementation.name,

@@ -7,9 +7,11 @@ import {
   type BackendCapabilities,
   type BackendImplementation,
   createBackend,
+  type FactoryOptionSchema,
   kvHeadFor,
   type MatmulProblem,
   queryPosition,
+  validateFactoryOptions,
   visibleKeyRange,
 } from '@attnkit/spec';
 import {
@@ -33,6 +35,9 @@ import {
   scoresKernel,
   weightsKernel,
 } from './kernels.js';
+
+/** Sizes beyond 2^31 - 1 cannot index a GL texture or a typed array anyway. */
+const MAX_OPTION = 2 ** 31 - 1;
 
 /** Options of {@link createWebglBackend}. */
 export interface WebglBackendOptions {
@@ -65,6 +70,17 @@ export interface WebglBackendOptions {
   /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
   open?: () => Promise<GlRuntime>;
 }
+
+const OPTION_SCHEMA: FactoryOptionSchema<WebglBackendOptions> = {
+  tileKeys: { kind: 'integer', min: 1, max: MAX_OPTION },
+  blockElements: { kind: 'integer', min: 1, max: MAX_OPTION },
+  // accepted and checked (it is public API), but attention() sizes its chunks from blockElements and
+  // MAX_TEXTURE_SIZE only: the option has had no effect since before this validator (reported)
+  chunkRows: { kind: 'integer', min: 1, max: MAX_OPTION },
+  vectorized: { kind: 'boolean' },
+  context: { kind: 'enum', values: ['auto', 'webgl2', 'webgl'] },
+  open: { kind: 'function' },
+};
 
 /**
  * float32 on the GPU with highp: dot products and sums accumulate in float32 (in another order than
@@ -125,36 +141,18 @@ export class WebglImplementation implements BackendImplementation {
   private caps: BackendCapabilities = baseCapabilities();
   private readonly tileKeys: number;
   private readonly blockElements: number;
-  private readonly chunkRowsOption: number;
   private readonly vectorizedOption: boolean;
   private vectorized = false;
   private readonly open: () => Promise<GlRuntime>;
   private hostBytes = 0;
 
-  constructor(options: WebglBackendOptions = {}) {
+  constructor(given?: WebglBackendOptions) {
+    const options = validateFactoryOptions('createWebglBackend', given, OPTION_SCHEMA);
     this.tileKeys = options.tileKeys ?? 256;
     this.blockElements = options.blockElements ?? 1 << 21;
-    this.chunkRowsOption = options.chunkRows ?? 256;
     this.vectorizedOption = options.vectorized ?? true;
     const context = options.context ?? 'auto';
     this.open = options.open ?? (() => openGl({ context }));
-    for (const [name, value] of [
-      ['tileKeys', this.tileKeys],
-      ['blockElements', this.blockElements],
-      ['chunkRows', this.chunkRowsOption],
-    ] as const) {
-      if (!Number.isInteger(value) || value < 1) {
-        throw new AttnkitError(
-          'invalid-argument',
-          `createWebglBackend: options.${name} must be a positive integer, got ${value}`,
-          {
-            argument: `options.${name}`,
-            expected: 'a positive integer',
-            actual: String(value),
-          },
-        );
-      }
-    }
   }
 
   /** The GL runtime after init (kernel class, renderer), or null. */
@@ -447,6 +445,6 @@ export class WebglImplementation implements BackendImplementation {
  * Creates the WebGL backend. It acquires nothing until `init()` (or the first call); `init()` rejects
  * with `unavailable` and the reason where no GL kernel class of gpu.js can run.
  */
-export function createWebglBackend(options: WebglBackendOptions = {}): AttentionBackend {
+export function createWebglBackend(options?: WebglBackendOptions): AttentionBackend {
   return createBackend(new WebglImplementation(options));
 }

@@ -9,13 +9,14 @@ import {
   type BackendImplementation,
   type BackendMemory,
   createBackend,
+  type FactoryOptionSchema,
   type LayerInputs,
   type MatmulProblem,
+  validateFactoryOptions,
 } from '@attnkit/spec';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
-import { checkFactoryOptions } from './options.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
@@ -219,13 +220,61 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
   }
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null;
+
+/**
+ * Duck-typed: `GPUDevice` is not a global in Node (Dawn) until its globals are installed, and a device
+ * from another realm fails `instanceof`; these are the members the backend calls first.
+ */
+function isGpuDevice(value: unknown): boolean {
+  return (
+    isObject(value) &&
+    typeof value.createBuffer === 'function' &&
+    typeof value.createComputePipeline === 'function' &&
+    isObject(value.queue) &&
+    typeof value.queue.writeBuffer === 'function'
+  );
+}
+
+/** The one factory validator of `@attnkit/spec`, with WebGPU's option rules. */
+const OPTION_SCHEMA: FactoryOptionSchema<WebGpuBackendOptions> = {
+  device: {
+    kind: 'custom',
+    description: 'a GPUDevice (createBuffer, createComputePipeline, queue.writeBuffer)',
+    test: isGpuDevice,
+  },
+  gpu: {
+    kind: 'custom',
+    description: 'a GPU object (with requestAdapter)',
+    test: (value) => isObject(value) && typeof value.requestAdapter === 'function',
+  },
+  adapterOptions: {
+    kind: 'custom',
+    description: 'a GPURequestAdapterOptions object',
+    test: (value) => isObject(value) && !Array.isArray(value),
+  },
+  nodeWebgpuModule: {
+    kind: 'custom',
+    description: 'the "webgpu" module (an object with create) or a function that loads it',
+    test: (value) => typeof value === 'function' || (isObject(value) && typeof value.create === 'function'),
+  },
+  dawnFlags: {
+    kind: 'custom',
+    description: 'an array of strings',
+    test: (value) => Array.isArray(value) && value.every((flag) => typeof flag === 'string'),
+  },
+  workgroupSize: { kind: 'integer', min: 1, max: 1024 },
+};
+
 /**
  * Creates the WebGPU backend. It acquires nothing until `init()` (or the first call): then it uses
  * `options.device`, or asks `navigator.gpu` (browsers) or Dawn from the optional `webgpu` package (Node)
  * for an adapter and device, sized to the adapter's limits.
  */
-export function createWebGpuBackend(options?: WebGpuBackendOptions): WebGpuBackend {
-  const impl = new WebGpuImplementation(checkFactoryOptions(options));
+export function createWebGpuBackend(given?: WebGpuBackendOptions): WebGpuBackend {
+  const options = validateFactoryOptions('createWebGpuBackend', given, OPTION_SCHEMA);
+  const impl = new WebGpuImplementation(options);
   const base = createBackend(impl);
   impl.initialize = () => base.init();
   // Called in the caller's tick: each operation validates first (bad input acquires nothing) and
