@@ -10,6 +10,8 @@ import {
   makeWorkload,
   naivePeer,
   percentile,
+  QUICK_GRID,
+  QUICK_RUN,
   referenceFor,
   repeatKvHeads,
   runSubject,
@@ -20,7 +22,7 @@ import {
   type Workload,
   workloadFlops,
 } from '../src/index.js';
-import { ortNodePeer, ortWebNodePeer } from '../src/node.js';
+import { ortNodePeer, ortWebNodePeer, peerVersions } from '../src/node.js';
 
 describe('statistics', () => {
   it('percentiles interpolate between order statistics', () => {
@@ -183,5 +185,50 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
     expect(report.stopped['prefill-causal-d16-h1'].n).toBe(64);
     expect(report.stopped['prefill-causal-d16-h1'].reason).toMatch(/too slow/);
     expect(calls).toBe(2);
+  });
+
+  it('alwaysRunUpTo runs the small sizes past the budget, then the budget stops the series', async () => {
+    const slow: Subject = {
+      ...naivePeer(),
+      id: 'slow',
+      async prepare() {
+        return {
+          run: async () => {
+            await new Promise((r) => setTimeout(r, 20));
+            return new Float32Array(0);
+          },
+          dispose() {},
+        };
+      },
+    };
+    const series = [[32, 64, 128, 256].map((n) => makeWorkload('prefill', true, 16, 'h1', n))];
+    const options = {
+      warmup: 1,
+      minReps: 1,
+      maxReps: 1,
+      minTimeMs: 0,
+      seriesBudgetMs: 1e6,
+      headlineBudgetMs: 1e6,
+      maxRunMs: 50,
+      checkMaxCost: 0,
+      seed: 1,
+    };
+    const hooks = { now: () => performance.now(), reference: async () => null };
+    const report = await runSubject(slow, 'node', series, { ...options, alwaysRunUpTo: 128 }, hooks);
+    // without the floor the cap stops at 64 (previous test); with it 64 and 128 run, 256 is stopped
+    expect(report.rows.map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'skipped']);
+    expect(report.stopped['prefill-causal-d16-h1'].n).toBe(256);
+  });
+
+  it('the quick run reaches N = 512 on every subject', () => {
+    expect(QUICK_RUN.alwaysRunUpTo).toBeGreaterThanOrEqual(512);
+    expect(QUICK_GRID.sizes).toContain(512);
+  });
+
+  it('peer versions are read from the installed packages (onnxruntime-web has an exports map)', () => {
+    const versions = peerVersions();
+    for (const name of ['onnxruntime-web', 'onnxruntime-node', '@tensorflow/tfjs-core'])
+      expect(versions[name], name).toMatch(/^\d+\.\d+\.\d+/);
+    expect(ortWebNodePeer('matmul', 1).label).not.toContain('unknown');
   });
 });

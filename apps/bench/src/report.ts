@@ -45,6 +45,9 @@ export function renderHtml(results: BenchResults): string {
   ]
     .map(escapeHtml)
     .join(' &middot; ');
+  const versions = Object.entries(results.versions)
+    .map(([name, version]) => escapeHtml(`${name} ${version}`))
+    .join(' &middot; ');
   // "</script" inside embedded JSON would end the script element early
   const data = JSON.stringify({ charts, tables, series }).replace(/<\/(script)/gi, '<\\/$1');
   return `<!doctype html>
@@ -59,7 +62,7 @@ th{background:#f3f3f3}td.win{background:#e6f4e6}td.lose{background:#fbe9e9}td.na
 .meta{color:#555;font-size:12px}
 </style></head><body>
 <h1>attnkit bench report${results.quick ? ' (quick)' : ''}</h1>
-<p class="meta">${machine}<br>started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
+<p class="meta">${machine}<br>${versions.length > 0 ? `peers: ${versions}<br>` : ''}started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
 Ratios are peer median / attnkit median (above 1: attnkit is faster), against each peer family's best variant that passed the reference check.</p>
 <label>Series: <select id="series"></select></label>
 <div class="charts">
@@ -75,7 +78,9 @@ Ratios are peer median / attnkit median (above 1: attnkit is faster), against ea
 const DATA = ${data};
 const select = document.getElementById('series');
 for (const id of DATA.series) { const o = document.createElement('option'); o.value = id; o.textContent = id; select.appendChild(o); }
-const charts = { latency: echarts.init(document.getElementById('chart-latency')), gflops: echarts.init(document.getElementById('chart-gflops')), memory: echarts.init(document.getElementById('chart-memory')) };
+// SVG, not canvas: text and lines stay sharp when zoomed or printed, and are elements a test can measure
+const init = (id) => echarts.init(document.getElementById(id), null, { renderer: 'svg' });
+const charts = { latency: init('chart-latency'), gflops: init('chart-gflops'), memory: init('chart-memory') };
 function show(id) {
   for (const key of Object.keys(charts)) charts[key].setOption(DATA.charts[id][key], true);
   document.getElementById('ratio').innerHTML = DATA.tables[id].ratio;

@@ -56,17 +56,19 @@ export function latencyTableHtml(results: BenchResults, series: string): string 
 export function subjectsHtml(results: BenchResults): string {
   const rows = results.subjects
     .map((s) => {
+      // each line escaped on its own and joined with real line breaks (escaping the joined text
+      // printed a literal "<br>")
       const stops = Object.entries(s.stopped)
-        .map(([series, stop]) => `${series}: stopped at N=${stop.n} (${stop.reason})`)
+        .map(([series, stop]) => escapeHtml(`${series}: stopped at N=${stop.n} (${stop.reason})`))
         .join('<br>');
       const errors = s.rows.filter((r) => r.status === 'error');
       const wrong = s.rows.filter((r) => r.check != null && !r.check.pass);
       const status = s.status === 'ok' ? 'ok' : `unavailable: ${s.reason ?? ''}`;
       const errorText = errors
         .slice(0, 4)
-        .map((r) => `${r.workload.id}: ${r.reason ?? ''}`)
+        .map((r) => escapeHtml(`${r.workload.id}: ${r.reason ?? ''}`))
         .join('<br>');
-      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${escapeHtml(stops)}</td><td>${errors.length}${errors.length ? `<br><small>${escapeHtml(errorText)}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
+      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${stops}</td><td>${errors.length}${errors.length ? `<br><small>${errorText}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
     })
     .join('\n');
   return `<table><thead><tr><th>subject</th><th>kind</th><th>where</th><th>status</th><th>engine</th><th>budget stops</th><th>errors</th><th>wrong</th></tr></thead><tbody>${rows}</tbody></table>`;
