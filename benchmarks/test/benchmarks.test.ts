@@ -8,6 +8,7 @@ import {
   HEADLINE_SERIES,
   makeInputs,
   makeWorkload,
+  measureCeilings,
   naivePeer,
   percentile,
   QUICK_GRID,
@@ -15,7 +16,10 @@ import {
   referenceFor,
   repeatKvHeads,
   runSubject,
+  SIMD_CHAINS,
   type Subject,
+  simdKernel,
+  simdModuleBytes,
   summarize,
   tfjsPeer,
   transposeHeads,
@@ -230,5 +234,32 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
     for (const name of ['onnxruntime-web', 'onnxruntime-node', '@tensorflow/tfjs-core'])
       expect(versions[name], name).toMatch(/^\d+\.\d+\.\d+/);
     expect(ortWebNodePeer('matmul', 1).label).not.toContain('unknown');
+  });
+});
+
+describe('machine ceilings', () => {
+  it('the hand-assembled SIMD loop validates and computes acc = acc * m + a on every chain', () => {
+    expect([...simdModuleBytes().subarray(0, 4)]).toEqual([0x00, 0x61, 0x73, 0x6d]); // simdKernel validates it
+    const [m, a] = [0.75, 0.125];
+    const run = simdKernel(m, a);
+    for (const iterations of [1, 2, 7]) {
+      const f = Math.fround;
+      let sum = 0;
+      for (let j = 0; j < SIMD_CHAINS; j++) {
+        let acc = f(1 + j / 16);
+        for (let i = 0; i < iterations; i++) acc = f(f(acc * f(m)) + f(a));
+        sum = j === 0 ? acc : f(sum + acc);
+      }
+      expect(run(iterations)).toBe(sum);
+    }
+  });
+
+  it('reports GFLOP/s and GB/s from the measured times (a fake clock: 1 ms per timing)', () => {
+    let t = 0;
+    const ceilings = measureCeilings(() => t++);
+    // 2e6 iterations x 96 FLOP in 1 ms; 2 x 64 MiB in 1 ms
+    expect(ceilings.simdGflops).toBeCloseTo(192, 6);
+    expect(ceilings.copyGBps).toBeCloseTo((2 * 64 * 2 ** 20) / 1e6, 6);
+    expect(ceilings.method).toContain('simd128');
   });
 });
