@@ -15,6 +15,7 @@ import {
   type GridSpec,
   HEADLINE_SERIES,
   type HeadPreset,
+  measureCeilings,
   QUICK_GRID,
   QUICK_RUN,
   type RunOptions,
@@ -32,7 +33,7 @@ import { checkAppendFile, outputPlan } from './paths.js';
 import { renderHtml, renderSvg } from './report.js';
 import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
-import { latencyTable, ratioTableText } from './table.js';
+import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -305,6 +306,8 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
       browser: now.machine.browser ?? earlier.machine.browser,
       gpuAdapter: now.machine.gpuAdapter ?? earlier.machine.gpuAdapter,
     },
+    // the earlier file's CPU rows were measured against its own ceilings
+    ceilings: earlier.ceilings ?? now.ceilings,
     subjects: [...earlier.subjects.filter((s) => !ids.has(s.id)), ...now.subjects],
   };
 }
@@ -352,6 +355,11 @@ async function main(argv: string[]): Promise<void> {
   const machine = nodeMachineInfo();
   console.log(
     `attnkit bench${options.quick ? ' --quick' : ''}: ${nodeEntries.length + browserEntries.length} subjects x ${cells} workloads on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}`,
+  );
+  // measured first, while no subject process competes for the cores
+  const ceilings = measureCeilings();
+  console.log(
+    `ceilings: wasm SIMD128 ${ceilings.simdGflops.toFixed(1)} GFLOP/s (1 thread), memory copy ${ceilings.copyGBps.toFixed(1)} GB/s`,
   );
   const bar = new cliProgress.SingleBar(
     {
@@ -416,6 +424,7 @@ async function main(argv: string[]): Promise<void> {
       hostname: machine.hostname,
     },
     versions: peerVersions(),
+    ceilings,
     subjects,
   };
   if (appendFile !== undefined)
@@ -427,6 +436,8 @@ async function main(argv: string[]): Promise<void> {
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
+    const roofline = rooflineTableText(results, shown);
+    if (roofline !== '') console.log(roofline);
     const stops = results.subjects.filter((s) => s.stopped[shown] !== undefined);
     if (stops.length > 0) console.log(`Where the budget stopped each subject in ${shown}:`);
     for (const s of stops) console.log(`  ${s.id}: N = ${s.stopped[shown].n}: ${s.stopped[shown].reason}`);

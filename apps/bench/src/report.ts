@@ -4,7 +4,13 @@ import * as echarts from 'echarts';
 import { seriesIds } from './analysis.js';
 import { type ChartOption, gflopsChart, latencyChart, memoryChart } from './charts.js';
 import type { BenchResults } from './results.js';
-import { escapeHtml, latencyTableHtml, ratioTableHtml, subjectsHtml } from './tables-html.js';
+import {
+  escapeHtml,
+  latencyTableHtml,
+  ratioTableHtml,
+  rooflineTableHtml,
+  subjectsHtml,
+} from './tables-html.js';
 
 const require = createRequire(import.meta.url);
 
@@ -25,14 +31,18 @@ export function renderHtml(results: BenchResults): string {
   const echartsSource = readFileSync(require.resolve('echarts/dist/echarts.min.js'), 'utf8');
   const series = seriesIds(results);
   const charts: Record<string, { latency: ChartOption; gflops: ChartOption; memory: ChartOption }> = {};
-  const tables: Record<string, { ratio: string; latency: string }> = {};
+  const tables: Record<string, { ratio: string; latency: string; roofline: string }> = {};
   for (const id of series) {
     charts[id] = {
       latency: latencyChart(results, id),
       gflops: gflopsChart(results, id),
       memory: memoryChart(results, id),
     };
-    tables[id] = { ratio: ratioTableHtml(results, id), latency: latencyTableHtml(results, id) };
+    tables[id] = {
+      ratio: ratioTableHtml(results, id),
+      latency: latencyTableHtml(results, id),
+      roofline: rooflineTableHtml(results, id),
+    };
   }
   const m = results.machine;
   const machine = [
@@ -72,6 +82,7 @@ Ratios are peer median / attnkit median (above 1: attnkit is faster), against ea
 </div>
 <h2>Ratio table (attnkit over each peer)</h2><div id="ratio"></div>
 <h2>Latency, median ms ("budget": stopped by the time budget)</h2><div id="latency"></div>
+<h2>CPU results against this machine's ceilings (useful GFLOP/s, least-traffic GB/s)</h2><div id="roofline"></div>
 <h2>Subjects</h2>${subjectsHtml(results)}
 <script>${echartsSource}</script>
 <script>
@@ -85,6 +96,7 @@ function show(id) {
   for (const key of Object.keys(charts)) charts[key].setOption(DATA.charts[id][key], true);
   document.getElementById('ratio').innerHTML = DATA.tables[id].ratio;
   document.getElementById('latency').innerHTML = DATA.tables[id].latency;
+  document.getElementById('roofline').innerHTML = DATA.tables[id].roofline;
 }
 select.addEventListener('change', () => show(select.value));
 window.addEventListener('resize', () => { for (const c of Object.values(charts)) c.resize(); });

@@ -1,5 +1,6 @@
 import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
 import type { BenchResults } from './results.js';
+import { ceilingsLine, formatPercent, rooflineRows } from './roofline.js';
 
 /** Escapes text for HTML. */
 export function escapeHtml(text: string): string {
@@ -72,4 +73,19 @@ export function subjectsHtml(results: BenchResults): string {
     })
     .join('\n');
   return `<table><thead><tr><th>subject</th><th>kind</th><th>where</th><th>status</th><th>engine</th><th>budget stops</th><th>errors</th><th>wrong</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** Every CPU result of one series against the machine's ceilings, as HTML. */
+export function rooflineTableHtml(results: BenchResults, series: string): string {
+  const rows = rooflineRows(results, series);
+  if (rows.length === 0) return `<p>${escapeHtml(ceilingsLine(results))}; no CPU result in this series.</p>`;
+  const head =
+    '<tr><th>subject</th><th>N</th><th>ms</th><th>threads</th><th>useful GFLOP/s</th><th>% of SIMD128 ceiling x threads</th><th>GB/s (least traffic)</th><th>% of copy bandwidth</th></tr>';
+  const body = rows
+    .map(
+      (r) =>
+        `<tr><td>${escapeHtml(r.subject)}</td><td>${r.n}</td><td>${formatMs(r.ms)}</td><td>${r.threads}</td><td>${r.gflops.toFixed(2)}</td><td>${formatPercent(r.simdPercent)}</td><td>${r.gbps.toFixed(2)}</td><td>${formatPercent(r.copyPercent)}</td></tr>`,
+    )
+    .join('\n');
+  return `<p class="meta">${escapeHtml(ceilingsLine(results))}.</p><table class="roofline"><thead>${head}</thead><tbody>${body}</tbody></table>`;
 }

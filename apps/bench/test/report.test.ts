@@ -17,7 +17,9 @@ import { ratioTable } from '../src/analysis.js';
 import { latencyChart, SUBJECT_STYLES } from '../src/charts.js';
 import { renderHtml, renderSvg } from '../src/report.js';
 import type { BenchResults } from '../src/results.js';
+import { minimumBytes, rooflineRows } from '../src/roofline.js';
 import { ALL_SUBJECTS } from '../src/subjects.js';
+import { rooflineTableText } from '../src/table.js';
 import { colourCount, decodePng, inkedPixels } from './png.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -272,4 +274,28 @@ describe('report', () => {
       await browser.close();
     }
   }, 120_000);
+
+  it('CPU results are shown as shares of the ceilings measured in the same run', async () => {
+    const results: BenchResults = {
+      ...(await tinyRun()),
+      ceilings: { simdGflops: 50, copyGBps: 20, method: 'test' },
+    };
+    const rows = rooflineRows(results, 'prefill-causal-d16-h1');
+    expect(rows.map((r) => r.subject)).toEqual(['cpu', 'cpu', 'cpu', 'naive-js', 'naive-js', 'naive-js']);
+    for (const r of rows) {
+      const row = results.subjects.find((s) => s.id === r.subject)?.rows.find((x) => x.workload.n === r.n);
+      const ms = row?.timing?.median ?? Number.NaN;
+      expect(r.gflops).toBeCloseTo((row?.flops.useful ?? 0) / ms / 1e6, 10);
+      expect(r.simdPercent).toBeCloseTo((100 * r.gflops) / 50, 10);
+      // q, k, v and the output of one head, D 16, f32
+      expect(minimumBytes(row?.workload ?? results.subjects[0].rows[0].workload)).toBe(4 * 4 * r.n * 16);
+      expect(r.copyPercent).toBeCloseTo((100 * r.gbps) / 20, 10);
+    }
+    const text = rooflineTableText(results, 'prefill-causal-d16-h1');
+    expect(text).toContain('wasm SIMD128 50.0 GFLOP/s per thread, memory copy 20.0 GB/s');
+    expect(text).toContain('% SIMD128');
+    // an older file without ceilings has no such table rather than a wrong one
+    expect(rooflineRows({ ...results, ceilings: undefined }, 'prefill-causal-d16-h1')).toEqual([]);
+    expect(renderHtml(results)).toContain('% of SIMD128 ceiling');
+  });
 });
