@@ -30,8 +30,10 @@ export interface RunOptions {
   /** Input seed. */
   seed: number;
   /**
-   * Sizes up to this are run whatever the budget and the cap predict (one warm-up and at least one
-   * timed run), so every subject of a short run has points at the same sizes to compare.
+   * In the headline series, sizes up to this are run whatever the budget and the cap predict (one
+   * warm-up and at least one timed run), so every subject of a short run has points at the same
+   * sizes to compare. Only there: forcing the 32-head GQA series too cost the software-GPU subjects
+   * a minute each.
    */
   alwaysRunUpTo?: number;
 }
@@ -50,9 +52,9 @@ export const FULL_RUN: RunOptions = {
 };
 
 /**
- * Defaults of `--quick`: enough to see the shape. Every subject reaches N = 512: the budgets alone
- * stop the software-GPU subjects (shader compilation eats their budget) at 128, where nothing can be
- * compared.
+ * Defaults of `--quick`: enough to see the shape. Every subject reaches N = 512 in the headline
+ * series: the budgets alone stopped the software-GPU subjects (shader compilation eats their budget)
+ * at 128, where nothing can be compared.
  */
 export const QUICK_RUN: RunOptions = {
   warmup: 1,
@@ -221,7 +223,8 @@ export async function runSubject(
     let consecutiveErrors = 0;
     for (const w of list) {
       const flops = workloadFlops(w);
-      if (stopReason === null && previous !== null && w.n > (options.alwaysRunUpTo ?? 0)) {
+      const forced = list[0].series === HEADLINE_SERIES && w.n <= (options.alwaysRunUpTo ?? 0);
+      if (stopReason === null && previous !== null && !forced) {
         const exponent = w.mode === 'prefill' ? 2 : 1;
         const predicted = previous.median * (w.n / previous.n) ** exponent;
         const left = budget - (hooks.now() - seriesStart);

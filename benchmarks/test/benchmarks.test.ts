@@ -191,7 +191,7 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
     expect(calls).toBe(2);
   });
 
-  it('alwaysRunUpTo runs the small sizes past the budget, then the budget stops the series', async () => {
+  it('alwaysRunUpTo runs the headline series past the budget up to that size, then the budget stops it', async () => {
     const slow: Subject = {
       ...naivePeer(),
       id: 'slow',
@@ -205,7 +205,12 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
         };
       },
     };
-    const series = [[32, 64, 128, 256].map((n) => makeWorkload('prefill', true, 16, 'h1', n))];
+    const sizes = [32, 64, 128, 256];
+    // the headline series (prefill-causal-d64-h1), then another one that the floor does not apply to
+    const series = [
+      sizes.map((n) => makeWorkload('prefill', true, 64, 'h1', n)),
+      sizes.map((n) => makeWorkload('prefill', true, 16, 'h1', n)),
+    ];
     const options = {
       warmup: 1,
       minReps: 1,
@@ -220,11 +225,14 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
     const hooks = { now: () => performance.now(), reference: async () => null };
     const report = await runSubject(slow, 'node', series, { ...options, alwaysRunUpTo: 128 }, hooks);
     // without the floor the cap stops at 64 (previous test); with it 64 and 128 run, 256 is stopped
-    expect(report.rows.map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'skipped']);
-    expect(report.stopped['prefill-causal-d16-h1'].n).toBe(256);
+    expect(report.rows.slice(0, 4).map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'skipped']);
+    expect(report.stopped[HEADLINE_SERIES].n).toBe(256);
+    // the other series keeps its budget
+    expect(report.rows.slice(4).map((r) => r.status)).toEqual(['ok', 'skipped', 'skipped', 'skipped']);
+    expect(report.stopped['prefill-causal-d16-h1'].n).toBe(64);
   });
 
-  it('the quick run reaches N = 512 on every subject', () => {
+  it('the quick run reaches N = 512 on every subject in the headline series', () => {
     expect(QUICK_RUN.alwaysRunUpTo).toBeGreaterThanOrEqual(512);
     expect(QUICK_GRID.sizes).toContain(512);
   });
