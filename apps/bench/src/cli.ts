@@ -30,7 +30,6 @@ import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
 import { checkAppendFile, outputPlan } from './paths.js';
-import { renderHtml, renderSvg } from './report.js';
 import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
 import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
@@ -104,7 +103,7 @@ export function program(): Command {
     )
     .option(
       '--quick',
-      'small grid and short budgets: N 128..1024, D 64, h1 and gqa, causal, both modes (< 2 min)',
+      'small grid and short budgets: N 128..1024, D 64, h1 and gqa, causal, both modes (durations: benchmarks/README.md)',
     )
     .option(
       '-b, --backends <ids>',
@@ -151,7 +150,7 @@ a size it did not reach is reported "budget" with the reason in the JSON.
 Examples:
   pnpm bench --quick
   pnpm bench --backends cpu,wasm,ort-node --sizes 512..8192 --heads h1 --dims 64 --causal true --mode prefill
-  pnpm bench --backends browser --append benchmarks/results/bench-full.json
+  pnpm bench --backends browser --append bench-results/bench-full.json   # add the browser part to your full run
   pnpm bench --update-committed      # refresh benchmarks/results/bench-full.* (committed)`,
     );
 }
@@ -315,7 +314,7 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
 async function main(argv: string[]): Promise<void> {
   const cmd = program();
   const args = argv.slice(2);
-  // `pnpm bench --quick` reaches us as `-- --quick` (the root script ends in `--`): drop that separator
+  // `pnpm bench -- --quick` passes the separator through: drop it
   if (args[0] === '--') args.shift();
   cmd.parse(args, { from: 'user' });
   const options = cmd.opts<CliOptions>();
@@ -448,6 +447,8 @@ async function main(argv: string[]): Promise<void> {
   writeFileSync(json, `${serializeResults(results)}\n`);
   console.log(`JSON: ${json}`);
   if (options.html) {
+    // loaded only here: echarts takes most of a second to load, which `--help` and `--list` need not wait for
+    const { renderHtml, renderSvg } = await import('./report.js');
     const html = path.join(out.dir, `${name}.html`);
     writeFileSync(html, renderHtml(results));
     console.log(`HTML report: ${html}`);
