@@ -16,21 +16,22 @@ export interface SeriesStyle {
 /**
  * One colour and one marker per known subject (20). The colours are far apart (a test checks the
  * distance) and dark enough for thin lines on white; the markers differ too, so two lines stay
- * apart for a reader who cannot tell two of the colours apart.
+ * apart for a reader who cannot tell two of the colours apart. No `pin` or `arrow`: echarts draws
+ * those larger than the rest, and they crowded the legend.
  */
 export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
   cpu: { color: '#e6194b', symbol: 'circle' },
   wasm: { color: '#4363d8', symbol: 'rect' },
   'wasm-mt': { color: '#3cb44b', symbol: 'triangle' },
   'webgpu-dawn': { color: '#911eb4', symbol: 'diamond' },
-  webgpu: { color: '#f58231', symbol: 'pin' },
-  webgl: { color: '#000000', symbol: 'arrow' },
+  webgpu: { color: '#f58231', symbol: 'path://M0,0H20L10,20Z' },
+  webgl: { color: '#000000', symbol: 'path://M10,0L20,7.6L16.2,20H3.8L0,7.6Z' },
   'naive-js': { color: '#606060', symbol: 'emptyCircle' },
   'tfjs-cpu': { color: '#9a6324', symbol: 'emptyRect' },
   'tfjs-wasm': { color: '#c9a800', symbol: 'emptyTriangle' },
   'ort-web-1t-attention': { color: '#19b5d8', symbol: 'emptyDiamond' },
-  'ort-web-1t-mha': { color: '#f032e6', symbol: 'emptyPin' },
-  'ort-web-1t-matmul': { color: '#469990', symbol: 'emptyArrow' },
+  'ort-web-1t-mha': { color: '#f032e6', symbol: 'path://M0,5H20V15H0Z' },
+  'ort-web-1t-matmul': { color: '#469990', symbol: 'path://M5,0H15V20H5Z' },
   'ort-web-mt-attention': { color: '#800000', symbol: 'roundRect' },
   'ort-web-mt-mha': { color: '#006400', symbol: 'emptyRoundRect' },
   'ort-web-mt-matmul': { color: '#000075', symbol: 'path://M0,10L10,0L20,10L10,20Z M10,4L16,10L10,16L4,10Z' },
@@ -39,7 +40,7 @@ export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
     color: '#a4d65e',
     symbol: 'path://M0,3L3,0L10,7L17,0L20,3L13,10L20,17L17,20L10,13L3,20L0,17L7,10Z',
   },
-  'ort-node-matmul': { color: '#b39ddb', symbol: 'path://M0,0H20L10,20Z' },
+  'ort-node-matmul': { color: '#b39ddb', symbol: 'path://M0,0L20,10L0,20Z' },
   'ort-webgpu-attention': {
     color: '#0000e0',
     symbol: 'path://M10,0L13,7H20L14,12L16,20L10,15L4,20L6,12L0,7H7Z',
@@ -49,7 +50,10 @@ export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
 
 /** For subjects outside the table (a new peer): cycled, never clashing with a table entry's pair. */
 const EXTRA_COLOURS = ['#555555', '#1b7837', '#762a83', '#b2182b', '#2166ac'];
-const EXTRA_SYMBOLS = ['path://M0,10L10,0L20,10L10,20Z', 'path://M0,0H20V20H0Z M5,5V15H15V5Z'];
+const EXTRA_SYMBOLS = [
+  'path://M0,0H20V20H0Z M5,5V15H15V5Z',
+  'path://M0,10L10,0L20,10L10,20Z M5,10L10,5L15,10L10,15Z',
+];
 
 /** The style of a subject by id; unknown ids get the `index`-th spare style. */
 export function subjectStyle(id: string, index: number): SeriesStyle {

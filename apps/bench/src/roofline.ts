@@ -75,6 +75,11 @@ export function rooflineSummary(results: BenchResults, series: string): Roofline
   return [...last.values()];
 }
 
+/** A rate to 3 significant digits: the GB/s of attention are small, and 2 decimals printed 0.00. */
+export function formatRate(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x.toPrecision(3);
+}
+
 /** A percentage with the precision the noise of these machines allows. */
 export function formatPercent(p: number): string {
   return p >= 10 ? `${p.toFixed(0)}%` : `${p.toFixed(1)}%`;

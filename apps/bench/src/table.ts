@@ -11,7 +11,7 @@ import {
   subjectsOf,
 } from './analysis.js';
 import type { BenchResults } from './results.js';
-import { ceilingsLine, formatPercent, rooflineSummary } from './roofline.js';
+import { ceilingsLine, formatPercent, formatRate, rooflineSummary } from './roofline.js';
 
 /**
  * Terminal table of median latencies for one series: each attnkit backend, then each peer family at
@@ -122,9 +122,9 @@ export function rooflineTableText(results: BenchResults, series: string): string
       String(r.n),
       formatMs(r.ms),
       String(r.threads),
-      r.gflops.toFixed(2),
+      formatRate(r.gflops),
       formatPercent(r.simdPercent),
-      r.gbps.toFixed(2),
+      formatRate(r.gbps),
       formatPercent(r.copyPercent),
     ]);
   return `${series}: CPU results against ${ceilingsLine(results)}\n${table.toString()}`;

@@ -1,6 +1,6 @@
 import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
 import type { BenchResults } from './results.js';
-import { ceilingsLine, formatPercent, rooflineRows } from './roofline.js';
+import { ceilingsLine, formatPercent, formatRate, rooflineRows } from './roofline.js';
 
 /** Escapes text for HTML. */
 export function escapeHtml(text: string): string {
@@ -84,7 +84,7 @@ export function rooflineTableHtml(results: BenchResults, series: string): string
   const body = rows
     .map(
       (r) =>
-        `<tr><td>${escapeHtml(r.subject)}</td><td>${r.n}</td><td>${formatMs(r.ms)}</td><td>${r.threads}</td><td>${r.gflops.toFixed(2)}</td><td>${formatPercent(r.simdPercent)}</td><td>${r.gbps.toFixed(2)}</td><td>${formatPercent(r.copyPercent)}</td></tr>`,
+        `<tr><td>${escapeHtml(r.subject)}</td><td>${r.n}</td><td>${formatMs(r.ms)}</td><td>${r.threads}</td><td>${formatRate(r.gflops)}</td><td>${formatPercent(r.simdPercent)}</td><td>${formatRate(r.gbps)}</td><td>${formatPercent(r.copyPercent)}</td></tr>`,
     )
     .join('\n');
   return `<p class="meta">${escapeHtml(ceilingsLine(results))}.</p><table class="roofline"><thead>${head}</thead><tbody>${body}</tbody></table>`;

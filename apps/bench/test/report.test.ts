@@ -260,6 +260,12 @@ describe('report', () => {
           (t) => t.text === 'context N' || ['ms', 'GFLOP/s', 'MiB'].includes(t.text),
         );
         expect(titles.length, chart.id).toBe(2);
+        for (const [i, item] of legend.entries())
+          for (const other of legend.slice(i + 1))
+            expect(
+              overlap(item.box, other.box),
+              `${chart.id}: legend "${item.text}" over "${other.text}"`,
+            ).toBe(false);
         for (const item of legend) {
           expect(inside(item.box, chart.container), `${chart.id}: ${item.text} clipped`).toBe(true);
           for (const title of titles)
