@@ -4,6 +4,15 @@
  * peers and helpers are in `@attnkit/benchmarks/node`.
  * @packageDocumentation
  */
+
+export {
+  type MachineCeilings,
+  measureCeilings,
+  SIMD_CHAINS,
+  SIMD_FLOP_PER_ITERATION,
+  simdKernel,
+  simdModuleBytes,
+} from './ceilings.js';
 export { buildAttentionModel, type OnnxAttentionShape, type OnnxModel, type OnnxVariant } from './onnx.js';
 export { naivePeer } from './peers/naive.js';
 export {

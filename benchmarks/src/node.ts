@@ -3,6 +3,7 @@
  * Node, TF.js wasm pointed at its binaries on disk, machine information.
  * @packageDocumentation
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,12 +14,33 @@ import type { Subject } from './subject.js';
 
 const require = createRequire(import.meta.url);
 
-function packageVersion(name: string): string {
+/**
+ * The installed version of a package. `name/package.json` is the direct way, but a package with an
+ * `exports` map that does not list it (onnxruntime-web) refuses it: then walk up from its resolved
+ * entry point to the package.json that names it.
+ */
+export function packageVersion(name: string): string {
   try {
     return (require(`${name}/package.json`) as { version: string }).version;
   } catch {
-    return 'unknown';
+    // fall through to the entry-point walk
   }
+  try {
+    let dir = path.dirname(require.resolve(name));
+    for (;;) {
+      const file = path.join(dir, 'package.json');
+      if (existsSync(file)) {
+        const json = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (json.name === name && json.version !== undefined) return json.version;
+      }
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  } catch {
+    // not installed: reported as such below
+  }
+  return 'not installed';
 }
 
 /** TF.js wasm with its `.wasm` files loaded from the installed package on disk. */

@@ -8,19 +8,25 @@ import {
   HEADLINE_SERIES,
   makeInputs,
   makeWorkload,
+  measureCeilings,
   naivePeer,
   percentile,
+  QUICK_GRID,
+  QUICK_RUN,
   referenceFor,
   repeatKvHeads,
   runSubject,
+  SIMD_CHAINS,
   type Subject,
+  simdKernel,
+  simdModuleBytes,
   summarize,
   tfjsPeer,
   transposeHeads,
   type Workload,
   workloadFlops,
 } from '../src/index.js';
-import { ortNodePeer, ortWebNodePeer } from '../src/node.js';
+import { ortNodePeer, ortWebNodePeer, peerVersions } from '../src/node.js';
 
 describe('statistics', () => {
   it('percentiles interpolate between order statistics', () => {
@@ -183,5 +189,85 @@ describe('peers agree with the float64 reference (causal, full, GQA, decode)', (
     expect(report.stopped['prefill-causal-d16-h1'].n).toBe(64);
     expect(report.stopped['prefill-causal-d16-h1'].reason).toMatch(/too slow/);
     expect(calls).toBe(2);
+  });
+
+  it('alwaysRunUpTo runs the headline series past the budget up to that size, then the budget stops it', async () => {
+    const slow: Subject = {
+      ...naivePeer(),
+      id: 'slow',
+      async prepare() {
+        return {
+          run: async () => {
+            await new Promise((r) => setTimeout(r, 20));
+            return new Float32Array(0);
+          },
+          dispose() {},
+        };
+      },
+    };
+    const sizes = [32, 64, 128, 256];
+    // the headline series (prefill-causal-d64-h1), then another one that the floor does not apply to
+    const series = [
+      sizes.map((n) => makeWorkload('prefill', true, 64, 'h1', n)),
+      sizes.map((n) => makeWorkload('prefill', true, 16, 'h1', n)),
+    ];
+    const options = {
+      warmup: 1,
+      minReps: 1,
+      maxReps: 1,
+      minTimeMs: 0,
+      seriesBudgetMs: 1e6,
+      headlineBudgetMs: 1e6,
+      maxRunMs: 50,
+      checkMaxCost: 0,
+      seed: 1,
+    };
+    const hooks = { now: () => performance.now(), reference: async () => null };
+    const report = await runSubject(slow, 'node', series, { ...options, alwaysRunUpTo: 128 }, hooks);
+    // without the floor the cap stops at 64 (previous test); with it 64 and 128 run, 256 is stopped
+    expect(report.rows.slice(0, 4).map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'skipped']);
+    expect(report.stopped[HEADLINE_SERIES].n).toBe(256);
+    // the other series keeps its budget
+    expect(report.rows.slice(4).map((r) => r.status)).toEqual(['ok', 'skipped', 'skipped', 'skipped']);
+    expect(report.stopped['prefill-causal-d16-h1'].n).toBe(64);
+  });
+
+  it('the quick run reaches N = 512 on every subject in the headline series', () => {
+    expect(QUICK_RUN.alwaysRunUpTo).toBeGreaterThanOrEqual(512);
+    expect(QUICK_GRID.sizes).toContain(512);
+  });
+
+  it('peer versions are read from the installed packages (onnxruntime-web has an exports map)', () => {
+    const versions = peerVersions();
+    for (const name of ['onnxruntime-web', 'onnxruntime-node', '@tensorflow/tfjs-core'])
+      expect(versions[name], name).toMatch(/^\d+\.\d+\.\d+/);
+    expect(ortWebNodePeer('matmul', 1).label).not.toContain('unknown');
+  });
+});
+
+describe('machine ceilings', () => {
+  it('the hand-assembled SIMD loop validates and computes acc = acc * m + a on every chain', () => {
+    expect([...simdModuleBytes().subarray(0, 4)]).toEqual([0x00, 0x61, 0x73, 0x6d]); // simdKernel validates it
+    const [m, a] = [0.75, 0.125];
+    const run = simdKernel(m, a);
+    for (const iterations of [1, 2, 7]) {
+      const f = Math.fround;
+      let sum = 0;
+      for (let j = 0; j < SIMD_CHAINS; j++) {
+        let acc = f(1 + j / 16);
+        for (let i = 0; i < iterations; i++) acc = f(f(acc * f(m)) + f(a));
+        sum = j === 0 ? acc : f(sum + acc);
+      }
+      expect(run(iterations)).toBe(sum);
+    }
+  });
+
+  it('reports GFLOP/s and GB/s from the measured times (a fake clock: 1 ms per timing)', () => {
+    let t = 0;
+    const ceilings = measureCeilings(() => t++);
+    // 2e6 iterations x 96 FLOP in 1 ms; 2 x 64 MiB in 1 ms
+    expect(ceilings.simdGflops).toBeCloseTo(192, 6);
+    expect(ceilings.copyGBps).toBeCloseTo((2 * 64 * 2 ** 20) / 1e6, 6);
+    expect(ceilings.method).toContain('simd128');
   });
 });

@@ -7,28 +7,66 @@ export type ChartOption = Record<string, unknown>;
 /** What a chart plots for one subject at one size; `null` hides the point. */
 type Metric = (results: BenchResults, subject: number, series: string, n: number) => number | null;
 
-const PALETTE = [
-  '#d62728',
-  '#1f77b4',
-  '#2ca02c',
-  '#9467bd',
-  '#ff7f0e',
-  '#8c564b',
-  '#e377c2',
-  '#7f7f7f',
-  '#bcbd22',
-  '#17becf',
-  '#393b79',
-  '#637939',
-  '#8c6d31',
-  '#843c39',
-  '#7b4173',
-  '#3182bd',
-  '#31a354',
-  '#756bb1',
-  '#636363',
-  '#e6550d',
+/** A line's look: colour and marker, fixed per subject so a subject looks the same in every chart. */
+export interface SeriesStyle {
+  color: string;
+  symbol: string;
+}
+
+/**
+ * One colour and one marker per known subject (20). The colours are far apart (a test checks the
+ * distance) and dark enough for thin lines on white; the markers differ too, so two lines stay
+ * apart for a reader who cannot tell two of the colours apart. No `pin` or `arrow`: echarts draws
+ * those larger than the rest, and they crowded the legend.
+ */
+export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
+  cpu: { color: '#e6194b', symbol: 'circle' },
+  wasm: { color: '#4363d8', symbol: 'rect' },
+  'wasm-mt': { color: '#3cb44b', symbol: 'triangle' },
+  'webgpu-dawn': { color: '#911eb4', symbol: 'diamond' },
+  webgpu: { color: '#f58231', symbol: 'path://M0,0H20L10,20Z' },
+  webgl: { color: '#000000', symbol: 'path://M10,0L20,7.6L16.2,20H3.8L0,7.6Z' },
+  'naive-js': { color: '#606060', symbol: 'emptyCircle' },
+  'tfjs-cpu': { color: '#9a6324', symbol: 'emptyRect' },
+  'tfjs-wasm': { color: '#c9a800', symbol: 'emptyTriangle' },
+  'ort-web-1t-attention': { color: '#19b5d8', symbol: 'emptyDiamond' },
+  'ort-web-1t-mha': { color: '#f032e6', symbol: 'path://M0,5H20V15H0Z' },
+  'ort-web-1t-matmul': { color: '#469990', symbol: 'path://M5,0H15V20H5Z' },
+  'ort-web-mt-attention': { color: '#800000', symbol: 'roundRect' },
+  'ort-web-mt-mha': { color: '#006400', symbol: 'emptyRoundRect' },
+  'ort-web-mt-matmul': { color: '#000075', symbol: 'path://M0,10L10,0L20,10L10,20Z M10,4L16,10L10,16L4,10Z' },
+  'ort-node-attention': { color: '#ff8fb0', symbol: 'path://M0,8H8V0H12V8H20V12H12V20H8V12H0Z' },
+  'ort-node-mha': {
+    color: '#a4d65e',
+    symbol: 'path://M0,3L3,0L10,7L17,0L20,3L13,10L20,17L17,20L10,13L3,20L0,17L7,10Z',
+  },
+  'ort-node-matmul': { color: '#b39ddb', symbol: 'path://M0,0L20,10L0,20Z' },
+  'ort-webgpu-attention': {
+    color: '#0000e0',
+    symbol: 'path://M10,0L13,7H20L14,12L16,20L10,15L4,20L6,12L0,7H7Z',
+  },
+  'ort-webgpu-matmul': { color: '#5c3a1e', symbol: 'path://M5,0H15L20,10L15,20H5L0,10Z' },
+};
+
+/** For subjects outside the table (a new peer): cycled, never clashing with a table entry's pair. */
+const EXTRA_COLOURS = ['#555555', '#1b7837', '#762a83', '#b2182b', '#2166ac'];
+const EXTRA_SYMBOLS = [
+  'path://M0,0H20V20H0Z M5,5V15H15V5Z',
+  'path://M0,10L10,0L20,10L10,20Z M5,10L10,5L15,10L10,15Z',
 ];
+
+/** The style of a subject by id; unknown ids get the `index`-th spare style. */
+export function subjectStyle(id: string, index: number): SeriesStyle {
+  return (
+    SUBJECT_STYLES[id] ?? {
+      color: EXTRA_COLOURS[index % EXTRA_COLOURS.length],
+      symbol: EXTRA_SYMBOLS[index % EXTRA_SYMBOLS.length],
+    }
+  );
+}
+
+/** Room right of the plot for the legend column: the longest id (`ort-webgpu-attention`) at 10 px. */
+const LEGEND_WIDTH = 175;
 
 function lineChart(
   results: BenchResults,
@@ -39,13 +77,21 @@ function lineChart(
   metric: Metric,
 ): ChartOption {
   const sizes = seriesSizes(results, series);
+  const unknown = results.subjects.filter((s) => SUBJECT_STYLES[s.id] === undefined).map((s) => s.id);
   const lines = results.subjects
-    .map((s, index) => ({
+    .map((s, index) => ({ s, index, style: subjectStyle(s.id, unknown.indexOf(s.id)) }))
+    .map(({ s, index, style }) => ({
       name: s.kind === 'attnkit' ? `attnkit ${s.id}` : s.id,
       type: 'line',
-      symbolSize: 6,
+      symbol: style.symbol,
+      symbolSize: 7,
+      itemStyle: { color: style.color },
       // attnkit backends drawn solid and thick, peers dashed: the comparison reads at a glance
-      lineStyle: { width: s.kind === 'attnkit' ? 3 : 1.5, type: s.kind === 'attnkit' ? 'solid' : 'dashed' },
+      lineStyle: {
+        color: style.color,
+        width: s.kind === 'attnkit' ? 3 : 1.5,
+        type: s.kind === 'attnkit' ? 'solid' : 'dashed',
+      },
       data: sizes
         .map((n) => [n, metric(results, index, series, n)])
         .filter((point): point is [number, number] => point[1] !== null && point[1] > 0),
@@ -53,12 +99,22 @@ function lineChart(
     .filter((line) => line.data.length > 0);
   return {
     animation: false,
-    color: PALETTE,
     title: { text: title, subtext: series, left: 'center', textStyle: { fontSize: 14 } },
     tooltip: { trigger: 'item' },
-    // A plain (wrapping) legend: the SVG in the README is static, so a scrolling legend would hide names.
-    legend: { type: 'plain', bottom: 0, textStyle: { fontSize: 10 } },
-    grid: { left: 70, right: 30, top: 60, bottom: 130 },
+    // A plain legend in its own column right of the plot: the SVG in the README is static, so a
+    // scrolling legend would hide names, and a wrapping one under the plot ran into the axis title
+    // (its height depends on the width, which the option cannot know).
+    legend: {
+      type: 'plain',
+      orient: 'vertical',
+      right: 8,
+      top: 56,
+      itemGap: 5,
+      itemWidth: 22,
+      itemHeight: 10,
+      textStyle: { fontSize: 10 },
+    },
+    grid: { left: 70, right: LEGEND_WIDTH, top: 60, bottom: 56 },
     xAxis: {
       type: 'log',
       logBase: 2,

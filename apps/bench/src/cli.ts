@@ -15,6 +15,7 @@ import {
   type GridSpec,
   HEADLINE_SERIES,
   type HeadPreset,
+  measureCeilings,
   QUICK_GRID,
   QUICK_RUN,
   type RunOptions,
@@ -28,14 +29,12 @@ import { seriesIds } from './analysis.js';
 import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
-import { renderHtml, renderSvg } from './report.js';
+import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
-import { latencyTable, ratioTableText } from './table.js';
+import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** benchmarks/results in the repository (apps/bench/dist -> ../../../benchmarks/results). */
-export const DEFAULT_OUTPUT = path.resolve(here, '../../../benchmarks/results');
 
 function list<T extends string | number>(parse: (item: string) => T) {
   return (value: string): T[] =>
@@ -86,8 +85,9 @@ export interface CliOptions {
   budget?: number;
   headlineBudget?: number;
   maxRun?: number;
-  output: string;
+  output?: string;
   name?: string;
+  updateCommitted?: boolean;
   browser: boolean;
   html: boolean;
   seed: number;
@@ -103,7 +103,7 @@ export function program(): Command {
     )
     .option(
       '--quick',
-      'small grid and short budgets: N 128..1024, D 64, h1 and gqa, causal, both modes (< 2 min)',
+      'small grid and short budgets: N 128..1024, D 64, h1 and gqa, causal, both modes (durations: benchmarks/README.md)',
     )
     .option(
       '-b, --backends <ids>',
@@ -122,12 +122,22 @@ export function program(): Command {
     )
     .option('--headline-budget <seconds>', 'budget of the headline series prefill-causal-d64-h1', seconds)
     .option('--max-run <seconds>', 'do not start a size whose predicted single run is longer', seconds)
-    .option('-o, --output <dir>', 'output directory', DEFAULT_OUTPUT)
+    .option(
+      '-o, --output <dir>',
+      'output directory, relative to where you run the command (default: bench-results/ at the repository root, ignored by git)',
+    )
     .option('--name <name>', 'base name of the output files (default bench-full or bench-quick)')
+    .option(
+      '--update-committed',
+      'write to benchmarks/results/bench-full.* (the committed results) instead of bench-results/',
+    )
     .option('--no-browser', 'skip the headless-Chromium part (webgpu, webgl, onnxruntime-web WebGPU)')
     .option('--no-html', 'skip the HTML report and the SVG chart')
     .option('--seed <n>', 'input seed', positiveInt, 1)
-    .option('--append <file>', 'merge into an earlier result JSON (same grid): its other subjects are kept')
+    .option(
+      '--append <file>',
+      'merge into an earlier result JSON (same grid; its other subjects are kept), relative to where you run the command; checked before the run',
+    )
     .option('--list', 'list the subjects and exit')
     .addHelpText(
       'after',
@@ -140,7 +150,8 @@ a size it did not reach is reported "budget" with the reason in the JSON.
 Examples:
   pnpm bench --quick
   pnpm bench --backends cpu,wasm,ort-node --sizes 512..8192 --heads h1 --dims 64 --causal true --mode prefill
-  pnpm bench --backends browser --append benchmarks/results/bench-full.json`,
+  pnpm bench --backends browser --append bench-results/bench-full.json   # add the browser part to your full run
+  pnpm bench --update-committed      # refresh benchmarks/results/bench-full.* (committed)`,
     );
 }
 
@@ -294,6 +305,8 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
       browser: now.machine.browser ?? earlier.machine.browser,
       gpuAdapter: now.machine.gpuAdapter ?? earlier.machine.gpuAdapter,
     },
+    // the earlier file's CPU rows were measured against its own ceilings
+    ceilings: earlier.ceilings ?? now.ceilings,
     subjects: [...earlier.subjects.filter((s) => !ids.has(s.id)), ...now.subjects],
   };
 }
@@ -301,7 +314,7 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
 async function main(argv: string[]): Promise<void> {
   const cmd = program();
   const args = argv.slice(2);
-  // `pnpm bench --quick` reaches us as `-- --quick` (the root script ends in `--`): drop that separator
+  // `pnpm bench -- --quick` passes the separator through: drop it
   if (args[0] === '--') args.shift();
   cmd.parse(args, { from: 'user' });
   const options = cmd.opts<CliOptions>();
@@ -320,6 +333,18 @@ async function main(argv: string[]): Promise<void> {
     if (!group && !known.has(f) && !ALL_SUBJECTS.some((e) => e.id.startsWith(`${f}-`)))
       cmd.error(`unknown backend "${f}"; see --list`);
   }
+  // where the results go and the file to merge into are settled before the run, which can take
+  // half an hour: a mistake there must not surface only at the end
+  const { out, appendFile } = (() => {
+    try {
+      return {
+        out: outputPlan(options),
+        appendFile: options.append === undefined ? undefined : checkAppendFile(options.append),
+      };
+    } catch (error) {
+      return cmd.error(error instanceof Error ? error.message : String(error));
+    }
+  })();
   const { grid, run } = resolveRun(options);
   const series = expandGrid(grid);
   const nodeEntries = [...NODE_BACKENDS, ...NODE_PEERS].filter((e) => matches(e, options.backends));
@@ -329,6 +354,11 @@ async function main(argv: string[]): Promise<void> {
   const machine = nodeMachineInfo();
   console.log(
     `attnkit bench${options.quick ? ' --quick' : ''}: ${nodeEntries.length + browserEntries.length} subjects x ${cells} workloads on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}`,
+  );
+  // measured first, while no subject process competes for the cores
+  const ceilings = measureCeilings();
+  console.log(
+    `ceilings: wasm SIMD128 ${ceilings.simdGflops.toFixed(1)} GFLOP/s (1 thread), memory copy ${ceilings.copyGBps.toFixed(1)} GB/s`,
   );
   const bar = new cliProgress.SingleBar(
     {
@@ -393,10 +423,11 @@ async function main(argv: string[]): Promise<void> {
       hostname: machine.hostname,
     },
     versions: peerVersions(),
+    ceilings,
     subjects,
   };
-  if (options.append !== undefined)
-    results = merge(JSON.parse(readFileSync(options.append, 'utf8')) as BenchResults, results);
+  if (appendFile !== undefined)
+    results = merge(JSON.parse(readFileSync(appendFile, 'utf8')) as BenchResults, results);
   for (const s of results.subjects)
     if (s.status !== 'ok') console.log(`unavailable: ${s.id}: ${s.reason ?? 'unknown reason'}`);
   const ids = seriesIds(results);
@@ -404,21 +435,25 @@ async function main(argv: string[]): Promise<void> {
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
+    const roofline = rooflineTableText(results, shown);
+    if (roofline !== '') console.log(roofline);
     const stops = results.subjects.filter((s) => s.stopped[shown] !== undefined);
     if (stops.length > 0) console.log(`Where the budget stopped each subject in ${shown}:`);
     for (const s of stops) console.log(`  ${s.id}: N = ${s.stopped[shown].n}: ${s.stopped[shown].reason}`);
   }
-  mkdirSync(options.output, { recursive: true });
-  const name = options.name ?? (options.quick ? 'bench-quick' : 'bench-full');
-  const json = path.join(options.output, `${name}.json`);
+  mkdirSync(out.dir, { recursive: true });
+  const { name } = out;
+  const json = path.join(out.dir, `${name}.json`);
   writeFileSync(json, `${serializeResults(results)}\n`);
   console.log(`JSON: ${json}`);
   if (options.html) {
-    const html = path.join(options.output, `${name}.html`);
+    // loaded only here: echarts takes most of a second to load, which `--help` and `--list` need not wait for
+    const { renderHtml, renderSvg } = await import('./report.js');
+    const html = path.join(out.dir, `${name}.html`);
     writeFileSync(html, renderHtml(results));
     console.log(`HTML report: ${html}`);
     if (shown !== undefined) {
-      const svg = path.join(options.output, `${name}-latency.svg`);
+      const svg = path.join(out.dir, `${name}-latency.svg`);
       writeFileSync(svg, renderSvg(latencyChart(results, shown)));
       console.log(`SVG chart: ${svg}`);
     }

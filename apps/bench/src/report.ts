@@ -4,7 +4,13 @@ import * as echarts from 'echarts';
 import { seriesIds } from './analysis.js';
 import { type ChartOption, gflopsChart, latencyChart, memoryChart } from './charts.js';
 import type { BenchResults } from './results.js';
-import { escapeHtml, latencyTableHtml, ratioTableHtml, subjectsHtml } from './tables-html.js';
+import {
+  escapeHtml,
+  latencyTableHtml,
+  ratioTableHtml,
+  rooflineTableHtml,
+  subjectsHtml,
+} from './tables-html.js';
 
 const require = createRequire(import.meta.url);
 
@@ -25,14 +31,18 @@ export function renderHtml(results: BenchResults): string {
   const echartsSource = readFileSync(require.resolve('echarts/dist/echarts.min.js'), 'utf8');
   const series = seriesIds(results);
   const charts: Record<string, { latency: ChartOption; gflops: ChartOption; memory: ChartOption }> = {};
-  const tables: Record<string, { ratio: string; latency: string }> = {};
+  const tables: Record<string, { ratio: string; latency: string; roofline: string }> = {};
   for (const id of series) {
     charts[id] = {
       latency: latencyChart(results, id),
       gflops: gflopsChart(results, id),
       memory: memoryChart(results, id),
     };
-    tables[id] = { ratio: ratioTableHtml(results, id), latency: latencyTableHtml(results, id) };
+    tables[id] = {
+      ratio: ratioTableHtml(results, id),
+      latency: latencyTableHtml(results, id),
+      roofline: rooflineTableHtml(results, id),
+    };
   }
   const m = results.machine;
   const machine = [
@@ -44,6 +54,9 @@ export function renderHtml(results: BenchResults): string {
     `GPU adapter: ${m.gpuAdapter ?? 'none found'}`,
   ]
     .map(escapeHtml)
+    .join(' &middot; ');
+  const versions = Object.entries(results.versions)
+    .map(([name, version]) => escapeHtml(`${name} ${version}`))
     .join(' &middot; ');
   // "</script" inside embedded JSON would end the script element early
   const data = JSON.stringify({ charts, tables, series }).replace(/<\/(script)/gi, '<\\/$1');
@@ -59,7 +72,7 @@ th{background:#f3f3f3}td.win{background:#e6f4e6}td.lose{background:#fbe9e9}td.na
 .meta{color:#555;font-size:12px}
 </style></head><body>
 <h1>attnkit bench report${results.quick ? ' (quick)' : ''}</h1>
-<p class="meta">${machine}<br>started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
+<p class="meta">${machine}<br>${versions.length > 0 ? `peers: ${versions}<br>` : ''}started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
 Ratios are peer median / attnkit median (above 1: attnkit is faster), against each peer family's best variant that passed the reference check.</p>
 <label>Series: <select id="series"></select></label>
 <div class="charts">
@@ -69,17 +82,21 @@ Ratios are peer median / attnkit median (above 1: attnkit is faster), against ea
 </div>
 <h2>Ratio table (attnkit over each peer)</h2><div id="ratio"></div>
 <h2>Latency, median ms ("budget": stopped by the time budget)</h2><div id="latency"></div>
+<h2>CPU results against this machine's ceilings (useful GFLOP/s, least-traffic GB/s)</h2><div id="roofline"></div>
 <h2>Subjects</h2>${subjectsHtml(results)}
 <script>${echartsSource}</script>
 <script>
 const DATA = ${data};
 const select = document.getElementById('series');
 for (const id of DATA.series) { const o = document.createElement('option'); o.value = id; o.textContent = id; select.appendChild(o); }
-const charts = { latency: echarts.init(document.getElementById('chart-latency')), gflops: echarts.init(document.getElementById('chart-gflops')), memory: echarts.init(document.getElementById('chart-memory')) };
+// SVG, not canvas: text and lines stay sharp when zoomed or printed, and are elements a test can measure
+const init = (id) => echarts.init(document.getElementById(id), null, { renderer: 'svg' });
+const charts = { latency: init('chart-latency'), gflops: init('chart-gflops'), memory: init('chart-memory') };
 function show(id) {
   for (const key of Object.keys(charts)) charts[key].setOption(DATA.charts[id][key], true);
   document.getElementById('ratio').innerHTML = DATA.tables[id].ratio;
   document.getElementById('latency').innerHTML = DATA.tables[id].latency;
+  document.getElementById('roofline').innerHTML = DATA.tables[id].roofline;
 }
 select.addEventListener('change', () => show(select.value));
 window.addEventListener('resize', () => { for (const c of Object.values(charts)) c.resize(); });

@@ -1,4 +1,4 @@
-import type { GridSpec, RunOptions, SubjectReport } from '@attnkit/benchmarks';
+import type { GridSpec, MachineCeilings, RunOptions, SubjectReport } from '@attnkit/benchmarks';
 
 /** Machine information carried by every result file. */
 export interface MachineInfo {
@@ -25,6 +25,8 @@ export interface BenchResults {
   options: RunOptions;
   machine: MachineInfo;
   versions: Record<string, string>;
+  /** The machine's ceilings measured at the start of the run (absent in older files). */
+  ceilings?: MachineCeilings;
   subjects: SubjectReport[];
 }
 

@@ -11,6 +11,7 @@ import {
   subjectsOf,
 } from './analysis.js';
 import type { BenchResults } from './results.js';
+import { ceilingsLine, formatPercent, formatRate, rooflineSummary } from './roofline.js';
 
 /**
  * Terminal table of median latencies for one series: each attnkit backend, then each peer family at
@@ -105,4 +106,26 @@ export function latencyTableMarkdown(results: BenchResults, series: string): str
     lines.push(`| ${n} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
+}
+
+/** Terminal table: each CPU subject at the largest size it reached, against the machine's ceilings. */
+export function rooflineTableText(results: BenchResults, series: string): string {
+  const rows = rooflineSummary(results, series);
+  if (rows.length === 0) return '';
+  const table = new Table({
+    head: ['subject', 'N', 'ms', 'threads', 'useful GFLOP/s', '% SIMD128', 'GB/s (min traffic)', '% copy'],
+    style: { head: [], border: [] },
+  });
+  for (const r of rows)
+    table.push([
+      r.subject,
+      String(r.n),
+      formatMs(r.ms),
+      String(r.threads),
+      formatRate(r.gflops),
+      formatPercent(r.simdPercent),
+      formatRate(r.gbps),
+      formatPercent(r.copyPercent),
+    ]);
+  return `${series}: CPU results against ${ceilingsLine(results)}\n${table.toString()}`;
 }

@@ -1,5 +1,6 @@
 import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
 import type { BenchResults } from './results.js';
+import { ceilingsLine, formatPercent, formatRate, rooflineRows } from './roofline.js';
 
 /** Escapes text for HTML. */
 export function escapeHtml(text: string): string {
@@ -56,18 +57,35 @@ export function latencyTableHtml(results: BenchResults, series: string): string 
 export function subjectsHtml(results: BenchResults): string {
   const rows = results.subjects
     .map((s) => {
+      // each line escaped on its own and joined with real line breaks (escaping the joined text
+      // printed a literal "<br>")
       const stops = Object.entries(s.stopped)
-        .map(([series, stop]) => `${series}: stopped at N=${stop.n} (${stop.reason})`)
+        .map(([series, stop]) => escapeHtml(`${series}: stopped at N=${stop.n} (${stop.reason})`))
         .join('<br>');
       const errors = s.rows.filter((r) => r.status === 'error');
       const wrong = s.rows.filter((r) => r.check != null && !r.check.pass);
       const status = s.status === 'ok' ? 'ok' : `unavailable: ${s.reason ?? ''}`;
       const errorText = errors
         .slice(0, 4)
-        .map((r) => `${r.workload.id}: ${r.reason ?? ''}`)
+        .map((r) => escapeHtml(`${r.workload.id}: ${r.reason ?? ''}`))
         .join('<br>');
-      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${escapeHtml(stops)}</td><td>${errors.length}${errors.length ? `<br><small>${escapeHtml(errorText)}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
+      return `<tr><td>${escapeHtml(s.id)}</td><td>${s.kind}</td><td>${escapeHtml(s.environment)}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(s.info?.engine ?? '')}</td><td>${stops}</td><td>${errors.length}${errors.length ? `<br><small>${errorText}</small>` : ''}</td><td>${wrong.length}</td></tr>`;
     })
     .join('\n');
   return `<table><thead><tr><th>subject</th><th>kind</th><th>where</th><th>status</th><th>engine</th><th>budget stops</th><th>errors</th><th>wrong</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** Every CPU result of one series against the machine's ceilings, as HTML. */
+export function rooflineTableHtml(results: BenchResults, series: string): string {
+  const rows = rooflineRows(results, series);
+  if (rows.length === 0) return `<p>${escapeHtml(ceilingsLine(results))}; no CPU result in this series.</p>`;
+  const head =
+    '<tr><th>subject</th><th>N</th><th>ms</th><th>threads</th><th>useful GFLOP/s</th><th>% of SIMD128 ceiling x threads</th><th>GB/s (least traffic)</th><th>% of copy bandwidth</th></tr>';
+  const body = rows
+    .map(
+      (r) =>
+        `<tr><td>${escapeHtml(r.subject)}</td><td>${r.n}</td><td>${formatMs(r.ms)}</td><td>${r.threads}</td><td>${formatRate(r.gflops)}</td><td>${formatPercent(r.simdPercent)}</td><td>${formatRate(r.gbps)}</td><td>${formatPercent(r.copyPercent)}</td></tr>`,
+    )
+    .join('\n');
+  return `<p class="meta">${escapeHtml(ceilingsLine(results))}.</p><table class="roofline"><thead>${head}</thead><tbody>${body}</tbody></table>`;
 }
