@@ -46,7 +46,7 @@ const KEEP = ARGS.has('--keep');
 const SKIP_BUILD = ARGS.has('--skip-build');
 /** Where Verdaccio proxies everything that is not @attnkit/* (vite, fast-check, commander...). */
 const UPLINK = process.env.ATTNKIT_RELEASE_UPLINK ?? 'https://registry.npmjs.org/';
-/** What the scratch project installs and checks (DESIGN: a user's path is backend + conformance). */
+/** What the scratch project installs and checks (a user's path is backend + conformance). */
 const FULL_BACKENDS = ['@attnkit/cpu', '@attnkit/wasm'];
 // For working on the harness while packages are missing: ATTNKIT_RELEASE_ONLY=@attnkit/spec publishes
 // only those and checks them as backends. Such a run says PARTIAL and never counts as the release test.

@@ -1,6 +1,6 @@
 // The one place that says how this project starts headless Chromium for tests: Debian's package
 // (never a Playwright browser download), with the flags that work on machines without a display,
-// a GPU or outside network (ENVIRONMENT.md). `CHROMIUM_PATH` points at another build.
+// a GPU or outside network (see CONTRIBUTING.md, "Machines"). `CHROMIUM_PATH` points at another build.
 // apps/bench (compiled TypeScript) keeps its own copy of the flags in src/browser.ts.
 
 /** Path of the Chromium binary. */

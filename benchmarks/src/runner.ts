@@ -21,7 +21,7 @@ export interface RunOptions {
   minTimeMs: number;
   /** Time one series (one subject, one mode/causal/D/heads combination, all sizes) may take. */
   seriesBudgetMs: number;
-  /** Time the DESIGN §6 headline series may take (it gets more: it is the published table). */
+  /** Time the headline series (benchmarks/README.md, "Goals") may take (it gets more: it is the published table). */
   headlineBudgetMs: number;
   /** A size whose predicted single run exceeds this is not started. */
   maxRunMs: number;

@@ -57,7 +57,7 @@ export const QUICK_GRID: GridSpec = {
   modes: ['prefill', 'decode'],
 };
 
-/** The DESIGN §6 headline series: d = 64, causal, one head, prefill. */
+/** The headline series (benchmarks/README.md, "Goals"): d = 64, causal, one head, prefill. */
 export const HEADLINE_SERIES = 'prefill-causal-d64-h1';
 
 /** Series id of a workload's axes. */

@@ -11,7 +11,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const PAGE_DIR = path.join(here, 'web');
 /** Chromium from Debian's package; `CHROMIUM_PATH` overrides it. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-/** Headless Chromium flags that work on these machines (ENVIRONMENT.md), WebGPU included. */
+/** Headless Chromium flags that work on these machines (CONTRIBUTING.md, "Machines"), WebGPU included. */
 export const CHROMIUM_FLAGS = [
   '--no-sandbox',
   '--no-first-run',

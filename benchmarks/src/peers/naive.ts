@@ -2,7 +2,7 @@ import { PEER_TOLERANCE, type Subject } from '../subject.js';
 
 /**
  * The obvious JavaScript: for each query, one loop for the scores, one for the softmax, one for the
- * weighted sum; a full score row, plain numbers, no blocking. The DESIGN §6 table's first column.
+ * weighted sum; a full score row, plain numbers, no blocking. The first column of the goals table in benchmarks/README.md.
  */
 export function naivePeer(): Subject {
   return {

@@ -11,7 +11,7 @@ import type {
 } from './types.js';
 import { validateAttention, validateMatmul } from './validate.js';
 
-/** Options and shape classes a backend may or may not support; each maps to a rule of DESIGN §3. */
+/** Options and shape classes a backend may or may not support; each maps to a rule of the semantics (spec README). */
 export type AttentionFeature =
   | 'causal'
   | 'slidingWindow'
@@ -93,7 +93,7 @@ export interface BackendMemory {
 }
 
 /**
- * The contract every backend meets (DESIGN §4). Create one with its package's factory; it acquires
+ * The contract every backend meets (docs/architecture.md, "The gate"). Create one with its package's factory; it acquires
  * nothing until {@link AttentionBackend.init} (or the first call, which initialises lazily) and frees
  * everything on {@link AttentionBackend.dispose}.
  */
@@ -104,7 +104,7 @@ export interface AttentionBackend {
   readonly capabilities: BackendCapabilities;
   /** Acquires devices, compiles, spawns workers. Idempotent. Rejects with `unavailable` and the reason. */
   init(): Promise<void>;
-  /** Scaled dot-product attention exactly as DESIGN §3 defines it. */
+  /** Scaled dot-product attention exactly as the spec README's semantics define it. */
   attention(inputs: AttentionInputs, options?: AttentionOptions): Promise<AttentionResult>;
   /** `a [m, k] @ b [k, n] (+ bias [n])`, for the multi-head attention layer's projections. */
   matmul(inputs: MatmulInputs): Promise<Float32Array>;

@@ -1,6 +1,6 @@
 /**
  * @attnkit/spec: the exact definition of attention that every attnkit backend implements, the float64
- * reference it is checked against, and the contract a backend meets. See DESIGN §3 for the rules.
+ * reference it is checked against, and the contract a backend meets. The rules are in this package's README ("The semantics").
  * @packageDocumentation
  */
 export {

@@ -51,7 +51,7 @@ export interface AttentionBias {
 }
 
 /**
- * Everything that changes what attention computes. Applied in this order (DESIGN §3):
+ * Everything that changes what attention computes. Applied in this order (the spec README's semantics):
  * scale -> softcap -> + bias + ALiBi -> masks (causal, window, keyMask) -> softmax (+ sink) -> values.
  * Query `i` sits at position `p_i = (Lk - Lq) + i` (bottom-right alignment); key `j` at `j`.
  */

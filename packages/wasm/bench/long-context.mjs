@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Causal N = 65536, D = 64, one head (DESIGN §6 memory bar): runs the backend once, reports time and
+// Causal N = 65536, D = 64, one head (the memory goal in benchmarks/README.md): runs the backend once, reports time and
 // wasm memory, and checks a few rows against float64 sums computed here for those rows only.
 //
 //   pnpm --filter @attnkit/wasm build && node packages/wasm/bench/long-context.mjs [N] [threads]

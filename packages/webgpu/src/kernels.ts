@@ -118,7 +118,7 @@ fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff8000
 `;
 
 function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): string {
-  // Order fixed by DESIGN §3: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
+  // Order fixed by the spec's semantics: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
   return `
   var dotp = 0.0;
   for (var d = 0u; d < P.d; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }

@@ -12,7 +12,7 @@ function patternName(pattern: Pattern): string {
   return `[${pattern.map((on, axis) => (on ? names[axis] : '1')).join(',')}]`;
 }
 
-/** Every option of DESIGN §3 alone, and every broadcast pattern of the bias. */
+/** Every option of the spec's semantics alone, and every broadcast pattern of the bias. */
 function optionCases(): ConformanceCase[] {
   const cases: ConformanceCase[] = [
     attentionCase('options/default-scale', 'default scale 1/sqrt(D)', { shape: BASE }),
