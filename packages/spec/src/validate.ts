@@ -282,19 +282,22 @@ export function validateAttention(inputs: AttentionInputs, options: AttentionOpt
     checkedProduct(context, 'q', [B, Hq, Lq, D]),
     `B*Hq*Lq*D = ${B}*${Hq}*${Lq}*${D}`,
   );
+  // A decode call that forgets keyLength gets Lk = Lq: say so, or the expected length looks arbitrary.
+  const lkDefaulted =
+    inputs.shape.keyLength === undefined ? '; shape.keyLength defaults to shape.queryLength' : '';
   const k = float32Tensor(
     context,
     'k',
     inputs.k,
     checkedProduct(context, 'k', [B, Hkv, Lk, D]),
-    `B*Hkv*Lk*D = ${B}*${Hkv}*${Lk}*${D}`,
+    `B*Hkv*Lk*D = ${B}*${Hkv}*${Lk}*${D}${lkDefaulted}`,
   );
   const v = float32Tensor(
     context,
     'v',
     inputs.v,
     checkedProduct(context, 'v', [B, Hkv, Lk, Dv]),
-    `B*Hkv*Lk*Dv = ${B}*${Hkv}*${Lk}*${Dv}`,
+    `B*Hkv*Lk*Dv = ${B}*${Hkv}*${Lk}*${Dv}${lkDefaulted}`,
   );
   checkedProduct(context, 'output', [B, Hq, Lq, Dv]);
 
