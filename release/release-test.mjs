@@ -796,8 +796,12 @@ try {
   step(`browser check: ${results.length} backends match the hand-derived values`);
 }
 
-/** The compilers a user's strict build is checked with (6: WebGPU types from lib "dom"; 5: from @webgpu/types). */
-const USER_TYPESCRIPTS = ['typescript@6.0.3', 'typescript-5.9@npm:typescript@5.9.3'];
+/** The compilers a user's strict build is checked with (6, 7: WebGPU types from lib "dom"; 5: from @webgpu/types). */
+const USER_TYPESCRIPTS = [
+  'typescript@6.0.3',
+  'typescript-5.9@npm:typescript@5.9.3',
+  'typescript-7@npm:typescript@7.0.2',
+];
 const WEBGPU_NODE = 'webgpu@0.6.2';
 const WEBGPU_ENV = {
   VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? '/usr/lib/chromium/vk_swiftshader_icd.json',
@@ -896,6 +900,7 @@ async function checkEveryBackendInstalledTogether(work, registry, env, versions)
   for (const [label, bin] of [
     ['TypeScript 6.0.3', join(user, 'node_modules', 'typescript', 'bin', 'tsc')],
     ['TypeScript 5.9.3', join(user, 'node_modules', 'typescript-5.9', 'bin', 'tsc')],
+    ['TypeScript 7.0.2 (native)', join(user, 'node_modules', 'typescript-7', 'bin', 'tsc')],
   ]) {
     step(`${label}: tsc --strict --module nodenext --noEmit user.mts (no skipLibCheck)`);
     await run('node', [bin, ...strict, '--noEmit', 'user.mts'], { cwd: user, env, timeoutMs: 180_000 });
