@@ -55,6 +55,9 @@ describe('prepare', () => {
       });
     }
     expect(backend.memory().deviceBytes).toBe(0);
+    await backend.dispose();
+    const shape = { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 };
+    await expect(backend.prepare([{ shape }])).rejects.toMatchObject({ code: 'disposed' });
     expectTypeOf(backend.prepare).parameter(0).toEqualTypeOf<readonly WebGpuWorkload[]>();
   });
 });
