@@ -796,6 +796,133 @@ try {
   step(`browser check: ${results.length} backends match the hand-derived values`);
 }
 
+/** The compilers a user's strict build is checked with (6, 7: WebGPU types from lib "dom"; 5: from @webgpu/types). */
+const USER_TYPESCRIPTS = [
+  'typescript@6.0.3',
+  'typescript-5.9@npm:typescript@5.9.3',
+  'typescript-7@npm:typescript@7.0.2',
+];
+const WEBGPU_NODE = 'webgpu@0.6.2';
+const WEBGPU_ENV = {
+  VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? '/usr/lib/chromium/vk_swiftshader_icd.json',
+  LD_LIBRARY_PATH: [process.env.LD_LIBRARY_PATH, '/usr/lib/chromium'].filter(Boolean).join(':'),
+};
+
+// A strict TypeScript user file over every backend: compiled with --strict --module nodenext and no
+// skipLibCheck (the published declarations must be complete: GPUBuffer is not `any`, lse is a
+// Float32Array when returnLse is true), then run in Node (webgpu on Dawn + SwiftShader).
+const USER_SOURCE = `import { createCpuBackend } from '@attnkit/cpu';
+import { type AttentionBackend, type AttentionResult, isAttnkitError } from '@attnkit/spec';
+import { createWasmBackend } from '@attnkit/wasm';
+import { createWebglBackend } from '@attnkit/webgl';
+import { createWebGpuBackend, type WebGpuBackend } from '@attnkit/webgpu';
+
+const shape = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 3, keyLength: 5, headDim: 4 };
+const q = new Float32Array(2 * 3 * 4).map((_, i) => Math.sin(i));
+const k = new Float32Array(5 * 4).map((_, i) => Math.cos(i));
+const v = new Float32Array(5 * 4).map((_, i) => i / 10);
+
+async function attend(backend: AttentionBackend): Promise<Float32Array> {
+  const { output, lse } = await backend.attention({ q, k, v, shape }, { causal: true, returnLse: true });
+  const rows: number = lse.length; // no undefined check: returnLse is true
+  if (rows !== 2 * 3 || output.length !== 2 * 3 * 4) throw new Error(backend.name + ': wrong result sizes');
+  await backend.dispose();
+  return output;
+}
+
+function typesOnly(plain: AttentionResult, gpu: WebGpuBackend): void {
+  // @ts-expect-error without returnLse, lse may be undefined
+  const lse: Float32Array = plain.lse;
+  // @ts-expect-error GPUBuffer is WebGPU's type, not any
+  const buffer: GPUBuffer = 5;
+  const device: GPUDevice = gpu.device;
+  void [lse, buffer, device];
+}
+void typesOnly;
+
+const cpu = await attend(createCpuBackend());
+const others = { wasm: await attend(createWasmBackend({ threads: 2 })), webgpu: await attend(createWebGpuBackend()) };
+for (const [name, output] of Object.entries(others)) {
+  const worst = Math.max(...output.map((x, i) => Math.abs(x - cpu[i])));
+  if (!(worst <= 1e-4)) throw new Error(name + ' differs from cpu by ' + worst);
+}
+
+const gpu = createWebGpuBackend();
+const uploaded: GPUBuffer = await gpu.upload(q);
+const back: Float32Array = await gpu.read(uploaded, q.length);
+gpu.release(uploaded);
+await gpu.dispose();
+if (back.some((x, i) => x !== q[i])) throw new Error('webgpu: upload/read round trip changed the data');
+
+// No GL context in Node: init rejects with 'unavailable' (a browser runs it).
+const webgl = createWebglBackend();
+const webglInit = await webgl.init().then(
+  () => 'ran',
+  (error: unknown) => (isAttnkitError(error) ? error.code : String(error)),
+);
+if (webglInit !== 'unavailable' && webglInit !== 'ran') throw new Error('webgl init: ' + webglInit);
+await webgl.dispose();
+console.log('strict user file: cpu, wasm, webgpu agree; webgl init ' + webglInit);
+`;
+
+async function checkEveryBackendInstalledTogether(work, registry, env, versions) {
+  const user = join(work, 'user');
+  mkdirSync(user);
+  writeFileSync(join(user, '.npmrc'), npmrc(registry));
+  await run('npm', ['init', '-y'], { cwd: user, env });
+  const pkg = readJson(join(user, 'package.json'));
+  writeFileSync(join(user, 'package.json'), JSON.stringify({ ...pkg, type: 'module' }, null, 2));
+  const at = (name) => `${name}@${versions.get(name)}`;
+  // webgl (gpu.js pulls webgpu@0.2.9) and webgpu together, with webgpu@0.6.2 listed as the READMEs
+  // say; then another install, which is where npm used to drop a peer-only webgpu as extraneous.
+  const together = [at('@attnkit/spec'), at('@attnkit/webgl'), at('@attnkit/webgpu'), WEBGPU_NODE];
+  step(`npm install --save-exact ${together.join(' ')}`);
+  await run('npm', ['install', '--save-exact', ...together], { cwd: user, env, timeoutMs: 600_000 });
+  const later = [at('@attnkit/cpu'), at('@attnkit/wasm'), ...USER_TYPESCRIPTS];
+  step(`then npm install ${later.join(' ')}`);
+  await run('npm', ['install', '--save-exact', ...later], { cwd: user, env, timeoutMs: 600_000 });
+  const webgpu = join(user, 'node_modules', 'webgpu', 'package.json');
+  if (!existsSync(webgpu) || readJson(webgpu).version !== '0.6.2') {
+    fail(
+      `node_modules/webgpu is not 0.6.2 after a later install: ${existsSync(webgpu) ? readJson(webgpu).version : 'missing'}`,
+    );
+  }
+  const { output: tree } = await run('npm', ['ls', 'webgpu', '--all'], {
+    cwd: user,
+    env,
+    allowFailure: true,
+  });
+  console.log(tree.trimEnd().replace(/^/gm, '    '));
+  if (/extraneous|invalid|missing/.test(tree)) fail(`npm ls webgpu reports a problem:\n${tree}`);
+
+  writeFileSync(join(user, 'user.mts'), USER_SOURCE);
+  const strict = ['--strict', '--module', 'nodenext'];
+  for (const [label, bin] of [
+    ['TypeScript 6.0.3', join(user, 'node_modules', 'typescript', 'bin', 'tsc')],
+    ['TypeScript 5.9.3', join(user, 'node_modules', 'typescript-5.9', 'bin', 'tsc')],
+    ['TypeScript 7.0.2 (native)', join(user, 'node_modules', 'typescript-7', 'bin', 'tsc')],
+  ]) {
+    step(`${label}: tsc --strict --module nodenext --noEmit user.mts (no skipLibCheck)`);
+    await run('node', [bin, ...strict, '--noEmit', 'user.mts'], { cwd: user, env, timeoutMs: 180_000 });
+  }
+  await run(
+    'node',
+    [join(user, 'node_modules', 'typescript', 'bin', 'tsc'), ...strict, '--outDir', 'out', 'user.mts'],
+    {
+      cwd: user,
+      env,
+      timeoutMs: 180_000,
+    },
+  );
+  step('node out/user.mjs (cpu, wasm, webgpu on Dawn; webgl init)');
+  const { output } = await run('node', ['out/user.mjs'], {
+    cwd: user,
+    env: { ...env, ...WEBGPU_ENV },
+    timeoutMs: 180_000,
+  });
+  console.log(output.trimEnd().replace(/^/gm, '    '));
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 async function main() {
@@ -849,6 +976,7 @@ async function main() {
   await checkInNode(scratch, env);
   if (WITH_CONFORMANCE) await checkConformanceCli(scratch, env);
   await checkInBrowser(scratch, env);
+  if (ONLY === null) await checkEveryBackendInstalledTogether(work, registry, env, versions);
   step(ONLY === null ? 'release test passed' : 'PARTIAL release test run finished (not the release test)');
 }
 

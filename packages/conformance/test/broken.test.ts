@@ -1,3 +1,4 @@
+import type { AttentionInputs, AttentionOptions, KnownAttentionOptions } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '../src/index.js';
 import { BROKEN, ignoringBackend, wrapReference } from './broken.js';
@@ -95,12 +96,14 @@ describe('deliberately broken backends fail the suite', () => {
         ...inner,
         name: 'sloppy',
         capabilities: inner.capabilities,
-        attention: (
-          inputs: Parameters<typeof inner.attention>[0],
-          options?: Parameters<typeof inner.attention>[1],
+        // A hand-written AttentionBackend forwards the generic so the result type still follows
+        // the options (createBackend-made backends get this for free).
+        attention: <O extends AttentionOptions = AttentionOptions>(
+          inputs: AttentionInputs,
+          options?: KnownAttentionOptions<O>,
         ) => {
           if (inputs.q?.length !== 12 && inputs.q?.length !== undefined) throw new Error('bad q');
-          return inner.attention(inputs, options);
+          return inner.attention<O>(inputs, options);
         },
       };
     };

@@ -2,11 +2,15 @@ import {
   ALL_FEATURES,
   type AttentionBackend,
   type AttentionFeature,
+  type AttentionInputs,
+  type AttentionOptions,
   type AttentionProblem,
   type AttentionResult,
+  type AttentionResultFor,
   type BackendCapabilities,
   type BackendLimits,
   createBackend,
+  type KnownAttentionOptions,
   queryPosition,
   referenceAttentionProblem64,
   referenceMatmul64,
@@ -246,14 +250,18 @@ export function ignoringBackend(
     name: 'ignoring',
     capabilities,
     init: () => inner.init(),
-    attention: async (inputs, options = {}) => {
+    attention: async <O extends AttentionOptions = AttentionOptions>(
+      inputs: AttentionInputs,
+      options?: KnownAttentionOptions<O>,
+    ): Promise<AttentionResultFor<O>> => {
       const problem = validateAttention(inputs, options);
       // the bug: unsupported options are dropped instead of rejected
-      const stripped = { ...options };
+      const stripped: AttentionOptions = { ...options };
       if (missing.includes('sinks')) delete stripped.sinks;
       if (missing.includes('bias')) delete stripped.bias;
       void problem;
-      return inner.attention(inputs, stripped);
+      // Stripping options changes what the call returns; the cast is the bug's, not the API's.
+      return inner.attention(inputs, stripped) as Promise<AttentionResultFor<O>>;
     },
     matmul: (inputs) => inner.matmul(inputs),
     memory: () => inner.memory(),

@@ -24,4 +24,20 @@ describe('@attnkit/cpu public API', () => {
     expectTypeOf(CPU_TOLERANCE).toExtend<Tolerance>();
     expect(createCpuBackend().capabilities.tolerance).toEqual(CPU_TOLERANCE);
   });
+
+  it('types lse and weights as Float32Array when returnLse / returnWeights are true', async () => {
+    const backend = createCpuBackend();
+    const shape = { batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 };
+    const inputs = { q: new Float32Array(4), k: new Float32Array(4), v: new Float32Array(4), shape };
+    const { lse, weights } = await backend.attention(inputs, {
+      causal: true,
+      returnLse: true,
+      returnWeights: true,
+    });
+    expectTypeOf(lse).toEqualTypeOf<Float32Array>();
+    expectTypeOf(weights).toEqualTypeOf<Float32Array>();
+    expect([lse.length, weights.length]).toEqual([2, 4]);
+    expectTypeOf((await backend.attention(inputs)).lse).toEqualTypeOf<Float32Array | undefined>();
+    await backend.dispose();
+  });
 });

@@ -88,6 +88,24 @@ export interface AttentionResult {
   weights?: Float32Array;
 }
 
+/**
+ * The result of a call made with options of type `O`: `returnLse: true` makes `lse` a
+ * `Float32Array`, `returnWeights: true` makes `weights` one, so a caller who asked for them need not
+ * test for `undefined`. Options whose flags are only known at run time (`boolean`, or a variable typed
+ * {@link AttentionOptions}) keep them optional. `AttentionResultFor<AttentionOptions>` is
+ * `AttentionResult` with nothing added.
+ */
+export type AttentionResultFor<O extends AttentionOptions | undefined> = AttentionResult &
+  (O extends { returnLse: true } ? { lse: Float32Array } : unknown) &
+  (O extends { returnWeights: true } ? { weights: Float32Array } : unknown);
+
+/**
+ * `O` with no property that {@link AttentionOptions} lacks. A generic `options?: O` would skip
+ * TypeScript's excess-property check, so a typo next to a valid option (`{ causal: true, retrunLse:
+ * true }`) would compile; this keeps it an error.
+ */
+export type KnownAttentionOptions<O> = O & { [K in Exclude<keyof O, keyof AttentionOptions>]: never };
+
 /** A bias ready for indexing: strides are 0 along broadcast dimensions. */
 export interface ResolvedBias {
   data: Float32Array;

@@ -373,7 +373,9 @@ export function resolveOptions(
 export function validateAttention(given: AttentionInputs, options: AttentionOptions = {}): AttentionProblem {
   const context = ATTENTION;
   const inputs = readOnce(context, 'inputs', given, INPUT_KEYS, 'an object { q, k, v, shape }');
-  const shape = resolveShape(inputs.shape, context);
+  // Read once here (a plain copy), so the keyLength hint below does not read the caller's shape again.
+  const shapeFields = readOnce(context, 'shape', inputs.shape, SHAPE_KEYS, 'an object');
+  const shape = resolveShape(shapeFields, context);
   const {
     batch: B,
     queryHeads: Hq,
@@ -391,19 +393,22 @@ export function validateAttention(given: AttentionInputs, options: AttentionOpti
     checkedProduct(context, 'q', [B, Hq, Lq, D]),
     `B*Hq*Lq*D = ${B}*${Hq}*${Lq}*${D}`,
   );
+  // A decode call that forgets keyLength gets Lk = Lq: say so, or the expected length looks arbitrary.
+  const lkDefaulted =
+    shapeFields.keyLength === undefined ? '; shape.keyLength defaults to shape.queryLength' : '';
   const k = float32Tensor(
     context,
     'k',
     inputs.k,
     checkedProduct(context, 'k', [B, Hkv, Lk, D]),
-    `B*Hkv*Lk*D = ${B}*${Hkv}*${Lk}*${D}`,
+    `B*Hkv*Lk*D = ${B}*${Hkv}*${Lk}*${D}${lkDefaulted}`,
   );
   const v = float32Tensor(
     context,
     'v',
     inputs.v,
     checkedProduct(context, 'v', [B, Hkv, Lk, Dv]),
-    `B*Hkv*Lk*Dv = ${B}*${Hkv}*${Lk}*${Dv}`,
+    `B*Hkv*Lk*Dv = ${B}*${Hkv}*${Lk}*${Dv}${lkDefaulted}`,
   );
   checkedProduct(context, 'output', [B, Hq, Lq, Dv]);
 

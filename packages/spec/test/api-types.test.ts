@@ -13,6 +13,7 @@ import defaultFactory, {
   type AttentionOptions,
   type AttentionProblem,
   type AttentionResult,
+  type AttentionResultFor,
   type AttentionShape,
   AttnkitError,
   type AttnkitErrorCode,
@@ -25,6 +26,7 @@ import defaultFactory, {
   createBackend,
   createReferenceBackend,
   isAttnkitError,
+  type KnownAttentionOptions,
   type LayerConfig,
   type MatmulInputs,
   type MatmulProblem,
@@ -184,7 +186,10 @@ describe('backend contract', () => {
     expectTypeOf<AttentionBackend['init']>().toEqualTypeOf<() => Promise<void>>();
     expectTypeOf<AttentionBackend['dispose']>().toEqualTypeOf<() => Promise<void>>();
     expectTypeOf<AttentionBackend['attention']>().toEqualTypeOf<
-      (inputs: AttentionInputs, options?: AttentionOptions) => Promise<AttentionResult>
+      <O extends AttentionOptions = AttentionOptions>(
+        inputs: AttentionInputs,
+        options?: KnownAttentionOptions<O>,
+      ) => Promise<AttentionResultFor<O>>
     >();
     expectTypeOf<AttentionBackend['matmul']>().toEqualTypeOf<
       (inputs: MatmulInputs) => Promise<Float32Array>
@@ -192,6 +197,43 @@ describe('backend contract', () => {
     expectTypeOf<AttentionBackend['memory']>().toEqualTypeOf<() => BackendMemory>();
     expectTypeOf<AttentionBackend['name']>().toEqualTypeOf<string>();
     expectTypeOf<AttentionBackend['capabilities']>().toEqualTypeOf<BackendCapabilities>();
+  });
+
+  it('makes the result follow the options (returnLse: true gives lse: Float32Array)', async () => {
+    const backend = createReferenceBackend();
+    const shape = { batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 };
+    const inputs = { q: new Float32Array(4), k: new Float32Array(4), v: new Float32Array(4), shape };
+    const withLse = await backend.attention(inputs, { causal: true, returnLse: true });
+    expectTypeOf(withLse.lse).toEqualTypeOf<Float32Array>();
+    expectTypeOf(withLse.weights).toEqualTypeOf<Float32Array | undefined>();
+    expect(withLse.lse).toBeInstanceOf(Float32Array); // what the type promises holds at run time
+    const both = await backend.attention(inputs, { returnLse: true, returnWeights: true });
+    expectTypeOf(both.lse).toEqualTypeOf<Float32Array>();
+    expectTypeOf(both.weights).toEqualTypeOf<Float32Array>();
+    expect(both.weights).toBeInstanceOf(Float32Array);
+    const plain = await backend.attention(inputs);
+    expectTypeOf(plain.lse).toEqualTypeOf<Float32Array | undefined>();
+    expectTypeOf(plain).toExtend<AttentionResult>();
+    // Flags known only at run time keep the fields optional.
+    const flag: boolean = plain.output.length > 0;
+    const dynamic = await backend.attention(inputs, { returnLse: flag });
+    expectTypeOf(dynamic.lse).toEqualTypeOf<Float32Array | undefined>();
+    const typed: AttentionOptions = { returnLse: true };
+    expectTypeOf((await backend.attention(inputs, typed)).lse).toEqualTypeOf<Float32Array | undefined>();
+    const asConst = { returnLse: true } as const;
+    expectTypeOf((await backend.attention(inputs, asConst)).lse).toEqualTypeOf<Float32Array>();
+    // A typo next to a valid option is still a compile error (the generic keeps excess-property checks).
+    // @ts-expect-error retrunLse is not an option
+    await backend.attention(inputs, { causal: true, retrunLse: true }).catch(() => undefined);
+    expectTypeOf<AttentionResultFor<AttentionOptions>>().toExtend<AttentionResult>();
+    expectTypeOf<AttentionResult>().toExtend<AttentionResultFor<AttentionOptions>>();
+    expectTypeOf<AttentionResultFor<{ returnLse: true }>['lse']>().toEqualTypeOf<Float32Array>();
+    await backend.dispose();
+  });
+
+  it('keeps every BackendImplementation wrapped by createBackend an AttentionBackend', () => {
+    expectTypeOf(createBackend).toEqualTypeOf<(implementation: BackendImplementation) => AttentionBackend>();
+    expectTypeOf<AttentionBackend>().toExtend<Pick<AttentionBackend, 'attention' | 'matmul'>>();
   });
 
   it('lets a factory be sync or async and take no argument', () => {

@@ -223,3 +223,21 @@ describe('validateMatmul', () => {
     expect(error.message).toMatch(/bias\.length must be 4 \(n = 4\), got 3/);
   });
 });
+
+describe('a decode call that forgets keyLength', () => {
+  it('says that shape.keyLength defaulted to shape.queryLength', () => {
+    const shape = { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }; // keyLength omitted
+    const call = () =>
+      validateAttention({ q: new Float32Array(4), k: new Float32Array(64), v: new Float32Array(64), shape });
+    expect(call).toThrow(
+      'attention: k.length must be 4 (B*Hkv*Lk*D = 1*1*1*4; shape.keyLength defaults to shape.queryLength), got 64',
+    );
+  });
+
+  it('does not mention the default when keyLength was given', () => {
+    const shape = { batch: 1, queryHeads: 1, queryLength: 1, keyLength: 16, headDim: 4 };
+    const call = () =>
+      validateAttention({ q: new Float32Array(4), k: new Float32Array(60), v: new Float32Array(64), shape });
+    expect(call).toThrow('attention: k.length must be 64 (B*Hkv*Lk*D = 1*1*16*4), got 60');
+  });
+});

@@ -12,11 +12,15 @@ import {
   type FactoryOptionSchema,
   type LayerInputs,
   type MatmulProblem,
+  type ResolvedShape,
+  resolveShape,
   validateFactoryOptions,
 } from '@attnkit/spec';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
+import { attentionPipelines, matmulPipeline } from './pipelines.js';
+import { attentionVariant } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
@@ -25,6 +29,7 @@ import type {
   GpuMatmulInputs,
   WebGpuBackend,
   WebGpuBackendOptions,
+  WebGpuWorkload,
 } from './types.js';
 
 export type {
@@ -34,7 +39,61 @@ export type {
   TensorLayout,
   WebGpuBackend,
   WebGpuBackendOptions,
+  WebGpuWorkload,
 } from './types.js';
+
+interface CheckedWorkload {
+  shape: ResolvedShape;
+  returnWeights: boolean;
+  matmul: boolean;
+}
+
+const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul']);
+
+/** Validates every workload before anything is acquired, as the other calls do. */
+function checkWorkloads(workloads: unknown): CheckedWorkload[] {
+  const context = 'prepare';
+  if (!Array.isArray(workloads)) {
+    throw new AttnkitError(
+      'invalid-argument',
+      `${context}: workloads must be an array, got ${typeof workloads}`,
+      {
+        argument: 'workloads',
+        expected: 'an array of { shape, returnWeights?, matmul? }',
+        actual: typeof workloads,
+      },
+    );
+  }
+  return workloads.map((w: unknown, i) => {
+    const argument = `workloads[${i}]`;
+    const bad = (what: string, expected: string, actual: unknown): never => {
+      throw new AttnkitError(
+        'invalid-argument',
+        `${context}: ${what} must be ${expected}, got ${String(actual)}`,
+        {
+          argument: what,
+          expected,
+          actual: String(actual),
+        },
+      );
+    };
+    if (typeof w !== 'object' || w === null)
+      return bad(argument, 'an object { shape, returnWeights?, matmul? }', w);
+    const record = w as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      if (!WORKLOAD_KEYS.has(key)) bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul', key);
+    }
+    for (const flag of ['returnWeights', 'matmul'] as const) {
+      const value = record[flag];
+      if (value !== undefined && typeof value !== 'boolean') bad(`${argument}.${flag}`, 'a boolean', value);
+    }
+    return {
+      shape: resolveShape((w as WebGpuWorkload).shape, context),
+      returnWeights: record.returnWeights === true,
+      matmul: record.matmul === true,
+    };
+  });
+}
 
 /**
  * Measured against the float64 reference on SwiftShader and Chromium's WebGPU: f32 accumulation plus
@@ -194,6 +253,20 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     this.state?.pool.release(buffer);
   }
 
+  async prepare(workloads: readonly WebGpuWorkload[]): Promise<void> {
+    const checked = checkWorkloads(workloads);
+    await this.live();
+    const s = this.ready();
+    // The same cache the calls read (per device and variant), so a prepared variant is never
+    // compiled again and a call racing prepare waits for the same compilation.
+    await Promise.all(
+      checked.flatMap((w) => [
+        attentionPipelines(s, attentionVariant(s, this.workgroupSize, w.shape), w.returnWeights),
+        ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
+      ]),
+    );
+  }
+
   memory(): BackendMemory {
     return { hostBytes: 0, deviceBytes: this.state?.pool.deviceBytes ?? 0 };
   }
@@ -298,5 +371,6 @@ export function createWebGpuBackend(given?: WebGpuBackendOptions): WebGpuBackend
     upload: (data: Float32Array) => run('upload', () => impl.upload(data)),
     read: (buffer: GPUBuffer, elements: number) => run('read', () => impl.read(buffer, elements)),
     release: (buffer: GPUBuffer) => impl.release(buffer),
+    prepare: (workloads: readonly WebGpuWorkload[]) => run('prepare', () => impl.prepare(workloads)),
   });
 }

@@ -14,6 +14,7 @@ export {
   type TensorLayout,
   type WebGpuBackend,
   type WebGpuBackendOptions,
+  type WebGpuWorkload,
 } from './backend.js';
 export {
   type AcquiredDevice,

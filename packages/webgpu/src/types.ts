@@ -46,6 +46,16 @@ export interface GpuMatmulInputs {
   shape: MatmulShape;
 }
 
+/** One kind of call {@link WebGpuBackend.prepare} compiles the pipelines of. */
+export interface WebGpuWorkload {
+  /** The shape of the attention calls to come (tensors are not needed). */
+  shape: AttentionShape;
+  /** Also the second pass that `returnWeights: true` runs. Other options share one pipeline. */
+  returnWeights?: boolean;
+  /** Also the matmul pipelines (with and without bias) that `matmul` and the layer use. */
+  matmul?: boolean;
+}
+
 /** The WebGPU backend: the spec contract plus a device-resident path. */
 export interface WebGpuBackend extends AttentionBackend {
   /** The device in use (after `init()`). */
@@ -62,4 +72,11 @@ export interface WebGpuBackend extends AttentionBackend {
   read(buffer: GPUBuffer, elements: number): Promise<Float32Array>;
   /** Hands a buffer returned by this backend back to its pool. */
   release(buffer: GPUBuffer): void;
+  /**
+   * Initialises the backend and compiles, ahead of time, the pipelines that calls of these workloads
+   * will use, so the first real call does not pay for shader compilation (seconds on a software
+   * GPU). Pipelines depend on the shape's size class (head sizes, tile sizes), not on other options.
+   * Rejects with `invalid-argument` for a bad workload, before anything is acquired.
+   */
+  prepare(workloads: readonly WebGpuWorkload[]): Promise<void>;
 }

@@ -1,0 +1,63 @@
+// prepare(): the pipelines of a workload are compiled ahead of time, so the first real call compiles
+// nothing. Counted at the device: createComputePipelineAsync is wrapped on a device the test owns
+// (pipelines are cached per device, so a fresh device starts with none).
+import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { createWebGpuBackend, type WebGpuWorkload } from '../src/index.js';
+import { inputsFor, ownDevice } from './helpers.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function countingBackend() {
+  const device = await ownDevice();
+  let compiled = 0;
+  const create = device.createComputePipelineAsync.bind(device);
+  device.createComputePipelineAsync = (descriptor: GPUComputePipelineDescriptor) => {
+    compiled++;
+    return create(descriptor);
+  };
+  const backend = createWebGpuBackend({ device });
+  cleanups.push(() => device.destroy());
+  cleanups.push(() => backend.dispose());
+  return { backend, compiled: () => compiled };
+}
+
+describe('prepare', () => {
+  it('compiles the pipelines a workload needs, so the first call compiles nothing', async () => {
+    const { backend, compiled } = await countingBackend();
+    const shape = { batch: 1, queryHeads: 2, queryLength: 8, headDim: 16 };
+    await backend.prepare([{ shape, returnWeights: true, matmul: true }]);
+    const prepared = compiled();
+    expect(prepared).toBe(4); // attention + weights pass + matmul with and without bias
+    const result = await backend.attention(inputsFor(shape), { causal: true, returnWeights: true });
+    expect(result.weights.length).toBe(2 * 8 * 8);
+    await backend.matmul({ a: new Float32Array(4), b: new Float32Array(4), shape: { m: 2, k: 2, n: 2 } });
+    expect(compiled()).toBe(prepared);
+    // The count is real: a head size in another capacity class needs a pipeline of its own.
+    await backend.attention(inputsFor({ batch: 1, queryHeads: 1, queryLength: 4, headDim: 128 }));
+    expect(compiled()).toBeGreaterThan(prepared);
+  });
+
+  it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
+    const backend = createWebGpuBackend();
+    cleanups.push(() => backend.dispose());
+    const bad: unknown[] = [
+      [{ shape: { batch: 1, queryHeads: 0, queryLength: 1, headDim: 4 } }],
+      [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, returnWeight: true }],
+      [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, matmul: 'yes' }],
+      'not an array',
+    ];
+    for (const workloads of bad) {
+      await expect(backend.prepare(workloads as WebGpuWorkload[])).rejects.toMatchObject({
+        code: 'invalid-argument',
+      });
+    }
+    expect(backend.memory().deviceBytes).toBe(0);
+    await backend.dispose();
+    const shape = { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 };
+    await expect(backend.prepare([{ shape }])).rejects.toMatchObject({ code: 'disposed' });
+    expectTypeOf(backend.prepare).parameter(0).toEqualTypeOf<readonly WebGpuWorkload[]>();
+  });
+});
