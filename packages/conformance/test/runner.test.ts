@@ -122,11 +122,12 @@ describe('robustness of the runner', () => {
         ...inner,
         name: 'hangs-once',
         capabilities: inner.capabilities,
-        attention: (...args: Parameters<AttentionBackend['attention']>) => {
+        // A cast: attention is generic in its options, which an arrow function cannot forward.
+        attention: ((...args: Parameters<AttentionBackend['attention']>) => {
           if (!first) return inner.attention(...args);
           first = false;
           return new Promise<never>(() => {});
-        },
+        }) as AttentionBackend['attention'],
       });
     };
     const replaced = await runConformance(once, { filter: 'heads/', timeoutMs: 200 });

@@ -108,9 +108,10 @@ describe('cpu: option values and inputs at the edge of float32', () => {
     ['softcap', 1e39],
     ['scale', 1e300],
     ['scale', -1e300],
-  ])('rejects options.%s = %d naming the float32 range', async (name, value) => {
+  ] as const)('rejects options.%s = %d naming the float32 range', async (name, value) => {
     const backend = createCpuBackend();
-    await expect(backend.attention(randomInputs(shape, 1), { [name]: value })).rejects.toMatchObject({
+    const options: AttentionOptions = { [name]: value };
+    await expect(backend.attention(randomInputs(shape, 1), options)).rejects.toMatchObject({
       code: 'invalid-argument',
       argument: `options.${name}`,
       message: expect.stringContaining('float32 kernels'),

@@ -147,7 +147,8 @@ describe('wasm: option values and inputs at the edge of float32', () => {
     ['scale', -1e300],
   ])('rejects options.%s = %d naming the float32 range', async (name, value) => {
     const backend = createWasmBackend();
-    await expect(backend.attention(inputsFor(shape, 1), { [name]: value })).rejects.toMatchObject({
+    const options: AttentionOptions = { [name]: value };
+    await expect(backend.attention(inputsFor(shape, 1), options)).rejects.toMatchObject({
       code: 'invalid-argument',
       argument: `options.${name}`,
       message: expect.stringContaining('float32 kernels'),
