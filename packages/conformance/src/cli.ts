@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError } from 'commander';
 import type { ChildMessage, RunRequest } from './cli-child.js';
-import { caseRow, formatReport, summaryLine } from './format.js';
+import { caseRow, columnWidthsFor, formatReport, summaryLine } from './format.js';
 import { listCases, resolveConformanceOptions } from './runner.js';
 import type {
   CaseResult,
@@ -211,7 +211,8 @@ async function main(argv: string[]): Promise<number> {
     const table = new Table({
       head: ['case', 'result', 'worst abs', 'worst rel', 'ms', 'note'],
       style: { head: [], border: [], compact: true },
-      colWidths: [44, 16, 11, 11, 9, 60],
+      // Fit an interactive terminal; a log or pipe (no columns) gets the full widths.
+      colWidths: columnWidthsFor(process.stdout.isTTY ? process.stdout.columns : undefined),
       wordWrap: true,
     });
     for (const result of report.cases) table.push(caseRow(result));

@@ -63,3 +63,29 @@ export function formatReport(report: ConformanceReport): { header: string[]; foo
   footer.push(summaryLine(report));
   return { header, footer };
 }
+
+/** Widths of the table's columns at full size: case, result, worst abs, worst rel, ms, note. */
+export const FULL_COLUMN_WIDTHS: readonly number[] = [44, 16, 11, 11, 9, 60];
+
+/**
+ * Column widths that fit a terminal of `columns` characters (the table draws one border character
+ * before each column and one after the last). The note column shrinks first (to 16), then the case
+ * column (to 24); text that no longer fits wraps. `undefined` (not a terminal: a log, a pipe) keeps
+ * the full widths, as does the JSON report, which never truncates anything.
+ */
+export function columnWidthsFor(columns: number | undefined): number[] {
+  const widths = [...FULL_COLUMN_WIDTHS];
+  if (columns === undefined || !Number.isFinite(columns) || columns <= 0) return widths;
+  const borders = widths.length + 1;
+  let excess = widths.reduce((sum, width) => sum + width, 0) + borders - columns;
+  for (const [column, floor] of [
+    [5, 16],
+    [0, 24],
+  ] as const) {
+    if (excess <= 0) break;
+    const take = Math.min(excess, widths[column] - floor);
+    widths[column] -= take;
+    excess -= take;
+  }
+  return widths;
+}

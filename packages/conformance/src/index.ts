@@ -6,7 +6,7 @@
  */
 export { checkAttention, checkLayer, checkMatmul, expectRejection } from './check.js';
 export { Comparison, TOLERANCE_CAP, toleranceProblems } from './compare.js';
-export { formatReport, summaryLine } from './format.js';
+export { columnWidthsFor, FULL_COLUMN_WIDTHS, formatReport, summaryLine } from './format.js';
 export {
   type NaiveResult32,
   naiveAttention32,
