@@ -671,7 +671,7 @@ function badInputCases(): ConformanceCase[] {
   }
   cases.push(
     customCase(
-      'cache/bad-input/after-dispose',
+      'cache/bad-input/disposed-cache',
       'every cache call after cache.dispose() rejects disposed',
       0,
       async (context) => {
