@@ -264,6 +264,7 @@ export function ignoringBackend(
       return inner.attention(inputs, stripped) as Promise<AttentionResultFor<O>>;
     },
     matmul: (inputs) => inner.matmul(inputs),
+    createKVCache: (config) => inner.createKVCache(config),
     memory: () => inner.memory(),
     dispose: () => inner.dispose(),
   };

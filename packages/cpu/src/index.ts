@@ -12,10 +12,12 @@ import {
   validateFactoryOptions,
 } from '@attnkit/spec';
 import { blockedAttention } from './attention.js';
+import { CpuKVCache } from './cache.js';
 import { blockedMatmul } from './matmul.js';
 import { Scratch } from './scratch.js';
 
 export { type BlockSizes, blockedAttention, queryBlockFor } from './attention.js';
+export { CpuKVCache, PAGE_TOKENS } from './cache.js';
 export { blockedMatmul } from './matmul.js';
 export { Scratch } from './scratch.js';
 
@@ -63,8 +65,15 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     keyBlock: checked.keyBlock ?? DEFAULT_KEY_BLOCK,
   };
   const scratch = new Scratch();
+  /** Open KV caches: their pages count in memory(); each removes itself when disposed. */
+  const caches = new Set<CpuKVCache>();
+  const cacheBytes = () => {
+    let bytes = 0;
+    for (const cache of caches) bytes += cache.bytes();
+    return bytes;
+  };
   const capabilities: BackendCapabilities = {
-    features: ALL_FEATURES,
+    features: [...ALL_FEATURES, 'kvCache'],
     // No limits beyond the spec's own element cap, which validation already enforces on every tensor
     limits: {},
     tolerance: CPU_TOLERANCE,
@@ -79,7 +88,13 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     init: async () => {},
     attention: async (problem) => blockedAttention(problem, scratch, sizes),
     matmul: async (problem) => blockedMatmul(problem, scratch),
-    memory: () => ({ hostBytes: scratch.bytes(), deviceBytes: 0 }),
+    createKVCache: (config) => {
+      const cache = new CpuKVCache(config, (disposed) => caches.delete(disposed));
+      caches.add(cache);
+      return cache;
+    },
+    memory: () => ({ hostBytes: scratch.bytes() + cacheBytes(), deviceBytes: 0 }),
+    // The gate disposes every open cache before this runs.
     dispose: async () => scratch.release(),
   });
 }

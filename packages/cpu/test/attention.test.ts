@@ -282,7 +282,9 @@ describe('backend contract', () => {
 
   it('advertises every feature and its tolerance', () => {
     const { capabilities } = createCpuBackend();
-    expect(capabilities.features).toHaveLength(12);
+    // the twelve features of attention, and the KV cache
+    expect(capabilities.features).toHaveLength(13);
+    expect(capabilities.features).toContain('kvCache');
     expect(capabilities.deterministic).toBe(true);
     expect(capabilities.tolerance).toEqual(CPU_TOLERANCE);
     expect(capabilities.threads).toBe(1);

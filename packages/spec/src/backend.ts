@@ -1,3 +1,17 @@
+import {
+  type KVCache,
+  type KVCacheAppend,
+  type KVCacheAttentionOptions,
+  type KVCacheConfig,
+  type KVCacheImplementation,
+  type KVCacheQuery,
+  maxAbsKeyOf,
+  type ResolvedKVCacheConfig,
+  validateKVCacheAppend,
+  validateKVCacheAttention,
+  validateKVCacheConfig,
+  validateKVCacheTruncate,
+} from './cache.js';
 import { AttnkitError } from './errors.js';
 import { snapshotAttentionProblem, snapshotMatmulProblem } from './snapshot.js';
 import type {
@@ -26,9 +40,11 @@ export type AttentionFeature =
   | 'returnWeights'
   | 'groupedQuery'
   | 'crossAttention'
-  | 'valueDim';
+  | 'valueDim'
+  /** `createKVCache` (spec README, "KV cache"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
+  | 'kvCache';
 
-/** Every feature, for backends that support them all. */
+/** Every feature of the stateless `attention` call, for backends that support them all (`kvCache` is separate). */
 export const ALL_FEATURES: readonly AttentionFeature[] = [
   'causal',
   'slidingWindow',
@@ -116,6 +132,12 @@ export interface AttentionBackend {
   ): Promise<AttentionResultFor<O>>;
   /** `a [m, k] @ b [k, n] (+ bias [n])`, for the multi-head attention layer's projections. */
   matmul(inputs: MatmulInputs): Promise<Float32Array>;
+  /**
+   * A KV cache for incremental decoding (spec README, "KV cache"). Rejects `unsupported` on a backend
+   * whose capabilities lack `kvCache`. Its memory counts in {@link AttentionBackend.memory}; the
+   * backend's `dispose()` disposes it too.
+   */
+  createKVCache(config: KVCacheConfig): Promise<KVCache>;
   /** Bytes the backend holds now. */
   memory(): BackendMemory;
   /** Waits for calls in flight, then frees every resource. Later calls reject with `disposed`. */
@@ -138,6 +160,11 @@ export interface BackendImplementation {
   /** Receives a validated problem that fits the capabilities. */
   attention(problem: AttentionProblem): Promise<AttentionResult>;
   matmul(problem: MatmulProblem): Promise<Float32Array>;
+  /**
+   * Optional: a KV cache for a validated config, called after `init()`. Without it (or without
+   * `kvCache` in the capabilities) the gate rejects `createKVCache` with `unsupported`.
+   */
+  createKVCache?(config: ResolvedKVCacheConfig): KVCacheImplementation;
   memory(): BackendMemory;
   dispose(): Promise<void>;
 }
@@ -292,6 +319,93 @@ export function createBackend(implementation: BackendImplementation): AttentionB
     return work;
   };
 
+  /** Open caches: the backend's dispose frees them, so memory() returns to what it was before them. */
+  const caches = new Set<() => void>();
+
+  /**
+   * The cache gate: validates each call against the config and the lengths it keeps (the
+   * implementation never sees a bad call), and calls the implementation in the caller's tick, so an
+   * append has copied `k`/`v` before it returns.
+   */
+  const gateCache = (config: ResolvedKVCacheConfig, cache: KVCacheImplementation): KVCache => {
+    const lengths = new Array<number>(config.batch).fill(0);
+    // Running bound on max|k| for the float32 overflow rule; a truncate keeps it (conservative).
+    let maxAbsKey = 0;
+    let closed = false;
+    let disposingCache: Promise<void> | null = null;
+    const pending = new Set<Promise<unknown>>();
+    const free = () => {
+      if (closed) return;
+      closed = true;
+      caches.delete(free);
+      cache.dispose();
+    };
+    caches.add(free);
+    const ensureCacheOpen = (method: string) => {
+      ensureOpen(method);
+      if (disposingCache !== null || closed) {
+        throw new AttnkitError('disposed', `${method}: the KV cache has been disposed`, {
+          argument: 'cache',
+          expected: 'a KV cache that has not been disposed',
+          actual: 'disposed',
+        });
+      }
+    };
+    const run = <T>(method: string, body: () => T | Promise<T>): Promise<T> => {
+      try {
+        ensureCacheOpen(method);
+        const work = track(now(async () => body()));
+        pending.add(work);
+        const done = () => pending.delete(work);
+        work.then(done, done);
+        return work;
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    return {
+      config: Object.freeze({ ...config }),
+      get lengths() {
+        return [...lengths];
+      },
+      append(chunk: KVCacheAppend) {
+        return run('cache.append', () => {
+          const problem = validateKVCacheAppend(config, lengths, chunk);
+          const bound = maxAbsKeyOf(problem.k);
+          cache.append(problem);
+          maxAbsKey = Math.max(maxAbsKey, bound);
+          for (let b = 0; b < config.batch; b++) lengths[b] += problem.kept[b];
+        });
+      },
+      attention<O extends KVCacheAttentionOptions = KVCacheAttentionOptions>(
+        query: KVCacheQuery,
+        options?: O,
+      ) {
+        // The implementation returns lse whenever the problem asks for it (conformance checks it).
+        return run('cache.attention', () => {
+          const problem = validateKVCacheAttention(config, lengths, maxAbsKey, query, options);
+          return cache.attention(problem);
+        }) as Promise<AttentionResult & (O extends { returnLse: true } ? { lse: Float32Array } : unknown)>;
+      },
+      truncate(to: number | readonly number[]) {
+        return run('cache.truncate', () => {
+          const next = validateKVCacheTruncate(lengths, to);
+          cache.truncate(next);
+          for (let b = 0; b < config.batch; b++) lengths[b] = next[b];
+        });
+      },
+      dispose() {
+        if (disposingCache === null) {
+          disposingCache = (async () => {
+            await Promise.allSettled([...pending]);
+            free();
+          })();
+        }
+        return disposingCache;
+      },
+    };
+  };
+
   return {
     name: implementation.name,
     get capabilities() {
@@ -334,6 +448,32 @@ export function createBackend(implementation: BackendImplementation): AttentionB
         return Promise.reject(error);
       }
     },
+    createKVCache(config: KVCacheConfig) {
+      try {
+        ensureOpen('createKVCache');
+        const resolved = validateKVCacheConfig(config);
+        return track(
+          init().then(() => {
+            ensureOpen('createKVCache');
+            const features = implementation.capabilities().features;
+            if (implementation.createKVCache === undefined || !features.includes('kvCache')) {
+              throw new AttnkitError(
+                'unsupported',
+                `createKVCache: backend "${implementation.name}" does not support kvCache`,
+                {
+                  argument: 'kvCache',
+                  expected: `one of the supported features: ${features.join(', ')}`,
+                  actual: 'kvCache',
+                },
+              );
+            }
+            return gateCache(resolved, implementation.createKVCache(resolved));
+          }),
+        );
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
     memory() {
       return implementation.memory();
     },
@@ -342,6 +482,7 @@ export function createBackend(implementation: BackendImplementation): AttentionB
         disposing = (async () => {
           await Promise.allSettled([...inFlight]);
           if (initializing !== null) await initializing.catch(() => undefined);
+          for (const free of [...caches]) free();
           await implementation.dispose();
         })();
       }

@@ -18,6 +18,26 @@ export {
   type Tolerance,
 } from './backend.js';
 export {
+  type KVCache,
+  type KVCacheAppend,
+  type KVCacheAppendProblem,
+  type KVCacheAttentionOptions,
+  type KVCacheAttentionProblem,
+  type KVCacheConfig,
+  type KVCacheImplementation,
+  type KVCacheQuery,
+  type ResolvedKVCacheConfig,
+  validateKVCacheAppend,
+  validateKVCacheAttention,
+  validateKVCacheConfig,
+  validateKVCacheTruncate,
+} from './cache.js';
+export {
+  createReferenceKVCache,
+  ReferenceKVCache,
+  type ReferenceKVCacheResult64,
+} from './cache-reference.js';
+export {
   type AttentionFlops,
   attentionFlops,
   countParameters,

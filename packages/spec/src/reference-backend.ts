@@ -1,8 +1,9 @@
 import { ALL_FEATURES, type AttentionBackend, type BackendCapabilities, createBackend } from './backend.js';
+import { createReferenceKVCache } from './cache-reference.js';
 import { referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
 
 const capabilities: BackendCapabilities = {
-  features: ALL_FEATURES,
+  features: [...ALL_FEATURES, 'kvCache'],
   limits: {},
   // float64 rounded once to float32: half an ulp, relative 6e-8
   tolerance: { atol: 1e-7, rtol: 1e-6 },
@@ -31,6 +32,7 @@ export function createReferenceBackend(): AttentionBackend {
     },
     matmul: async ({ a, b, bias, shape }) =>
       Float32Array.from(referenceMatmul64(a, b, shape.m, shape.k, shape.n, bias)),
+    createKVCache: (config) => createReferenceKVCache(config).implementation(),
     memory: () => ({ hostBytes: 0, deviceBytes: 0 }),
     dispose: async () => {},
   });

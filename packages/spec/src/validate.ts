@@ -64,7 +64,7 @@ export const FLOAT32_MIN_NORMAL = 2 ** -126;
  * Reads the known keys of an options-like object, each exactly once, into a plain object: a getter
  * cannot hand validation one value and the backend another.
  */
-function readOnce(
+export function readOnce(
   context: string,
   argument: string,
   value: unknown,
@@ -149,7 +149,7 @@ export function float32Tensor(
 }
 
 /** Largest |x| over the finite elements (NaN and infinities keep their IEEE meaning and are not bounded). */
-function maxAbsFinite(data: Float32Array): number {
+export function maxAbsFinite(data: Float32Array): number {
   let max = 0;
   for (let i = 0; i < data.length; i++) {
     const a = Math.abs(data[i]);
@@ -161,11 +161,17 @@ function maxAbsFinite(data: Float32Array): number {
 /**
  * The float32 overflow rule (README "Float32 range"): every partial dot product and logit must be
  * representable in float32, since that is what wasm, WebGL and WebGPU compute in. The bound
- * `D * max|q| * max|k| * max(1, |scale|)` covers the unscaled and the scaled dot product.
+ * `D * max|q| * max|k| * max(1, |scale|)` covers the unscaled and the scaled dot product. `mk` is
+ * `max|k|` (a KV cache passes a running bound over what was appended).
  */
-function checkLogitRange(context: string, q: Float32Array, k: Float32Array, D: number, scale: number): void {
+export function checkLogitRange(
+  context: string,
+  q: Float32Array,
+  mk: number,
+  D: number,
+  scale: number,
+): void {
   const mq = maxAbsFinite(q);
-  const mk = maxAbsFinite(k);
   const s = Math.max(1, Math.abs(scale));
   const bound = D * mq * mk * s;
   if (bound > FLOAT32_MAX) {
@@ -413,7 +419,7 @@ export function validateAttention(given: AttentionInputs, options: AttentionOpti
   checkedProduct(context, 'output', [B, Hq, Lq, Dv]);
 
   const resolved = resolveOptions(options, shape, context);
-  checkLogitRange(context, q, k, D, resolved.scale);
+  checkLogitRange(context, q, maxAbsFinite(k), D, resolved.scale);
   return { q, k, v, shape, ...resolved };
 }
 

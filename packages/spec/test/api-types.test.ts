@@ -58,6 +58,8 @@ describe('value exports', () => {
         'countParameters',
         'createBackend',
         'createReferenceBackend',
+        'createReferenceKVCache',
+        'ReferenceKVCache',
         'default',
         'describeValue',
         'isAttnkitError',
@@ -80,6 +82,10 @@ describe('value exports', () => {
         'splitHeads',
         'validateAttention',
         'validateFactoryOptions',
+        'validateKVCacheAppend',
+        'validateKVCacheAttention',
+        'validateKVCacheConfig',
+        'validateKVCacheTruncate',
         'validateLayer',
         'validateMatmul',
         'visibleKeyRange',
@@ -110,8 +116,10 @@ describe('value exports', () => {
       groupedQuery: true,
       crossAttention: true,
       valueDim: true,
+      kvCache: true,
     };
-    expect([...ALL_FEATURES].sort()).toEqual(Object.keys(every).sort());
+    // kvCache is a method of the backend, not an option of attention: the one feature ALL_FEATURES leaves out
+    expect([...ALL_FEATURES, 'kvCache'].sort()).toEqual(Object.keys(every).sort());
     expectTypeOf(ALL_FEATURES).toEqualTypeOf<readonly AttentionFeature[]>();
   });
 });

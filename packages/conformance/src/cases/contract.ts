@@ -267,7 +267,7 @@ function lifecycleCases(): ConformanceCase[] {
       async (context) => {
         const problems: string[] = [];
         const caps = context.capabilities;
-        const known = new Set<string>(ALL_FEATURES);
+        const known = new Set<string>([...ALL_FEATURES, 'kvCache']);
         if (!Array.isArray(caps.features)) problems.push('features is not an array');
         else
           for (const feature of caps.features)

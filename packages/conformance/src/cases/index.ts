@@ -1,5 +1,6 @@
 import type { ConformanceCase } from '../types.js';
 import { behaviourCases } from './behaviour.js';
+import { cacheCases } from './cache.js';
 import { contractCases } from './contract.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -16,6 +17,7 @@ export function allCases(): ConformanceCase[] {
       ...float32Cases(),
       ...contractCases(),
       ...behaviourCases(),
+      ...cacheCases(),
     ];
   return cached;
 }
