@@ -4,6 +4,7 @@ import {
   checkLogitRange,
   float32Tensor,
   maxAbsFinite,
+  OPTION_KEYS,
   type ResolvedOptions,
   readOnce,
   resolveOptions,
@@ -114,18 +115,6 @@ export interface KVCacheImplementation {
 const CONFIG_KEYS: ReadonlySet<string> = new Set(['batch', 'kvHeads', 'headDim', 'valueDim', 'capacity']);
 const APPEND_KEYS: ReadonlySet<string> = new Set(['k', 'v', 'tokens', 'lengths']);
 const QUERY_KEYS: ReadonlySet<string> = new Set(['q', 'queryHeads', 'queryLength']);
-const CACHE_OPTION_KEYS: ReadonlySet<string> = new Set([
-  'scale',
-  'causal',
-  'slidingWindow',
-  'keyMask',
-  'bias',
-  'alibiSlopes',
-  'softcap',
-  'sinks',
-  'returnLse',
-  'returnWeights',
-]);
 /** Options of the stateless call that a cache cannot take: they are shaped `[.., Lk]` and Lk differs per row. */
 const CACHE_UNSUPPORTED = ['keyMask', 'bias', 'returnWeights'] as const;
 const MAX_ELEMENTS = 2 ** 31 - 1;
@@ -272,7 +261,7 @@ export function validateKVCacheAttention(
     }
   }
   // One read of every option key into a plain copy; resolveOptions then reads the copy, not the caller's object.
-  const options = readOnce(context, 'options', givenOptions ?? {}, CACHE_OPTION_KEYS, 'an object');
+  const options = readOnce(context, 'options', givenOptions ?? {}, OPTION_KEYS, 'an object');
   for (const key of CACHE_UNSUPPORTED) {
     if (options[key] !== undefined) {
       throw new AttnkitError(

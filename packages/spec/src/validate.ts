@@ -19,7 +19,8 @@ import type {
 const ATTENTION = 'attention';
 const MATMUL = 'matmul';
 
-const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>([
+/** Every key of {@link AttentionOptions}; the cache's options are read against the same list. */
+export const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>([
   'scale',
   'causal',
   'slidingWindow',
