@@ -7,6 +7,8 @@ import {
   type MatmulProblem,
   type ResolvedShape,
   resolveOptions,
+  snapshotAttentionProblem,
+  snapshotMatmulProblem,
   validateLayer,
 } from '@attnkit/spec';
 import { encodeAttention, encodeMatmul, type OptionBuffers, uploadAttentionOptions } from './encode.js';
@@ -94,13 +96,7 @@ function optionList(o: OptionBuffers): GPUBuffer[] {
 
 /** Attention on host arrays: upload, the fused kernel, one readback. */
 export function attention(rt: Runtime, problem: AttentionProblem): Promise<AttentionResult> {
-  const copy = (p: AttentionProblem): AttentionProblem => ({
-    ...copyOptions(p),
-    q: p.q.slice(),
-    k: p.k.slice(),
-    v: p.v.slice(),
-  });
-  return whenUsable(rt, problem, copy, (s, p) => attentionOn(rt, s, p));
+  return whenUsable(rt, problem, snapshotAttentionProblem, (s, p) => attentionOn(rt, s, p));
 }
 
 async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProblem): Promise<AttentionResult> {
@@ -163,13 +159,7 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
 
 /** `a @ b (+ bias)` on host arrays. */
 export function matmul(rt: Runtime, problem: MatmulProblem): Promise<Float32Array> {
-  const copy = (p: MatmulProblem): MatmulProblem => ({
-    ...p,
-    a: p.a.slice(),
-    b: p.b.slice(),
-    bias: p.bias?.slice() ?? null,
-  });
-  return whenUsable(rt, problem, copy, (s, p) => matmulOn(s, p));
+  return whenUsable(rt, problem, snapshotMatmulProblem, (s, p) => matmulOn(s, p));
 }
 
 async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32Array> {
