@@ -1,4 +1,11 @@
 import {
+  type AttentionBackwardInputs,
+  type AttentionBackwardProblem,
+  type AttentionGradients,
+  type AttentionGradientsFor,
+  validateAttentionBackward,
+} from './backward.js';
+import {
   type KVCache,
   type KVCacheAppend,
   type KVCacheAttentionOptions,
@@ -13,7 +20,11 @@ import {
   validateKVCacheTruncate,
 } from './cache.js';
 import { AttnkitError } from './errors.js';
-import { snapshotAttentionProblem, snapshotMatmulProblem } from './snapshot.js';
+import {
+  snapshotAttentionBackwardProblem,
+  snapshotAttentionProblem,
+  snapshotMatmulProblem,
+} from './snapshot.js';
 import type {
   AttentionInputs,
   AttentionOptions,
@@ -42,7 +53,9 @@ export type AttentionFeature =
   | 'crossAttention'
   | 'valueDim'
   /** `createKVCache` (spec README, "KV cache"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
-  | 'kvCache';
+  | 'kvCache'
+  /** `attentionBackward` (spec README, "Backward"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
+  | 'backward';
 
 /** Every feature of the stateless `attention` call, for backends that support them all (`kvCache` is separate). */
 export const ALL_FEATURES: readonly AttentionFeature[] = [
@@ -130,6 +143,17 @@ export interface AttentionBackend {
     inputs: AttentionInputs,
     options?: KnownAttentionOptions<O>,
   ): Promise<AttentionResultFor<O>>;
+  /**
+   * The gradients of {@link AttentionBackend.attention} (spec README, "Backward"): given the
+   * forward's inputs, its `output` and `lse` (call the forward with `returnLse: true`) and
+   * `gradOutput`, returns `gradQ`, `gradK`, `gradV`, and `gradBias`/`gradSinks` when the options
+   * have a bias/sinks. `options` are the forward's. Rejects `unsupported` on a backend whose
+   * capabilities lack `backward`.
+   */
+  attentionBackward<O extends AttentionOptions = AttentionOptions>(
+    inputs: AttentionBackwardInputs,
+    options?: KnownAttentionOptions<O>,
+  ): Promise<AttentionGradientsFor<O>>;
   /** `a [m, k] @ b [k, n] (+ bias [n])`, for the multi-head attention layer's projections. */
   matmul(inputs: MatmulInputs): Promise<Float32Array>;
   /**
@@ -160,6 +184,12 @@ export interface BackendImplementation {
   /** Receives a validated problem that fits the capabilities. */
   attention(problem: AttentionProblem): Promise<AttentionResult>;
   matmul(problem: MatmulProblem): Promise<Float32Array>;
+  /**
+   * Optional: the backward pass of a validated problem that fits the capabilities. Without it (or
+   * without `backward` in the capabilities) the gate rejects `attentionBackward` with `unsupported`.
+   * Returns `gradBias` exactly when `problem.bias` is set and `gradSinks` when `problem.sinks` is.
+   */
+  attentionBackward?(problem: AttentionBackwardProblem): Promise<AttentionGradients>;
   /**
    * Optional: a KV cache for a validated config, called after `init()`. Without it (or without
    * `kvCache` in the capabilities) the gate rejects `createKVCache` with `unsupported`.
@@ -193,11 +223,14 @@ export function assertSupported(
   name: string,
   capabilities: BackendCapabilities,
   problem: AttentionProblem,
+  context = 'attention',
 ): void {
   const supported = new Set(capabilities.features);
-  for (const feature of requiredFeatures(problem)) {
+  const needed = requiredFeatures(problem);
+  if (context === 'attentionBackward') needed.unshift('backward');
+  for (const feature of needed) {
     if (!supported.has(feature)) {
-      throw new AttnkitError('unsupported', `attention: backend "${name}" does not support ${feature}`, {
+      throw new AttnkitError('unsupported', `${context}: backend "${name}" does not support ${feature}`, {
         argument: feature,
         expected: `one of the supported features: ${capabilities.features.join(', ')}`,
         actual: feature,
@@ -219,7 +252,7 @@ export function assertSupported(
     if (limit !== undefined && problem.shape[dim] > limit) {
       throw new AttnkitError(
         'unsupported',
-        `attention: shape.${dim} must be at most ${limit} on backend "${name}", got ${problem.shape[dim]}`,
+        `${context}: shape.${dim} must be at most ${limit} on backend "${name}", got ${problem.shape[dim]}`,
         { argument: `shape.${dim}`, expected: `at most ${limit}`, actual: String(problem.shape[dim]) },
       );
     }
@@ -245,7 +278,7 @@ export function assertSupported(
       if (elements > limits.tensorElements) {
         throw new AttnkitError(
           'unsupported',
-          `attention: ${tensor} must have at most ${limits.tensorElements} elements on backend "${name}", got ${elements}`,
+          `${context}: ${tensor} must have at most ${limits.tensorElements} elements on backend "${name}", got ${elements}`,
           {
             argument: tensor,
             expected: `at most ${limits.tensorElements} elements`,
@@ -433,6 +466,37 @@ export function createBackend(implementation: BackendImplementation): AttentionB
             return implementation.attention(snapshot) as Promise<AttentionResultFor<O>>;
           }),
         );
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
+    attentionBackward<O extends AttentionOptions = AttentionOptions>(
+      inputs: AttentionBackwardInputs,
+      options?: KnownAttentionOptions<O>,
+    ): Promise<AttentionGradientsFor<O>> {
+      const context = 'attentionBackward';
+      try {
+        ensureOpen(context);
+        const problem = validateAttentionBackward(inputs, options);
+        const run = (checked: AttentionBackwardProblem) => {
+          const capabilities = implementation.capabilities();
+          if (implementation.attentionBackward === undefined && capabilities.features.includes('backward')) {
+            throw new AttnkitError(
+              'unsupported',
+              `${context}: backend "${implementation.name}" lists backward but implements no attentionBackward`,
+              { argument: 'backward', expected: 'an implemented attentionBackward', actual: 'none' },
+            );
+          }
+          assertSupported(implementation.name, capabilities, checked, context);
+          // The implementation returns gradBias/gradSinks whenever the problem has a bias/sinks (the
+          // conformance suite checks it), which is what AttentionGradientsFor<O> promises.
+          return (implementation.attentionBackward as NonNullable<typeof implementation.attentionBackward>)(
+            checked,
+          ) as Promise<AttentionGradientsFor<O>>;
+        };
+        if (initialized) return track(now(() => run(problem)));
+        const snapshot = snapshotAttentionBackwardProblem(problem);
+        return track(init().then(() => run(snapshot)));
       } catch (error) {
         return Promise.reject(error);
       }

@@ -18,6 +18,18 @@ export {
   type Tolerance,
 } from './backend.js';
 export {
+  type AttentionBackwardInputs,
+  type AttentionBackwardProblem,
+  type AttentionGradients,
+  type AttentionGradientsFor,
+  type ReferenceBackwardProblem,
+  type ReferenceGradients64,
+  referenceAttentionBackward64,
+  referenceAttentionBackwardProblem64,
+  roundGradients,
+  validateAttentionBackward,
+} from './backward.js';
+export {
   type KVCache,
   type KVCacheAppend,
   type KVCacheAppendProblem,
@@ -77,7 +89,11 @@ export {
   referenceMatmulInputs64,
 } from './reference.js';
 export { createReferenceBackend, default } from './reference-backend.js';
-export { snapshotAttentionProblem, snapshotMatmulProblem } from './snapshot.js';
+export {
+  snapshotAttentionBackwardProblem,
+  snapshotAttentionProblem,
+  snapshotMatmulProblem,
+} from './snapshot.js';
 export type {
   AttentionBias,
   AttentionInputs,

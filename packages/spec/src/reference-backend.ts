@@ -1,9 +1,10 @@
 import { ALL_FEATURES, type AttentionBackend, type BackendCapabilities, createBackend } from './backend.js';
+import { referenceAttentionBackwardProblem64, roundGradients } from './backward.js';
 import { createReferenceKVCache } from './cache-reference.js';
 import { referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
 
 const capabilities: BackendCapabilities = {
-  features: [...ALL_FEATURES, 'kvCache'],
+  features: [...ALL_FEATURES, 'kvCache', 'backward'],
   limits: {},
   // float64 rounded once to float32: half an ulp, relative 6e-8
   tolerance: { atol: 1e-7, rtol: 1e-6 },
@@ -30,6 +31,7 @@ export function createReferenceBackend(): AttentionBackend {
         ...(result.weights && { weights: Float32Array.from(result.weights) }),
       };
     },
+    attentionBackward: async (problem) => roundGradients(referenceAttentionBackwardProblem64(problem)),
     matmul: async ({ a, b, bias, shape }) =>
       Float32Array.from(referenceMatmul64(a, b, shape.m, shape.k, shape.n, bias)),
     createKVCache: (config) => createReferenceKVCache(config).implementation(),

@@ -1,3 +1,4 @@
+import type { AttentionBackwardProblem } from './backward.js';
 import type { AttentionProblem, MatmulProblem } from './types.js';
 
 /**
@@ -26,5 +27,18 @@ export function snapshotMatmulProblem(problem: MatmulProblem): MatmulProblem {
     a: new Float32Array(problem.a),
     b: new Float32Array(problem.b),
     bias: problem.bias === null ? null : new Float32Array(problem.bias),
+  };
+}
+
+/** {@link snapshotAttentionProblem} for a backward call (also output, lse, gradOutput). */
+export function snapshotAttentionBackwardProblem(
+  problem: AttentionBackwardProblem,
+): AttentionBackwardProblem {
+  return {
+    ...problem,
+    ...snapshotAttentionProblem(problem),
+    output: new Float32Array(problem.output),
+    lse: new Float32Array(problem.lse),
+    gradOutput: new Float32Array(problem.gradOutput),
   };
 }

@@ -378,7 +378,15 @@ export function resolveOptions(
  * Pure: allocates nothing the size of a tensor and never touches a device.
  */
 export function validateAttention(given: AttentionInputs, options: AttentionOptions = {}): AttentionProblem {
-  const context = ATTENTION;
+  return validateAttentionFor(ATTENTION, given, options);
+}
+
+/** {@link validateAttention} with errors named for `context` (the backward call validates the same inputs). */
+export function validateAttentionFor(
+  context: string,
+  given: AttentionInputs,
+  options: AttentionOptions = {},
+): AttentionProblem {
   const inputs = readOnce(context, 'inputs', given, INPUT_KEYS, 'an object { q, k, v, shape }');
   // Read once here (a plain copy), so the keyLength hint below does not read the caller's shape again.
   const shapeFields = readOnce(context, 'shape', inputs.shape, SHAPE_KEYS, 'an object');

@@ -117,6 +117,7 @@ describe('value exports', () => {
       crossAttention: true,
       valueDim: true,
       kvCache: true,
+      backward: true,
     };
     // kvCache is a method of the backend, not an option of attention: the one feature ALL_FEATURES leaves out
     expect([...ALL_FEATURES, 'kvCache'].sort()).toEqual(Object.keys(every).sort());
