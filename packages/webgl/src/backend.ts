@@ -1,6 +1,9 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionBackwardProblem,
+  type AttentionFeature,
+  type AttentionGradients,
   type AttentionProblem,
   type AttentionResult,
   AttnkitError,
@@ -14,6 +17,14 @@ import {
   validateFactoryOptions,
   visibleKeyRange,
 } from '@attnkit/spec';
+import { type BackwardKernels, runBackward } from './backward.js';
+import {
+  deltaKernel,
+  gradBiasKernel,
+  gradKVKernel,
+  gradQKernel,
+  sinkTermsKernel,
+} from './backward-kernels.js';
 import {
   type GlContextKind,
   type GlInput,
@@ -102,7 +113,11 @@ interface Kernels {
   weights: GlKernel;
   matmul: GlKernel;
   pack: GlKernel;
+  backward: BackwardKernels;
 }
+
+/** Every forward feature, and the backward pass. */
+const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward'];
 
 const DUMMY = new Float32Array(1);
 
@@ -123,7 +138,7 @@ function padRows(data: Float32Array, from: number, to: number, onePastEnd = fals
 
 function baseCapabilities(): BackendCapabilities {
   return {
-    features: ALL_FEATURES,
+    features: FEATURES,
     limits: {},
     tolerance: WEBGL_TOLERANCE,
     deterministic: true,
@@ -186,6 +201,13 @@ export class WebglImplementation implements BackendImplementation {
         weights: runtime.kernel(weightsKernel(vectorized)),
         matmul: runtime.kernel(matmulKernel),
         pack: runtime.kernel(packKernel),
+        backward: {
+          delta: runtime.kernel(deltaKernel),
+          gradQ: runtime.kernel(gradQKernel),
+          gradKV: runtime.kernel(gradKVKernel),
+          gradBias: runtime.kernel(gradBiasKernel),
+          sinkTerms: runtime.kernel(sinkTermsKernel),
+        },
       };
     } catch (error) {
       await runtime.destroy();
@@ -195,7 +217,7 @@ export class WebglImplementation implements BackendImplementation {
     this.vectorized = vectorized;
     const max = runtime.maxTextureSize;
     this.caps = {
-      features: ALL_FEATURES,
+      features: FEATURES,
       // Dv + 1 columns (values and the denominator) share one texture row.
       limits: { valueDim: max - 1 },
       tolerance: WEBGL_TOLERANCE,
@@ -427,6 +449,19 @@ export class WebglImplementation implements BackendImplementation {
       }
     }
     return out;
+  }
+
+  async attentionBackward(problem: AttentionBackwardProblem): Promise<AttentionGradients> {
+    const { runtime, kernels } = this.ready();
+    const { shape, bias, keyMask } = problem;
+    // Host copies held during the call: the float key mask and the largest per-block tables.
+    this.hostBytes = (keyMask?.length ?? 0) * 4 + (bias === null ? 0 : bias.data.length * 8);
+    this.hostBytes += (shape.batch * shape.queryHeads * shape.queryLength + shape.queryHeads) * 32;
+    try {
+      return runBackward(runtime, kernels.backward, problem, this.blockElements);
+    } finally {
+      this.hostBytes = 0;
+    }
   }
 
   memory() {

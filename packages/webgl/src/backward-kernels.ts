@@ -1,0 +1,301 @@
+/**
+ * Kernel sources of the backward pass, in gpu.js's JavaScript dialect (see kernels.ts for why they are
+ * strings). They are the portable kind: every GL kernel class runs them (WebGL2, WebGL1, headless-gl),
+ * one float per output element, inputs indexed `a[y][x]`.
+ *
+ * FlashAttention-2 style without any `Lq x Lk` buffer: nothing stores a probability. Every output
+ * element loops over the (query, key) pairs it depends on and recomputes the logit from q and k
+ * exactly as the forward does (scale -> softcap -> + bias + ALiBi, `((bias - lse) + alibi) + s`),
+ * `P = exp(logit - lse)` from the forward's lse, and `dP = dot(dO_i, v_j)`. The loops cover only the
+ * pairs the causal/window masks leave visible (the ranges come from the host, exact integers), so
+ * masked blocks cost nothing.
+ *
+ * Shared arguments: `q [D, rowsQ]`, `k [D, rowsK]`, `v [Dv, rowsK]`, `dO [Dv, rowsQ]`, `lse [rowsQ, 1]`,
+ * `delta [rowsQ, 1]` (D_i, a texture from {@link deltaKernel}), `bias [lkDim, biasRows]`,
+ * `keyMask [Lk, B]` (1/0 floats), `heads [4, Hq]` (`0 ALiBi slope, 1 sink or -inf, 2 kv head`), and
+ * uniforms. A bias row is `b * bsb + h * bsh + i * bsi` (strides in units of bias rows).
+ */
+import type { KernelSpec } from './gl.js';
+import { LOOP_MAX } from './kernels.js';
+
+/** Columns of the per-output-row tables the host builds (exact integers, see kernels.ts). */
+export const DQ_INFO = {
+  row: 0,
+  kvBase: 1,
+  position: 2,
+  batch: 3,
+  head: 4,
+  query: 5,
+  start: 6,
+  end: 7,
+  width: 8,
+};
+/** A gradK/gradV row: the kv row, its key, batch, the query heads and visible queries that see it. */
+export const DKV_INFO = {
+  kvRow: 0,
+  key: 1,
+  batch: 2,
+  headLo: 3,
+  headHi: 4,
+  queryLo: 5,
+  queryHi: 6,
+  width: 8,
+};
+/** A reduction row (a bias row, or a head for the sinks): the (b, h, i) box it sums over. */
+export const RANGE_INFO = { bLo: 0, bHi: 1, hLo: 2, hHi: 3, iLo: 4, iHi: 5, width: 8 };
+/** Columns of the per-head table. */
+export const HEAD_INFO = { slope: 0, sink: 1, kvHead: 2, width: 4 };
+
+const TANH = {
+  name: 'attnTanh',
+  source: `float attnTanh(float x) {
+  float e = exp(-2.0 * abs(x));
+  float t = (1.0 - e) / (1.0 + e);
+  return x < 0.0 ? -t : t;
+}`,
+};
+
+/**
+ * `p`, `th` for the pair (query row `r` = (b, h, i) at position `pos`, key row `kRow` = key `j`) with
+ * row lse `lseR`. Same arithmetic and order as the forward's scores/probs kernels; `p` is 0 where the
+ * forward's exp would underflow. Needs `r, b, h, i, pos, j, kRow, lseR` in scope.
+ */
+const PAIR_P = `let dot = 0.0;
+        for (let e = 0; e < D; e++) {
+          dot += q[r][e] * k[kRow][e];
+        }
+        let s = scale * dot;
+        let th = 0.0;
+        if (softcap > 0.0) {
+          th = attnTanh(s / softcap);
+          s = softcap * th;
+        }
+        let biasValue = 0.0;
+        if (hasBias > 0.5) {
+          biasValue = bias[b * bsb + h * bsh + i * bsi][j * biasKeyStride];
+        }
+        let alibi = 0.0;
+        const slope = heads[h][0];
+        if (slope != 0.0) {
+          alibi = -slope * (pos - j);
+        }
+        const x = biasValue - lseR + alibi + s;
+        let p = 0.0;
+        if (x >= -104.0) {
+          p = Math.exp(x);
+        }`;
+
+/** `ds = P * (dP - D_i)` for the pair, given `p` from {@link PAIR_P}. */
+const PAIR_DS = `let dp = 0.0;
+          for (let e = 0; e < Dv; e++) {
+            dp += dO[r][e] * v[kRow][e];
+          }
+          const ds = p * (dp - delta[0][r]);`;
+
+/** `dr = dS * (1 - tanh^2)` (the softcap's derivative; dS itself without one), after {@link PAIR_DS}. */
+const PAIR_DR = `${PAIR_DS}
+          let dr = ds;
+          if (softcap > 0.0) {
+            dr = ds * (1.0 - th * th);
+          }`;
+
+/** The uniforms every pair needs, in order (after the tensors). */
+const PAIR_UNIFORMS = 'D, Dv, Hq, Lq, Lk, scale, softcap, hasBias, biasKeyStride, bsb, bsh, bsi, negInf';
+
+/** `D_i = dot(dO_i, O_i)`. Output `[rowsQ, 1]` (a 1-high output is stored as a square texture). */
+export const deltaKernel: KernelSpec = {
+  name: 'delta',
+  loopMaxIterations: LOOP_MAX,
+  source: `function delta(dO, O, Dv) {
+  const r = this.thread.x;
+  let sum = 0.0;
+  for (let e = 0; e < Dv; e++) {
+    sum += dO[r][e] * O[r][e];
+  }
+  return sum;
+}`,
+};
+
+/**
+ * gradQ: element `(c0 + x, row y of the table)` is `scale * sum_j dR_ij k_j[c]` over the row's visible
+ * keys `[start, end)` (the key mask on top). A row with lse = -inf saw nothing: 0.
+ */
+export const gradQKernel: KernelSpec = {
+  name: 'gradQ',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function gradQ(q, k, v, dO, lse, delta, bias, keyMask, heads, rowInfo, c0, hasMask, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.y;
+  const c = c0 + this.thread.x;
+  const r = rowInfo[rr][0];
+  const lseR = lse[0][r];
+  if (lseR == negInf) {
+    return 0.0;
+  }
+  const kvBase = rowInfo[rr][1];
+  const pos = rowInfo[rr][2];
+  const b = rowInfo[rr][3];
+  const h = rowInfo[rr][4];
+  const i = rowInfo[rr][5];
+  const start = rowInfo[rr][6];
+  const end = rowInfo[rr][7];
+  let acc = 0.0;
+  for (let j = start; j < end; j++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      const kRow = kvBase + j;
+      ${PAIR_P}
+        if (p > 0.0) {
+          ${PAIR_DR}
+          acc += dr * k[kRow][c];
+        }
+    }
+  }
+  return scale * acc;
+}`,
+};
+
+/**
+ * gradK and gradV in one pass: columns `0..D-1` of the output are gradK, `D..D+Dv-1` gradV. Element
+ * `(c0 + x, row y)` sums over the group's query heads `[headLo, headHi)` and the queries
+ * `[queryLo, queryHi)` that can see the key (empty when the key mask hides it): gradK
+ * `scale * sum dR_ij q_i[c]`, gradV `sum P_ij dO_i[c - D]`.
+ */
+export const gradKVKernel: KernelSpec = {
+  name: 'gradKV',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function gradKV(q, k, v, dO, lse, delta, bias, heads, kvInfo, c0, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.y;
+  const c = c0 + this.thread.x;
+  const kRow = kvInfo[rr][0];
+  const j = kvInfo[rr][1];
+  const b = kvInfo[rr][2];
+  const hLo = kvInfo[rr][3];
+  const hHi = kvInfo[rr][4];
+  const iLo = kvInfo[rr][5];
+  const iHi = kvInfo[rr][6];
+  const offset = Lk - Lq;
+  let acc = 0.0;
+  for (let h = hLo; h < hHi; h++) {
+    const rowBase = (b * Hq + h) * Lq;
+    for (let i = iLo; i < iHi; i++) {
+      const r = rowBase + i;
+      const lseR = lse[0][r];
+      if (lseR > negInf) {
+        const pos = i + offset;
+        ${PAIR_P}
+        if (p > 0.0) {
+          if (c < D) {
+            ${PAIR_DR}
+            acc += dr * q[r][c];
+          } else {
+            acc += p * dO[r][c - D];
+          }
+        }
+      }
+    }
+  }
+  if (c < D) {
+    return scale * acc;
+  }
+  return acc;
+}`,
+};
+
+/**
+ * gradBias for a bias with a key dimension: element `(key j0 + x, row y)` is `sum dS_ij` over the
+ * row's box of (b, h, i) (its broadcast dimensions, or one part of them), restricted to the queries
+ * that can see key j and the batches whose key mask keeps it. The host sums the parts.
+ */
+export const gradBiasKernel: KernelSpec = {
+  name: 'gradBias',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function gradBias(q, k, v, dO, lse, delta, bias, keyMask, heads, rangeInfo, j0, hasMask, causal, win, Hkv, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.y;
+  const j = j0 + this.thread.x;
+  const offset = Lk - Lq;
+  let iLo = rangeInfo[rr][4];
+  let iHi = rangeInfo[rr][5];
+  if (causal > 0.5) {
+    iLo = Math.max(iLo, j - offset);
+  }
+  if (win > 0.5) {
+    iHi = Math.min(iHi, j + win - offset);
+    if (causal < 0.5) {
+      iLo = Math.max(iLo, j - win - offset + 1.0);
+    }
+  }
+  const bLo = rangeInfo[rr][0];
+  const bHi = rangeInfo[rr][1];
+  const hLo = rangeInfo[rr][2];
+  const hHi = rangeInfo[rr][3];
+  let acc = 0.0;
+  for (let b = bLo; b < bHi; b++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      for (let h = hLo; h < hHi; h++) {
+        const rowBase = (b * Hq + h) * Lq;
+        const kRow = (b * Hkv + heads[h][2]) * Lk + j;
+        for (let i = iLo; i < iHi; i++) {
+          const r = rowBase + i;
+          const lseR = lse[0][r];
+          if (lseR > negInf) {
+            const pos = i + offset;
+            ${PAIR_P}
+            if (p > 0.0) {
+              ${PAIR_DS}
+              acc += ds;
+            }
+          }
+        }
+      }
+    }
+  }
+  return acc;
+}`,
+};
+
+/**
+ * `sum P_sink,r * D_r` over a box of rows, `P_sink = exp(sink_h - lse_r)`: the sink gradient is
+ * `-` this over a head's rows, and a bias without a key dimension gets `+` this over its box, because
+ * a row's `sum_j dS_ij = sum_j P_ij dP_ij - D_i sum_j P_ij = D_i - D_i (1 - P_sink) = P_sink D_i`
+ * (exactly: `sum_j P_ij dP_ij = dot(dO_i, O_i)`; 0 without a sink). Output `[1, rows]`.
+ */
+export const sinkTermsKernel: KernelSpec = {
+  name: 'sinkTerms',
+  loopMaxIterations: LOOP_MAX,
+  source: `function sinkTerms(lse, delta, heads, rangeInfo, Hq, Lq, negInf) {
+  const rr = this.thread.y;
+  const bLo = rangeInfo[rr][0];
+  const bHi = rangeInfo[rr][1];
+  const hLo = rangeInfo[rr][2];
+  const hHi = rangeInfo[rr][3];
+  const iLo = rangeInfo[rr][4];
+  const iHi = rangeInfo[rr][5];
+  let acc = 0.0;
+  for (let b = bLo; b < bHi; b++) {
+    for (let h = hLo; h < hHi; h++) {
+      const sink = heads[h][1];
+      if (sink > negInf) {
+        const rowBase = (b * Hq + h) * Lq;
+        for (let i = iLo; i < iHi; i++) {
+          const r = rowBase + i;
+          const lseR = lse[0][r];
+          if (lseR > negInf) {
+            acc += Math.exp(sink - lseR) * delta[0][r];
+          }
+        }
+      }
+    }
+  }
+  return acc;
+}`,
+};

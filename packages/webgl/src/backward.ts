@@ -1,0 +1,343 @@
+/**
+ * The backward pass on the GL runtime: plans the kernel passes of backward-kernels.ts, builds the
+ * per-row tables (exact integer facts the shaders must not compute in float), runs every output in
+ * blocks that fit MAX_TEXTURE_SIZE and `blockElements`, and reads the gradients back.
+ */
+import {
+  type AttentionBackwardProblem,
+  type AttentionGradients,
+  kvHeadFor,
+  queryPosition,
+  visibleKeyRange,
+} from '@attnkit/spec';
+import { DKV_INFO, DQ_INFO, HEAD_INFO, RANGE_INFO } from './backward-kernels.js';
+import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
+
+/** The compiled backward kernels (one instance each: none reads its own output). */
+export interface BackwardKernels {
+  delta: GlKernel;
+  gradQ: GlKernel;
+  gradKV: GlKernel;
+  gradBias: GlKernel;
+  sinkTerms: GlKernel;
+}
+
+/**
+ * Most query rows one reduction element (a bias element, a sink) walks before its box is split into
+ * parts that the host adds: keeps one shader invocation's loop bounded whatever the broadcast.
+ */
+const PART_ROWS = 256;
+
+const DUMMY = new Float32Array(1);
+
+/** A `(b, h, i)` box of query rows: `[lo, hi)` per dimension. */
+interface Box {
+  b: readonly [number, number];
+  h: readonly [number, number];
+  i: readonly [number, number];
+}
+
+/** Splits a box along `i` so each part walks at most about PART_ROWS rows. */
+function splitBox(box: Box): Box[] {
+  const across = (box.b[1] - box.b[0]) * (box.h[1] - box.h[0]);
+  const step = Math.max(1, Math.floor(PART_ROWS / Math.max(1, across)));
+  const parts: Box[] = [];
+  for (let i0 = box.i[0]; i0 < box.i[1]; i0 += step) {
+    parts.push({ b: box.b, h: box.h, i: [i0, Math.min(box.i[1], i0 + step)] });
+  }
+  if (parts.length === 0) parts.push(box);
+  return parts;
+}
+
+function rangeTable(boxes: readonly Box[], from: number, count: number): Float32Array {
+  const table = new Float32Array(count * RANGE_INFO.width);
+  for (let n = 0; n < count; n++) {
+    const { b, h, i } = boxes[from + n];
+    const base = n * RANGE_INFO.width;
+    table[base + RANGE_INFO.bLo] = b[0];
+    table[base + RANGE_INFO.bHi] = b[1];
+    table[base + RANGE_INFO.hLo] = h[0];
+    table[base + RANGE_INFO.hHi] = h[1];
+    table[base + RANGE_INFO.iLo] = i[0];
+    table[base + RANGE_INFO.iHi] = i[1];
+  }
+  return table;
+}
+
+/**
+ * Runs `kernel` over a `[width, rows]` grid in blocks of at most MAX_TEXTURE_SIZE per side and
+ * `blockElements` elements, and hands each block's values (`[cw, rc]`, row-major) to `take`.
+ * `table(r0, rc)` makes the block rows' table; `args(table, c0)` the kernel's arguments.
+ */
+function runGrid(
+  runtime: GlRuntime,
+  kernel: GlKernel,
+  width: number,
+  rows: number,
+  blockElements: number,
+  table: (r0: number, rc: number) => Float32Array,
+  tableWidth: number,
+  args: (table: GlInput, c0: number) => readonly KernelArgument[],
+  take: (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => void,
+): void {
+  const max = runtime.maxTextureSize;
+  const cols = Math.min(width, max);
+  const rowsPer = Math.max(1, Math.min(rows, max, Math.floor(blockElements / cols)));
+  for (let r0 = 0; r0 < rows; r0 += rowsPer) {
+    const rc = Math.min(rowsPer, rows - r0);
+    const info = runtime.input(table(r0, rc), tableWidth, rc);
+    for (let c0 = 0; c0 < width; c0 += cols) {
+      const cw = Math.min(cols, width - c0);
+      const out = kernel.run([cw, rc], args(info, c0));
+      try {
+        take(runtime.read(out), r0, rc, c0, cw);
+      } finally {
+        runtime.release(out);
+      }
+    }
+  }
+}
+
+/**
+ * The gradients of `problem` (gradBias exactly when it has a bias, gradSinks exactly when it has
+ * sinks). Deterministic: every element is one fixed-order loop, and parts are added on the host in
+ * order.
+ */
+export function runBackward(
+  runtime: GlRuntime,
+  kernels: BackwardKernels,
+  problem: AttentionBackwardProblem,
+  blockElements: number,
+): AttentionGradients {
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = problem.shape;
+  const rowsQ = B * Hq * Lq;
+  const rowsK = B * Hkv * Lk;
+  const group = Hq / Hkv;
+  const negInf = Number.NEGATIVE_INFINITY;
+  const { bias, keyMask } = problem;
+
+  const q = runtime.input(problem.q, D, rowsQ);
+  const k = runtime.input(problem.k, D, rowsK);
+  const v = runtime.input(problem.v, Dv, rowsK);
+  const dO = runtime.input(problem.gradOutput, Dv, rowsQ);
+  const lse = runtime.input(problem.lse, rowsQ, 1);
+  const heads = new Float32Array(Hq * HEAD_INFO.width);
+  for (let h = 0; h < Hq; h++) {
+    heads[h * HEAD_INFO.width + HEAD_INFO.slope] = problem.alibiSlopes?.[h] ?? 0;
+    heads[h * HEAD_INFO.width + HEAD_INFO.sink] = problem.sinks?.[h] ?? negInf;
+    heads[h * HEAD_INFO.width + HEAD_INFO.kvHead] = kvHeadFor(h, Hq, Hkv);
+  }
+  const headInfo = runtime.input(heads, HEAD_INFO.width, Hq);
+  const lkDim = bias === null ? 1 : bias.shape[3];
+  const biasInput =
+    bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(bias.data, lkDim, bias.data.length / lkDim);
+  const maskInput =
+    keyMask === null
+      ? runtime.input(DUMMY, 1, 1)
+      : runtime.input(
+          Float32Array.from(keyMask, (x) => (x !== 0 ? 1 : 0)),
+          Lk,
+          B,
+        );
+  const [sb, sh, si] = bias?.strides ?? [0, 0, 0];
+  const pairUniforms = [
+    D,
+    Dv,
+    Hq,
+    Lq,
+    Lk,
+    problem.scale,
+    problem.softcap ?? 0,
+    bias === null ? 0 : 1,
+    lkDim === 1 ? 0 : 1,
+    sb / lkDim,
+    sh / lkDim,
+    si / lkDim,
+    negInf,
+  ];
+
+  const gradQ = new Float32Array(rowsQ * D);
+  const gradK = new Float32Array(rowsK * D);
+  const gradV = new Float32Array(rowsK * Dv);
+  let gradBias: Float32Array | undefined;
+  let gradSinks: Float32Array | undefined;
+
+  const delta: GlTexture = kernels.delta.run([rowsQ, 1], [dO, runtime.input(problem.output, Dv, rowsQ), Dv]);
+  try {
+    const tensors = [q, k, v, dO, lse, delta, biasInput];
+
+    // gradQ: one element per (query row, column), looping over the row's visible keys.
+    runGrid(
+      runtime,
+      kernels.gradQ,
+      D,
+      rowsQ,
+      blockElements,
+      (r0, rc) => {
+        const table = new Float32Array(rc * DQ_INFO.width);
+        for (let n = 0; n < rc; n++) {
+          const row = r0 + n;
+          const i = row % Lq;
+          const bh = (row - i) / Lq;
+          const h = bh % Hq;
+          const b = (bh - h) / Hq;
+          const position = queryPosition(i, Lq, Lk);
+          const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+          const base = n * DQ_INFO.width;
+          table[base + DQ_INFO.row] = row;
+          table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
+          table[base + DQ_INFO.position] = position;
+          table[base + DQ_INFO.batch] = b;
+          table[base + DQ_INFO.head] = h;
+          table[base + DQ_INFO.query] = i;
+          table[base + DQ_INFO.start] = range.start;
+          table[base + DQ_INFO.end] = range.end;
+        }
+        return table;
+      },
+      DQ_INFO.width,
+      (info, c0) => [...tensors, maskInput, headInfo, info, c0, keyMask === null ? 0 : 1, ...pairUniforms],
+      (values, r0, rc, c0, cw) => {
+        for (let n = 0; n < rc; n++) gradQ.set(values.subarray(n * cw, (n + 1) * cw), (r0 + n) * D + c0);
+      },
+    );
+
+    // gradK | gradV: one element per (kv row, column), looping over the group's heads and the
+    // queries that can see the key.
+    const offset = Lk - Lq;
+    const W = problem.slidingWindow;
+    runGrid(
+      runtime,
+      kernels.gradKV,
+      D + Dv,
+      rowsK,
+      blockElements,
+      (r0, rc) => {
+        const table = new Float32Array(rc * DKV_INFO.width);
+        for (let n = 0; n < rc; n++) {
+          const row = r0 + n;
+          const j = row % Lk;
+          const bg = (row - j) / Lk;
+          const g = bg % Hkv;
+          const b = (bg - g) / Hkv;
+          // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
+          let lo = 0;
+          let hi = Lq;
+          if (problem.causal) lo = Math.max(lo, j - offset);
+          if (W !== null) {
+            hi = Math.min(hi, j + W - offset);
+            if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
+          }
+          if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
+          const base = n * DKV_INFO.width;
+          table[base + DKV_INFO.kvRow] = row;
+          table[base + DKV_INFO.key] = j;
+          table[base + DKV_INFO.batch] = b;
+          table[base + DKV_INFO.headLo] = g * group;
+          table[base + DKV_INFO.headHi] = (g + 1) * group;
+          table[base + DKV_INFO.queryLo] = lo;
+          table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
+        }
+        return table;
+      },
+      DKV_INFO.width,
+      (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, ...pairUniforms],
+      (values, r0, rc, c0, cw) => {
+        for (let n = 0; n < rc; n++) {
+          const row = r0 + n;
+          for (let x = 0; x < cw; x++) {
+            const c = c0 + x;
+            if (c < D) gradK[row * D + c] = values[n * cw + x];
+            else gradV[row * Dv + c - D] = values[n * cw + x];
+          }
+        }
+      },
+    );
+
+    // Sum-of-parts reductions: each box's parts run as rows of one grid; the host adds them in order.
+    const reduce = (
+      kernel: GlKernel,
+      boxes: readonly Box[],
+      width: number,
+      args: (info: GlInput, c0: number) => readonly KernelArgument[],
+    ): Float64Array[] => {
+      const parts = boxes.map(splitBox);
+      const flat = parts.flat();
+      const owner = parts.flatMap((list, n) => list.map(() => n));
+      const sums = boxes.map(() => new Float64Array(width));
+      runGrid(
+        runtime,
+        kernel,
+        width,
+        flat.length,
+        blockElements,
+        (r0, rc) => rangeTable(flat, r0, rc),
+        RANGE_INFO.width,
+        args,
+        (values, r0, rc, c0, cw) => {
+          for (let n = 0; n < rc; n++) {
+            const sum = sums[owner[r0 + n]];
+            for (let x = 0; x < cw; x++) sum[c0 + x] += values[n * cw + x];
+          }
+        },
+      );
+      return sums;
+    };
+    const sinkTermArgs = (info: GlInput) => [lse, delta, headInfo, info, Hq, Lq, negInf];
+
+    if (bias !== null) {
+      // One box per bias row: its own coordinates, the whole range along broadcast dimensions.
+      const [bB, bH, bL] = bias.shape;
+      const boxes: Box[] = [];
+      for (let b = 0; b < bB; b++) {
+        for (let h = 0; h < bH; h++) {
+          for (let i = 0; i < bL; i++) {
+            boxes.push({
+              b: bB === 1 ? [0, B] : [b, b + 1],
+              h: bH === 1 ? [0, Hq] : [h, h + 1],
+              i: bL === 1 ? [0, Lq] : [i, i + 1],
+            });
+          }
+        }
+      }
+      const sums =
+        lkDim === 1
+          ? reduce(kernels.sinkTerms, boxes, 1, sinkTermArgs)
+          : reduce(kernels.gradBias, boxes, Lk, (info, c0) => [
+              ...tensors,
+              maskInput,
+              headInfo,
+              info,
+              c0,
+              keyMask === null ? 0 : 1,
+              problem.causal ? 1 : 0,
+              W ?? 0,
+              Hkv,
+              ...pairUniforms,
+            ]);
+      const out = new Float32Array(bias.data.length);
+      for (let n = 0; n < sums.length; n++) {
+        for (let x = 0; x < lkDim; x++) out[n * lkDim + x] = sums[n][x];
+      }
+      gradBias = out;
+    }
+
+    if (problem.sinks !== null) {
+      const boxes: Box[] = [];
+      for (let h = 0; h < Hq; h++) boxes.push({ b: [0, B], h: [h, h + 1], i: [0, Lq] });
+      const sums = reduce(kernels.sinkTerms, boxes, 1, sinkTermArgs);
+      gradSinks = Float32Array.from(sums, (sum) => (sum[0] === 0 ? 0 : -sum[0]));
+    }
+  } finally {
+    runtime.release(delta);
+  }
+  return { gradQ, gradK, gradV, ...(gradBias && { gradBias }), ...(gradSinks && { gradSinks }) };
+}
