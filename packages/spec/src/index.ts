@@ -14,6 +14,7 @@ export {
   type BackendLimits,
   type BackendMemory,
   createBackend,
+  METHOD_FEATURES,
   requiredFeatures,
   type Tolerance,
 } from './backend.js';
