@@ -91,6 +91,14 @@ export {
 } from './reference.js';
 export { createReferenceBackend, default } from './reference-backend.js';
 export {
+  applyRotary,
+  type ResolvedRotary,
+  type RotaryOptions,
+  type RotaryShape,
+  resolveRotary,
+  rotateInPlace,
+} from './rope.js';
+export {
   snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,
   snapshotMatmulProblem,
