@@ -80,6 +80,12 @@ export {
   splitHeads,
   validateLayer,
 } from './layer.js';
+export {
+  type LayerStepInputs,
+  type LayerStepOptions,
+  type LayerStepShape,
+  multiHeadAttentionStep,
+} from './layer-step.js';
 export { isVisible, kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
 export {
   type ReferenceProblem,

@@ -97,11 +97,11 @@ export function resolveRotary(
 /**
  * Rotates `x [batch, heads, length, headDim]` in place by each token's absolute position
  * `start[b] + l` (a KV cache passes its row lengths before the append), in float64 with one rounding
- * per element. `sign = -1` applies the inverse rotation (the transpose: what the backward pass needs).
+ * per element for a `Float32Array` (none for a `Float64Array`: the float64 references use it too). `sign = -1` applies the inverse rotation (the transpose: what the backward pass needs).
  * Inputs are trusted: call {@link applyRotary} for a validated copy.
  */
 export function rotateInPlace(
-  x: Float32Array,
+  x: Float32Array | Float64Array,
   shape: RotaryShape,
   start: readonly number[],
   rotary: ResolvedRotary,
