@@ -21,7 +21,9 @@ import { type BackwardKernels, runBackward } from './backward.js';
 import {
   deltaKernel,
   gradBiasKernel,
+  gradKV4Kernel,
   gradKVKernel,
+  gradQ4Kernel,
   gradQKernel,
   sinkTermsKernel,
 } from './backward-kernels.js';
@@ -205,6 +207,8 @@ export class WebglImplementation implements BackendImplementation {
           delta: runtime.kernel(deltaKernel),
           gradQ: runtime.kernel(gradQKernel),
           gradKV: runtime.kernel(gradKVKernel),
+          gradQ4: runtime.kernel(gradQ4Kernel),
+          gradKV4: runtime.kernel(gradKV4Kernel),
           gradBias: runtime.kernel(gradBiasKernel),
           sinkTerms: runtime.kernel(sinkTermsKernel),
         },
@@ -458,7 +462,7 @@ export class WebglImplementation implements BackendImplementation {
     this.hostBytes = (keyMask?.length ?? 0) * 4 + (bias === null ? 0 : bias.data.length * 8);
     this.hostBytes += (shape.batch * shape.queryHeads * shape.queryLength + shape.queryHeads) * 32;
     try {
-      return runBackward(runtime, kernels.backward, problem, this.blockElements);
+      return runBackward(runtime, kernels.backward, problem, this.blockElements, this.vectorized);
     } finally {
       this.hostBytes = 0;
     }

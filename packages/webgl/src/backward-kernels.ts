@@ -299,3 +299,194 @@ export const sinkTermsKernel: KernelSpec = {
   return acc;
 }`,
 };
+
+/**
+ * WebGL2 only (GLSL ES 3.00 texelFetch): GLSL for texel `t` of input `name`, read straight from the
+ * texture gpu.js uploads it to (four floats a texel, flat row-major, uniforms `user_<name>` and
+ * `user_<name>Size`, as the forward's attnDot4 reads them). `t` must be a GLSL int variable.
+ */
+const texel = (name: string, t: string) =>
+  `texelFetch(user_${name}, ivec2(${t} - (${t} / user_${name}Size.x) * user_${name}Size.x, ${t} / user_${name}Size.x), 0)`;
+
+/** GLSL for float element `e` (an int variable) of a flat input; `tv` names a scratch int. */
+const element = (name: string, e: string, tv: string) => `${texel(name, tv)}[${e} - ${tv} * 4]`;
+
+/**
+ * The vectorized pair: `p` (0 when masked or underflowing), `th`, for query row `r` (int) at
+ * position `pos` (float), key `j` / key row `kRow` (ints), bias row `biasRow` (int), row lse `lseR`.
+ * q and k rows are padded to `D4` texels, dO and v rows to `Dv4`. Same order of operations as the
+ * portable PAIR_P (the dot product sums four products a texel first).
+ */
+const PAIR4 = `float dotqk = 0.0;
+      int qt = r * D4;
+      int kt = kRow * D4;
+      for (int t = 0; t < D4; t++) {
+        dotqk += dot(${texel('q', 'qt')}, ${texel('k', 'kt')});
+        qt += 1;
+        kt += 1;
+      }
+      float s = scale * dotqk;
+      float th = 0.0;
+      if (softcap > 0.0) {
+        float y = s / softcap;
+        float e2 = exp(-2.0 * abs(y));
+        float tt = (1.0 - e2) / (1.0 + e2);
+        th = y < 0.0 ? -tt : tt;
+        s = softcap * th;
+      }
+      float biasValue = 0.0;
+      if (hasBias > 0.5) {
+        int be = biasRow * lkDim + j * biasKeyStride;
+        int bt = be / 4;
+        biasValue = ${element('bias', 'be', 'bt')};
+      }
+      float alibi = 0.0;
+      if (slope != 0.0) {
+        alibi = -slope * (pos - float(j));
+      }
+      float x = biasValue - lseR + alibi + s;
+      float p = 0.0;
+      if (x >= -104.0) {
+        p = exp(x);
+      }`;
+
+/** `ds = P (dP - D_i)` then the softcap derivative, vectorized; after {@link PAIR4}. */
+const DR4 = `float dp = 0.0;
+        int ot = r * Dv4;
+        int vt = kRow * Dv4;
+        for (int t = 0; t < Dv4; t++) {
+          dp += dot(${texel('dO', 'ot')}, ${texel('v', 'vt')});
+          ot += 1;
+          vt += 1;
+        }
+        float dr = p * (dp - deltaR);
+        if (softcap > 0.0) {
+          dr = dr * (1.0 - th * th);
+        }`;
+
+/** The float uniforms every vectorized native takes, converted to ints where they count. */
+const NATIVE4_PARAMS =
+  'float D4f, float Dv4f, float Hqf, float Lqf, float Lkf, float lkDimf, float biasKeyStridef, float hasBias, float scale, float softcap';
+const NATIVE4_INTS = `int D4 = int(D4f);
+  int Dv4 = int(Dv4f);
+  int Hq = int(Hqf);
+  int Lq = int(Lqf);
+  int Lk = int(Lkf);
+  int lkDim = int(lkDimf);
+  int biasKeyStride = int(biasKeyStridef);`;
+const NATIVE4_ARGS = 'D4, Dv4, Hq, Lq, Lk, lkDim, biasKeyStride, hasBias, scale, softcap';
+
+/** Shell arguments of the vectorized kernels (tensors, then uniforms), in order. */
+const SHELL4_UNIFORMS = `${NATIVE4_ARGS}, bsb, bsh, bsi, negInf`;
+
+/**
+ * WebGL2 gradQ: one RGBA texel (four columns `4c..4c+3`) per thread, so each (query, key) pair's two
+ * dot products serve four outputs and read four floats a fetch.
+ */
+export const gradQ4Kernel: KernelSpec = {
+  name: 'gradQ4',
+  loopMaxIterations: LOOP_MAX,
+  returnType: 'Array(4)',
+  nativeFunctions: [
+    {
+      name: 'attnGradQ4',
+      source: `vec4 attnGradQ4(float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float startf, float endf, float lseR, float deltaR, float cf, float hasMask, ${NATIVE4_PARAMS}) {
+  ${NATIVE4_INTS}
+  int r = int(rf);
+  int kvBase = int(kvBasef);
+  int b = int(bf);
+  int biasRow = int(biasRowf);
+  int c = int(cf);
+  int start = int(startf);
+  int end = int(endf);
+  vec4 acc = vec4(0.0);
+  if (!(lseR > -3.0e38)) return acc;
+  for (int j = start; j < end; j++) {
+    if (hasMask > 0.5) {
+      int me = b * Lk + j;
+      int mt = me / 4;
+      if (${element('keyMask', 'me', 'mt')} < 0.5) continue;
+    }
+    int kRow = kvBase + j;
+    ${PAIR4}
+      if (p > 0.0) {
+        ${DR4}
+        int ct = kRow * D4 + c;
+        acc += dr * ${texel('k', 'ct')};
+      }
+  }
+  return scale * acc;
+}`,
+    },
+  ],
+  source: `function gradQ4(q, k, v, dO, bias, keyMask, lse, delta, heads, rowInfo, c0, hasMask, ${SHELL4_UNIFORMS}) {
+  const rr = this.thread.y;
+  const r = rowInfo[rr][0];
+  const h = rowInfo[rr][4];
+  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;
+  return attnGradQ4(r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], rowInfo[rr][6], rowInfo[rr][7], lse[0][r], delta[0][r], c0 + this.thread.x, hasMask, ${NATIVE4_ARGS});
+}`,
+};
+
+/**
+ * WebGL2 gradK | gradV: texels `0..D4-1` of an output row are gradK (four columns each), the next
+ * `Dv4` gradV; loops like the portable gradKV. lse, D_i and the slopes are read per row in the loop.
+ */
+export const gradKV4Kernel: KernelSpec = {
+  name: 'gradKV4',
+  loopMaxIterations: LOOP_MAX,
+  returnType: 'Array(4)',
+  nativeFunctions: [
+    {
+      name: 'attnGradKV4',
+      source: `vec4 attnGradKV4(float kRowf, float jf, float bf, float hLof, float hHif, float iLof, float iHif, float cf, float bsbf, float bshf, float bsif, ${NATIVE4_PARAMS}) {
+  ${NATIVE4_INTS}
+  int kRow = int(kRowf);
+  int j = int(jf);
+  int b = int(bf);
+  int hLo = int(hLof);
+  int hHi = int(hHif);
+  int iLo = int(iLof);
+  int iHi = int(iHif);
+  int c = int(cf);
+  int bsb = int(bsbf);
+  int bsh = int(bshf);
+  int bsi = int(bsif);
+  int offset = Lk - Lq;
+  int dw = user_deltaSize.x;
+  vec4 acc = vec4(0.0);
+  for (int h = hLo; h < hHi; h++) {
+    int se = h * 4;
+    int st = se / 4;
+    float slope = ${element('heads', 'se', 'st')};
+    for (int i = iLo; i < iHi; i++) {
+      int r = (b * Hq + h) * Lq + i;
+      int lt = r / 4;
+      float lseR = ${element('lse', 'r', 'lt')};
+      if (!(lseR > -3.0e38)) continue;
+      float pos = float(i + offset);
+      int biasRow = b * bsb + h * bsh + i * bsi;
+      ${PAIR4}
+      if (p > 0.0) {
+        if (c < D4) {
+          float deltaR = texelFetch(user_delta, ivec2(r - (r / dw) * dw, r / dw), 0).r;
+          ${DR4}
+          int qc = r * D4 + c;
+          acc += dr * ${texel('q', 'qc')};
+        } else {
+          int oc = r * Dv4 + c - D4;
+          acc += p * ${texel('dO', 'oc')};
+        }
+      }
+    }
+  }
+  if (c < D4) return scale * acc;
+  return acc;
+}`,
+    },
+  ],
+  source: `function gradKV4(q, k, v, dO, bias, lse, delta, heads, kvInfo, c0, ${SHELL4_UNIFORMS}) {
+  const rr = this.thread.y;
+  return attnGradKV4(kvInfo[rr][0], kvInfo[rr][1], kvInfo[rr][2], kvInfo[rr][3], kvInfo[rr][4], kvInfo[rr][5], kvInfo[rr][6], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});
+}`,
+};

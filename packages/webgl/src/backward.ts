@@ -18,6 +18,9 @@ export interface BackwardKernels {
   delta: GlKernel;
   gradQ: GlKernel;
   gradKV: GlKernel;
+  /** WebGL2 (texelFetch) forms of gradQ and gradKV: four columns a thread. */
+  gradQ4: GlKernel;
+  gradKV4: GlKernel;
   gradBias: GlKernel;
   sinkTerms: GlKernel;
 }
@@ -79,6 +82,7 @@ function runGrid(
   tableWidth: number,
   args: (table: GlInput, c0: number) => readonly KernelArgument[],
   take: (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => void,
+  rgba = false,
 ): void {
   const max = runtime.maxTextureSize;
   const cols = Math.min(width, max);
@@ -90,7 +94,7 @@ function runGrid(
       const cw = Math.min(cols, width - c0);
       const out = kernel.run([cw, rc], args(info, c0));
       try {
-        take(runtime.read(out), r0, rc, c0, cw);
+        take(rgba ? runtime.readTexels(out) : runtime.read(out), r0, rc, c0, cw);
       } finally {
         runtime.release(out);
       }
@@ -98,16 +102,26 @@ function runGrid(
   }
 }
 
+/** Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when none is needed). */
+function padRows(data: Float32Array, from: number, to: number): Float32Array {
+  if (from === to) return data;
+  const rows = data.length / from;
+  const out = new Float32Array(rows * to);
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * from, (r + 1) * from), r * to);
+  return out;
+}
+
 /**
  * The gradients of `problem` (gradBias exactly when it has a bias, gradSinks exactly when it has
  * sinks). Deterministic: every element is one fixed-order loop, and parts are added on the host in
- * order.
+ * order. `vectorized` (WebGL2) runs gradQ and gradK|gradV four columns a thread with texelFetch.
  */
 export function runBackward(
   runtime: GlRuntime,
   kernels: BackwardKernels,
   problem: AttentionBackwardProblem,
   blockElements: number,
+  vectorized: boolean,
 ): AttentionGradients {
   const {
     batch: B,
@@ -174,93 +188,173 @@ export function runBackward(
   try {
     const tensors = [q, k, v, dO, lse, delta, biasInput];
 
-    // gradQ: one element per (query row, column), looping over the row's visible keys.
-    runGrid(
-      runtime,
-      kernels.gradQ,
-      D,
-      rowsQ,
-      blockElements,
-      (r0, rc) => {
-        const table = new Float32Array(rc * DQ_INFO.width);
-        for (let n = 0; n < rc; n++) {
-          const row = r0 + n;
-          const i = row % Lq;
-          const bh = (row - i) / Lq;
-          const h = bh % Hq;
-          const b = (bh - h) / Hq;
-          const position = queryPosition(i, Lq, Lk);
-          const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
-          const base = n * DQ_INFO.width;
-          table[base + DQ_INFO.row] = row;
-          table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
-          table[base + DQ_INFO.position] = position;
-          table[base + DQ_INFO.batch] = b;
-          table[base + DQ_INFO.head] = h;
-          table[base + DQ_INFO.query] = i;
-          table[base + DQ_INFO.start] = range.start;
-          table[base + DQ_INFO.end] = range.end;
-        }
-        return table;
-      },
-      DQ_INFO.width,
-      (info, c0) => [...tensors, maskInput, headInfo, info, c0, keyMask === null ? 0 : 1, ...pairUniforms],
-      (values, r0, rc, c0, cw) => {
-        for (let n = 0; n < rc; n++) gradQ.set(values.subarray(n * cw, (n + 1) * cw), (r0 + n) * D + c0);
-      },
-    );
-
-    // gradK | gradV: one element per (kv row, column), looping over the group's heads and the
-    // queries that can see the key.
+    const dqTable = (r0: number, rc: number) => {
+      const table = new Float32Array(rc * DQ_INFO.width);
+      for (let n = 0; n < rc; n++) {
+        const row = r0 + n;
+        const i = row % Lq;
+        const bh = (row - i) / Lq;
+        const h = bh % Hq;
+        const b = (bh - h) / Hq;
+        const position = queryPosition(i, Lq, Lk);
+        const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+        const base = n * DQ_INFO.width;
+        table[base + DQ_INFO.row] = row;
+        table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
+        table[base + DQ_INFO.position] = position;
+        table[base + DQ_INFO.batch] = b;
+        table[base + DQ_INFO.head] = h;
+        table[base + DQ_INFO.query] = i;
+        table[base + DQ_INFO.start] = range.start;
+        table[base + DQ_INFO.end] = range.end;
+      }
+      return table;
+    };
     const offset = Lk - Lq;
     const W = problem.slidingWindow;
-    runGrid(
-      runtime,
-      kernels.gradKV,
-      D + Dv,
-      rowsK,
-      blockElements,
-      (r0, rc) => {
-        const table = new Float32Array(rc * DKV_INFO.width);
-        for (let n = 0; n < rc; n++) {
-          const row = r0 + n;
-          const j = row % Lk;
-          const bg = (row - j) / Lk;
-          const g = bg % Hkv;
-          const b = (bg - g) / Hkv;
-          // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
-          let lo = 0;
-          let hi = Lq;
-          if (problem.causal) lo = Math.max(lo, j - offset);
-          if (W !== null) {
-            hi = Math.min(hi, j + W - offset);
-            if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
-          }
-          if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
-          const base = n * DKV_INFO.width;
-          table[base + DKV_INFO.kvRow] = row;
-          table[base + DKV_INFO.key] = j;
-          table[base + DKV_INFO.batch] = b;
-          table[base + DKV_INFO.headLo] = g * group;
-          table[base + DKV_INFO.headHi] = (g + 1) * group;
-          table[base + DKV_INFO.queryLo] = lo;
-          table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
+    const kvTable = (r0: number, rc: number) => {
+      const table = new Float32Array(rc * DKV_INFO.width);
+      for (let n = 0; n < rc; n++) {
+        const row = r0 + n;
+        const j = row % Lk;
+        const bg = (row - j) / Lk;
+        const g = bg % Hkv;
+        const b = (bg - g) / Hkv;
+        // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
+        let lo = 0;
+        let hi = Lq;
+        if (problem.causal) lo = Math.max(lo, j - offset);
+        if (W !== null) {
+          hi = Math.min(hi, j + W - offset);
+          if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
         }
-        return table;
-      },
-      DKV_INFO.width,
-      (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, ...pairUniforms],
-      (values, r0, rc, c0, cw) => {
-        for (let n = 0; n < rc; n++) {
-          const row = r0 + n;
-          for (let x = 0; x < cw; x++) {
-            const c = c0 + x;
-            if (c < D) gradK[row * D + c] = values[n * cw + x];
-            else gradV[row * Dv + c - D] = values[n * cw + x];
+        if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
+        const base = n * DKV_INFO.width;
+        table[base + DKV_INFO.kvRow] = row;
+        table[base + DKV_INFO.key] = j;
+        table[base + DKV_INFO.batch] = b;
+        table[base + DKV_INFO.headLo] = g * group;
+        table[base + DKV_INFO.headHi] = (g + 1) * group;
+        table[base + DKV_INFO.queryLo] = lo;
+        table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
+      }
+      return table;
+    };
+    const hasMask = keyMask === null ? 0 : 1;
+
+    if (vectorized) {
+      // Rows padded to whole texels so every row starts on one; the padding is zero.
+      const D4 = Math.ceil(D / 4);
+      const Dv4 = Math.ceil(Dv / 4);
+      const q4 = runtime.input(padRows(problem.q, D, D4 * 4), D4 * 4, rowsQ);
+      const k4 = runtime.input(padRows(problem.k, D, D4 * 4), D4 * 4, rowsK);
+      const v4 = runtime.input(padRows(problem.v, Dv, Dv4 * 4), Dv4 * 4, rowsK);
+      const dO4 = runtime.input(padRows(problem.gradOutput, Dv, Dv4 * 4), Dv4 * 4, rowsQ);
+      const uniforms4 = [D4, Dv4, Hq, Lq, Lk, lkDim, lkDim === 1 ? 0 : 1, bias === null ? 0 : 1];
+      const tail4 = [
+        ...uniforms4,
+        problem.scale,
+        problem.softcap ?? 0,
+        sb / lkDim,
+        sh / lkDim,
+        si / lkDim,
+        negInf,
+      ];
+      const scatter =
+        (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
+        (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
+          for (let n = 0; n < rc; n++) {
+            for (let x = 0; x < cw; x++) {
+              const t = c0 + x - from;
+              if (t < 0 || t >= texelsPerRow) continue;
+              for (let ch = 0; ch < 4; ch++) {
+                const c = t * 4 + ch;
+                if (c < width) out[(r0 + n) * width + c] = values[(n * cw + x) * 4 + ch];
+              }
+            }
           }
-        }
-      },
-    );
+        };
+      runGrid(
+        runtime,
+        kernels.gradQ4,
+        D4,
+        rowsQ,
+        blockElements,
+        dqTable,
+        DQ_INFO.width,
+        (info, c0) => [
+          q4,
+          k4,
+          v4,
+          dO4,
+          biasInput,
+          maskInput,
+          lse,
+          delta,
+          headInfo,
+          info,
+          c0,
+          hasMask,
+          ...tail4,
+        ],
+        scatter(gradQ, D, D4, 0),
+        true,
+      );
+      const takeK = scatter(gradK, D, D4, 0);
+      const takeV = scatter(gradV, Dv, Dv4, D4);
+      runGrid(
+        runtime,
+        kernels.gradKV4,
+        D4 + Dv4,
+        rowsK,
+        blockElements,
+        kvTable,
+        DKV_INFO.width,
+        (info, c0) => [q4, k4, v4, dO4, biasInput, lse, delta, headInfo, info, c0, ...tail4],
+        (values, r0, rc, c0, cw) => {
+          takeK(values, r0, rc, c0, cw);
+          takeV(values, r0, rc, c0, cw);
+        },
+        true,
+      );
+    } else {
+      // gradQ: one element per (query row, column), looping over the row's visible keys.
+      runGrid(
+        runtime,
+        kernels.gradQ,
+        D,
+        rowsQ,
+        blockElements,
+        dqTable,
+        DQ_INFO.width,
+        (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms],
+        (values, r0, rc, c0, cw) => {
+          for (let n = 0; n < rc; n++) gradQ.set(values.subarray(n * cw, (n + 1) * cw), (r0 + n) * D + c0);
+        },
+      );
+      // gradK | gradV: one element per (kv row, column), looping over the group's heads and the
+      // queries that can see the key.
+      runGrid(
+        runtime,
+        kernels.gradKV,
+        D + Dv,
+        rowsK,
+        blockElements,
+        kvTable,
+        DKV_INFO.width,
+        (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, ...pairUniforms],
+        (values, r0, rc, c0, cw) => {
+          for (let n = 0; n < rc; n++) {
+            const row = r0 + n;
+            for (let x = 0; x < cw; x++) {
+              const c = c0 + x;
+              if (c < D) gradK[row * D + c] = values[n * cw + x];
+              else gradV[row * Dv + c - D] = values[n * cw + x];
+            }
+          }
+        },
+      );
+    }
 
     // Sum-of-parts reductions: each box's parts run as rows of one grid; the host adds them in order.
     const reduce = (
@@ -317,7 +411,7 @@ export function runBackward(
               headInfo,
               info,
               c0,
-              keyMask === null ? 0 : 1,
+              hasMask,
               problem.causal ? 1 : 0,
               W ?? 0,
               Hkv,
