@@ -117,60 +117,84 @@ export const deltaKernel: KernelSpec = {
 };
 
 /**
- * gradQ: element `(c0 + x, row y of the table)` is `scale * sum_j dR_ij k_j[c]` over the row's visible
- * keys `[start, end)` (the key mask on top). A row with lse = -inf saw nothing: 0.
+ * `a0..a3 += factor * tensor[row][c..c+3]`, the columns past `width` left alone (they would read the
+ * next row): four output columns share each pair's dot products.
+ */
+function add4(factor: string, tensor: string, row: string, width: string): string {
+  return [0, 1, 2, 3]
+    .map((n) => {
+      const add = `a${n} += ${factor} * ${tensor}[${row}][c + ${n}];`;
+      return n === 0 ? add : `if (c + ${n} < ${width}) {\n            ${add}\n          }`;
+    })
+    .join('\n          ');
+}
+
+/**
+ * gradQ: thread `(x, row y of the table)` makes columns `c = 4 (c0 + x) .. c + 3` (an RGBA texel):
+ * `scale * sum_j dR_ij k_j[c]` over the row's visible keys `[start, end)` (the key mask on top). A
+ * row with lse = -inf saw nothing: 0.
  */
 export const gradQKernel: KernelSpec = {
   name: 'gradQ',
   loopMaxIterations: LOOP_MAX,
+  returnType: 'Array(4)',
   nativeFunctions: [TANH],
   source: `function gradQ(q, k, v, dO, lse, delta, bias, keyMask, heads, rowInfo, c0, hasMask, ${PAIR_UNIFORMS}) {
   const rr = this.thread.y;
-  const c = c0 + this.thread.x;
+  const c = 4.0 * (c0 + this.thread.x);
   const r = rowInfo[rr][0];
   const lseR = lse[0][r];
-  if (lseR == negInf) {
-    return 0.0;
-  }
-  const kvBase = rowInfo[rr][1];
-  const pos = rowInfo[rr][2];
-  const b = rowInfo[rr][3];
-  const h = rowInfo[rr][4];
-  const i = rowInfo[rr][5];
-  const start = rowInfo[rr][6];
-  const end = rowInfo[rr][7];
-  let acc = 0.0;
-  for (let j = start; j < end; j++) {
-    let live = 1.0;
-    if (hasMask > 0.5) {
-      live = keyMask[b][j];
-    }
-    if (live > 0.5) {
-      const kRow = kvBase + j;
-      ${PAIR_P}
+  let a0 = 0.0;
+  let a1 = 0.0;
+  let a2 = 0.0;
+  let a3 = 0.0;
+  if (lseR > negInf) {
+    const kvBase = rowInfo[rr][1];
+    const pos = rowInfo[rr][2];
+    const b = rowInfo[rr][3];
+    const h = rowInfo[rr][4];
+    const i = rowInfo[rr][5];
+    const start = rowInfo[rr][6];
+    const end = rowInfo[rr][7];
+    for (let j = start; j < end; j++) {
+      let live = 1.0;
+      if (hasMask > 0.5) {
+        live = keyMask[b][j];
+      }
+      if (live > 0.5) {
+        const kRow = kvBase + j;
+        ${PAIR_P}
         if (p > 0.0) {
           ${PAIR_DR}
-          acc += dr * k[kRow][c];
+          ${add4('dr', 'k', 'kRow', 'D')}
         }
+      }
     }
   }
-  return scale * acc;
+  return [scale * a0, scale * a1, scale * a2, scale * a3];
 }`,
 };
 
 /**
- * gradK and gradV in one pass: columns `0..D-1` of the output are gradK, `D..D+Dv-1` gradV. Element
- * `(c0 + x, row y)` sums over the group's query heads `[headLo, headHi)` and the queries
- * `[queryLo, queryHi)` that can see the key (empty when the key mask hides it): gradK
- * `scale * sum dR_ij q_i[c]`, gradV `sum P_ij dO_i[c - D]`.
+ * gradK and gradV in one pass, four columns a thread: texels `0..D4-1` of an output row are gradK,
+ * the next `ceil(Dv / 4)` gradV. Thread `(x, row y)` sums over the group's query heads
+ * `[headLo, headHi)` and the queries `[queryLo, queryHi)` that can see the key (empty when the key
+ * mask hides it): gradK `scale * sum dR_ij q_i[c]`, gradV `sum P_ij dO_i[c]`.
  */
 export const gradKVKernel: KernelSpec = {
   name: 'gradKV',
   loopMaxIterations: LOOP_MAX,
+  returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  source: `function gradKV(q, k, v, dO, lse, delta, bias, heads, kvInfo, c0, ${PAIR_UNIFORMS}) {
+  source: `function gradKV(q, k, v, dO, lse, delta, bias, heads, kvInfo, c0, D4, ${PAIR_UNIFORMS}) {
   const rr = this.thread.y;
-  const c = c0 + this.thread.x;
+  const t = c0 + this.thread.x;
+  let isK = 1.0;
+  let c = 4.0 * t;
+  if (t >= D4) {
+    isK = 0.0;
+    c = 4.0 * (t - D4);
+  }
   const kRow = kvInfo[rr][0];
   const j = kvInfo[rr][1];
   const b = kvInfo[rr][2];
@@ -179,7 +203,10 @@ export const gradKVKernel: KernelSpec = {
   const iLo = kvInfo[rr][5];
   const iHi = kvInfo[rr][6];
   const offset = Lk - Lq;
-  let acc = 0.0;
+  let a0 = 0.0;
+  let a1 = 0.0;
+  let a2 = 0.0;
+  let a3 = 0.0;
   for (let h = hLo; h < hHi; h++) {
     const rowBase = (b * Hq + h) * Lq;
     for (let i = iLo; i < iHi; i++) {
@@ -189,20 +216,20 @@ export const gradKVKernel: KernelSpec = {
         const pos = i + offset;
         ${PAIR_P}
         if (p > 0.0) {
-          if (c < D) {
+          if (isK > 0.5) {
             ${PAIR_DR}
-            acc += dr * q[r][c];
+            ${add4('dr', 'q', 'r', 'D')}
           } else {
-            acc += p * dO[r][c - D];
+            ${add4('p', 'dO', 'r', 'Dv')}
           }
         }
       }
     }
   }
-  if (c < D) {
-    return scale * acc;
+  if (isK > 0.5) {
+    return [scale * a0, scale * a1, scale * a2, scale * a3];
   }
-  return acc;
+  return [a0, a1, a2, a3];
 }`,
 };
 

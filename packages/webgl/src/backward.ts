@@ -242,10 +242,35 @@ export function runBackward(
     };
     const hasMask = keyMask === null ? 0 : 1;
 
+    // Both forms write four columns a thread (an RGBA texel): texel t of a row holds columns
+    // 4t..4t+3; gradK | gradV rows are D4 texels of gradK, then Dv4 of gradV.
+    const D4 = Math.ceil(D / 4);
+    const Dv4 = Math.ceil(Dv / 4);
+    const scatter =
+      (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
+      (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
+        for (let n = 0; n < rc; n++) {
+          for (let x = 0; x < cw; x++) {
+            const t = c0 + x - from;
+            if (t < 0 || t >= texelsPerRow) continue;
+            for (let ch = 0; ch < 4; ch++) {
+              const c = t * 4 + ch;
+              if (c < width) out[(r0 + n) * width + c] = values[(n * cw + x) * 4 + ch];
+            }
+          }
+        }
+      };
+    const takeQ = scatter(gradQ, D, D4, 0);
+    const takeK = scatter(gradK, D, D4, 0);
+    const takeV = scatter(gradV, Dv, Dv4, D4);
+    const takeKV = (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
+      takeK(values, r0, rc, c0, cw);
+      takeV(values, r0, rc, c0, cw);
+    };
+    let qArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
+    let kvArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
     if (vectorized) {
       // Rows padded to whole texels so every row starts on one; the padding is zero.
-      const D4 = Math.ceil(D / 4);
-      const Dv4 = Math.ceil(Dv / 4);
       const q4 = runtime.input(padRows(problem.q, D, D4 * 4), D4 * 4, rowsQ);
       const k4 = runtime.input(padRows(problem.k, D, D4 * 4), D4 * 4, rowsK);
       const v4 = runtime.input(padRows(problem.v, Dv, Dv4 * 4), Dv4 * 4, rowsK);
@@ -260,101 +285,33 @@ export function runBackward(
         si / lkDim,
         negInf,
       ];
-      const scatter =
-        (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
-        (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
-          for (let n = 0; n < rc; n++) {
-            for (let x = 0; x < cw; x++) {
-              const t = c0 + x - from;
-              if (t < 0 || t >= texelsPerRow) continue;
-              for (let ch = 0; ch < 4; ch++) {
-                const c = t * 4 + ch;
-                if (c < width) out[(r0 + n) * width + c] = values[(n * cw + x) * 4 + ch];
-              }
-            }
-          }
-        };
-      runGrid(
-        runtime,
-        kernels.gradQ4,
-        D4,
-        rowsQ,
-        blockElements,
-        dqTable,
-        DQ_INFO.width,
-        (info, c0) => [
-          q4,
-          k4,
-          v4,
-          dO4,
-          biasInput,
-          maskInput,
-          lse,
-          delta,
-          headInfo,
-          info,
-          c0,
-          hasMask,
-          ...tail4,
-        ],
-        scatter(gradQ, D, D4, 0),
-        true,
-      );
-      const takeK = scatter(gradK, D, D4, 0);
-      const takeV = scatter(gradV, Dv, Dv4, D4);
-      runGrid(
-        runtime,
-        kernels.gradKV4,
-        D4 + Dv4,
-        rowsK,
-        blockElements,
-        kvTable,
-        DKV_INFO.width,
-        (info, c0) => [q4, k4, v4, dO4, biasInput, lse, delta, headInfo, info, c0, ...tail4],
-        (values, r0, rc, c0, cw) => {
-          takeK(values, r0, rc, c0, cw);
-          takeV(values, r0, rc, c0, cw);
-        },
-        true,
-      );
+      qArgs = (info, c0) => [
+        q4,
+        k4,
+        v4,
+        dO4,
+        biasInput,
+        maskInput,
+        lse,
+        delta,
+        headInfo,
+        info,
+        c0,
+        hasMask,
+        ...tail4,
+      ];
+      kvArgs = (info, c0) => [q4, k4, v4, dO4, biasInput, lse, delta, headInfo, info, c0, ...tail4];
     } else {
-      // gradQ: one element per (query row, column), looping over the row's visible keys.
-      runGrid(
-        runtime,
-        kernels.gradQ,
-        D,
-        rowsQ,
-        blockElements,
-        dqTable,
-        DQ_INFO.width,
-        (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms],
-        (values, r0, rc, c0, cw) => {
-          for (let n = 0; n < rc; n++) gradQ.set(values.subarray(n * cw, (n + 1) * cw), (r0 + n) * D + c0);
-        },
-      );
-      // gradK | gradV: one element per (kv row, column), looping over the group's heads and the
-      // queries that can see the key.
-      runGrid(
-        runtime,
-        kernels.gradKV,
-        D + Dv,
-        rowsK,
-        blockElements,
-        kvTable,
-        DKV_INFO.width,
-        (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, ...pairUniforms],
-        (values, r0, rc, c0, cw) => {
-          for (let n = 0; n < rc; n++) {
-            const row = r0 + n;
-            for (let x = 0; x < cw; x++) {
-              const c = c0 + x;
-              if (c < D) gradK[row * D + c] = values[n * cw + x];
-              else gradV[row * Dv + c - D] = values[n * cw + x];
-            }
-          }
-        },
-      );
+      qArgs = (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms];
+      kvArgs = (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, D4, ...pairUniforms];
     }
+    // gradQ: one thread per (query row, texel), looping over the row's visible keys.
+    const qKernel = vectorized ? kernels.gradQ4 : kernels.gradQ;
+    runGrid(runtime, qKernel, D4, rowsQ, blockElements, dqTable, DQ_INFO.width, qArgs, takeQ, true);
+    // gradK | gradV: one thread per (kv row, texel), looping over the group's heads and the
+    // queries that can see the key.
+    const kvKernel = vectorized ? kernels.gradKV4 : kernels.gradKV;
+    runGrid(runtime, kvKernel, D4 + Dv4, rowsK, blockElements, kvTable, DKV_INFO.width, kvArgs, takeKV, true);
 
     // Sum-of-parts reductions: each box's parts run as rows of one grid; the host adds them in order.
     const reduce = (
