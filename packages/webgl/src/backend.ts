@@ -19,12 +19,17 @@ import {
 } from '@attnkit/spec';
 import { type BackwardKernels, runBackward } from './backward.js';
 import {
+  rowMaxKernel as backwardRowMaxKernel,
+  rowSumKernel as backwardRowSumKernel,
+  delta4Kernel,
   deltaKernel,
   gradBiasKernel,
   gradKV4Kernel,
   gradKVKernel,
   gradQ4Kernel,
   gradQKernel,
+  rowMax4Kernel,
+  rowSum4Kernel,
   sinkTermsKernel,
 } from './backward-kernels.js';
 import {
@@ -204,7 +209,12 @@ export class WebglImplementation implements BackendImplementation {
         matmul: runtime.kernel(matmulKernel),
         pack: runtime.kernel(packKernel),
         backward: {
+          rowMax: runtime.kernel(backwardRowMaxKernel),
+          rowSum: runtime.kernel(backwardRowSumKernel),
+          rowMax4: runtime.kernel(rowMax4Kernel),
+          rowSum4: runtime.kernel(rowSum4Kernel),
           delta: runtime.kernel(deltaKernel),
+          delta4: runtime.kernel(delta4Kernel),
           gradQ: runtime.kernel(gradQKernel),
           gradKV: runtime.kernel(gradKVKernel),
           gradQ4: runtime.kernel(gradQ4Kernel),

@@ -5,13 +5,18 @@
  *
  * FlashAttention-2 style without any `Lq x Lk` buffer: nothing stores a probability. Every output
  * element loops over the (query, key) pairs it depends on and recomputes the logit from q and k
- * exactly as the forward does (scale -> softcap -> + bias + ALiBi, `((bias - lse) + alibi) + s`),
- * `P = exp(logit - lse)` from the forward's lse, and `dP = dot(dO_i, v_j)`. The loops cover only the
- * pairs the causal/window masks leave visible (the ranges come from the host, exact integers), so
- * masked blocks cost nothing.
+ * exactly as the forward does (scale -> softcap -> + bias + ALiBi), `P = exp(((bias - m) + alibi) + s)
+ * / l` and `dP = dot(dO_i, v_j)`. The loops cover only the pairs the causal/window masks leave
+ * visible (the ranges come from the host, exact integers), so masked blocks cost nothing.
  *
- * Shared arguments: `q [D, rowsQ]`, `k [D, rowsK]`, `v [Dv, rowsK]`, `dO [Dv, rowsQ]`, `lse [rowsQ, 1]`,
- * `delta [rowsQ, 1]` (D_i, a texture from {@link deltaKernel}), `bias [lkDim, biasRows]`,
+ * The row's max `m` and denominator `l` are recomputed here ({@link rowMaxKernel}, {@link
+ * rowSumKernel}: one dot product per visible pair) rather than read from the forward's float32
+ * `lse = m + ln l`: that single number rounds at `|lse| 2^-24`, so with a bias near 1e4 or logits
+ * in the hundreds `exp(logit - lse)` is off by 1e-4..1e-3 relative, outside the declared tolerance
+ * (measured: README, "Backward"). Kept apart, `bias - m` cancels exactly as in the forward.
+ *
+ * Shared arguments: `q [D, rowsQ]`, `k [D, rowsK]`, `v [Dv, rowsK]`, `dO [Dv, rowsQ]`, `rowM` and
+ * `rowL [rowsQ, 1]` (textures), `delta [rowsQ, 1]` (D_i, a texture from {@link deltaKernel}), `bias [lkDim, biasRows]`,
  * `keyMask [Lk, B]` (1/0 floats), `heads [4, Hq]` (`0 ALiBi slope, 1 sink or -inf, 2 kv head`), and
  * uniforms. A bias row is `b * bsb + h * bsh + i * bsi` (strides in units of bias rows).
  */
@@ -56,11 +61,11 @@ const TANH = {
 };
 
 /**
- * `p`, `th` for the pair (query row `r` = (b, h, i) at position `pos`, key row `kRow` = key `j`) with
- * row lse `lseR`. Same arithmetic and order as the forward's scores/probs kernels; `p` is 0 where the
- * forward's exp would underflow. Needs `r, b, h, i, pos, j, kRow, lseR` in scope.
+ * The logit of the pair (query row `r` = (b, h, i) at position `pos`, key row `kRow` = key `j`) in its
+ * two parts, `s` (softcapped scaled dot, `th` its tanh) and `biasValue + alibi`: the same arithmetic
+ * and order as the forward's scores kernel. Needs `r, b, h, i, pos, j, kRow` in scope.
  */
-const PAIR_P = `let dot = 0.0;
+const PAIR_LOGIT = `let dot = 0.0;
         for (let e = 0; e < D; e++) {
           dot += q[r][e] * k[kRow][e];
         }
@@ -78,11 +83,18 @@ const PAIR_P = `let dot = 0.0;
         const slope = heads[h][0];
         if (slope != 0.0) {
           alibi = -slope * (pos - j);
-        }
-        const x = biasValue - lseR + alibi + s;
+        }`;
+
+/**
+ * `p = exp(logit - m) / l` for the pair after {@link PAIR_LOGIT}, with the row's max `mR` and
+ * denominator `lR`, formed as `((bias - m) + alibi) + s` like the forward's probs kernel; 0 where
+ * that exp would underflow.
+ */
+const PAIR_P = `${PAIR_LOGIT}
+        const x = biasValue - mR + alibi + s;
         let p = 0.0;
         if (x >= -104.0) {
-          p = Math.exp(x);
+          p = Math.exp(x) / lR;
         }`;
 
 /** `ds = P * (dP - D_i)` for the pair, given `p` from {@link PAIR_P}. */
@@ -102,7 +114,89 @@ const PAIR_DR = `${PAIR_DS}
 /** The uniforms every pair needs, in order (after the tensors). */
 const PAIR_UNIFORMS = 'D, Dv, Hq, Lq, Lk, scale, softcap, hasBias, biasKeyStride, bsb, bsh, bsi, negInf';
 
-/** `D_i = dot(dO_i, O_i)`. Output `[rowsQ, 1]` (a 1-high output is stored as a square texture). */
+/**
+ * The row max of the logits `s + bias + alibi` over visible keys, starting from the sink (or -inf),
+ * as the forward's rowMax forms it. Thread x = query row (the table covers every row); output
+ * `[rowsQ, 1]` (a 1-high output is stored as a square texture, so rows are not bounded by
+ * MAX_TEXTURE_SIZE).
+ */
+export const rowMaxKernel: KernelSpec = {
+  name: 'rowMaxB',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function rowMaxB(q, k, bias, keyMask, heads, rowInfo, hasMask, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.x;
+  const r = rowInfo[rr][0];
+  const kvBase = rowInfo[rr][1];
+  const pos = rowInfo[rr][2];
+  const b = rowInfo[rr][3];
+  const h = rowInfo[rr][4];
+  const i = rowInfo[rr][5];
+  const start = rowInfo[rr][6];
+  const end = rowInfo[rr][7];
+  let m = heads[h][1];
+  for (let j = start; j < end; j++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      const kRow = kvBase + j;
+      ${PAIR_LOGIT}
+      m = Math.max(m, s + biasValue + alibi);
+    }
+  }
+  return m;
+}`,
+};
+
+/** The row's denominator `exp(sink - m) + sum_j exp(logit_j - m)` given {@link rowMaxKernel}'s m. */
+export const rowSumKernel: KernelSpec = {
+  name: 'rowSumB',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function rowSumB(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.x;
+  const r = rowInfo[rr][0];
+  const mR = rowM[0][r];
+  if (mR == negInf) {
+    return 0.0;
+  }
+  const kvBase = rowInfo[rr][1];
+  const pos = rowInfo[rr][2];
+  const b = rowInfo[rr][3];
+  const h = rowInfo[rr][4];
+  const i = rowInfo[rr][5];
+  const start = rowInfo[rr][6];
+  const end = rowInfo[rr][7];
+  let l = 0.0;
+  const sink = heads[h][1];
+  if (sink > negInf) {
+    l = Math.exp(sink - mR);
+  }
+  for (let j = start; j < end; j++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      const kRow = kvBase + j;
+      ${PAIR_LOGIT}
+      const x = biasValue - mR + alibi + s;
+      if (x >= -104.0) {
+        l += Math.exp(x);
+      }
+    }
+  }
+  return l;
+}`,
+};
+
+/**
+ * `D_i = dot(dO_i, O_i)`, summed in the order the portable kernels sum `dP = dot(dO_i, v_j)`: where
+ * the softmax is one-hot, `O_i = v_j` bit for bit and `dP - D_i` is exactly 0, as it must be.
+ * Output `[rowsQ, 1]`.
+ */
 export const deltaKernel: KernelSpec = {
   name: 'delta',
   loopMaxIterations: LOOP_MAX,
@@ -139,16 +233,17 @@ export const gradQKernel: KernelSpec = {
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  source: `function gradQ(q, k, v, dO, lse, delta, bias, keyMask, heads, rowInfo, c0, hasMask, ${PAIR_UNIFORMS}) {
+  source: `function gradQ(q, k, v, dO, rowM, rowL, delta, bias, keyMask, heads, rowInfo, c0, hasMask, ${PAIR_UNIFORMS}) {
   const rr = this.thread.y;
   const c = 4.0 * (c0 + this.thread.x);
   const r = rowInfo[rr][0];
-  const lseR = lse[0][r];
+  const mR = rowM[0][r];
+  const lR = rowL[0][r];
   let a0 = 0.0;
   let a1 = 0.0;
   let a2 = 0.0;
   let a3 = 0.0;
-  if (lseR > negInf) {
+  if (mR > negInf) {
     const kvBase = rowInfo[rr][1];
     const pos = rowInfo[rr][2];
     const b = rowInfo[rr][3];
@@ -186,7 +281,7 @@ export const gradKVKernel: KernelSpec = {
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  source: `function gradKV(q, k, v, dO, lse, delta, bias, heads, kvInfo, c0, D4, ${PAIR_UNIFORMS}) {
+  source: `function gradKV(q, k, v, dO, rowM, rowL, delta, bias, heads, kvInfo, c0, D4, ${PAIR_UNIFORMS}) {
   const rr = this.thread.y;
   const t = c0 + this.thread.x;
   let isK = 1.0;
@@ -211,8 +306,9 @@ export const gradKVKernel: KernelSpec = {
     const rowBase = (b * Hq + h) * Lq;
     for (let i = iLo; i < iHi; i++) {
       const r = rowBase + i;
-      const lseR = lse[0][r];
-      if (lseR > negInf) {
+      const mR = rowM[0][r];
+      if (mR > negInf) {
+        const lR = rowL[0][r];
         const pos = i + offset;
         ${PAIR_P}
         if (p > 0.0) {
@@ -242,7 +338,7 @@ export const gradBiasKernel: KernelSpec = {
   name: 'gradBias',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  source: `function gradBias(q, k, v, dO, lse, delta, bias, keyMask, heads, rangeInfo, j0, hasMask, causal, win, Hkv, ${PAIR_UNIFORMS}) {
+  source: `function gradBias(q, k, v, dO, rowM, rowL, delta, bias, keyMask, heads, rangeInfo, j0, hasMask, causal, win, Hkv, ${PAIR_UNIFORMS}) {
   const rr = this.thread.y;
   const j = j0 + this.thread.x;
   const offset = Lk - Lq;
@@ -273,8 +369,9 @@ export const gradBiasKernel: KernelSpec = {
         const kRow = (b * Hkv + heads[h][2]) * Lk + j;
         for (let i = iLo; i < iHi; i++) {
           const r = rowBase + i;
-          const lseR = lse[0][r];
-          if (lseR > negInf) {
+          const mR = rowM[0][r];
+          if (mR > negInf) {
+            const lR = rowL[0][r];
             const pos = i + offset;
             ${PAIR_P}
             if (p > 0.0) {
@@ -291,7 +388,7 @@ export const gradBiasKernel: KernelSpec = {
 };
 
 /**
- * `sum P_sink,r * D_r` over a box of rows, `P_sink = exp(sink_h - lse_r)`: the sink gradient is
+ * `sum P_sink,r * D_r` over a box of rows, `P_sink = exp(sink_h - m_r) / l_r`: the sink gradient is
  * `-` this over a head's rows, and a bias without a key dimension gets `+` this over its box, because
  * a row's `sum_j dS_ij = sum_j P_ij dP_ij - D_i sum_j P_ij = D_i - D_i (1 - P_sink) = P_sink D_i`
  * (exactly: `sum_j P_ij dP_ij = dot(dO_i, O_i)`; 0 without a sink). Output `[1, rows]`.
@@ -299,7 +396,7 @@ export const gradBiasKernel: KernelSpec = {
 export const sinkTermsKernel: KernelSpec = {
   name: 'sinkTerms',
   loopMaxIterations: LOOP_MAX,
-  source: `function sinkTerms(lse, delta, heads, rangeInfo, Hq, Lq, negInf) {
+  source: `function sinkTerms(rowM, rowL, delta, heads, rangeInfo, Hq, Lq, negInf) {
   const rr = this.thread.y;
   const bLo = rangeInfo[rr][0];
   const bHi = rangeInfo[rr][1];
@@ -315,9 +412,9 @@ export const sinkTermsKernel: KernelSpec = {
         const rowBase = (b * Hq + h) * Lq;
         for (let i = iLo; i < iHi; i++) {
           const r = rowBase + i;
-          const lseR = lse[0][r];
-          if (lseR > negInf) {
-            acc += Math.exp(sink - lseR) * delta[0][r];
+          const mR = rowM[0][r];
+          if (mR > negInf) {
+            acc += (Math.exp(sink - mR) / rowL[0][r]) * delta[0][r];
           }
         }
       }
@@ -339,12 +436,12 @@ const texel = (name: string, t: string) =>
 const element = (name: string, e: string, tv: string) => `${texel(name, tv)}[${e} - ${tv} * 4]`;
 
 /**
- * The vectorized pair: `p` (0 when masked or underflowing), `th`, for query row `r` (int) at
- * position `pos` (float), key `j` / key row `kRow` (ints), bias row `biasRow` (int), row lse `lseR`.
+ * The vectorized logit (see {@link PAIR_LOGIT}), for query row `r` (int) at position `pos` (float),
+ * key `j` / key row `kRow` (ints), bias row `biasRow` (int).
  * q and k rows are padded to `D4` texels, dO and v rows to `Dv4`. Same order of operations as the
  * portable PAIR_P (the dot product sums four products a texel first).
  */
-const PAIR4 = `float dotqk = 0.0;
+const LOGIT4 = `float dotqk = 0.0;
       int qt = r * D4;
       int kt = kRow * D4;
       for (int t = 0; t < D4; t++) {
@@ -370,11 +467,14 @@ const PAIR4 = `float dotqk = 0.0;
       float alibi = 0.0;
       if (slope != 0.0) {
         alibi = -slope * (pos - float(j));
-      }
-      float x = biasValue - lseR + alibi + s;
+      }`;
+
+/** `p = exp(logit - m) / l` after {@link LOGIT4}, as {@link PAIR_P} forms it. */
+const PAIR4 = `${LOGIT4}
+      float x = biasValue - mR + alibi + s;
       float p = 0.0;
       if (x >= -104.0) {
-        p = exp(x);
+        p = exp(x) / lR;
       }`;
 
 /** `ds = P (dP - D_i)` then the softcap derivative, vectorized; after {@link PAIR4}. */
@@ -417,7 +517,7 @@ export const gradQ4Kernel: KernelSpec = {
   nativeFunctions: [
     {
       name: 'attnGradQ4',
-      source: `vec4 attnGradQ4(float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float startf, float endf, float lseR, float deltaR, float cf, float hasMask, ${NATIVE4_PARAMS}) {
+      source: `vec4 attnGradQ4(float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float startf, float endf, float mR, float lR, float deltaR, float cf, float hasMask, ${NATIVE4_PARAMS}) {
   ${NATIVE4_INTS}
   int r = int(rf);
   int kvBase = int(kvBasef);
@@ -427,7 +527,7 @@ export const gradQ4Kernel: KernelSpec = {
   int start = int(startf);
   int end = int(endf);
   vec4 acc = vec4(0.0);
-  if (!(lseR > -3.0e38)) return acc;
+  if (!(mR > -3.0e38)) return acc;
   for (int j = start; j < end; j++) {
     if (hasMask > 0.5) {
       int me = b * Lk + j;
@@ -446,18 +546,19 @@ export const gradQ4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function gradQ4(q, k, v, dO, bias, keyMask, lse, delta, heads, rowInfo, c0, hasMask, ${SHELL4_UNIFORMS}) {
+  source: `function gradQ4(q, k, v, dO, bias, keyMask, rowM, rowL, delta, heads, rowInfo, c0, hasMask, ${SHELL4_UNIFORMS}) {
   const rr = this.thread.y;
   const r = rowInfo[rr][0];
   const h = rowInfo[rr][4];
   const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;
-  return attnGradQ4(r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], rowInfo[rr][6], rowInfo[rr][7], lse[0][r], delta[0][r], c0 + this.thread.x, hasMask, ${NATIVE4_ARGS});
+  return attnGradQ4(r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], rowInfo[rr][6], rowInfo[rr][7], rowM[0][r], rowL[0][r], delta[0][r], c0 + this.thread.x, hasMask, ${NATIVE4_ARGS});
 }`,
 };
 
 /**
  * WebGL2 gradK | gradV: texels `0..D4-1` of an output row are gradK (four columns each), the next
- * `Dv4` gradV; loops like the portable gradKV. lse, D_i and the slopes are read per row in the loop.
+ * `Dv4` gradV; loops like the portable gradKV. m, l, D_i and the slopes are read per row in the loop (m, l and D_i from the
+ * red channel of their one-float-a-texel textures).
  */
 export const gradKV4Kernel: KernelSpec = {
   name: 'gradKV4',
@@ -481,6 +582,7 @@ export const gradKV4Kernel: KernelSpec = {
   int bsi = int(bsif);
   int offset = Lk - Lq;
   int dw = user_deltaSize.x;
+  int rw = user_rowMSize.x;
   vec4 acc = vec4(0.0);
   for (int h = hLo; h < hHi; h++) {
     int se = h * 4;
@@ -488,9 +590,10 @@ export const gradKV4Kernel: KernelSpec = {
     float slope = ${element('heads', 'se', 'st')};
     for (int i = iLo; i < iHi; i++) {
       int r = (b * Hq + h) * Lq + i;
-      int lt = r / 4;
-      float lseR = ${element('lse', 'r', 'lt')};
-      if (!(lseR > -3.0e38)) continue;
+      ivec2 rc = ivec2(r - (r / rw) * rw, r / rw);
+      float mR = texelFetch(user_rowM, rc, 0).r;
+      if (!(mR > -3.0e38)) continue;
+      float lR = texelFetch(user_rowL, rc, 0).r;
       float pos = float(i + offset);
       int biasRow = b * bsb + h * bsh + i * bsi;
       ${PAIR4}
@@ -512,8 +615,112 @@ export const gradKV4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function gradKV4(q, k, v, dO, bias, lse, delta, heads, kvInfo, c0, ${SHELL4_UNIFORMS}) {
+  source: `function gradKV4(q, k, v, dO, bias, rowM, rowL, delta, heads, kvInfo, c0, ${SHELL4_UNIFORMS}) {
   const rr = this.thread.y;
   return attnGradKV4(kvInfo[rr][0], kvInfo[rr][1], kvInfo[rr][2], kvInfo[rr][3], kvInfo[rr][4], kvInfo[rr][5], kvInfo[rr][6], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});
+}`,
+};
+
+/**
+ * WebGL2 `D_i`: summed four products a texel, the order attnGradQ4/attnGradKV4 sum `dP` in (see
+ * {@link deltaKernel}); dO and O rows padded to `Dv4` texels.
+ */
+export const delta4Kernel: KernelSpec = {
+  name: 'delta4',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [
+    {
+      name: 'attnDelta4',
+      source: `float attnDelta4(float rf, float Dv4f) {
+  int Dv4 = int(Dv4f);
+  int ot = int(rf) * Dv4;
+  float sum = 0.0;
+  for (int t = 0; t < Dv4; t++) {
+    sum += dot(${texel('dO', 'ot')}, ${texel('O', 'ot')});
+    ot += 1;
+  }
+  return sum;
+}`,
+    },
+  ],
+  source: `function delta4(dO, O, Dv4) {
+  return attnDelta4(this.thread.x, Dv4);
+}`,
+};
+
+/** The row loop of the vectorized row max / sum: the key mask, then {@link LOGIT4}, then `BODY`. */
+const ROW_LOOP4 = `for (int j = start; j < end; j++) {
+    if (hasMask > 0.5) {
+      int me = b * Lk + j;
+      int mt = me / 4;
+      if (${element('keyMask', 'me', 'mt')} < 0.5) continue;
+    }
+    int kRow = kvBase + j;
+    ${LOGIT4}
+    BODY
+  }`;
+
+const ROW4_PARAMS = `float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float sink, float startf, float endf, float hasMask, ${NATIVE4_PARAMS}`;
+const ROW4_INTS = `${NATIVE4_INTS}
+  int r = int(rf);
+  int kvBase = int(kvBasef);
+  int b = int(bf);
+  int biasRow = int(biasRowf);
+  int start = int(startf);
+  int end = int(endf);`;
+const ROW4_SHELL_ARGS = `r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], heads[h][1], rowInfo[rr][6], rowInfo[rr][7], hasMask, ${NATIVE4_ARGS}`;
+const ROW4_SHELL = `const rr = this.thread.x;
+  const r = rowInfo[rr][0];
+  const h = rowInfo[rr][4];
+  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;`;
+
+/**
+ * WebGL2 row max: the logits summed exactly as attnGradQ4/attnGradKV4 sum them (four products a
+ * texel), so the max key's `logit - m` is exactly 0 there too.
+ */
+export const rowMax4Kernel: KernelSpec = {
+  name: 'rowMax4',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [
+    {
+      name: 'attnRowMax4',
+      source: `float attnRowMax4(${ROW4_PARAMS}) {
+  ${ROW4_INTS}
+  float m = sink;
+  ${ROW_LOOP4.replace('BODY', 'm = max(m, s + biasValue + alibi);')}
+  return m;
+}`,
+    },
+  ],
+  source: `function rowMax4(q, k, bias, keyMask, heads, rowInfo, hasMask, ${SHELL4_UNIFORMS}) {
+  ${ROW4_SHELL}
+  return attnRowMax4(${ROW4_SHELL_ARGS});
+}`,
+};
+
+/** WebGL2 row denominator, given {@link rowMax4Kernel}'s m (see {@link rowSumKernel}). */
+export const rowSum4Kernel: KernelSpec = {
+  name: 'rowSum4',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [
+    {
+      name: 'attnRowSum4',
+      source: `float attnRowSum4(float mR, ${ROW4_PARAMS}) {
+  ${ROW4_INTS}
+  if (!(mR > -3.0e38)) return 0.0;
+  float l = 0.0;
+  if (sink > -3.0e38) l = exp(sink - mR);
+  ${ROW_LOOP4.replace(
+    'BODY',
+    `float x = biasValue - mR + alibi + s;
+    if (x >= -104.0) l += exp(x);`,
+  )}
+  return l;
+}`,
+    },
+  ],
+  source: `function rowSum4(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${SHELL4_UNIFORMS}) {
+  ${ROW4_SHELL}
+  return attnRowSum4(rowM[0][r], ${ROW4_SHELL_ARGS});
 }`,
 };

@@ -15,7 +15,14 @@ import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './
 
 /** The compiled backward kernels (one instance each: none reads its own output). */
 export interface BackwardKernels {
+  rowMax: GlKernel;
+  rowSum: GlKernel;
+  /** WebGL2 forms of rowMax and rowSum, summing the logits as gradQ4/gradKV4 do. */
+  rowMax4: GlKernel;
+  rowSum4: GlKernel;
   delta: GlKernel;
+  /** WebGL2 form of delta, summed in the vectorized kernels' order. */
+  delta4: GlKernel;
   gradQ: GlKernel;
   gradKV: GlKernel;
   /** WebGL2 (texelFetch) forms of gradQ and gradKV: four columns a thread. */
@@ -142,7 +149,6 @@ export function runBackward(
   const k = runtime.input(problem.k, D, rowsK);
   const v = runtime.input(problem.v, Dv, rowsK);
   const dO = runtime.input(problem.gradOutput, Dv, rowsQ);
-  const lse = runtime.input(problem.lse, rowsQ, 1);
   const heads = new Float32Array(Hq * HEAD_INFO.width);
   for (let h = 0; h < Hq; h++) {
     heads[h * HEAD_INFO.width + HEAD_INFO.slope] = problem.alibiSlopes?.[h] ?? 0;
@@ -184,68 +190,108 @@ export function runBackward(
   let gradBias: Float32Array | undefined;
   let gradSinks: Float32Array | undefined;
 
-  const delta: GlTexture = kernels.delta.run([rowsQ, 1], [dO, runtime.input(problem.output, Dv, rowsQ), Dv]);
+  const rowTable = (r0: number, rc: number) => {
+    const table = new Float32Array(rc * DQ_INFO.width);
+    for (let n = 0; n < rc; n++) {
+      const row = r0 + n;
+      const i = row % Lq;
+      const bh = (row - i) / Lq;
+      const h = bh % Hq;
+      const b = (bh - h) / Hq;
+      const position = queryPosition(i, Lq, Lk);
+      const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+      const base = n * DQ_INFO.width;
+      table[base + DQ_INFO.row] = row;
+      table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
+      table[base + DQ_INFO.position] = position;
+      table[base + DQ_INFO.batch] = b;
+      table[base + DQ_INFO.head] = h;
+      table[base + DQ_INFO.query] = i;
+      table[base + DQ_INFO.start] = range.start;
+      table[base + DQ_INFO.end] = range.end;
+    }
+    return table;
+  };
+  const offset = Lk - Lq;
+  const W = problem.slidingWindow;
+  const kvTable = (r0: number, rc: number) => {
+    const table = new Float32Array(rc * DKV_INFO.width);
+    for (let n = 0; n < rc; n++) {
+      const row = r0 + n;
+      const j = row % Lk;
+      const bg = (row - j) / Lk;
+      const g = bg % Hkv;
+      const b = (bg - g) / Hkv;
+      // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
+      let lo = 0;
+      let hi = Lq;
+      if (problem.causal) lo = Math.max(lo, j - offset);
+      if (W !== null) {
+        hi = Math.min(hi, j + W - offset);
+        if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
+      }
+      if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
+      const base = n * DKV_INFO.width;
+      table[base + DKV_INFO.kvRow] = row;
+      table[base + DKV_INFO.key] = j;
+      table[base + DKV_INFO.batch] = b;
+      table[base + DKV_INFO.headLo] = g * group;
+      table[base + DKV_INFO.headHi] = (g + 1) * group;
+      table[base + DKV_INFO.queryLo] = lo;
+      table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
+    }
+    return table;
+  };
+  const hasMask = keyMask === null ? 0 : 1;
+  // Both forms write four columns a thread (an RGBA texel): texel t of a row holds columns
+  // 4t..4t+3; gradK | gradV rows are D4 texels of gradK, then Dv4 of gradV.
+  const D4 = Math.ceil(D / 4);
+  const Dv4 = Math.ceil(Dv / 4);
+  // Vectorized: rows padded to whole texels so every row starts on one; the padding is zero.
+  const padded = (data: Float32Array, width: number, texels: number, rows: number) =>
+    runtime.input(padRows(data, width, texels * 4), texels * 4, rows);
+  const dO4 = vectorized ? padded(problem.gradOutput, Dv, Dv4, rowsQ) : dO;
+
+  // Every query row's facts at once (an input, so not bounded by MAX_TEXTURE_SIZE); gradQ's blocks
+  // take slices of it.
+  const rows = rowTable(0, rowsQ);
+  const allRows = runtime.input(rows, DQ_INFO.width, rowsQ);
+  const logitArgs = [q, k, biasInput, maskInput, headInfo, allRows];
+  const q4 = vectorized ? padded(problem.q, D, D4, rowsQ) : q;
+  const k4 = vectorized ? padded(problem.k, D, D4, rowsK) : k;
+  const logitArgs4 = [q4, k4, biasInput, maskInput, headInfo, allRows];
+  const uniforms4 = [D4, Dv4, Hq, Lq, Lk, lkDim, lkDim === 1 ? 0 : 1, bias === null ? 0 : 1];
+  const tail4 = [
+    ...uniforms4,
+    problem.scale,
+    problem.softcap ?? 0,
+    sb / lkDim,
+    sh / lkDim,
+    si / lkDim,
+    negInf,
+  ];
+  const textures: GlTexture[] = [];
+  const keep = (texture: GlTexture) => {
+    textures.push(texture);
+    return texture;
+  };
   try {
-    const tensors = [q, k, v, dO, lse, delta, biasInput];
+    const rowM = keep(
+      vectorized
+        ? kernels.rowMax4.run([rowsQ, 1], [...logitArgs4, hasMask, ...tail4])
+        : kernels.rowMax.run([rowsQ, 1], [...logitArgs, hasMask, ...pairUniforms]),
+    );
+    const rowL = keep(
+      vectorized
+        ? kernels.rowSum4.run([rowsQ, 1], [...logitArgs4, rowM, hasMask, ...tail4])
+        : kernels.rowSum.run([rowsQ, 1], [...logitArgs, rowM, hasMask, ...pairUniforms]),
+    );
+    const O = vectorized ? padded(problem.output, Dv, Dv4, rowsQ) : runtime.input(problem.output, Dv, rowsQ);
+    const delta = keep(
+      vectorized ? kernels.delta4.run([rowsQ, 1], [dO4, O, Dv4]) : kernels.delta.run([rowsQ, 1], [dO, O, Dv]),
+    );
+    const tensors = [q, k, v, dO, rowM, rowL, delta, biasInput];
 
-    const dqTable = (r0: number, rc: number) => {
-      const table = new Float32Array(rc * DQ_INFO.width);
-      for (let n = 0; n < rc; n++) {
-        const row = r0 + n;
-        const i = row % Lq;
-        const bh = (row - i) / Lq;
-        const h = bh % Hq;
-        const b = (bh - h) / Hq;
-        const position = queryPosition(i, Lq, Lk);
-        const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
-        const base = n * DQ_INFO.width;
-        table[base + DQ_INFO.row] = row;
-        table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
-        table[base + DQ_INFO.position] = position;
-        table[base + DQ_INFO.batch] = b;
-        table[base + DQ_INFO.head] = h;
-        table[base + DQ_INFO.query] = i;
-        table[base + DQ_INFO.start] = range.start;
-        table[base + DQ_INFO.end] = range.end;
-      }
-      return table;
-    };
-    const offset = Lk - Lq;
-    const W = problem.slidingWindow;
-    const kvTable = (r0: number, rc: number) => {
-      const table = new Float32Array(rc * DKV_INFO.width);
-      for (let n = 0; n < rc; n++) {
-        const row = r0 + n;
-        const j = row % Lk;
-        const bg = (row - j) / Lk;
-        const g = bg % Hkv;
-        const b = (bg - g) / Hkv;
-        // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
-        let lo = 0;
-        let hi = Lq;
-        if (problem.causal) lo = Math.max(lo, j - offset);
-        if (W !== null) {
-          hi = Math.min(hi, j + W - offset);
-          if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
-        }
-        if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
-        const base = n * DKV_INFO.width;
-        table[base + DKV_INFO.kvRow] = row;
-        table[base + DKV_INFO.key] = j;
-        table[base + DKV_INFO.batch] = b;
-        table[base + DKV_INFO.headLo] = g * group;
-        table[base + DKV_INFO.headHi] = (g + 1) * group;
-        table[base + DKV_INFO.queryLo] = lo;
-        table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
-      }
-      return table;
-    };
-    const hasMask = keyMask === null ? 0 : 1;
-
-    // Both forms write four columns a thread (an RGBA texel): texel t of a row holds columns
-    // 4t..4t+3; gradK | gradV rows are D4 texels of gradK, then Dv4 of gradV.
-    const D4 = Math.ceil(D / 4);
-    const Dv4 = Math.ceil(Dv / 4);
     const scatter =
       (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
       (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
@@ -270,21 +316,7 @@ export function runBackward(
     let qArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
     let kvArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
     if (vectorized) {
-      // Rows padded to whole texels so every row starts on one; the padding is zero.
-      const q4 = runtime.input(padRows(problem.q, D, D4 * 4), D4 * 4, rowsQ);
-      const k4 = runtime.input(padRows(problem.k, D, D4 * 4), D4 * 4, rowsK);
-      const v4 = runtime.input(padRows(problem.v, Dv, Dv4 * 4), Dv4 * 4, rowsK);
-      const dO4 = runtime.input(padRows(problem.gradOutput, Dv, Dv4 * 4), Dv4 * 4, rowsQ);
-      const uniforms4 = [D4, Dv4, Hq, Lq, Lk, lkDim, lkDim === 1 ? 0 : 1, bias === null ? 0 : 1];
-      const tail4 = [
-        ...uniforms4,
-        problem.scale,
-        problem.softcap ?? 0,
-        sb / lkDim,
-        sh / lkDim,
-        si / lkDim,
-        negInf,
-      ];
+      const v4 = padded(problem.v, Dv, Dv4, rowsK);
       qArgs = (info, c0) => [
         q4,
         k4,
@@ -292,7 +324,8 @@ export function runBackward(
         dO4,
         biasInput,
         maskInput,
-        lse,
+        rowM,
+        rowL,
         delta,
         headInfo,
         info,
@@ -300,14 +333,29 @@ export function runBackward(
         hasMask,
         ...tail4,
       ];
-      kvArgs = (info, c0) => [q4, k4, v4, dO4, biasInput, lse, delta, headInfo, info, c0, ...tail4];
+      kvArgs = (info, c0) => [q4, k4, v4, dO4, biasInput, rowM, rowL, delta, headInfo, info, c0, ...tail4];
     } else {
       qArgs = (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms];
-      kvArgs = (info, c0) => [q, k, v, dO, lse, delta, biasInput, headInfo, info, c0, D4, ...pairUniforms];
+      kvArgs = (info, c0) => [
+        q,
+        k,
+        v,
+        dO,
+        rowM,
+        rowL,
+        delta,
+        biasInput,
+        headInfo,
+        info,
+        c0,
+        D4,
+        ...pairUniforms,
+      ];
     }
     // gradQ: one thread per (query row, texel), looping over the row's visible keys.
     const qKernel = vectorized ? kernels.gradQ4 : kernels.gradQ;
-    runGrid(runtime, qKernel, D4, rowsQ, blockElements, dqTable, DQ_INFO.width, qArgs, takeQ, true);
+    const rowSlice = (r0: number, rc: number) => rows.subarray(r0 * DQ_INFO.width, (r0 + rc) * DQ_INFO.width);
+    runGrid(runtime, qKernel, D4, rowsQ, blockElements, rowSlice, DQ_INFO.width, qArgs, takeQ, true);
     // gradK | gradV: one thread per (kv row, texel), looping over the group's heads and the
     // queries that can see the key.
     const kvKernel = vectorized ? kernels.gradKV4 : kernels.gradKV;
@@ -342,7 +390,7 @@ export function runBackward(
       );
       return sums;
     };
-    const sinkTermArgs = (info: GlInput) => [lse, delta, headInfo, info, Hq, Lq, negInf];
+    const sinkTermArgs = (info: GlInput) => [rowM, rowL, delta, headInfo, info, Hq, Lq, negInf];
 
     if (bias !== null) {
       // One box per bias row: its own coordinates, the whole range along broadcast dimensions.
@@ -388,7 +436,7 @@ export function runBackward(
       gradSinks = Float32Array.from(sums, (sum) => (sum[0] === 0 ? 0 : -sum[0]));
     }
   } finally {
-    runtime.release(delta);
+    for (const texture of textures) runtime.release(texture);
   }
   return { gradQ, gradK, gradV, ...(gradBias && { gradBias }), ...(gradSinks && { gradSinks }) };
 }

@@ -1,3 +1,4 @@
+import { checkBackward } from '@attnkit/conformance';
 import {
   type AttentionBackend,
   type AttentionGradients,
@@ -187,6 +188,26 @@ for (const [label, on] of [
         },
         22,
       );
+    });
+    test('logits in the hundreds and a bias near 1e4: within the declared contract (fudge included)', async () => {
+      // P is recomputed from the row's own max and denominator, not from the float32 lse: with
+      // exp(logit - lse) these fail (bias 1e4: 1.4x the bound at scale 4, 9.8x at scale 30).
+      const shape = { batch: 1, queryHeads: 2, queryLength: 16, headDim: 16 };
+      for (const scale of [4, 30, 120]) {
+        for (const bias of [null, { data: new Float32Array([1e4]), shape: [1, 1, 1, 1] as const }]) {
+          const options = { scale, ...(bias && { bias }) };
+          const outcome = await checkBackward(
+            on,
+            on.capabilities,
+            on.capabilities.tolerance,
+            makeInputs(shape, 36),
+            fill(2 * 16 * 16, random(37)),
+            options,
+          );
+          console.log(`scale ${scale}, bias ${bias ? '1e4' : 'none'}: ratio ${outcome.errorRatio}`);
+          expect(outcome.ok, outcome.message ?? '').toBe(true);
+        }
+      }
     });
     test('longer rows: L 130 causal, GQA with a window, D 128', async () => {
       await check({ batch: 1, queryHeads: 2, queryLength: 130, headDim: 32 }, { causal: true }, 23);
