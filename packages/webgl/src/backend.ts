@@ -467,10 +467,19 @@ export class WebglImplementation implements BackendImplementation {
 
   async attentionBackward(problem: AttentionBackwardProblem): Promise<AttentionGradients> {
     const { runtime, kernels } = this.ready();
-    const { shape, bias, keyMask } = problem;
-    // Host copies held during the call: the float key mask and the largest per-block tables.
-    this.hostBytes = (keyMask?.length ?? 0) * 4 + (bias === null ? 0 : bias.data.length * 8);
-    this.hostBytes += (shape.batch * shape.queryHeads * shape.queryLength + shape.queryHeads) * 32;
+    const { shape, keyMask } = problem;
+    // Host copies held during the call: the float key mask, the per-row table, the per-head table
+    // and (WebGL2) q, k, v, dO padded to whole texels.
+    const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = shape;
+    const pad = (n: number) => (this.vectorized && n % 4 !== 0 ? Math.ceil(n / 4) * 4 : 0);
+    const rowsQ = B * Hq * Lq;
+    const rowsK = B * Hkv * Lk;
+    this.hostBytes =
+      4 *
+      ((keyMask?.length ?? 0) +
+        rowsQ * 8 +
+        Hq * 4 +
+        (rowsQ + rowsK) * (pad(shape.headDim) + pad(shape.valueDim)));
     try {
       return runBackward(runtime, kernels.backward, problem, this.blockElements, this.vectorized);
     } finally {

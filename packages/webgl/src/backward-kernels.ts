@@ -193,24 +193,6 @@ export const rowSumKernel: KernelSpec = {
 };
 
 /**
- * `D_i = dot(dO_i, O_i)`, summed in the order the portable kernels sum `dP = dot(dO_i, v_j)`: where
- * the softmax is one-hot, `O_i = v_j` bit for bit and `dP - D_i` is exactly 0, as it must be.
- * Output `[rowsQ, 1]`.
- */
-export const deltaKernel: KernelSpec = {
-  name: 'delta',
-  loopMaxIterations: LOOP_MAX,
-  source: `function delta(dO, O, Dv) {
-  const r = this.thread.x;
-  let sum = 0.0;
-  for (let e = 0; e < Dv; e++) {
-    sum += dO[r][e] * O[r][e];
-  }
-  return sum;
-}`,
-};
-
-/**
  * `a0..a3 += factor * tensor[row][c..c+3]`, the columns past `width` left alone (they would read the
  * next row): four output columns share each pair's dot products.
  */
@@ -391,7 +373,8 @@ export const gradBiasKernel: KernelSpec = {
  * `sum P_sink,r * D_r` over a box of rows, `P_sink = exp(sink_h - m_r) / l_r`: the sink gradient is
  * `-` this over a head's rows, and a bias without a key dimension gets `+` this over its box, because
  * a row's `sum_j dS_ij = sum_j P_ij dP_ij - D_i sum_j P_ij = D_i - D_i (1 - P_sink) = P_sink D_i`
- * (exactly: `sum_j P_ij dP_ij = dot(dO_i, O_i)`; 0 without a sink). Output `[1, rows]`.
+ * (exactly, with D_i = sum_j P_ij dP_ij from {@link deltaKernel} and `sum_j P_ij + P_sink = 1`
+ * from {@link rowSumKernel}; 0 without a sink). Output `[1, rows]`.
  */
 export const sinkTermsKernel: KernelSpec = {
   name: 'sinkTerms',
@@ -621,33 +604,6 @@ export const gradKV4Kernel: KernelSpec = {
 }`,
 };
 
-/**
- * WebGL2 `D_i`: summed four products a texel, the order attnGradQ4/attnGradKV4 sum `dP` in (see
- * {@link deltaKernel}); dO and O rows padded to `Dv4` texels.
- */
-export const delta4Kernel: KernelSpec = {
-  name: 'delta4',
-  loopMaxIterations: LOOP_MAX,
-  nativeFunctions: [
-    {
-      name: 'attnDelta4',
-      source: `float attnDelta4(float rf, float Dv4f) {
-  int Dv4 = int(Dv4f);
-  int ot = int(rf) * Dv4;
-  float sum = 0.0;
-  for (int t = 0; t < Dv4; t++) {
-    sum += dot(${texel('dO', 'ot')}, ${texel('O', 'ot')});
-    ot += 1;
-  }
-  return sum;
-}`,
-    },
-  ],
-  source: `function delta4(dO, O, Dv4) {
-  return attnDelta4(this.thread.x, Dv4);
-}`,
-};
-
 /** The row loop of the vectorized row max / sum: the key mask, then {@link LOGIT4}, then `BODY`. */
 const ROW_LOOP4 = `for (int j = start; j < end; j++) {
     if (hasMask > 0.5) {
@@ -722,5 +678,90 @@ export const rowSum4Kernel: KernelSpec = {
   source: `function rowSum4(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${SHELL4_UNIFORMS}) {
   ${ROW4_SHELL}
   return attnRowSum4(rowM[0][r], ${ROW4_SHELL_ARGS});
+}`,
+};
+
+/**
+ * `D_i = sum_j P_ij dP_ij` over the row's visible keys with the P every gradient kernel uses. In
+ * exact arithmetic it is `dot(dO_i, O_i)`; summed from this backward's own P instead of the
+ * forward's float32 O, `sum_j dS_ij = sum_j P_ij (dP_ij - D_i)` cancels to rounding, so an error of
+ * the forward's O is not multiplied by the scale into gradQ and gradK (measured: README, "Backward").
+ * Output `[rowsQ, 1]`.
+ */
+export const deltaKernel: KernelSpec = {
+  name: 'delta',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [TANH],
+  source: `function delta(q, k, v, dO, bias, keyMask, heads, rowInfo, rowM, rowL, hasMask, ${PAIR_UNIFORMS}) {
+  const rr = this.thread.x;
+  const r = rowInfo[rr][0];
+  const mR = rowM[0][r];
+  if (mR == negInf) {
+    return 0.0;
+  }
+  const lR = rowL[0][r];
+  const kvBase = rowInfo[rr][1];
+  const pos = rowInfo[rr][2];
+  const b = rowInfo[rr][3];
+  const h = rowInfo[rr][4];
+  const i = rowInfo[rr][5];
+  const start = rowInfo[rr][6];
+  const end = rowInfo[rr][7];
+  let sum = 0.0;
+  for (let j = start; j < end; j++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      const kRow = kvBase + j;
+      ${PAIR_P}
+      if (p > 0.0) {
+        let dp = 0.0;
+        for (let e = 0; e < Dv; e++) {
+          dp += dO[r][e] * v[kRow][e];
+        }
+        sum += p * dp;
+      }
+    }
+  }
+  return sum;
+}`,
+};
+
+/** WebGL2 {@link deltaKernel}, in the vectorized kernels' order. */
+export const delta4Kernel: KernelSpec = {
+  name: 'delta4',
+  loopMaxIterations: LOOP_MAX,
+  nativeFunctions: [
+    {
+      name: 'attnDelta4',
+      source: `float attnDelta4(float mR, float lR, ${ROW4_PARAMS}) {
+  ${ROW4_INTS}
+  if (!(mR > -3.0e38)) return 0.0;
+  float sum = 0.0;
+  ${ROW_LOOP4.replace(
+    'BODY',
+    `float x = biasValue - mR + alibi + s;
+    if (x >= -104.0) {
+      float p = exp(x) / lR;
+      float dp = 0.0;
+      int ot = r * Dv4;
+      int vt = kRow * Dv4;
+      for (int t = 0; t < Dv4; t++) {
+        dp += dot(${texel('dO', 'ot')}, ${texel('v', 'vt')});
+        ot += 1;
+        vt += 1;
+      }
+      sum += p * dp;
+    }`,
+  )}
+  return sum;
+}`,
+    },
+  ],
+  source: `function delta4(q, k, v, dO, bias, keyMask, heads, rowInfo, rowM, rowL, hasMask, ${SHELL4_UNIFORMS}) {
+  ${ROW4_SHELL}
+  return attnDelta4(rowM[0][r], rowL[0][r], ${ROW4_SHELL_ARGS});
 }`,
 };

@@ -286,9 +286,17 @@ export function runBackward(
         ? kernels.rowSum4.run([rowsQ, 1], [...logitArgs4, rowM, hasMask, ...tail4])
         : kernels.rowSum.run([rowsQ, 1], [...logitArgs, rowM, hasMask, ...pairUniforms]),
     );
-    const O = vectorized ? padded(problem.output, Dv, Dv4, rowsQ) : runtime.input(problem.output, Dv, rowsQ);
+    const v4 = vectorized ? padded(problem.v, Dv, Dv4, rowsK) : v;
     const delta = keep(
-      vectorized ? kernels.delta4.run([rowsQ, 1], [dO4, O, Dv4]) : kernels.delta.run([rowsQ, 1], [dO, O, Dv]),
+      vectorized
+        ? kernels.delta4.run(
+            [rowsQ, 1],
+            [q4, k4, v4, dO4, ...logitArgs4.slice(2), rowM, rowL, hasMask, ...tail4],
+          )
+        : kernels.delta.run(
+            [rowsQ, 1],
+            [q, k, v, dO, ...logitArgs.slice(2), rowM, rowL, hasMask, ...pairUniforms],
+          ),
     );
     const tensors = [q, k, v, dO, rowM, rowL, delta, biasInput];
 
@@ -316,7 +324,6 @@ export function runBackward(
     let qArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
     let kvArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
     if (vectorized) {
-      const v4 = padded(problem.v, Dv, Dv4, rowsK);
       qArgs = (info, c0) => [
         q4,
         k4,
