@@ -79,6 +79,16 @@ export {
   splitHeads,
   validateLayer,
 } from './layer.js';
+export {
+  type LayerActivations,
+  type LayerForward,
+  type LayerGradients,
+  type LayerGradientsOf,
+  multiHeadAttentionBackward,
+  multiHeadAttentionForward,
+  type ReferenceLayerGradients64,
+  referenceMultiHeadAttentionBackward64,
+} from './layer-backward.js';
 export { isVisible, kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
 export {
   type ReferenceProblem,
