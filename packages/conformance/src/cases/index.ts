@@ -1,4 +1,5 @@
 import type { ConformanceCase } from '../types.js';
+import { backwardCases } from './backward.js';
 import { backwardLayerCases } from './backward-layer.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
@@ -19,6 +20,7 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...backwardCases(),
       ...backwardLayerCases(),
     ];
   return cached;
