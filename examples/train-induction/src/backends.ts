@@ -41,7 +41,7 @@ export async function openBackend(name: BackendName, threads = 1): Promise<Atten
     await backend.dispose();
     throw new Error(
       `backend "${name}" (${engine}) has no backward pass yet: its capabilities do not list 'backward'. ` +
-        `Backends that can train here: try --backend reference, or another one listed by --help.`,
+        `--backend cpu and --backend reference train everywhere.`,
     );
   }
   return backend;

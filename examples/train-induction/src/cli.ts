@@ -13,7 +13,7 @@ import { DEFAULT_CONFIG, TARGET_ACCURACY, TARGET_STEPS, train } from './train.js
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values } = parseArgs({
   options: {
-    backend: { type: 'string', default: 'reference' },
+    backend: { type: 'string', default: 'cpu' },
     steps: { type: 'string', default: String(DEFAULT_CONFIG.steps) },
     seed: { type: 'string', default: String(DEFAULT_CONFIG.seed) },
     threads: { type: 'string', default: '1' },
@@ -25,7 +25,9 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log(`usage: pnpm example:train [--backend ${BACKENDS.join('|')}] [--steps N] [--seed N] [--threads N] [--out DIR] [--quiet]`);
+  console.log(
+    `usage: pnpm example:train [--backend ${BACKENDS.join('|')}] [--steps N] [--seed N] [--threads N] [--out DIR] [--quiet]`,
+  );
   process.exit(0);
 }
 const name = values.backend;
@@ -41,7 +43,11 @@ const integer = (flag: string, text: string) => {
   }
   return value;
 };
-const config = { ...DEFAULT_CONFIG, steps: integer('steps', values.steps), seed: integer('seed', values.seed) };
+const config = {
+  ...DEFAULT_CONFIG,
+  steps: integer('steps', values.steps),
+  seed: integer('seed', values.seed),
+};
 
 let backend: Awaited<ReturnType<typeof openBackend>>;
 try {
@@ -57,20 +63,24 @@ console.log(
     `${model.layers} layers x ${model.heads} heads (modelDim ${model.modelDim}, headDim ${model.headDim}); ` +
     `batch ${config.batch}, Adam lr ${config.learningRate}, seed ${config.seed}`,
 );
-console.log(`backend: ${backend.name} (${backend.capabilities.engine}); chance loss ln(${task.vocab}) = ${Math.log(task.vocab).toFixed(3)}`);
+console.log(
+  `backend: ${backend.name} (${backend.capabilities.engine}); chance loss ln(${task.vocab}) = ${Math.log(task.vocab).toFixed(3)}`,
+);
 const result = await train(backend, config, (report) => {
   if (values.quiet && report.eval === undefined) return;
   const held = report.eval
     ? `   held-out loss ${report.eval.loss.toFixed(4)}  accuracy ${(100 * report.eval.accuracy).toFixed(1)}%`
     : '';
-  console.log(`step ${String(report.step).padStart(4)}  loss ${report.loss.toFixed(4)}  accuracy ${(100 * report.accuracy).toFixed(1)}%${held}`);
+  console.log(
+    `step ${String(report.step).padStart(4)}  loss ${report.loss.toFixed(4)}  accuracy ${(100 * report.accuracy).toFixed(1)}%${held}`,
+  );
 });
 await backend.dispose();
 
 mkdirSync(values.out, { recursive: true });
 const L = task.length;
-result.patterns.forEach((layer, l) =>
-  layer.forEach((pattern, h) => {
+for (const [l, layer] of result.patterns.entries()) {
+  for (const [h, pattern] of layer.entries()) {
     const { width, height, rgb } = patternRaster(pattern, L);
     writeFileSync(join(values.out, `layer${l + 1}-head${h + 1}.png`), encodePng(width, height, rgb));
     const { previousToken, induction } = patternScores(pattern, result.sample.tokens, result.sample.period);
@@ -78,8 +88,8 @@ result.patterns.forEach((layer, l) =>
       `layer ${l + 1} head ${h + 1}: ${(100 * previousToken).toFixed(0)}% of its attention on the previous token, ` +
         `${(100 * induction).toFixed(0)}% on the token after the last occurrence of the current one`,
     );
-  }),
-);
+  }
+}
 const grid = gridRaster(result.patterns, L);
 writeFileSync(join(values.out, 'attention.png'), encodePng(grid.width, grid.height, grid.rgb));
 writeFileSync(

@@ -33,8 +33,8 @@ export function gridRaster(panels: Float32Array[][], length: number, cell = 12, 
   const width = cols * size + (cols + 1) * gap;
   const height = rows * size + (rows + 1) * gap;
   const rgb = new Uint8Array(width * height * 3).fill(235);
-  panels.forEach((row, r) =>
-    row.forEach((pattern, c) => {
+  for (const [r, row] of panels.entries()) {
+    for (const [c, pattern] of row.entries()) {
       const left = gap + c * (size + gap);
       const top = gap + r * (size + gap);
       for (let y = 0; y < size; y++)
@@ -50,8 +50,8 @@ export function gridRaster(panels: Float32Array[][], length: number, cell = 12, 
           rgb[at + 1] = Math.round(green * dim);
           rgb[at + 2] = Math.round(blue * dim);
         }
-    }),
-  );
+    }
+  }
   return { width, height, rgb };
 }
 

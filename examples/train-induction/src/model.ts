@@ -6,8 +6,8 @@ import {
   multiHeadAttentionBackward,
   multiHeadAttentionForward,
 } from '@attnkit/spec';
-import type { Batch } from './task.js';
 import type { Random } from './random.js';
+import type { Batch } from './task.js';
 
 /**
  * A small attention-only transformer: token and position embeddings, `layers` causal multi-head
@@ -133,7 +133,12 @@ export interface StepResult {
 }
 
 /** Cross-entropy of each predictable row, its argmax hit, and (when `gradient`) dLoss/dlogits. */
-function crossEntropy(logits: Float32Array, batch: Batch, vocab: number, gradient: Float32Array | null): StepResult {
+function crossEntropy(
+  logits: Float32Array,
+  batch: Batch,
+  vocab: number,
+  gradient: Float32Array | null,
+): StepResult {
   let loss = 0;
   let hits = 0;
   for (let row = 0; row < batch.targets.length; row++) {
