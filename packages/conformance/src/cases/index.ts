@@ -3,6 +3,7 @@ import { backwardCases } from './backward.js';
 import { backwardLayerCases } from './backward-layer.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
+import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -20,6 +21,7 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...cacheLayerCases(),
       ...backwardCases(),
       ...backwardLayerCases(),
     ];
