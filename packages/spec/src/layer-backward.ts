@@ -161,12 +161,12 @@ function columnSums(data: Numeric, rows: number, cols: number): Float64Array {
   return sums;
 }
 
-/** One input feeding one or more projections: `y_i = input W_i + b_i`, backpropagated together. */
-interface ProjectionGroup<T extends Numeric> {
-  input: ArrayLike<number> & T;
+/** One input `[rows, modelDim]` feeding one or more projections `y_i = input W_i + b_i`, backpropagated together. */
+interface ProjectionGroup {
+  input: Float32Array;
   rows: number;
   /** Per projection: its weight `[modelDim, cols]` and the gradient of its output `[rows, cols]`. */
-  parts: { weight: ArrayLike<number>; grad: T; cols: number }[];
+  parts: { weight: Float32Array; grad: Float32Array; cols: number }[];
 }
 
 /**
@@ -263,7 +263,7 @@ export async function multiHeadAttentionBackward(
   const dK = mergeHeads(grads.gradK, B, Lk, Hkv, D);
   const dV = mergeHeads(grads.gradV, B, Lk, Hkv, Dv);
 
-  const groups: ProjectionGroup<Float32Array>[] =
+  const groups: ProjectionGroup[] =
     inputs.context === undefined
       ? [
           {
@@ -300,7 +300,7 @@ export async function multiHeadAttentionBackward(
             );
       // [W1 | W2 | ...] is [modelDim, total]; its transpose [total, modelDim] is what dInput needs.
       const weights = concatColumns(
-        parts.map(({ weight, cols }) => ({ data: weight as Float32Array, cols })),
+        parts.map(({ weight, cols }) => ({ data: weight, cols })),
         M,
       );
       const [dWeights, dInput] = await Promise.all([
