@@ -60,8 +60,8 @@ async function backwardOn(
     qd: uploadConcatenated(s, [problem.q, problem.gradOutput]),
     kv: uploadConcatenated(s, [problem.k, problem.v]),
     output: uploadFloats(s, problem.output),
-    // lse, then room for delta, which the first kernel writes.
-    rows: uploadConcatenated(s, [problem.lse], rows * 4),
+    // lse, then room for delta and norm, which the kernels write.
+    rows: uploadConcatenated(s, [problem.lse], 2 * rows * 4),
     options: uploadAttentionOptions(s, problem, Hq),
   }));
   const held = [inputs.qd, inputs.kv, inputs.output, inputs.rows, ...optionList(inputs.options)];

@@ -19,7 +19,7 @@ export interface BackwardBuffers {
   kv: GPUBuffer;
   /** The forward's output `[B, Hq, Lq, Dv]`. */
   output: GPUBuffer;
-  /** The forward's lse `[B, Hq, Lq]`, then room for delta (written by the first kernel). */
+  /** The forward's lse `[B, Hq, Lq]`, then room for delta and norm (written by the kernels). */
   rows: GPUBuffer;
   options: OptionBuffers;
 }
@@ -35,8 +35,8 @@ export interface BackwardOutputs {
 }
 
 /**
- * Encodes the backward: delta, then dK/dV and dQ (which may run in either order: neither reads what
- * the other writes), then the gradBias reduction (a broadcast bias) and gradSinks, in one compute
+ * Encodes the backward: delta, then dQ (which also writes each row's norm), then dK/dV (which reads
+ * it), then the gradBias reduction (a broadcast bias) and gradSinks, in one compute
  * pass (WebGPU orders each dispatch's storage writes before the next's reads). Never awaits.
  */
 export function encodeBackward(
@@ -141,8 +141,8 @@ export function encodeBackward(
   };
   const { qd, kv, output, rows: rowsBuffer } = inputs;
   dispatch(pipelines.delta, Math.ceil(rows / variant.wg), [qd, output, rowsBuffer]);
-  dispatch(pipelines.dkdv, B * Hkv * kTiles, [qd, kv, rowsBuffer, gradK, gradV, ...optional]);
   dispatch(pipelines.dq, B * Hq * qTiles, [qd, kv, rowsBuffer, gradQ, cells, ...optional]);
+  dispatch(pipelines.dkdv, B * Hkv * kTiles, [qd, kv, rowsBuffer, gradK, gradV, ...optional]);
   if (bias !== null && gradBias !== null && !biasFull)
     dispatch(pipelines.biasGrad, bias.data.length, [cells, gradBias]);
   if (gradSinks !== null && inputs.options.head !== null)

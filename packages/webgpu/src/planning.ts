@@ -135,7 +135,7 @@ const MAX_ACCUMULATORS = 32;
 /**
  * Tiles of the backward's two tiled kernels that fit the device's workgroup storage. Their running
  * sums live in registers, so workgroup memory holds only staged tiles: at 1 x 1 tiles the backward
- * needs `2 * (D + Dv) + 4` floats, less than the forward, so any head size the forward's limits
+ * needs `2 * (D + Dv) + 5` floats, no more than the forward, so any head size the forward's limits
  * admit fits.
  */
 export function backwardVariant(
@@ -148,12 +148,14 @@ export function backwardVariant(
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
   const rowCap = Math.max(1, 2 ** Math.ceil(Math.log2(Math.min(shape.queryLength, 16))));
-  // dK/dV: keys (per workgroup) x rows (per step); staged K, V tile, Q, dO rows, P and dS, lse and delta.
+  // dK/dV: keys (per workgroup) x rows (per step); staged K, V tile, Q, dO rows, P and dS, lse,
+  // delta and norm.
   const kvFloats = (D: number, Dv: number, t: BackwardTiles) =>
-    t.keys * (D + Dv) + t.rows * (D + Dv) + 2 * t.rows * t.keys + 2 * t.rows;
-  // dQ: rows (per workgroup) x keys (per step); staged Q, dO rows, K, V tile, dS, lse and delta.
+    t.keys * (D + Dv) + t.rows * (D + Dv) + 2 * t.rows * t.keys + 3 * t.rows;
+  // dQ: rows (per workgroup) x keys (per step); staged Q, dO rows, K, V tile, dS, lse, delta, norm
+  // and its compensation.
   const qFloats = (D: number, Dv: number, t: BackwardTiles) =>
-    t.rows * (D + Dv) + t.keys * (D + Dv) + t.rows * t.keys + 2 * t.rows;
+    t.rows * (D + Dv) + t.keys * (D + Dv) + t.rows * t.keys + 4 * t.rows;
   const kvTiles: [number, number][] = [
     [32, 16],
     [16, 16],
@@ -219,7 +221,7 @@ export function backwardVariant(
   if (variant !== null) return variant;
   throw unsupported(
     'shape.headDim + shape.valueDim',
-    `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 4) / 2)})`,
+    `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 5) / 2)})`,
     shape.headDim + shape.valueDim,
     context,
   );
@@ -227,7 +229,7 @@ export function backwardVariant(
 
 /**
  * Checks what the backward binds and writes against one storage binding (q is bound with
- * gradOutput, k with v, lse with delta; a bias that broadcasts adds a `[B, Hq, Lq, Lk]` scratch of
+ * gradOutput, k with v, lse with delta and norm; a bias that broadcasts adds a `[B, Hq, Lq, Lk]` scratch of
  * its logits' gradients) and picks its variant.
  */
 export function planBackward(
@@ -248,7 +250,7 @@ export function planBackward(
   } = shape;
   checkElements(s, context, 'q + gradOutput', B * Hq * Lq * (D + Dv));
   checkElements(s, context, 'k + v', B * Hkv * Lk * (D + Dv));
-  checkElements(s, context, 'lse + delta', 2 * B * Hq * Lq);
+  checkElements(s, context, 'lse + delta + norm', 3 * B * Hq * Lq);
   let biasFull = false;
   if (options.bias !== null) {
     checkElements(s, context, 'options.bias.data', options.bias.data.length);

@@ -210,10 +210,21 @@ describe('attentionBackward matches the float64 reference gradient', () => {
   it('large logits', async () => {
     const shape: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 9, keyLength: 40, headDim: 4 };
     await expectGradients(inputsFor(shape, 22), { scale: 30 }, 22);
+  });
+
+  it('logits near 1e4: P renormalised, so the float32 rounding of lse does not carry into it', async () => {
+    // A float32 lse near 1e4 is off by up to half its ulp (4.9e-4): P = exp(S - lse) alone would be
+    // off by that relative amount (beyond rtol); the dQ kernel's per-row norm removes it.
+    const shape: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 9, keyLength: 40, headDim: 4 };
     await expectGradients(
       inputsFor(shape, 23),
       { bias: { data: random(40, 24, 1e4), shape: [1, 1, 1, 40] } },
       23,
+    );
+    await expectGradients(
+      inputsFor(shape, 25),
+      { bias: { data: random(40, 26, 1e4), shape: [1, 1, 1, 40] }, sinks: new Float32Array([1e4, 9999]) },
+      25,
     );
   });
 

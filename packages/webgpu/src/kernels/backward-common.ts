@@ -16,7 +16,7 @@ export const BACKWARD_PARAM_FIELDS = [
   'hkv',
   'lq',
   'lk',
-  /** B * Hq * Lq: where the second half of ROWS (delta) starts. */
+  /** B * Hq * Lq: ROWS holds lse, then delta from `rows`, then norm from `2 * rows`. */
   'rows',
   'qTiles',
   'kTiles',
@@ -84,27 +84,35 @@ fn sech2(x: f32) -> f32 {
 `;
 
 /**
- * The bindings of the two tiled kernels: q then gradOutput in one buffer, k then v in another, lse
- * then delta in a third, two outputs, then the forward's option buffers: eight storage buffers, the
- * WebGPU default per stage.
+ * The bindings of the two tiled kernels: q then gradOutput in one buffer, k then v in another, the
+ * per-row values (lse, delta, norm: `3 * rows`) in a third, two outputs, then the forward's option
+ * buffers: eight storage buffers, the WebGPU default per stage. The dQ kernel writes the rows' norm.
  */
-export function tiledBindings(out1: string, out2: string): string {
+export function tiledBindings(out1: string, out2: string, rowsWritten: boolean): string {
   return `@group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> QD: array<f32>;
 @group(0) @binding(2) var<storage, read> KV: array<f32>;
-@group(0) @binding(3) var<storage, read> ROWS: array<f32>;
+@group(0) @binding(3) var<storage, ${rowsWritten ? 'read_write' : 'read'}> ROWS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ${out1}: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ${out2}: array<f32>;`;
 }
 
 /**
- * One cell `(r, c)` of a staged tile pair: leaves `p = P_ij`, `ds = dS_ij` (the gradient of the
- * logit, what gradBias sums) and `dr` (the gradient of the scaled dot product: `ds` through softcap's
- * `1 - tanh^2`), all 0 for an invisible key, a row with no visible key (`lse = -inf`) and a logit of
- * `-inf`. Needs `b`, `h`, `i`, `j`, `pos`, `r`, `c`, `D`, `DV` in scope and the staged `qs`, `ks`,
- * `dos`, `vs`, `rowLse`, `rowDelta`; `BK` is the staged key capacity.
+ * One cell `(r, c)` of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
+ * the lse the forward returned gives it; with `grad` true `p = P_ij` (that times the row's `rowNorm`,
+ * see {@link dqShader}), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
+ * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
+ * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `b`, `h`,
+ * `i`, `j`, `pos`, `r`, `c`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
+ * `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
  */
-export function gradCellCode(): string {
+export function gradCellCode(grad: boolean): string {
+  const gradient = `
+          var dp = 0.0;
+          for (var d = 0u; d < DV; d++) { dp += dos[r * DV + d] * vs[c * DV + d]; }
+          ds = p * (dp - rowDelta[r]);
+          dr = ds;
+          if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
   return `
       ${visibleCode()}
       var p = 0.0;
@@ -118,12 +126,7 @@ export function gradCellCode(): string {
         )}
         if (!isNegInf(s)) {
           // As the forward normalised it: (s - lse) is exact for every key that carries weight.
-          p = exp((s - lse) + lo);
-          var dp = 0.0;
-          for (var d = 0u; d < DV; d++) { dp += dos[r * DV + d] * vs[c * DV + d]; }
-          ds = p * (dp - rowDelta[r]);
-          dr = ds;
-          if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }
+          p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient : ''}
         }
       }
 `;

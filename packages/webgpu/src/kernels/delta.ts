@@ -6,7 +6,7 @@ import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
  * after the row's lse in ROWS (which the host filled with lse). The dot product is compensated (exact
  * products, TwoSum): dS = P * (dP - delta) cancels, so delta's error is dS's. A row with no visible
  * key (lse = -inf) gets 0: its output is 0, and nothing from its inputs may leak.
- * Bindings: 0 params, 1 q|gradOutput, 2 O (the forward's output), 3 lse|delta.
+ * Bindings: 0 params, 1 q|gradOutput, 2 O (the forward's output), 3 lse|delta|norm.
  */
 export function deltaShader(wg: number): string {
   return `${BACKWARD_PARAMS_STRUCT}

@@ -16,18 +16,19 @@ export function dkdvAccumulators(v: BackwardVariant): number {
  * dK and dV: one workgroup per (batch, key/value head, key tile). The tile's keys and values stay in
  * workgroup memory while it walks, in a fixed order, the query heads of its group and the query tiles
  * that can see the tile (tiles outside the causal/window band are never loaded), recomputing each
- * P = exp(S - lse) and dS = P * (dP - delta) from the forward's lse and the rows' delta:
+ * P = norm * exp(S - lse) and dS = P * (dP - delta) from the forward's lse and the rows' delta and
+ * norm (written by the dQ kernel, which runs first):
  * dV += P^T dO, dK += dS^T Q (times scale once, at the end). Each invocation owns fixed output
  * elements and keeps their running sums in registers as hi + lo, so nothing is shared between
  * workgroups and the result does not depend on scheduling.
- * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta, 4 GK (gradK), 5 GV (gradV), 6 BIAS, 7 MASK, 8 HEAD.
+ * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GK (gradK), 5 GV (gradV), 6 BIAS, 7 MASK, 8 HEAD.
  */
 export function dkdvShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
   const NACC = dkdvAccumulators(v);
   return `${BACKWARD_PARAMS_STRUCT}
-${tiledBindings('GK', 'GV')}
+${tiledBindings('GK', 'GV', false)}
 ${optionBindings(6)}
 ${FLOAT_HELPERS}
 ${SECH2}
@@ -44,6 +45,7 @@ var<workgroup> ps: array<f32, ${BQ * BK}>;
 var<workgroup> dss: array<f32, ${BQ * BK}>;
 var<workgroup> rowLse: array<f32, ${BQ}>;
 var<workgroup> rowDelta: array<f32, ${BQ}>;
+var<workgroup> rowNorm: array<f32, ${BQ}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -109,9 +111,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let i = i0 + r;
         var l = negInfValue();
         var dl = 0.0;
-        if (i < P.lq) { l = ROWS[rowBase + i]; dl = ROWS[P.rows + rowBase + i]; }
+        var nl = 0.0;
+        if (i < P.lq) {
+          l = ROWS[rowBase + i];
+          dl = ROWS[P.rows + rowBase + i];
+          nl = ROWS[2u * P.rows + rowBase + i];
+        }
         rowLse[r] = l;
         rowDelta[r] = dl;
+        rowNorm[r] = nl;
       }
       workgroupBarrier();
       for (var e = lid; e < BQ * BK; e += WG) {
@@ -120,7 +128,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let i = i0 + r;
         let j = j0 + c;
         let pos = off + i32(i);
-        ${gradCellCode()}
+        ${gradCellCode(true)}
         ps[e] = p;
         dss[e] = dr;
       }

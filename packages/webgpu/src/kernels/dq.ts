@@ -14,12 +14,14 @@ export function dqAccumulators(v: BackwardVariant): number {
 
 /**
  * dQ: one workgroup per (batch, query head, query tile), walking the key tiles its rows can see in a
- * fixed order (the forward's band; tiles outside it are never loaded), recomputing dS as the dK/dV
- * kernel does: dQ += dS K (times scale once, at the end), running sums in registers as hi + lo.
+ * fixed order (the forward's band; tiles outside it are never loaded) twice: first for each row's
+ * norm (written to ROWS for the dK/dV kernel, which runs after this one), then recomputing
+ * P = norm * exp(S - lse) and dS = P * (dP - delta): dQ += dS K (times scale once, at the end),
+ * running sums in registers as hi + lo.
  * With a bias it also writes every dS it computes: into gradBias itself when the bias has the full
  * `[B, Hq, Lq, Lk]` shape (`Flags.biasFull`), else into a `[B, Hq, Lq, Lk]` scratch that the
  * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
- * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta, 4 GQ (gradQ), 5 GB (gradBias or scratch),
+ * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GQ (gradQ), 5 GB (gradBias or scratch),
  * 6 BIAS, 7 MASK, 8 HEAD.
  */
 export function dqShader(v: BackwardVariant): string {
@@ -27,7 +29,7 @@ export function dqShader(v: BackwardVariant): string {
   const { rows: BQ, keys: BK } = v.q;
   const NACC = dqAccumulators(v);
   return `${BACKWARD_PARAMS_STRUCT}
-${tiledBindings('GQ', 'GB')}
+${tiledBindings('GQ', 'GB', true)}
 ${optionBindings(6)}
 ${FLOAT_HELPERS}
 ${SECH2}
@@ -43,6 +45,8 @@ var<workgroup> vs: array<f32, ${BK * DV}>;
 var<workgroup> dss: array<f32, ${BQ * BK}>;
 var<workgroup> rowLse: array<f32, ${BQ}>;
 var<workgroup> rowDelta: array<f32, ${BQ}>;
+var<workgroup> rowNorm: array<f32, ${BQ}>;
+var<workgroup> rowLo: array<f32, ${BQ}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -95,6 +99,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     rowDelta[r] = dl;
   }
 
+  for (var r = lid; r < BQ; r += WG) { rowNorm[r] = 0.0; rowLo[r] = 0.0; }
+
+  // First walk: each row's sum of exp(S - lse) (compensated), plus its sink's term. A float32 lse
+  // is off by up to half an ulp of |lse| (5e-4 near 1e4), which would scale every P of the row by as
+  // much; norm = 1 / sum makes P the softmax of these logits again, whatever the lse's rounding.
+  for (var j0 = tStart; j0 < tEnd; j0 += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = j0 + e / D;
+      var x = 0.0;
+      if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
+      ks[e] = x;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = j0 + c;
+      let pos = off + i32(i);
+      ${gradCellCode(false)}
+      dss[e] = p;
+    }
+    workgroupBarrier();
+    for (var r = lid; r < BQ; r += WG) {
+      var t = 0.0;
+      for (var c = 0u; c < BK; c++) { t += dss[r * BK + c]; }
+      let sum = twoSum(rowNorm[r], t);
+      rowNorm[r] = sum.x;
+      rowLo[r] += sum.y;
+    }
+  }
+  workgroupBarrier();
+  for (var r = lid; r < BQ; r += WG) {
+    let i = i0 + r;
+    let lse = rowLse[r];
+    var l = rowNorm[r] + rowLo[r];
+    if ((P.flags & ${Flags.sinks}u) != 0u && !isNegInf(lse)) {
+      let sk = HEAD[P.hq + h];
+      if (!isNegInf(sk)) { l += exp(sk - lse); }
+    }
+    // No visible key and no sink (lse = -inf): every P is 0 already.
+    let norm = select(1.0 / l, 0.0, l == 0.0);
+    rowNorm[r] = norm;
+    if (i < P.lq) { ROWS[2u * P.rows + rowBase + i] = norm; }
+  }
+
   var accHi: array<f32, NACC>;
   var accLo: array<f32, NACC>;
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
@@ -118,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let i = i0 + r;
       let j = j0 + c;
       let pos = off + i32(i);
-      ${gradCellCode()}
+      ${gradCellCode(true)}
       dss[e] = dr;
       if (withBias && i < P.lq && j < P.lk) {
         if (biasFull) { GB[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ] = ds; }

@@ -2,10 +2,11 @@ import { FLOAT_HELPERS } from '../kernels.js';
 import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
 
 /**
- * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = exp(sink_h - lse_i): one workgroup
+ * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = norm_i * exp(sink_h - lse_i) (norm: see
+ * the dQ kernel): one workgroup
  * per query head; each invocation sums a fixed stride of rows (TwoSum), then invocation 0 adds the
  * partial sums in index order, so the bits never depend on scheduling. Rows with lse = -inf add 0.
- * Bindings: 0 params, 1 lse|delta, 2 HEAD (ALiBi slopes then sinks), 3 GS (gradSinks).
+ * Bindings: 0 params, 1 lse|delta|norm, 2 HEAD (ALiBi slopes then sinks), 3 GS (gradSinks).
  */
 export function sinksGradShader(wg: number): string {
   return `${BACKWARD_PARAMS_STRUCT}
@@ -30,7 +31,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let row = ((t / P.lq) * P.hq + h) * P.lq + t % P.lq;
       let lse = ROWS[row];
       if (!isNegInf(lse)) {
-        let sum = twoSum(hi, -exp(sink - lse) * ROWS[P.rows + row]);
+        let pSink = exp(sink - lse) * ROWS[2u * P.rows + row];
+        let sum = twoSum(hi, -pSink * ROWS[P.rows + row]);
         hi = sum.x;
         lo += sum.y;
       }
