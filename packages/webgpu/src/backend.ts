@@ -24,7 +24,7 @@ import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
 import { attentionPipelines, backwardPipelines, matmulPipeline } from './pipelines.js';
-import { attentionVariant, backwardVariant } from './planning.js';
+import { attentionVariant, backwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
@@ -144,7 +144,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
         notes,
       };
     }
-    const dimLimit = Math.floor((s.limits.workgroupFloats - 6) / 4);
+    const dimLimit = headDimLimit(s.limits.workgroupFloats);
     return {
       features: FEATURES,
       limits: { headDim: dimLimit, valueDim: dimLimit, tensorElements: s.limits.tensorElements },

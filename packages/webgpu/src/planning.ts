@@ -52,6 +52,22 @@ export function matmulTile(s: DeviceState): number {
   return s.limits.invocations >= 256 ? 16 : 8;
 }
 
+/**
+ * Floats of workgroup storage that variables of these sizes take: WebGPU counts each variable
+ * rounded up to 16 bytes (a one-float row array takes four), and rejects the pipeline past the limit.
+ */
+export function workgroupFloats(sizes: readonly number[]): number {
+  return sizes.reduce((n, size) => n + Math.ceil(size / 4) * 4, 0);
+}
+
+/**
+ * The largest head size (`D = Dv`, both at most this) whose 1 x 1 tile fits `floats` of workgroup
+ * storage in the forward: q, k, v, output rows rounded to four floats, and six one-float arrays.
+ */
+export function headDimLimit(floats: number): number {
+  return Math.floor((floats - 6 * 4) / 16) * 4;
+}
+
 /** The largest tiles (and capacity-bucketed head sizes) that fit the device's workgroup storage. */
 export function attentionVariant(
   s: DeviceState,
@@ -61,8 +77,9 @@ export function attentionVariant(
   const floats = s.limits.workgroupFloats;
   // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
+  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, attentionShader).
   const fits = (D: number, Dv: number, bq: number, bk: number) =>
-    bq * D + bk * D + bk * Dv + 2 * bq * bk + bq * Dv + 4 * bq <= floats;
+    workgroupFloats([bq * D, bk * D, bk * Dv, bq * bk, bq * bk, bq * Dv, bq, bq, bq, bq]) <= floats;
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
   const tiles: [number, number][] = [
     [16, 32],
@@ -98,7 +115,7 @@ export function attentionVariant(
   }
   throw unsupported(
     'shape.headDim + shape.valueDim',
-    `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 6) / 2)})`,
+    `small enough for ${floats * 4} bytes of workgroup storage (each at most ${headDimLimit(floats)})`,
     shape.headDim + shape.valueDim,
   );
 }
@@ -135,8 +152,8 @@ const MAX_ACCUMULATORS = 32;
 /**
  * Tiles of the backward's two tiled kernels that fit the device's workgroup storage. Their running
  * sums live in registers, so workgroup memory holds only staged tiles: at 1 x 1 tiles the backward
- * needs `2 * (D + Dv) + 5` floats, no more than the forward, so any head size the forward's limits
- * admit fits.
+ * needs no more than the forward (four rows and five one-float arrays against four and six), so any
+ * head size the forward's limits admit fits.
  */
 export function backwardVariant(
   s: DeviceState,
@@ -148,14 +165,14 @@ export function backwardVariant(
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
   const rowCap = Math.max(1, 2 ** Math.ceil(Math.log2(Math.min(shape.queryLength, 16))));
-  // dK/dV: keys (per workgroup) x rows (per step); staged K, V tile, Q, dO rows, P and dS, lse,
-  // delta and norm.
-  const kvFloats = (D: number, Dv: number, t: BackwardTiles) =>
-    t.keys * (D + Dv) + t.rows * (D + Dv) + 2 * t.rows * t.keys + 3 * t.rows;
-  // dQ: rows (per workgroup) x keys (per step); staged Q, dO rows, K, V tile, dS, lse, delta, norm
-  // and its compensation.
-  const qFloats = (D: number, Dv: number, t: BackwardTiles) =>
-    t.rows * (D + Dv) + t.keys * (D + Dv) + t.rows * t.keys + 4 * t.rows;
+  // dK/dV: keys (per workgroup) x rows (per step): ks, vs, qs, dos, ps, dss, rowLse, rowDelta,
+  // rowNorm (kernels/dkdv.ts).
+  const kvFloats = (D: number, Dv: number, { keys, rows }: BackwardTiles) =>
+    workgroupFloats([keys * D, keys * Dv, rows * D, rows * Dv, rows * keys, rows * keys, rows, rows, rows]);
+  // dQ: rows (per workgroup) x keys (per step): qs, dos, ks, vs, dss, rowLse, rowDelta, rowNorm,
+  // rowLo (kernels/dq.ts).
+  const qFloats = (D: number, Dv: number, { keys, rows }: BackwardTiles) =>
+    workgroupFloats([rows * D, rows * Dv, keys * D, keys * Dv, rows * keys, rows, rows, rows, rows]);
   const kvTiles: [number, number][] = [
     [32, 16],
     [16, 16],
@@ -221,7 +238,7 @@ export function backwardVariant(
   if (variant !== null) return variant;
   throw unsupported(
     'shape.headDim + shape.valueDim',
-    `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 5) / 2)})`,
+    `small enough for ${floats * 4} bytes of workgroup storage (each at most ${headDimLimit(floats)})`,
     shape.headDim + shape.valueDim,
     context,
   );

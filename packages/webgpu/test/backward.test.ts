@@ -12,8 +12,8 @@ import {
   referenceAttentionBackward64,
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WebGpuBackend } from '../src/index.js';
-import { expectClose, inputsFor, newBackend, random } from './helpers.js';
+import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { expectClose, inputsFor, newBackend, ownDevice, random } from './helpers.js';
 
 let backend: WebGpuBackend;
 
@@ -43,9 +43,10 @@ async function backwardInputs(
   inputs: AttentionInputs,
   options: AttentionOptions,
   seed: number,
+  on: WebGpuBackend = backend,
 ): Promise<AttentionBackwardInputs> {
   const s = full(inputs.shape);
-  const forward = await backend.attention(inputs, { ...options, returnLse: true });
+  const forward = await on.attention(inputs, { ...options, returnLse: true });
   const gradOutput = random(s.batch * s.queryHeads * s.queryLength * s.valueDim, seed + 100);
   return { ...inputs, output: forward.output, lse: forward.lse, gradOutput };
 }
@@ -55,11 +56,12 @@ async function expectGradients(
   inputs: AttentionInputs,
   options: AttentionOptions = {},
   seed = 1,
+  on: WebGpuBackend = backend,
 ): Promise<{ got: AttentionGradients; ref: ReferenceGradients64 }> {
-  const problem = await backwardInputs(inputs, options, seed);
-  const got = await backend.attentionBackward(problem, options);
+  const problem = await backwardInputs(inputs, options, seed, on);
+  const got = await on.attentionBackward(problem, options);
   const ref = referenceAttentionBackward64(problem, options);
-  const tolerance = backend.capabilities.tolerance;
+  const tolerance = on.capabilities.tolerance;
   expectClose('gradQ', got.gradQ, ref.gradQ, tolerance);
   expectClose('gradK', got.gradK, ref.gradK, tolerance);
   expectClose('gradV', got.gradV, ref.gradV, tolerance);
@@ -293,5 +295,59 @@ describe('attentionBackward behaviour', () => {
     const got = await pending;
     expectClose('gradQ', got.gradQ, ref.gradQ, backend.capabilities.tolerance);
     expectClose('gradV', got.gradV, ref.gradV, backend.capabilities.tolerance);
+  });
+});
+
+describe('attentionBackward limits', () => {
+  it('runs every head size the forward admits, on a device with default limits (16 KiB)', async () => {
+    const device = await ownDevice('default');
+    const own = createWebGpuBackend({ device });
+    try {
+      await own.init();
+      const limit = own.capabilities.limits.headDim ?? 0;
+      expect(limit).toBe(Math.floor((device.limits.maxComputeWorkgroupStorageSize / 4 - 24) / 16) * 4);
+      const shape: AttentionShape = {
+        batch: 1,
+        queryHeads: 2,
+        kvHeads: 1,
+        queryLength: 3,
+        keyLength: 5,
+        headDim: limit,
+      };
+      await expectGradients(
+        inputsFor(shape, 95, 0.1),
+        { causal: true, sinks: new Float32Array([0, 1]) },
+        95,
+        own,
+      );
+    } finally {
+      await own.dispose();
+      device.destroy();
+    }
+  });
+
+  it('rejects unsupported, before any work, a broadcast bias whose dS scratch passes one binding', async () => {
+    const device = await ownDevice('default');
+    const own = createWebGpuBackend({ device });
+    try {
+      await own.init();
+      const cells = own.capabilities.limits.tensorElements ?? 0;
+      const L = Math.ceil(Math.sqrt(cells)) + 1; // L * L cells: one binding too many; every tensor small
+      const shape: AttentionShape = { batch: 1, queryHeads: 1, queryLength: L, headDim: 1 };
+      const inputs = inputsFor(shape, 96);
+      const before = own.memory().deviceBytes;
+      const call = own.attentionBackward(
+        { ...inputs, output: new Float32Array(L), lse: new Float32Array(L), gradOutput: new Float32Array(L) },
+        { bias: { data: new Float32Array(L), shape: [1, 1, 1, L] } },
+      );
+      await expect(call).rejects.toMatchObject({
+        code: 'unsupported',
+        argument: 'gradBias scratch (B*Hq*Lq*Lk)',
+      });
+      expect(own.memory().deviceBytes).toBe(before);
+    } finally {
+      await own.dispose();
+      device.destroy();
+    }
   });
 });
