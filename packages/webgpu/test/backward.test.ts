@@ -103,6 +103,16 @@ describe('attentionBackward matches the float64 reference gradient', () => {
       { batch: 1, queryHeads: 2, queryLength: 133, headDim: 16 },
       { causal: true, slidingWindow: 17 },
     ],
+    [
+      'two-sided window, Lq > Lk, long (tiles skipped on both sides)',
+      { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 150, keyLength: 120, headDim: 8 },
+      { slidingWindow: 10 },
+    ],
+    [
+      'causal, Lq > Lk, long: the first 40 rows and whole query tiles see nothing',
+      { batch: 2, queryHeads: 1, queryLength: 100, keyLength: 60, headDim: 8, valueDim: 3 },
+      { causal: true },
+    ],
     ['scale and softcap', small, { scale: 2.5, softcap: 1.5 }],
     ['softcap far into tanh saturation', small, { scale: 12, softcap: 2 }],
     ['ALiBi', small, { alibiSlopes: new Float32Array([0.5, 0.25, 0.125, 0.0625]), causal: true }],
