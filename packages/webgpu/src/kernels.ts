@@ -37,8 +37,8 @@ export const Flags = {
   /** Write the per-row buffer: lse, then running max, then denominator (for lse and weights). */
   rows: 128,
   /**
-   * Backward: the bias has the full `[B, Hq, Lq, Lk]` shape, so each logit's gradient is its
-   * gradient's own cell (written in place) instead of a scratch cell reduced afterwards.
+   * Backward: the bias has the full `[B, Hq, Lq, Lk]` shape, so the dQ kernel writes each logit's
+   * gradient straight into gradBias instead of into a scratch that is reduced afterwards.
    */
   biasFull: 256,
 } as const;

@@ -100,7 +100,7 @@ export function tiledBindings(out1: string, out2: string, rowsWritten: boolean):
 /**
  * One cell `(r, c)` of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
  * the lse the forward returned gives it; with `grad` true `p = P_ij` (that times the row's `rowNorm`,
- * see {@link dqShader}), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
+ * see kernels/dq.ts), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
  * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
  * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `b`, `h`,
  * `i`, `j`, `pos`, `r`, `c`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
