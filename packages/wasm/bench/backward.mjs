@@ -12,7 +12,8 @@
 import { createWasmBackend } from '../dist/index.js';
 
 const args = new Map();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
+for (let i = 2; i < process.argv.length; i += 2)
+  args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
 const list = (name, fallback) => (args.get(name) ?? fallback).split(',').map(Number);
 const SIZES = list('sizes', '1024,2048,4096');
 const HEADS = list('heads', '1,8');
