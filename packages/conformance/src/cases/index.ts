@@ -1,6 +1,8 @@
 import type { ConformanceCase } from '../types.js';
+import { backwardCases } from './backward.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
+import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -18,6 +20,8 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...cacheLayerCases(),
+      ...backwardCases(),
     ];
   return cached;
 }
