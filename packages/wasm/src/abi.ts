@@ -52,9 +52,11 @@ export const PARAM = {
   mergeB: 43,
   mergeG: 44,
   guard: 45,
+  exactDeltaAbove: 46,
+  exactRows: 47,
 } as const;
 
-/** Bytes of the `Params` block (two words reserved at the end). */
+/** Bytes of the `Params` block. */
 export const PARAM_BYTES = 48 * 4;
 
 /** `PARAM.kind`: which items `attn_run` runs. */

@@ -7,6 +7,7 @@ import { type AttentionBackwardProblem, type AttentionGradients, allocating } fr
 import { KIND, PARAM, PARAM_BYTES } from './abi.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
+import { WASM_TOLERANCE } from './tolerance.js';
 
 /**
  * Key tiles are dealt round-robin into this many chunks, each one work item with its own dQ partial:
@@ -21,6 +22,12 @@ const PARTIALS_BUDGET = 2 ** 28;
  * chunk (~sqrt(n) 2^-24 drift, 4e-6 at 4096) the additions are two-sums with a compensation partial.
  */
 const PLAIN_TILES = 4096;
+
+/**
+ * A row whose D (from the float32 output) could move dQ or dK by more than this gets D recomputed
+ * from its probabilities (`bwd_prep` in rust/lib.rs): a sixteenth of the declared atol.
+ */
+const EXACT_DELTA_ABOVE = WASM_TOLERANCE.atol / 16;
 
 /** How the key tiles are split into work items: a function of the shape (and bias) only. */
 export interface BackwardSplit {
@@ -97,7 +104,8 @@ export async function runAttentionBackward(
   const out = arena.take(qRows * dv4 * 4);
   const gradOut = arena.take(qRows * dv4 * 4);
   const lse = arena.take(qRows * 4);
-  const delta = arena.take(qRows * 4);
+  const delta = arena.take(qRows * 8);
+  const exactRows = arena.take(qRows);
   const gqStride = align(qBytes, 64);
   const gradQ = arena.take(gqStride * split.chunks);
   const gqComp = split.compensate ? arena.take(gqStride * split.chunks) : 0;
@@ -186,6 +194,8 @@ export async function runAttentionBackward(
     words[P + PARAM.mergeB] = split.mergeBatch ? 1 : 0;
     words[P + PARAM.mergeG] = split.mergeHeads ? 1 : 0;
     words[P + PARAM.guard] = guard ? 1 : 0;
+    heap[P + PARAM.exactDeltaAbove] = EXACT_DELTA_ABOVE;
+    words[P + PARAM.exactRows] = exactRows;
 
     exports.bwd_prep(params);
     await runItems(kernel, params, parallel);
