@@ -30,7 +30,7 @@ const PLAIN_TILES = 4096;
 const EXACT_DELTA_ABOVE = WASM_TOLERANCE.atol / 16;
 
 /** How the key tiles are split into work items: a function of the shape (and bias) only. */
-export interface BackwardSplit {
+interface BackwardSplit {
   chunks: number;
   /** One item covers every batch / every kv head (a bias broadcast along them: its cells are shared). */
   mergeBatch: boolean;
@@ -39,7 +39,7 @@ export interface BackwardSplit {
   items: number;
 }
 
-export function backwardSplit(problem: AttentionBackwardProblem, blockK: number): BackwardSplit {
+function backwardSplit(problem: AttentionBackwardProblem, blockK: number): BackwardSplit {
   const {
     batch: B,
     queryHeads: Hq,
