@@ -11,6 +11,7 @@ import {
 } from '@attnkit/spec';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createWasmBackend, WASM_TOLERANCE } from '../src/index.js';
+import { threadsTestHooks, type WorkerPool } from '../src/threads.js';
 import { inputsFor, uniform } from './helpers.js';
 
 type Backend = ReturnType<typeof createWasmBackend>;
@@ -316,6 +317,37 @@ describe('attentionBackward determinism and memory', () => {
     const after = backend.memory().hostBytes;
     for (let i = 0; i < 5; i++) await backend.attentionBackward(inputs, options);
     expect(backend.memory().hostBytes).toBe(after);
+    await backend.dispose();
+  });
+});
+
+describe('attentionBackward with a worker that dies', () => {
+  it('fails that call once with a device error naming the worker; the next calls are right', async () => {
+    const pools: WorkerPool[] = [];
+    threadsTestHooks.poolStarted = (pool) => pools.push(pool);
+    const backend = createWasmBackend({ threads: 3, queryBlock: 16, keyBlock: 16, parallelMinWork: 0 });
+    try {
+      await backend.init();
+    } finally {
+      threadsTestHooks.poolStarted = null;
+    }
+    const shape = { batch: 1, queryHeads: 2, queryLength: 96, headDim: 16 };
+    const options = { causal: true };
+    const inputs = await backwardInputs(backend, inputsFor(shape, 13), options);
+    const ref = referenceAttentionBackward64(inputs, options);
+    const first = await backend.attentionBackward(inputs, options);
+    expectClose(first, ref);
+    pools[0].failNextRun(0);
+    await expect(backend.attentionBackward(inputs, options)).rejects.toMatchObject({
+      code: 'device',
+      argument: 'worker 1',
+    });
+    for (let i = 0; i < 2; i++) {
+      const again = await backend.attentionBackward(inputs, options);
+      expect(again.gradQ).toEqual(first.gradQ);
+      expect(again.gradK).toEqual(first.gradK);
+      expect(again.gradV).toEqual(first.gradV);
+    }
     await backend.dispose();
   });
 });
