@@ -182,7 +182,10 @@ describe('multiHeadAttentionStep: prefill then decode over a KV cache', () => {
     let matmuls = 0;
     const backend = createReferenceBackend();
     const counting = {
-      matmul: (inputs: Parameters<typeof backend.matmul>[0]) => (matmuls++, backend.matmul(inputs)),
+      matmul: (inputs: Parameters<typeof backend.matmul>[0]) => {
+        matmuls++;
+        return backend.matmul(inputs);
+      },
     };
     const cache = await backend.createKVCache({ batch: B, kvHeads: Hkv, headDim: D });
     const shape = { batch: B, queryLength: 1, modelDim: M, queryHeads: Hq, kvHeads: Hkv, headDim: D };

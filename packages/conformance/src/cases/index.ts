@@ -1,7 +1,9 @@
 import type { ConformanceCase } from '../types.js';
 import { backwardCases } from './backward.js';
+import { backwardLayerCases } from './backward-layer.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
+import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -19,7 +21,9 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...cacheLayerCases(),
       ...backwardCases(),
+      ...backwardLayerCases(),
     ];
   return cached;
 }
