@@ -70,6 +70,16 @@ export class WebGpuKVCache implements KVCacheImplementation {
     private readonly onDispose: (cache: WebGpuKVCache) => void,
   ) {
     this.lengths = new Array<number>(config.batch).fill(0);
+    // A head size no kernel tile fits is rejected here (unsupported), not at the first attention.
+    cacheVariant(s, workgroupSize, {
+      batch: config.batch,
+      queryHeads: config.kvHeads,
+      kvHeads: config.kvHeads,
+      queryLength: 1,
+      keyLength: 1,
+      headDim: config.headDim,
+      valueDim: config.valueDim,
+    });
     if (config.capacity > 0) {
       this.checkFits(config.capacity, 'createKVCache');
       this.storage = this.allocate(config.capacity);

@@ -241,6 +241,24 @@ describe('KV cache on WebGPU', () => {
     expect(backend.memory().deviceBytes).toBe(0);
   });
 
+  it('rejects a cache the device cannot hold, before anything is allocated', async () => {
+    const backend = track(newBackend());
+    await backend.init();
+    const before = backend.memory().deviceBytes;
+    const { headDim: dimLimit, tensorElements } = backend.capabilities.limits;
+    expect(dimLimit).toBeGreaterThan(0);
+    // a head size past the declared limit
+    await expect(
+      backend.createKVCache({ batch: 1, kvHeads: 1, headDim: (dimLimit ?? 0) + 4 }),
+    ).rejects.toMatchObject({ code: 'unsupported' });
+    // a reservation past one storage binding
+    const capacity = Math.ceil((tensorElements ?? 0) / 16) + 1;
+    await expect(
+      backend.createKVCache({ batch: 1, kvHeads: 1, headDim: 16, capacity }),
+    ).rejects.toMatchObject({ code: 'unsupported' });
+    expect(backend.memory().deviceBytes).toBe(before);
+  });
+
   it('prepare({ kvCache: true }) compiles the decode pipelines, so the first step compiles nothing', async () => {
     const device = await ownDevice();
     let compiled = 0;
