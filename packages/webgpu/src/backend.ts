@@ -254,9 +254,12 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return backward.attentionBackward(this, problem);
   }
 
-  /** Called by the gate after init: the cache's buffers come from this device's pool. */
+  /**
+   * Called by the gate after init. The cache's buffers are counted by this device's pool; the gate
+   * disposes every open cache before the backend's own dispose destroys the pool.
+   */
   createKVCache(config: ResolvedKVCacheConfig): KVCacheImplementation {
-    return new WebGpuKVCache(this.ready(), this.workgroupSize, config, () => undefined);
+    return new WebGpuKVCache(this.ready(), this.workgroupSize, config);
   }
 
   /** Bytes and calls between host and device since the device was acquired (a copy). */

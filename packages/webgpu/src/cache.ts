@@ -67,7 +67,6 @@ export class WebGpuKVCache implements KVCacheImplementation {
     private readonly s: DeviceState,
     private readonly workgroupSize: number | undefined,
     private readonly config: ResolvedKVCacheConfig,
-    private readonly onDispose: (cache: WebGpuKVCache) => void,
   ) {
     this.lengths = new Array<number>(config.batch).fill(0);
     // A head size no kernel tile fits is rejected here (unsupported), not at the first attention.
@@ -111,11 +110,6 @@ export class WebGpuKVCache implements KVCacheImplementation {
     const k = pool.allocate(B * Hkv * cap * D * 4, STORAGE_USAGE);
     const v = pool.allocate(B * Hkv * cap * Dv * 4, STORAGE_USAGE);
     return { k, v, cap };
-  }
-
-  /** Bytes of the cache's buffers (they are also in the pool's `deviceBytes`). */
-  bytes(): number {
-    return this.storage === null ? 0 : this.storage.k.size + this.storage.v.size;
   }
 
   append(problem: KVCacheAppendProblem): void {
@@ -310,6 +304,5 @@ export class WebGpuKVCache implements KVCacheImplementation {
       this.s.pool.destroyResident(this.storage.v);
       this.storage = null;
     }
-    this.onDispose(this);
   }
 }
