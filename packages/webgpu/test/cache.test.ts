@@ -165,6 +165,53 @@ describe('KV cache on WebGPU', () => {
     await m.cache.dispose();
   });
 
+  it('keys and values outside the window never leak (NaN and infinities in other key ranges)', async () => {
+    const backend = track(newBackend());
+    const config = { batch: 1, kvHeads: 1, headDim: 8 };
+    const cache = await backend.createKVCache(config);
+    const model = new ReferenceKVCache(validateKVCacheConfig(config));
+    const tokens = 1000;
+    const k = random(tokens * 8, 11);
+    const v = random(tokens * 8, 12);
+    // the first 600 tokens (two and a half 256-key ranges) hold non-finite keys and values
+    for (let n = 0; n < 600 * 8; n += 3) {
+      k[n] = Number.NaN;
+      v[n] = n % 2 === 0 ? Number.POSITIVE_INFINITY : Number.NaN;
+    }
+    await cache.append({ k, v, tokens });
+    model.append({ k, v, tokens, kept: [tokens] });
+    const q = random(2 * 3 * 8, 13);
+    const options = { slidingWindow: 300, causal: true, returnLse: true } as const;
+    const got = await cache.attention({ q, queryHeads: 2, queryLength: 3 }, options);
+    const ref = referenceAttention64(
+      {
+        q,
+        ...model.rowTensors(0),
+        shape: { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 3, keyLength: tokens, headDim: 8 },
+      },
+      options,
+    );
+    expect(got.output.every(Number.isFinite)).toBe(true);
+    expectClose('output', got.output, ref.output, backend.capabilities.tolerance);
+    expectClose('lse', got.lse, ref.lse, backend.capabilities.tolerance);
+    await cache.dispose();
+  });
+
+  it('is deterministic: the same call over the same cache gives the same bits', async () => {
+    const backend = track(newBackend());
+    const m = await Mirrored.create(backend, { batch: 1, kvHeads: 2, headDim: 16 }, 4);
+    await m.append(3000); // twelve ranges merged per row
+    const q = random(4 * 16, 21);
+    const options = { alibiSlopes: slopes(4), returnLse: true } as const;
+    const first = await m.cache.attention({ q, queryHeads: 4, queryLength: 1 }, options);
+    for (let run = 0; run < 3; run++) {
+      const again = await m.cache.attention({ q, queryHeads: 4, queryLength: 1 }, options);
+      expect(again.output).toEqual(first.output);
+      expect(again.lse).toEqual(first.lse);
+    }
+    await m.cache.dispose();
+  });
+
   it('GQA, MQA and MHA head mappings, and valueDim != headDim', async () => {
     const backend = track(newBackend());
     for (const [Hq, Hkv, D, Dv] of [
