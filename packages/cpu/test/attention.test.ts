@@ -282,9 +282,10 @@ describe('backend contract', () => {
 
   it('advertises every feature and its tolerance', () => {
     const { capabilities } = createCpuBackend();
-    // the twelve features of attention, and the KV cache
-    expect(capabilities.features).toHaveLength(13);
+    // the twelve features of attention, the KV cache and the backward pass
+    expect(capabilities.features).toHaveLength(14);
     expect(capabilities.features).toContain('kvCache');
+    expect(capabilities.features).toContain('backward');
     expect(capabilities.deterministic).toBe(true);
     expect(capabilities.tolerance).toEqual(CPU_TOLERANCE);
     expect(capabilities.threads).toBe(1);
