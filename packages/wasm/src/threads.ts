@@ -334,8 +334,13 @@ export class WorkerPool {
     this.attached.set(id, { memory, stackTops });
     const settled = await Promise.allSettled(
       this.endpoints.map(async (endpoint, i) => {
-        endpoint.post({ type: 'init', module: this.module, memory, stackTop: stackTops[i], id });
-        await expect(endpoint, 'ready');
+        endpoint.hold(true);
+        try {
+          endpoint.post({ type: 'init', module: this.module, memory, stackTop: stackTops[i], id });
+          await expect(endpoint, 'ready');
+        } finally {
+          endpoint.hold(false);
+        }
       }),
     );
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
