@@ -159,37 +159,48 @@ for (const kind of ORT) {
     }
   }
 }
+// Every thread count gets its own backend and cache; their steps alternate (1t, 2t, 1t, ...) so that
+// load from elsewhere on a shared machine hits each alike and the ratio is fair.
+const backends = [];
 for (const threads of THREADS) {
   const backend = createWasmBackend({ threads });
   await backend.init();
-  for (const Lk of SIZES) {
+  backends.push({ threads, backend });
+}
+for (const Lk of SIZES) {
+  const prefill = Lk - 1;
+  const runs = [];
+  for (const { threads, backend } of backends) {
     const cache = await backend.createKVCache({ batch: B, kvHeads: HKV, headDim: D, capacity: Lk });
-    const prefill = Lk - 1;
     await cache.append({
       k: random(B * HKV * prefill * D, 1),
       v: random(B * HKV * prefill * D, 2),
       tokens: prefill,
     });
-    const k = random(B * HKV * D, 3);
-    const v = random(B * HKV * D, 4);
-    const q = random(B * HQ * D, 5);
-    const times = [];
-    for (let step = 0; step < STEPS + 3; step++) {
+    runs.push({ threads, cache, times: [] });
+  }
+  const k = random(B * HKV * D, 3);
+  const v = random(B * HKV * D, 4);
+  const q = random(B * HQ * D, 5);
+  for (let step = 0; step < STEPS + 3; step++) {
+    for (const run of runs) {
       const t0 = clock();
-      await cache.append({ k, v, tokens: 1 });
-      const { output } = await cache.attention({ q, queryHeads: HQ, queryLength: 1 }, { causal: true });
+      await run.cache.append({ k, v, tokens: 1 });
+      const { output } = await run.cache.attention({ q, queryHeads: HQ, queryLength: 1 }, { causal: true });
       if (output.length !== B * HQ * D) throw new Error('bad output');
       const t1 = clock();
-      await cache.truncate(prefill);
-      if (step >= 3) times.push(t1 - t0);
+      await run.cache.truncate(prefill);
+      if (step >= 3) run.times.push(t1 - t0);
     }
-    const ms = median(times);
-    results.set(`${threads}:${Lk}`, ms);
-    console.log(`threads ${threads}  Lk ${Lk}  ${ms.toFixed(3)} ms/step`);
-    await cache.dispose();
   }
-  await backend.dispose();
+  for (const run of runs) {
+    const ms = median(run.times);
+    results.set(`${run.threads}:${Lk}`, ms);
+    console.log(`threads ${run.threads}  Lk ${Lk}  ${ms.toFixed(3)} ms/step`);
+    await run.cache.dispose();
+  }
 }
+for (const { backend } of backends) await backend.dispose();
 
 const cell = (x) => x?.toFixed(3) ?? '-';
 const ratio = (a, b) => (a !== undefined && b !== undefined ? (a / b).toFixed(2) : '-');
