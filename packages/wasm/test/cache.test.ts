@@ -7,6 +7,7 @@ import {
 } from '@attnkit/spec';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cacheTransfers, createWasmBackend, PAGE_TOKENS, WASM_TOLERANCE } from '../src/index.js';
+import { threadsTestHooks, type WorkerPool } from '../src/threads.js';
 import { errorRatio, uniform } from './helpers.js';
 
 // The shared cache/* conformance cases run in conformance.test.ts (1 and 2 threads). These check what
@@ -201,5 +202,77 @@ describe('wasm KV cache transfers and memory', () => {
     }
     for (const output of results.slice(1))
       expect(Buffer.from(output.buffer).equals(Buffer.from(results[0].buffer))).toBe(true);
+  });
+
+  it('memory() does not grow over repeated decode steps at one length', async () => {
+    const backend = backendOf(2);
+    const cache = await backend.createKVCache({ batch: 1, kvHeads: 2, headDim: 32 });
+    await cache.append({ k: uniform(2 * 900 * 32, 1), v: uniform(2 * 900 * 32, 2), tokens: 900 });
+    const step = async () => {
+      await cache.append({ k: uniform(2 * 32, 3), v: uniform(2 * 32, 4), tokens: 1 });
+      await cache.attention({ q: uniform(4 * 32, 5), queryHeads: 4, queryLength: 1 }, { returnLse: true });
+      await cache.truncate(900);
+    };
+    await step();
+    const held = backend.memory().hostBytes;
+    for (let i = 0; i < 5; i++) await step();
+    expect(backend.memory().hostBytes).toBe(held);
+  });
+
+  it('an append after a truncate waits for a queued attention, which sees the keys it was called on', async () => {
+    const backend = backendOf(2);
+    const config = { batch: 1, kvHeads: 1, headDim: 8, valueDim: 8, capacity: 0 };
+    const cache = await backend.createKVCache(config);
+    const mirror = new Mirror(config);
+    await mirror.append(cache, 40, 1);
+    const q = uniform(2 * 8, 2);
+    const expected = referenceAttention64({
+      q,
+      k: Float32Array.from(mirror.k[0][0]),
+      v: Float32Array.from(mirror.v[0][0]),
+      shape: { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 1, keyLength: 40, headDim: 8 },
+    });
+    // a stateless call holds the kernel, so the cache attention queues behind it
+    const busy = backend.attention({
+      q: uniform(4 * 64 * 8, 3),
+      k: uniform(4 * 64 * 8, 4),
+      v: uniform(4 * 64 * 8, 5),
+      shape: { batch: 1, queryHeads: 4, queryLength: 64, headDim: 8 },
+    });
+    const queued = cache.attention({ q, queryHeads: 2, queryLength: 1 });
+    const truncated = cache.truncate(10);
+    const appended = cache.append({ k: uniform(30 * 8, 6), v: uniform(30 * 8, 7).fill(100), tokens: 30 });
+    await Promise.all([busy, truncated, appended]);
+    const { output } = await queued;
+    expect(errorRatio(output, expected.output, WASM_TOLERANCE.atol, WASM_TOLERANCE.rtol)).toBeLessThan(1);
+    // and the next call sees the new keys
+    expect(cache.lengths).toEqual([40]);
+    const after = await cache.attention({ q, queryHeads: 2, queryLength: 1 });
+    expect(Math.max(...after.output)).toBeGreaterThan(1);
+  });
+
+  it('a worker that dies fails one cache call with a device error; the next call is right', async () => {
+    const pools: WorkerPool[] = [];
+    threadsTestHooks.poolStarted = (pool) => pools.push(pool);
+    const backend = backendOf(2);
+    try {
+      await backend.init();
+    } finally {
+      threadsTestHooks.poolStarted = null;
+    }
+    const config = { batch: 1, kvHeads: 2, headDim: 8, valueDim: 8, capacity: 0 };
+    const cache = await backend.createKVCache(config);
+    const mirror = new Mirror(config);
+    await mirror.append(cache, 1500, 1);
+    await mirror.check(cache, 4, 1, 2);
+    pools[0].failNextRun(0);
+    await expect(
+      cache.attention({ q: uniform(4 * 8, 3), queryHeads: 4, queryLength: 1 }),
+    ).rejects.toMatchObject({
+      name: 'AttnkitError',
+      code: 'device',
+    });
+    // the replacement worker instantiated the kernel on the cache's memory too
+    for (let i = 0; i < 2; i++) await mirror.check(cache, 4, 1, 4 + i);
   });
 });
