@@ -36,11 +36,15 @@ import type { WorkerPool } from './threads.js';
  */
 export const PAGE_TOKENS = 256;
 /**
- * Keys per split-K chunk: a multiple of the page, long enough that a chunk's partial (one output row
- * per query row) costs little to write and merge, short enough that a 4096-key decode step has
- * 4 chunks per kv head to spread over the threads. Fixed, so the bits never depend on the threads.
+ * Keys per split-K chunk, at most: long enough that a chunk's partial (one output row per query row)
+ * costs little to write and merge next to its 1024 keys of work.
  */
 const CHUNK_KEYS = 1024;
+/**
+ * Work items a call aims for: enough that the threads finish together (the last item is a small part
+ * of each thread's share), so shorter caches get shorter chunks, down to one page.
+ */
+const TARGET_ITEMS = 64;
 /** Partials may take this many bytes before chunks grow (a long prefill would otherwise need GBs). */
 const PART_BUDGET = 16 * 1024 * 1024;
 
@@ -265,7 +269,10 @@ export class WasmKVCache implements KVCacheImplementation {
       work += Hq * Lq * n * (D + Dv);
     }
     const partBytesPerChunk = this.streams * tiles * rows * (dv4 + 2) * 4;
-    let chunkKeys = CHUNK_KEYS;
+    // a function of the shape and lengths only, never of the threads: the same bits on any pool
+    const wanted = Math.ceil(TARGET_ITEMS / (this.streams * tiles));
+    let chunkKeys = PAGE_TOKENS;
+    while (chunkKeys < CHUNK_KEYS && chunkKeys * wanted < longest) chunkKeys *= 2;
     while (
       Math.ceil(longest / chunkKeys) > 1 &&
       Math.ceil(longest / chunkKeys) * partBytesPerChunk > PART_BUDGET

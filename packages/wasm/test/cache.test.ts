@@ -275,4 +275,22 @@ describe('wasm KV cache transfers and memory', () => {
     // the replacement worker instantiated the kernel on the cache's memory too
     for (let i = 0; i < 2; i++) await mirror.check(cache, 4, 1, 4 + i);
   });
+
+  it('decode over 3M cached keys with positive values stays within atol/rtol alone (float64 merge)', async () => {
+    const Lk = 3 << 20;
+    const k = uniform(Lk * 4, 22);
+    const v = uniform(Lk * 4, 23);
+    for (let i = 0; i < v.length; i++) v[i] = 1 + v[i] / 2;
+    const q = uniform(4, 21);
+    const cache = await backendOf(2, 64).createKVCache({ batch: 1, kvHeads: 1, headDim: 4 });
+    await cache.append({ k, v, tokens: Lk });
+    const { output } = await cache.attention({ q, queryHeads: 1, queryLength: 1 });
+    const reference = referenceAttention64({
+      q,
+      k,
+      v,
+      shape: { batch: 1, queryHeads: 1, queryLength: 1, keyLength: Lk, headDim: 4 },
+    });
+    expect(errorRatio(output, reference.output, WASM_TOLERANCE.atol, WASM_TOLERANCE.rtol)).toBeLessThan(0.5);
+  }, 60_000);
 });
