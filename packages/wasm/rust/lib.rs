@@ -67,7 +67,8 @@ pub struct Params {
     gq_stride: u32,
     /// Compensation (two-sum error) partials beside `grad_q`, or 0 when the chunks are short enough.
     gq_comp: u32,
-    /// Key tiles are dealt round-robin into this many chunks, one work item each (with b, g).
+    /// Key tiles are dealt round-robin into this many chunks, one work item each (with b, g). The
+    /// KV cache: split-K chunks per (row, kv head, query tile).
     n_chunks: u32,
     grad_k: u32,
     grad_v: u32,
@@ -87,6 +88,24 @@ pub struct Params {
     /// One byte per row, set by `bwd_prep`: 1 where D was recomputed; such a row's dP - D is then
     /// formed in float64 too (the same error, from dP's float32 sum, would come back otherwise).
     exact_rows: u32,
+    // ---- KV cache only (kind 2; other calls leave them 0) ----
+    /// First page: page `n` of stream `s = b * hkv + g` sits at `pages + (n * streams + s) * page_bytes`,
+    /// its `page_tokens` K rows, then as many V rows at `page_v`, then one non-finite flag byte per V row at `page_flags`.
+    pages: u32,
+    page_bytes: u32,
+    page_tokens: u32,
+    page_v: u32,
+    page_flags: u32,
+    /// `B * hkv`.
+    streams: u32,
+    /// `[B]` u32: tokens each row holds.
+    lengths: u32,
+    /// Per work item, `rows * dv4` unnormalised output floats, then `rows` maxima, then `rows` sums.
+    part: u32,
+    /// Keys per split-K chunk (a multiple of `page_tokens`); `n_chunks` says how many per (row, kv head, query tile).
+    chunk_keys: u32,
+    /// Query positions per tile: a tile's rows are its positions times the group's query heads.
+    tile_positions: u32,
 }
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -459,6 +478,8 @@ pub unsafe extern "C" fn attn_run(params: *const Params, worker: u32) {
         }
         if p.kind == 1 {
             bwd_item(p, item, scratch);
+        } else if p.kind == 2 {
+            cache_item(p, item, scratch);
         } else {
             attn_item(p, item, scratch);
         }
@@ -1545,4 +1566,268 @@ unsafe fn bwd_key_tile(p: &Params, b: usize, g: usize, kt: usize, part: *mut f32
     }
     settle(gk, sk, ek, nk * d4);
     settle(gv, sv, ev, nk * dv4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache decode: split-K ("flash-decoding") over fixed pages.
+//
+// q arrives grouped, `[B, hkv, Lq, G, d4]`, so that one query tile's rows (its positions times the
+// G query heads that read kv head g) are contiguous: every K/V tile loaded serves all G heads. Each
+// work item is one chunk of `chunk_keys` keys of one (row, kv head, query tile) and leaves a partial
+// (unnormalised output, max, sum); `cache_merge` combines the chunks in chunk order, in float64, so
+// the bits depend on the lengths and the shape only, never on the thread count or the schedule.
+// ---------------------------------------------------------------------------------------------
+
+/// Floats of one cache work item's partial for `rows` rows.
+#[inline(always)]
+fn cache_part_floats(rows: usize, dv4: usize) -> usize {
+    rows * (dv4 + 2)
+}
+
+/// The per-row logit state of row `i` (a query position) of kv-cache row `len` tokens long.
+#[inline(always)]
+unsafe fn cache_row(p: &Params, len: usize, i: usize, h: usize) -> Item {
+    let lq = p.lq as usize;
+    let shift = len as i64 - lq as i64;
+    let causal = p.causal != 0;
+    let window = p.window as i64;
+    let (rs, re) = key_range(shift + i as i64, len as i64, causal, window);
+    Item {
+        i0: i,
+        lk: len,
+        shift,
+        causal,
+        window,
+        scale: p.scale,
+        softcap: p.softcap,
+        bias: core::ptr::null(),
+        bias_si: 0,
+        bias_sj: 0,
+        has_alibi: p.alibi != 0,
+        slope: if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 },
+        key_mask: core::ptr::null(),
+        first_end: re,
+        last_start: rs,
+    }
+}
+
+unsafe fn cache_item(p: &Params, item: u32, scratch: *mut f32) {
+    let hq = p.hq as usize;
+    let hkv = p.hkv as usize;
+    let group = hq / hkv;
+    let lq = p.lq as usize;
+    let d4 = p.d4 as usize;
+    let dv4 = p.dv4 as usize;
+    let bk = p.block_k as usize;
+    let bk4 = (bk + 3) & !3;
+    let pt = p.page_tokens as usize;
+    let tp = p.tile_positions as usize;
+    let n_qt = (lq + tp - 1) / tp;
+    let chunks = p.n_chunks as usize;
+    let chunk = item as usize % chunks;
+    let rest = item as usize / chunks;
+    let qt = rest % n_qt;
+    let bg = rest / n_qt;
+    let b = bg / hkv;
+    let g = bg % hkv;
+    let len = *(p.lengths as usize as *const u32).add(b) as usize;
+    let i0 = qt * tp;
+    let npos = tp.min(lq - i0);
+    let rows = npos * group;
+    let causal = p.causal != 0;
+    let window = p.window as i64;
+    let shift = len as i64 - lq as i64;
+
+    let s_buf = scratch;
+    let lo_buf = s_buf.add(rows * bk4);
+    let o_buf = lo_buf.add(rows * bk4);
+    let m_buf = o_buf.add(rows * dv4);
+    let l_buf = m_buf.add(rows);
+    // compensated running sums past 4096 keys, as attn_item (a long chunk would drift otherwise)
+    let lc_buf = l_buf.add(rows);
+    let t_buf = lc_buf.add(rows);
+    let oc_buf = t_buf.add(rows * dv4);
+
+    // the items of one (b, g, query tile) are consecutive: item - chunk is the tile's first
+    let tile_item = item as usize - chunk;
+    let q = (p.q as usize as *const f32).add(((bg * lq) + i0) * group * d4);
+
+    let (first_start, first_end) = key_range(shift + i0 as i64, len as i64, causal, window);
+    let (_, last_end) = key_range(shift + (i0 + npos - 1) as i64, len as i64, causal, window);
+    let k_end = (last_end.max(first_end) as usize).min(len);
+    let k_begin = (first_start as usize).min(k_end);
+    let ck = p.chunk_keys as usize;
+    let lo = k_begin.max(chunk * ck);
+    let hi = k_end.min((chunk + 1) * ck);
+
+    for r in 0..rows {
+        *m_buf.add(r) = NEG_INF;
+        *l_buf.add(r) = 0.0;
+        *lc_buf.add(r) = 0.0;
+        zero(o_buf.add(r * dv4), dv4);
+        zero(oc_buf.add(r * dv4), dv4);
+    }
+
+    let compensate = hi > lo && hi - lo > 4096;
+    let mut j0 = lo;
+    while j0 < hi {
+        let page = j0 / pt;
+        let off = j0 - page * pt;
+        // a tile never crosses a page: the next page is elsewhere in memory
+        let nk = bk.min(hi - j0).min(pt - off);
+        let page_at = p.pages as usize + (page * p.streams as usize + bg) * p.page_bytes as usize;
+        let kp = (page_at as *const f32).add(off * d4);
+        let vp = ((page_at + p.page_v as usize) as *const f32).add(off * dv4);
+        let flags = ((page_at + p.page_flags as usize) as *const u8).add(off);
+        score_tile(q, kp, d4, rows, nk, s_buf, bk4);
+        for r in 0..rows {
+            let it = cache_row(p, len, i0 + r / group, g * group + r % group);
+            let srow = s_buf.add(r * bk4);
+            let lorow = lo_buf.add(r * bk4);
+            let rmax = it.logits(0, j0, nk, core::ptr::null(), srow, lorow, core::ptr::null_mut());
+            let m_old = *m_buf.add(r);
+            let m_new = nan_max(m_old, rmax);
+            if m_new == NEG_INF {
+                for c in (0..bk4).step_by(4) {
+                    st(srow.add(c), f32x4_splat(0.0));
+                }
+                continue;
+            }
+            let sum = it.exponentiate(nk, m_new, srow, lorow);
+            let alpha = exp1(m_old - m_new);
+            let (l_new, l_err) = two_sum1(*l_buf.add(r) * alpha, sum);
+            *l_buf.add(r) = l_new;
+            *lc_buf.add(r) = *lc_buf.add(r) * alpha + l_err;
+            *m_buf.add(r) = m_new;
+            if alpha != 1.0 {
+                let a = f32x4_splat(alpha);
+                let o = o_buf.add(r * dv4);
+                let oc = oc_buf.add(r * dv4);
+                for c in (0..dv4).step_by(4) {
+                    st(o.add(c), f32x4_mul(ld(o.add(c)), a));
+                    st(oc.add(c), f32x4_mul(ld(oc.add(c)), a));
+                }
+            }
+        }
+        let mut guarded = false;
+        for c in 0..nk {
+            if *flags.add(c) != 0 {
+                guarded = true;
+            }
+        }
+        let acc = if compensate { t_buf } else { o_buf };
+        if compensate {
+            zero(t_buf, rows * dv4);
+        }
+        if guarded {
+            pv_tile_guarded(s_buf, bk4, vp, dv4, rows, nk, acc);
+        } else {
+            pv_tile(s_buf, bk4, vp, dv4, rows, nk, acc);
+        }
+        if compensate {
+            for c in (0..rows * dv4).step_by(4) {
+                let (h, l) = two_sum(ld(o_buf.add(c)), ld(t_buf.add(c)));
+                st(o_buf.add(c), h);
+                st(oc_buf.add(c), f32x4_add(ld(oc_buf.add(c)), l));
+            }
+        }
+        j0 += nk;
+    }
+
+    // the partial: this item alone writes it
+    let stride = cache_part_floats(tp * group, dv4);
+    let part = (p.part as usize as *mut f32).add((tile_item + chunk) * stride);
+    for r in 0..rows {
+        let o = o_buf.add(r * dv4);
+        let oc = oc_buf.add(r * dv4);
+        let dst = part.add(r * dv4);
+        for c in (0..dv4).step_by(4) {
+            // a non-finite sum has a NaN two-sum error: keep the sum alone there
+            let sum = ld(o.add(c));
+            let err = ld(oc.add(c));
+            let ok = f32x4_lt(f32x4_abs(err), f32x4_splat(f32::INFINITY));
+            st(dst.add(c), v128_bitselect(f32x4_add(sum, err), sum, ok));
+        }
+        *part.add(rows * dv4 + r) = *m_buf.add(r);
+        *part.add(rows * dv4 + rows + r) = *l_buf.add(r) + *lc_buf.add(r);
+    }
+}
+
+/// Merges the chunks' partials of every (row, kv head, query tile) in chunk order (float64 sums,
+/// one rounding), adds the sink, and writes `out` as `[B, Hq, Lq, dv4]` and `lse` as `[B, Hq, Lq]`.
+/// One thread: it reads `rows * dv4` floats per chunk, a sliver of the items' work.
+#[no_mangle]
+pub unsafe extern "C" fn cache_merge(params: *const Params) {
+    let p = &*params;
+    let hq = p.hq as usize;
+    let hkv = p.hkv as usize;
+    let group = hq / hkv;
+    let lq = p.lq as usize;
+    let dv4 = p.dv4 as usize;
+    let tp = p.tile_positions as usize;
+    let n_qt = (lq + tp - 1) / tp;
+    let chunks = p.n_chunks as usize;
+    let stride = cache_part_floats(tp * group, dv4);
+    let acc = p.scratch as usize as *mut f64;
+    for bg in 0..p.streams as usize {
+        let b = bg / hkv;
+        let g = bg % hkv;
+        for qt in 0..n_qt {
+            let i0 = qt * tp;
+            let npos = tp.min(lq - i0);
+            let rows = npos * group;
+            let first = (p.part as usize as *const f32).add((bg * n_qt + qt) * chunks * stride);
+            for r in 0..rows {
+                let i = i0 + r / group;
+                let h = g * group + r % group;
+                let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
+                let mut m = sink;
+                for c in 0..chunks {
+                    let mc = *first.add(c * stride + rows * dv4 + r);
+                    if mc != NEG_INF {
+                        m = nan_max(m, mc);
+                    }
+                }
+                let row = (b * hq + h) * lq + i;
+                let dst = (p.out as usize as *mut f32).add(row * dv4);
+                if m == NEG_INF {
+                    // no visible key and no sink: the row is zero, its lse -inf
+                    for d in 0..dv4 {
+                        *dst.add(d) = 0.0;
+                    }
+                    if p.lse != 0 {
+                        *(p.lse as usize as *mut f32).add(row) = NEG_INF;
+                    }
+                    continue;
+                }
+                for d in 0..dv4 {
+                    *acc.add(d) = 0.0;
+                }
+                let mut l = if sink == NEG_INF { 0.0f64 } else { exp1(sink - m) as f64 };
+                for c in 0..chunks {
+                    let at = first.add(c * stride);
+                    let mc = *at.add(rows * dv4 + r);
+                    if mc == NEG_INF {
+                        continue;
+                    }
+                    let e = exp1(mc - m);
+                    if e == 0.0 {
+                        continue; // underflowed: adds nothing, and must not turn an infinite value into NaN
+                    }
+                    let e = e as f64;
+                    l += *at.add(rows * dv4 + rows + r) as f64 * e;
+                    let o = at.add(r * dv4);
+                    for d in 0..dv4 {
+                        *acc.add(d) += *o.add(d) as f64 * e;
+                    }
+                }
+                for d in 0..dv4 {
+                    *dst.add(d) = (*acc.add(d) / l) as f32;
+                }
+                if p.lse != 0 {
+                    *(p.lse as usize as *mut f32).add(row) = (m as f64 + ln64(l)) as f32;
+                }
+            }
+        }
+    }
 }

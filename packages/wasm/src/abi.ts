@@ -54,13 +54,24 @@ export const PARAM = {
   guard: 45,
   exactDeltaAbove: 46,
   exactRows: 47,
+  // KV cache only (kind 2)
+  pages: 48,
+  pageBytes: 49,
+  pageTokens: 50,
+  pageV: 51,
+  pageFlags: 52,
+  streams: 53,
+  lengths: 54,
+  part: 55,
+  chunkKeys: 56,
+  tilePositions: 57,
 } as const;
 
 /** Bytes of the `Params` block. */
-export const PARAM_BYTES = 48 * 4;
+export const PARAM_BYTES = 58 * 4;
 
 /** `PARAM.kind`: which items `attn_run` runs. */
-export const KIND = { forward: 0, backward: 1 } as const;
+export const KIND = { forward: 0, backward: 1, cache: 2 } as const;
 
 /** What the kernel module exports. Pointers are byte offsets into its memory. */
 export interface KernelExports {
@@ -72,6 +83,8 @@ export interface KernelExports {
   bwd_prep(params: number): void;
   /** Backward, after the key-tile pass (one thread): dQ from the chunks' partials. */
   bwd_finish(params: number): void;
+  /** KV cache, after the split-K items (one thread): merges the chunks' partials into out and lse. */
+  cache_merge(params: number): void;
   matmul(a: number, b: number, bias: number, c: number, m: number, k: number, n: number): void;
   __heap_base: WebAssembly.Global;
   /** Threads build only: each instance's stack pointer, set per worker. */

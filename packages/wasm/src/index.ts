@@ -17,7 +17,9 @@ import {
   createBackend,
   describeValue,
   type FactoryOptionSchema,
+  type KVCacheImplementation,
   type MatmulProblem,
+  type ResolvedKVCacheConfig,
   snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,
   snapshotMatmulProblem,
@@ -25,6 +27,7 @@ import {
 } from '@attnkit/spec';
 import { type KernelExports, PARAM, PARAM_BYTES } from './abi.js';
 import { runAttentionBackward } from './backward.js';
+import { WasmKVCache } from './cache.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import {
   Arena,
@@ -47,6 +50,7 @@ import {
 import { WorkerPool } from './threads.js';
 import { WASM_TOLERANCE } from './tolerance.js';
 
+export { cacheTransfers, PAGE_TOKENS } from './cache.js';
 export { defaultKernelUrl, type KernelFlavour, sharedMemoryUnavailableReason } from './runtime.js';
 export { WASM_TOLERANCE } from './tolerance.js';
 
@@ -117,6 +121,7 @@ const REQUIRED_EXPORTS = [
   'bwd_scratch_bytes',
   'bwd_prep',
   'bwd_finish',
+  'cache_merge',
 ] as const;
 
 /** Null when `exports` has everything the loader calls, else the first missing export's name. */
@@ -142,23 +147,26 @@ function urlOption(name: string, value: unknown, flavour: KernelFlavour): URL {
 
 class WasmImplementation {
   readonly name = 'wasm';
+  readonly workerStackBytes = WORKER_STACK_BYTES;
   private kernel: Kernel | null = null;
   private tail: Promise<unknown> = Promise.resolve();
   private caps: BackendCapabilities;
+  /** Open KV caches: each holds a memory of its own, counted in memory(). */
+  private readonly caches = new Set<WasmKVCache>();
 
   constructor(
     private readonly requestedThreads: number | 'auto',
-    private readonly blockQ: number,
-    private readonly blockK: number,
+    readonly blockQ: number,
+    readonly blockK: number,
     private readonly urls: Record<KernelFlavour, URL>,
-    private readonly parallelMinWork: number,
+    readonly parallelMinWork: number,
   ) {
     this.caps = this.describe(1, 'not initialised', []);
   }
 
   private describe(threads: number, engine: string, notes: string[]): BackendCapabilities {
     return {
-      features: [...ALL_FEATURES, 'backward'],
+      features: [...ALL_FEATURES, 'kvCache', 'backward'],
       // one call's tensors share one wasm32 memory of at most 4 GiB; the call checks the sum
       limits: { tensorElements: 2 ** 29 },
       tolerance: WASM_TOLERANCE,
@@ -250,7 +258,7 @@ class WasmImplementation {
         `calls under ${this.parallelMinWork} multiply-adds run on the calling thread only (a worker round trip costs more)`,
       );
     }
-    this.kernel = { memory, exports, pool, base };
+    this.kernel = { memory, exports, pool, base, module };
     const engine =
       threads > 1
         ? `wasm simd128 (Rust), ${threads} threads on one shared memory`
@@ -261,7 +269,7 @@ class WasmImplementation {
   /** Calls started and not yet settled. */
   private busy = 0;
 
-  private live(): Kernel {
+  live(): Kernel {
     const kernel = this.kernel;
     if (kernel === null) throw new AttnkitError('disposed', 'wasm: the kernel has been released');
     return kernel;
@@ -273,7 +281,7 @@ class WasmImplementation {
    * `attention()` returns; a busy one cannot touch the arena yet, so the call keeps a copy of its
    * inputs until its turn (the caller may overwrite or transfer its arrays as soon as it returns).
    */
-  private exclusive<P, T>(
+  exclusive<P, T>(
     problem: P,
     snapshot: (problem: P) => P,
     work: (kernel: Kernel, problem: P) => Promise<T> | T,
@@ -314,8 +322,20 @@ class WasmImplementation {
     return this.exclusive(problem, snapshotMatmulProblem, runMatmul);
   }
 
+  createKVCache(config: ResolvedKVCacheConfig): KVCacheImplementation {
+    const cache = new WasmKVCache(this, config);
+    this.caches.add(cache);
+    return cache;
+  }
+
+  released(cache: WasmKVCache): void {
+    this.caches.delete(cache);
+  }
+
   memory() {
-    return { hostBytes: this.kernel?.memory.buffer.byteLength ?? 0, deviceBytes: 0 };
+    let hostBytes = this.kernel?.memory.buffer.byteLength ?? 0;
+    for (const cache of this.caches) hostBytes += cache.bytes();
+    return { hostBytes, deviceBytes: 0 };
   }
 
   async dispose(): Promise<void> {
@@ -497,6 +517,7 @@ export function createWasmBackend(options?: WasmBackendOptions): AttentionBacken
     attention: (problem) => implementation.attention(problem),
     attentionBackward: (problem) => implementation.attentionBackward(problem),
     matmul: (problem) => implementation.matmul(problem),
+    createKVCache: (config) => implementation.createKVCache(config),
     memory: () => implementation.memory(),
     dispose: () => implementation.dispose(),
   });

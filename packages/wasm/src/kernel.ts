@@ -13,6 +13,8 @@ export interface Kernel {
   pool: WorkerPool | null;
   /** First byte the per-call arena may use. */
   base: number;
+  /** The compiled kernel: a KV cache instantiates it again on a memory of its own. */
+  module: WebAssembly.Module;
 }
 
 export function deviceError(what: string, error: unknown): AttnkitError {
@@ -24,12 +26,25 @@ export function deviceError(what: string, error: unknown): AttnkitError {
  * Runs `attn_run(params)` until its work items are claimed: with `parallel`, on the calling thread
  * (slot 0) and every worker, which pull items from the block's atomic counter.
  */
-export async function runItems(kernel: Kernel, params: number, parallel: boolean): Promise<void> {
-  const { exports, pool } = kernel;
+export function runItems(kernel: Kernel, params: number, parallel: boolean): Promise<void> {
+  return runItemsOn(kernel.exports, kernel.pool, 0, params, parallel);
+}
+
+/**
+ * {@link runItems} on any instance of the kernel: `memory` 0 is the kernel's own, others are the
+ * memories a KV cache attached to the pool ({@link WorkerPool.attach}).
+ */
+export async function runItemsOn(
+  exports: KernelExports,
+  pool: WorkerPool | null,
+  memory: number,
+  params: number,
+  parallel: boolean,
+): Promise<void> {
   if (parallel && pool !== null) {
     // a worker that died since the last call is replaced first, so that this call can succeed
     await pool.replaceDead();
-    const others = pool.run(params);
+    const others = pool.run(params, memory);
     try {
       exports.attn_run(params, 0);
     } finally {

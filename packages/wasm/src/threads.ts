@@ -11,16 +11,19 @@ import { importNode, isNode } from './runtime.js';
 const WORKER_SOURCE = `
 'use strict';
 function attnkitWorker(post) {
-  var exports = null;
+  // one instance per memory: 0 is the kernel's, others belong to KV caches (each has its own memory)
+  var instances = {};
   var failNextRun = false;
   return function (msg) {
     try {
       if (msg.type === 'init') {
         var instance = new WebAssembly.Instance(msg.module, { env: { memory: msg.memory } });
-        exports = instance.exports;
         // a private stack region: instances share the memory, so they must not share the default stack
-        exports.__stack_pointer.value = msg.stackTop;
+        instance.exports.__stack_pointer.value = msg.stackTop;
+        instances[msg.id || 0] = instance.exports;
         post({ type: 'ready' });
+      } else if (msg.type === 'drop') {
+        delete instances[msg.id];
       } else if (msg.type === 'run') {
         if (failNextRun) {
           // fault injection for tests: die with an uncaught error, mid-call, without answering
@@ -28,7 +31,7 @@ function attnkitWorker(post) {
           setTimeout(function () { throw new Error('worker ' + msg.worker + ' crashed (fault injected by a test)'); }, 0);
           return;
         }
-        exports.attn_run(msg.params, msg.worker);
+        instances[msg.id || 0].attn_run(msg.params, msg.worker);
         post({ type: 'done' });
       } else if (msg.type === 'fail-next-run') {
         failNextRun = true;
@@ -200,6 +203,9 @@ export const threadsTestHooks: { poolStarted: ((pool: WorkerPool) => void) | nul
  * next call: without that, its sticky failure would fail every later call.
  */
 export class WorkerPool {
+  /** Memories attached by KV caches, by id: a replacement worker instantiates the kernel on each. */
+  private readonly attached = new Map<number, { memory: WebAssembly.Memory; stackTops: readonly number[] }>();
+
   private constructor(
     private readonly endpoints: Endpoint[],
     private readonly module: WebAssembly.Module,
@@ -212,11 +218,16 @@ export class WorkerPool {
     module: WebAssembly.Module,
     memory: WebAssembly.Memory,
     stackTop: number | undefined,
+    attached: readonly [number, WebAssembly.Memory, number | undefined][] = [],
   ): Promise<Endpoint> {
     const endpoint = isNode() ? await spawnNode() : spawnBrowser();
     try {
       endpoint.post({ type: 'init', module, memory, stackTop });
       await expect(endpoint, 'ready');
+      for (const [id, other, top] of attached) {
+        endpoint.post({ type: 'init', module, memory: other, stackTop: top, id });
+        await expect(endpoint, 'ready');
+      }
       // idle workers must not keep a Node process alive; run() holds them while they work
       endpoint.hold(false);
     } catch (error) {
@@ -263,7 +274,10 @@ export class WorkerPool {
         if (reason === null) return;
         await endpoint.release();
         try {
-          this.endpoints[i] = await WorkerPool.spawn(this.module, this.memory, this.stackTops[i]);
+          const attached = [...this.attached].map(
+            ([id, a]): [number, WebAssembly.Memory, number | undefined] => [id, a.memory, a.stackTops[i]],
+          );
+          this.endpoints[i] = await WorkerPool.spawn(this.module, this.memory, this.stackTops[i], attached);
         } catch (error) {
           // the dead one stays in place: the next call tries again
           throw new AttnkitError(
@@ -286,12 +300,12 @@ export class WorkerPool {
    * runs slot 0 on its own thread meanwhile. Rejects with a `device` AttnkitError naming the first
    * worker that died or failed, but only after every other worker has stopped touching the memory.
    */
-  async run(params: number): Promise<void> {
+  async run(params: number, memory = 0): Promise<void> {
     const settled = await Promise.allSettled(
       this.endpoints.map(async (endpoint, i) => {
         endpoint.hold(true);
         try {
-          endpoint.post({ type: 'run', params, worker: i + 1 });
+          endpoint.post({ type: 'run', params, worker: i + 1, id: memory });
           await expect(endpoint, 'done');
         } catch (error) {
           const died = endpoint.unusable() !== null;
@@ -310,6 +324,41 @@ export class WorkerPool {
     );
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+  }
+
+  /**
+   * Instantiates the kernel on another memory (a KV cache's) in every worker, worker `i` with its
+   * stack at `stackTops[i]` there; `run(params, id)` then runs on it. Called while no run is in flight.
+   */
+  async attach(id: number, memory: WebAssembly.Memory, stackTops: readonly number[]): Promise<void> {
+    this.attached.set(id, { memory, stackTops });
+    const settled = await Promise.allSettled(
+      this.endpoints.map(async (endpoint, i) => {
+        endpoint.hold(true);
+        try {
+          endpoint.post({ type: 'init', module: this.module, memory, stackTop: stackTops[i], id });
+          await expect(endpoint, 'ready');
+        } finally {
+          endpoint.hold(false);
+        }
+      }),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      // a worker that could not take it is replaced (with every attached memory) before the next run
+      this.endpoints.forEach((endpoint, i) => {
+        const outcome = settled[i];
+        if (outcome.status === 'rejected') endpoint.retire(String(outcome.reason));
+      });
+      throw failed.reason;
+    }
+  }
+
+  /** Drops the workers' instances on memory `id`, so that the memory can be collected. */
+  detach(id: number): void {
+    if (!this.attached.delete(id)) return;
+    for (const endpoint of this.endpoints)
+      if (endpoint.unusable() === null) endpoint.post({ type: 'drop', id });
   }
 
   /** Test seam: terminates worker `index` (0-based) as if it had been killed. */
