@@ -6,6 +6,14 @@
  */
 
 export {
+  BACKWARD_GATE_SIZE,
+  type BackwardCheck,
+  type BackwardReference,
+  backwardReferenceFor,
+  checkBackward,
+  gateWorkload,
+} from './backward.js';
+export {
   type MachineCeilings,
   measureCeilings,
   SIMD_CHAINS,
@@ -15,6 +23,7 @@ export {
 } from './ceilings.js';
 export { buildAttentionModel, type OnnxAttentionShape, type OnnxModel, type OnnxVariant } from './onnx.js';
 export { naivePeer } from './peers/naive.js';
+export { naiveBackward, naiveForwardWithLse } from './peers/naive-backward.js';
 export {
   type OrtModule,
   type OrtPeerOptions,
@@ -25,6 +34,7 @@ export {
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
 export { referenceFor } from './reference.js';
 export {
+  type BackwardPhases,
   type CheckResult,
   checkOutput,
   FULL_RUN,
@@ -39,21 +49,31 @@ export {
 export { percentile, summarize, type TimingStats } from './stats.js';
 export {
   backendSubject,
+  type ForwardPass,
+  type GradientSet,
   PEER_TOLERANCE,
+  type PreparedBackward,
   type PreparedRun,
   type Subject,
   type SubjectInfo,
   type SubjectMemory,
 } from './subject.js';
 export {
+  BACKWARD_FLOP_FACTOR,
+  BACKWARD_GRID,
+  BACKWARD_HEADLINE_SERIES,
+  BACKWARD_QUICK_GRID,
   type BenchMode,
+  backwardFlops,
   causalMask,
   expandGrid,
+  type FlopCount,
   FULL_GRID,
   FULL_SIZES,
   type GridSpec,
   HEAD_PRESETS,
   HEADLINE_SERIES,
+  HEADLINE_SERIES_IDS,
   type HeadPreset,
   makeInputs,
   makeWorkload,
