@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 export { checkAttention, checkLayer, checkMatmul, expectRejection } from './check.js';
+export { backwardUnsupportedReason, checkBackward, compareGradients } from './check-backward.js';
 export { Comparison, TOLERANCE_CAP, toleranceProblems } from './compare.js';
 export { columnWidthsFor, FULL_COLUMN_WIDTHS, formatReport, summaryLine } from './format.js';
 export {
@@ -14,6 +15,7 @@ export {
   naiveMatmulInputs32,
   naiveMultiHeadAttention32,
 } from './naive.js';
+export { type NaiveGradients32, naiveAttentionBackward32 } from './naive-backward.js';
 export { ConformanceSession, listCases, resolveConformanceOptions, runConformance } from './runner.js';
 export type {
   CaseContext,

@@ -1,7 +1,8 @@
 import type { AttentionInputs, AttentionOptions, KnownAttentionOptions } from '@attnkit/spec';
+import { ALL_FEATURES } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '../src/index.js';
-import { BROKEN, ignoringBackend, wrapReference } from './broken.js';
+import { BROKEN, BROKEN_BACKWARD, ignoringBackend, wrapReference } from './broken.js';
 
 describe('deliberately broken backends fail the suite', () => {
   for (const [name, { wrap, filter, mustFail }] of Object.entries(BROKEN)) {
@@ -130,5 +131,33 @@ describe('deliberately broken backends fail the suite', () => {
     expect(failed).toEqual(
       expect.arrayContaining(['nonfinite/nan-in-q', 'nonfinite/nan-in-k', 'nonfinite/pos-inf-in-bias']),
     );
+  });
+});
+
+describe('deliberately broken backward passes fail the backward/* cases', () => {
+  for (const [name, { wrap, mustFail }] of Object.entries(BROKEN_BACKWARD)) {
+    it(name, async () => {
+      const report = await runConformance(() => wrapReference(wrap), { filter: 'backward/', seed: 7 });
+      const failed = report.cases.filter((c) => c.status === 'failed').map((c) => c.id);
+      for (const id of mustFail) expect(failed, `${id} should fail`).toContain(id);
+    });
+  }
+
+  it('the unbroken wrapper passes every backward case', async () => {
+    const report = await runConformance(() => wrapReference(), { filter: 'backward/', seed: 7 });
+    const failed = report.cases.filter((c) => c.status === 'failed').map((c) => `${c.id}: ${c.message}`);
+    expect(failed).toEqual([]);
+    expect(report.cases.length).toBeGreaterThan(30);
+  });
+
+  it('a backend without backward passes by rejecting every backward call unsupported', async () => {
+    const report = await runConformance(() => wrapReference({ capabilities: { features: ALL_FEATURES } }), {
+      filter: 'backward/',
+      seed: 7,
+    });
+    const failed = report.cases.filter((c) => c.status === 'failed').map((c) => `${c.id}: ${c.message}`);
+    expect(failed).toEqual([]);
+    const matched = report.cases.find((c) => c.id === 'backward/default');
+    expect(matched?.message).toMatch(/rejected as expected/);
   });
 });

@@ -1,7 +1,9 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionBackwardProblem,
   type AttentionFeature,
+  type AttentionGradients,
   type AttentionInputs,
   type AttentionOptions,
   type AttentionProblem,
@@ -12,15 +14,17 @@ import {
   createBackend,
   type KnownAttentionOptions,
   queryPosition,
+  referenceAttentionBackwardProblem64,
   referenceAttentionProblem64,
   referenceMatmul64,
+  roundGradients,
   validateAttention,
 } from '@attnkit/spec';
 
 /** The reference backend's capabilities, with overrides. */
 export function capabilitiesOf(overrides: Partial<BackendCapabilities> = {}): BackendCapabilities {
   return {
-    features: ALL_FEATURES,
+    features: [...ALL_FEATURES, 'backward'],
     limits: {},
     tolerance: { atol: 1e-7, rtol: 1e-6 },
     deterministic: true,
@@ -46,6 +50,8 @@ export interface WrapOptions {
   transform?: (problem: AttentionProblem) => AttentionProblem;
   /** Rewrites the result after: the planted bug. */
   after?: (result: AttentionResult, problem: AttentionProblem) => AttentionResult;
+  /** Rewrites the reference gradients of a backward call: a planted backward bug. */
+  backward?: (gradients: AttentionGradients, problem: AttentionBackwardProblem) => AttentionGradients;
   /** memory() to report after `calls` attention calls. */
   memory?: (calls: number) => { hostBytes: number; deviceBytes: number };
 }
@@ -63,6 +69,10 @@ export function wrapReference(options: WrapOptions = {}): AttentionBackend {
       const planted = options.transform ? options.transform(problem) : problem;
       const result = toResult(referenceAttentionProblem64(planted));
       return options.after ? options.after(result, problem) : result;
+    },
+    attentionBackward: async (problem) => {
+      const gradients = roundGradients(referenceAttentionBackwardProblem64(problem));
+      return options.backward ? options.backward(gradients, problem) : gradients;
     },
     matmul: async ({ a, b, bias, shape }) =>
       Float32Array.from(referenceMatmul64(a, b, shape.m, shape.k, shape.n, bias)),
@@ -234,6 +244,89 @@ export const BROKEN: Record<string, { wrap: WrapOptions; filter: RegExp; mustFai
   },
 };
 
+/** A scaled copy. */
+function scaled(values: Float32Array, factor: number): Float32Array {
+  return values.map((value) => value * factor);
+}
+
+/** The planted backward bugs the `backward/*` cases must catch. */
+export const BROKEN_BACKWARD: Record<string, { wrap: WrapOptions; mustFail: string[] }> = {
+  'gradQ and gradK off by the scale (scale applied twice)': {
+    wrap: {
+      backward: (g, problem) => ({
+        ...g,
+        gradQ: scaled(g.gradQ, problem.scale),
+        gradK: scaled(g.gradK, problem.scale),
+      }),
+    },
+    mustFail: ['backward/default', 'backward/scale', 'backward/causal', 'backward/gqa'],
+  },
+  'gradK/gradV not summed over a GQA group (only its first query head)': {
+    wrap: {
+      backward: (g, problem) => {
+        const { queryHeads: Hq, kvHeads: Hkv } = problem.shape;
+        if (Hq === Hkv) return g;
+        // Recompute with the group reduced to its first head: gradients of the other heads dropped.
+        const group = Hq / Hkv;
+        const dO = problem.gradOutput.slice();
+        const { batch: B, queryLength: Lq, valueDim: Dv } = problem.shape;
+        for (let b = 0; b < B; b++)
+          for (let h = 0; h < Hq; h++)
+            if (h % group !== 0) dO.fill(0, (b * Hq + h) * Lq * Dv, (b * Hq + h + 1) * Lq * Dv);
+        const firstOnly = roundGradients(referenceAttentionBackwardProblem64({ ...problem, gradOutput: dO }));
+        return { ...g, gradK: firstOnly.gradK, gradV: firstOnly.gradV };
+      },
+    },
+    mustFail: ['backward/gqa', 'backward/mqa-causal', 'backward/everything'],
+  },
+  'gradSinks with the wrong sign': {
+    wrap: {
+      backward: (g) => (g.gradSinks ? { ...g, gradSinks: scaled(g.gradSinks, -1) } : g),
+    },
+    mustFail: ['backward/sinks', 'backward/sinks-large', 'backward/everything'],
+  },
+  'gradBias not summed over its broadcast dimensions (the first cell only)': {
+    wrap: {
+      backward: (g, problem) => {
+        if (!problem.bias || !g.gradBias) return g;
+        // the bug: only the [0, 0, 0, :] cells' dS instead of the sum over broadcast dims
+        const first = referenceAttentionBackwardProblem64({ ...problem, gradOutput: firstRowOnly(problem) });
+        return { ...g, gradBias: Float32Array.from(first.gradBias as Float64Array) };
+      },
+    },
+    mustFail: ['backward/bias-per-head', 'backward/bias-key-row', 'backward/bias-scalar'],
+  },
+  'fully masked rows return NaN (exp(-inf - -inf))': {
+    wrap: {
+      backward: (g, problem) => {
+        const { batch: B, queryHeads: Hq, queryLength: Lq, headDim: D } = problem.shape;
+        const gradQ = g.gradQ.slice();
+        for (let row = 0; row < B * Hq * Lq; row++)
+          if (problem.lse[row] === Number.NEGATIVE_INFINITY) gradQ.fill(Number.NaN, row * D, (row + 1) * D);
+        return { ...g, gradQ };
+      },
+    },
+    mustFail: ['backward/masked-batch-row', 'backward/masked-rows-causal'],
+  },
+  'dV from the unnormalised weights (lse ignored)': {
+    wrap: {
+      backward: (g, problem) => ({ ...g, gradV: scaled(g.gradV, Math.exp(problem.lse[0])) }),
+    },
+    mustFail: ['backward/default', 'backward/causal'],
+  },
+};
+
+/** gradOutput with every row but the first query of the first head of each batch zeroed. */
+function firstRowOnly(problem: AttentionBackwardProblem): Float32Array {
+  const { batch: B, queryHeads: Hq, queryLength: Lq, valueDim: Dv } = problem.shape;
+  const dO = new Float32Array(problem.gradOutput.length);
+  for (let b = 0; b < B; b++) {
+    const row = (b * Hq + 0) * Lq + 0;
+    dO.set(problem.gradOutput.subarray(row * Dv, (row + 1) * Dv), row * Dv);
+  }
+  return dO;
+}
+
 /**
  * A backend that says it lacks `missing` features and has `limits`, but does not use `createBackend`'s
  * capability check: it runs every call anyway (`honest: false`) — a silent-ignore bug.
@@ -263,6 +356,7 @@ export function ignoringBackend(
       // Stripping options changes what the call returns; the cast is the bug's, not the API's.
       return inner.attention(inputs, stripped) as Promise<AttentionResultFor<O>>;
     },
+    attentionBackward: (inputs, options) => inner.attentionBackward(inputs, options),
     matmul: (inputs) => inner.matmul(inputs),
     createKVCache: (config) => inner.createKVCache(config),
     memory: () => inner.memory(),

@@ -12,6 +12,7 @@ import {
   validateFactoryOptions,
 } from '@attnkit/spec';
 import { blockedAttention } from './attention.js';
+import { rowwiseBackward } from './backward.js';
 import { CpuKVCache } from './cache.js';
 import { blockedMatmul } from './matmul.js';
 import { Scratch } from './scratch.js';
@@ -73,7 +74,7 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     return bytes;
   };
   const capabilities: BackendCapabilities = {
-    features: [...ALL_FEATURES, 'kvCache'],
+    features: [...ALL_FEATURES, 'kvCache', 'backward'],
     // No limits beyond the spec's own element cap, which validation already enforces on every tensor
     limits: {},
     tolerance: CPU_TOLERANCE,
@@ -87,6 +88,8 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     capabilities: () => capabilities,
     init: async () => {},
     attention: async (problem) => blockedAttention(problem, scratch, sizes),
+    // float64, row by row, from its own float64 statistics (backward.ts says why)
+    attentionBackward: async (problem) => rowwiseBackward(problem),
     matmul: async (problem) => blockedMatmul(problem, scratch),
     createKVCache: (config) => {
       const cache = new CpuKVCache(config, (disposed) => caches.delete(disposed));

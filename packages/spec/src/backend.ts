@@ -73,6 +73,12 @@ export const ALL_FEATURES: readonly AttentionFeature[] = [
   'valueDim',
 ];
 
+/**
+ * Features that are methods of a backend rather than options of `attention`: `createKVCache` and
+ * `attentionBackward`. A capabilities list holds {@link ALL_FEATURES} members and these, nothing else.
+ */
+export const METHOD_FEATURES: readonly AttentionFeature[] = ['kvCache', 'backward'];
+
 /** Per-dimension upper bounds. Absent means "as large as memory allows". */
 export interface BackendLimits {
   batch?: number;

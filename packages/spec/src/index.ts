@@ -14,6 +14,7 @@ export {
   type BackendLimits,
   type BackendMemory,
   createBackend,
+  METHOD_FEATURES,
   requiredFeatures,
   type Tolerance,
 } from './backend.js';
@@ -79,6 +80,12 @@ export {
   splitHeads,
   validateLayer,
 } from './layer.js';
+export {
+  type LayerStepInputs,
+  type LayerStepOptions,
+  type LayerStepShape,
+  multiHeadAttentionStep,
+} from './layer-step.js';
 export { isVisible, kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
 export {
   type ReferenceProblem,
@@ -89,6 +96,14 @@ export {
   referenceMatmulInputs64,
 } from './reference.js';
 export { createReferenceBackend, default } from './reference-backend.js';
+export {
+  applyRotary,
+  type ResolvedRotary,
+  type RotaryOptions,
+  type RotaryShape,
+  resolveRotary,
+  rotateInPlace,
+} from './rope.js';
 export {
   snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,

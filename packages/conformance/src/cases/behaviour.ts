@@ -141,7 +141,7 @@ interface RepeatSize {
  * tiny one with fewer calls (at least 50), else null (omitted). Leaks are per call, so a tiny call
  * still shows one in backend.memory().
  */
-function planRepeats(
+export function planRepeats(
   options: ResolvedConformanceOptions,
   sizes: readonly RepeatSize[],
 ): { size: number; calls: number; note: string | null } | null {
@@ -168,7 +168,7 @@ function planRepeats(
  * `calls` sequential calls: after a warm-up, backend.memory() must stay flat (within one call's
  * tensors) and, in Node, the process heap must not grow past a slack.
  */
-async function repeated(
+export async function repeated(
   context: CaseContext,
   total: number,
   perCallBytes: number,

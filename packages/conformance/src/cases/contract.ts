@@ -8,6 +8,7 @@ import {
   type BackendCapabilities,
   type BackendLimits,
   type MatmulInputs,
+  METHOD_FEATURES,
   referenceAttentionProblem64,
   validateAttention,
 } from '@attnkit/spec';
@@ -267,7 +268,7 @@ function lifecycleCases(): ConformanceCase[] {
       async (context) => {
         const problems: string[] = [];
         const caps = context.capabilities;
-        const known = new Set<string>([...ALL_FEATURES, 'kvCache']);
+        const known = new Set<string>([...ALL_FEATURES, ...METHOD_FEATURES]);
         if (!Array.isArray(caps.features)) problems.push('features is not an array');
         else
           for (const feature of caps.features)

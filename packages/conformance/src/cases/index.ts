@@ -1,4 +1,5 @@
 import type { ConformanceCase } from '../types.js';
+import { backwardCases } from './backward.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
 import { contractCases } from './contract.js';
@@ -18,6 +19,7 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...backwardCases(),
     ];
   return cached;
 }

@@ -1,0 +1,171 @@
+import {
+  type AttentionBackend,
+  type AttentionGradients,
+  type AttentionInputs,
+  type AttentionOptions,
+  type AttentionProblem,
+  type BackendCapabilities,
+  referenceAttentionBackwardProblem64,
+  referenceAttentionProblem64,
+  type Tolerance,
+  validateAttention,
+} from '@attnkit/spec';
+import { expectRejection, outcomeOf, unsupportedReason } from './check.js';
+import { Comparison, describe } from './compare.js';
+import { type NaiveGradients32, naiveAttentionBackward32 } from './naive-backward.js';
+import type { CaseOutcome } from './types.js';
+
+/** Why a backward problem cannot run on these capabilities, or null when it can. */
+export function backwardUnsupportedReason(
+  name: string,
+  capabilities: BackendCapabilities,
+  problem: AttentionProblem,
+): string | null {
+  if (!capabilities.features.includes('backward')) return `backend "${name}" does not list backward`;
+  return unsupportedReason(name, capabilities, { ...problem, returnLse: false, returnWeights: false });
+}
+
+function bytesOf(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
+}
+
+function sameBytes(view: ArrayBufferView, before: Uint8Array): boolean {
+  const now = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
+  return true;
+}
+
+/** Every array a backward call reads, by name. */
+function backwardViews(
+  inputs: AttentionInputs,
+  extra: Record<'output' | 'lse' | 'gradOutput', Float32Array>,
+  options: AttentionOptions,
+): [string, ArrayBufferView][] {
+  const views: [string, ArrayBufferView][] = [
+    ['q', inputs.q],
+    ['k', inputs.k],
+    ['v', inputs.v],
+    ['output', extra.output],
+    ['lse', extra.lse],
+    ['gradOutput', extra.gradOutput],
+  ];
+  if (options.bias) views.push(['options.bias.data', options.bias.data]);
+  for (const key of ['keyMask', 'alibiSlopes', 'sinks'] as const) {
+    const value = options[key];
+    if (value) views.push([`options.${key}`, value]);
+  }
+  return views;
+}
+
+/**
+ * Gradients against the float64 reference gradient of the same problem, each tensor with the naive
+ * float32 yardstick per row of its last dimension (gradQ/gradK rows of D, gradV of Dv, gradBias of
+ * its last axis, gradSinks one per head). gradBias/gradSinks must be present exactly when the
+ * problem has a bias/sinks.
+ */
+export function compareGradients(
+  comparison: Comparison,
+  gradients: AttentionGradients | undefined,
+  problem: AttentionProblem,
+  gradOutput: Float32Array,
+  label = '',
+): void {
+  if (typeof gradients !== 'object' || gradients === null) {
+    comparison.fail(`${label}gradients: expected an object, got ${describe(gradients)}`);
+    return;
+  }
+  const reference = referenceAttentionBackwardProblem64({ ...problem, gradOutput });
+  let naive: NaiveGradients32 | null = null;
+  const lazy = () => {
+    naive ??= naiveAttentionBackward32(problem, gradOutput);
+    return naive;
+  };
+  const { headDim: D, valueDim: Dv } = problem.shape;
+  comparison.tensor(`${label}gradQ`, gradients.gradQ, reference.gradQ, () => lazy().gradQ, D);
+  comparison.tensor(`${label}gradK`, gradients.gradK, reference.gradK, () => lazy().gradK, D);
+  comparison.tensor(`${label}gradV`, gradients.gradV, reference.gradV, () => lazy().gradV, Dv);
+  if (reference.gradBias && problem.bias) {
+    const row = problem.bias.shape[3];
+    comparison.tensor(`${label}gradBias`, gradients.gradBias, reference.gradBias, () => lazy().gradBias, row);
+  } else if (gradients.gradBias !== undefined) {
+    comparison.fail(`${label}gradBias: returned without a bias (expected absent)`);
+  }
+  if (reference.gradSinks) {
+    comparison.tensor(`${label}gradSinks`, gradients.gradSinks, reference.gradSinks, () => lazy().gradSinks);
+  } else if (gradients.gradSinks !== undefined) {
+    comparison.fail(`${label}gradSinks: returned without sinks (expected absent)`);
+  }
+}
+
+/**
+ * One backward call checked end to end. The backend's own forward (with `returnLse`) produces the
+ * `output` and `lse` its backward receives, as a training loop would; its gradients must then match
+ * the float64 reference gradient within the declared tolerance, and every input must come back
+ * unchanged. When the capabilities cannot run the problem, the call must reject `unsupported`.
+ * `onGradients` sees the result (the determinism case compares two).
+ */
+export async function checkBackward(
+  backend: AttentionBackend,
+  capabilities: BackendCapabilities,
+  tolerance: Tolerance,
+  inputs: AttentionInputs,
+  gradOutput: Float32Array,
+  options: AttentionOptions = {},
+  onGradients?: (gradients: AttentionGradients) => void,
+): Promise<CaseOutcome> {
+  const problem = validateAttention(inputs, options);
+  const reason = backwardUnsupportedReason(backend.name, capabilities, problem);
+  if (reason !== null) {
+    // Valid output/lse from the reference, so only the missing capability can reject the call.
+    const forward = referenceAttentionProblem64({ ...problem, returnLse: true, returnWeights: false });
+    const call = () =>
+      backend.attentionBackward(
+        {
+          ...inputs,
+          output: Float32Array.from(forward.output),
+          lse: Float32Array.from(forward.lse as Float64Array),
+          gradOutput,
+        },
+        options,
+      );
+    const outcome = await expectRejection(call, 'unsupported');
+    return {
+      ...outcome,
+      message: outcome.ok
+        ? `rejected as expected: ${outcome.message}`
+        : `${outcome.message} (capabilities say: ${reason})`,
+    };
+  }
+  let output: Float32Array;
+  let lse: Float32Array;
+  try {
+    const forward = await backend.attention(inputs, { ...options, returnLse: true });
+    output = forward.output;
+    lse = forward.lse;
+  } catch (error) {
+    return {
+      ok: false,
+      expectation: 'match-reference',
+      message: `forward attention rejected: ${describe(error)}`,
+    };
+  }
+  const views = backwardViews(inputs, { output, lse, gradOutput }, options);
+  const before = views.map(([, view]) => bytesOf(view));
+  let gradients: AttentionGradients;
+  try {
+    gradients = await backend.attentionBackward({ ...inputs, output, lse, gradOutput }, options);
+  } catch (error) {
+    return {
+      ok: false,
+      expectation: 'match-reference',
+      message: `attentionBackward rejected: ${describe(error)}`,
+    };
+  }
+  const comparison = new Comparison(tolerance);
+  compareGradients(comparison, gradients, problem, gradOutput);
+  views.forEach(([name, view], index) => {
+    if (!sameBytes(view, before[index])) comparison.fail(`${name} was modified by the backend`);
+  });
+  onGradients?.(gradients);
+  return outcomeOf(comparison);
+}
