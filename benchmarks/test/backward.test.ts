@@ -1,3 +1,4 @@
+import { createCpuBackend } from '@attnkit/cpu';
 import {
   ALL_FEATURES,
   createBackend,
@@ -121,6 +122,8 @@ describe('backward subjects agree with the float64 reference gradients (causal, 
   it('TF.js cpu tf.grads', () => expectGradientsMatch(tfjsPeer('cpu')));
   it('TF.js wasm tf.grads (on the wasm backend: init and prepareBackward check tf.getBackend())', () =>
     expectGradientsMatch(tfjsWasmNodePeer()));
+  it('@attnkit/cpu under its declared tolerance (its capabilities list backward)', () =>
+    expectGradientsMatch(backendSubject('cpu', 'cpu', async () => createCpuBackend())));
   it('the reference backend through the gate (backendSubject)', () =>
     expectGradientsMatch(backendSubject('reference', 'reference', async () => createReferenceBackend())));
 
@@ -189,12 +192,13 @@ describe('checkBackward', () => {
     // an error of 3e-3 on one gradQ element, naive float32 error 1e-3 in that row
     const gradQ = Float32Array.from(ref.gradQ);
     gradQ[3] += 3e-3;
-    const naive32 = {
+    const tensors = {
       output: ref.output,
       gradQ: Float64Array.from(ref.gradQ, (x, i) => (i === 0 ? x + 1e-3 : x)),
       gradK: ref.gradK,
       gradV: ref.gradV,
     };
+    const naive32 = () => tensors;
     const tolerance = { atol: 1e-6, rtol: 1e-5 };
     const got = { ...exact.grads, gradQ };
     const forward = { output: exact.output, lse: null };
@@ -205,7 +209,8 @@ describe('checkBackward', () => {
       checkBackward(forward, got, { ...ref, naive32 }, { ...tolerance, fudge: 2 }, inputs.shape).pass,
     ).toBe(false);
     // another row's naive error lends nothing (row 1 of gradQ starts at D = 8)
-    const elsewhere = { ...naive32, gradQ: Float64Array.from(ref.gradQ, (x, i) => (i === 8 ? x + 1 : x)) };
+    const moved = { ...tensors, gradQ: Float64Array.from(ref.gradQ, (x, i) => (i === 8 ? x + 1 : x)) };
+    const elsewhere = () => moved;
     expect(
       checkBackward(forward, got, { ...ref, naive32: elsewhere }, { ...tolerance, fudge: 4 }, inputs.shape)
         .pass,
