@@ -32,13 +32,21 @@ export {
   ortPeer,
 } from './peers/ort.js';
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
+export {
+  type ProbeHooks,
+  probeYardsticks,
+  type RssProbeResult,
+  rssProbe,
+} from './probe.js';
 export { referenceFor } from './reference.js';
 export {
+  BACKWARD_RUN,
   type BackwardPhases,
   type CheckResult,
   checkOutput,
   FULL_RUN,
   type MemoryMeasure,
+  QUICK_BACKWARD_RUN,
   QUICK_RUN,
   type ResultRow,
   type RunHooks,

@@ -124,7 +124,7 @@ export function backendSubject(id: string, label: string, factory: BackendFactor
       // read from the capabilities, so a backend picks the mode up the day it lists the feature
       return backend.capabilities.features.includes('backward')
         ? null
-        : `${id}: capabilities do not list 'backward' (no attentionBackward yet)`;
+        : "capabilities do not list 'backward' (no attentionBackward yet)";
     },
     async prepareBackward(w, inputs) {
       const b = backend;

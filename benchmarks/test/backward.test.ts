@@ -30,7 +30,7 @@ import {
   type Workload,
   workloadFlops,
 } from '../src/index.js';
-import { tfjsWasmNodePeer } from '../src/node.js';
+import { currentRssBytes, peakRssBytes, resetPeakRss, tfjsWasmNodePeer } from '../src/node.js';
 
 /** One repetition, no budget pressure, the reference check on every size. */
 const ONE_REP: RunOptions = {
@@ -377,5 +377,20 @@ describe('the backward mode in the runner', () => {
     expect(backwardReferenceFor(w, inputs).output).toEqual(
       referenceAttention64({ q, k, v, shape }, { causal: false }).output,
     );
+  });
+});
+
+describe('the RSS high-water mark (Linux procfs)', () => {
+  it('sees a 64 MiB buffer touched since the reset, and the reset brings it back to the current RSS', () => {
+    expect(resetPeakRss()).toBe(true);
+    const before = peakRssBytes() as number;
+    expect(before).toBeGreaterThan(0);
+    const buffer = new Float64Array(8 * 2 ** 20).fill(1);
+    const after = peakRssBytes() as number;
+    expect(after - before).toBeGreaterThanOrEqual(60 * 2 ** 20);
+    expect(buffer[buffer.length - 1]).toBe(1);
+    expect(resetPeakRss()).toBe(true);
+    // right after a reset the mark is the resident set (both read from the same procfs file)
+    expect(Math.abs((peakRssBytes() as number) - (currentRssBytes() as number))).toBeLessThan(8 * 2 ** 20);
   });
 });
