@@ -30,7 +30,7 @@ export function queryBlockFor(sizes: BlockSizes, groupSize: number): number {
  * so each query element is loaded once per four multiply-adds. Each dot sums over `d` in order, so a
  * key's score has the same bits whichever group of four (or {@link dots2} pair) it falls in.
  */
-function dots1(
+export function dots1(
   q: Float32Array,
   qo: number,
   k: Float32Array,
@@ -72,7 +72,7 @@ function dots1(
 }
 
 /** {@link dots1} for two query rows at once (2 x 4 register block: six loads per eight multiply-adds). */
-function dots2(
+export function dots2(
   q: Float32Array,
   qa: number,
   qb: number,

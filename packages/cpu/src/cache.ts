@@ -4,10 +4,10 @@ import {
   type KVCacheAppendProblem,
   type KVCacheAttentionProblem,
   type KVCacheImplementation,
-  kvHeadFor,
   type ResolvedKVCacheConfig,
   visibleKeyRange,
 } from '@attnkit/spec';
+import { dots1, dots2 } from './attention.js';
 
 /**
  * Tokens per page, per (row, kv head). A page of K is `256 * D` float32: big enough that the
@@ -25,6 +25,8 @@ const NEG_INF = Number.NEGATIVE_INFINITY;
 export class CpuKVCache implements KVCacheImplementation {
   private readonly keyPages: Float32Array[][];
   private readonly valuePages: Float32Array[][];
+  /** Per page: does it hold a NaN or infinite value (then the value pass must skip zero weights)? */
+  private readonly nonFinitePages: boolean[][];
   private readonly lengths: number[];
   private heldBytes = 0;
 
@@ -35,6 +37,7 @@ export class CpuKVCache implements KVCacheImplementation {
     const streams = config.batch * config.kvHeads;
     this.keyPages = Array.from({ length: streams }, (): Float32Array[] => []);
     this.valuePages = Array.from({ length: streams }, (): Float32Array[] => []);
+    this.nonFinitePages = Array.from({ length: streams }, (): boolean[] => []);
     this.lengths = new Array<number>(config.batch).fill(0);
     // capacity is a reservation hint: allocate its pages now so the first appends do not
     const pages = Math.ceil(config.capacity / PAGE_TOKENS);
@@ -56,6 +59,7 @@ export class CpuKVCache implements KVCacheImplementation {
       values.push(
         allocating('cache.append', 'KV cache page', bytes, () => new Float32Array(PAGE_TOKENS * Dv)),
       );
+      this.nonFinitePages[stream].push(false);
       this.heldBytes += bytes;
     }
   }
@@ -79,7 +83,11 @@ export class CpuKVCache implements KVCacheImplementation {
           const run = Math.min(kept[b] - t, PAGE_TOKENS - offset);
           const from = source + t;
           this.keyPages[stream][page].set(k.subarray(from * D, (from + run) * D), offset * D);
-          this.valuePages[stream][page].set(v.subarray(from * Dv, (from + run) * Dv), offset * Dv);
+          const chunk = v.subarray(from * Dv, (from + run) * Dv);
+          this.valuePages[stream][page].set(chunk, offset * Dv);
+          // A flag stays set after a truncate: the sparse pass is correct for finite pages too.
+          if (!this.nonFinitePages[stream][page] && !allFinite(chunk))
+            this.nonFinitePages[stream][page] = true;
           t += run;
         }
       }
@@ -96,6 +104,13 @@ export class CpuKVCache implements KVCacheImplementation {
     return this.compute(problem);
   }
 
+  /**
+   * Per (row b, kv head g, query i): the `G = Hq / Hkv` query heads that read this kv head go
+   * together, so each page of keys and values is loaded once per group, not once per head. Dots are
+   * register-blocked two rows by four keys (the stateless kernel's `dots2`), values one row by four
+   * keys; a page whose values hold a NaN or an infinity (flagged at append) takes a sparse value pass
+   * that skips weights of exactly 0, so `0 * Infinity` never happens. Online softmax per row, float64.
+   */
   private compute(problem: KVCacheAttentionProblem): AttentionResult {
     const {
       batch: B,
@@ -106,6 +121,7 @@ export class CpuKVCache implements KVCacheImplementation {
       valueDim: Dv,
     } = problem.shape;
     const { q, scale, softcap, alibiSlopes, sinks, causal, slidingWindow } = problem;
+    const G = Hq / Hkv;
     const output = allocating(
       'cache.attention',
       'output',
@@ -113,22 +129,24 @@ export class CpuKVCache implements KVCacheImplementation {
       () => new Float32Array(B * Hq * Lq * Dv),
     );
     const lse = problem.returnLse ? new Float32Array(B * Hq * Lq) : undefined;
-    const scores = new Float64Array(PAGE_TOKENS);
-    const acc = new Float64Array(Dv);
+    const scores = new Float64Array(G * PAGE_TOKENS);
+    const acc = new Float64Array(G * Dv);
+    const rowMax = new Float64Array(G);
+    const rowSum = new Float64Array(G);
     for (let b = 0; b < B; b++) {
       const Lk = problem.lengths[b];
-      for (let h = 0; h < Hq; h++) {
-        const stream = b * Hkv + kvHeadFor(h, Hq, Hkv);
+      for (let g = 0; g < Hkv; g++) {
+        const stream = b * Hkv + g;
         const keyPages = this.keyPages[stream];
         const valuePages = this.valuePages[stream];
-        const slope = alibiSlopes === null ? 0 : alibiSlopes[h];
+        const nonFinite = this.nonFinitePages[stream];
         for (let i = 0; i < Lq; i++) {
-          const row = (b * Hq + h) * Lq + i;
-          const qo = row * D;
           const position = Lk - Lq + i;
           const { start, end } = visibleKeyRange(position, Lk, causal, slidingWindow);
-          let m = NEG_INF;
-          let l = 0;
+          /** Offset in q (times D) and in the output (times Dv) of head r of the group. */
+          const rowOf = (r: number) => (b * Hq + g * G + r) * Lq + i;
+          rowMax.fill(NEG_INF);
+          rowSum.fill(0);
           acc.fill(0);
           for (let page = Math.floor(start / PAGE_TOKENS); page * PAGE_TOKENS < end; page++) {
             const first = page * PAGE_TOKENS;
@@ -136,49 +154,79 @@ export class CpuKVCache implements KVCacheImplementation {
             const je = Math.min(end, first + PAGE_TOKENS) - first;
             const keys = keyPages[page];
             const values = valuePages[page];
-            let blockMax = NEG_INF;
-            for (let j = js; j < je; j++) {
-              const ko = j * D;
-              let dot = 0;
-              for (let d = 0; d < D; d++) dot += q[qo + d] * keys[ko + d];
-              let s = scale * dot;
-              if (softcap !== null) s = softcap * Math.tanh(s / softcap);
-              if (alibiSlopes !== null) s += -slope * (position - (first + j));
-              scores[j] = s;
-              blockMax = Math.max(blockMax, s); // Math.max lets NaN through, as the reference does
+            let r = 0;
+            for (; r + 1 < G; r += 2) {
+              dots2(
+                q,
+                rowOf(r) * D,
+                rowOf(r + 1) * D,
+                keys,
+                0,
+                D,
+                js,
+                je,
+                scores,
+                r * PAGE_TOKENS,
+                (r + 1) * PAGE_TOKENS,
+              );
             }
-            if (blockMax === NEG_INF) continue;
-            const next = Math.max(m, blockMax);
-            const alpha = m === NEG_INF ? 0 : Math.exp(m - next);
-            if (alpha !== 1) {
-              l *= alpha;
-              for (let d = 0; d < Dv; d++) acc[d] *= alpha;
-            }
-            m = next;
-            for (let j = js; j < je; j++) {
-              const e = Math.exp(scores[j] - m);
-              l += e;
-              if (e === 0) continue; // a weight of 0 must not turn an infinite value into NaN
-              const vo = j * Dv;
-              for (let d = 0; d < Dv; d++) acc[d] += e * values[vo + d];
+            if (r < G) dots1(q, rowOf(r) * D, keys, 0, D, js, je, scores, r * PAGE_TOKENS);
+            for (let r = 0; r < G; r++) {
+              const h = g * G + r;
+              const base = r * PAGE_TOKENS;
+              const slope = alibiSlopes === null ? 0 : alibiSlopes[h];
+              let blockMax = NEG_INF;
+              for (let j = js; j < je; j++) {
+                let x = scale * scores[base + j];
+                if (softcap !== null) x = softcap * Math.tanh(x / softcap);
+                if (alibiSlopes !== null) x += -slope * (position - (first + j));
+                scores[base + j] = x;
+                blockMax = Math.max(blockMax, x); // Math.max lets NaN through, as the reference does
+              }
+              if (blockMax === NEG_INF) continue;
+              const m = rowMax[r];
+              const next = Math.max(m, blockMax);
+              const alpha = m === NEG_INF ? 0 : Math.exp(m - next);
+              const ao = r * Dv;
+              if (alpha !== 1) {
+                rowSum[r] *= alpha;
+                for (let d = 0; d < Dv; d++) acc[ao + d] *= alpha;
+              }
+              rowMax[r] = next;
+              let sum = 0;
+              for (let j = js; j < je; j++) {
+                const e = Math.exp(scores[base + j] - next);
+                scores[base + j] = e;
+                sum += e;
+              }
+              rowSum[r] += sum;
+              if (nonFinite[page]) accumulateSparse(acc, ao, scores, base, values, Dv, js, je);
+              else accumulateDense(acc, ao, scores, base, values, Dv, js, je);
             }
           }
-          if (sinks !== null && sinks[h] !== NEG_INF) {
-            // the sink is one more logit in the denominator, with no value
-            const sink = sinks[h];
-            const next = Math.max(m, sink);
-            const alpha = m === NEG_INF ? 0 : Math.exp(m - next);
-            l = l * alpha + Math.exp(sink - next);
-            for (let d = 0; d < Dv; d++) acc[d] *= alpha;
-            m = next;
+          for (let r = 0; r < G; r++) {
+            const h = g * G + r;
+            const row = rowOf(r);
+            let m = rowMax[r];
+            let l = rowSum[r];
+            const ao = r * Dv;
+            if (sinks !== null && sinks[h] !== NEG_INF) {
+              // the sink is one more logit in the denominator, with no value
+              const sink = sinks[h];
+              const next = Math.max(m, sink);
+              const alpha = m === NEG_INF ? 0 : Math.exp(m - next);
+              l = l * alpha + Math.exp(sink - next);
+              for (let d = 0; d < Dv; d++) acc[ao + d] *= alpha;
+              m = next;
+            }
+            if (m === NEG_INF) {
+              if (lse) lse[row] = NEG_INF;
+              continue; // no visible key: the output row stays zero
+            }
+            const oo = row * Dv;
+            for (let d = 0; d < Dv; d++) output[oo + d] = acc[ao + d] / l;
+            if (lse) lse[row] = m + Math.log(l);
           }
-          if (m === NEG_INF) {
-            if (lse) lse[row] = NEG_INF;
-            continue; // no visible key: the output row stays zero
-          }
-          const oo = row * Dv;
-          for (let d = 0; d < Dv; d++) output[oo + d] = acc[d] / l;
-          if (lse) lse[row] = m + Math.log(l);
         }
       }
     }
@@ -188,7 +236,67 @@ export class CpuKVCache implements KVCacheImplementation {
   dispose(): void {
     for (const pages of this.keyPages) pages.length = 0;
     for (const pages of this.valuePages) pages.length = 0;
+    for (const flags of this.nonFinitePages) flags.length = 0;
     this.heldBytes = 0;
     this.onDispose(this);
   }
+}
+
+/** `acc[ao..] += sum_j w_j v_j` over `[js, je)`, four keys at a time: every value is finite here. */
+function accumulateDense(
+  acc: Float64Array,
+  ao: number,
+  weights: Float64Array,
+  base: number,
+  values: Float32Array,
+  Dv: number,
+  js: number,
+  je: number,
+): void {
+  let j = js;
+  for (; j + 3 < je; j += 4) {
+    const p0 = weights[base + j];
+    const p1 = weights[base + j + 1];
+    const p2 = weights[base + j + 2];
+    const p3 = weights[base + j + 3];
+    const v0 = j * Dv;
+    const v1 = v0 + Dv;
+    const v2 = v1 + Dv;
+    const v3 = v2 + Dv;
+    for (let d = 0; d < Dv; d++) {
+      acc[ao + d] += p0 * values[v0 + d] + p1 * values[v1 + d] + p2 * values[v2 + d] + p3 * values[v3 + d];
+    }
+  }
+  for (; j < je; j++) {
+    const p0 = weights[base + j];
+    const v0 = j * Dv;
+    for (let d = 0; d < Dv; d++) acc[ao + d] += p0 * values[v0 + d];
+  }
+}
+
+/** {@link accumulateDense} that skips weights of exactly 0: the page holds a NaN or an infinite value. */
+function accumulateSparse(
+  acc: Float64Array,
+  ao: number,
+  weights: Float64Array,
+  base: number,
+  values: Float32Array,
+  Dv: number,
+  js: number,
+  je: number,
+): void {
+  for (let j = js; j < je; j++) {
+    const p0 = weights[base + j];
+    if (p0 === 0) continue;
+    const v0 = j * Dv;
+    for (let d = 0; d < Dv; d++) acc[ao + d] += p0 * values[v0 + d];
+  }
+}
+
+function allFinite(values: Float32Array): boolean {
+  for (let index = 0; index < values.length; index++) {
+    const x = values[index];
+    if (x - x !== 0) return false;
+  }
+  return true;
 }

@@ -17,10 +17,9 @@ import { CpuKVCache } from './cache.js';
 import { blockedMatmul } from './matmul.js';
 import { Scratch } from './scratch.js';
 
-export { type BlockSizes, blockedAttention, queryBlockFor } from './attention.js';
-export { CpuKVCache, PAGE_TOKENS } from './cache.js';
-export { blockedMatmul } from './matmul.js';
-export { Scratch } from './scratch.js';
+// The public surface is the factory, its options and the constants a user plans with; kernels,
+// scratch and the cache class are internals (reached through the backend's methods).
+export { PAGE_TOKENS } from './cache.js';
 
 /** Options of {@link createCpuBackend}. Tile sizes change speed only, never results beyond rounding. */
 export interface CpuBackendOptions {

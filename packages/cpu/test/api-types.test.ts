@@ -20,6 +20,11 @@ describe('@attnkit/cpu public API', () => {
     expectTypeOf(createCpuBackend).toExtend<BackendFactory>();
   });
 
+  it('exports only the factory, its options and its constants', async () => {
+    const exports = Object.keys(await import('../src/index.js')).sort();
+    expect(exports).toEqual(['CPU_TOLERANCE', 'PAGE_TOKENS', 'createCpuBackend', 'default']);
+  });
+
   it('declares a tolerance of the spec type', () => {
     expectTypeOf(CPU_TOLERANCE).toExtend<Tolerance>();
     expect(createCpuBackend().capabilities.tolerance).toEqual(CPU_TOLERANCE);

@@ -2,6 +2,7 @@ import type { ConformanceCase } from '../types.js';
 import { backwardCases } from './backward.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
+import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -19,6 +20,7 @@ export function allCases(): ConformanceCase[] {
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),
+      ...cacheLayerCases(),
       ...backwardCases(),
     ];
   return cached;
