@@ -63,8 +63,11 @@ function forkChild(execArgv: string[] = []) {
   });
 }
 
-/** How long one probe child may take: one forward + backward at N = 16384 on the slowest backend, with slack. */
-const PROBE_DEADLINE_MS = 600_000;
+/**
+ * How long one probe child may take: one forward + backward at N = 16384 on the slowest backend
+ * with slack (cpu's float64 backward took 250 s there on a loaded 2-core machine).
+ */
+const PROBE_DEADLINE_MS = 900_000;
 
 /** The backward's RSS probe for one subject, in a fresh process (with a GC before the baseline). */
 function runProbeChild(entry: SubjectEntry, workload: Workload, seed: number): Promise<RssProbeResult> {
