@@ -179,13 +179,13 @@ const PROBE_HEAD = [
   'peak - before MiB',
   'one N^2 f32 buffer MiB',
   'delta / N^2',
-  'fwd ms',
-  'bwd ms',
+  'fwd ms (cold)',
+  'bwd ms (cold)',
   'finite',
 ];
 
 const PROBE_NOTE =
-  'RSS probe: one causal forward + backward (D 64, one head) in a fresh process per subject; "before" is the RSS after the inputs are made (after a GC), "peak" the kernel high-water mark (VmHWM, reset at "before").';
+  'RSS probe: one causal forward + backward (D 64, one head) in a fresh process per subject; "before" is the RSS after the inputs are made (after a GC), "peak" the kernel high-water mark (VmHWM, reset at "before"). No warm-up (it would hide the first call\'s allocations), so the times are of one cold call.';
 
 /** Terminal table of the RSS probe. */
 export function probeTableText(probes: readonly RssProbeResult[]): string {
