@@ -81,6 +81,16 @@ export {
   validateLayer,
 } from './layer.js';
 export {
+  type LayerActivations,
+  type LayerForward,
+  type LayerGradients,
+  type LayerGradientsOf,
+  multiHeadAttentionBackward,
+  multiHeadAttentionForward,
+  type ReferenceLayerGradients64,
+  referenceMultiHeadAttentionBackward64,
+} from './layer-backward.js';
+export {
   type LayerStepInputs,
   type LayerStepOptions,
   type LayerStepShape,

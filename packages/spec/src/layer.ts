@@ -46,7 +46,8 @@ export interface LayerInputs {
   shape: LayerShape;
 }
 
-interface ResolvedLayer {
+/** A validated layer call's sizes, every default applied. */
+export interface ResolvedLayer {
   batch: number;
   queryLength: number;
   keyLength: number;
@@ -59,22 +60,32 @@ interface ResolvedLayer {
 
 const LAYER = 'multiHeadAttention';
 
-/** The same real-type, real-length check as attention's tensors (a subclass's `length` cannot lie). */
-function tensor(argument: string, value: unknown, length: number, formula: string): Float32Array {
-  return float32Tensor(LAYER, argument, value, length, formula);
-}
-
 /** Validates a layer call up front, so nothing is projected before an argument is found wrong. */
 export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {}): ResolvedLayer {
-  if (typeof inputs !== 'object' || inputs === null) invalidArgument(LAYER, 'inputs', 'an object', inputs);
+  return validateLayerFor(LAYER, inputs, options);
+}
+
+/**
+ * {@link validateLayer} with errors named for `context` (the layer's backward validates the same
+ * inputs and says `multiHeadAttentionBackward: ...`).
+ */
+export function validateLayerFor(
+  context: string,
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): ResolvedLayer {
+  // The same real-type, real-length check as attention's tensors (a subclass's `length` cannot lie).
+  const tensor = (argument: string, value: unknown, length: number, formula: string) =>
+    float32Tensor(context, argument, value, length, formula);
+  if (typeof inputs !== 'object' || inputs === null) invalidArgument(context, 'inputs', 'an object', inputs);
   const shape = inputs.shape;
-  if (typeof shape !== 'object' || shape === null) invalidArgument(LAYER, 'shape', 'an object', shape);
+  if (typeof shape !== 'object' || shape === null) invalidArgument(context, 'shape', 'an object', shape);
   const modelDimValue: unknown = shape.modelDim;
   if (typeof modelDimValue !== 'number' || !Number.isInteger(modelDimValue) || modelDimValue < 1) {
-    invalidArgument(LAYER, 'shape.modelDim', 'a positive integer', modelDimValue);
+    invalidArgument(context, 'shape.modelDim', 'a positive integer', modelDimValue);
   }
   const { modelDim: _modelDim, ...attentionShape } = shape;
-  const s = resolveShape(attentionShape, LAYER);
+  const s = resolveShape(attentionShape, context);
   const r: ResolvedLayer = { ...s, modelDim: modelDimValue };
   const {
     batch: B,
@@ -91,14 +102,14 @@ export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {
     tensor('context', inputs.context, B * Lk * M, `B*Lk*modelDim = ${B}*${Lk}*${M}`);
   else if (Lk !== Lq)
     invalidArgument(
-      LAYER,
+      context,
       'context',
       `a [B, Lk, modelDim] tensor since keyLength ${Lk} != queryLength ${Lq}`,
       undefined,
     );
   const w = inputs.weights;
   if (typeof w !== 'object' || w === null)
-    invalidArgument(LAYER, 'weights', 'an object { wq, wk, wv, wo }', w);
+    invalidArgument(context, 'weights', 'an object { wq, wk, wv, wo }', w);
   tensor('weights.wq', w.wq, M * Hq * D, `modelDim*Hq*D = ${M}*${Hq}*${D}`);
   tensor('weights.wk', w.wk, M * Hkv * D, `modelDim*Hkv*D = ${M}*${Hkv}*${D}`);
   tensor('weights.wv', w.wv, M * Hkv * Dv, `modelDim*Hkv*Dv = ${M}*${Hkv}*${Dv}`);
@@ -107,7 +118,7 @@ export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {
   if (w.bk !== undefined) tensor('weights.bk', w.bk, Hkv * D, `Hkv*D = ${Hkv}*${D}`);
   if (w.bv !== undefined) tensor('weights.bv', w.bv, Hkv * Dv, `Hkv*Dv = ${Hkv}*${Dv}`);
   if (w.bo !== undefined) tensor('weights.bo', w.bo, M, `modelDim = ${M}`);
-  resolveOptions(options, s, LAYER);
+  resolveOptions(options, s, context);
   return r;
 }
 
@@ -151,17 +162,32 @@ export function mergeHeads<T extends NumericArray>(
   return out;
 }
 
+/** What the layer's forward computed on its way to the output (the backward's saved activations). */
+export interface LayerForwardPass {
+  /** Projected queries, split into heads: `[B, Hq, Lq, D]`. */
+  q: Float32Array;
+  /** Projected keys, split: `[B, Hkv, Lk, D]`. */
+  k: Float32Array;
+  /** Projected values, split: `[B, Hkv, Lk, Dv]`. */
+  v: Float32Array;
+  /** The attention call's result (`output [B, Hq, Lq, Dv]`, `lse`/`weights` when asked). */
+  attended: AttentionResult;
+  /** The attention output with heads merged: `[B, Lq, Hq*Dv]`, the input of the out-projection. */
+  merged: Float32Array;
+  /** `[B, Lq, modelDim]`. */
+  output: Float32Array;
+}
+
 /**
- * The multi-head attention layer, written once over any backend's `matmul` and `attention`:
- * project (`x Wq + bq`, `ctx Wk + bk`, `ctx Wv + bv`), split heads, attend, merge heads, project out
- * (`Wo + bo`). Returns `output [B, Lq, modelDim]`, plus `lse`/`weights` of the attention if asked.
+ * The layer's forward on validated inputs, keeping every intermediate: {@link multiHeadAttention}
+ * returns the output, the training forward (layer-backward.ts) keeps the rest for the backward.
  */
-export async function multiHeadAttention(
+export async function layerForwardPass(
   backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
   inputs: LayerInputs,
-  options: AttentionOptions = {},
-): Promise<AttentionResult> {
-  const r = validateLayer(inputs, options);
+  r: ResolvedLayer,
+  options: AttentionOptions,
+): Promise<LayerForwardPass> {
   const {
     batch: B,
     queryLength: Lq,
@@ -181,11 +207,14 @@ export async function multiHeadAttention(
     project(source, B * Lk, w.wk, Hkv * D, w.bk),
     project(source, B * Lk, w.wv, Hkv * Dv, w.bv),
   ]);
+  const q = splitHeads(qFlat, B, Lq, Hq, D);
+  const k = splitHeads(kFlat, B, Lk, Hkv, D);
+  const v = splitHeads(vFlat, B, Lk, Hkv, Dv);
   const attended = await backend.attention(
     {
-      q: splitHeads(qFlat, B, Lq, Hq, D),
-      k: splitHeads(kFlat, B, Lk, Hkv, D),
-      v: splitHeads(vFlat, B, Lk, Hkv, Dv),
+      q,
+      k,
+      v,
       shape: {
         batch: B,
         queryHeads: Hq,
@@ -205,6 +234,21 @@ export async function multiHeadAttention(
     shape: { m: B * Lq, k: Hq * Dv, n: M },
     ...(w.bo && { bias: w.bo }),
   });
+  return { q, k, v, attended, merged, output };
+}
+
+/**
+ * The multi-head attention layer, written once over any backend's `matmul` and `attention`:
+ * project (`x Wq + bq`, `ctx Wk + bk`, `ctx Wv + bv`), split heads, attend, merge heads, project out
+ * (`Wo + bo`). Returns `output [B, Lq, modelDim]`, plus `lse`/`weights` of the attention if asked.
+ */
+export async function multiHeadAttention(
+  backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const r = validateLayer(inputs, options);
+  const { attended, output } = await layerForwardPass(backend, inputs, r, options);
   return { ...attended, output };
 }
 

@@ -30,6 +30,7 @@ import defaultFactory, {
   type LayerConfig,
   type MatmulInputs,
   type MatmulProblem,
+  METHOD_FEATURES,
   multiHeadAttention,
   type ParameterCount,
   type ReferenceResult64,
@@ -48,7 +49,17 @@ describe('value exports', () => {
     expect(Object.keys(spec).sort()).toEqual(
       [
         'ALL_FEATURES',
+        'METHOD_FEATURES',
         'AttnkitError',
+        'applyRotary',
+        'multiHeadAttentionStep',
+        'referenceAttentionBackward64',
+        'referenceAttentionBackwardProblem64',
+        'resolveRotary',
+        'rotateInPlace',
+        'roundGradients',
+        'snapshotAttentionBackwardProblem',
+        'validateAttentionBackward',
         'FLOAT32_MAX',
         'FLOAT32_MIN_NORMAL',
         'MAX_TENSOR_ELEMENTS',
@@ -68,12 +79,15 @@ describe('value exports', () => {
         'kvHeadFor',
         'mergeHeads',
         'multiHeadAttention',
+        'multiHeadAttentionBackward',
+        'multiHeadAttentionForward',
         'queryPosition',
         'referenceAttention64',
         'referenceAttentionProblem64',
         'referenceMatmul64',
         'referenceMatmulInputs64',
         'referenceMultiHeadAttention64',
+        'referenceMultiHeadAttentionBackward64',
         'requiredFeatures',
         'resolveOptions',
         'resolveShape',
@@ -119,8 +133,9 @@ describe('value exports', () => {
       kvCache: true,
       backward: true,
     };
-    // kvCache is a method of the backend, not an option of attention: the one feature ALL_FEATURES leaves out
-    expect([...ALL_FEATURES, 'kvCache'].sort()).toEqual(Object.keys(every).sort());
+    // kvCache and backward are methods of the backend, not options of attention: METHOD_FEATURES
+    expect([...ALL_FEATURES, ...METHOD_FEATURES].sort()).toEqual(Object.keys(every).sort());
+    expect([...METHOD_FEATURES].sort()).toEqual(['backward', 'kvCache']);
     expectTypeOf(ALL_FEATURES).toEqualTypeOf<readonly AttentionFeature[]>();
   });
 });

@@ -5,6 +5,9 @@
 //! and a `Params` block, and calls the exports below. The same source builds twice: a single-thread
 //! module, and a threads module (atomics + imported shared memory) whose instances, one per worker,
 //! pull work items from one atomic counter in `Params`.
+//!
+//! The backward pass (FlashAttention-2's schedule, one work item per chunk of key tiles) follows the
+//! forward at the end of the file; it reuses the forward's logits so that P matches the forward's lse.
 #![no_std]
 
 use core::arch::wasm32::*;
@@ -15,7 +18,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     unreachable()
 }
 
-/// One attention call. Mirrors `PARAM_*` offsets in `src/abi.ts` (32 little-endian 32-bit words).
+/// One attention call. Mirrors `PARAM` offsets in `src/abi.ts` (48 little-endian 32-bit words).
 /// Pointers are byte offsets into linear memory; 0 means "absent". `d4`/`dv4` are the head dims
 /// rounded up to a multiple of 4: the loader zero-pads q/k/v rows so the kernels never see a tail.
 #[repr(C)]
@@ -52,6 +55,38 @@ pub struct Params {
     counter: u32,
     scratch: u32,
     scratch_stride: u32,
+    // ---- backward only (a forward call leaves them 0) ----
+    /// 0: `attn_run` runs forward items; 1: backward key-tile items (`bwd_item`).
+    kind: u32,
+    /// dLoss/dOutput, rows of `dv4` like `out` (which holds the forward's output for the backward).
+    grad_out: u32,
+    /// `D_i = dot(dO_i, O_i)` per row (float64), written by `bwd_prep`.
+    delta: u32,
+    /// `n_chunks` dQ partials of `B*Hq*Lq*d4` floats, `gq_stride` bytes apart; the first is the result.
+    grad_q: u32,
+    gq_stride: u32,
+    /// Compensation (two-sum error) partials beside `grad_q`, or 0 when the chunks are short enough.
+    gq_comp: u32,
+    /// Key tiles are dealt round-robin into this many chunks, one work item each (with b, g).
+    n_chunks: u32,
+    grad_k: u32,
+    grad_v: u32,
+    /// float64 accumulators in the bias's own shape (its strides), or 0.
+    grad_bias: u32,
+    /// `[Hq]`, or 0.
+    grad_sinks: u32,
+    /// 1: one work item covers every batch (a bias broadcast over batch: its cells would collide).
+    merge_b: u32,
+    /// 1: one work item covers every kv head (a bias broadcast over heads).
+    merge_g: u32,
+    /// 1: some q, k or dO row holds NaN/inf: weighted sums skip zero weights (`0 * inf` is not 0).
+    guard: u32,
+    /// A row whose D, taken from the float32 output, could move dQ/dK by more than this (the bound
+    /// in `bwd_prep`) gets D recomputed from its probabilities instead.
+    exact_delta_above: f32,
+    /// One byte per row, set by `bwd_prep`: 1 where D was recomputed; such a row's dP - D is then
+    /// formed in float64 too (the same error, from dP's float32 sum, would come back otherwise).
+    exact_rows: u32,
 }
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -422,7 +457,11 @@ pub unsafe extern "C" fn attn_run(params: *const Params, worker: u32) {
         if item >= p.n_items {
             break;
         }
-        attn_item(p, item, scratch);
+        if p.kind == 1 {
+            bwd_item(p, item, scratch);
+        } else {
+            attn_item(p, item, scratch);
+        }
     }
 }
 
@@ -481,26 +520,74 @@ fn two_product_error(a: v128, b: v128, p: v128) -> v128 {
     f32x4_add(f32x4_add(e, f32x4_mul(al, bh)), f32x4_mul(al, bl))
 }
 
+/// The key-mask lanes of tile `[j0, j0 + nk)` from the batch's mask row (null: every key is
+/// visible, lanes untouched); false when no key of the tile is visible.
+unsafe fn key_lanes(mask: *const u8, j0: usize, nk: usize, lanes: *mut u32) -> bool {
+    if mask.is_null() {
+        return true;
+    }
+    let nk4 = (nk + 3) & !3;
+    let mut visible = 0;
+    for c in 0..nk4 {
+        let on = c < nk && *mask.add(j0 + c) != 0;
+        *lanes.add(c) = if on { u32::MAX } else { 0 };
+        visible += on as u32;
+    }
+    visible > 0
+}
+
 impl Item {
+    /// The item of query rows `[i0, i0 + nq)` of batch `b`, query head `h`.
+    unsafe fn new(p: &Params, b: usize, h: usize, i0: usize, nq: usize) -> Item {
+        let lk = p.lk as usize;
+        let shift = lk as i64 - p.lq as i64;
+        let causal = p.causal != 0;
+        let window = p.window as i64;
+        let (_, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
+        let (last_start, _) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
+        Item {
+            i0,
+            lk,
+            shift,
+            causal,
+            window,
+            scale: p.scale,
+            softcap: p.softcap,
+            bias: if p.bias != 0 {
+                (p.bias as usize as *const f32)
+                    .add(b * p.bias_sb as usize + h * p.bias_sh as usize + i0 * p.bias_si as usize)
+            } else {
+                core::ptr::null()
+            },
+            bias_si: p.bias_si as usize,
+            bias_sj: p.bias_sj as usize,
+            has_alibi: p.alibi != 0,
+            slope: if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 },
+            key_mask: if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() },
+            first_end,
+            last_start,
+        }
+    }
+
     /// Builds the key-mask lanes of tile `[j0, j0 + nk)`; false when no key of it is visible.
     unsafe fn key_lanes(&self, j0: usize, nk: usize, lanes: *mut u32) -> bool {
-        if self.key_mask.is_null() {
-            return true;
-        }
-        let nk4 = (nk + 3) & !3;
-        let mut visible = 0;
-        for c in 0..nk4 {
-            let on = c < nk && *self.key_mask.add(j0 + c) != 0;
-            *lanes.add(c) = if on { u32::MAX } else { 0 };
-            visible += on as u32;
-        }
-        visible > 0
+        key_lanes(self.key_mask, j0, nk, lanes)
     }
 
     /// Turns row `r`'s raw dot products in `srow[0..nk4]` into logits (scale, softcap, bias, ALiBi,
     /// masks as `-inf`); with bias or ALiBi, their rounding error goes to `lorow`. Returns the max.
+    /// With softcap and a non-null `throw`, `tanh(r / cap)` goes there (the backward's derivative).
     #[inline(always)]
-    unsafe fn logits(&self, r: usize, j0: usize, nk: usize, lanes: *const u32, srow: *mut f32, lorow: *mut f32) -> f32 {
+    unsafe fn logits(
+        &self,
+        r: usize,
+        j0: usize,
+        nk: usize,
+        lanes: *const u32,
+        srow: *mut f32,
+        lorow: *mut f32,
+        throw: *mut f32,
+    ) -> f32 {
         let nk4 = (nk + 3) & !3;
         let i = self.i0 + r;
         let pos = self.shift + i as i64;
@@ -540,7 +627,11 @@ impl Item {
             let mut x = f32x4_mul(ld(srow.add(c)), scale);
             if self.softcap > 0.0 {
                 let cv = f32x4_splat(self.softcap);
-                x = f32x4_mul(cv, tanh4(f32x4_div(x, cv)));
+                let t = tanh4(f32x4_div(x, cv));
+                if !throw.is_null() {
+                    st(throw.add(c), t);
+                }
+                x = f32x4_mul(cv, t);
             }
             let mut low = f32x4_splat(0.0);
             if !brow.is_null() {
@@ -657,31 +748,11 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
 
     let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
-    let (last_start, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
+    let (_, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
     let k_end = (last_end.max(first_end) as usize).min(lk);
     let k_begin = (first_start as usize).min(k_end);
 
-    let it = Item {
-        i0,
-        lk,
-        shift,
-        causal,
-        window,
-        scale: p.scale,
-        softcap: p.softcap,
-        bias: if p.bias != 0 {
-            (p.bias as usize as *const f32).add(b * p.bias_sb as usize + h * p.bias_sh as usize + i0 * p.bias_si as usize)
-        } else {
-            core::ptr::null()
-        },
-        bias_si: p.bias_si as usize,
-        bias_sj: p.bias_sj as usize,
-        has_alibi: p.alibi != 0,
-        slope: if p.alibi != 0 { *(p.alibi as usize as *const f32).add(h) } else { 0.0 },
-        key_mask: if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() },
-        first_end,
-        last_start,
-    };
+    let it = Item::new(p, b, h, i0, nq);
 
     // the sink starts the running max and sum: exp(sink - sink) is 1, or NaN for a NaN/+inf sink
     let l0 = if sink == NEG_INF { 0.0 } else { exp1(sink - sink) };
@@ -713,7 +784,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
         for r in 0..nq {
             let srow = s_buf.add(r * bk4);
             let lorow = lo_buf.add(r * bk4);
-            let rmax = it.logits(r, j0, nk, lanes, srow, lorow);
+            let rmax = it.logits(r, j0, nk, lanes, srow, lorow, core::ptr::null_mut());
             let m_old = *m_buf.add(r);
             let m_new = nan_max(m_old, rmax);
             if m_new == NEG_INF {
@@ -814,7 +885,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
             }
             let srow = s_buf.add(r * bk4);
             let lorow = lo_buf.add(r * bk4);
-            it.logits(r, j0, nk, lanes, srow, lorow);
+            it.logits(r, j0, nk, lanes, srow, lorow, core::ptr::null_mut());
             it.exponentiate(nk, m, srow, lorow);
             let l = *l_buf.add(r) + *lc_buf.add(r);
             let w = weights.add(r * lk + j0);
@@ -866,4 +937,612 @@ pub unsafe extern "C" fn matmul(a: *const f32, b: *const f32, bias: *const f32, 
             col += 1;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward: FlashAttention-2's schedule. `bwd_prep` forms D_i = dot(dO_i, O_i) (and the sinks'
+// gradient); then each work item owns a chunk of key tiles (tiles c, c + C, c + 2C, ... so that
+// causal chunks weigh the same) for one (batch, kv head): per key tile it walks the query tiles
+// that can see it, for every query head of the group, recomputes P from the forward's logits and
+// lse, and accumulates dV, dK in scratch (no race: it owns the tile) and dQ into its chunk's own
+// partial buffer (no race: it owns the chunk); `bwd_finish` sums the C partials in float64 in
+// chunk order. C depends on the shape only, so the bits do not depend on the thread count.
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes of scratch one worker needs for backward tiles of `bq x bk` and rows of `d4`/`dv4`.
+#[no_mangle]
+pub extern "C" fn bwd_scratch_bytes(bq: u32, bk: u32, d4: u32, dv4: u32) -> u32 {
+    let bk4 = (bk + 3) & !3;
+    // P, logit low parts (then dS for the bias), tanh, dP (then scale * dR); lse and D per row;
+    // dK and dV: the query tile's share, running sums and compensations; the tile's dQ; key lanes
+    (4 * bq * bk4 + 2 * bq + 3 * bk4 * (d4 + dv4) + bq * d4 + bk4) * 4 + 64
+}
+
+#[inline(always)]
+unsafe fn zero(p: *mut f32, n4: usize) {
+    let z = f32x4_splat(0.0);
+    let mut c = 0;
+    while c < n4 {
+        st(p.add(c), z);
+        c += 4;
+    }
+}
+
+/// `dot(a, b)` over `n4` floats in float64: float32 products are exact there.
+#[inline(always)]
+unsafe fn dot64(a: *const f32, b: *const f32, n4: usize) -> f64 {
+    let (mut lo, mut hi) = (f64x2_splat(0.0), f64x2_splat(0.0));
+    let mut c = 0;
+    while c < n4 {
+        let x = ld(a.add(c));
+        let y = ld(b.add(c));
+        lo = f64x2_add(lo, f64x2_mul(f64x2_promote_low_f32x4(x), f64x2_promote_low_f32x4(y)));
+        let x = i32x4_shuffle::<2, 3, 0, 1>(x, x);
+        let y = i32x4_shuffle::<2, 3, 0, 1>(y, y);
+        hi = f64x2_add(hi, f64x2_mul(f64x2_promote_low_f32x4(x), f64x2_promote_low_f32x4(y)));
+        c += 4;
+    }
+    let t = f64x2_add(lo, hi);
+    f64x2_extract_lane::<0>(t) + f64x2_extract_lane::<1>(t)
+}
+
+/// Largest |x| over `n4` floats (NaN ignored: pmax keeps the first operand).
+unsafe fn max_abs(x: *const f32, n4: usize) -> f32 {
+    let mut m = f32x4_splat(0.0);
+    let mut c = 0;
+    while c < n4 {
+        m = f32x4_pmax(m, f32x4_abs(ld(x.add(c))));
+        c += 4;
+    }
+    hmax(m)
+}
+
+/// A bound on `|dot(dO_i, O_i) - dot(dO_i, O_i exact)|` from the output's float32 rounding: half an
+/// ulp of each `O_d` (its exponent bits times 2^-24), weighted by `|dO_d|`.
+unsafe fn delta_error_bound(o: *const f32, g: *const f32, n4: usize) -> f64 {
+    let mut acc = f32x4_splat(0.0);
+    let mut c = 0;
+    while c < n4 {
+        let half_ulp = f32x4_mul(v128_and(ld(o.add(c)), u32x4_splat(0x7f80_0000)), f32x4_splat(5.960_464_5e-8));
+        acc = f32x4_add(acc, f32x4_mul(f32x4_abs(ld(g.add(c))), half_ulp));
+        c += 4;
+    }
+    // a margin for the bound's own float32 rounding
+    hsum(acc) as f64 * 1.001
+}
+
+/// `D_i` from the row's recomputed probabilities, `sum_j P_j dP_j / (sum_j P_j + P_sink)` with `dP`
+/// in float64: the output's own rounding does not enter, and the normalisation cancels the common
+/// factor that the float32 lse puts on every P. One row's scores, tile by tile, in `scratch`.
+unsafe fn exact_delta(p: &Params, b: usize, h: usize, i: usize, scratch: *mut f32) -> f64 {
+    let (hq, hkv, lq, lk) = (p.hq as usize, p.hkv as usize, p.lq as usize, p.lk as usize);
+    let (d4, dv4, bk) = (p.d4 as usize, p.dv4 as usize, p.block_k as usize);
+    let bk4 = (bk + 3) & !3;
+    let row = (b * hq + h) * lq + i;
+    let lse = *(p.lse as usize as *const f32).add(row);
+    let srow = scratch;
+    let lorow = srow.add(bk4);
+    let lanes = lorow.add(bk4) as *mut u32;
+    let it = Item::new(p, b, h, i, 1);
+    let split = !it.bias.is_null() || it.has_alibi;
+    let (start, end) = key_range(it.shift + i as i64, lk as i64, it.causal, it.window);
+    let kv0 = (b * hkv + h / (hq / hkv)) * lk;
+    let q = (p.q as usize as *const f32).add(row * d4);
+    let g = (p.grad_out as usize as *const f32).add(row * dv4);
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let mut j0 = start as usize;
+    while j0 < end as usize {
+        let nk = bk.min(end as usize - j0);
+        if key_lanes(it.key_mask, j0, nk, lanes) {
+            score_tile(q, (p.k as usize as *const f32).add((kv0 + j0) * d4), d4, 1, nk, srow, bk4);
+            it.logits(0, j0, nk, lanes, srow, lorow, core::ptr::null_mut());
+            probabilities(split, nk, lse, srow, lorow);
+            for c in 0..nk {
+                let w = *srow.add(c);
+                if w != 0.0 {
+                    num += w as f64 * dot64(g, (p.v as usize as *const f32).add((kv0 + j0 + c) * dv4), dv4);
+                    den += w as f64;
+                }
+            }
+        }
+        j0 += nk;
+    }
+    if p.sinks != 0 {
+        den += exp1(*(p.sinks as usize as *const f32).add(h) - lse) as f64;
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// Before the key-tile pass, on one thread: `D_i = dot(dO_i, O_i)` for every row (float64, rounded
+/// once) and, with sinks, `gradSinks[h] = -sum_{b,i} exp(sink_h - lse_i) D_i`, summed in float64 in
+/// a fixed order. A row with no visible key and no sink (`lse = -inf`) contributes nothing.
+///
+/// D from the float32 output carries that output's rounding (up to half an ulp per element), and
+/// dS = P (dP - D) turns it into an absolute error of `|scale| * |k or q| * error(D)` in dQ and dK:
+/// on a peaked row (logits near 60: dP - D nearly cancels, dQ ~ 1e-5) that alone is ~2e-6, twice
+/// atol. Where the bound of that error passes `exact_delta_above`, the row's D is recomputed from
+/// its probabilities (`exact_delta`: one more pass over the row's keys, Lk (D + Dv) multiply-adds;
+/// rows of ordinary data, such as the bench's, stay far below the bound and cost nothing).
+#[no_mangle]
+pub unsafe extern "C" fn bwd_prep(params: *const Params) {
+    let p = &*params;
+    let (batch, hq, hkv, lq, lk) = (p.batch as usize, p.hq as usize, p.hkv as usize, p.lq as usize, p.lk as usize);
+    let (d4, dv4) = (p.d4 as usize, p.dv4 as usize);
+    let o = p.out as usize as *const f32;
+    let g = p.grad_out as usize as *const f32;
+    let delta = p.delta as usize as *mut f64;
+    let exact = p.exact_rows as usize as *mut u8;
+    let lse = p.lse as usize as *const f32;
+    let scratch = p.scratch as usize as *mut f32;
+    let amplify = (if p.scale < 0.0 { -p.scale } else { p.scale }) as f64
+        * max_abs(p.k as usize as *const f32, batch * hkv * lk * d4)
+            .max(max_abs(p.q as usize as *const f32, batch * hq * lq * d4)) as f64;
+    for h in 0..hq {
+        let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
+        let mut sink_sum = 0.0f64;
+        for b in 0..batch {
+            for i in 0..lq {
+                let row = (b * hq + h) * lq + i;
+                let l = *lse.add(row);
+                let mut d = dot64(o.add(row * dv4), g.add(row * dv4), dv4);
+                let recompute = l != NEG_INF
+                    && amplify * delta_error_bound(o.add(row * dv4), g.add(row * dv4), dv4) > p.exact_delta_above as f64;
+                if recompute {
+                    d = exact_delta(p, b, h, i, scratch);
+                }
+                *delta.add(row) = d;
+                *exact.add(row) = recompute as u8;
+                if p.grad_sinks != 0 && l != NEG_INF {
+                    sink_sum += exp1(sink - l) as f64 * d;
+                }
+            }
+        }
+        if p.grad_sinks != 0 {
+            *(p.grad_sinks as usize as *mut f32).add(h) = (-sink_sum) as f32;
+        }
+    }
+}
+
+/// After the key-tile pass, on one thread: dQ = the chunks' partials (and their compensations)
+/// summed in float64 in chunk order and rounded once, into the first partial.
+#[no_mangle]
+pub unsafe extern "C" fn bwd_finish(params: *const Params) {
+    let p = &*params;
+    let chunks = p.n_chunks as usize;
+    if chunks <= 1 && p.gq_comp == 0 {
+        return;
+    }
+    let n = (p.batch * p.hq * p.lq * p.d4) as usize;
+    let stride = p.gq_stride as usize / 4;
+    let part = p.grad_q as usize as *mut f32;
+    let comp = p.gq_comp as usize as *const f32;
+    let finite = f32x4_splat(f32::INFINITY);
+    let add = |acc: (v128, v128), x: v128| {
+        let hi = i32x4_shuffle::<2, 3, 0, 1>(x, x);
+        (
+            f64x2_add(acc.0, f64x2_promote_low_f32x4(x)),
+            f64x2_add(acc.1, f64x2_promote_low_f32x4(hi)),
+        )
+    };
+    let mut e = 0;
+    while e < n {
+        let mut acc = (f64x2_splat(0.0), f64x2_splat(0.0));
+        for c in 0..chunks {
+            acc = add(acc, ld(part.add(c * stride + e)));
+            if !comp.is_null() {
+                // a non-finite partial has a NaN two-sum error: keep the partial alone there
+                let err = ld(comp.add(c * stride + e));
+                acc = add(acc, v128_and(err, f32x4_lt(f32x4_abs(err), finite)));
+            }
+        }
+        let lo32 = f32x4_demote_f64x2_zero(acc.0);
+        let hi32 = f32x4_demote_f64x2_zero(acc.1);
+        st(part.add(e), i32x4_shuffle::<0, 1, 4, 5>(lo32, hi32));
+        e += 4;
+    }
+}
+
+/// `o[a] (+)= sum_s w[a * w_out + s * w_sum] * x[s]` for `n_out` rows `a` of `dd` floats (rows of
+/// `x` are `dd` too); `fresh` starts from zero instead of `o`. Two rows by 16 columns per step (eight
+/// accumulators), like `pv_tile`; the strides let one kernel read a tile as stored (dQ = dS K) or
+/// transposed (dV = P^T dO, dK = dS^T Q) without copying it.
+unsafe fn wsum_tile(
+    w: *const f32,
+    w_out: usize,
+    w_sum: usize,
+    x: *const f32,
+    dd: usize,
+    n_out: usize,
+    n_sum: usize,
+    o: *mut f32,
+    fresh: bool,
+) {
+    let z = f32x4_splat(0.0);
+    let mut a = 0;
+    while a + 2 <= n_out {
+        let w0 = w.add(a * w_out);
+        let w1 = w0.add(w_out);
+        let o0 = o.add(a * dd);
+        let o1 = o0.add(dd);
+        let mut cb = 0;
+        while cb + 16 <= dd {
+            let (mut a0, mut a1, mut a2, mut a3, mut b0, mut b1, mut b2, mut b3) = if fresh {
+                (z, z, z, z, z, z, z, z)
+            } else {
+                (
+                    ld(o0.add(cb)),
+                    ld(o0.add(cb + 4)),
+                    ld(o0.add(cb + 8)),
+                    ld(o0.add(cb + 12)),
+                    ld(o1.add(cb)),
+                    ld(o1.add(cb + 4)),
+                    ld(o1.add(cb + 8)),
+                    ld(o1.add(cb + 12)),
+                )
+            };
+            let mut xr = x.add(cb);
+            let mut ws = 0;
+            for _ in 0..n_sum {
+                let u0 = v128_load32_splat(w0.add(ws) as *const u32);
+                let u1 = v128_load32_splat(w1.add(ws) as *const u32);
+                let y = ld(xr);
+                a0 = f32x4_add(a0, f32x4_mul(u0, y));
+                b0 = f32x4_add(b0, f32x4_mul(u1, y));
+                let y = ld(xr.add(4));
+                a1 = f32x4_add(a1, f32x4_mul(u0, y));
+                b1 = f32x4_add(b1, f32x4_mul(u1, y));
+                let y = ld(xr.add(8));
+                a2 = f32x4_add(a2, f32x4_mul(u0, y));
+                b2 = f32x4_add(b2, f32x4_mul(u1, y));
+                let y = ld(xr.add(12));
+                a3 = f32x4_add(a3, f32x4_mul(u0, y));
+                b3 = f32x4_add(b3, f32x4_mul(u1, y));
+                xr = xr.add(dd);
+                ws += w_sum;
+            }
+            st(o0.add(cb), a0);
+            st(o0.add(cb + 4), a1);
+            st(o0.add(cb + 8), a2);
+            st(o0.add(cb + 12), a3);
+            st(o1.add(cb), b0);
+            st(o1.add(cb + 4), b1);
+            st(o1.add(cb + 8), b2);
+            st(o1.add(cb + 12), b3);
+            cb += 16;
+        }
+        while cb < dd {
+            let (mut a0, mut b0) = if fresh { (z, z) } else { (ld(o0.add(cb)), ld(o1.add(cb))) };
+            let mut xr = x.add(cb);
+            let mut ws = 0;
+            for _ in 0..n_sum {
+                let y = ld(xr);
+                a0 = f32x4_add(a0, f32x4_mul(v128_load32_splat(w0.add(ws) as *const u32), y));
+                b0 = f32x4_add(b0, f32x4_mul(v128_load32_splat(w1.add(ws) as *const u32), y));
+                xr = xr.add(dd);
+                ws += w_sum;
+            }
+            st(o0.add(cb), a0);
+            st(o1.add(cb), b0);
+            cb += 4;
+        }
+        a += 2;
+    }
+    if a < n_out {
+        let w0 = w.add(a * w_out);
+        let o0 = o.add(a * dd);
+        let mut cb = 0;
+        while cb < dd {
+            let mut a0 = if fresh { z } else { ld(o0.add(cb)) };
+            let mut xr = x.add(cb);
+            let mut ws = 0;
+            for _ in 0..n_sum {
+                a0 = f32x4_add(a0, f32x4_mul(v128_load32_splat(w0.add(ws) as *const u32), ld(xr)));
+                xr = xr.add(dd);
+                ws += w_sum;
+            }
+            st(o0.add(cb), a0);
+            cb += 4;
+        }
+    }
+}
+
+/// `wsum_tile` where a weight of exactly 0 contributes nothing even against a NaN/inf row of `x`,
+/// as in the reference, which skips masked keys. Used only when q, k or dO holds a non-finite value.
+unsafe fn wsum_guarded(
+    w: *const f32,
+    w_out: usize,
+    w_sum: usize,
+    x: *const f32,
+    dd: usize,
+    n_out: usize,
+    n_sum: usize,
+    o: *mut f32,
+    fresh: bool,
+) {
+    for a in 0..n_out {
+        let oa = o.add(a * dd);
+        if fresh {
+            zero(oa, dd);
+        }
+        for s in 0..n_sum {
+            let wv = *w.add(a * w_out + s * w_sum);
+            if wv == 0.0 {
+                continue;
+            }
+            let ws = f32x4_splat(wv);
+            let xr = x.add(s * dd);
+            let mut cb = 0;
+            while cb < dd {
+                st(oa.add(cb), f32x4_add(ld(oa.add(cb)), f32x4_mul(ws, ld(xr.add(cb)))));
+                cb += 4;
+            }
+        }
+    }
+}
+
+/// `P = exp((s - m) + lo)` over a row of logits in place, `m` the row's lse. A masked key (`-inf`)
+/// gets exactly 0 even where `m` is NaN (the reference never visits it).
+#[inline(always)]
+unsafe fn probabilities(split: bool, nk: usize, m: f32, srow: *mut f32, lorow: *const f32) {
+    let nk4 = (nk + 3) & !3;
+    let mv = f32x4_splat(m);
+    let neg_inf4 = f32x4_splat(NEG_INF);
+    let mut c = 0;
+    while c < nk4 {
+        let s = ld(srow.add(c));
+        let mut t = f32x4_sub(s, mv);
+        if split {
+            t = f32x4_add(t, ld(lorow.add(c)));
+        }
+        st(srow.add(c), v128_andnot(exp4(t), f32x4_eq(s, neg_inf4)));
+        c += 4;
+    }
+}
+
+/// `(sum, err) += t` by an exact two-sum.
+///
+/// dK and dV are sums over every query row of a group, with signs that cancel: added row by row,
+/// each rounding is at the size of the running sum, which wanders ~sqrt(rows) times further than
+/// the terms. Each query tile's share is summed from zero instead (its roundings at the size of 64
+/// terms), then added here exactly: ~6 flops per accumulator per tile, against 2 * 64 for the
+/// products. Measured worst dV error in atol/rtol units, 3 heads on 9 keys: 1500 rows 1.01 -> 0.26,
+/// 6000 rows 2.67 -> 0.35 (summing plainly over 1024-row windows before).
+#[inline(always)]
+unsafe fn absorb(t: *const f32, sum: *mut f32, err: *mut f32, n4: usize) {
+    let mut c = 0;
+    while c < n4 {
+        let (hi, lo) = two_sum(ld(sum.add(c)), ld(t.add(c)));
+        st(sum.add(c), hi);
+        st(err.add(c), f32x4_add(ld(err.add(c)), lo));
+        c += 4;
+    }
+}
+
+/// `dst = sum + err`, the error dropped where it is not finite (a non-finite sum's two-sum error
+/// is NaN).
+#[inline(always)]
+unsafe fn settle(dst: *mut f32, sum: *const f32, err: *const f32, n4: usize) {
+    let finite = f32x4_splat(f32::INFINITY);
+    let mut c = 0;
+    while c < n4 {
+        let s = ld(sum.add(c));
+        let e = ld(err.add(c));
+        let ok = f32x4_lt(f32x4_abs(e), finite);
+        st(dst.add(c), v128_bitselect(f32x4_add(s, e), s, ok));
+        c += 4;
+    }
+}
+
+/// One backward work item: chunk `item % n_chunks` of the key tiles, for one (batch, kv head), or
+/// for all of them when a broadcast bias merges them (its gradient cells would collide otherwise).
+unsafe fn bwd_item(p: &Params, item: u32, scratch: *mut f32) {
+    let chunks = p.n_chunks as usize;
+    let (batch, hq, hkv, lq, lk) = (p.batch as usize, p.hq as usize, p.hkv as usize, p.lq as usize, p.lk as usize);
+    let d4 = p.d4 as usize;
+    let bk = p.block_k as usize;
+    let group = hq / hkv;
+    let nb = if p.merge_b != 0 { 1 } else { batch };
+    let chunk = item as usize % chunks;
+    let rest = item as usize / chunks;
+    let (b_lo, b_hi) = if p.merge_b != 0 { (0, batch) } else { (rest % nb, rest % nb + 1) };
+    let (g_lo, g_hi) = if p.merge_g != 0 { (0, hkv) } else { (rest / nb, rest / nb + 1) };
+    let n_kt = (lk + bk - 1) / bk;
+    let stride = p.gq_stride as usize / 4;
+    let part = (p.grad_q as usize as *mut f32).add(chunk * stride);
+    let comp = if p.gq_comp != 0 { (p.gq_comp as usize as *mut f32).add(chunk * stride) } else { core::ptr::null_mut() };
+    for b in b_lo..b_hi {
+        for g in g_lo..g_hi {
+            // this item alone writes its chunk's dQ partial for the group's query rows
+            let at = (b * hq + g * group) * lq * d4;
+            zero(part.add(at), group * lq * d4);
+            if !comp.is_null() {
+                zero(comp.add(at), group * lq * d4);
+            }
+            let mut kt = chunk;
+            while kt < n_kt {
+                bwd_key_tile(p, b, g, kt, part, comp, scratch);
+                kt += chunks;
+            }
+        }
+    }
+}
+
+/// dK and dV of key tile `kt` of (batch `b`, kv head `g`), and its share of dQ into `part`.
+unsafe fn bwd_key_tile(p: &Params, b: usize, g: usize, kt: usize, part: *mut f32, comp: *mut f32, scratch: *mut f32) {
+    let (hq, hkv, lq, lk) = (p.hq as usize, p.hkv as usize, p.lq as usize, p.lk as usize);
+    let (d4, dv4) = (p.d4 as usize, p.dv4 as usize);
+    let (bq, bk) = (p.block_q as usize, p.block_k as usize);
+    let bk4 = (bk + 3) & !3;
+    let group = hq / hkv;
+    let j0 = kt * bk;
+    let nk = bk.min(lk - j0);
+    let causal = p.causal != 0;
+    let window = p.window as i64;
+    let shift = lk as i64 - lq as i64;
+
+    let p_buf = scratch;
+    let lo_buf = p_buf.add(bq * bk4);
+    let th_buf = lo_buf.add(bq * bk4);
+    let ds_buf = th_buf.add(bq * bk4);
+    let m_tile = ds_buf.add(bq * bk4);
+    let d_tile = m_tile.add(bq);
+    let tk = d_tile.add(bq);
+    let sk = tk.add(bk4 * d4);
+    let ek = sk.add(bk4 * d4);
+    let tv = ek.add(bk4 * d4);
+    let sv = tv.add(bk4 * dv4);
+    let ev = sv.add(bk4 * dv4);
+    let tq = ev.add(bk4 * dv4);
+    let lanes = tq.add(bq * d4) as *mut u32;
+
+    let kv_row = (b * hkv + g) * lk + j0;
+    let k_t = (p.k as usize as *const f32).add(kv_row * d4);
+    let v_t = (p.v as usize as *const f32).add(kv_row * dv4);
+    let gk = (p.grad_k as usize as *mut f32).add(kv_row * d4);
+    let gv = (p.grad_v as usize as *mut f32).add(kv_row * dv4);
+    let mask = if p.key_mask != 0 { (p.key_mask as usize as *const u8).add(b * lk) } else { core::ptr::null() };
+    if !key_lanes(mask, j0, nk, lanes) {
+        // no key of the tile is visible to anyone: no gradient, no dQ share
+        zero(gk, nk * d4);
+        zero(gv, nk * dv4);
+        return;
+    }
+    for buf in [sk, ek] {
+        zero(buf, nk * d4);
+    }
+    for buf in [sv, ev] {
+        zero(buf, nk * dv4);
+    }
+    let lse = p.lse as usize as *const f32;
+    let delta = p.delta as usize as *const f64;
+    let exact = p.exact_rows as usize as *const u8;
+    let n_qt = (lq + bq - 1) / bq;
+    for h in g * group..(g + 1) * group {
+        let bh = b * hq + h;
+        for qt in 0..n_qt {
+            let i0 = qt * bq;
+            let nq = bq.min(lq - i0);
+            // causal/window intervals move right with the row: the tile's rows see [first start, last end)
+            let (first_start, _) = key_range(shift + i0 as i64, lk as i64, causal, window);
+            let (_, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
+            if last_end <= j0 as i64 || first_start >= (j0 + nk) as i64 {
+                continue;
+            }
+            let row0 = bh * lq + i0;
+            // a row that sees no key and has no sink (lse = -inf) weighs nothing: m = +inf makes its P 0
+            let mut live = false;
+            let mut any_exact = false;
+            for r in 0..nq {
+                let l = *lse.add(row0 + r);
+                live |= l != NEG_INF;
+                any_exact |= *exact.add(row0 + r) != 0;
+                *m_tile.add(r) = if l == NEG_INF { f32::INFINITY } else { l };
+                *d_tile.add(r) = *delta.add(row0 + r) as f32;
+            }
+            if !live {
+                continue;
+            }
+            let it = Item::new(p, b, h, i0, nq);
+            let q_t = (p.q as usize as *const f32).add(row0 * d4);
+            let do_t = (p.grad_out as usize as *const f32).add(row0 * dv4);
+
+            // P, recomputed from the forward's logits and lse
+            score_tile(q_t, k_t, d4, nq, nk, p_buf, bk4);
+            let split = !it.bias.is_null() || it.has_alibi;
+            let softcap = p.softcap > 0.0;
+            for r in 0..nq {
+                let srow = p_buf.add(r * bk4);
+                let lorow = lo_buf.add(r * bk4);
+                let throw = if softcap { th_buf.add(r * bk4) } else { core::ptr::null_mut() };
+                it.logits(r, j0, nk, lanes, srow, lorow, throw);
+                probabilities(split, nk, *m_tile.add(r), srow, lorow);
+            }
+            // dP = dO V^T, then dS = P (dP - D) in place (scaled, through the softcap)
+            score_tile(do_t, v_t, dv4, nq, nk, ds_buf, bk4);
+            if any_exact {
+                // rows whose D was recomputed: dP - D in float64, left in place of dP (D then 0)
+                for r in 0..nq {
+                    if *exact.add(row0 + r) == 0 {
+                        continue;
+                    }
+                    let d = *delta.add(row0 + r);
+                    let g_row = do_t.add(r * dv4);
+                    for c in 0..nk {
+                        let diff = if *p_buf.add(r * bk4 + c) == 0.0 { 0.0 } else { dot64(g_row, v_t.add(c * dv4), dv4) - d };
+                        *ds_buf.add(r * bk4 + c) = diff as f32;
+                    }
+                    *d_tile.add(r) = 0.0;
+                }
+            }
+            let gbias = p.grad_bias as usize as *mut f64;
+            let scale = f32x4_splat(p.scale);
+            let one = f32x4_splat(1.0);
+            let zero4 = f32x4_splat(0.0);
+            for r in 0..nq {
+                let prow = p_buf.add(r * bk4);
+                let dsrow = ds_buf.add(r * bk4);
+                let brow = lo_buf.add(r * bk4);
+                let throw = th_buf.add(r * bk4);
+                let dr = f32x4_splat(*d_tile.add(r));
+                let mut c = 0;
+                while c < ((nk + 3) & !3) {
+                    let pv = ld(prow.add(c));
+                    // P = 0 (masked, or a dead row): dS is 0 even against an infinite dP
+                    let live = f32x4_ne(pv, zero4);
+                    let ds = v128_and(f32x4_mul(pv, f32x4_sub(ld(dsrow.add(c)), dr)), live);
+                    if !gbias.is_null() {
+                        st(brow.add(c), ds);
+                    }
+                    let mut x = ds;
+                    if softcap {
+                        let t = ld(throw.add(c));
+                        x = f32x4_mul(x, f32x4_sub(one, f32x4_mul(t, t)));
+                    }
+                    st(dsrow.add(c), v128_and(f32x4_mul(x, scale), live));
+                    c += 4;
+                }
+                if !gbias.is_null() {
+                    // the bias cell of (b, h, i, j): strides are 0 along its broadcast dimensions
+                    let sj = p.bias_sj as usize;
+                    let cell = gbias.add(
+                        b * p.bias_sb as usize + h * p.bias_sh as usize + (i0 + r) * p.bias_si as usize + j0 * sj,
+                    );
+                    for c in 0..nk {
+                        *cell.add(c * sj) += *brow.add(c) as f64;
+                    }
+                }
+            }
+            // dV += P^T dO, dK += (scale dR)^T Q, and this tile's dQ = (scale dR) K
+            let sum = if p.guard != 0 { wsum_guarded } else { wsum_tile };
+            sum(p_buf, 1, bk4, do_t, dv4, nk, nq, tv, true);
+            sum(ds_buf, 1, bk4, q_t, d4, nk, nq, tk, true);
+            absorb(tv, sv, ev, nk * dv4);
+            absorb(tk, sk, ek, nk * d4);
+            sum(ds_buf, bk4, 1, k_t, d4, nq, nk, tq, true);
+            // into the chunk's partial: one rounding per key tile (two-sum when chunks are long)
+            let dst = part.add(row0 * d4);
+            if comp.is_null() {
+                let mut c = 0;
+                while c < nq * d4 {
+                    st(dst.add(c), f32x4_add(ld(dst.add(c)), ld(tq.add(c))));
+                    c += 4;
+                }
+            } else {
+                let err = comp.add(row0 * d4);
+                let mut c = 0;
+                while c < nq * d4 {
+                    let (hi, lo) = two_sum(ld(dst.add(c)), ld(tq.add(c)));
+                    st(dst.add(c), hi);
+                    st(err.add(c), f32x4_add(ld(err.add(c)), lo));
+                    c += 4;
+                }
+            }
+        }
+    }
+    settle(gk, sk, ek, nk * d4);
+    settle(gv, sv, ev, nk * dv4);
 }

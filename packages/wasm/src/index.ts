@@ -7,6 +7,8 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionBackwardProblem,
+  type AttentionGradients,
   type AttentionProblem,
   type AttentionResult,
   AttnkitError,
@@ -16,11 +18,25 @@ import {
   describeValue,
   type FactoryOptionSchema,
   type MatmulProblem,
+  snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,
   snapshotMatmulProblem,
   validateFactoryOptions,
 } from '@attnkit/spec';
 import { type KernelExports, PARAM, PARAM_BYTES } from './abi.js';
+import { runAttentionBackward } from './backward.js';
+import { deviceError, type Kernel, runItems } from './kernel.js';
+import {
+  Arena,
+  align,
+  copyPadded,
+  copyUnpadded,
+  grow,
+  MAX_MEMORY_BYTES,
+  PAGE,
+  round4,
+  tooBig,
+} from './memory.js';
 import {
   compileKernel,
   defaultKernelUrl,
@@ -29,8 +45,10 @@ import {
   sharedMemoryUnavailableReason,
 } from './runtime.js';
 import { WorkerPool } from './threads.js';
+import { WASM_TOLERANCE } from './tolerance.js';
 
 export { defaultKernelUrl, type KernelFlavour, sharedMemoryUnavailableReason } from './runtime.js';
+export { WASM_TOLERANCE } from './tolerance.js';
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
@@ -57,24 +75,11 @@ export interface WasmBackendOptions {
   wasmThreadsUrl?: string | URL;
 }
 
-/**
- * The declared tolerance: atol/rtol the same as `@attnkit/cpu`'s, plus `fudge` 2 times the error of
- * the naive float32 composition (the conformance suite's yardstick). Float32 arithmetic: a logit of
- * magnitude |s| carries ~|s| * 2^-24 from the float32 dot product, as any float32 kernel's does, so
- * large non-integer logits need the fudge (measured worst: 1.01 times the naive error per row).
- * Bias and ALiBi are added exactly (two-sum, two-product), and the running sums are compensated,
- * so those need none: a 1-ulp exponential, float64 for the projections and the log-sum-exp.
- */
-export const WASM_TOLERANCE = { atol: 1e-6, rtol: 1e-5, fudge: 2 } as const;
-
 const DEFAULT_BLOCK = 64;
 const MAX_BLOCK = 1024;
 const MAX_THREADS = 64;
 /** Below this many multiply-adds a call stays on the calling thread: a worker round trip costs more. */
 const PARALLEL_MIN_WORK = 1 << 22;
-const PAGE = 65536;
-/** A wasm32 memory holds at most 4 GiB. */
-const MAX_MEMORY_BYTES = 65536 * PAGE;
 /** Stack of each worker's instance (the kernel keeps its state in locals and scratch, not the stack). */
 const WORKER_STACK_BYTES = 256 * 1024;
 const INITIAL_PAGES = 64;
@@ -103,8 +108,16 @@ const OPTION_SCHEMA: FactoryOptionSchema<WasmBackendOptions> = {
   wasmThreadsUrl: { kind: 'custom', description: 'a URL or a string', test: isUrlLike },
 };
 
-/** The exports `runAttention`/`runMatmul` call: a module without them is not this kernel. */
-const REQUIRED_EXPORTS = ['attn_scratch_bytes', 'nonfinite_rows', 'attn_run', 'matmul'] as const;
+/** The exports `runAttention`/`runMatmul`/`runAttentionBackward` call: a module without them is not this kernel. */
+const REQUIRED_EXPORTS = [
+  'attn_scratch_bytes',
+  'nonfinite_rows',
+  'attn_run',
+  'matmul',
+  'bwd_scratch_bytes',
+  'bwd_prep',
+  'bwd_finish',
+] as const;
 
 /** Null when `exports` has everything the loader calls, else the first missing export's name. */
 function missingExport(exports: WebAssembly.Exports): string | null {
@@ -127,18 +140,6 @@ function urlOption(name: string, value: unknown, flavour: KernelFlavour): URL {
   invalidOption(`options.${name}`, 'a URL or a string', value);
 }
 
-const align = (n: number, to: number) => Math.ceil(n / to) * to;
-const round4 = (n: number) => align(n, 4);
-
-/** A live kernel: its memory, the calling thread's instance, and the workers (threads build only). */
-interface Kernel {
-  memory: WebAssembly.Memory;
-  exports: KernelExports;
-  pool: WorkerPool | null;
-  /** First byte the per-call arena may use. */
-  base: number;
-}
-
 class WasmImplementation {
   readonly name = 'wasm';
   private kernel: Kernel | null = null;
@@ -157,7 +158,7 @@ class WasmImplementation {
 
   private describe(threads: number, engine: string, notes: string[]): BackendCapabilities {
     return {
-      features: ALL_FEATURES,
+      features: [...ALL_FEATURES, 'backward'],
       // one call's tensors share one wasm32 memory of at most 4 GiB; the call checks the sum
       limits: { tensorElements: 2 ** 29 },
       tolerance: WASM_TOLERANCE,
@@ -303,6 +304,12 @@ class WasmImplementation {
     );
   }
 
+  attentionBackward(problem: AttentionBackwardProblem): Promise<AttentionGradients> {
+    return this.exclusive(problem, snapshotAttentionBackwardProblem, (kernel, p) =>
+      runAttentionBackward(kernel, p, this.blockQ, this.blockK, this.parallelMinWork),
+    );
+  }
+
   matmul(problem: MatmulProblem): Promise<Float32Array> {
     return this.exclusive(problem, snapshotMatmulProblem, runMatmul);
   }
@@ -317,87 +324,6 @@ class WasmImplementation {
     await this.tail;
     if (kernel?.pool) await kernel.pool.terminate();
   }
-}
-
-/**
- * Grows `memory` so that byte `end` is addressable. A refused grow leaves the memory as it was, so
- * the backend stays usable for calls that fit.
- */
-function grow(memory: WebAssembly.Memory, end: number, what: string): void {
-  const have = memory.buffer.byteLength;
-  if (end <= have) return;
-  try {
-    memory.grow(Math.ceil((end - have) / PAGE));
-  } catch (error) {
-    throw new AttnkitError(
-      'unavailable',
-      `wasm: cannot grow memory from ${have} to ${end} bytes for ${what}: ${String(error)}`,
-      { argument: what, expected: `${end} bytes of wasm memory`, actual: `${have} bytes`, cause: error },
-    );
-  }
-}
-
-/** A bump allocator over the kernel memory, reset every call (so buffers are reused, never freed). */
-class Arena {
-  end: number;
-  constructor(base: number) {
-    this.end = base;
-  }
-  take(bytes: number): number {
-    const at = align(this.end, 64);
-    this.end = at + bytes;
-    return at;
-  }
-}
-
-function tooBig(what: string, bytes: number): never {
-  throw new AttnkitError(
-    'unsupported',
-    `wasm: ${what} needs ${bytes} bytes of wasm memory, more than a wasm32 memory holds (${MAX_MEMORY_BYTES})`,
-    {
-      argument: 'shape',
-      expected: `a problem whose tensors fit in ${MAX_MEMORY_BYTES} bytes`,
-      actual: `${bytes} bytes`,
-    },
-  );
-}
-
-/** Copies `rows` rows of `cols` floats into rows of `stride` floats (zero padding after each). */
-function copyPadded(
-  heap: Float32Array,
-  at: number,
-  source: Float32Array,
-  rows: number,
-  cols: number,
-  stride: number,
-) {
-  const start = at >>> 2;
-  if (cols === stride) {
-    heap.set(source, start);
-    return;
-  }
-  heap.fill(0, start, start + rows * stride);
-  for (let r = 0; r < rows; r++) heap.set(source.subarray(r * cols, (r + 1) * cols), start + r * stride);
-}
-
-function copyUnpadded(
-  heap: Float32Array,
-  at: number,
-  rows: number,
-  cols: number,
-  stride: number,
-): Float32Array {
-  const start = at >>> 2;
-  if (cols === stride) return heap.slice(start, start + rows * cols);
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++)
-    out.set(heap.subarray(start + r * stride, start + r * stride + cols), r * cols);
-  return out;
-}
-
-function deviceError(what: string, error: unknown): AttnkitError {
-  if (error instanceof AttnkitError) return error;
-  return new AttnkitError('device', `wasm: ${what} failed: ${String(error)}`, { cause: error });
 }
 
 async function runAttention(
@@ -498,18 +424,7 @@ async function runAttention(
     words[P + PARAM.scratch] = scratch;
     words[P + PARAM.scratchStride] = scratchStride;
 
-    if (parallel && pool !== null) {
-      // a worker that died since the last call is replaced first, so that this call can succeed
-      await pool.replaceDead();
-      const others = pool.run(params);
-      try {
-        exports.attn_run(params, 0);
-      } finally {
-        await others;
-      }
-    } else {
-      exports.attn_run(params, 0);
-    }
+    await runItems(kernel, params, parallel);
   } catch (error) {
     throw deviceError('attention', error);
   }
@@ -580,6 +495,7 @@ export function createWasmBackend(options?: WasmBackendOptions): AttentionBacken
     capabilities: () => implementation.capabilities(),
     init: () => implementation.init(),
     attention: (problem) => implementation.attention(problem),
+    attentionBackward: (problem) => implementation.attentionBackward(problem),
     matmul: (problem) => implementation.matmul(problem),
     memory: () => implementation.memory(),
     dispose: () => implementation.dispose(),

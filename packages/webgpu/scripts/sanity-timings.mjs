@@ -1,5 +1,6 @@
 // Sanity timings (not a benchmark, not a speed claim): WebGPU on whatever adapter this machine has
-// next to another backend module, d = 64, causal, one head, median of a few calls after a warm-up.
+// next to another backend module, d = 64, causal, one head, median of a few calls after a warm-up:
+// the forward, and attentionBackward (from the forward's output and lse) where the backend has it.
 //   node scripts/sanity-timings.mjs [other-backend-module] [N...]
 // e.g. VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json node scripts/sanity-timings.mjs ../cpu/dist/index.js
 
@@ -22,6 +23,19 @@ function data(n, seed) {
   return out;
 }
 
+async function median(call) {
+  await call(); // warm-up: pipelines, pools
+  const times = [];
+  for (let r = 0; r < REPS; r++) {
+    const t0 = performance.now();
+    await call();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** [forward ms, backward ms or null]. */
 async function time(backend, N) {
   const inputs = {
     q: data(N * D, 1),
@@ -29,15 +43,12 @@ async function time(backend, N) {
     v: data(N * D, 3),
     shape: { batch: 1, queryHeads: 1, queryLength: N, headDim: D },
   };
-  await backend.attention(inputs, { causal: true }); // warm-up: pipelines, pools
-  const times = [];
-  for (let r = 0; r < REPS; r++) {
-    const t0 = performance.now();
-    await backend.attention(inputs, { causal: true });
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  const options = { causal: true };
+  const forward = await median(() => backend.attention(inputs, options));
+  if (!backend.capabilities.features.includes('backward')) return [forward, null];
+  const { output, lse } = await backend.attention(inputs, { ...options, returnLse: true });
+  const problem = { ...inputs, output, lse, gradOutput: data(N * D, 4) };
+  return [forward, await median(() => backend.attentionBackward(problem, options))];
 }
 
 const backends = [['webgpu', await createWebGpu()]];
@@ -47,10 +58,13 @@ if (otherPath) {
 }
 for (const [, b] of backends) await b.init();
 console.log(`engine: ${backends[0][1].capabilities.engine}`);
-console.log(['N', ...backends.map(([name]) => `${name} ms`)].join('\t'));
+console.log(['N', ...backends.flatMap(([name]) => [`${name} ms`, `${name} backward ms`])].join('\t'));
 for (const N of sizes) {
   const row = [N];
-  for (const [, b] of backends) row.push((await time(b, N)).toFixed(1));
+  for (const [, b] of backends) {
+    const [forward, backward] = await time(b, N);
+    row.push(forward.toFixed(1), backward === null ? '-' : backward.toFixed(1));
+  }
   console.log(row.join('\t'));
 }
 for (const [, b] of backends) await b.dispose();

@@ -1,6 +1,9 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionBackwardProblem,
+  type AttentionFeature,
+  type AttentionGradients,
   type AttentionOptions,
   type AttentionProblem,
   type AttentionResult,
@@ -16,11 +19,12 @@ import {
   resolveShape,
   validateFactoryOptions,
 } from '@attnkit/spec';
+import * as backward from './backward.js';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
-import { attentionPipelines, matmulPipeline } from './pipelines.js';
-import { attentionVariant } from './planning.js';
+import { attentionPipelines, backwardPipelines, matmulPipeline } from './pipelines.js';
+import { attentionVariant, backwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
@@ -46,9 +50,11 @@ interface CheckedWorkload {
   shape: ResolvedShape;
   returnWeights: boolean;
   matmul: boolean;
+  backward: boolean;
 }
 
-const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul']);
+const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward']);
+const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward? }';
 
 /** Validates every workload before anything is acquired, as the other calls do. */
 function checkWorkloads(workloads: unknown): CheckedWorkload[] {
@@ -59,7 +65,7 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
       `${context}: workloads must be an array, got ${typeof workloads}`,
       {
         argument: 'workloads',
-        expected: 'an array of { shape, returnWeights?, matmul? }',
+        expected: `an array of ${WORKLOAD_FORM.slice('an object '.length)}`,
         actual: typeof workloads,
       },
     );
@@ -77,13 +83,13 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
         },
       );
     };
-    if (typeof w !== 'object' || w === null)
-      return bad(argument, 'an object { shape, returnWeights?, matmul? }', w);
+    if (typeof w !== 'object' || w === null) return bad(argument, WORKLOAD_FORM, w);
     const record = w as Record<string, unknown>;
     for (const key of Object.keys(record)) {
-      if (!WORKLOAD_KEYS.has(key)) bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul', key);
+      if (!WORKLOAD_KEYS.has(key))
+        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward', key);
     }
-    for (const flag of ['returnWeights', 'matmul'] as const) {
+    for (const flag of ['returnWeights', 'matmul', 'backward'] as const) {
       const value = record[flag];
       if (value !== undefined && typeof value !== 'boolean') bad(`${argument}.${flag}`, 'a boolean', value);
     }
@@ -91,6 +97,7 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
       shape: resolveShape((w as WebGpuWorkload).shape, context),
       returnWeights: record.returnWeights === true,
       matmul: record.matmul === true,
+      backward: record.backward === true,
     };
   });
 }
@@ -101,6 +108,9 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
  */
 // fudge: a multiple of the naive float32 error (see @attnkit/conformance); measured worst 1.0.
 const TOLERANCE = { atol: 2e-5, rtol: 2e-4, fudge: 2 } as const;
+
+/** Every option of `attention`, and `attentionBackward` (kernels in src/kernels/). */
+const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward'];
 
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;
@@ -125,7 +135,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     ];
     if (s === null) {
       return {
-        features: ALL_FEATURES,
+        features: FEATURES,
         limits: {},
         tolerance: TOLERANCE,
         deterministic: true,
@@ -134,9 +144,9 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
         notes,
       };
     }
-    const dimLimit = Math.floor((s.limits.workgroupFloats - 6) / 4);
+    const dimLimit = headDimLimit(s.limits.workgroupFloats);
     return {
-      features: ALL_FEATURES,
+      features: FEATURES,
       limits: { headDim: dimLimit, valueDim: dimLimit, tensorElements: s.limits.tensorElements },
       tolerance: TOLERANCE,
       deterministic: true,
@@ -229,6 +239,10 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return host.matmul(this, problem);
   }
 
+  attentionBackward(problem: AttentionBackwardProblem): Promise<AttentionGradients> {
+    return backward.attentionBackward(this, problem);
+  }
+
   multiHeadAttention(inputs: LayerInputs, options: AttentionOptions = {}): Promise<AttentionResult> {
     return host.multiHeadAttention(this, inputs, options);
   }
@@ -263,6 +277,9 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
       checked.flatMap((w) => [
         attentionPipelines(s, attentionVariant(s, this.workgroupSize, w.shape), w.returnWeights),
         ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
+        ...(w.backward
+          ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]
+          : []),
       ]),
     );
   }

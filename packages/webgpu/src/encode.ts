@@ -4,7 +4,9 @@ import {
   ATTENTION_PARAMS_BYTES,
   type AttentionParamField,
   Flags,
+  isFloatParam,
   MATMUL_PARAMS_BYTES,
+  paramsBytes,
 } from './kernels.js';
 import type { Pipelines } from './pipelines.js';
 import {
@@ -18,7 +20,20 @@ import { STORAGE_USAGE } from './pool.js';
 import type { DeviceState } from './state.js';
 import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
 
-const NAN_BITS = 0x7fc00000;
+/** A quiet NaN's bits, for the shaders' `nanBits` word (see FLOAT_HELPERS in kernels.ts). */
+export const NAN_BITS = 0x7fc00000;
+
+/** A uniform block's words from its field list (the one its WGSL struct is generated from). */
+export function packParams<F extends string>(fields: readonly F[], values: Record<F, number>): ArrayBuffer {
+  const buffer = new ArrayBuffer(paramsBytes(fields));
+  const u32 = new Uint32Array(buffer);
+  const f32 = new Float32Array(buffer);
+  fields.forEach((field, n) => {
+    if (isFloatParam(field)) f32[n] = values[field];
+    else u32[n] = values[field];
+  });
+  return buffer;
+}
 
 /** The option tensors of one attention on the device; `null` where the option is absent. */
 export interface OptionBuffers {
@@ -123,17 +138,8 @@ export function encodeAttention(
       (o.sinks !== null ? Flags.sinks : 0) |
       (o.returnLse || o.returnWeights ? Flags.rows : 0),
   };
-  const params = (overrides: Partial<Record<AttentionParamField, number>>) => {
-    const buffer = new ArrayBuffer(ATTENTION_PARAMS_BYTES);
-    const u32 = new Uint32Array(buffer);
-    const f32 = new Float32Array(buffer);
-    ATTENTION_PARAM_FIELDS.forEach((field, n) => {
-      const value = overrides[field] ?? values[field];
-      if (field === 'scale' || field === 'softcap') f32[n] = value;
-      else u32[n] = value;
-    });
-    return uploadUniform(s, buffer);
-  };
+  const params = (overrides: Partial<Record<AttentionParamField, number>>) =>
+    uploadUniform(s, packParams(ATTENTION_PARAM_FIELDS, { ...values, ...overrides }));
   const uniform = params({});
   temps.push(uniform);
   // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.

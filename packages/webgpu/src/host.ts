@@ -80,7 +80,12 @@ export async function holding<T>(s: DeviceState, held: GPUBuffer[], work: () => 
  * Rejects an input whose length changed after validation (its buffer transferred or resized by the
  * caller before the call read it): uploading it would leave stale pool contents in its place.
  */
-function intact(context: string, argument: string, array: ArrayBufferView | null, length: number): void {
+export function intact(
+  context: string,
+  argument: string,
+  array: ArrayBufferView | null,
+  length: number,
+): void {
   if (array !== null && (array as Float32Array).length !== length)
     throw invalidArgument(
       context,
@@ -90,7 +95,7 @@ function intact(context: string, argument: string, array: ArrayBufferView | null
     );
 }
 
-function optionList(o: OptionBuffers): GPUBuffer[] {
+export function optionList(o: OptionBuffers): GPUBuffer[] {
   return [o.bias, o.mask, o.head].filter((b): b is GPUBuffer => b !== null);
 }
 

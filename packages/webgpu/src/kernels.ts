@@ -36,10 +36,37 @@ export const Flags = {
   sinks: 64,
   /** Write the per-row buffer: lse, then running max, then denominator (for lse and weights). */
   rows: 128,
+  /**
+   * Backward: the bias has the full `[B, Hq, Lq, Lk]` shape, so the dQ kernel writes each logit's
+   * gradient straight into gradBias instead of into a scratch that is reduced afterwards.
+   */
+  biasFull: 256,
 } as const;
 
-/** Byte size of the uniform block shared by the attention and weights kernels (32 words). */
-export const ATTENTION_PARAMS_BYTES = 32 * 4;
+/** Uniform words that are `f32`; every other word of a parameter block is `u32`. */
+const FLOAT_PARAMS: ReadonlySet<string> = new Set(['scale', 'softcap']);
+
+/** Whether a parameter word is an `f32` (else a `u32`), for the host that packs the block. */
+export function isFloatParam(field: string): boolean {
+  return FLOAT_PARAMS.has(field);
+}
+
+/**
+ * Byte size of a uniform block of these words: a multiple of 16, as uniform bindings are sized. The
+ * WGSL struct and the host's words both come from the same field list, so they cannot drift.
+ */
+export function paramsBytes(fields: readonly string[]): number {
+  return Math.ceil(fields.length / 4) * 16;
+}
+
+/** The WGSL `struct Params` of a field list. */
+export function paramsStruct(fields: readonly string[]): string {
+  return `
+struct Params {
+${fields.map((f) => `  ${f}: ${isFloatParam(f) ? 'f32' : 'u32'},`).join('\n')}
+}
+`;
+}
 
 /** Words of the uniform block, in order; `scale` and `softcap` are f32, the rest u32. */
 export const ATTENTION_PARAM_FIELDS = [
@@ -79,18 +106,18 @@ export const ATTENTION_PARAM_FIELDS = [
 
 export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
 
-const PARAMS_STRUCT = `
-struct Params {
-${ATTENTION_PARAM_FIELDS.map((f) => `  ${f}: ${f === 'scale' || f === 'softcap' ? 'f32' : 'u32'},`).join('\n')}
-}
-`;
+/** Byte size of the uniform block shared by the attention and weights kernels (32 words). */
+export const ATTENTION_PARAMS_BYTES = paramsBytes(ATTENTION_PARAM_FIELDS);
+
+const PARAMS_STRUCT = paramsStruct(ATTENTION_PARAM_FIELDS);
 
 /*
  * WGSL lets implementations assume floats are finite, so special values are recognised and made from
  * their bit patterns (never x != x, never a NaN literal, which would be a shader-creation error).
- * `nanBits` comes from the uniform block so the compiler cannot fold it.
+ * `nanBits` comes from the uniform block so the compiler cannot fold it (every parameter block that
+ * includes these helpers has a `nanBits` word).
  */
-const FLOAT_HELPERS = `
+export const FLOAT_HELPERS = `
 fn isNanOrPosInf(x: f32) -> bool {
   let b = bitcast<u32>(x);
   return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
@@ -117,14 +144,22 @@ fn twoProductError(a: f32, b: f32, p: f32) -> f32 {
 fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
 `;
 
-function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): string {
+/**
+ * The logit of query `i` and key `j` as WGSL statements: leaves `s` (and its TwoSum error `lo`) and,
+ * with softcap, `capX` (the tanh argument, which the backward differentiates through). Needs `b`,
+ * `h`, `i`, `j`, `pos` in scope and a parameter block with the fields it reads (`d`, `scale`,
+ * `softcap`, `flags`, `bs*`).
+ */
+export function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): string {
   // Order fixed by the spec's semantics: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
   return `
   var dotp = 0.0;
   for (var d = 0u; d < P.d; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }
   var s = P.scale * dotp;
+  var capX = 0.0;
   if ((P.flags & ${Flags.softcap}u) != 0u) {
     let x = s / P.softcap;
+    capX = x;
     // Large |x|: tanh is +-1 to f32 precision, and some tanh builtins overflow to NaN there.
     s = P.softcap * select(tanh(x), sign(x), abs(x) > 15.0);
   }
@@ -150,7 +185,8 @@ function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): 
 `;
 }
 
-function visibleCode(): string {
+/** `vis`: whether key `j` is visible to query `i` (bounds, causal, window, keyMask). Needs `b`, `i`, `j`, `pos`. */
+export function visibleCode(): string {
   return `
   var vis = i < P.lq && j < P.lk;
   if ((P.flags & ${Flags.causal}u) != 0u) { vis = vis && i32(j) <= pos; }
@@ -166,7 +202,7 @@ function visibleCode(): string {
  * BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`), always bound (a small dummy buffer stands in
  * for an absent option) so the layout is the same for every call.
  */
-function optionBindings(first: number): string {
+export function optionBindings(first: number): string {
   return `@group(0) @binding(${first}) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(${first + 1}) var<storage, read> MASK: array<u32>;
 @group(0) @binding(${first + 2}) var<storage, read> HEAD: array<f32>;

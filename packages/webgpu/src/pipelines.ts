@@ -1,4 +1,10 @@
 import { deviceError } from './errors.js';
+import type { BackwardVariant } from './kernels/backward-common.js';
+import { biasGradShader } from './kernels/bias-grad.js';
+import { deltaShader } from './kernels/delta.js';
+import { dkdvShader } from './kernels/dkdv.js';
+import { dqShader } from './kernels/dq.js';
+import { sinksGradShader } from './kernels/sinks-grad.js';
 import { type AttentionVariant, attentionShader, matmulShader, weightsShader } from './kernels.js';
 import { matmulTile } from './planning.js';
 import type { DeviceState } from './state.js';
@@ -63,4 +69,29 @@ export async function attentionPipelines(
 export function matmulPipeline(s: DeviceState, bias: boolean): Promise<GPUComputePipeline> {
   const tile = matmulTile(s);
   return pipeline(s, `matmul:${tile}:${bias}`, matmulShader(tile, bias));
+}
+
+export interface BackwardPipelines {
+  delta: GPUComputePipeline;
+  dkdv: GPUComputePipeline;
+  dq: GPUComputePipeline;
+  biasGrad: GPUComputePipeline;
+  sinksGrad: GPUComputePipeline;
+}
+
+/**
+ * Every backward pipeline of a variant, whatever options a call uses (they travel in the uniform
+ * block), so a prepared backward compiles nothing on its first call.
+ */
+export async function backwardPipelines(s: DeviceState, v: BackwardVariant): Promise<BackwardPipelines> {
+  // Each tiled kernel is keyed by what its code depends on, so a change of the other's tiles reuses it.
+  const sizes = { headDim: v.headDim, valueDim: v.valueDim, wg: v.wg };
+  const [delta, dkdv, dq, biasGrad, sinksGrad] = await Promise.all([
+    pipeline(s, `backward-delta:${v.wg}`, deltaShader(v.wg)),
+    pipeline(s, `backward-dkdv${JSON.stringify({ ...sizes, tiles: v.kv })}`, dkdvShader(v)),
+    pipeline(s, `backward-dq${JSON.stringify({ ...sizes, tiles: v.q })}`, dqShader(v)),
+    pipeline(s, `backward-bias:${v.wg}`, biasGradShader(v.wg)),
+    pipeline(s, `backward-sinks:${v.wg}`, sinksGradShader(v.wg)),
+  ]);
+  return { delta, dkdv, dq, biasGrad, sinksGrad };
 }

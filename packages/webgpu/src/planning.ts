@@ -1,5 +1,6 @@
 import type { MatmulShape, ResolvedOptions, ResolvedShape } from '@attnkit/spec';
 import { unsupported } from './errors.js';
+import type { BackwardTiles, BackwardVariant } from './kernels/backward-common.js';
 import type { AttentionVariant } from './kernels.js';
 import type { DeviceState } from './state.js';
 import type { TensorLayout } from './types.js';
@@ -51,6 +52,22 @@ export function matmulTile(s: DeviceState): number {
   return s.limits.invocations >= 256 ? 16 : 8;
 }
 
+/**
+ * Floats of workgroup storage that variables of these sizes take: WebGPU counts each variable
+ * rounded up to 16 bytes (a one-float row array takes four), and rejects the pipeline past the limit.
+ */
+export function workgroupFloats(sizes: readonly number[]): number {
+  return sizes.reduce((n, size) => n + Math.ceil(size / 4) * 4, 0);
+}
+
+/**
+ * The largest head size (`D = Dv`, both at most this) whose 1 x 1 tile fits `floats` of workgroup
+ * storage in the forward: q, k, v, output rows rounded to four floats, and six one-float arrays.
+ */
+export function headDimLimit(floats: number): number {
+  return Math.floor((floats - 6 * 4) / 16) * 4;
+}
+
 /** The largest tiles (and capacity-bucketed head sizes) that fit the device's workgroup storage. */
 export function attentionVariant(
   s: DeviceState,
@@ -60,8 +77,9 @@ export function attentionVariant(
   const floats = s.limits.workgroupFloats;
   // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
+  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, attentionShader).
   const fits = (D: number, Dv: number, bq: number, bk: number) =>
-    bq * D + bk * D + bk * Dv + 2 * bq * bk + bq * Dv + 4 * bq <= floats;
+    workgroupFloats([bq * D, bk * D, bk * Dv, bq * bk, bq * bk, bq * Dv, bq, bq, bq, bq]) <= floats;
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
   const tiles: [number, number][] = [
     [16, 32],
@@ -97,7 +115,7 @@ export function attentionVariant(
   }
   throw unsupported(
     'shape.headDim + shape.valueDim',
-    `small enough for ${floats * 4} bytes of workgroup storage (at most ${Math.floor((floats - 6) / 2)})`,
+    `small enough for ${floats * 4} bytes of workgroup storage (each at most ${headDimLimit(floats)})`,
     shape.headDim + shape.valueDim,
   );
 }
@@ -117,4 +135,145 @@ export function planAttention(
   checkElements(s, context, 'lse', 3 * B * Hq * Lq);
   const variant = attentionVariant(s, workgroupSize, shape);
   return { shape, options, layout, variant } satisfies AttentionPlan;
+}
+
+/** Everything the backward encoder needs. */
+export interface BackwardPlan {
+  shape: ResolvedShape;
+  options: AttentionOptionsPart;
+  variant: BackwardVariant;
+  /** Whether the bias has the full `[B, Hq, Lq, Lk]` shape (its gradient is written in place). */
+  biasFull: boolean;
+}
+
+/** Most private accumulators (hi + lo pairs) per invocation before smaller tiles are preferred. */
+const MAX_ACCUMULATORS = 32;
+
+/**
+ * Tiles of the backward's two tiled kernels that fit the device's workgroup storage. Their running
+ * sums live in registers, so workgroup memory holds only staged tiles: at 1 x 1 tiles the backward
+ * needs no more than the forward (four rows and five one-float arrays against four and six), so any
+ * head size the forward's limits admit fits.
+ */
+export function backwardVariant(
+  s: DeviceState,
+  workgroupSize: number | undefined,
+  shape: ResolvedShape,
+  context = 'attentionBackward',
+): BackwardVariant {
+  const floats = s.limits.workgroupFloats;
+  const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
+  const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
+  const rowCap = Math.max(1, 2 ** Math.ceil(Math.log2(Math.min(shape.queryLength, 16))));
+  // dK/dV: keys (per workgroup) x rows (per step): ks, vs, qs, dos, ps, dss, rowLse, rowDelta,
+  // rowNorm (kernels/dkdv.ts).
+  const kvFloats = (D: number, Dv: number, { keys, rows }: BackwardTiles) =>
+    workgroupFloats([keys * D, keys * Dv, rows * D, rows * Dv, rows * keys, rows * keys, rows, rows, rows]);
+  // dQ: rows (per workgroup) x keys (per step): qs, dos, ks, vs, dss, rowLse, rowDelta, rowNorm,
+  // rowLo (kernels/dq.ts).
+  const qFloats = (D: number, Dv: number, { keys, rows }: BackwardTiles) =>
+    workgroupFloats([rows * D, rows * Dv, keys * D, keys * Dv, rows * keys, rows, rows, rows, rows]);
+  const kvTiles: [number, number][] = [
+    [32, 16],
+    [16, 16],
+    [16, 8],
+    [8, 8],
+    [8, 4],
+    [4, 4],
+    [4, 2],
+    [2, 2],
+    [2, 1],
+    [1, 1],
+  ];
+  const qTiles: [number, number][] = [
+    [16, 32],
+    [16, 16],
+    [8, 16],
+    [8, 8],
+    [4, 8],
+    [4, 4],
+    [2, 4],
+    [1, 4],
+    [1, 2],
+    [1, 1],
+  ];
+  const pick = (
+    list: [number, number][],
+    make: (a: number, b: number) => BackwardTiles,
+    size: (D: number, Dv: number, t: BackwardTiles) => number,
+    accumulators: (D: number, Dv: number, t: BackwardTiles) => number,
+    D: number,
+    Dv: number,
+  ): BackwardTiles | null => {
+    let fallback: BackwardTiles | null = null;
+    for (const [a, b] of list) {
+      const t = make(a, b);
+      if (size(D, Dv, t) > floats) continue;
+      if (accumulators(D, Dv, t) <= MAX_ACCUMULATORS) return t;
+      // Large heads: the smallest tile that fits (the fewest accumulators) if none meets the cap.
+      fallback = t;
+    }
+    return fallback;
+  };
+  const plan = (D: number, Dv: number): BackwardVariant | null => {
+    const kv = pick(
+      kvTiles,
+      (keys, rows) => ({ keys, rows: Math.min(rows, rowCap) }),
+      kvFloats,
+      (d, dv, t) => Math.ceil((t.keys * (d + dv)) / wg),
+      D,
+      Dv,
+    );
+    const q = pick(
+      qTiles,
+      (rows, keys) => ({ rows: Math.min(rows, rowCap), keys }),
+      qFloats,
+      (d, _dv, t) => Math.ceil((t.rows * d) / wg),
+      D,
+      Dv,
+    );
+    return kv === null || q === null ? null : { headDim: D, valueDim: Dv, wg, kv, q };
+  };
+  const variant = plan(bucket(shape.headDim), bucket(shape.valueDim)) ?? plan(shape.headDim, shape.valueDim);
+  if (variant !== null) return variant;
+  throw unsupported(
+    'shape.headDim + shape.valueDim',
+    `small enough for ${floats * 4} bytes of workgroup storage (each at most ${headDimLimit(floats)})`,
+    shape.headDim + shape.valueDim,
+    context,
+  );
+}
+
+/**
+ * Checks what the backward binds and writes against one storage binding (q is bound with
+ * gradOutput, k with v, lse with delta and norm; a bias that broadcasts adds a `[B, Hq, Lq, Lk]` scratch of
+ * its logits' gradients) and picks its variant.
+ */
+export function planBackward(
+  s: DeviceState,
+  workgroupSize: number | undefined,
+  shape: ResolvedShape,
+  options: AttentionOptionsPart,
+  context: string,
+): BackwardPlan {
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = shape;
+  checkElements(s, context, 'q + gradOutput', B * Hq * Lq * (D + Dv));
+  checkElements(s, context, 'k + v', B * Hkv * Lk * (D + Dv));
+  checkElements(s, context, 'lse + delta + norm', 3 * B * Hq * Lq);
+  let biasFull = false;
+  if (options.bias !== null) {
+    checkElements(s, context, 'options.bias.data', options.bias.data.length);
+    biasFull = options.bias.data.length === B * Hq * Lq * Lk;
+    if (!biasFull) checkElements(s, context, 'gradBias scratch (B*Hq*Lq*Lk)', B * Hq * Lq * Lk);
+  }
+  const variant = backwardVariant(s, workgroupSize, shape, context);
+  return { shape, options, variant, biasFull };
 }

@@ -70,13 +70,30 @@ function isShared(buffer: ArrayBufferLike): boolean {
  * reuse the array as soon as this returns).
  */
 export function uploadFloats(s: DeviceState, data: Float32Array): GPUBuffer {
+  return uploadConcatenated(s, [data]);
+}
+
+/**
+ * Copies `parts` one after another into a new pooled buffer now (one binding for several tensors:
+ * the backward binds q with gradOutput and k with v to stay within eight storage buffers a stage).
+ */
+export function uploadConcatenated(
+  s: DeviceState,
+  parts: readonly Float32Array[],
+  extraBytes = 0,
+): GPUBuffer {
   const { device, pool } = s;
-  const buffer = pool.acquire(Math.max(4, data.byteLength), STORAGE_USAGE);
-  if (data.byteLength > 0) {
-    // Dawn's writeBuffer rejects SharedArrayBuffer memory (TypeError), and a browser's may too:
-    // copy such a view into ordinary memory first (the values are the same; cpu and wasm accept it).
-    const source = isShared(data.buffer) ? new Float32Array(data) : data;
-    device.queue.writeBuffer(buffer, 0, source.buffer, source.byteOffset, source.byteLength);
+  const total = parts.reduce((n, part) => n + part.byteLength, 0) + extraBytes;
+  const buffer = pool.acquire(Math.max(4, total), STORAGE_USAGE);
+  let offset = 0;
+  for (const data of parts) {
+    if (data.byteLength > 0) {
+      // Dawn's writeBuffer rejects SharedArrayBuffer memory (TypeError), and a browser's may too:
+      // copy such a view into ordinary memory first (the values are the same; cpu and wasm accept it).
+      const source = isShared(data.buffer) ? new Float32Array(data) : data;
+      device.queue.writeBuffer(buffer, offset, source.buffer, source.byteOffset, source.byteLength);
+    }
+    offset += data.byteLength;
   }
   return buffer;
 }

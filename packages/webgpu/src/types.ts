@@ -54,6 +54,8 @@ export interface WebGpuWorkload {
   returnWeights?: boolean;
   /** Also the matmul pipelines (with and without bias) that `matmul` and the layer use. */
   matmul?: boolean;
+  /** Also every pipeline of `attentionBackward` for this shape (whatever its options). */
+  backward?: boolean;
 }
 
 /** The WebGPU backend: the spec contract plus a device-resident path. */

@@ -356,10 +356,14 @@ describe('device ownership, limits and loss', () => {
     const own = createWebGpuBackend({ device });
     await own.init();
     const storage = device.limits.maxComputeWorkgroupStorageSize;
-    expect(own.capabilities.limits.headDim).toBe(Math.floor((storage / 4 - 6) / 4));
+    // Each workgroup variable counts rounded up to 16 bytes: four rows and six one-float arrays.
+    expect(own.capabilities.limits.headDim).toBe(Math.floor((storage / 4 - 24) / 16) * 4);
     // A head size that only fits with small tiles on this device.
     const shape: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 6, headDim: 300 };
     await expectMatchesReference(own, inputsFor(shape, 90, 0.1), { causal: true, returnLse: true });
+    // Exactly the declared limit compiles and runs (each variable's 16-byte rounding is counted).
+    const atLimit: AttentionShape = { ...shape, headDim: own.capabilities.limits.headDim! };
+    await expectMatchesReference(own, inputsFor(atLimit, 91, 0.1), { causal: true, returnLse: true });
     const tooBig: AttentionShape = { ...shape, headDim: own.capabilities.limits.headDim! + 1 };
     await expect(own.attention(inputsFor(tooBig, 1))).rejects.toMatchObject({
       code: 'unsupported',

@@ -84,13 +84,16 @@ beforeAll(async () => {
   await mkdir(cache, { recursive: true });
   workDir = await mkdtemp(join(cache, 'exit-test-'));
   const srcDir = join(packageDir, 'src');
-  for (const file of await readdir(srcDir)) {
+  // Recursive: the kernels live in src/kernels/.
+  for (const file of await readdir(srcDir, { recursive: true })) {
     if (!file.endsWith('.ts')) continue;
     const source = await readFile(join(srcDir, file), 'utf8');
     const { outputText } = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     });
-    await writeFile(join(workDir, file.replace(/\.ts$/, '.js')), outputText);
+    const target = join(workDir, file.replace(/\.ts$/, '.js'));
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, outputText);
   }
   await writeFile(join(workDir, 'package.json'), '{ "type": "module" }\n');
   await writeFile(join(workDir, 'child.mjs'), childScript);

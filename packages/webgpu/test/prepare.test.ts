@@ -40,6 +40,31 @@ describe('prepare', () => {
     expect(compiled()).toBeGreaterThan(prepared);
   });
 
+  it('compiles the backward pipelines too, so a first forward + backward compiles nothing', async () => {
+    const { backend, compiled } = await countingBackend();
+    const shape = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 9, keyLength: 12, headDim: 16 };
+    await backend.prepare([{ shape, backward: true }]);
+    const prepared = compiled();
+    expect(prepared).toBe(6); // attention + delta, dQ, dK/dV, gradBias and gradSinks
+    const inputs = inputsFor(shape);
+    // Every option at once: options travel in the uniform block, not in the pipelines.
+    const options = {
+      causal: true,
+      softcap: 5,
+      bias: { data: new Float32Array(12), shape: [1, 1, 1, 12] as const },
+      sinks: new Float32Array([0, 1]),
+    };
+    const forward = await backend.attention(inputs, { ...options, returnLse: true });
+    const gradOutput = new Float32Array(forward.output.length).fill(1);
+    const grads = await backend.attentionBackward(
+      { ...inputs, output: forward.output, lse: forward.lse, gradOutput },
+      options,
+    );
+    expect(grads.gradBias.length).toBe(12);
+    expect(grads.gradSinks.length).toBe(2);
+    expect(compiled()).toBe(prepared);
+  });
+
   it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
     const backend = createWebGpuBackend();
     cleanups.push(() => backend.dispose());
@@ -47,6 +72,7 @@ describe('prepare', () => {
       [{ shape: { batch: 1, queryHeads: 0, queryLength: 1, headDim: 4 } }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, returnWeight: true }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, matmul: 'yes' }],
+      [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, backward: 1 }],
       'not an array',
     ];
     for (const workloads of bad) {

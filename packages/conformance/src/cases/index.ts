@@ -1,5 +1,6 @@
 import type { ConformanceCase } from '../types.js';
 import { backwardCases } from './backward.js';
+import { backwardLayerCases } from './backward-layer.js';
 import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
 import { cacheLayerCases } from './cache-layer.js';
@@ -22,6 +23,7 @@ export function allCases(): ConformanceCase[] {
       ...cacheCases(),
       ...cacheLayerCases(),
       ...backwardCases(),
+      ...backwardLayerCases(),
     ];
   return cached;
 }

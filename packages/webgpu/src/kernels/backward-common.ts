@@ -1,0 +1,133 @@
+/**
+ * What the backward kernels share: their uniform block (generated from one field list, like the
+ * forward's), the size class that selects their variants, and the per-logit gradient code that the
+ * dK/dV and dQ kernels both recompute.
+ */
+import { Flags, logitCode, paramsBytes, paramsStruct, visibleCode } from '../kernels.js';
+
+/**
+ * Words of the backward's uniform block, in order (`scale` and `softcap` f32, the rest u32). The
+ * names the forward's logit and mask code reads (`d`, `scale`, `softcap`, `flags`, `bs*`, `window`,
+ * `lq`, `lk`, `nanBits`) mean what they mean there.
+ */
+export const BACKWARD_PARAM_FIELDS = [
+  'batch',
+  'hq',
+  'hkv',
+  'lq',
+  'lk',
+  /** B * Hq * Lq: ROWS holds lse, then delta from `rows`, then norm from `2 * rows`. */
+  'rows',
+  'qTiles',
+  'kTiles',
+  /** Workgroups (or invocations' groups) of this dispatch, and the x size it is folded at. */
+  'total',
+  'groupsX',
+  'window',
+  /** Offset of gradOutput in the q|gradOutput buffer, of v in the k|v buffer (elements). */
+  'doOff',
+  'vOff',
+  'bsB',
+  'bsH',
+  'bsI',
+  'bsJ',
+  /** The bias's own shape (for the gradBias reduction). */
+  'biasB',
+  'biasH',
+  'biasI',
+  'biasJ',
+  'scale',
+  'softcap',
+  'nanBits',
+  'd',
+  'dv',
+  'flags',
+] as const;
+
+export type BackwardParamField = (typeof BACKWARD_PARAM_FIELDS)[number];
+
+export const BACKWARD_PARAMS_BYTES = paramsBytes(BACKWARD_PARAM_FIELDS);
+
+export const BACKWARD_PARAMS_STRUCT = paramsStruct(BACKWARD_PARAM_FIELDS);
+
+/** Tiles of one tiled backward kernel: `rows` query rows and `keys` keys staged at a time. */
+export interface BackwardTiles {
+  rows: number;
+  keys: number;
+}
+
+/**
+ * What selects the backward's shader variants: sizes only (which options a call uses travels in
+ * `flags`, as in the forward). Head sizes are capacities (buckets), the exact ones are uniforms.
+ */
+export interface BackwardVariant {
+  headDim: number;
+  valueDim: number;
+  /** Invocations per workgroup (every backward kernel). */
+  wg: number;
+  /** dK/dV: `keys` keys per workgroup, `rows` query rows per step. */
+  kv: BackwardTiles;
+  /** dQ: `rows` query rows per workgroup, `keys` keys per step. */
+  q: BackwardTiles;
+}
+
+/**
+ * `1 - tanh(x)^2` as `4e / (1 + e)^2`, `e = exp(-2|x|)`: relative accuracy that of `exp`, where
+ * `1 - t*t` loses every digit as |tanh| nears 1 (x of 5 already leaves 1 - t of ~9e-5).
+ */
+export const SECH2 = `
+fn sech2(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  let d = 1.0 + e;
+  return 4.0 * e / (d * d);
+}
+`;
+
+/**
+ * The bindings of the two tiled kernels: q then gradOutput in one buffer, k then v in another, the
+ * per-row values (lse, delta, norm: `3 * rows`) in a third, two outputs, then the forward's option
+ * buffers: eight storage buffers, the WebGPU default per stage. The dQ kernel writes the rows' norm.
+ */
+export function tiledBindings(out1: string, out2: string, rowsWritten: boolean): string {
+  return `@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> QD: array<f32>;
+@group(0) @binding(2) var<storage, read> KV: array<f32>;
+@group(0) @binding(3) var<storage, ${rowsWritten ? 'read_write' : 'read'}> ROWS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ${out1}: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ${out2}: array<f32>;`;
+}
+
+/**
+ * One cell `(r, c)` of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
+ * the lse the forward returned gives it; with `grad` true `p = P_ij` (that times the row's `rowNorm`,
+ * see kernels/dq.ts), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
+ * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
+ * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `b`, `h`,
+ * `i`, `j`, `pos`, `r`, `c`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
+ * `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
+ */
+export function gradCellCode(grad: boolean): string {
+  const gradient = `
+          var dp = 0.0;
+          for (var d = 0u; d < DV; d++) { dp += dos[r * DV + d] * vs[c * DV + d]; }
+          ds = p * (dp - rowDelta[r]);
+          dr = ds;
+          if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
+  return `
+      ${visibleCode()}
+      var p = 0.0;
+      var ds = 0.0;
+      var dr = 0.0;
+      let lse = rowLse[r];
+      if (vis && !isNegInf(lse)) {
+        ${logitCode(
+          (d) => `qs[r * D + ${d}]`,
+          (d) => `ks[c * D + ${d}]`,
+        )}
+        if (!isNegInf(s)) {
+          // As the forward normalised it: (s - lse) is exact for every key that carries weight.
+          p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient : ''}
+        }
+      }
+`;
+}

@@ -1,0 +1,61 @@
+import { FLOAT_HELPERS } from '../kernels.js';
+import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
+
+/**
+ * gradBias for a bias that broadcasts: each element of the bias's own shape is the sum of the dS
+ * cells it was broadcast to, read from the `[B, Hq, Lq, Lk]` scratch the dQ kernel filled. One
+ * workgroup per bias element; each invocation sums a fixed stride of the cells (TwoSum), then
+ * invocation 0 adds the partial sums in index order: same input, same bits.
+ * Bindings: 0 params, 1 SCRATCH (dS), 2 GB (gradBias).
+ */
+export function biasGradShader(wg: number): string {
+  return `${BACKWARD_PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> SCRATCH: array<f32>;
+@group(0) @binding(2) var<storage, read_write> GB: array<f32>;
+${FLOAT_HELPERS}
+const WG = ${wg}u;
+var<workgroup> partHi: array<f32, ${wg}>;
+var<workgroup> partLo: array<f32, ${wg}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = wid.y * P.groupsX + wid.x;
+  if (n >= P.total) { return; }
+  // Each bias dimension is either the full one or 1: the extent summed over is full / own.
+  let eB = P.batch / P.biasB;
+  let eH = P.hq / P.biasH;
+  let eI = P.lq / P.biasI;
+  let eJ = P.lk / P.biasJ;
+  let cj = n % P.biasJ;
+  let ci = (n / P.biasJ) % P.biasI;
+  let ch = (n / (P.biasJ * P.biasI)) % P.biasH;
+  let cb = n / (P.biasJ * P.biasI * P.biasH);
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var t = lid; t < eB * eH * eI * eJ; t += WG) {
+    let tj = t % eJ;
+    let ti = (t / eJ) % eI;
+    let th = (t / (eJ * eI)) % eH;
+    let tb = t / (eJ * eI * eH);
+    let cell = (((cb + tb) * P.hq + ch + th) * P.lq + ci + ti) * P.lk + cj + tj;
+    let sum = twoSum(hi, SCRATCH[cell]);
+    hi = sum.x;
+    lo += sum.y;
+  }
+  partHi[lid] = hi;
+  partLo[lid] = lo;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var total = 0.0;
+    var err = 0.0;
+    for (var m = 0u; m < WG; m++) {
+      let sum = twoSum(total, partHi[m]);
+      total = sum.x;
+      err += sum.y + partLo[m];
+    }
+    GB[n] = total + err;
+  }
+}
+`;
+}

@@ -1,0 +1,206 @@
+import { FLOAT_HELPERS, Flags, optionBindings } from '../kernels.js';
+import {
+  BACKWARD_PARAMS_STRUCT,
+  type BackwardVariant,
+  gradCellCode,
+  SECH2,
+  tiledBindings,
+} from './backward-common.js';
+
+/** Output elements of dQ each invocation of the dQ kernel accumulates. */
+export function dqAccumulators(v: BackwardVariant): number {
+  return Math.ceil((v.q.rows * v.headDim) / v.wg);
+}
+
+/**
+ * dQ: one workgroup per (batch, query head, query tile), walking the key tiles its rows can see in a
+ * fixed order (the forward's band; tiles outside it are never loaded) twice: first for each row's
+ * norm (written to ROWS for the dK/dV kernel, which runs after this one), then recomputing
+ * P = norm * exp(S - lse) and dS = P * (dP - delta): dQ += dS K (times scale once, at the end),
+ * running sums in registers as hi + lo.
+ * With a bias it also writes every dS it computes: into gradBias itself when the bias has the full
+ * `[B, Hq, Lq, Lk]` shape (`Flags.biasFull`), else into a `[B, Hq, Lq, Lk]` scratch that the
+ * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
+ * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GQ (gradQ), 5 GB (gradBias or scratch),
+ * 6 BIAS, 7 MASK, 8 HEAD.
+ */
+export function dqShader(v: BackwardVariant): string {
+  const { headDim: D, valueDim: DV, wg: WG } = v;
+  const { rows: BQ, keys: BK } = v.q;
+  const NACC = dqAccumulators(v);
+  return `${BACKWARD_PARAMS_STRUCT}
+${tiledBindings('GQ', 'GB', true)}
+${optionBindings(6)}
+${FLOAT_HELPERS}
+${SECH2}
+const BQ = ${BQ}u;
+const BK = ${BK}u;
+const WG = ${WG}u;
+const NACC = ${NACC}u;
+
+var<workgroup> qs: array<f32, ${BQ * D}>;
+var<workgroup> dos: array<f32, ${BQ * DV}>;
+var<workgroup> ks: array<f32, ${BK * D}>;
+var<workgroup> vs: array<f32, ${BK * DV}>;
+var<workgroup> dss: array<f32, ${BQ * BK}>;
+var<workgroup> rowLse: array<f32, ${BQ}>;
+var<workgroup> rowDelta: array<f32, ${BQ}>;
+var<workgroup> rowNorm: array<f32, ${BQ}>;
+var<workgroup> rowLo: array<f32, ${BQ}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * P.groupsX + wid.x;
+  if (g >= P.total) { return; }
+  let D = P.d;
+  let DV = P.dv;
+  let tile = g % P.qTiles;
+  let h = (g / P.qTiles) % P.hq;
+  let b = g / (P.qTiles * P.hq);
+  let kvh = h / (P.hq / P.hkv);
+  let i0 = tile * BQ;
+  let off = i32(P.lk) - i32(P.lq);
+  let iLast = min(i0 + BQ, P.lq) - 1u;
+  let rowBase = (b * P.hq + h) * P.lq;
+  let kBase = (b * P.hkv + kvh) * P.lk;
+
+  // Key band that any row of this tile can see (as the forward's).
+  var kStart = 0i;
+  var kEnd = i32(P.lk);
+  let causal = (P.flags & ${Flags.causal}u) != 0u;
+  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
+  if ((P.flags & ${Flags.window}u) != 0u) {
+    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
+    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
+  }
+  let tStart = u32(max(kStart, 0)) / BK * BK;
+  let tEnd = u32(max(kEnd, 0));
+  let withBias = (P.flags & ${Flags.bias}u) != 0u;
+  let biasFull = (P.flags & ${Flags.biasFull}u) != 0u;
+
+  for (var e = lid; e < BQ * D; e += WG) {
+    let i = i0 + e / D;
+    var x = 0.0;
+    if (i < P.lq) { x = QD[(rowBase + i) * D + e % D]; }
+    qs[e] = x;
+  }
+  for (var e = lid; e < BQ * DV; e += WG) {
+    let i = i0 + e / DV;
+    var x = 0.0;
+    if (i < P.lq) { x = QD[P.doOff + (rowBase + i) * DV + e % DV]; }
+    dos[e] = x;
+  }
+  for (var r = lid; r < BQ; r += WG) {
+    let i = i0 + r;
+    var l = negInfValue();
+    var dl = 0.0;
+    if (i < P.lq) { l = ROWS[rowBase + i]; dl = ROWS[P.rows + rowBase + i]; }
+    rowLse[r] = l;
+    rowDelta[r] = dl;
+  }
+
+  for (var r = lid; r < BQ; r += WG) { rowNorm[r] = 0.0; rowLo[r] = 0.0; }
+
+  // First walk: each row's sum of exp(S - lse) (compensated), plus its sink's term. A float32 lse
+  // is off by up to half an ulp of |lse| (5e-4 near 1e4), which would scale every P of the row by as
+  // much; norm = 1 / sum makes P the softmax of these logits again, whatever the lse's rounding.
+  for (var j0 = tStart; j0 < tEnd; j0 += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = j0 + e / D;
+      var x = 0.0;
+      if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
+      ks[e] = x;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = j0 + c;
+      let pos = off + i32(i);
+      ${gradCellCode(false)}
+      dss[e] = p;
+    }
+    workgroupBarrier();
+    for (var r = lid; r < BQ; r += WG) {
+      var t = 0.0;
+      for (var c = 0u; c < BK; c++) { t += dss[r * BK + c]; }
+      let sum = twoSum(rowNorm[r], t);
+      rowNorm[r] = sum.x;
+      rowLo[r] += sum.y;
+    }
+  }
+  workgroupBarrier();
+  for (var r = lid; r < BQ; r += WG) {
+    let i = i0 + r;
+    let lse = rowLse[r];
+    var l = rowNorm[r] + rowLo[r];
+    if ((P.flags & ${Flags.sinks}u) != 0u && !isNegInf(lse)) {
+      let sk = HEAD[P.hq + h];
+      if (!isNegInf(sk)) { l += exp(sk - lse); }
+    }
+    // No visible key and no sink (lse = -inf): every P is 0 already.
+    let norm = select(1.0 / l, 0.0, l == 0.0);
+    rowNorm[r] = norm;
+    if (i < P.lq) { ROWS[2u * P.rows + rowBase + i] = norm; }
+  }
+
+  var accHi: array<f32, NACC>;
+  var accLo: array<f32, NACC>;
+  for (var j0 = tStart; j0 < tEnd; j0 += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = j0 + e / D;
+      var x = 0.0;
+      if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
+      ks[e] = x;
+    }
+    for (var e = lid; e < BK * DV; e += WG) {
+      let j = j0 + e / DV;
+      var x = 0.0;
+      if (j < P.lk) { x = KV[P.vOff + (kBase + j) * DV + e % DV]; }
+      vs[e] = x;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = j0 + c;
+      let pos = off + i32(i);
+      ${gradCellCode(true)}
+      dss[e] = dr;
+      if (withBias && i < P.lq && j < P.lk) {
+        if (biasFull) { GB[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ] = ds; }
+        else { GB[(rowBase + i) * P.lk + j] = ds; }
+      }
+    }
+    workgroupBarrier();
+    for (var n = 0u; n < NACC; n++) {
+      let e = lid + n * WG;
+      if (e < BQ * D) {
+        let r = e / D;
+        let d = e % D;
+        var t = 0.0;
+        for (var c = 0u; c < BK; c++) {
+          let x = dss[r * BK + c];
+          // A zero gradient contributes nothing, so inf or NaN in a masked key row cannot leak.
+          t += select(0.0, x * ks[c * D + d], x != 0.0);
+        }
+        let sum = twoSum(accHi[n], t);
+        accHi[n] = sum.x;
+        accLo[n] += sum.y;
+      }
+    }
+  }
+  for (var n = 0u; n < NACC; n++) {
+    let e = lid + n * WG;
+    if (e < BQ * D) {
+      let i = i0 + e / D;
+      if (i < P.lq) { GQ[(rowBase + i) * D + e % D] = P.scale * (accHi[n] + accLo[n]); }
+    }
+  }
+}
+`;
+}

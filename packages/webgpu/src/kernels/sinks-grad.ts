@@ -1,0 +1,56 @@
+import { FLOAT_HELPERS } from '../kernels.js';
+import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
+
+/**
+ * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = norm_i * exp(sink_h - lse_i) (norm: see
+ * the dQ kernel): one workgroup
+ * per query head; each invocation sums a fixed stride of rows (TwoSum), then invocation 0 adds the
+ * partial sums in index order, so the bits never depend on scheduling. Rows with lse = -inf add 0.
+ * Bindings: 0 params, 1 lse|delta|norm, 2 HEAD (ALiBi slopes then sinks), 3 GS (gradSinks).
+ */
+export function sinksGradShader(wg: number): string {
+  return `${BACKWARD_PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> ROWS: array<f32>;
+@group(0) @binding(2) var<storage, read> HEAD: array<f32>;
+@group(0) @binding(3) var<storage, read_write> GS: array<f32>;
+${FLOAT_HELPERS}
+const WG = ${wg}u;
+var<workgroup> partHi: array<f32, ${wg}>;
+var<workgroup> partLo: array<f32, ${wg}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y * P.groupsX + wid.x;
+  if (h >= P.total) { return; }
+  let sink = HEAD[P.hq + h];
+  var hi = 0.0;
+  var lo = 0.0;
+  if (!isNegInf(sink)) {
+    for (var t = lid; t < P.batch * P.lq; t += WG) {
+      let row = ((t / P.lq) * P.hq + h) * P.lq + t % P.lq;
+      let lse = ROWS[row];
+      if (!isNegInf(lse)) {
+        let pSink = exp(sink - lse) * ROWS[2u * P.rows + row];
+        let sum = twoSum(hi, -pSink * ROWS[P.rows + row]);
+        hi = sum.x;
+        lo += sum.y;
+      }
+    }
+  }
+  partHi[lid] = hi;
+  partLo[lid] = lo;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var total = 0.0;
+    var err = 0.0;
+    for (var n = 0u; n < WG; n++) {
+      let sum = twoSum(total, partHi[n]);
+      total = sum.x;
+      err += sum.y + partLo[n];
+    }
+    GS[h] = total + err;
+  }
+}
+`;
+}
