@@ -26,7 +26,14 @@ import { backwardGoalLines, backwardTableText, probeTableText } from './backward
 import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
-import { type CliOptions, probeWorkload, program, resolveRun, selectEntries } from './options.js';
+import {
+  type CliOptions,
+  probeSubjects,
+  probeWorkload,
+  program,
+  resolveRun,
+  selectEntries,
+} from './options.js';
 import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
@@ -251,8 +258,7 @@ async function main(argv: string[]): Promise<void> {
   const series = expandGrid(grid);
   const nodeEntries = selectEntries([...NODE_BACKENDS, ...NODE_PEERS], options);
   const browserEntries = options.browser ? selectEntries(BROWSER_SUBJECTS, options) : [];
-  // the probe: each attnkit Node backend of the run, one fresh process each
-  const probeEntries = probe === null ? [] : nodeEntries.filter((e) => e.kind === 'attnkit');
+  const probeEntries = probe === null ? [] : probeSubjects(nodeEntries);
   const cells = series.flat().length;
   const startedAt = new Date().toISOString();
   const machine = nodeMachineInfo();

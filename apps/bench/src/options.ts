@@ -154,7 +154,7 @@ a size it did not reach is reported "budget" with the reason in the JSON.
 causal and not; --quick: N 128..512, h1), ${BACKWARD_RUN.seriesBudgetMs / 1000} s per series, ${BACKWARD_RUN.headlineBudgetMs / 1000} s for backward-causal-d64-h1. Subjects: every
 attnkit backend (one whose capabilities lack 'backward' is reported "not applicable"), naive JS,
 TF.js cpu and wasm tf.grads. Each series first checks every subject's gradients against the float64
-reference at N = ${BACKWARD_RUN.backwardGateSize}; then the RSS probe (--rss-probe, default N = 16384) runs each attnkit backend once in a fresh process.
+reference at N = ${BACKWARD_RUN.backwardGateSize}; then the RSS probe (--rss-probe, default N = 16384) runs each attnkit CPU backend once in a fresh process.
 
 Examples:
   pnpm bench --quick
@@ -241,4 +241,12 @@ export function selectEntries(
 ): SubjectEntry[] {
   const matched = entries.filter((e) => matches(e, options.backends));
   return options.mode === 'backward' ? backwardEntries(matched, options.backends) : matched;
+}
+
+/**
+ * The RSS probe's subjects: the run's attnkit CPU backends. Not Dawn: on a real adapter its memory
+ * is the GPU's, which RSS does not see, and on SwiftShader one N = 16384 call takes minutes.
+ */
+export function probeSubjects(entries: readonly SubjectEntry[]): SubjectEntry[] {
+  return entries.filter((e) => e.kind === 'attnkit' && e.environment === 'node' && e.id !== 'webgpu-dawn');
 }

@@ -28,6 +28,7 @@ import {
   type CliOptions,
   DEFAULT_PROBE_SIZE,
   probeSize,
+  probeSubjects,
   program,
   resolveRun,
   selectEntries,
@@ -100,6 +101,12 @@ describe('--mode backward: options', () => {
       backends: ['cpu', 'ort-node-attention'],
     });
     expect(named.map((e) => e.id)).toEqual(['cpu', 'ort-node-attention']);
+    // the RSS probe: the CPU backends only
+    expect(probeSubjects(selectEntries(ALL_SUBJECTS, { mode: 'backward' })).map((e) => e.id)).toEqual([
+      'cpu',
+      'wasm',
+      'wasm-mt',
+    ]);
     // a forward run is unchanged: every subject
     expect(selectEntries(ALL_SUBJECTS, {})).toHaveLength(ALL_SUBJECTS.length);
   });
