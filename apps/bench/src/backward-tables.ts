@@ -2,6 +2,7 @@
  * The backward mode's own tables: forward and backward timed apart with their ratio, GFLOP/s and
  * the peak memory of each subject; the RSS probe; and issue 13's bars read off a run. The latency
  * and ratio tables of a backward series (forward + backward time) are the ordinary ones.
+ * Browser-safe (the bench page draws these); the terminal versions are in `backward-text.ts`.
  */
 import {
   BACKWARD_HEADLINE_SERIES,
@@ -9,7 +10,6 @@ import {
   type RssProbeResult,
   type SubjectReport,
 } from '@attnkit/benchmarks';
-import Table from 'cli-table3';
 import { formatMs, formatRatio, rowAt, seriesSizes, usable } from './analysis.js';
 import type { BenchResults } from './results.js';
 import { escapeHtml } from './tables-html.js';
@@ -91,7 +91,7 @@ export function formatMiB(bytes: number | null | undefined): string {
   return mib >= 100 ? mib.toFixed(0) : mib.toFixed(1);
 }
 
-const HEAD = [
+export const HEAD = [
   'subject',
   'N',
   'fwd ms',
@@ -104,7 +104,7 @@ const HEAD = [
   'check',
 ];
 
-function cells(r: BackwardRow): string[] {
+export function cells(r: BackwardRow): string[] {
   return [
     r.subject,
     String(r.n),
@@ -119,21 +119,9 @@ function cells(r: BackwardRow): string[] {
   ];
 }
 
-const FOOTNOTE =
+export const FOOTNOTE =
   '* derived: tf.grads re-runs the forward, so its backward is (forward + backward) - forward. ' +
   'GFLOP/s: useful (visible pairs), backward = 2.5 x forward FLOPs. Peak RSS: the process high-water mark over the size above the RSS before it.';
-
-/** Terminal table of a backward series; '' for a forward series. */
-export function backwardTableText(results: BenchResults, series: string): string {
-  const rows = backwardRows(results, series);
-  const na = notApplicable(results);
-  if (rows.length === 0 && na.length === 0) return '';
-  const table = new Table({ head: HEAD, style: { head: [], border: [] } });
-  for (const r of rows) table.push(cells(r));
-  const lines = [`${series}: forward and backward timed apart (medians)`, table.toString(), FOOTNOTE];
-  for (const x of na) lines.push(`not applicable: ${x.subject}: ${x.reason}`);
-  return lines.join('\n');
-}
 
 /** The same table as HTML for the report; '' for a forward series. */
 export function backwardTableHtml(results: BenchResults, series: string): string {
@@ -153,7 +141,7 @@ export function backwardTableHtml(results: BenchResults, series: string): string
   return `<table class="backward"><thead>${head}</thead><tbody>${body}</tbody></table><p class="meta">${escapeHtml(FOOTNOTE)}</p>${notes ? `<p>Not applicable:</p><ul>${notes}</ul>` : ''}`;
 }
 
-function probeCells(p: RssProbeResult): string[] {
+export function probeCells(p: RssProbeResult): string[] {
   const ok = p.status === 'ok';
   return [
     p.subject,
@@ -170,7 +158,7 @@ function probeCells(p: RssProbeResult): string[] {
   ];
 }
 
-const PROBE_HEAD = [
+export const PROBE_HEAD = [
   'subject',
   'N',
   'status',
@@ -184,15 +172,8 @@ const PROBE_HEAD = [
   'finite',
 ];
 
-const PROBE_NOTE =
+export const PROBE_NOTE =
   'RSS probe: one causal forward + backward (D 64, one head) in a fresh process per subject; "before" is the RSS after the inputs are made (after a GC), "peak" the kernel high-water mark (VmHWM, reset at "before"). No warm-up (it would hide the first call\'s allocations), so the times are of one cold call.';
-
-/** Terminal table of the RSS probe. */
-export function probeTableText(probes: readonly RssProbeResult[]): string {
-  const table = new Table({ head: PROBE_HEAD, style: { head: [], border: [] } });
-  for (const p of probes) table.push(probeCells(p));
-  return `${table.toString()}\n${PROBE_NOTE}`;
-}
 
 /** The RSS probe as HTML; '' when none ran. */
 export function probeTableHtml(probes: readonly RssProbeResult[] | undefined): string {

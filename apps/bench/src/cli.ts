@@ -22,7 +22,8 @@ import {
 import { nodeMachineInfo, peerVersions } from '@attnkit/benchmarks/node';
 import cliProgress from 'cli-progress';
 import { seriesIds } from './analysis.js';
-import { backwardGoalLines, backwardTableText, probeTableText } from './backward-tables.js';
+import { backwardGoalLines } from './backward-tables.js';
+import { backwardTableText, probeTableText } from './backward-text.js';
 import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';

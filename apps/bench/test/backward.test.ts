@@ -21,9 +21,9 @@ import {
   backwardGoalLines,
   backwardRows,
   backwardTableHtml,
-  backwardTableText,
   notApplicable,
 } from '../src/backward-tables.js';
+import { backwardTableText } from '../src/backward-text.js';
 import {
   type CliOptions,
   DEFAULT_PROBE_SIZE,
