@@ -1,6 +1,9 @@
 import {
   ALL_FEATURES,
   type AttentionBackend,
+  type AttentionBackwardProblem,
+  type AttentionFeature,
+  type AttentionGradients,
   type AttentionProblem,
   type AttentionResult,
   AttnkitError,
@@ -14,6 +17,21 @@ import {
   validateFactoryOptions,
   visibleKeyRange,
 } from '@attnkit/spec';
+import { type BackwardKernels, runBackward } from './backward.js';
+import {
+  rowMaxKernel as backwardRowMaxKernel,
+  rowSumKernel as backwardRowSumKernel,
+  delta4Kernel,
+  deltaKernel,
+  gradBiasKernel,
+  gradKV4Kernel,
+  gradKVKernel,
+  gradQ4Kernel,
+  gradQKernel,
+  rowMax4Kernel,
+  rowSum4Kernel,
+  sinkTermsKernel,
+} from './backward-kernels.js';
 import {
   type GlContextKind,
   type GlInput,
@@ -102,7 +120,11 @@ interface Kernels {
   weights: GlKernel;
   matmul: GlKernel;
   pack: GlKernel;
+  backward: BackwardKernels;
 }
+
+/** Every forward feature, and the backward pass. */
+const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward'];
 
 const DUMMY = new Float32Array(1);
 
@@ -123,7 +145,7 @@ function padRows(data: Float32Array, from: number, to: number, onePastEnd = fals
 
 function baseCapabilities(): BackendCapabilities {
   return {
-    features: ALL_FEATURES,
+    features: FEATURES,
     limits: {},
     tolerance: WEBGL_TOLERANCE,
     deterministic: true,
@@ -186,6 +208,20 @@ export class WebglImplementation implements BackendImplementation {
         weights: runtime.kernel(weightsKernel(vectorized)),
         matmul: runtime.kernel(matmulKernel),
         pack: runtime.kernel(packKernel),
+        backward: {
+          rowMax: runtime.kernel(backwardRowMaxKernel),
+          rowSum: runtime.kernel(backwardRowSumKernel),
+          rowMax4: runtime.kernel(rowMax4Kernel),
+          rowSum4: runtime.kernel(rowSum4Kernel),
+          delta: runtime.kernel(deltaKernel),
+          delta4: runtime.kernel(delta4Kernel),
+          gradQ: runtime.kernel(gradQKernel),
+          gradKV: runtime.kernel(gradKVKernel),
+          gradQ4: runtime.kernel(gradQ4Kernel),
+          gradKV4: runtime.kernel(gradKV4Kernel),
+          gradBias: runtime.kernel(gradBiasKernel),
+          sinkTerms: runtime.kernel(sinkTermsKernel),
+        },
       };
     } catch (error) {
       await runtime.destroy();
@@ -195,7 +231,7 @@ export class WebglImplementation implements BackendImplementation {
     this.vectorized = vectorized;
     const max = runtime.maxTextureSize;
     this.caps = {
-      features: ALL_FEATURES,
+      features: FEATURES,
       // Dv + 1 columns (values and the denominator) share one texture row.
       limits: { valueDim: max - 1 },
       tolerance: WEBGL_TOLERANCE,
@@ -427,6 +463,28 @@ export class WebglImplementation implements BackendImplementation {
       }
     }
     return out;
+  }
+
+  async attentionBackward(problem: AttentionBackwardProblem): Promise<AttentionGradients> {
+    const { runtime, kernels } = this.ready();
+    const { shape, keyMask } = problem;
+    // Host copies held during the call: the float key mask, the per-row table, the per-head table
+    // and (WebGL2) q, k, v, dO padded to whole texels.
+    const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = shape;
+    const pad = (n: number) => (this.vectorized && n % 4 !== 0 ? Math.ceil(n / 4) * 4 : 0);
+    const rowsQ = B * Hq * Lq;
+    const rowsK = B * Hkv * Lk;
+    this.hostBytes =
+      4 *
+      ((keyMask?.length ?? 0) +
+        rowsQ * 8 +
+        Hq * 4 +
+        (rowsQ + rowsK) * (pad(shape.headDim) + pad(shape.valueDim)));
+    try {
+      return runBackward(runtime, kernels.backward, problem, this.blockElements, this.vectorized);
+    } finally {
+      this.hostBytes = 0;
+    }
   }
 
   memory() {

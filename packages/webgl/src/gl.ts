@@ -59,6 +59,8 @@ export interface GlRuntime {
   input(data: Float32Array, width: number, height: number): GlInput;
   /** Reads a texture back: `width * height` floats, row-major (`y * width + x`). */
   read(texture: GlTexture): Float32Array;
+  /** Reads an RGBA (`returnType: 'Array(4)'`) texture back: four floats per output element, in order. */
+  readTexels(texture: GlTexture): Float32Array;
   release(texture: GlTexture): void;
   /** Bytes of textures alive on the context now (tracked at the GL calls). */
   deviceBytes(): number;
@@ -323,6 +325,11 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
       // gpu.js writes value n of a 2-d output (n = y * width + x) to texel n, red channel.
       for (let n = 0; n < out.length; n++) out[n] = rgba[n * 4];
       return out;
+    },
+    readTexels(texture) {
+      const rgba: Float32Array = (texture as TextureHandle).raw.renderRawOutput();
+      const [width, height] = texture.output;
+      return rgba.slice(0, width * height * 4);
     },
     release(texture) {
       (texture as TextureHandle).raw.delete();

@@ -13,24 +13,28 @@ import {
   type BackendMemory,
   createBackend,
   type FactoryOptionSchema,
+  type KVCacheImplementation,
   type LayerInputs,
   type MatmulProblem,
+  type ResolvedKVCacheConfig,
   type ResolvedShape,
   resolveShape,
   validateFactoryOptions,
 } from '@attnkit/spec';
 import * as backward from './backward.js';
+import { WebGpuKVCache } from './cache.js';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
-import { attentionPipelines, backwardPipelines, matmulPipeline } from './pipelines.js';
-import { attentionVariant, backwardVariant, headDimLimit } from './planning.js';
+import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline } from './pipelines.js';
+import { attentionVariant, backwardVariant, cacheVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
 import type {
   GpuAttentionInputs,
   GpuAttentionResult,
   GpuMatmulInputs,
+  TransferCounters,
   WebGpuBackend,
   WebGpuBackendOptions,
   WebGpuWorkload,
@@ -41,6 +45,7 @@ export type {
   GpuAttentionResult,
   GpuMatmulInputs,
   TensorLayout,
+  TransferCounters,
   WebGpuBackend,
   WebGpuBackendOptions,
   WebGpuWorkload,
@@ -51,10 +56,11 @@ interface CheckedWorkload {
   returnWeights: boolean;
   matmul: boolean;
   backward: boolean;
+  kvCache: boolean;
 }
 
-const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward']);
-const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward? }';
+const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward', 'kvCache']);
+const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward?, kvCache? }';
 
 /** Validates every workload before anything is acquired, as the other calls do. */
 function checkWorkloads(workloads: unknown): CheckedWorkload[] {
@@ -87,9 +93,9 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
     const record = w as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       if (!WORKLOAD_KEYS.has(key))
-        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward', key);
+        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward, kvCache', key);
     }
-    for (const flag of ['returnWeights', 'matmul', 'backward'] as const) {
+    for (const flag of ['returnWeights', 'matmul', 'backward', 'kvCache'] as const) {
       const value = record[flag];
       if (value !== undefined && typeof value !== 'boolean') bad(`${argument}.${flag}`, 'a boolean', value);
     }
@@ -98,6 +104,7 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
       returnWeights: record.returnWeights === true,
       matmul: record.matmul === true,
       backward: record.backward === true,
+      kvCache: record.kvCache === true,
     };
   });
 }
@@ -109,8 +116,11 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
 // fudge: a multiple of the naive float32 error (see @attnkit/conformance); measured worst 1.0.
 const TOLERANCE = { atol: 2e-5, rtol: 2e-4, fudge: 2 } as const;
 
-/** Every option of `attention`, and `attentionBackward` (kernels in src/kernels/). */
-const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward'];
+/**
+ * Every option of `attention`, `attentionBackward` and the KV cache (kernels in src/kernels/; the
+ * cache in src/cache.ts).
+ */
+const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward', 'kvCache'];
 
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;
@@ -132,6 +142,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     const s = this.state;
     const notes = [
       'device-resident path: attentionBuffers, matmulBuffers, multiHeadAttention (whole layer on the device)',
+      'KV cache: K/V in GPU buffers (capacity doubling, copied on the GPU), split-K decode merged by log-sum-exp',
     ];
     if (s === null) {
       return {
@@ -243,6 +254,20 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return backward.attentionBackward(this, problem);
   }
 
+  /**
+   * Called by the gate after init. The cache's buffers are counted by this device's pool; the gate
+   * disposes every open cache before the backend's own dispose destroys the pool.
+   */
+  createKVCache(config: ResolvedKVCacheConfig): KVCacheImplementation {
+    return new WebGpuKVCache(this.ready(), this.workgroupSize, config);
+  }
+
+  /** Bytes and calls between host and device since the device was acquired (a copy). */
+  transfers(): TransferCounters {
+    const s = this.state;
+    return s === null ? { uploadBytes: 0, uploads: 0, downloadBytes: 0, downloads: 0 } : { ...s.transfers };
+  }
+
   multiHeadAttention(inputs: LayerInputs, options: AttentionOptions = {}): Promise<AttentionResult> {
     return host.multiHeadAttention(this, inputs, options);
   }
@@ -280,6 +305,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
         ...(w.backward
           ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]
           : []),
+        ...(w.kvCache ? [cachePipelines(s, cacheVariant(s, this.workgroupSize, w.shape))] : []),
       ]),
     );
   }
@@ -389,5 +415,6 @@ export function createWebGpuBackend(given?: WebGpuBackendOptions): WebGpuBackend
     read: (buffer: GPUBuffer, elements: number) => run('read', () => impl.read(buffer, elements)),
     release: (buffer: GPUBuffer) => impl.release(buffer),
     prepare: (workloads: readonly WebGpuWorkload[]) => run('prepare', () => impl.prepare(workloads)),
+    transfers: () => impl.transfers(),
   });
 }

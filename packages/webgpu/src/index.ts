@@ -12,6 +12,7 @@ export {
   type GpuAttentionResult,
   type GpuMatmulInputs,
   type TensorLayout,
+  type TransferCounters,
   type WebGpuBackend,
   type WebGpuBackendOptions,
   type WebGpuWorkload,

@@ -1,6 +1,7 @@
 import { deviceError } from './errors.js';
 import type { BackwardVariant } from './kernels/backward-common.js';
 import { biasGradShader } from './kernels/bias-grad.js';
+import { cacheMergeShader, cachePartialShader } from './kernels/cache-attention.js';
 import { deltaShader } from './kernels/delta.js';
 import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
@@ -19,6 +20,8 @@ export interface Pipelines {
  * used by several backends compiles each variant once). Weak: they go with the device.
  */
 const PIPELINES = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+/** The same pipelines once compiled, for callers that must encode in the caller's tick when they can. */
+const COMPILED = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 export function pipeline(s: DeviceState, key: string, code: string): Promise<GPUComputePipeline> {
   const { device } = s;
@@ -49,7 +52,17 @@ export function pipeline(s: DeviceState, key: string, code: string): Promise<GPU
     }
   })();
   cache.set(key, created);
-  created.catch(() => cache.delete(key));
+  created.then(
+    (compiled) => {
+      let done = COMPILED.get(device);
+      if (done === undefined) {
+        done = new Map();
+        COMPILED.set(device, done);
+      }
+      done.set(key, compiled);
+    },
+    () => cache.delete(key),
+  );
   return created;
 }
 
@@ -94,4 +107,33 @@ export async function backwardPipelines(s: DeviceState, v: BackwardVariant): Pro
     pipeline(s, `backward-sinks:${v.wg}`, sinksGradShader(v.wg)),
   ]);
   return { delta, dkdv, dq, biasGrad, sinksGrad };
+}
+
+export interface CachePipelines {
+  partial: GPUComputePipeline;
+  merge: GPUComputePipeline;
+}
+
+const cacheKeys = (v: AttentionVariant) => ({
+  partial: `cache-partial${JSON.stringify(v)}`,
+  merge: `cache-merge:${v.wg}`,
+});
+
+/** The KV cache's split-K partial kernel and its merge (kernels/cache-attention.ts) for a variant. */
+export async function cachePipelines(s: DeviceState, v: AttentionVariant): Promise<CachePipelines> {
+  const keys = cacheKeys(v);
+  const [partial, merge] = await Promise.all([
+    pipeline(s, keys.partial, cachePartialShader(v)),
+    pipeline(s, keys.merge, cacheMergeShader(v.wg)),
+  ]);
+  return { partial, merge };
+}
+
+/** {@link cachePipelines} when both are already compiled, else `null` (nothing is started). */
+export function compiledCachePipelines(s: DeviceState, v: AttentionVariant): CachePipelines | null {
+  const done = COMPILED.get(s.device);
+  const keys = cacheKeys(v);
+  const partial = done?.get(keys.partial);
+  const merge = done?.get(keys.merge);
+  return partial === undefined || merge === undefined ? null : { partial, merge };
 }

@@ -277,3 +277,40 @@ export function planBackward(
   const variant = backwardVariant(s, workgroupSize, shape, context);
   return { shape, options, variant, biasFull };
 }
+
+/**
+ * The KV cache's partial kernel: the forward's tile search (same workgroup arrays) over the `G * Lq`
+ * query rows a kv head serves, so a decode step of a GQA group of G heads fills a G-row tile.
+ */
+export function cacheVariant(
+  s: DeviceState,
+  workgroupSize: number | undefined,
+  shape: ResolvedShape,
+): AttentionVariant {
+  const rows = (shape.queryHeads / shape.kvHeads) * shape.queryLength;
+  return attentionVariant(s, workgroupSize, { ...shape, queryLength: rows });
+}
+
+/** Workgroups a cache call aims for before it stops splitting keys: enough to occupy a large GPU. */
+const CACHE_TARGET_GROUPS = 512;
+/** Fewest keys per split: below this, merging costs more than the parallelism buys. */
+const CACHE_MIN_CHUNK = 256;
+
+/**
+ * How a cache call splits each row's keys: `splits` ranges of `chunk` keys (a multiple of the
+ * variant's `bk`). Few query rows (decode) split until about {@link CACHE_TARGET_GROUPS} workgroups
+ * run; many (prefill) already fill the device and keep one range.
+ */
+export function cacheSplits(
+  shape: ResolvedShape,
+  variant: AttentionVariant,
+): { rowTiles: number; splits: number; chunk: number } {
+  const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = shape;
+  const rowTiles = Math.ceil(((Hq / Hkv) * Lq) / variant.bq);
+  const base = B * Hkv * rowTiles;
+  const wanted = Math.max(1, Math.ceil(CACHE_TARGET_GROUPS / base));
+  const minChunk = Math.ceil(CACHE_MIN_CHUNK / variant.bk) * variant.bk;
+  const raw = Math.max(minChunk, Math.ceil(Lk / wanted));
+  const chunk = Math.ceil(raw / variant.bk) * variant.bk;
+  return { rowTiles, splits: Math.max(1, Math.ceil(Lk / chunk)), chunk };
+}

@@ -60,6 +60,24 @@ export class BufferPool {
     return buffer;
   }
 
+  /**
+   * A buffer of exactly `bytes` (rounded to 16) that is never pooled: long-lived storage such as a KV
+   * cache, counted in {@link deviceBytes} until {@link destroyResident} (or {@link destroyAll}) destroys it, so
+   * freeing it returns the count to what it was.
+   */
+  allocate(bytes: number, usage: number): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const buffer = this.device.createBuffer({ size, usage, label: 'attnkit:resident' });
+    this.created.add(buffer);
+    this.bytes += size;
+    return buffer;
+  }
+
+  /** Destroys a buffer from {@link allocate} now (no-op for one this pool no longer holds). */
+  destroyResident(buffer: GPUBuffer): void {
+    this.destroy(buffer);
+  }
+
   /** Whether this pool made `buffer` (and so may take it back). */
   owns(buffer: GPUBuffer): boolean {
     return this.created.has(buffer);

@@ -1,5 +1,6 @@
 import type { AcquiredDevice } from './device.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
+import type { TransferCounters } from './types.js';
 
 /** Everything a backend holds for one device, sized from that device's limits. */
 export interface DeviceState {
@@ -19,6 +20,8 @@ export interface DeviceState {
   dummy: GPUBuffer;
   lost: GPUDeviceLostInfo | null;
   lostPromise: Promise<GPUDeviceLostInfo>;
+  /** Bytes and calls moved between host and device on this device (transfer.ts counts them: every write and read). */
+  transfers: TransferCounters;
 }
 
 /**
@@ -59,6 +62,7 @@ export function createDeviceState(acquired: AcquiredDevice): DeviceState {
     },
     lost: null,
     lostPromise: device.lost,
+    transfers: { uploadBytes: 0, uploads: 0, downloadBytes: 0, downloads: 0 },
   };
   state.lostPromise.then((info) => {
     state.lost = info;

@@ -82,20 +82,32 @@ export function uploadConcatenated(
   parts: readonly Float32Array[],
   extraBytes = 0,
 ): GPUBuffer {
-  const { device, pool } = s;
+  const { pool } = s;
   const total = parts.reduce((n, part) => n + part.byteLength, 0) + extraBytes;
   const buffer = pool.acquire(Math.max(4, total), STORAGE_USAGE);
   let offset = 0;
   for (const data of parts) {
-    if (data.byteLength > 0) {
-      // Dawn's writeBuffer rejects SharedArrayBuffer memory (TypeError), and a browser's may too:
-      // copy such a view into ordinary memory first (the values are the same; cpu and wasm accept it).
-      const source = isShared(data.buffer) ? new Float32Array(data) : data;
-      device.queue.writeBuffer(buffer, offset, source.buffer, source.byteOffset, source.byteLength);
-    }
+    writeFloats(s, buffer, offset, data);
     offset += data.byteLength;
   }
   return buffer;
+}
+
+/**
+ * Writes `data` into `buffer` at byte `offset` now (the one counted host -> device path for tensor
+ * data). Dawn's writeBuffer rejects SharedArrayBuffer memory (TypeError), and a browser's may too:
+ * such a view is copied into ordinary memory first (the values are the same).
+ */
+export function writeFloats(s: DeviceState, buffer: GPUBuffer, offset: number, data: Float32Array): void {
+  if (data.byteLength === 0) return;
+  const source = isShared(data.buffer) ? new Float32Array(data) : data;
+  s.device.queue.writeBuffer(buffer, offset, source.buffer, source.byteOffset, source.byteLength);
+  count(s, source.byteLength);
+}
+
+function count(s: DeviceState, bytes: number): void {
+  s.transfers.uploadBytes += bytes;
+  s.transfers.uploads += 1;
 }
 
 export function uploadBytes(s: DeviceState, data: Uint8Array): GPUBuffer {
@@ -105,6 +117,7 @@ export function uploadBytes(s: DeviceState, data: Uint8Array): GPUBuffer {
   padded.set(data);
   const buffer = pool.acquire(padded.byteLength, STORAGE_USAGE);
   device.queue.writeBuffer(buffer, 0, padded.buffer, 0, padded.byteLength);
+  count(s, padded.byteLength);
   return buffer;
 }
 
@@ -112,6 +125,7 @@ export function uploadUniform(s: DeviceState, words: ArrayBuffer): GPUBuffer {
   const { device, pool } = s;
   const buffer = pool.acquire(words.byteLength, Usage.UNIFORM | Usage.COPY_DST);
   device.queue.writeBuffer(buffer, 0, words);
+  count(s, words.byteLength);
   return buffer;
 }
 
@@ -128,7 +142,11 @@ export async function readStaging(
       Promise.all(staging.map((st) => st.buffer.mapAsync(MAP_READ_MODE, 0, st.bytes))),
       context,
     );
-    return staging.map((st) => new Float32Array(st.buffer.getMappedRange(0, st.bytes).slice(0)));
+    return staging.map((st) => {
+      s.transfers.downloadBytes += st.bytes;
+      s.transfers.downloads += 1;
+      return new Float32Array(st.buffer.getMappedRange(0, st.bytes).slice(0));
+    });
   } catch (error) {
     if (error instanceof AttnkitError) throw error;
     throw deviceError(`${context}: reading results back failed: ${String(error)}`, error);

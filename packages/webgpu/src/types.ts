@@ -56,6 +56,11 @@ export interface WebGpuWorkload {
   matmul?: boolean;
   /** Also every pipeline of `attentionBackward` for this shape (whatever its options). */
   backward?: boolean;
+  /**
+   * Also the KV cache's pipelines for `cache.attention` calls of this shape (`queryLength` the call's
+   * Lq, 1 for a decode step; `keyLength` is not used), so the first decode step compiles nothing.
+   */
+  kvCache?: boolean;
 }
 
 /** The WebGPU backend: the spec contract plus a device-resident path. */
@@ -81,4 +86,18 @@ export interface WebGpuBackend extends AttentionBackend {
    * Rejects with `invalid-argument` for a bad workload, before anything is acquired.
    */
   prepare(workloads: readonly WebGpuWorkload[]): Promise<void>;
+  /**
+   * Bytes and calls moved between host and device since the device was acquired: every
+   * `queue.writeBuffer` (tensors, uniforms, small tables) and every read back. A copy; take one
+   * before and one after a call to see what it moved.
+   */
+  transfers(): TransferCounters;
+}
+
+/** What {@link WebGpuBackend.transfers} counts. */
+export interface TransferCounters {
+  uploadBytes: number;
+  uploads: number;
+  downloadBytes: number;
+  downloads: number;
 }

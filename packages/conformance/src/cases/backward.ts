@@ -286,16 +286,18 @@ function memoryCase(): ConformanceCase {
   const id = 'backward/repeated';
   const sizes = [
     {
-      label: 'L 64, D 32, 2 heads',
-      work: backwardWork({ batch: 1, queryHeads: 2, queryLength: 64, headDim: 32 }),
+      label: 'L 32, D 16, 2 heads',
+      work: backwardWork({ batch: 1, queryHeads: 2, queryLength: 32, headDim: 16 }),
     },
     { label: 'tiny (L 4, D 4)', work: backwardWork({ batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 }) },
   ];
   const shapes: AttentionShape[] = [
-    { batch: 1, queryHeads: 2, queryLength: 64, headDim: 32 },
+    { batch: 1, queryHeads: 2, queryLength: 32, headDim: 16 },
     { batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 },
   ];
-  // A memory case need not repeat a thousand times: a leak per call shows in 100.
+  // A memory case need not repeat a thousand times, nor be large: a leaked buffer shows in
+  // backend.memory() at any size, in 100 calls (and the small shape keeps a software GPU's WebGL1
+  // path, 100 forward+backward pairs, well inside the per-case timeout).
   const calls = (context: CaseContext) => Math.min(100, context.options.repeatCalls);
   return customCase(
     id,

@@ -1,0 +1,449 @@
+/**
+ * The backward pass on the GL runtime: plans the kernel passes of backward-kernels.ts, builds the
+ * per-row tables (exact integer facts the shaders must not compute in float), runs every output in
+ * blocks that fit MAX_TEXTURE_SIZE and `blockElements`, and reads the gradients back.
+ */
+import {
+  type AttentionBackwardProblem,
+  type AttentionGradients,
+  kvHeadFor,
+  queryPosition,
+  visibleKeyRange,
+} from '@attnkit/spec';
+import { DKV_INFO, DQ_INFO, HEAD_INFO, RANGE_INFO } from './backward-kernels.js';
+import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
+
+/** The compiled backward kernels (one instance each: none reads its own output). */
+export interface BackwardKernels {
+  rowMax: GlKernel;
+  rowSum: GlKernel;
+  /** WebGL2 forms of rowMax and rowSum, summing the logits as gradQ4/gradKV4 do. */
+  rowMax4: GlKernel;
+  rowSum4: GlKernel;
+  delta: GlKernel;
+  /** WebGL2 form of delta, summed in the vectorized kernels' order. */
+  delta4: GlKernel;
+  gradQ: GlKernel;
+  gradKV: GlKernel;
+  /** WebGL2 (texelFetch) forms of gradQ and gradKV: four columns a thread. */
+  gradQ4: GlKernel;
+  gradKV4: GlKernel;
+  gradBias: GlKernel;
+  sinkTerms: GlKernel;
+}
+
+/**
+ * Most query rows one reduction element (a bias element, a sink) walks before its box is split into
+ * parts that the host adds: keeps one shader invocation's loop bounded whatever the broadcast.
+ */
+const PART_ROWS = 256;
+
+const DUMMY = new Float32Array(1);
+
+/** A `(b, h, i)` box of query rows: `[lo, hi)` per dimension. */
+interface Box {
+  b: readonly [number, number];
+  h: readonly [number, number];
+  i: readonly [number, number];
+}
+
+/** Splits a box along `i` so each part walks at most about PART_ROWS rows. */
+function splitBox(box: Box): Box[] {
+  const across = (box.b[1] - box.b[0]) * (box.h[1] - box.h[0]);
+  const step = Math.max(1, Math.floor(PART_ROWS / Math.max(1, across)));
+  const parts: Box[] = [];
+  for (let i0 = box.i[0]; i0 < box.i[1]; i0 += step) {
+    parts.push({ b: box.b, h: box.h, i: [i0, Math.min(box.i[1], i0 + step)] });
+  }
+  if (parts.length === 0) parts.push(box);
+  return parts;
+}
+
+function rangeTable(boxes: readonly Box[], from: number, count: number): Float32Array {
+  const table = new Float32Array(count * RANGE_INFO.width);
+  for (let n = 0; n < count; n++) {
+    const { b, h, i } = boxes[from + n];
+    const base = n * RANGE_INFO.width;
+    table[base + RANGE_INFO.bLo] = b[0];
+    table[base + RANGE_INFO.bHi] = b[1];
+    table[base + RANGE_INFO.hLo] = h[0];
+    table[base + RANGE_INFO.hHi] = h[1];
+    table[base + RANGE_INFO.iLo] = i[0];
+    table[base + RANGE_INFO.iHi] = i[1];
+  }
+  return table;
+}
+
+/**
+ * Runs `kernel` over a `[width, rows]` grid in blocks of at most MAX_TEXTURE_SIZE per side and
+ * `blockElements` elements, and hands each block's values (`[cw, rc]`, row-major) to `take`.
+ * `table(r0, rc)` makes the block rows' table; `args(table, c0)` the kernel's arguments.
+ */
+function runGrid(
+  runtime: GlRuntime,
+  kernel: GlKernel,
+  width: number,
+  rows: number,
+  blockElements: number,
+  table: (r0: number, rc: number) => Float32Array,
+  tableWidth: number,
+  args: (table: GlInput, c0: number) => readonly KernelArgument[],
+  take: (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => void,
+  rgba = false,
+): void {
+  const max = runtime.maxTextureSize;
+  const cols = Math.min(width, max);
+  const rowsPer = Math.max(1, Math.min(rows, max, Math.floor(blockElements / cols)));
+  for (let r0 = 0; r0 < rows; r0 += rowsPer) {
+    const rc = Math.min(rowsPer, rows - r0);
+    const info = runtime.input(table(r0, rc), tableWidth, rc);
+    for (let c0 = 0; c0 < width; c0 += cols) {
+      const cw = Math.min(cols, width - c0);
+      const out = kernel.run([cw, rc], args(info, c0));
+      try {
+        take(rgba ? runtime.readTexels(out) : runtime.read(out), r0, rc, c0, cw);
+      } finally {
+        runtime.release(out);
+      }
+    }
+  }
+}
+
+/** Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when none is needed). */
+function padRows(data: Float32Array, from: number, to: number): Float32Array {
+  if (from === to) return data;
+  const rows = data.length / from;
+  const out = new Float32Array(rows * to);
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * from, (r + 1) * from), r * to);
+  return out;
+}
+
+/**
+ * The gradients of `problem` (gradBias exactly when it has a bias, gradSinks exactly when it has
+ * sinks). Deterministic: every element is one fixed-order loop, and parts are added on the host in
+ * order. `vectorized` (WebGL2) runs gradQ and gradK|gradV four columns a thread with texelFetch.
+ */
+export function runBackward(
+  runtime: GlRuntime,
+  kernels: BackwardKernels,
+  problem: AttentionBackwardProblem,
+  blockElements: number,
+  vectorized: boolean,
+): AttentionGradients {
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = problem.shape;
+  const rowsQ = B * Hq * Lq;
+  const rowsK = B * Hkv * Lk;
+  const group = Hq / Hkv;
+  const negInf = Number.NEGATIVE_INFINITY;
+  const { bias, keyMask } = problem;
+
+  const q = runtime.input(problem.q, D, rowsQ);
+  const k = runtime.input(problem.k, D, rowsK);
+  const v = runtime.input(problem.v, Dv, rowsK);
+  const dO = runtime.input(problem.gradOutput, Dv, rowsQ);
+  const heads = new Float32Array(Hq * HEAD_INFO.width);
+  for (let h = 0; h < Hq; h++) {
+    heads[h * HEAD_INFO.width + HEAD_INFO.slope] = problem.alibiSlopes?.[h] ?? 0;
+    heads[h * HEAD_INFO.width + HEAD_INFO.sink] = problem.sinks?.[h] ?? negInf;
+    heads[h * HEAD_INFO.width + HEAD_INFO.kvHead] = kvHeadFor(h, Hq, Hkv);
+  }
+  const headInfo = runtime.input(heads, HEAD_INFO.width, Hq);
+  const lkDim = bias === null ? 1 : bias.shape[3];
+  const biasInput =
+    bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(bias.data, lkDim, bias.data.length / lkDim);
+  const maskInput =
+    keyMask === null
+      ? runtime.input(DUMMY, 1, 1)
+      : runtime.input(
+          Float32Array.from(keyMask, (x) => (x !== 0 ? 1 : 0)),
+          Lk,
+          B,
+        );
+  const [sb, sh, si] = bias?.strides ?? [0, 0, 0];
+  const pairUniforms = [
+    D,
+    Dv,
+    Hq,
+    Lq,
+    Lk,
+    problem.scale,
+    problem.softcap ?? 0,
+    bias === null ? 0 : 1,
+    lkDim === 1 ? 0 : 1,
+    sb / lkDim,
+    sh / lkDim,
+    si / lkDim,
+    negInf,
+  ];
+
+  const gradQ = new Float32Array(rowsQ * D);
+  const gradK = new Float32Array(rowsK * D);
+  const gradV = new Float32Array(rowsK * Dv);
+  let gradBias: Float32Array | undefined;
+  let gradSinks: Float32Array | undefined;
+
+  const rowTable = (r0: number, rc: number) => {
+    const table = new Float32Array(rc * DQ_INFO.width);
+    for (let n = 0; n < rc; n++) {
+      const row = r0 + n;
+      const i = row % Lq;
+      const bh = (row - i) / Lq;
+      const h = bh % Hq;
+      const b = (bh - h) / Hq;
+      const position = queryPosition(i, Lq, Lk);
+      const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+      const base = n * DQ_INFO.width;
+      table[base + DQ_INFO.row] = row;
+      table[base + DQ_INFO.kvBase] = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
+      table[base + DQ_INFO.position] = position;
+      table[base + DQ_INFO.batch] = b;
+      table[base + DQ_INFO.head] = h;
+      table[base + DQ_INFO.query] = i;
+      table[base + DQ_INFO.start] = range.start;
+      table[base + DQ_INFO.end] = range.end;
+    }
+    return table;
+  };
+  const offset = Lk - Lq;
+  const W = problem.slidingWindow;
+  const kvTable = (r0: number, rc: number) => {
+    const table = new Float32Array(rc * DKV_INFO.width);
+    for (let n = 0; n < rc; n++) {
+      const row = r0 + n;
+      const j = row % Lk;
+      const bg = (row - j) / Lk;
+      const g = bg % Hkv;
+      const b = (bg - g) / Hkv;
+      // Query i (position i + offset) sees key j iff visibleKeyRange(position) holds j.
+      let lo = 0;
+      let hi = Lq;
+      if (problem.causal) lo = Math.max(lo, j - offset);
+      if (W !== null) {
+        hi = Math.min(hi, j + W - offset);
+        if (!problem.causal) lo = Math.max(lo, j - W - offset + 1);
+      }
+      if (keyMask !== null && keyMask[b * Lk + j] === 0) hi = lo;
+      const base = n * DKV_INFO.width;
+      table[base + DKV_INFO.kvRow] = row;
+      table[base + DKV_INFO.key] = j;
+      table[base + DKV_INFO.batch] = b;
+      table[base + DKV_INFO.headLo] = g * group;
+      table[base + DKV_INFO.headHi] = (g + 1) * group;
+      table[base + DKV_INFO.queryLo] = lo;
+      table[base + DKV_INFO.queryHi] = Math.max(lo, hi);
+    }
+    return table;
+  };
+  const hasMask = keyMask === null ? 0 : 1;
+  // Both forms write four columns a thread (an RGBA texel): texel t of a row holds columns
+  // 4t..4t+3; gradK | gradV rows are D4 texels of gradK, then Dv4 of gradV.
+  const D4 = Math.ceil(D / 4);
+  const Dv4 = Math.ceil(Dv / 4);
+  // Vectorized: rows padded to whole texels so every row starts on one; the padding is zero.
+  const padded = (data: Float32Array, width: number, texels: number, rows: number) =>
+    runtime.input(padRows(data, width, texels * 4), texels * 4, rows);
+  const dO4 = vectorized ? padded(problem.gradOutput, Dv, Dv4, rowsQ) : dO;
+
+  // Every query row's facts at once (an input, so not bounded by MAX_TEXTURE_SIZE); gradQ's blocks
+  // take slices of it.
+  const rows = rowTable(0, rowsQ);
+  const allRows = runtime.input(rows, DQ_INFO.width, rowsQ);
+  const logitArgs = [q, k, biasInput, maskInput, headInfo, allRows];
+  const q4 = vectorized ? padded(problem.q, D, D4, rowsQ) : q;
+  const k4 = vectorized ? padded(problem.k, D, D4, rowsK) : k;
+  const logitArgs4 = [q4, k4, biasInput, maskInput, headInfo, allRows];
+  const uniforms4 = [D4, Dv4, Hq, Lq, Lk, lkDim, lkDim === 1 ? 0 : 1, bias === null ? 0 : 1];
+  const tail4 = [
+    ...uniforms4,
+    problem.scale,
+    problem.softcap ?? 0,
+    sb / lkDim,
+    sh / lkDim,
+    si / lkDim,
+    negInf,
+  ];
+  const textures: GlTexture[] = [];
+  const keep = (texture: GlTexture) => {
+    textures.push(texture);
+    return texture;
+  };
+  try {
+    const rowM = keep(
+      vectorized
+        ? kernels.rowMax4.run([rowsQ, 1], [...logitArgs4, hasMask, ...tail4])
+        : kernels.rowMax.run([rowsQ, 1], [...logitArgs, hasMask, ...pairUniforms]),
+    );
+    const rowL = keep(
+      vectorized
+        ? kernels.rowSum4.run([rowsQ, 1], [...logitArgs4, rowM, hasMask, ...tail4])
+        : kernels.rowSum.run([rowsQ, 1], [...logitArgs, rowM, hasMask, ...pairUniforms]),
+    );
+    const v4 = vectorized ? padded(problem.v, Dv, Dv4, rowsK) : v;
+    const delta = keep(
+      vectorized
+        ? kernels.delta4.run(
+            [rowsQ, 1],
+            [q4, k4, v4, dO4, ...logitArgs4.slice(2), rowM, rowL, hasMask, ...tail4],
+          )
+        : kernels.delta.run(
+            [rowsQ, 1],
+            [q, k, v, dO, ...logitArgs.slice(2), rowM, rowL, hasMask, ...pairUniforms],
+          ),
+    );
+    const tensors = [q, k, v, dO, rowM, rowL, delta, biasInput];
+
+    const scatter =
+      (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
+      (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
+        for (let n = 0; n < rc; n++) {
+          for (let x = 0; x < cw; x++) {
+            const t = c0 + x - from;
+            if (t < 0 || t >= texelsPerRow) continue;
+            for (let ch = 0; ch < 4; ch++) {
+              const c = t * 4 + ch;
+              if (c < width) out[(r0 + n) * width + c] = values[(n * cw + x) * 4 + ch];
+            }
+          }
+        }
+      };
+    const takeQ = scatter(gradQ, D, D4, 0);
+    const takeK = scatter(gradK, D, D4, 0);
+    const takeV = scatter(gradV, Dv, Dv4, D4);
+    const takeKV = (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => {
+      takeK(values, r0, rc, c0, cw);
+      takeV(values, r0, rc, c0, cw);
+    };
+    let qArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
+    let kvArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
+    if (vectorized) {
+      qArgs = (info, c0) => [
+        q4,
+        k4,
+        v4,
+        dO4,
+        biasInput,
+        maskInput,
+        rowM,
+        rowL,
+        delta,
+        headInfo,
+        info,
+        c0,
+        hasMask,
+        ...tail4,
+      ];
+      kvArgs = (info, c0) => [q4, k4, v4, dO4, biasInput, rowM, rowL, delta, headInfo, info, c0, ...tail4];
+    } else {
+      qArgs = (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms];
+      kvArgs = (info, c0) => [
+        q,
+        k,
+        v,
+        dO,
+        rowM,
+        rowL,
+        delta,
+        biasInput,
+        headInfo,
+        info,
+        c0,
+        D4,
+        ...pairUniforms,
+      ];
+    }
+    // gradQ: one thread per (query row, texel), looping over the row's visible keys.
+    const qKernel = vectorized ? kernels.gradQ4 : kernels.gradQ;
+    const rowSlice = (r0: number, rc: number) => rows.subarray(r0 * DQ_INFO.width, (r0 + rc) * DQ_INFO.width);
+    runGrid(runtime, qKernel, D4, rowsQ, blockElements, rowSlice, DQ_INFO.width, qArgs, takeQ, true);
+    // gradK | gradV: one thread per (kv row, texel), looping over the group's heads and the
+    // queries that can see the key.
+    const kvKernel = vectorized ? kernels.gradKV4 : kernels.gradKV;
+    runGrid(runtime, kvKernel, D4 + Dv4, rowsK, blockElements, kvTable, DKV_INFO.width, kvArgs, takeKV, true);
+
+    // Sum-of-parts reductions: each box's parts run as rows of one grid; the host adds them in order.
+    const reduce = (
+      kernel: GlKernel,
+      boxes: readonly Box[],
+      width: number,
+      args: (info: GlInput, c0: number) => readonly KernelArgument[],
+    ): Float64Array[] => {
+      const parts = boxes.map(splitBox);
+      const flat = parts.flat();
+      const owner = parts.flatMap((list, n) => list.map(() => n));
+      const sums = boxes.map(() => new Float64Array(width));
+      runGrid(
+        runtime,
+        kernel,
+        width,
+        flat.length,
+        blockElements,
+        (r0, rc) => rangeTable(flat, r0, rc),
+        RANGE_INFO.width,
+        args,
+        (values, r0, rc, c0, cw) => {
+          for (let n = 0; n < rc; n++) {
+            const sum = sums[owner[r0 + n]];
+            for (let x = 0; x < cw; x++) sum[c0 + x] += values[n * cw + x];
+          }
+        },
+      );
+      return sums;
+    };
+    const sinkTermArgs = (info: GlInput) => [rowM, rowL, delta, headInfo, info, Hq, Lq, negInf];
+
+    if (bias !== null) {
+      // One box per bias row: its own coordinates, the whole range along broadcast dimensions.
+      const [bB, bH, bL] = bias.shape;
+      const boxes: Box[] = [];
+      for (let b = 0; b < bB; b++) {
+        for (let h = 0; h < bH; h++) {
+          for (let i = 0; i < bL; i++) {
+            boxes.push({
+              b: bB === 1 ? [0, B] : [b, b + 1],
+              h: bH === 1 ? [0, Hq] : [h, h + 1],
+              i: bL === 1 ? [0, Lq] : [i, i + 1],
+            });
+          }
+        }
+      }
+      const sums =
+        lkDim === 1
+          ? reduce(kernels.sinkTerms, boxes, 1, sinkTermArgs)
+          : reduce(kernels.gradBias, boxes, Lk, (info, c0) => [
+              ...tensors,
+              maskInput,
+              headInfo,
+              info,
+              c0,
+              hasMask,
+              problem.causal ? 1 : 0,
+              W ?? 0,
+              Hkv,
+              ...pairUniforms,
+            ]);
+      const out = new Float32Array(bias.data.length);
+      for (let n = 0; n < sums.length; n++) {
+        for (let x = 0; x < lkDim; x++) out[n * lkDim + x] = sums[n][x];
+      }
+      gradBias = out;
+    }
+
+    if (problem.sinks !== null) {
+      const boxes: Box[] = [];
+      for (let h = 0; h < Hq; h++) boxes.push({ b: [0, B], h: [h, h + 1], i: [0, Lq] });
+      const sums = reduce(kernels.sinkTerms, boxes, 1, sinkTermArgs);
+      gradSinks = Float32Array.from(sums, (sum) => (sum[0] === 0 ? 0 : -sum[0]));
+    }
+  } finally {
+    for (const texture of textures) runtime.release(texture);
+  }
+  return { gradQ, gradK, gradV, ...(gradBias && { gradBias }), ...(gradSinks && { gradSinks }) };
+}

@@ -1,0 +1,144 @@
+import type { KVCacheAttentionProblem } from '@attnkit/spec';
+import { NAN_BITS, packParams } from './encode.js';
+import { CACHE_PARAM_FIELDS, CACHE_PARAMS_BYTES, type CacheParamField } from './kernels/cache-attention.js';
+import type { AttentionVariant } from './kernels.js';
+import { Flags } from './kernels.js';
+import type { CachePipelines } from './pipelines.js';
+import { cacheSplits, checkElements, dispatchSize } from './planning.js';
+import { STORAGE_USAGE } from './pool.js';
+import type { DeviceState } from './state.js';
+import { uploadUniform } from './transfer.js';
+
+/** The cache's device storage as one call sees it: `[B, Hkv, cap, D]` keys, `[B, Hkv, cap, Dv]` values. */
+export interface CacheStorage {
+  k: GPUBuffer;
+  v: GPUBuffer;
+  cap: number;
+}
+
+/** What a cache call uploaded in the caller's tick (its query and small per-call tables). */
+export interface CacheCallInputs {
+  q: GPUBuffer;
+  /** Per row, the tokens it holds (u32). */
+  lengths: GPUBuffer;
+  /** ALiBi slopes then sinks (`2 * Hq`), or the stand-in. */
+  head: GPUBuffer;
+}
+
+/** Checks what a cache call binds and writes against one storage binding. */
+export function checkCacheCall(
+  s: DeviceState,
+  context: string,
+  problem: KVCacheAttentionProblem,
+  variant: AttentionVariant,
+): void {
+  const { batch: B, queryHeads: Hq, queryLength: Lq, headDim: D, valueDim: Dv } = problem.shape;
+  const { splits } = cacheSplits(problem.shape, variant);
+  checkElements(s, context, 'q', B * Hq * Lq * D);
+  checkElements(s, context, 'output', B * Hq * Lq * Dv);
+  checkElements(s, context, 'split partials', B * Hq * Lq * splits * Math.max(Dv, 2));
+}
+
+/**
+ * Encodes the partial kernel and the merge over the cache. Never awaits. The partials are scratch
+ * (in `temps`); `output` is `[B, Hq, Lq, Dv]`, `lse` `[B, Hq, Lq]` (a stand-in unless asked).
+ */
+export function encodeCacheAttention(
+  s: DeviceState,
+  encoder: GPUCommandEncoder,
+  problem: KVCacheAttentionProblem,
+  variant: AttentionVariant,
+  pipelines: CachePipelines,
+  storage: CacheStorage,
+  inputs: CacheCallInputs,
+  context: string,
+): { output: GPUBuffer; lse: GPUBuffer; temps: GPUBuffer[] } {
+  const { device, pool } = s;
+  const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, headDim: D, valueDim: Dv } = problem.shape;
+  const { rowTiles, splits, chunk } = cacheSplits(problem.shape, variant);
+  const groups = B * Hkv * rowTiles * splits;
+  const [gx, gy] = dispatchSize(s, groups, context);
+  const rows = B * Hq * Lq;
+  // Past the longest row plus Lq every key is inside the window; clamping keeps it in i32 range.
+  const window =
+    problem.slidingWindow === null ? 0 : Math.min(problem.slidingWindow, Lq + problem.shape.keyLength + 1);
+  const values: Record<CacheParamField, number> = {
+    batch: B,
+    hq: Hq,
+    hkv: Hkv,
+    lq: Lq,
+    cap: storage.cap,
+    rowTiles,
+    splits,
+    chunk,
+    total: groups,
+    groupsX: gx,
+    window,
+    bsB: 0,
+    bsH: 0,
+    bsI: 0,
+    bsJ: 0,
+    scale: problem.scale,
+    softcap: problem.softcap ?? 1,
+    nanBits: NAN_BITS,
+    d: D,
+    dv: Dv,
+    bk: variant.bk,
+    flags:
+      (problem.causal ? Flags.causal : 0) |
+      (problem.slidingWindow !== null ? Flags.window : 0) |
+      (problem.alibiSlopes !== null ? Flags.alibi : 0) |
+      (problem.softcap !== null ? Flags.softcap : 0) |
+      (problem.sinks !== null ? Flags.sinks : 0) |
+      (problem.returnLse ? Flags.rows : 0),
+  };
+  const uniform = uploadUniform(s, packParams(CACHE_PARAM_FIELDS, values));
+  const partialO = pool.acquire(rows * splits * Dv * 4, STORAGE_USAGE);
+  const partialM = pool.acquire(rows * splits * 2 * 4, STORAGE_USAGE);
+  const pass = encoder.beginComputePass({ label: 'attnkit:cache-attention' });
+  pass.setPipeline(pipelines.partial);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipelines.partial.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: uniform, size: CACHE_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: inputs.q } },
+        { binding: 2, resource: { buffer: storage.k } },
+        { binding: 3, resource: { buffer: storage.v } },
+        { binding: 4, resource: { buffer: inputs.head } },
+        { binding: 5, resource: { buffer: inputs.lengths } },
+        { binding: 6, resource: { buffer: partialO } },
+        { binding: 7, resource: { buffer: partialM } },
+      ],
+    }),
+  );
+  pass.dispatchWorkgroups(gx, gy);
+  // The merge: one invocation per output element, in groups of the variant's workgroup size.
+  const mergeGroups = Math.ceil((rows * Dv) / variant.wg);
+  const [mx, my] = dispatchSize(s, mergeGroups, context);
+  const mergeUniform = uploadUniform(
+    s,
+    packParams(CACHE_PARAM_FIELDS, { ...values, total: mergeGroups, groupsX: mx }),
+  );
+  const output = pool.acquire(rows * Dv * 4, STORAGE_USAGE);
+  const lse = pool.acquire(problem.returnLse ? rows * 4 : 16, STORAGE_USAGE);
+  pass.setPipeline(pipelines.merge);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipelines.merge.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: mergeUniform, size: CACHE_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: partialO } },
+        { binding: 2, resource: { buffer: partialM } },
+        { binding: 3, resource: { buffer: inputs.head } },
+        { binding: 4, resource: { buffer: output } },
+        { binding: 5, resource: { buffer: lse } },
+      ],
+    }),
+  );
+  pass.dispatchWorkgroups(mx, my);
+  pass.end();
+  return { output, lse, temps: [uniform, mergeUniform, partialO, partialM] };
+}

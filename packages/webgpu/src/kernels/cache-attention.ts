@@ -1,0 +1,318 @@
+/**
+ * The KV cache's two kernels ("flash-decoding"): a split-K partial kernel, where each workgroup takes
+ * one (row, kv head, tile of the group's query rows, key range) and leaves an unnormalised partial
+ * (output, max, sum), and a merge kernel that combines each query row's partials by log-sum-exp in a
+ * fixed order (split 0, 1, ...), so results are deterministic. Prefill (many query rows) runs the same
+ * partial kernel tiled over query rows with one split, then the merge, which only normalises.
+ */
+import {
+  type AttentionVariant,
+  FLOAT_HELPERS,
+  Flags,
+  logitCode,
+  paramsBytes,
+  paramsStruct,
+} from '../kernels.js';
+
+/**
+ * Words of the cache kernels' uniform block, in order (`scale` and `softcap` f32, the rest u32).
+ * The names the forward's logit code reads (`d`, `scale`, `softcap`, `flags`, `bs*`, `nanBits`) mean
+ * what they mean there; `bs*` are always 0 (a cache call has no bias).
+ */
+export const CACHE_PARAM_FIELDS = [
+  'batch',
+  'hq',
+  'hkv',
+  'lq',
+  /** Tokens each (row, kv head) stream has room for: the stride between streams, in tokens. */
+  'cap',
+  /** Tiles of the `G * Lq` query rows of a kv head (G = Hq / Hkv), `bq` rows each. */
+  'rowTiles',
+  /** Key ranges per row, and the keys of each (a multiple of `bk`). */
+  'splits',
+  'chunk',
+  /** Workgroups (partial kernel) or invocation groups (merge) of this dispatch, and the x fold. */
+  'total',
+  'groupsX',
+  'window',
+  'bsB',
+  'bsH',
+  'bsI',
+  'bsJ',
+  'scale',
+  'softcap',
+  'nanBits',
+  'd',
+  'dv',
+  'bk',
+  'flags',
+] as const;
+
+export type CacheParamField = (typeof CACHE_PARAM_FIELDS)[number];
+
+export const CACHE_PARAMS_BYTES = paramsBytes(CACHE_PARAM_FIELDS);
+
+const CACHE_PARAMS_STRUCT = paramsStruct(CACHE_PARAM_FIELDS);
+
+/*
+ * The shared logit code indexes BIAS under the bias flag, which a cache call never sets: a one-float
+ * private array stands in, so no binding is spent on it (the partial kernel uses seven of eight).
+ */
+const NO_BIAS = 'var<private> BIAS: array<f32, 1>;';
+
+/**
+ * Partials of the cached attention. One workgroup per (b, kv head, row tile, split); row `n` of the
+ * tile is query head `kvh * G + n / Lq`, query `n % Lq`, at position `LEN[b] - Lq + i`. Keys are read
+ * at `K[((b * Hkv + kvh) * cap + j) * D + d]` for `j < LEN[b]`. The online softmax is the fused
+ * forward's (kernels.ts): tiles of `bk` keys staged in workgroup memory, running max and sum per row,
+ * each tile's weighted values summed before one add into the accumulator.
+ * Writes, per (query row, split): PO the accumulator (relative to the split's max), PM the max (NaN
+ * when a NaN or +inf logit was seen, -inf when no key was visible) and the sum.
+ * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 HEAD (ALiBi slopes, sinks), 5 LEN, 6 PO, 7 PM.
+ */
+export function cachePartialShader(v: AttentionVariant): string {
+  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  return `${CACHE_PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read> HEAD: array<f32>;
+@group(0) @binding(5) var<storage, read> LEN: array<u32>;
+@group(0) @binding(6) var<storage, read_write> PO: array<f32>;
+@group(0) @binding(7) var<storage, read_write> PM: array<f32>;
+${NO_BIAS}
+${FLOAT_HELPERS}
+const BQ = ${BQ}u;
+const WG = ${WG}u;
+
+var<workgroup> qs: array<f32, ${BQ * D}>;
+var<workgroup> ks: array<f32, ${BK * D}>;
+var<workgroup> vs: array<f32, ${BK * DV}>;
+var<workgroup> ps: array<f32, ${BQ * BK}>;
+var<workgroup> pl: array<f32, ${BQ * BK}>;
+var<workgroup> acc: array<f32, ${BQ * DV}>;
+var<workgroup> rowM: array<f32, ${BQ}>;
+var<workgroup> rowL: array<f32, ${BQ}>;
+var<workgroup> rowA: array<f32, ${BQ}>;
+// bit 0: some visible finite logit seen; bit 1: a NaN or +inf logit seen (the row is NaN).
+var<workgroup> rowS: array<u32, ${BQ}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * P.groupsX + wid.x;
+  if (g >= P.total) { return; }
+  let D = P.d;
+  let DV = P.dv;
+  let BK = P.bk;
+  let split = g % P.splits;
+  let tile = (g / P.splits) % P.rowTiles;
+  let kvh = (g / (P.splits * P.rowTiles)) % P.hkv;
+  let b = g / (P.splits * P.rowTiles * P.hkv);
+  let G = P.hq / P.hkv;
+  let nRows = G * P.lq;
+  let n0 = tile * BQ;
+  let nLast = min(n0 + BQ, nRows) - 1u;
+  let lk = LEN[b];
+  let off = i32(lk) - i32(P.lq);
+  // Query positions the tile spans: one head's consecutive queries, or every query when it crosses heads.
+  var iMin = n0 % P.lq;
+  var iMax = nLast % P.lq;
+  if (n0 / P.lq != nLast / P.lq) { iMin = 0u; iMax = P.lq - 1u; }
+
+  // This split's keys, narrowed to the band any row of the tile can see.
+  let jFirst = split * P.chunk;
+  let jEnd = min(lk, jFirst + P.chunk);
+  var kStart = i32(jFirst);
+  var kEnd = i32(jEnd);
+  let causal = (P.flags & ${Flags.causal}u) != 0u;
+  if (causal) { kEnd = min(kEnd, off + i32(iMax) + 1); }
+  if ((P.flags & ${Flags.window}u) != 0u) {
+    kStart = max(kStart, off + i32(iMin) - i32(P.window) + 1);
+    if (!causal) { kEnd = min(kEnd, off + i32(iMax) + i32(P.window)); }
+  }
+  // chunk is a multiple of bk, so the aligned start stays inside this split
+  let tStart = u32(max(kStart, 0)) / BK * BK;
+  let tEnd = u32(max(kEnd, 0));
+  let stream = (b * P.hkv + kvh) * P.cap;
+
+  for (var e = lid; e < BQ * D; e += WG) {
+    let n = n0 + e / D;
+    let h = kvh * G + n / P.lq;
+    let i = n % P.lq;
+    qs[e] = select(0.0, Q[((b * P.hq + h) * P.lq + i) * D + e % D], n < nRows);
+  }
+  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
+  for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }
+
+  for (var kt = tStart; kt < tEnd; kt += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = kt + e / D;
+      ks[e] = select(0.0, K[(stream + j) * D + e % D], j < jEnd);
+    }
+    for (var e = lid; e < BK * DV; e += WG) {
+      let j = kt + e / DV;
+      vs[e] = select(0.0, V[(stream + j) * DV + e % DV], j < jEnd);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let n = n0 + r;
+      let h = kvh * G + n / P.lq;
+      let i = n % P.lq;
+      let j = kt + c;
+      let pos = off + i32(i);
+      var vis = n < nRows && j < jEnd;
+      if (causal) { vis = vis && i32(j) <= pos; }
+      if ((P.flags & ${Flags.window}u) != 0u) {
+        vis = vis && pos - i32(j) < i32(P.window);
+        if (!causal) { vis = vis && i32(j) - pos < i32(P.window); }
+      }
+      var logit = negInfValue();
+      var low = 0.0;
+      if (vis) {
+        ${logitCode(
+          (d) => `qs[r * D + ${d}]`,
+          (d) => `ks[c * D + ${d}]`,
+        )}
+        logit = select(s, nanValue(), isNanOrPosInf(s));
+        low = lo;
+      }
+      ps[e] = logit;
+      pl[e] = low;
+    }
+    workgroupBarrier();
+    for (var r = lid; r < BQ; r += WG) {
+      var state = rowS[r];
+      var tmax = 0.0;
+      var seen = false;
+      for (var c = 0u; c < BK; c++) {
+        let s = ps[r * BK + c];
+        if (isNanOrPosInf(s)) { state |= 2u; }
+        else if (!isNegInf(s)) { tmax = select(s, max(tmax, s), seen); seen = true; }
+      }
+      let had = (state & 1u) != 0u;
+      var mNew = rowM[r];
+      var alpha = 1.0;
+      if (seen) {
+        mNew = select(tmax, max(rowM[r], tmax), had);
+        alpha = select(1.0, exp(rowM[r] - mNew), had);
+        state |= 1u;
+      }
+      var sum = 0.0;
+      for (var c = 0u; c < BK; c++) {
+        let s = ps[r * BK + c];
+        var p = 0.0;
+        if (seen && !isNanOrPosInf(s) && !isNegInf(s)) { p = exp((s - mNew) + pl[r * BK + c]); }
+        ps[r * BK + c] = p;
+        sum += p;
+      }
+      rowL[r] = rowL[r] * alpha + sum;
+      rowM[r] = mNew;
+      rowA[r] = alpha;
+      rowS[r] = state;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * DV; e += WG) {
+      let r = e / DV;
+      let d = e % DV;
+      var t = 0.0;
+      for (var c = 0u; c < BK; c++) {
+        let p = ps[r * BK + c];
+        // A zero weight contributes nothing, so inf or NaN in a masked value row cannot leak.
+        t += select(0.0, p * vs[c * DV + d], p != 0.0);
+      }
+      acc[e] = acc[e] * rowA[r] + t;
+    }
+  }
+  workgroupBarrier();
+  for (var e = lid; e < BQ * DV; e += WG) {
+    let r = e / DV;
+    let n = n0 + r;
+    if (n < nRows) {
+      let h = kvh * G + n / P.lq;
+      let slot = ((b * P.hq + h) * P.lq + n % P.lq) * P.splits + split;
+      PO[slot * DV + e % DV] = select(0.0, acc[e], (rowS[r] & 1u) != 0u);
+    }
+  }
+  for (var r = lid; r < BQ; r += WG) {
+    let n = n0 + r;
+    if (n < nRows) {
+      let h = kvh * G + n / P.lq;
+      let slot = ((b * P.hq + h) * P.lq + n % P.lq) * P.splits + split;
+      let state = rowS[r];
+      var m = negInfValue();
+      if ((state & 2u) != 0u) { m = nanValue(); }
+      else if ((state & 1u) != 0u) { m = rowM[r]; }
+      PM[2u * slot] = m;
+      PM[2u * slot + 1u] = select(0.0, rowL[r], (state & 1u) != 0u);
+    }
+  }
+}
+`;
+}
+
+/**
+ * Merges each query row's partials, one invocation per output element (`row * Dv + d`): the max over
+ * the splits (and the sink), then, in split order, each partial's sum and accumulator scaled by
+ * `exp(m_s - max)`, then one division. The `d = 0` invocation writes the row's lse when asked.
+ * Bindings: 0 params, 1 PO, 2 PM, 3 HEAD (ALiBi slopes, sinks), 4 O, 5 LSE.
+ */
+export function cacheMergeShader(wg: number): string {
+  return `${CACHE_PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> PO: array<f32>;
+@group(0) @binding(2) var<storage, read> PM: array<f32>;
+@group(0) @binding(3) var<storage, read> HEAD: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> LSE: array<f32>;
+${FLOAT_HELPERS}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * P.groupsX + wid.x;
+  let n = g * ${wg}u + lid;
+  let rows = P.batch * P.hq * P.lq;
+  if (g >= P.total || n >= rows * P.dv) { return; }
+  let row = n / P.dv;
+  let d = n % P.dv;
+  let h = (row / P.lq) % P.hq;
+  let S = P.splits;
+  var bad = false;
+  var any = false;
+  var m = 0.0;
+  for (var s = 0u; s < S; s++) {
+    let ms = PM[2u * (row * S + s)];
+    if (isNanOrPosInf(ms)) { bad = true; }
+    else if (!isNegInf(ms)) { m = select(ms, max(m, ms), any); any = true; }
+  }
+  var sink = 0.0;
+  var hasSink = false;
+  if ((P.flags & ${Flags.sinks}u) != 0u) {
+    let sk = HEAD[P.hq + h];
+    if (isNanOrPosInf(sk)) { bad = true; }
+    else if (!isNegInf(sk)) { m = select(sk, max(m, sk), any); any = true; sink = sk; hasSink = true; }
+  }
+  var l = 0.0;
+  var o = 0.0;
+  for (var s = 0u; s < S; s++) {
+    let slot = row * S + s;
+    let ms = PM[2u * slot];
+    if (!isNanOrPosInf(ms) && !isNegInf(ms)) {
+      let w = exp(ms - m);
+      l += PM[2u * slot + 1u] * w;
+      o += PO[slot * P.dv + d] * w;
+    }
+  }
+  if (hasSink) { l += exp(sink - m); }
+  var out = 0.0;
+  if (bad) { out = nanValue(); }
+  else if (any) { out = o / l; }
+  O[n] = out;
+  if (d == 0u && (P.flags & ${Flags.rows}u) != 0u) {
+    LSE[row] = select(select(negInfValue(), m + log(l), any), nanValue(), bad);
+  }
+}
+`;
+}
