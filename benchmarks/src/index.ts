@@ -6,6 +6,14 @@
  */
 
 export {
+  BACKWARD_GATE_SIZE,
+  type BackwardCheck,
+  type BackwardReference,
+  backwardReferenceFor,
+  checkBackward,
+  gateWorkload,
+} from './backward.js';
+export {
   type MachineCeilings,
   measureCeilings,
   SIMD_CHAINS,
@@ -15,6 +23,7 @@ export {
 } from './ceilings.js';
 export { buildAttentionModel, type OnnxAttentionShape, type OnnxModel, type OnnxVariant } from './onnx.js';
 export { naivePeer } from './peers/naive.js';
+export { naiveBackward, naiveForwardWithLse } from './peers/naive-backward.js';
 export {
   type OrtModule,
   type OrtPeerOptions,
@@ -23,12 +32,21 @@ export {
   ortPeer,
 } from './peers/ort.js';
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
+export {
+  type ProbeHooks,
+  probeYardsticks,
+  type RssProbeResult,
+  rssProbe,
+} from './probe.js';
 export { referenceFor } from './reference.js';
 export {
+  BACKWARD_RUN,
+  type BackwardPhases,
   type CheckResult,
   checkOutput,
   FULL_RUN,
   type MemoryMeasure,
+  QUICK_BACKWARD_RUN,
   QUICK_RUN,
   type ResultRow,
   type RunHooks,
@@ -39,21 +57,31 @@ export {
 export { percentile, summarize, type TimingStats } from './stats.js';
 export {
   backendSubject,
+  type ForwardPass,
+  type GradientSet,
   PEER_TOLERANCE,
+  type PreparedBackward,
   type PreparedRun,
   type Subject,
   type SubjectInfo,
   type SubjectMemory,
 } from './subject.js';
 export {
+  BACKWARD_FLOP_FACTOR,
+  BACKWARD_GRID,
+  BACKWARD_HEADLINE_SERIES,
+  BACKWARD_QUICK_GRID,
   type BenchMode,
+  backwardFlops,
   causalMask,
   expandGrid,
+  type FlopCount,
   FULL_GRID,
   FULL_SIZES,
   type GridSpec,
   HEAD_PRESETS,
   HEADLINE_SERIES,
+  HEADLINE_SERIES_IDS,
   type HeadPreset,
   makeInputs,
   makeWorkload,

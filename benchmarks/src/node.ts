@@ -3,7 +3,7 @@
  * Node, TF.js wasm pointed at its binaries on disk, machine information.
  * @packageDocumentation
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,6 +81,42 @@ export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
     threads,
     engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
   });
+}
+
+/**
+ * The kernel's RSS high-water mark of this process (`VmHWM` in `/proc/self/status`), in bytes: the
+ * true peak, including moments no sampling between calls would see (inside a synchronous kernel).
+ * `null` where there is no procfs (not Linux).
+ */
+export function peakRssBytes(): number | null {
+  return procStatusBytes('VmHWM');
+}
+
+/** The resident set now (`VmRSS`), bytes; `null` without procfs. */
+export function currentRssBytes(): number | null {
+  return procStatusBytes('VmRSS');
+}
+
+/**
+ * Resets the high-water mark to the current RSS (writing `5` to `/proc/self/clear_refs`, Linux 4.0+),
+ * so the next {@link peakRssBytes} is the peak since now. Returns false where that is not possible.
+ */
+export function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function procStatusBytes(field: string): number | null {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return match === null ? null : Number(match[1]) * 1024;
+  } catch {
+    return null;
+  }
 }
 
 /** What ran the bench: every result file carries it. */

@@ -1,7 +1,16 @@
-import { summarize, type TimingStats } from './stats.js';
-import type { Subject, SubjectInfo } from './subject.js';
 import {
-  HEADLINE_SERIES,
+  BACKWARD_GATE_SIZE,
+  type BackwardReference,
+  backwardReferenceFor,
+  checkBackward,
+  gateWorkload,
+} from './backward.js';
+import { summarize, type TimingStats } from './stats.js';
+import type { ForwardPass, GradientSet, PreparedBackward, Subject, SubjectInfo } from './subject.js';
+import {
+  backwardFlops,
+  type FlopCount,
+  HEADLINE_SERIES_IDS,
   makeInputs,
   referenceCost,
   type Workload,
@@ -36,6 +45,8 @@ export interface RunOptions {
    * a minute each.
    */
   alwaysRunUpTo?: number;
+  /** Backward series: the size of the correctness gate run before timing (default `BACKWARD_GATE_SIZE`). */
+  backwardGateSize?: number;
 }
 
 /** Defaults of a full run: about 3 s per series, 20 s for the headline series. */
@@ -69,15 +80,44 @@ export const QUICK_RUN: RunOptions = {
   alwaysRunUpTo: 512,
 };
 
+/**
+ * Defaults of `--mode backward`: a repetition is a forward and a backward (about 3.5 forwards of
+ * work, and twice the forward for tf.grads), so the budgets are larger than a forward series':
+ * 8 s per series, 60 s for the headline series (the one the issue's bars are quoted on: TF.js wasm
+ * must reach N = 4096 there; with 40 s it stopped at 2048 on a loaded machine), no run predicted
+ * over 15 s.
+ */
+export const BACKWARD_RUN: RunOptions = {
+  ...FULL_RUN,
+  seriesBudgetMs: 8000,
+  headlineBudgetMs: 60000,
+  maxRunMs: 15000,
+  backwardGateSize: BACKWARD_GATE_SIZE,
+};
+
+/** `--mode backward --quick`: the quick budgets; every subject reaches N = 512 in the headline series. */
+export const QUICK_BACKWARD_RUN: RunOptions = {
+  ...QUICK_RUN,
+  seriesBudgetMs: 1000,
+  headlineBudgetMs: 2000,
+  backwardGateSize: BACKWARD_GATE_SIZE,
+};
+
 /** Result of comparing an output with the float64 reference. */
 export interface CheckResult {
   /** Largest `|out - ref|`. */
   maxAbsError: number;
-  /** Largest `|out - ref| / (atol + rtol * |ref|)`: at most 1 passes. */
+  /** Largest `|out - ref| / (atol + rtol * |ref|)` (`+ fudge * err32` in backward checks): at most 1 passes. */
   worstRatio: number;
   pass: boolean;
   atol: number;
   rtol: number;
+  /** Backward checks: the fudge applied (0 without a naive float32 yardstick). */
+  fudge?: number;
+  /** Backward checks: the tensor with the worst ratio (`output`, `gradQ`, `gradK`, `gradV`). */
+  worstTensor?: string;
+  /** Set when the check ran at another size than the row's: the backward gate's size. */
+  checkedAt?: number;
 }
 
 /** Measured memory, in bytes; `null` where not measurable in this environment. */
@@ -88,22 +128,52 @@ export interface MemoryMeasure {
   hostBytes: number | null;
   /** Largest GPU bytes the subject reported holding (buffers, textures). */
   deviceBytes: number | null;
+  /**
+   * Backward rows: the process RSS just before the size's first forward. With the
+   * `peakRss` hook, `rssPeakBytes` is then the kernel's high-water mark over the size's runs
+   * (reset first), so `rssPeakBytes - rssBaselineBytes` is what forward + backward needed at the peak.
+   */
+  rssBaselineBytes?: number | null;
+  /** How `rssPeakBytes` was measured: sampled between runs, or the kernel's high-water mark. */
+  rssPeakSource?: 'sampled' | 'high-water mark';
+}
+
+/** A backward row's phases, each timed on its own every repetition. */
+export interface BackwardPhases {
+  /** The forward alone (with lse). */
+  forward: TimingStats;
+  /** The backward alone; `derived` when measured as (forward + backward) - forward. */
+  backward: TimingStats;
+  /** True for subjects whose backward re-runs the forward (TF.js `tf.grads`). */
+  derived: boolean;
+  /** Median backward / median forward. */
+  ratio: number;
+  /** GFLOP/s of each phase at its median (backward FLOPs = 2.5 x the forward's). */
+  gflops: { forward: FlopCount; backward: FlopCount };
 }
 
 /** One (subject, workload) cell. */
 export interface ResultRow {
   subject: string;
   workload: Workload;
-  /** `ok`: timed; `error`: it threw (reason says what); `skipped`: over the time budget. */
-  status: 'ok' | 'error' | 'skipped';
+  /**
+   * `ok`: timed; `error`: it threw (reason says what); `skipped`: over the time budget;
+   * `not-applicable`: the subject has no such pass (a backend without `backward`), not a failure.
+   */
+  status: 'ok' | 'error' | 'skipped' | 'not-applicable';
   reason?: string;
   timing?: TimingStats;
   flops: { dense: number; useful: number };
   /** GFLOP/s at the median time, dense count and useful (visible pairs only) count. */
   gflops?: { dense: number; useful: number };
   memory?: MemoryMeasure;
-  /** `null` when the workload is too large for the float64 reference. */
+  /**
+   * `null` when the workload is too large for the float64 reference. Backward rows: the worse of
+   * the series' gate (at `checkedAt`) and this size's own check where the reference is affordable.
+   */
   check?: CheckResult | null;
+  /** Backward rows: forward and backward timed apart. `timing` is then forward + backward. */
+  phases?: BackwardPhases;
 }
 
 /** Everything one subject produced. */
@@ -132,6 +202,15 @@ export interface RunHooks {
   reference(w: Workload, inputs: WorkloadInputs): Promise<Float64Array | null>;
   /** Current process RSS in bytes, or `null` where unknown. */
   rss?(): number | null;
+  /** Resets the process's RSS high-water mark (Linux: `/proc/self/clear_refs`). */
+  resetPeakRss?(): void;
+  /** The process's RSS high-water mark since the last reset (Linux: `VmHWM`), or `null`. */
+  peakRss?(): number | null;
+  /**
+   * The float64 reference gradients of a backward workload (cached by the caller), or `null` to
+   * skip. Absent: the runner computes them itself (the gate is never skipped for want of a hook).
+   */
+  backwardReference?(w: Workload, inputs: WorkloadInputs): Promise<BackwardReference | null>;
   onRow?(row: ResultRow): void;
 }
 
@@ -177,6 +256,252 @@ function maxOrNull(a: number | null, b: number | null): number | null {
   return Math.max(a, b);
 }
 
+/** Why the subject cannot run this workload at all, or `null`. */
+function notApplicableReason(subject: Subject, w: Workload): string | null {
+  const reason = subject.notApplicable?.(w) ?? null;
+  if (reason !== null) return reason;
+  if (w.mode === 'backward' && subject.prepareBackward === undefined)
+    return `${subject.id} has no backward pass`;
+  return null;
+}
+
+/** What measuring one size needs from the series loop. */
+interface SizeContext {
+  options: RunOptions;
+  hooks: RunHooks;
+  budget: number;
+  seriesStart: number;
+  /** Samples RSS and the subject's reported bytes into `memory`. */
+  sample(): void;
+  memory: MemoryMeasure;
+}
+
+/** How many timed repetitions: at least `minReps` (unless the budget is spent), until `minTimeMs`. */
+function enough(c: SizeContext, reps: number, repStart: number, affordable: number): boolean {
+  const spent = c.hooks.now() - repStart;
+  if (reps >= Math.min(c.options.minReps, affordable) && spent >= c.options.minTimeMs) return true;
+  if (reps >= c.options.maxReps) return true;
+  return reps >= 1 && c.hooks.now() - c.seriesStart > c.budget;
+}
+
+/** Repetitions the rest of the series budget affords at `runMs` each: never fewer than one. */
+function affordableReps(c: SizeContext, runMs: number): number {
+  return Math.max(1, Math.floor((c.budget - (c.hooks.now() - c.seriesStart)) / Math.max(runMs, 1e-3)));
+}
+
+/** A prefill or decode size: warm-up, reference check, timed repetitions of `run()`. */
+async function measureForward(
+  subject: Subject,
+  w: Workload,
+  inputs: WorkloadInputs,
+  c: SizeContext,
+): Promise<ResultRow> {
+  const { options, hooks } = c;
+  const flops = workloadFlops(w);
+  const prepared = await subject.prepare(w, inputs);
+  try {
+    let first: Float32Array | null = null;
+    let warmTime = 0;
+    for (let i = 0; i < Math.max(1, options.warmup); i++) {
+      const t0 = hooks.now();
+      const out = await prepared.run();
+      warmTime = hooks.now() - t0;
+      first ??= out;
+      c.sample();
+    }
+    let check: CheckResult | null = null;
+    if (referenceCost(w) <= options.checkMaxCost) {
+      const ref = await hooks.reference(w, inputs);
+      if (ref !== null && first !== null) check = checkOutput(first, ref, subject.tolerance);
+    }
+    const samples: number[] = [];
+    const repStart = hooks.now();
+    // a warm-up that already ate the budget leaves one timed run: better one sample than none
+    const affordable = affordableReps(c, warmTime);
+    do {
+      const t0 = hooks.now();
+      await prepared.run();
+      samples.push(hooks.now() - t0);
+      c.sample();
+    } while (!enough(c, samples.length, repStart, affordable));
+    const timing = summarize(samples, Math.max(1, options.warmup));
+    return {
+      subject: subject.id,
+      workload: w,
+      status: 'ok',
+      timing,
+      flops,
+      gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
+      memory: c.memory,
+      check,
+    };
+  } finally {
+    await prepared.dispose();
+  }
+}
+
+/** The float64 reference of a backward workload, through the hook when there is one. */
+async function backwardReference(
+  w: Workload,
+  inputs: WorkloadInputs,
+  hooks: RunHooks,
+): Promise<BackwardReference | null> {
+  return hooks.backwardReference === undefined
+    ? backwardReferenceFor(w, inputs)
+    : hooks.backwardReference(w, inputs);
+}
+
+/** One forward then one backward, checked against the reference; `null` when there is no reference. */
+async function checkOnce(
+  subject: Subject,
+  prepared: PreparedBackward,
+  w: Workload,
+  inputs: WorkloadInputs,
+  hooks: RunHooks,
+): Promise<CheckResult | null> {
+  const forward = await prepared.forward();
+  const grads = await prepared.backward(forward);
+  const ref = await backwardReference(w, inputs, hooks);
+  if (ref === null) return null;
+  return checkBackward(forward, grads, ref, subject.tolerance, inputs.shape);
+}
+
+/**
+ * The backward gate: before any timing in a series, the subject's forward output and gradients at
+ * a small size (the series' axes at `backwardGateSize`) against the float64 reference. A failure
+ * marks every row of the series WRONG; a throw is a failed gate too, never a silent pass.
+ */
+async function backwardGate(
+  subject: Subject,
+  w: Workload,
+  options: RunOptions,
+  hooks: RunHooks,
+): Promise<CheckResult | null> {
+  const small = gateWorkload(w, options.backwardGateSize ?? BACKWARD_GATE_SIZE);
+  const inputs = makeInputs(small, options.seed);
+  try {
+    const prepared = await (subject.prepareBackward as NonNullable<Subject['prepareBackward']>)(
+      small,
+      inputs,
+    );
+    try {
+      const check = await checkOnce(subject, prepared, small, inputs, hooks);
+      return check === null ? null : { ...check, checkedAt: small.n };
+    } finally {
+      await prepared.dispose();
+    }
+  } catch (error) {
+    const { atol, rtol } = subject.tolerance;
+    return {
+      maxAbsError: Number.POSITIVE_INFINITY,
+      worstRatio: Number.POSITIVE_INFINITY,
+      pass: false,
+      atol,
+      rtol,
+      worstTensor: `gate threw: ${message(error)}`,
+      checkedAt: small.n,
+    };
+  }
+}
+
+/** The worse of two checks (a failed gate wins over a passing own check). */
+function worse(a: CheckResult | null, b: CheckResult | null): CheckResult | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return b.worstRatio > a.worstRatio ? b : a;
+}
+
+/**
+ * A backward size: warm-up (forward + backward), this size's own check where the reference is
+ * affordable, then repetitions that time the forward and the backward apart. `timing` is forward +
+ * backward per repetition (for tf.grads, whose backward re-runs the forward, the backward call alone).
+ */
+async function measureBackward(
+  subject: Subject,
+  w: Workload,
+  inputs: WorkloadInputs,
+  c: SizeContext,
+  gate: CheckResult | null,
+): Promise<ResultRow> {
+  const { options, hooks, memory } = c;
+  const flops = backwardFlops(w);
+  const prepared = await (subject.prepareBackward as NonNullable<Subject['prepareBackward']>)(w, inputs);
+  try {
+    memory.rssBaselineBytes = hooks.rss?.() ?? null;
+    // the peak covers the warm-up (first-call allocations, wasm memory growth) and every repetition;
+    // the float64 reference runs after it is read, so its buffers are not charged to the subject
+    if (hooks.resetPeakRss !== undefined && hooks.peakRss !== undefined) hooks.resetPeakRss();
+    let first: { forward: ForwardPass; grads: GradientSet } | null = null;
+    let warmTime = 0;
+    for (let i = 0; i < Math.max(1, options.warmup); i++) {
+      const t0 = hooks.now();
+      const forward = await prepared.forward();
+      const grads = await prepared.backward(forward);
+      warmTime = hooks.now() - t0;
+      first ??= { forward, grads };
+      c.sample();
+    }
+    const forwardMs: number[] = [];
+    const backwardMs: number[] = [];
+    const repStart = hooks.now();
+    const affordable = affordableReps(c, warmTime);
+    do {
+      const t0 = hooks.now();
+      const forward = await prepared.forward();
+      const t1 = hooks.now();
+      await prepared.backward(forward);
+      const t2 = hooks.now();
+      forwardMs.push(t1 - t0);
+      backwardMs.push(t2 - t1);
+      c.sample();
+    } while (!enough(c, forwardMs.length, repStart, affordable));
+    const peak = hooks.peakRss?.() ?? null;
+    if (peak !== null) {
+      memory.rssPeakBytes = peak;
+      memory.rssPeakSource = 'high-water mark';
+    } else memory.rssPeakSource = 'sampled';
+    let own: CheckResult | null = null;
+    if (first !== null && referenceCost(w) <= options.checkMaxCost) {
+      const ref = await backwardReference(w, inputs, hooks);
+      if (ref !== null) own = checkBackward(first.forward, first.grads, ref, subject.tolerance, inputs.shape);
+    }
+    const derived = prepared.backwardIncludesForward;
+    const warmup = Math.max(1, options.warmup);
+    const total = summarize(
+      forwardMs.map((f, i) => (derived ? backwardMs[i] : f + backwardMs[i])),
+      warmup,
+    );
+    const forward = summarize(forwardMs, warmup);
+    const backward = summarize(
+      backwardMs.map((b, i) => (derived ? b - forwardMs[i] : b)),
+      warmup,
+    );
+    const rate = (f: FlopCount, ms: number) => ({ dense: f.dense / ms / 1e6, useful: f.useful / ms / 1e6 });
+    return {
+      subject: subject.id,
+      workload: w,
+      status: 'ok',
+      timing: total,
+      flops: flops.total,
+      gflops: rate(flops.total, total.median),
+      memory,
+      check: worse(gate, own),
+      phases: {
+        forward,
+        backward,
+        derived,
+        ratio: backward.median / forward.median,
+        gflops: {
+          forward: rate(flops.forward, forward.median),
+          backward: rate(flops.backward, backward.median),
+        },
+      },
+    };
+  } finally {
+    await prepared.dispose();
+  }
+}
+
 /**
  * Runs one subject over series of workloads (sizes ascending in each). Before each size it predicts
  * the run time from the previous size (quadratic in N for prefill, linear for decode) and stops the
@@ -216,16 +541,24 @@ export async function runSubject(
   };
   for (const list of series) {
     if (list.length === 0) continue;
-    const budget = list[0].series === HEADLINE_SERIES ? options.headlineBudgetMs : options.seriesBudgetMs;
+    const headline = HEADLINE_SERIES_IDS.includes(list[0].series);
+    const budget = headline ? options.headlineBudgetMs : options.seriesBudgetMs;
     const seriesStart = hooks.now();
     let previous: { n: number; median: number } | null = null;
     let stopReason: string | null = null;
     let consecutiveErrors = 0;
+    // backward series: the correctness gate, run once before the first timed size
+    let gate: CheckResult | null | undefined;
     for (const w of list) {
       const flops = workloadFlops(w);
-      const forced = list[0].series === HEADLINE_SERIES && w.n <= (options.alwaysRunUpTo ?? 0);
+      const inapplicable = notApplicableReason(subject, w);
+      if (inapplicable !== null) {
+        push({ subject: subject.id, workload: w, status: 'not-applicable', reason: inapplicable, flops });
+        continue;
+      }
+      const forced = headline && w.n <= (options.alwaysRunUpTo ?? 0);
       if (stopReason === null && previous !== null && !forced) {
-        const exponent = w.mode === 'prefill' ? 2 : 1;
+        const exponent = w.mode === 'decode' ? 1 : 2;
         const predicted = previous.median * (w.n / previous.n) ** exponent;
         const left = budget - (hooks.now() - seriesStart);
         if (predicted > options.maxRunMs) {
@@ -251,55 +584,20 @@ export async function runSubject(
         memory.hostBytes = maxOrNull(memory.hostBytes, m.hostBytes);
         memory.deviceBytes = maxOrNull(memory.deviceBytes, m.deviceBytes);
       };
+      const context: SizeContext = { options, hooks, budget, seriesStart, sample, memory };
       try {
-        const prepared = await subject.prepare(w, inputs);
-        try {
-          let first: Float32Array | null = null;
-          let warmTime = 0;
-          for (let i = 0; i < Math.max(1, options.warmup); i++) {
-            const t0 = hooks.now();
-            const out = await prepared.run();
-            warmTime = hooks.now() - t0;
-            first ??= out;
-            sample();
-          }
-          let check: CheckResult | null = null;
-          if (referenceCost(w) <= options.checkMaxCost) {
-            const ref = await hooks.reference(w, inputs);
-            if (ref !== null && first !== null) check = checkOutput(first, ref, subject.tolerance);
-          }
-          const samples: number[] = [];
-          const repStart = hooks.now();
-          // a warm-up that already ate the budget leaves one timed run: better one sample than none
-          const affordable = Math.max(
-            1,
-            Math.floor((budget - (repStart - seriesStart)) / Math.max(warmTime, 1e-3)),
-          );
-          while (samples.length < options.maxReps) {
-            const t0 = hooks.now();
-            await prepared.run();
-            samples.push(hooks.now() - t0);
-            sample();
-            const spent = hooks.now() - repStart;
-            if (samples.length >= Math.min(options.minReps, affordable) && spent >= options.minTimeMs) break;
-            if (samples.length >= 1 && hooks.now() - seriesStart > budget) break;
-          }
-          const timing = summarize(samples, Math.max(1, options.warmup));
-          previous = { n: w.n, median: timing.median };
-          consecutiveErrors = 0;
-          push({
-            subject: subject.id,
-            workload: w,
-            status: 'ok',
-            timing,
-            flops,
-            gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
-            memory,
-            check,
-          });
-        } finally {
-          await prepared.dispose();
+        let row: ResultRow;
+        if (w.mode === 'backward') {
+          gate ??= await backwardGate(subject, w, options, hooks);
+          row = await measureBackward(subject, w, inputs, context, gate);
+        } else {
+          row = await measureForward(subject, w, inputs, context);
         }
+        // a backward repetition of tf.grads runs the forward twice: predict from what a repetition costs
+        const extra = row.phases?.derived ? row.phases.forward.median : 0;
+        previous = { n: w.n, median: (row.timing?.median ?? 0) + extra };
+        consecutiveErrors = 0;
+        push(row);
       } catch (error) {
         consecutiveErrors++;
         push({ subject: subject.id, workload: w, status: 'error', reason: message(error), flops, memory });

@@ -9,6 +9,39 @@ export interface PreparedRun {
   dispose(): Promise<void> | void;
 }
 
+/** What a forward pass of a backward workload hands to the backward. */
+export interface ForwardPass {
+  /** `[B, Hq, Lq, Dv]`, read back to the host. */
+  output: Float32Array;
+  /** `[B, Hq, Lq]`; `null` for a subject whose backward does not read it (TF.js differentiates its own graph). */
+  lse: Float32Array | null;
+}
+
+/** The gradients every backward subject returns, read back to the host. */
+export interface GradientSet {
+  /** `[B, Hq, Lq, D]`. */
+  gradQ: Float32Array;
+  /** `[B, Hkv, Lk, D]`, summed over the query heads of a group. */
+  gradK: Float32Array;
+  /** `[B, Hkv, Lk, Dv]`, summed like `gradK`. */
+  gradV: Float32Array;
+}
+
+/** One forward + backward, ready to repeat: inputs and `gradOutput` are already where the subject keeps them. */
+export interface PreparedBackward {
+  /** The forward alone (with lse where the subject's backward reads it). */
+  forward(): Promise<ForwardPass>;
+  /** The backward from that forward's result. */
+  backward(forward: ForwardPass): Promise<GradientSet>;
+  /**
+   * True when `backward` cannot start from a forward's result and runs the forward again inside
+   * (`tf.grads` differentiates by re-running its graph on a tape): then `backward` alone is the
+   * forward + backward time, and the backward's own time is derived as `backward - forward`.
+   */
+  readonly backwardIncludesForward: boolean;
+  dispose(): Promise<void> | void;
+}
+
 /** What a subject reports after `init`. */
 export interface SubjectInfo {
   /** What actually runs, e.g. "wasm simd128, 2 threads" or "onnxruntime-node 1.30 (CPU EP)". */
@@ -40,6 +73,16 @@ export interface Subject {
   readonly tolerance: Tolerance;
   init(): Promise<SubjectInfo>;
   prepare(w: Workload, inputs: WorkloadInputs): Promise<PreparedRun>;
+  /**
+   * A forward + backward of a `backward` workload. Absent: the subject has no backward pass (the
+   * runner reports its backward rows "not applicable").
+   */
+  prepareBackward?(w: Workload, inputs: WorkloadInputs): Promise<PreparedBackward>;
+  /**
+   * Why this subject, initialised, cannot run the workload at all (not an error: an attnkit backend
+   * whose capabilities lack `backward`), or `null` when it can.
+   */
+  notApplicable?(w: Workload): string | null;
   memory(): SubjectMemory;
   dispose(): Promise<void>;
 }
@@ -73,6 +116,37 @@ export function backendSubject(id: string, label: string, factory: BackendFactor
       const options = { causal: w.causal };
       return {
         run: async () => (await b.attention(call, options)).output,
+        dispose() {},
+      };
+    },
+    notApplicable(w) {
+      if (w.mode !== 'backward' || backend === null) return null;
+      // read from the capabilities, so a backend picks the mode up the day it lists the feature
+      return backend.capabilities.features.includes('backward')
+        ? null
+        : "capabilities do not list 'backward' (no attentionBackward yet)";
+    },
+    async prepareBackward(w, inputs) {
+      const b = backend;
+      if (b === null) throw new Error(`${id}: prepareBackward before init`);
+      const { gradOutput } = inputs;
+      if (gradOutput === undefined) throw new Error(`${id}: ${w.id} has no gradOutput`);
+      const call = { q: inputs.q, k: inputs.k, v: inputs.v, shape: inputs.shape };
+      const options = { causal: w.causal };
+      return {
+        backwardIncludesForward: false,
+        forward: async () => {
+          const result = await b.attention(call, { ...options, returnLse: true });
+          return { output: result.output, lse: result.lse };
+        },
+        backward: async (forward) => {
+          if (forward.lse === null) throw new Error(`${id}: backward without the forward's lse`);
+          const grads = await b.attentionBackward(
+            { ...call, output: forward.output, lse: forward.lse, gradOutput },
+            options,
+          );
+          return { gradQ: grads.gradQ, gradK: grads.gradK, gradV: grads.gradV };
+        },
         dispose() {},
       };
     },

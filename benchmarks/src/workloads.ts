@@ -1,7 +1,10 @@
 import { type AttentionShape, attentionFlops } from '@attnkit/spec';
 
-/** Prefill: every position attends (Lq = Lk = N). Decode: one new token against N cached keys (Lq = 1). */
-export type BenchMode = 'prefill' | 'decode';
+/**
+ * Prefill: every position attends (Lq = Lk = N). Decode: one new token against N cached keys (Lq = 1).
+ * Backward: a training step's attention, the forward (with its lse) then `attentionBackward` at Lq = Lk = N.
+ */
+export type BenchMode = 'prefill' | 'decode' | 'backward';
 
 /** A head layout: `h1` one head, `h8` eight heads, `gqa` 32 query heads sharing 8 key/value heads. */
 export type HeadPreset = 'h1' | 'h8' | 'gqa';
@@ -60,6 +63,40 @@ export const QUICK_GRID: GridSpec = {
 /** The headline series (benchmarks/README.md, "Goals"): d = 64, causal, one head, prefill. */
 export const HEADLINE_SERIES = 'prefill-causal-d64-h1';
 
+/**
+ * The backward mode's grid (issue 13, "Bench"): N 512..8192, D 64, one and eight heads, causal and
+ * not. Its own grid, not a slice of the full one: the backward's axes are the issue's, not the forward's.
+ */
+export const BACKWARD_GRID: GridSpec = {
+  sizes: [512, 1024, 2048, 4096, 8192],
+  headDims: [64],
+  heads: ['h1', 'h8'],
+  causal: [true, false],
+  modes: ['backward'],
+};
+
+/** `--mode backward --quick`: three small sizes, one head, causal and not. */
+export const BACKWARD_QUICK_GRID: GridSpec = {
+  sizes: [128, 256, 512],
+  headDims: [64],
+  heads: ['h1'],
+  causal: [true, false],
+  modes: ['backward'],
+};
+
+/** The backward mode's headline series: the one the issue's bars are quoted on (causal, D 64, one head). */
+export const BACKWARD_HEADLINE_SERIES = 'backward-causal-d64-h1';
+
+/** Series that get the headline budget and the `alwaysRunUpTo` floor: the goals tables of both modes. */
+export const HEADLINE_SERIES_IDS: readonly string[] = [HEADLINE_SERIES, BACKWARD_HEADLINE_SERIES];
+
+/**
+ * Backward FLOPs per forward FLOP. The forward does two matmul-sized products per visible pair
+ * (`S = q k^T`, `O = P v`); the backward does five (`S` recomputed from lse, `dP = dO v^T`,
+ * `dV += P^T dO`, `dQ += dS k`, `dK += dS^T q`): 5/2, FlashAttention-2's convention.
+ */
+export const BACKWARD_FLOP_FACTOR = 2.5;
+
 /** Series id of a workload's axes. */
 export function seriesId(mode: BenchMode, causal: boolean, headDim: number, heads: HeadPreset): string {
   return `${mode}-${causal ? 'causal' : 'full'}-d${headDim}-${heads}`;
@@ -90,7 +127,8 @@ export function expandGrid(grid: GridSpec): Workload[][] {
           const sizes = [...grid.sizes].sort((a, b) => a - b);
           series.push(sizes.map((n) => makeWorkload(mode, causal, headDim, heads, n)));
         }
-  series.sort((a, b) => Number(b[0].series === HEADLINE_SERIES) - Number(a[0].series === HEADLINE_SERIES));
+  const headline = (s: Workload[]) => Number(HEADLINE_SERIES_IDS.includes(s[0].series));
+  series.sort((a, b) => headline(b) - headline(a));
   return series;
 }
 
@@ -101,23 +139,54 @@ export function workloadShape(w: Workload): Required<AttentionShape> {
     batch: 1,
     queryHeads,
     kvHeads,
-    queryLength: w.mode === 'prefill' ? w.n : 1,
+    queryLength: w.mode === 'decode' ? 1 : w.n,
     keyLength: w.n,
     headDim: w.headDim,
     valueDim: w.headDim,
   };
 }
 
-/** Dense and useful FLOPs of a workload, from the spec's counter. */
-export function workloadFlops(w: Workload): { dense: number; useful: number } {
+/** Dense and useful FLOP counts. */
+export interface FlopCount {
+  dense: number;
+  useful: number;
+}
+
+/** The forward's FLOPs from the spec's counter (prefill shape for a backward workload). */
+function forwardFlops(w: Workload): FlopCount {
   const { dense, useful } = attentionFlops(workloadShape(w), { causal: w.causal });
   return { dense, useful };
+}
+
+/**
+ * FLOPs of one timed call: the forward's for prefill and decode; for backward the training step
+ * the row times, forward + backward = `(1 + BACKWARD_FLOP_FACTOR)` times the forward's.
+ */
+export function workloadFlops(w: Workload): FlopCount {
+  if (w.mode !== 'backward') return forwardFlops(w);
+  return backwardFlops(w).total;
+}
+
+/**
+ * A backward workload's FLOPs by phase: `forward` as the spec counts it (`4 * Hq * Lq * Lk * D`
+ * dense at D = Dv), `backward` = 2.5 times that, `total` the sum (what forward + backward does).
+ */
+export function backwardFlops(w: Workload): { forward: FlopCount; backward: FlopCount; total: FlopCount } {
+  const forward = forwardFlops(w);
+  const scale = (f: FlopCount, x: number) => ({ dense: f.dense * x, useful: f.useful * x });
+  return {
+    forward,
+    backward: scale(forward, BACKWARD_FLOP_FACTOR),
+    total: scale(forward, 1 + BACKWARD_FLOP_FACTOR),
+  };
 }
 
 /** Multiply-adds of the float64 reference; the correctness check runs only below a threshold of these. */
 export function referenceCost(w: Workload): number {
   const s = workloadShape(w);
-  return s.queryHeads * s.queryLength * s.keyLength * (s.headDim + s.valueDim);
+  const forward = s.queryHeads * s.queryLength * s.keyLength * (s.headDim + s.valueDim);
+  // the reference backward recomputes the forward, then does the backward's 2.5 forwards of work
+  return w.mode === 'backward' ? forward * (1 + BACKWARD_FLOP_FACTOR) : forward;
 }
 
 /** Inputs of one workload: q, k, v in the spec's `[B, H, L, D]` layout. */
@@ -126,6 +195,8 @@ export interface WorkloadInputs {
   k: Float32Array;
   v: Float32Array;
   shape: Required<AttentionShape>;
+  /** Backward workloads: dLoss/dOutput `[B, Hq, Lq, Dv]`, uniform in [-1, 1) like the rest. */
+  gradOutput?: Float32Array;
 }
 
 /** A small, fast, seedable generator (mulberry32): the same seed gives the same inputs everywhere. */
@@ -156,12 +227,15 @@ export function makeInputs(w: Workload, seed = 1): WorkloadInputs {
     return a;
   };
   const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk, headDim: D } = shape;
-  return {
+  const inputs: WorkloadInputs = {
     q: fill(B * Hq * Lq * D),
     k: fill(B * Hkv * Lk * D),
     v: fill(B * Hkv * Lk * shape.valueDim),
     shape,
   };
+  // drawn after q, k, v so those are the same bytes with or without it
+  if (w.mode === 'backward') inputs.gradOutput = fill(B * Hq * Lq * shape.valueDim);
+  return inputs;
 }
 
 /** Copies k or v `[Hkv, L, D]` to `[Hq, L, D]`, what peers without grouped-query support need. */

@@ -126,6 +126,7 @@ export function cellText(row: ResultRow | undefined): string {
   if (row === undefined) return '';
   if (row.status === 'skipped') return 'budget';
   if (row.status === 'error') return 'error';
+  if (row.status === 'not-applicable') return 'n/a';
   if (row.timing === undefined) return '';
   const mark = row.check != null && !row.check.pass ? ' WRONG' : '';
   return `${formatMs(row.timing.median)}${mark}`;

@@ -6,30 +6,36 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import path from 'node:path';
 import {
   type ResultRow,
+  type RssProbeResult,
   type RunOptions,
   referenceFor,
+  rssProbe,
   runSubject,
   type SubjectReport,
   type Workload,
   type WorkloadInputs,
 } from '@attnkit/benchmarks';
+import { currentRssBytes, peakRssBytes, resetPeakRss } from '@attnkit/benchmarks/node';
 import { makeNodeSubject } from './subjects.js';
 
-/** What the CLI sends a child. */
-export interface ChildRequest {
-  type: 'run';
-  subject: string;
-  series: Workload[][];
-  options: RunOptions;
-  /** Where float64 reference outputs are cached between children (same seed, same inputs). */
-  referenceDir: string;
-  cores: number;
-}
+/** What the CLI sends a child: a run over series, or the backward's RSS probe at one size. */
+export type ChildRequest =
+  | {
+      type: 'run';
+      subject: string;
+      series: Workload[][];
+      options: RunOptions;
+      /** Where float64 reference outputs are cached between children (same seed, same inputs). */
+      referenceDir: string;
+      cores: number;
+    }
+  | { type: 'probe'; subject: string; workload: Workload; seed: number; cores: number };
 
 /** What a child sends back. */
 export type ChildMessage =
   | { type: 'row'; row: ResultRow }
   | { type: 'done'; report: SubjectReport }
+  | { type: 'probe'; result: RssProbeResult }
   | { type: 'fatal'; message: string };
 
 async function cachedReference(
@@ -58,8 +64,33 @@ function send(message: ChildMessage): Promise<void> {
   });
 }
 
+/** The probe: a fresh process per subject, so the RSS is this subject's alone. */
+async function probe(request: Extract<ChildRequest, { type: 'probe' }>): Promise<void> {
+  let result: RssProbeResult;
+  try {
+    const subject = await makeNodeSubject(request.subject, request.cores);
+    const gc = (globalThis as { gc?: () => void }).gc;
+    result = await rssProbe(subject, request.workload, request.seed, {
+      now: () => performance.now(),
+      rss: currentRssBytes,
+      resetPeakRss,
+      peakRss: peakRssBytes,
+      gc,
+    });
+  } catch (error) {
+    await send({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
+    process.exit(1);
+  }
+  await send({ type: 'probe', result });
+  process.exit(0);
+}
+
 process.on('message', (raw: unknown) => {
   const request = raw as ChildRequest;
+  if (request.type === 'probe') {
+    void probe(request);
+    return;
+  }
   if (request.type !== 'run') return;
   (async () => {
     let subjectReport: SubjectReport;
@@ -68,6 +99,11 @@ process.on('message', (raw: unknown) => {
       subjectReport = await runSubject(subject, 'node', request.series, request.options, {
         now: () => performance.now(),
         rss: () => process.memoryUsage.rss(),
+        // backward rows: the kernel's high-water mark per size, not samples between calls
+        resetPeakRss: () => {
+          resetPeakRss();
+        },
+        peakRss: peakRssBytes,
         reference: (w, inputs) => cachedReference(request.referenceDir, request.options.seed, w, inputs),
         onRow: (row) => {
           void send({ type: 'row', row });

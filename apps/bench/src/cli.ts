@@ -9,26 +9,32 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  BACKWARD_HEADLINE_SERIES,
   expandGrid,
-  FULL_GRID,
-  FULL_RUN,
-  type GridSpec,
   HEADLINE_SERIES,
-  type HeadPreset,
+  HEADLINE_SERIES_IDS,
   measureCeilings,
-  QUICK_GRID,
-  QUICK_RUN,
+  type RssProbeResult,
   type RunOptions,
   type SubjectReport,
   type Workload,
 } from '@attnkit/benchmarks';
 import { nodeMachineInfo, peerVersions } from '@attnkit/benchmarks/node';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
 import { seriesIds } from './analysis.js';
+import { backwardGoalLines } from './backward-tables.js';
+import { backwardTableText, probeTableText } from './backward-text.js';
 import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
+import {
+  type CliOptions,
+  probeSubjects,
+  probeWorkload,
+  program,
+  resolveRun,
+  selectEntries,
+} from './options.js';
 import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, serializeResults } from './results.js';
 import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
@@ -36,167 +42,9 @@ import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-function list<T extends string | number>(parse: (item: string) => T) {
-  return (value: string): T[] =>
-    value
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0)
-      .map(parse);
-}
-
-function positiveInt(item: string): number {
-  const n = Number(item);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError(`expected a positive integer, got "${item}"`);
-  return n;
-}
-
-function sizes(value: string): number[] {
-  const range = /^(\d+)\.\.(\d+)$/.exec(value.trim());
-  if (range === null) return list(positiveInt)(value);
-  const out: number[] = [];
-  for (let n = positiveInt(range[1]); n <= positiveInt(range[2]); n *= 2) out.push(n);
-  return out;
-}
-
-function heads(item: string): HeadPreset {
-  if (item === 'h1' || item === 'h8' || item === 'gqa') return item;
-  if (item === '1') return 'h1';
-  if (item === '8') return 'h8';
-  throw new InvalidArgumentError(`expected h1, h8 or gqa, got "${item}"`);
-}
-
-function seconds(value: string): number {
-  const s = Number(value);
-  if (!Number.isFinite(s) || s <= 0) throw new InvalidArgumentError(`expected seconds > 0, got "${value}"`);
-  return s;
-}
-
-/** Options after commander. */
-export interface CliOptions {
-  quick?: boolean;
-  backends?: string[];
-  sizes?: number[];
-  heads?: HeadPreset[];
-  dims?: number[];
-  causal?: 'true' | 'false' | 'both';
-  mode?: 'prefill' | 'decode' | 'both';
-  budget?: number;
-  headlineBudget?: number;
-  maxRun?: number;
-  output?: string;
-  name?: string;
-  updateCommitted?: boolean;
-  browser: boolean;
-  html: boolean;
-  seed: number;
-  list?: boolean;
-  append?: string;
-}
-
-export function program(): Command {
-  return new Command('attnkit-bench')
-    .description(
-      'Benchmark attnkit backends against peers (naive JS, TF.js, onnxruntime-web, onnxruntime-node) over context sizes.\n' +
-        'Writes <output>/<name>.json, <name>.html (report with charts) and <name>-latency.svg.',
-    )
-    .option(
-      '--quick',
-      'small grid and short budgets: N 128..1024, D 64, h1 and gqa, causal, both modes (durations: benchmarks/README.md)',
-    )
-    .option(
-      '-b, --backends <ids>',
-      'comma list of subjects: ids (cpu, wasm, ort-node-attention, ...), families (ort-web-1t), or groups: attnkit, peers, node, browser',
-      list(String),
-    )
-    .option('-n, --sizes <list>', 'context sizes: "128,1024" or a doubling range "128..16384"', sizes)
-    .option('--heads <list>', 'head presets: h1, h8, gqa (32 query heads, 8 kv heads)', list(heads))
-    .option('-d, --dims <list>', 'head dimensions, e.g. 64,128', list(positiveInt))
-    .option('--causal <which>', 'true, false or both')
-    .option('--mode <which>', 'prefill (Lq = Lk = N), decode (Lq = 1, Lk = N) or both')
-    .option(
-      '--budget <seconds>',
-      'time budget per subject per series (all sizes of one configuration)',
-      seconds,
-    )
-    .option('--headline-budget <seconds>', 'budget of the headline series prefill-causal-d64-h1', seconds)
-    .option('--max-run <seconds>', 'do not start a size whose predicted single run is longer', seconds)
-    .option(
-      '-o, --output <dir>',
-      'output directory, relative to where you run the command (default: bench-results/ at the repository root, ignored by git)',
-    )
-    .option('--name <name>', 'base name of the output files (default bench-full or bench-quick)')
-    .option(
-      '--update-committed',
-      'write to benchmarks/results/bench-full.* (the committed results) instead of bench-results/',
-    )
-    .option('--no-browser', 'skip the headless-Chromium part (webgpu, webgl, onnxruntime-web WebGPU)')
-    .option('--no-html', 'skip the HTML report and the SVG chart')
-    .option('--seed <n>', 'input seed', positiveInt, 1)
-    .option(
-      '--append <file>',
-      'merge into an earlier result JSON (same grid; its other subjects are kept), relative to where you run the command; checked before the run',
-    )
-    .option('--list', 'list the subjects and exit')
-    .addHelpText(
-      'after',
-      `
-Defaults: the full grid (N 128..16384 doubling, D 64 and 128, heads h1/h8/gqa, causal and not,
-prefill and decode), ${FULL_RUN.seriesBudgetMs / 1000} s per series per subject, ${FULL_RUN.headlineBudgetMs / 1000} s for the headline series,
-no single run predicted over ${FULL_RUN.maxRunMs / 1000} s. A subject that cannot run here is reported "unavailable: <reason>";
-a size it did not reach is reported "budget" with the reason in the JSON.
-
-Examples:
-  pnpm bench --quick
-  pnpm bench --backends cpu,wasm,ort-node --sizes 512..8192 --heads h1 --dims 64 --causal true --mode prefill
-  pnpm bench --backends browser --append bench-results/bench-full.json   # add the browser part to your full run
-  pnpm bench --update-committed      # refresh benchmarks/results/bench-full.* (committed)`,
-    );
-}
-
-function matches(entry: SubjectEntry, filters: string[] | undefined): boolean {
-  if (filters === undefined) return true;
-  return filters.some(
-    (f) =>
-      f === entry.id ||
-      entry.id.startsWith(`${f}-`) ||
-      (f === 'attnkit' && entry.kind === 'attnkit') ||
-      ((f === 'peers' || f === 'peer') && entry.kind === 'peer') ||
-      f === entry.environment,
-  );
-}
-
-/** Grid and run options from the command line. */
-export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptions } {
-  const base = options.quick ? QUICK_GRID : FULL_GRID;
-  const grid: GridSpec = {
-    sizes: options.sizes ?? base.sizes,
-    headDims: options.dims ?? base.headDims,
-    heads: options.heads ?? base.heads,
-    causal:
-      options.causal === undefined
-        ? base.causal
-        : options.causal === 'both'
-          ? [true, false]
-          : [options.causal === 'true'],
-    modes:
-      options.mode === undefined
-        ? base.modes
-        : options.mode === 'both'
-          ? ['prefill', 'decode']
-          : [options.mode],
-  };
-  const run: RunOptions = { ...(options.quick ? QUICK_RUN : FULL_RUN), seed: options.seed };
-  if (options.budget !== undefined) run.seriesBudgetMs = options.budget * 1000;
-  if (options.headlineBudget !== undefined) run.headlineBudgetMs = options.headlineBudget * 1000;
-  if (options.maxRun !== undefined) run.maxRunMs = options.maxRun * 1000;
-  return { grid, run };
-}
-
 /** How long a child may live before it is killed: its budgets plus slack for startup and one slow run. */
 function childDeadlineMs(series: Workload[][], run: RunOptions): number {
-  const headline = series.some((s) => s[0]?.series === HEADLINE_SERIES);
+  const headline = series.some((s) => HEADLINE_SERIES_IDS.includes(s[0]?.series));
   return (
     (series.length - (headline ? 1 : 0)) * run.seriesBudgetMs +
     (headline ? run.headlineBudgetMs : 0) +
@@ -205,12 +53,8 @@ function childDeadlineMs(series: Workload[][], run: RunOptions): number {
   );
 }
 
-function runChild(
-  entry: SubjectEntry,
-  series: Workload[][],
-  run: RunOptions,
-  onRow: (subject: string, workload: string) => void,
-): Promise<SubjectReport> {
+/** A subject's child process: its own RSS, its own runtime state; stderr kept for the error message. */
+function forkChild(execArgv: string[] = []) {
   const env = { ...process.env };
   const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
   // Dawn needs a Vulkan driver; without a GPU the SwiftShader one that Debian's chromium ships
@@ -219,11 +63,74 @@ function runChild(
     // chromium's directory also holds a libvulkan.so.1 for machines without the libvulkan1 package
     env.LD_LIBRARY_PATH = [env.LD_LIBRARY_PATH, '/usr/lib/chromium'].filter(Boolean).join(':');
   }
-  const child = fork(path.join(here, 'child.js'), [], {
+  return fork(path.join(here, 'child.js'), [], {
     env,
+    execArgv,
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     serialization: 'advanced',
   });
+}
+
+/**
+ * How long one probe child may take: one forward + backward at N = 16384 on the slowest backend
+ * with slack (cpu's float64 backward took 250 s there on a loaded 2-core machine).
+ */
+const PROBE_DEADLINE_MS = 900_000;
+
+/** The backward's RSS probe for one subject, in a fresh process (with a GC before the baseline). */
+function runProbeChild(entry: SubjectEntry, workload: Workload, seed: number): Promise<RssProbeResult> {
+  const child = forkChild(['--expose-gc']);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2000);
+  });
+  const request: ChildRequest = {
+    type: 'probe',
+    subject: entry.id,
+    workload,
+    seed,
+    cores: os.availableParallelism(),
+  };
+  const failed = (reason: string): RssProbeResult => ({
+    subject: entry.id,
+    workload,
+    status: 'error',
+    reason,
+    scoreBufferBytes: 4 * workload.n * workload.n,
+    inputBytes: 0,
+  });
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (result: RssProbeResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(failed(`killed after ${PROBE_DEADLINE_MS / 1000} s`));
+    }, PROBE_DEADLINE_MS);
+    child.on('message', (raw) => {
+      const message = raw as ChildMessage;
+      if (message.type === 'probe') finish(message.result);
+      else if (message.type === 'fatal') finish(failed(message.message));
+    });
+    child.on('exit', (code, signal) => {
+      const tail = stderr.trim().split('\n').slice(-2).join(' | ');
+      finish(failed(`process exited (${signal ?? code})${tail ? `: ${tail}` : ''}`));
+    });
+    child.send(request);
+  });
+}
+
+function runChild(
+  entry: SubjectEntry,
+  series: Workload[][],
+  run: RunOptions,
+  onRow: (subject: string, workload: string) => void,
+): Promise<SubjectReport> {
+  const child = forkChild();
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-2000);
@@ -284,7 +191,7 @@ function runChild(
         rows.push(message.row);
         onRow(entry.id, message.row.workload.id);
       } else if (message.type === 'done') finish(message.report);
-      else finish(failed(message.message));
+      else if (message.type === 'fatal') finish(failed(message.message));
     });
     child.on('exit', (code, signal) => {
       const tail = stderr.trim().split('\n').slice(-2).join(' | ');
@@ -307,6 +214,7 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
     },
     // the earlier file's CPU rows were measured against its own ceilings
     ceilings: earlier.ceilings ?? now.ceilings,
+    rssProbe: now.rssProbe ?? earlier.rssProbe,
     subjects: [...earlier.subjects.filter((s) => !ids.has(s.id)), ...now.subjects],
   };
 }
@@ -320,8 +228,10 @@ async function main(argv: string[]): Promise<void> {
   const options = cmd.opts<CliOptions>();
   if (options.causal !== undefined && !['true', 'false', 'both'].includes(options.causal))
     cmd.error(`--causal must be true, false or both, got "${options.causal}"`);
-  if (options.mode !== undefined && !['prefill', 'decode', 'both'].includes(options.mode))
-    cmd.error(`--mode must be prefill, decode or both, got "${options.mode}"`);
+  if (options.mode !== undefined && !['prefill', 'decode', 'both', 'backward'].includes(options.mode))
+    cmd.error(`--mode must be prefill, decode, both or backward, got "${options.mode}"`);
+  if (options.rssProbe !== undefined && options.mode !== 'backward')
+    cmd.error('--rss-probe measures the backward: use it with --mode backward');
   if (options.list) {
     for (const e of ALL_SUBJECTS)
       console.log(`${e.id.padEnd(24)} ${e.kind.padEnd(8)} ${e.environment.padEnd(8)} ${e.label}`);
@@ -338,17 +248,18 @@ async function main(argv: string[]): Promise<void> {
   const { out, appendFile } = (() => {
     try {
       return {
-        out: outputPlan(options),
+        out: outputPlan({ ...options, mode: options.mode }),
         appendFile: options.append === undefined ? undefined : checkAppendFile(options.append),
       };
     } catch (error) {
       return cmd.error(error instanceof Error ? error.message : String(error));
     }
   })();
-  const { grid, run } = resolveRun(options);
+  const { grid, run, probe } = resolveRun(options);
   const series = expandGrid(grid);
-  const nodeEntries = [...NODE_BACKENDS, ...NODE_PEERS].filter((e) => matches(e, options.backends));
-  const browserEntries = options.browser ? BROWSER_SUBJECTS.filter((e) => matches(e, options.backends)) : [];
+  const nodeEntries = selectEntries([...NODE_BACKENDS, ...NODE_PEERS], options);
+  const browserEntries = options.browser ? selectEntries(BROWSER_SUBJECTS, options) : [];
+  const probeEntries = probe === null ? [] : probeSubjects(nodeEntries);
   const cells = series.flat().length;
   const startedAt = new Date().toISOString();
   const machine = nodeMachineInfo();
@@ -369,7 +280,10 @@ async function main(argv: string[]): Promise<void> {
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(cells * (nodeEntries.length + browserEntries.length), 0, { subject: '', workload: '' });
+  bar.start(cells * (nodeEntries.length + browserEntries.length) + probeEntries.length, 0, {
+    subject: '',
+    workload: '',
+  });
   const subjects: SubjectReport[] = [];
   let done = 0;
   for (const entry of nodeEntries) {
@@ -403,6 +317,16 @@ async function main(argv: string[]): Promise<void> {
     subjects.push(...browser.reports);
     browserInfo = { userAgent: browser.userAgent, adapter: browser.adapter };
   }
+  let rssProbe: RssProbeResult[] | undefined;
+  if (probe !== null) {
+    rssProbe = [];
+    const workload = probeWorkload(probe);
+    for (const entry of probeEntries) {
+      bar.increment(0, { subject: entry.id, workload: `RSS probe N = ${probe}` });
+      rssProbe.push(await runProbeChild(entry, workload, run.seed));
+      bar.increment(1, { subject: entry.id, workload: `RSS probe N = ${probe}` });
+    }
+  }
   bar.stop();
   let results: BenchResults = {
     schema: 'attnkit-bench/1',
@@ -425,22 +349,28 @@ async function main(argv: string[]): Promise<void> {
     versions: peerVersions(),
     ceilings,
     subjects,
+    ...(rssProbe && { rssProbe }),
   };
   if (appendFile !== undefined)
     results = merge(JSON.parse(readFileSync(appendFile, 'utf8')) as BenchResults, results);
   for (const s of results.subjects)
     if (s.status !== 'ok') console.log(`unavailable: ${s.id}: ${s.reason ?? 'unknown reason'}`);
   const ids = seriesIds(results);
-  const shown = ids.includes(HEADLINE_SERIES) ? HEADLINE_SERIES : ids[0];
+  const shown = [HEADLINE_SERIES, BACKWARD_HEADLINE_SERIES].find((id) => ids.includes(id)) ?? ids[0];
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
+    const backward = backwardTableText(results, shown);
+    if (backward !== '') console.log(backward);
     const roofline = rooflineTableText(results, shown);
     if (roofline !== '') console.log(roofline);
     const stops = results.subjects.filter((s) => s.stopped[shown] !== undefined);
     if (stops.length > 0) console.log(`Where the budget stopped each subject in ${shown}:`);
     for (const s of stops) console.log(`  ${s.id}: N = ${s.stopped[shown].n}: ${s.stopped[shown].reason}`);
   }
+  if (results.rssProbe !== undefined) console.log(probeTableText(results.rssProbe));
+  const goals = backwardGoalLines(results);
+  if (goals.length > 0) console.log(`Issue 13's bars, this run:\n${goals.map((g) => `  ${g}`).join('\n')}`);
   mkdirSync(out.dir, { recursive: true });
   const { name } = out;
   const json = path.join(out.dir, `${name}.json`);

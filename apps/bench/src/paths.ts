@@ -34,18 +34,22 @@ export interface OutputChoice {
   name?: string;
   quick?: boolean;
   updateCommitted?: boolean;
+  /** `backward` runs are named apart, so they never overwrite a forward run's files. */
+  mode?: string;
 }
 
 /** Output directory and base name of a run; throws a message for the user on a contradiction. */
 export function outputPlan(choice: OutputChoice, base: string = userCwd()): { dir: string; name: string } {
-  const name = choice.name ?? (choice.quick ? 'bench-quick' : 'bench-full');
+  const stem = choice.mode === 'backward' ? 'bench-backward' : 'bench-full';
+  const fallback = choice.mode === 'backward' ? 'bench-backward-quick' : 'bench-quick';
+  const name = choice.name ?? (choice.quick ? fallback : stem);
   if (choice.updateCommitted) {
     if (choice.output !== undefined)
       throw new Error('--update-committed writes to benchmarks/results; it cannot be combined with --output');
-    // the committed files are the full grid's; a quick or renamed run there would be ignored or misleading
-    if (choice.quick || name !== 'bench-full')
+    // the committed files are the full grids'; a quick or renamed run there would be ignored or misleading
+    if (choice.quick || name !== stem)
       throw new Error(
-        '--update-committed refreshes benchmarks/results/bench-full.*: use it without --quick or --name',
+        `--update-committed refreshes benchmarks/results/${stem}.*: use it without --quick or --name`,
       );
     return { dir: COMMITTED_OUTPUT, name };
   }

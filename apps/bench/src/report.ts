@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as echarts from 'echarts';
 import { seriesIds } from './analysis.js';
+import { backwardTableHtml, probeTableHtml } from './backward-tables.js';
 import { type ChartOption, gflopsChart, latencyChart, memoryChart } from './charts.js';
 import type { BenchResults } from './results.js';
 import {
@@ -31,7 +32,7 @@ export function renderHtml(results: BenchResults): string {
   const echartsSource = readFileSync(require.resolve('echarts/dist/echarts.min.js'), 'utf8');
   const series = seriesIds(results);
   const charts: Record<string, { latency: ChartOption; gflops: ChartOption; memory: ChartOption }> = {};
-  const tables: Record<string, { ratio: string; latency: string; roofline: string }> = {};
+  const tables: Record<string, { ratio: string; latency: string; roofline: string; backward: string }> = {};
   for (const id of series) {
     charts[id] = {
       latency: latencyChart(results, id),
@@ -42,6 +43,7 @@ export function renderHtml(results: BenchResults): string {
       ratio: ratioTableHtml(results, id),
       latency: latencyTableHtml(results, id),
       roofline: rooflineTableHtml(results, id),
+      backward: backwardTableHtml(results, id),
     };
   }
   const m = results.machine;
@@ -83,6 +85,8 @@ Ratios are peer median / attnkit median (above 1: attnkit is faster), against ea
 <h2>Ratio table (attnkit over each peer)</h2><div id="ratio"></div>
 <h2>Latency, median ms ("budget": stopped by the time budget)</h2><div id="latency"></div>
 <h2>CPU results against this machine's ceilings (useful GFLOP/s, least-traffic GB/s)</h2><div id="roofline"></div>
+<div id="backward-section"><h2>Backward: forward and backward apart, ratio, GFLOP/s, peak memory</h2><div id="backward"></div></div>
+${results.rssProbe ? `<h2>Backward RSS probe</h2>${probeTableHtml(results.rssProbe)}` : ''}
 <h2>Subjects</h2>${subjectsHtml(results)}
 <script>${echartsSource}</script>
 <script>
@@ -97,6 +101,8 @@ function show(id) {
   document.getElementById('ratio').innerHTML = DATA.tables[id].ratio;
   document.getElementById('latency').innerHTML = DATA.tables[id].latency;
   document.getElementById('roofline').innerHTML = DATA.tables[id].roofline;
+  document.getElementById('backward').innerHTML = DATA.tables[id].backward;
+  document.getElementById('backward-section').style.display = DATA.tables[id].backward ? '' : 'none';
 }
 select.addEventListener('change', () => show(select.value));
 window.addEventListener('resize', () => { for (const c of Object.values(charts)) c.resize(); });

@@ -1,4 +1,10 @@
-import type { GridSpec, MachineCeilings, RunOptions, SubjectReport } from '@attnkit/benchmarks';
+import type {
+  GridSpec,
+  MachineCeilings,
+  RssProbeResult,
+  RunOptions,
+  SubjectReport,
+} from '@attnkit/benchmarks';
 
 /** Machine information carried by every result file. */
 export interface MachineInfo {
@@ -28,6 +34,8 @@ export interface BenchResults {
   /** The machine's ceilings measured at the start of the run (absent in older files). */
   ceilings?: MachineCeilings;
   subjects: SubjectReport[];
+  /** Backward runs: the RSS probe, one fresh process per attnkit backend (absent when not run). */
+  rssProbe?: RssProbeResult[];
 }
 
 /**

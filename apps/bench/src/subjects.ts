@@ -8,6 +8,12 @@ export interface SubjectEntry {
   /** `node`: a child process of the CLI; `browser`: the bench page in headless Chromium. */
   environment: 'node' | 'browser';
   label: string;
+  /**
+   * Peers with a backward pass (naive JS, TF.js `tf.grads`). attnkit backends leave it out: theirs
+   * is read from the capabilities at run time, so a backend joins the backward mode the day it
+   * lists `backward`, and one that does not is reported "not applicable".
+   */
+  backward?: boolean;
 }
 
 /** attnkit backends under Node. */
@@ -20,9 +26,9 @@ export const NODE_BACKENDS: readonly SubjectEntry[] = [
 
 /** Peers under Node. */
 export const NODE_PEERS: readonly SubjectEntry[] = [
-  { id: 'naive-js', kind: 'peer', environment: 'node', label: 'naive JS' },
-  { id: 'tfjs-cpu', kind: 'peer', environment: 'node', label: 'TF.js cpu' },
-  { id: 'tfjs-wasm', kind: 'peer', environment: 'node', label: 'TF.js wasm' },
+  { id: 'naive-js', kind: 'peer', environment: 'node', label: 'naive JS', backward: true },
+  { id: 'tfjs-cpu', kind: 'peer', environment: 'node', label: 'TF.js cpu', backward: true },
+  { id: 'tfjs-wasm', kind: 'peer', environment: 'node', label: 'TF.js wasm', backward: true },
   ...(['ort-web-1t', 'ort-web-mt', 'ort-node'] as const).flatMap((family) =>
     (['attention', 'mha', 'matmul'] as const).map(
       (variant): SubjectEntry => ({
@@ -52,6 +58,18 @@ export const BROWSER_SUBJECTS: readonly SubjectEntry[] = [
     label: 'onnxruntime-web WebGPU, MatMul graph',
   },
 ];
+
+/**
+ * The subjects a backward run starts: every attnkit backend (its capabilities decide) and the peers
+ * with a backward pass. A peer without one (onnxruntime has no training API here) runs only when
+ * named by id, and then reports its rows "not applicable".
+ */
+export function backwardEntries(
+  entries: readonly SubjectEntry[],
+  named: readonly string[] = [],
+): SubjectEntry[] {
+  return entries.filter((e) => e.kind === 'attnkit' || e.backward === true || named.includes(e.id));
+}
 
 /** Every subject id. */
 export const ALL_SUBJECTS: readonly SubjectEntry[] = [...NODE_BACKENDS, ...NODE_PEERS, ...BROWSER_SUBJECTS];

@@ -1,6 +1,19 @@
-import { expandGrid, FULL_GRID, FULL_RUN, QUICK_GRID, QUICK_RUN } from '@attnkit/benchmarks';
+import {
+  BACKWARD_GRID,
+  BACKWARD_QUICK_GRID,
+  BACKWARD_RUN,
+  expandGrid,
+  FULL_GRID,
+  FULL_RUN,
+  type GridSpec,
+  QUICK_BACKWARD_RUN,
+  QUICK_GRID,
+  QUICK_RUN,
+  type RunOptions,
+} from '@attnkit/benchmarks';
 import * as echarts from 'echarts';
 import { seriesIds } from '../src/analysis.js';
+import { backwardTableHtml } from '../src/backward-tables.js';
 import { gflopsChart, latencyChart, memoryChart } from '../src/charts.js';
 import type { BenchResults } from '../src/results.js';
 import { latencyTableHtml, ratioTableHtml, subjectsHtml } from '../src/tables-html.js';
@@ -23,6 +36,9 @@ function show(results: BenchResults, series: string): void {
   charts.memory.setOption(memoryChart(results, series), true);
   $('ratio').innerHTML = ratioTableHtml(results, series);
   $('latency').innerHTML = latencyTableHtml(results, series);
+  const backward = backwardTableHtml(results, series);
+  $('backward').innerHTML = backward;
+  $('backward-section').hidden = backward === '';
   $('subjects-table').innerHTML = subjectsHtml(results);
 }
 
@@ -57,16 +73,24 @@ window.runBench = (request) => {
   });
 };
 
+/** The page's grid choices: the CLI's quick and full grids, and its backward mode's. */
+const GRIDS: Record<string, { grid: GridSpec; options: RunOptions }> = {
+  quick: { grid: QUICK_GRID, options: QUICK_RUN },
+  full: { grid: FULL_GRID, options: FULL_RUN },
+  'backward-quick': { grid: BACKWARD_QUICK_GRID, options: QUICK_BACKWARD_RUN },
+  backward: { grid: BACKWARD_GRID, options: BACKWARD_RUN },
+};
+
 $<HTMLFormElement>('form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const button = $<HTMLButtonElement>('run');
   button.disabled = true;
-  const full = (document.querySelector('input[name=grid]:checked') as HTMLInputElement).value === 'full';
+  const choice = (document.querySelector('input[name=grid]:checked') as HTMLInputElement).value;
   const subjects = [...document.querySelectorAll<HTMLInputElement>('input[name=subject]:checked')].map(
     (i) => i.value,
   );
-  const grid = full ? FULL_GRID : QUICK_GRID;
-  const options = full ? FULL_RUN : QUICK_RUN;
+  const { grid, options } = GRIDS[choice] ?? GRIDS.quick;
+  const full = choice === 'full' || choice === 'backward';
   const startedAt = new Date().toISOString();
   try {
     const result = await window.runBench({ subjects, series: expandGrid(grid), options });

@@ -1,4 +1,5 @@
 import { PEER_TOLERANCE, type Subject } from '../subject.js';
+import { naiveBackward, naiveForwardWithLse } from './naive-backward.js';
 
 /**
  * The obvious JavaScript: for each query, one loop for the scores, one for the softmax, one for the
@@ -9,7 +10,7 @@ export function naivePeer(): Subject {
     id: 'naive-js',
     kind: 'peer',
     family: 'naive-js',
-    label: 'naive JS (three loops)',
+    label: 'naive JS (three loops; backward: textbook matrix formulas with Lq x Lk buffers)',
     tolerance: PEER_TOLERANCE,
     async init() {
       return {
@@ -63,6 +64,16 @@ export function naivePeer(): Subject {
           }
           return out;
         },
+        dispose() {},
+      };
+    },
+    async prepareBackward(w, inputs) {
+      const { gradOutput } = inputs;
+      if (gradOutput === undefined) throw new Error(`naive-js: ${w.id} has no gradOutput`);
+      return {
+        backwardIncludesForward: false,
+        forward: async () => naiveForwardWithLse(inputs, w.causal),
+        backward: async (forward) => naiveBackward(inputs, w.causal, gradOutput, forward),
         dispose() {},
       };
     },

@@ -70,6 +70,65 @@ export function tfjsPeer(backend: TfjsBackendName, options: TfjsPeerOptions = {}
         },
       };
     },
+    async prepareBackward(w, inputs) {
+      const t = tf;
+      if (t === null) throw new Error('tfjs: prepareBackward before init');
+      const { gradOutput } = inputs;
+      if (gradOutput === undefined) throw new Error(`tfjs: ${w.id} has no gradOutput`);
+      // tfjs-core registers no gradient functions; the @tensorflow/tfjs package (what a user imports to
+      // train) registers TF.js's own, on the same core instance
+      await import('@tensorflow/tfjs');
+      // the gradients must come from the backend named in the id, not a fallback TF.js chose
+      if (t.getBackend() !== backend) throw new Error(`TF.js runs on "${t.getBackend()}", not "${backend}"`);
+      const {
+        queryHeads: Hq,
+        kvHeads: Hkv,
+        queryLength: Lq,
+        keyLength: Lk,
+        headDim: D,
+        valueDim: Dv,
+      } = inputs.shape;
+      const group = Hq / Hkv;
+      const q = t.tensor3d(inputs.q, [Hq, Lq, D]);
+      const k = t.tensor3d(repeatKvHeads(inputs.k, Hkv, Hq), [Hq, Lk, D]);
+      const v = t.tensor3d(repeatKvHeads(inputs.v, Hkv, Hq), [Hq, Lk, Dv]);
+      const dy = t.tensor3d(gradOutput, [Hq, Lq, Dv]);
+      const mask = w.causal && Lq > 1 ? t.tensor2d(causalMask(Lq, Lk), [Lq, Lk]) : null;
+      const scale = t.scalar(1 / Math.sqrt(D));
+      // the composed attention as a user differentiates it: tf.grads tapes this function and walks the
+      // tape back, keeping every intermediate (the Lq x Lk scores and probabilities) alive meanwhile
+      const attention = (qq: TfCore.Tensor, kk: TfCore.Tensor, vv: TfCore.Tensor) => {
+        let s = t.mul(t.matMul(qq, kk, false, true), scale);
+        if (mask !== null) s = t.add(s, mask);
+        return t.matMul(t.softmax(s), vv);
+      };
+      const gradients = t.grads((qq, kk, vv) => attention(qq, kk, vv));
+      // a repeated kv head's gradient is the sum over the query heads that read it
+      const sumGroups = (x: TfCore.Tensor, length: number, dim: number) =>
+        group === 1 ? x : t.sum(t.reshape(x, [Hkv, group, length, dim]), 1);
+      const read = async (x: TfCore.Tensor) => {
+        const data = (await x.data()) as Float32Array;
+        x.dispose();
+        return data;
+      };
+      return {
+        backwardIncludesForward: true,
+        async forward() {
+          const out = t.tidy(() => attention(q, k, v));
+          return { output: await read(out), lse: null };
+        },
+        async backward() {
+          const [dq, dk, dv] = t.tidy(() => {
+            const [gq, gk, gv] = gradients([q, k, v], dy);
+            return [gq, sumGroups(gk, Lk, D), sumGroups(gv, Lk, Dv)];
+          });
+          return { gradQ: await read(dq), gradK: await read(dk), gradV: await read(dv) };
+        },
+        dispose() {
+          for (const x of [q, k, v, dy, mask, scale]) x?.dispose();
+        },
+      };
+    },
     memory() {
       return { hostBytes: tf === null ? null : tf.memory().numBytes, deviceBytes: null };
     },
