@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { makeWorkload, QUICK_BACKWARD_RUN, QUICK_RUN } from '@attnkit/benchmarks';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+
+const NO_BUDGETS = { seriesBudgetMs: 1e6, headlineBudgetMs: 1e6, maxRunMs: 1e6 };
+
 import { CHROMIUM, CHROMIUM_FLAGS, servePage } from '../src/browser.js';
 
 const pageDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'web');
@@ -25,7 +28,9 @@ describe('bench page (built dist/web) in headless Chromium', () => {
       const request = {
         subjects: ['cpu', 'no-such-subject'],
         series: [[makeWorkload('prefill', true, 16, 'h1', 32), makeWorkload('prefill', true, 16, 'h1', 64)]],
-        options: { ...QUICK_RUN, minTimeMs: 5, maxReps: 3 },
+        // No budgets: the test checks the page's plumbing, and on a loaded machine a budget stop would
+        // skip a row at random.
+        options: { ...QUICK_RUN, ...NO_BUDGETS, minTimeMs: 5, maxReps: 3 },
       };
       const result = await page.evaluate((r) => window.runBench(r), request);
       expect(result.userAgent).toContain('Chrome');
@@ -57,7 +62,7 @@ describe('bench page (built dist/web) in headless Chromium', () => {
       const request = {
         subjects: ['cpu', 'ort-webgpu-matmul'],
         series: [[makeWorkload('backward', true, 16, 'h1', 32)]],
-        options: { ...QUICK_BACKWARD_RUN, minTimeMs: 5, maxReps: 2, backwardGateSize: 24 },
+        options: { ...QUICK_BACKWARD_RUN, ...NO_BUDGETS, minTimeMs: 5, maxReps: 2, backwardGateSize: 24 },
       };
       const result = await page.evaluate((r) => window.runBench(r), request);
       const [cpu, ort] = result.reports;

@@ -50,7 +50,16 @@ async function tinyRun(): Promise<BenchResults> {
     reference: async (w: Parameters<typeof referenceFor>[0], inputs: Parameters<typeof referenceFor>[1]) =>
       referenceFor(w, inputs),
   };
-  const options = { ...QUICK_RUN, minTimeMs: 5, maxReps: 3 };
+  // No budgets: these tests check the report, and on a loaded machine a budget stop would skip a
+  // row at random (it did: 'ratios are peer median...' once found 2 rows instead of 3).
+  const options = {
+    ...QUICK_RUN,
+    seriesBudgetMs: 1e6,
+    headlineBudgetMs: 1e6,
+    maxRunMs: 1e6,
+    minTimeMs: 5,
+    maxReps: 3,
+  };
   const cpu = await runSubject(
     backendSubject('cpu', 'cpu', createCpuBackend),
     'node',
