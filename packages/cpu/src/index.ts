@@ -12,7 +12,7 @@ import {
   validateFactoryOptions,
 } from '@attnkit/spec';
 import { blockedAttention } from './attention.js';
-import { rowwiseBackward } from './backward.js';
+import { blockedBackward } from './backward.js';
 import { CpuKVCache } from './cache.js';
 import { blockedMatmul } from './matmul.js';
 import { Scratch } from './scratch.js';
@@ -87,8 +87,8 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     capabilities: () => capabilities,
     init: async () => {},
     attention: async (problem) => blockedAttention(problem, scratch, sizes),
-    // float64, row by row, from its own float64 statistics (backward.ts says why)
-    attentionBackward: async (problem) => rowwiseBackward(problem),
+    // float64, four query rows at a time, from its own float64 statistics (backward.ts says why)
+    attentionBackward: async (problem) => blockedBackward(problem),
     matmul: async (problem) => blockedMatmul(problem, scratch),
     createKVCache: (config) => {
       const cache = new CpuKVCache(config, (disposed) => caches.delete(disposed));
