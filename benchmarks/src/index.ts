@@ -21,7 +21,15 @@ export {
   simdKernel,
   simdModuleBytes,
 } from './ceilings.js';
-export { buildAttentionModel, type OnnxAttentionShape, type OnnxModel, type OnnxVariant } from './onnx.js';
+export {
+  buildAttentionModel,
+  buildGqaDecodeModel,
+  type OnnxAttentionShape,
+  type OnnxGqaDecodeShape,
+  type OnnxGqaModel,
+  type OnnxModel,
+  type OnnxVariant,
+} from './onnx.js';
 export { naivePeer } from './peers/naive.js';
 export { naiveBackward, naiveForwardWithLse } from './peers/naive-backward.js';
 export {
@@ -31,6 +39,13 @@ export {
   type OrtTensor,
   ortPeer,
 } from './peers/ort.js';
+export {
+  fallbackProviders,
+  type NodePlacement,
+  type OrtGqaPeerOptions,
+  ortGqaPeer,
+  parseNodePlacements,
+} from './peers/ort-gqa.js';
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
 export {
   type ProbeHooks,
@@ -44,9 +59,12 @@ export {
   type BackwardPhases,
   type CheckResult,
   checkOutput,
+  DECODE_CACHE_RUN,
+  DECODE_GATE_SIZE,
   FULL_RUN,
   type MemoryMeasure,
   QUICK_BACKWARD_RUN,
+  QUICK_DECODE_CACHE_RUN,
   QUICK_RUN,
   type ResultRow,
   type RunHooks,
@@ -57,14 +75,18 @@ export {
 export { percentile, summarize, type TimingStats } from './stats.js';
 export {
   backendSubject,
+  type DecodePath,
   type ForwardPass,
   type GradientSet,
   PEER_TOLERANCE,
+  type PlacementCheck,
   type PreparedBackward,
+  type PreparedDecode,
   type PreparedRun,
   type Subject,
   type SubjectInfo,
   type SubjectMemory,
+  sliceTokens,
 } from './subject.js';
 export {
   BACKWARD_FLOP_FACTOR,
@@ -74,6 +96,9 @@ export {
   type BenchMode,
   backwardFlops,
   causalMask,
+  DECODE_CACHE_GRID,
+  DECODE_CACHE_HEADLINE_SERIES,
+  DECODE_CACHE_QUICK_GRID,
   expandGrid,
   type FlopCount,
   FULL_GRID,

@@ -3,12 +3,14 @@
  * Node, TF.js wasm pointed at its binaries on disk, machine information.
  * @packageDocumentation
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { OnnxVariant } from './onnx.js';
 import { type OrtModule, ortPeer } from './peers/ort.js';
+import { type NodePlacement, ortGqaPeer, parseNodePlacements } from './peers/ort-gqa.js';
 import { tfjsPeer } from './peers/tfjs.js';
 import type { Subject } from './subject.js';
 
@@ -80,6 +82,85 @@ export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
     sessionOptions: { executionProviders: ['wasm'], intraOpNumThreads: threads },
     threads,
     engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
+  });
+}
+
+/**
+ * Where onnxruntime places a model's nodes, from its own verbose log: a separate Node process creates
+ * the session with `logSeverityLevel: 0` (the log goes to that process's stderr: native for
+ * onnxruntime-node, emscripten's for onnxruntime-web, neither reachable from inside this process) and
+ * the "Node placements" lines are parsed. `null` if it fails (the row then says "placement unknown").
+ */
+export function ortPlacementProbe(
+  runtime: 'node' | 'web',
+  threads: number,
+): (model: Uint8Array) => Promise<NodePlacement> {
+  const entry = require.resolve(runtime === 'node' ? 'onnxruntime-node' : 'onnxruntime-web');
+  return (model) =>
+    new Promise((resolve) => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'attnkit-ort-placement-'));
+      const file = path.join(dir, 'model.onnx');
+      writeFileSync(file, model);
+      const options =
+        runtime === 'node'
+          ? { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 }
+          : { executionProviders: ['wasm'], intraOpNumThreads: threads };
+      const script = [
+        `const ort = require(${JSON.stringify(entry)});`,
+        runtime === 'web' ? `ort.env.wasm.numThreads = ${threads};` : '',
+        `const bytes = require('node:fs').readFileSync(${JSON.stringify(file)});`,
+        `ort.InferenceSession.create(new Uint8Array(bytes), { ...${JSON.stringify(options)}, logSeverityLevel: 0, logVerbosityLevel: 0 })`,
+        '  .then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1); });',
+      ].join('\n');
+      execFile(
+        process.execPath,
+        ['-e', script],
+        { maxBuffer: 64 << 20, timeout: 120_000 },
+        (_error, stdout, stderr) => {
+          rmSync(dir, { recursive: true, force: true });
+          resolve(parseNodePlacements(`${stdout}\n${stderr}`));
+        },
+      );
+    });
+}
+
+/** onnxruntime-node's GroupQueryAttention decode step, 1 intra-op thread, placement checked. */
+export function ortNodeGqaPeer(): Subject {
+  const version = packageVersion('onnxruntime-node');
+  return ortGqaPeer({
+    family: 'ort-node',
+    label: `onnxruntime-node ${version} native, 1 thread`,
+    load: async () => (await import('onnxruntime-node')) as unknown as OrtModule,
+    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
+    threads: 1,
+    engine: `onnxruntime-node ${version} CPU EP (native), 1 thread`,
+    expectedProvider: 'CPUExecutionProvider',
+    placement: ortPlacementProbe('node', 1),
+  });
+}
+
+/**
+ * onnxruntime-web's wasm backend running GroupQueryAttention under Node, `ort.env.wasm.numThreads`
+ * set explicitly before the first session. The wasm EP reports itself as `CPUExecutionProvider`
+ * (ORT's CPU kernels compiled to wasm).
+ */
+export function ortWebGqaNodePeer(threads: number): Subject {
+  const family = threads === 1 ? 'ort-web-1t' : 'ort-web-mt';
+  const version = packageVersion('onnxruntime-web');
+  return ortGqaPeer({
+    family,
+    label: `onnxruntime-web ${version} wasm, ${threads} thread${threads === 1 ? '' : 's'}`,
+    load: async () => {
+      const ort = (await import('onnxruntime-web')) as unknown as OrtModule;
+      if (ort.env.wasm === undefined) throw new Error('onnxruntime-web: env.wasm missing');
+      ort.env.wasm.numThreads = threads;
+      return ort;
+    },
+    sessionOptions: { executionProviders: ['wasm'], intraOpNumThreads: threads },
+    threads,
+    engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
+    expectedProvider: 'CPUExecutionProvider',
+    placement: ortPlacementProbe('web', threads),
   });
 }
 

@@ -39,6 +39,7 @@ message ModelProto {
 `;
 
 const FLOAT = 1;
+const INT32 = 6;
 const INT64 = 7;
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
@@ -66,11 +67,10 @@ function node(op: string, inputs: string[], outputs: string[], attrs: Attr[] = [
     domain,
   };
 }
-function value(name: string, dims: number[]) {
-  return {
-    name,
-    type: { tensor_type: { elem_type: FLOAT, shape: { dim: dims.map((d) => ({ dim_value: d })) } } },
-  };
+/** A graph input or output; a string dimension is symbolic (`dim_param`). */
+function value(name: string, dims: (number | string)[], elemType: number = FLOAT) {
+  const dim = dims.map((d) => (typeof d === 'string' ? { dim_param: d } : { dim_value: d }));
+  return { name, type: { tensor_type: { elem_type: elemType, shape: { dim } } } };
 }
 
 function encode(graph: object, opsets: { domain: string; version: number }[]): Uint8Array {
@@ -197,6 +197,75 @@ export function buildAttentionModel(variant: OnnxVariant, s: OnnxAttentionShape)
     output: [value('o', [1, Hq, Lq, D])],
   };
   return { bytes: encode(graph, [{ domain: '', version: 17 }]), inputs };
+}
+
+/** Sizes of one decode step of a GroupQueryAttention model (batch 1, one new token). */
+export interface OnnxGqaDecodeShape {
+  queryHeads: number;
+  kvHeads: number;
+  /** Tokens already in the cache before the step: `past_key` / `past_value` hold this many. */
+  pastLength: number;
+  headDim: number;
+}
+
+/** A decode-step model: its inputs with their ONNX element types, in feed order. */
+export interface OnnxGqaModel {
+  bytes: Uint8Array;
+  inputs: { name: string; dims: number[]; type: 'float32' | 'int32' }[];
+  /** The attention output: `[1, 1, Hq * D]`. */
+  output: string;
+}
+
+/**
+ * One `com.microsoft.GroupQueryAttention` node as a decoder runs it per token (what transformers.js
+ * exports): the new token's `q [1, 1, Hq*D]`, `k`, `v [1, 1, Hkv*D]`, the cache so far as
+ * `past_key` / `past_value [1, Hkv, past, D]` (BNSH), `seqlens_k = [past]` (total length - 1) and
+ * `total_sequence_length = past + 1`; outputs the attention `y [1, 1, Hq*D]` and the grown cache
+ * `present_key` / `present_value [1, Hkv, past + 1, D]`. GQA's default scale is 1/sqrt(D) and a
+ * single new query sees every key, as in the spec's bottom-right decode.
+ */
+export function buildGqaDecodeModel(s: OnnxGqaDecodeShape): OnnxGqaModel {
+  const { queryHeads: Hq, kvHeads: Hkv, pastLength: past, headDim: D } = s;
+  const inputs: OnnxGqaModel['inputs'] = [
+    { name: 'q', dims: [1, 1, Hq * D], type: 'float32' },
+    { name: 'k', dims: [1, 1, Hkv * D], type: 'float32' },
+    { name: 'v', dims: [1, 1, Hkv * D], type: 'float32' },
+    { name: 'past_key', dims: [1, Hkv, past, D], type: 'float32' },
+    { name: 'past_value', dims: [1, Hkv, past, D], type: 'float32' },
+    { name: 'seqlens_k', dims: [1], type: 'int32' },
+    { name: 'total_sequence_length', dims: [], type: 'int32' },
+  ];
+  const graph = {
+    name: 'gqa_decode',
+    node: [
+      node(
+        'GroupQueryAttention',
+        inputs.map((x) => x.name),
+        ['y', 'present_key', 'present_value'],
+        [
+          { name: 'num_heads', i: Hq },
+          { name: 'kv_num_heads', i: Hkv },
+        ],
+        'com.microsoft',
+      ),
+    ],
+    input: inputs.map((x) => value(x.name, x.dims, x.type === 'int32' ? INT32 : FLOAT)),
+    output: [
+      value('y', [1, 1, Hq * D]),
+      // symbolic: ORT's shape inference gives present the past's length (its shared-buffer
+      // layout) while the kernel makes it past + 1 here; a fixed length would be refused by one of them
+      value('present_key', [1, Hkv, 'present_length', D]),
+      value('present_value', [1, Hkv, 'present_length', D]),
+    ],
+  };
+  return {
+    bytes: encode(graph, [
+      { domain: '', version: 17 },
+      { domain: 'com.microsoft', version: 1 },
+    ]),
+    inputs,
+    output: 'y',
+  };
 }
 
 /** Unused element type constant kept for int64 initializers if a graph ever needs shapes. */

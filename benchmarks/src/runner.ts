@@ -6,7 +6,14 @@ import {
   gateWorkload,
 } from './backward.js';
 import { summarize, type TimingStats } from './stats.js';
-import type { ForwardPass, GradientSet, PreparedBackward, Subject, SubjectInfo } from './subject.js';
+import type {
+  ForwardPass,
+  GradientSet,
+  PlacementCheck,
+  PreparedBackward,
+  Subject,
+  SubjectInfo,
+} from './subject.js';
 import {
   backwardFlops,
   type FlopCount,
@@ -47,7 +54,12 @@ export interface RunOptions {
   alwaysRunUpTo?: number;
   /** Backward series: the size of the correctness gate run before timing (default `BACKWARD_GATE_SIZE`). */
   backwardGateSize?: number;
+  /** Decode-cache series: the cache length of the correctness gate run before timing (default `DECODE_GATE_SIZE`). */
+  decodeGateSize?: number;
 }
+
+/** Cache length of the decode-cache gate: one step on a small cache, checked before any timing. */
+export const DECODE_GATE_SIZE = 128;
 
 /** Defaults of a full run: about 3 s per series, 20 s for the headline series. */
 export const FULL_RUN: RunOptions = {
@@ -93,6 +105,35 @@ export const BACKWARD_RUN: RunOptions = {
   headlineBudgetMs: 60000,
   maxRunMs: 15000,
   backwardGateSize: BACKWARD_GATE_SIZE,
+};
+
+/**
+ * Defaults of `--mode decode-cache`: a repetition is one step (milliseconds at most), so enough of
+ * them for p10/p90 to mean something: 3 warm-up steps, then 20..200 steps and at least 300 ms;
+ * 8 s per series, 30 s for the series the bars are quoted on (`decode-cache-causal-d128-gqa`).
+ */
+export const DECODE_CACHE_RUN: RunOptions = {
+  ...FULL_RUN,
+  warmup: 3,
+  minReps: 20,
+  maxReps: 200,
+  minTimeMs: 300,
+  seriesBudgetMs: 8000,
+  headlineBudgetMs: 30000,
+  maxRunMs: 5000,
+  decodeGateSize: DECODE_GATE_SIZE,
+};
+
+/** `--mode decode-cache --quick`: fewer steps and short budgets. */
+export const QUICK_DECODE_CACHE_RUN: RunOptions = {
+  ...QUICK_RUN,
+  warmup: 2,
+  minReps: 10,
+  maxReps: 50,
+  minTimeMs: 60,
+  seriesBudgetMs: 1500,
+  headlineBudgetMs: 3000,
+  decodeGateSize: DECODE_GATE_SIZE,
 };
 
 /** `--mode backward --quick`: the quick budgets; every subject reaches N = 512 in the headline series. */
@@ -174,6 +215,11 @@ export interface ResultRow {
   check?: CheckResult | null;
   /** Backward rows: forward and backward timed apart. `timing` is then forward + backward. */
   phases?: BackwardPhases;
+  /**
+   * Decode-cache rows of onnxruntime peers: where the session's nodes ran. A row whose
+   * `placement.fallback` is set ran (partly) on another provider than its label's and counts in no ratio.
+   */
+  placement?: PlacementCheck;
 }
 
 /** Everything one subject produced. */
@@ -262,6 +308,8 @@ function notApplicableReason(subject: Subject, w: Workload): string | null {
   if (reason !== null) return reason;
   if (w.mode === 'backward' && subject.prepareBackward === undefined)
     return `${subject.id} has no backward pass`;
+  if (w.mode === 'decode-cache' && subject.prepareDecode === undefined)
+    return `${subject.id} has no decode step`;
   return null;
 }
 
@@ -391,16 +439,7 @@ async function backwardGate(
       await prepared.dispose();
     }
   } catch (error) {
-    const { atol, rtol } = subject.tolerance;
-    return {
-      maxAbsError: Number.POSITIVE_INFINITY,
-      worstRatio: Number.POSITIVE_INFINITY,
-      pass: false,
-      atol,
-      rtol,
-      worstTensor: `gate threw: ${message(error)}`,
-      checkedAt: small.n,
-    };
+    return thrownCheck(subject, error, small.n);
   }
 }
 
@@ -502,6 +541,106 @@ async function measureBackward(
   }
 }
 
+/** A check that failed because the call threw: never a silent pass. */
+function thrownCheck(subject: Subject, error: unknown, n: number): CheckResult {
+  const { atol, rtol } = subject.tolerance;
+  return {
+    maxAbsError: Number.POSITIVE_INFINITY,
+    worstRatio: Number.POSITIVE_INFINITY,
+    pass: false,
+    atol,
+    rtol,
+    worstTensor: `gate threw: ${message(error)}`,
+    checkedAt: n,
+  };
+}
+
+/**
+ * The decode-cache gate: before any timing in a series, one step of the subject on a small cache
+ * (the series' heads and D at `decodeGateSize` keys) against the float64 reference of the same
+ * query over the concatenated K/V. A failure marks every row of the series WRONG.
+ */
+async function decodeGate(
+  subject: Subject,
+  w: Workload,
+  options: RunOptions,
+  hooks: RunHooks,
+): Promise<CheckResult | null> {
+  const n = options.decodeGateSize ?? DECODE_GATE_SIZE;
+  const small = { ...w, n, id: `${w.series}-n${n}` };
+  const inputs = makeInputs(small, options.seed);
+  try {
+    const prepared = await (subject.prepareDecode as NonNullable<Subject['prepareDecode']>)(small, inputs);
+    try {
+      const output = await prepared.step();
+      const ref = await hooks.reference(small, inputs);
+      return ref === null ? null : { ...checkOutput(output, ref, subject.tolerance), checkedAt: n };
+    } finally {
+      await prepared.dispose();
+    }
+  } catch (error) {
+    return thrownCheck(subject, error, n);
+  }
+}
+
+/**
+ * A decode-cache size: the subject's cache (or arrays) hold `Lk - 1` tokens; warm-up steps, this
+ * size's own check where the reference is affordable, then timed steps, each followed by an untimed
+ * rewind to `Lk - 1` so every step attends over the same `Lk` keys.
+ */
+async function measureDecode(
+  subject: Subject,
+  w: Workload,
+  inputs: WorkloadInputs,
+  c: SizeContext,
+  gate: CheckResult | null,
+): Promise<ResultRow> {
+  const { options, hooks } = c;
+  const flops = workloadFlops(w);
+  const prepared = await (subject.prepareDecode as NonNullable<Subject['prepareDecode']>)(w, inputs);
+  try {
+    let first: Float32Array | null = null;
+    let warmTime = 0;
+    for (let i = 0; i < Math.max(1, options.warmup); i++) {
+      const t0 = hooks.now();
+      const out = await prepared.step();
+      warmTime = hooks.now() - t0;
+      await prepared.rewind?.();
+      first ??= out;
+      c.sample();
+    }
+    let own: CheckResult | null = null;
+    if (first !== null && referenceCost(w) <= options.checkMaxCost) {
+      const ref = await hooks.reference(w, inputs);
+      if (ref !== null) own = checkOutput(first, ref, subject.tolerance);
+    }
+    const samples: number[] = [];
+    const repStart = hooks.now();
+    const affordable = affordableReps(c, warmTime);
+    do {
+      const t0 = hooks.now();
+      await prepared.step();
+      samples.push(hooks.now() - t0);
+      await prepared.rewind?.();
+      c.sample();
+    } while (!enough(c, samples.length, repStart, affordable));
+    const timing = summarize(samples, Math.max(1, options.warmup));
+    return {
+      subject: subject.id,
+      workload: w,
+      status: 'ok',
+      timing,
+      flops,
+      gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
+      memory: c.memory,
+      check: worse(gate, own),
+      ...(prepared.placement && { placement: prepared.placement }),
+    };
+  } finally {
+    await prepared.dispose();
+  }
+}
+
 /**
  * Runs one subject over series of workloads (sizes ascending in each). Before each size it predicts
  * the run time from the previous size (quadratic in N for prefill, linear for decode) and stops the
@@ -543,7 +682,7 @@ export async function runSubject(
     if (list.length === 0) continue;
     const headline = HEADLINE_SERIES_IDS.includes(list[0].series);
     const budget = headline ? options.headlineBudgetMs : options.seriesBudgetMs;
-    const seriesStart = hooks.now();
+    let seriesStart = hooks.now();
     let previous: { n: number; median: number } | null = null;
     let stopReason: string | null = null;
     let consecutiveErrors = 0;
@@ -558,7 +697,7 @@ export async function runSubject(
       }
       const forced = headline && w.n <= (options.alwaysRunUpTo ?? 0);
       if (stopReason === null && previous !== null && !forced) {
-        const exponent = w.mode === 'decode' ? 1 : 2;
+        const exponent = w.mode === 'decode' || w.mode === 'decode-cache' ? 1 : 2;
         const predicted = previous.median * (w.n / previous.n) ** exponent;
         const left = budget - (hooks.now() - seriesStart);
         if (predicted > options.maxRunMs) {
@@ -571,6 +710,12 @@ export async function runSubject(
       if (stopReason !== null) {
         push({ subject: subject.id, workload: w, status: 'skipped', reason: stopReason, flops });
         continue;
+      }
+      if (w.mode === 'decode-cache' && gate === undefined) {
+        // the gate's one-off costs (an onnxruntime placement probe, first compilation) are not the
+        // series': its budget starts after the gate
+        gate = await decodeGate(subject, w, options, hooks);
+        seriesStart = hooks.now();
       }
       const inputs = makeInputs(w, options.seed);
       const memory: MemoryMeasure = {
@@ -590,6 +735,8 @@ export async function runSubject(
         if (w.mode === 'backward') {
           gate ??= await backwardGate(subject, w, options, hooks);
           row = await measureBackward(subject, w, inputs, context, gate);
+        } else if (w.mode === 'decode-cache') {
+          row = await measureDecode(subject, w, inputs, context, gate ?? null);
         } else {
           row = await measureForward(subject, w, inputs, context);
         }

@@ -42,6 +42,30 @@ export interface PreparedBackward {
   dispose(): Promise<void> | void;
 }
 
+/** Where onnxruntime put a decode session's nodes, against the provider its label promises. */
+export interface PlacementCheck {
+  expected: string;
+  /** Provider -> nodes, from the session's verbose log; `null` when the log was not available. */
+  nodes: Record<string, number> | null;
+  /** The other providers that got nodes (`CPUExecutionProvider`), or `null` when all sat on `expected`. */
+  fallback: string | null;
+}
+
+/**
+ * One decode step of a `decode-cache` workload, ready to repeat. The subject holds the first
+ * `Lk - 1` tokens (a resident cache, or for a stateless call the caller's K/V arrays); a step
+ * appends the last token's K/V, attends with its query and reads `[B, Hq, 1, Dv]` back.
+ */
+export interface PreparedDecode {
+  /** The timed step. */
+  step(): Promise<Float32Array>;
+  /** Untimed, after each step: back to `Lk - 1` tokens, so every step attends over the same `Lk`. */
+  rewind?(): Promise<void>;
+  /** onnxruntime peers: where the session's nodes ran. */
+  placement?: PlacementCheck;
+  dispose(): Promise<void> | void;
+}
+
 /** What a subject reports after `init`. */
 export interface SubjectInfo {
   /** What actually runs, e.g. "wasm simd128, 2 threads" or "onnxruntime-node 1.30 (CPU EP)". */
@@ -83,6 +107,8 @@ export interface Subject {
    * whose capabilities lack `backward`), or `null` when it can.
    */
   notApplicable?(w: Workload): string | null;
+  /** A `decode-cache` step. Absent: the subject has no decode path (its rows are "not applicable"). */
+  prepareDecode?(w: Workload, inputs: WorkloadInputs): Promise<PreparedDecode>;
   memory(): SubjectMemory;
   dispose(): Promise<void>;
 }
@@ -90,8 +116,63 @@ export interface Subject {
 /** The tolerance applied to peers (float32 libraries with their own summation orders). */
 export const PEER_TOLERANCE: Tolerance = { atol: 2e-4, rtol: 2e-3 };
 
+/** `[1, H, L, D]` rows `from..to` of every head, as a new `[1, H, to - from, D]` buffer. */
+export function sliceTokens(
+  x: Float32Array,
+  heads: number,
+  length: number,
+  dim: number,
+  from: number,
+  to: number,
+): Float32Array {
+  const out = new Float32Array(heads * (to - from) * dim);
+  for (let h = 0; h < heads; h++)
+    out.set(x.subarray((h * length + from) * dim, (h * length + to) * dim), h * (to - from) * dim);
+  return out;
+}
+
+/**
+ * How an attnkit subject runs `decode-cache`: `cache` through `createKVCache` (needs `kvCache` in
+ * the capabilities), `stateless` through `attention` over the whole K/V each step (the baseline).
+ */
+export type DecodePath = 'cache' | 'stateless';
+
+/** A decode step through the backend's resident cache: prefill `Lk - 1` tokens once, then append + attend. */
+async function cacheDecode(b: AttentionBackend, inputs: WorkloadInputs): Promise<PreparedDecode> {
+  const { batch: B, kvHeads: Hkv, queryHeads: Hq, keyLength: Lk, headDim: D, valueDim: Dv } = inputs.shape;
+  const past = Lk - 1;
+  const cache = await b.createKVCache({ batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv, capacity: Lk });
+  try {
+    if (past > 0)
+      await cache.append({
+        k: sliceTokens(inputs.k, Hkv, Lk, D, 0, past),
+        v: sliceTokens(inputs.v, Hkv, Lk, Dv, 0, past),
+        tokens: past,
+      });
+  } catch (error) {
+    await cache.dispose();
+    throw error;
+  }
+  const k = sliceTokens(inputs.k, Hkv, Lk, D, past, Lk);
+  const v = sliceTokens(inputs.v, Hkv, Lk, Dv, past, Lk);
+  const query = { q: inputs.q, queryHeads: Hq, queryLength: 1 };
+  return {
+    async step() {
+      await cache.append({ k, v, tokens: 1 });
+      return (await cache.attention(query, { causal: true })).output;
+    },
+    rewind: () => cache.truncate(past),
+    dispose: () => cache.dispose(),
+  };
+}
+
 /** Wraps an attnkit backend factory as a {@link Subject}. */
-export function backendSubject(id: string, label: string, factory: BackendFactory): Subject {
+export function backendSubject(
+  id: string,
+  label: string,
+  factory: BackendFactory,
+  decodePath: DecodePath = 'cache',
+): Subject {
   let backend: AttentionBackend | null = null;
   let tolerance: Tolerance = { atol: 1e-4, rtol: 1e-3 };
   const subject: Subject = {
@@ -120,7 +201,12 @@ export function backendSubject(id: string, label: string, factory: BackendFactor
       };
     },
     notApplicable(w) {
-      if (w.mode !== 'backward' || backend === null) return null;
+      if (backend === null) return null;
+      if (w.mode === 'decode-cache')
+        return decodePath === 'stateless' || backend.capabilities.features.includes('kvCache')
+          ? null
+          : "capabilities do not list 'kvCache' (no createKVCache yet)";
+      if (w.mode !== 'backward') return null;
       // read from the capabilities, so a backend picks the mode up the day it lists the feature
       return backend.capabilities.features.includes('backward')
         ? null
@@ -147,6 +233,17 @@ export function backendSubject(id: string, label: string, factory: BackendFactor
           );
           return { gradQ: grads.gradQ, gradK: grads.gradK, gradV: grads.gradV };
         },
+        dispose() {},
+      };
+    },
+    async prepareDecode(w, inputs) {
+      const b = backend;
+      if (b === null) throw new Error(`${id}: prepareDecode before init`);
+      if (decodePath === 'cache') return cacheDecode(b, inputs);
+      // the stateless baseline: the caller keeps the K/V and passes all of it every step
+      const call = { q: inputs.q, k: inputs.k, v: inputs.v, shape: inputs.shape };
+      return {
+        step: async () => (await b.attention(call, { causal: w.causal })).output,
         dispose() {},
       };
     },

@@ -3,8 +3,10 @@ import { type AttentionShape, attentionFlops } from '@attnkit/spec';
 /**
  * Prefill: every position attends (Lq = Lk = N). Decode: one new token against N cached keys (Lq = 1).
  * Backward: a training step's attention, the forward (with its lse) then `attentionBackward` at Lq = Lk = N.
+ * Decode-cache: one decoder step against a resident KV cache of N tokens (append the new token's K/V,
+ * attend with its query, read the output back); Lq = 1, Lk = N.
  */
-export type BenchMode = 'prefill' | 'decode' | 'backward';
+export type BenchMode = 'prefill' | 'decode' | 'backward' | 'decode-cache';
 
 /** A head layout: `h1` one head, `h8` eight heads, `gqa` 32 query heads sharing 8 key/value heads. */
 export type HeadPreset = 'h1' | 'h8' | 'gqa';
@@ -87,8 +89,36 @@ export const BACKWARD_QUICK_GRID: GridSpec = {
 /** The backward mode's headline series: the one the issue's bars are quoted on (causal, D 64, one head). */
 export const BACKWARD_HEADLINE_SERIES = 'backward-causal-d64-h1';
 
+/**
+ * The decode-cache mode's grid (issue 12, "Bench"): cache lengths 1k, 4k, 8k, 16k, 32k, GQA 32/8 and
+ * MHA 8/8, D 64 and 128, batch 1. Causal only: a decode query sees every cached key either way.
+ */
+export const DECODE_CACHE_GRID: GridSpec = {
+  sizes: [1024, 4096, 8192, 16384, 32768],
+  headDims: [64, 128],
+  heads: ['gqa', 'h8'],
+  causal: [true],
+  modes: ['decode-cache'],
+};
+
+/** `--mode decode-cache --quick`: small caches, both head layouts, D 64. */
+export const DECODE_CACHE_QUICK_GRID: GridSpec = {
+  sizes: [256, 1024, 2048],
+  headDims: [64],
+  heads: ['gqa', 'h8'],
+  causal: [true],
+  modes: ['decode-cache'],
+};
+
+/** The decode-cache series the issue's bars are quoted on: GQA 32/8, D 128. */
+export const DECODE_CACHE_HEADLINE_SERIES = 'decode-cache-causal-d128-gqa';
+
 /** Series that get the headline budget and the `alwaysRunUpTo` floor: the goals tables of both modes. */
-export const HEADLINE_SERIES_IDS: readonly string[] = [HEADLINE_SERIES, BACKWARD_HEADLINE_SERIES];
+export const HEADLINE_SERIES_IDS: readonly string[] = [
+  HEADLINE_SERIES,
+  BACKWARD_HEADLINE_SERIES,
+  DECODE_CACHE_HEADLINE_SERIES,
+];
 
 /**
  * Backward FLOPs per forward FLOP. The forward does two matmul-sized products per visible pair
@@ -139,7 +169,7 @@ export function workloadShape(w: Workload): Required<AttentionShape> {
     batch: 1,
     queryHeads,
     kvHeads,
-    queryLength: w.mode === 'decode' ? 1 : w.n,
+    queryLength: w.mode === 'decode' || w.mode === 'decode-cache' ? 1 : w.n,
     keyLength: w.n,
     headDim: w.headDim,
     valueDim: w.headDim,

@@ -1,9 +1,17 @@
 import type { ResultRow, SubjectReport } from '@attnkit/benchmarks';
 import type { BenchResults } from './results.js';
 
-/** A row counts for comparisons when it was timed and, where checked, matched the reference. */
+/**
+ * A row counts for comparisons when it was timed, where checked matched the reference, and (an
+ * onnxruntime decode row) ran on the execution provider its label says.
+ */
 export function usable(row: ResultRow): boolean {
-  return row.status === 'ok' && row.timing !== undefined && (row.check == null || row.check.pass);
+  return (
+    row.status === 'ok' &&
+    row.timing !== undefined &&
+    (row.check == null || row.check.pass) &&
+    row.placement?.fallback == null
+  );
 }
 
 /** Available subjects of one kind. */
@@ -128,6 +136,7 @@ export function cellText(row: ResultRow | undefined): string {
   if (row.status === 'error') return 'error';
   if (row.status === 'not-applicable') return 'n/a';
   if (row.timing === undefined) return '';
-  const mark = row.check != null && !row.check.pass ? ' WRONG' : '';
+  const fallback = row.placement?.fallback == null ? '' : ` fallback: ${row.placement.fallback}`;
+  const mark = `${row.check != null && !row.check.pass ? ' WRONG' : ''}${fallback}`;
   return `${formatMs(row.timing.median)}${mark}`;
 }

@@ -14,7 +14,8 @@ export interface SeriesStyle {
 }
 
 /**
- * One colour and one marker per known subject (20). The colours are far apart (a test checks the
+ * One colour and one marker per known subject (27, the decode-cache mode's stateless baselines and
+ * GroupQueryAttention peers included). The colours are far apart (a test checks the
  * distance) and dark enough for thin lines on white; the markers differ too, so two lines stay
  * apart for a reader who cannot tell two of the colours apart. No `pin` or `arrow`: echarts draws
  * those larger than the rest, and they crowded the legend.
@@ -46,6 +47,14 @@ export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
     symbol: 'path://M10,0L13,7H20L14,12L16,20L10,15L4,20L6,12L0,7H7Z',
   },
   'ort-webgpu-matmul': { color: '#5c3a1e', symbol: 'path://M5,0H15L20,10L15,20H5L0,10Z' },
+  // decode-cache only; colours picked by a search for the largest distance from the ones above
+  'cpu-stateless': { color: '#bb7777', symbol: 'path://M0,0H20V6H0Z M0,14H20V20H0Z' },
+  'wasm-stateless': { color: '#5511ff', symbol: 'path://M0,0H6V20H0Z M14,0H20V20H14Z' },
+  'wasm-mt-stateless': { color: '#00cc00', symbol: 'path://M10,0L20,20H0Z M10,8L15,18H5Z' },
+  'webgpu-dawn-stateless': { color: '#660066', symbol: 'path://M0,0H20L20,20Z' },
+  'ort-web-1t-gqa': { color: '#006666', symbol: 'path://M0,0L20,0L0,20Z' },
+  'ort-web-mt-gqa': { color: '#66aa00', symbol: 'path://M0,20L20,20L20,0Z' },
+  'ort-node-gqa': { color: '#dd5500', symbol: 'path://M0,0L10,10L20,0V20H0Z' },
 };
 
 /** For subjects outside the table (a new peer): cycled, never clashing with a table entry's pair. */

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   BACKWARD_HEADLINE_SERIES,
+  DECODE_CACHE_HEADLINE_SERIES,
   expandGrid,
   HEADLINE_SERIES,
   HEADLINE_SERIES_IDS,
@@ -27,6 +28,8 @@ import { backwardTableText, probeTableText } from './backward-text.js';
 import { runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
+import { decodeGoalLines } from './decode-tables.js';
+import { decodeTableText } from './decode-text.js';
 import {
   type CliOptions,
   probeSubjects,
@@ -37,7 +40,15 @@ import {
 } from './options.js';
 import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, serializeResults } from './results.js';
-import { ALL_SUBJECTS, BROWSER_SUBJECTS, NODE_BACKENDS, NODE_PEERS, type SubjectEntry } from './subjects.js';
+import {
+  ALL_SUBJECTS,
+  BROWSER_SUBJECTS,
+  NODE_BACKENDS,
+  NODE_GQA_PEERS,
+  NODE_PEERS,
+  NODE_STATELESS,
+  type SubjectEntry,
+} from './subjects.js';
 import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -228,8 +239,11 @@ async function main(argv: string[]): Promise<void> {
   const options = cmd.opts<CliOptions>();
   if (options.causal !== undefined && !['true', 'false', 'both'].includes(options.causal))
     cmd.error(`--causal must be true, false or both, got "${options.causal}"`);
-  if (options.mode !== undefined && !['prefill', 'decode', 'both', 'backward'].includes(options.mode))
-    cmd.error(`--mode must be prefill, decode, both or backward, got "${options.mode}"`);
+  if (
+    options.mode !== undefined &&
+    !['prefill', 'decode', 'both', 'backward', 'decode-cache'].includes(options.mode)
+  )
+    cmd.error(`--mode must be prefill, decode, both, backward or decode-cache, got "${options.mode}"`);
   if (options.rssProbe !== undefined && options.mode !== 'backward')
     cmd.error('--rss-probe measures the backward: use it with --mode backward');
   if (options.list) {
@@ -257,7 +271,10 @@ async function main(argv: string[]): Promise<void> {
   })();
   const { grid, run, probe } = resolveRun(options);
   const series = expandGrid(grid);
-  const nodeEntries = selectEntries([...NODE_BACKENDS, ...NODE_PEERS], options);
+  const nodeEntries = selectEntries(
+    [...NODE_BACKENDS, ...NODE_STATELESS, ...NODE_PEERS, ...NODE_GQA_PEERS],
+    options,
+  );
   const browserEntries = options.browser ? selectEntries(BROWSER_SUBJECTS, options) : [];
   const probeEntries = probe === null ? [] : probeSubjects(nodeEntries);
   const cells = series.flat().length;
@@ -356,12 +373,20 @@ async function main(argv: string[]): Promise<void> {
   for (const s of results.subjects)
     if (s.status !== 'ok') console.log(`unavailable: ${s.id}: ${s.reason ?? 'unknown reason'}`);
   const ids = seriesIds(results);
-  const shown = [HEADLINE_SERIES, BACKWARD_HEADLINE_SERIES].find((id) => ids.includes(id)) ?? ids[0];
+  const shown =
+    [HEADLINE_SERIES, BACKWARD_HEADLINE_SERIES, DECODE_CACHE_HEADLINE_SERIES].find((id) =>
+      ids.includes(id),
+    ) ?? ids[0];
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
     const backward = backwardTableText(results, shown);
     if (backward !== '') console.log(backward);
+    // every decode-cache series: the per-step table is the mode's result (p10/p90 and vs stateless)
+    for (const id of ids) {
+      const decode = decodeTableText(results, id);
+      if (decode !== '') console.log(decode);
+    }
     const roofline = rooflineTableText(results, shown);
     if (roofline !== '') console.log(roofline);
     const stops = results.subjects.filter((s) => s.stopped[shown] !== undefined);
@@ -371,6 +396,9 @@ async function main(argv: string[]): Promise<void> {
   if (results.rssProbe !== undefined) console.log(probeTableText(results.rssProbe));
   const goals = backwardGoalLines(results);
   if (goals.length > 0) console.log(`Issue 13's bars, this run:\n${goals.map((g) => `  ${g}`).join('\n')}`);
+  const decodeGoals = decodeGoalLines(results);
+  if (decodeGoals.length > 0)
+    console.log(`Issue 12's bars, this run:\n${decodeGoals.map((g) => `  ${g}`).join('\n')}`);
   mkdirSync(out.dir, { recursive: true });
   const { name } = out;
   const json = path.join(out.dir, `${name}.json`);

@@ -6,19 +6,23 @@ import {
   BACKWARD_GRID,
   BACKWARD_QUICK_GRID,
   BACKWARD_RUN,
+  DECODE_CACHE_GRID,
+  DECODE_CACHE_QUICK_GRID,
+  DECODE_CACHE_RUN,
   FULL_GRID,
   FULL_RUN,
   type GridSpec,
   type HeadPreset,
   makeWorkload,
   QUICK_BACKWARD_RUN,
+  QUICK_DECODE_CACHE_RUN,
   QUICK_GRID,
   QUICK_RUN,
   type RunOptions,
   type Workload,
 } from '@attnkit/benchmarks';
 import { Command, InvalidArgumentError } from 'commander';
-import { backwardEntries, type SubjectEntry } from './subjects.js';
+import { backwardEntries, decodeCacheEntries, type SubjectEntry } from './subjects.js';
 
 function list<T extends string | number>(parse: (item: string) => T) {
   return (value: string): T[] =>
@@ -74,7 +78,7 @@ export interface CliOptions {
   heads?: HeadPreset[];
   dims?: number[];
   causal?: 'true' | 'false' | 'both';
-  mode?: 'prefill' | 'decode' | 'both' | 'backward';
+  mode?: 'prefill' | 'decode' | 'both' | 'backward' | 'decode-cache';
   /** Backward mode: the RSS probe's N, or false for none; undefined = the default for the run. */
   rssProbe?: number | false;
   budget?: number;
@@ -111,7 +115,7 @@ export function program(): Command {
     .option('--causal <which>', 'true, false or both')
     .option(
       '--mode <which>',
-      'prefill (Lq = Lk = N), decode (Lq = 1, Lk = N), both, or backward (forward + attentionBackward on its own grid: N 512..8192, D 64, h1 and h8, causal and not)',
+      'prefill (Lq = Lk = N), decode (Lq = 1, Lk = N), both, backward (forward + attentionBackward on its own grid: N 512..8192, D 64, h1 and h8, causal and not), or decode-cache (per-step latency of a resident KV cache: Lk 1k..32k, GQA 32/8 and h8, D 64 and 128)',
     )
     .option(
       '--rss-probe <n|off>',
@@ -156,10 +160,17 @@ attnkit backend (one whose capabilities lack 'backward' is reported "not applica
 TF.js cpu and wasm tf.grads. Each series first checks every subject's gradients against the float64
 reference at N = ${BACKWARD_RUN.backwardGateSize}; then the RSS probe (--rss-probe, default N = 16384) runs each attnkit CPU backend once in a fresh process.
 
+--mode decode-cache: one decoder step (append the token's K/V, attend with its query, read back) against
+a cache of Lk = 1024, 4096, 8192, 16384, 32768 tokens, GQA 32/8 and h8, D 64 and 128 (--quick: Lk 256..2048,
+D 64), median/p10/p90 over ${DECODE_CACHE_RUN.minReps}..${DECODE_CACHE_RUN.maxReps} steps. Subjects: every attnkit backend listing 'kvCache', each
+one's stateless call (<id>-stateless), onnxruntime-web 1 thread and all cores and onnxruntime-node
+1 thread running GroupQueryAttention (<family>-gqa). Each series first checks one step at Lk = ${DECODE_CACHE_RUN.decodeGateSize}.
+
 Examples:
   pnpm bench --quick
   pnpm bench --mode backward --quick  # forward + backward, N 128..512, with the gradient check
   pnpm bench --mode backward          # the backward grid, the peers' tf.grads, the N = 16384 RSS probe
+  pnpm bench --mode decode-cache --quick   # cache steps vs stateless vs onnxruntime GQA, small caches
   pnpm bench --backends cpu,wasm,ort-node --sizes 512..8192 --heads h1 --dims 64 --causal true --mode prefill
   pnpm bench --backends browser --append bench-results/bench-full.json   # add the browser part to your full run
   pnpm bench --update-committed      # refresh benchmarks/results/bench-full.* (committed)`,
@@ -199,6 +210,23 @@ export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptio
     const probe =
       options.rssProbe === undefined ? (options.quick ? null : DEFAULT_PROBE_SIZE) : options.rssProbe || null;
     return { grid, run, probe };
+  }
+  if (options.mode === 'decode-cache') {
+    const base = options.quick ? DECODE_CACHE_QUICK_GRID : DECODE_CACHE_GRID;
+    const grid: GridSpec = {
+      sizes: options.sizes ?? base.sizes,
+      headDims: options.dims ?? base.headDims,
+      heads: options.heads ?? base.heads,
+      // a single decode query sees every cached key: causal changes nothing, one value only
+      causal: [true],
+      modes: ['decode-cache'],
+    };
+    const run: RunOptions = {
+      ...(options.quick ? QUICK_DECODE_CACHE_RUN : DECODE_CACHE_RUN),
+      seed: options.seed,
+    };
+    applyBudgets(run, options);
+    return { grid, run, probe: null };
   }
   const base = options.quick ? QUICK_GRID : FULL_GRID;
   const grid: GridSpec = {
@@ -240,7 +268,9 @@ export function selectEntries(
   options: Pick<CliOptions, 'backends' | 'mode'>,
 ): SubjectEntry[] {
   const matched = entries.filter((e) => matches(e, options.backends));
-  return options.mode === 'backward' ? backwardEntries(matched, options.backends) : matched;
+  if (options.mode === 'decode-cache') return decodeCacheEntries(matched, options.backends);
+  const forward = matched.filter((e) => e.decodeOnly !== true || options.backends?.includes(e.id));
+  return options.mode === 'backward' ? backwardEntries(forward, options.backends) : forward;
 }
 
 /**

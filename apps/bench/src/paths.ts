@@ -34,14 +34,15 @@ export interface OutputChoice {
   name?: string;
   quick?: boolean;
   updateCommitted?: boolean;
-  /** `backward` runs are named apart, so they never overwrite a forward run's files. */
+  /** `backward` and `decode-cache` runs are named apart, so they never overwrite a forward run's files. */
   mode?: string;
 }
 
 /** Output directory and base name of a run; throws a message for the user on a contradiction. */
 export function outputPlan(choice: OutputChoice, base: string = userCwd()): { dir: string; name: string } {
-  const stem = choice.mode === 'backward' ? 'bench-backward' : 'bench-full';
-  const fallback = choice.mode === 'backward' ? 'bench-backward-quick' : 'bench-quick';
+  const own = choice.mode === 'backward' || choice.mode === 'decode-cache';
+  const stem = own ? `bench-${choice.mode}` : 'bench-full';
+  const fallback = own ? `bench-${choice.mode}-quick` : 'bench-quick';
   const name = choice.name ?? (choice.quick ? fallback : stem);
   if (choice.updateCommitted) {
     if (choice.output !== undefined)

@@ -4,6 +4,7 @@ import * as echarts from 'echarts';
 import { seriesIds } from './analysis.js';
 import { backwardTableHtml, probeTableHtml } from './backward-tables.js';
 import { type ChartOption, gflopsChart, latencyChart, memoryChart } from './charts.js';
+import { decodeGoalLines, decodeTableHtml } from './decode-tables.js';
 import type { BenchResults } from './results.js';
 import {
   escapeHtml,
@@ -32,7 +33,10 @@ export function renderHtml(results: BenchResults): string {
   const echartsSource = readFileSync(require.resolve('echarts/dist/echarts.min.js'), 'utf8');
   const series = seriesIds(results);
   const charts: Record<string, { latency: ChartOption; gflops: ChartOption; memory: ChartOption }> = {};
-  const tables: Record<string, { ratio: string; latency: string; roofline: string; backward: string }> = {};
+  const tables: Record<
+    string,
+    { ratio: string; latency: string; roofline: string; backward: string; decode: string }
+  > = {};
   for (const id of series) {
     charts[id] = {
       latency: latencyChart(results, id),
@@ -44,6 +48,7 @@ export function renderHtml(results: BenchResults): string {
       latency: latencyTableHtml(results, id),
       roofline: rooflineTableHtml(results, id),
       backward: backwardTableHtml(results, id),
+      decode: decodeTableHtml(results, id),
     };
   }
   const m = results.machine;
@@ -86,6 +91,8 @@ Ratios are peer median / attnkit median (above 1: attnkit is faster), against ea
 <h2>Latency, median ms ("budget": stopped by the time budget)</h2><div id="latency"></div>
 <h2>CPU results against this machine's ceilings (useful GFLOP/s, least-traffic GB/s)</h2><div id="roofline"></div>
 <div id="backward-section"><h2>Backward: forward and backward apart, ratio, GFLOP/s, peak memory</h2><div id="backward"></div></div>
+<div id="decode-section"><h2>Decode with a resident cache: per-step latency, cache vs stateless</h2><div id="decode"></div></div>
+${decodeBarsHtml(results)}
 ${results.rssProbe ? `<h2>Backward RSS probe</h2>${probeTableHtml(results.rssProbe)}` : ''}
 <h2>Subjects</h2>${subjectsHtml(results)}
 <script>${echartsSource}</script>
@@ -103,6 +110,8 @@ function show(id) {
   document.getElementById('roofline').innerHTML = DATA.tables[id].roofline;
   document.getElementById('backward').innerHTML = DATA.tables[id].backward;
   document.getElementById('backward-section').style.display = DATA.tables[id].backward ? '' : 'none';
+  document.getElementById('decode').innerHTML = DATA.tables[id].decode;
+  document.getElementById('decode-section').style.display = DATA.tables[id].decode ? '' : 'none';
 }
 select.addEventListener('change', () => show(select.value));
 window.addEventListener('resize', () => { for (const c of Object.values(charts)) c.resize(); });
@@ -111,4 +120,11 @@ window.__chartsReady = true;
 </script>
 </body></html>
 `;
+}
+
+/** Issue 12's bars as a list; '' for a run without decode-cache rows. */
+function decodeBarsHtml(results: BenchResults): string {
+  const lines = decodeGoalLines(results);
+  if (lines.length === 0) return '';
+  return `<h2>Issue 12's bars, this run</h2><ul>${lines.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>`;
 }

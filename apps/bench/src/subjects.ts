@@ -14,6 +14,12 @@ export interface SubjectEntry {
    * lists `backward`, and one that does not is reported "not applicable".
    */
   backward?: boolean;
+  /**
+   * Subjects that exist only for `--mode decode-cache`: the stateless baselines of the attnkit
+   * backends (`cpu-stateless`: `attention` over the whole K/V each step) and onnxruntime's
+   * GroupQueryAttention peers. Left out of every other mode.
+   */
+  decodeOnly?: boolean;
 }
 
 /** attnkit backends under Node. */
@@ -23,6 +29,28 @@ export const NODE_BACKENDS: readonly SubjectEntry[] = [
   { id: 'wasm-mt', kind: 'attnkit', environment: 'node', label: '@attnkit/wasm, all cores' },
   { id: 'webgpu-dawn', kind: 'attnkit', environment: 'node', label: '@attnkit/webgpu on Dawn (Node)' },
 ];
+
+/** The stateless baseline of each Node backend in a decode-cache run: the same backend's `attention` per step. */
+export const NODE_STATELESS: readonly SubjectEntry[] = NODE_BACKENDS.map((e) => ({
+  id: `${e.id}-stateless`,
+  kind: 'attnkit',
+  environment: 'node',
+  label: `${e.label}, stateless attention per step`,
+  decodeOnly: true,
+}));
+
+/** onnxruntime's decode op (com.microsoft.GroupQueryAttention with past/present K/V) per runtime. */
+export const NODE_GQA_PEERS: readonly SubjectEntry[] = (
+  ['ort-web-1t', 'ort-web-mt', 'ort-node'] as const
+).map(
+  (family): SubjectEntry => ({
+    id: `${family}-gqa`,
+    kind: 'peer',
+    environment: 'node',
+    label: `${family} GroupQueryAttention`,
+    decodeOnly: true,
+  }),
+);
 
 /** Peers under Node. */
 export const NODE_PEERS: readonly SubjectEntry[] = [
@@ -71,8 +99,29 @@ export function backwardEntries(
   return entries.filter((e) => e.kind === 'attnkit' || e.backward === true || named.includes(e.id));
 }
 
+/**
+ * The subjects a decode-cache run starts: every attnkit backend (its capabilities decide whether
+ * it has a cache; one without is "not applicable"), the stateless baselines and the GQA peers.
+ * Others (naive JS, TF.js, the prefill ONNX variants, the browser page) only when named by id.
+ */
+export function decodeCacheEntries(
+  entries: readonly SubjectEntry[],
+  named: readonly string[] = [],
+): SubjectEntry[] {
+  return entries.filter(
+    (e) =>
+      named.includes(e.id) || (e.environment === 'node' && (e.kind === 'attnkit' || e.decodeOnly === true)),
+  );
+}
+
 /** Every subject id. */
-export const ALL_SUBJECTS: readonly SubjectEntry[] = [...NODE_BACKENDS, ...NODE_PEERS, ...BROWSER_SUBJECTS];
+export const ALL_SUBJECTS: readonly SubjectEntry[] = [
+  ...NODE_BACKENDS,
+  ...NODE_STATELESS,
+  ...NODE_PEERS,
+  ...NODE_GQA_PEERS,
+  ...BROWSER_SUBJECTS,
+];
 
 type FactoryModule = { default?: unknown; [name: string]: unknown };
 
@@ -97,13 +146,21 @@ function factoryFrom(module: FactoryModule, exportName: string, specifier: strin
 type ThreadedFactory = (options: { threads: number }) => ReturnType<BackendFactory>;
 
 /** Makes a Node subject by id. Throws (becoming "unavailable: reason") when it cannot exist here. */
-export async function makeNodeSubject(id: string, cores: number): Promise<Subject> {
+export async function makeNodeSubject(subjectId: string, cores: number): Promise<Subject> {
+  // `cpu-stateless` is `cpu` run through `attention` instead of its cache
+  const stateless = subjectId.endsWith('-stateless') && ALL_SUBJECTS.some((e) => e.id === subjectId);
+  const id = stateless ? subjectId.slice(0, -'-stateless'.length) : subjectId;
   const lazy = (label: string, load: () => Promise<BackendFactory>): Subject => {
     let factory: BackendFactory | null = null;
-    const inner = backendSubject(id, label, async () => {
-      factory ??= await load();
-      return factory();
-    });
+    const inner = backendSubject(
+      subjectId,
+      stateless ? `${label}, stateless` : label,
+      async () => {
+        factory ??= await load();
+        return factory();
+      },
+      stateless ? 'stateless' : 'cache',
+    );
     return inner;
   };
   switch (id) {
@@ -139,6 +196,9 @@ export async function makeNodeSubject(id: string, cores: number): Promise<Subjec
     default: {
       const node = await import('@attnkit/benchmarks/node');
       if (id === 'tfjs-wasm') return node.tfjsWasmNodePeer();
+      if (id === 'ort-node-gqa') return node.ortNodeGqaPeer();
+      if (id === 'ort-web-1t-gqa') return node.ortWebGqaNodePeer(1);
+      if (id === 'ort-web-mt-gqa') return node.ortWebGqaNodePeer(cores);
       const match = /^(ort-web-1t|ort-web-mt|ort-node)-(attention|mha|matmul)$/.exec(id);
       if (match === null) throw new Error(`unknown subject "${id}"`);
       const variant = match[2] as 'attention' | 'mha' | 'matmul';

@@ -12,7 +12,10 @@ export interface OrtSession {
   release(): Promise<void>;
 }
 export interface OrtModule {
-  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
+  Tensor: {
+    new (type: 'float32', data: Float32Array, dims: readonly number[]): OrtTensor;
+    new (type: 'int32', data: Int32Array, dims: readonly number[]): OrtTensor;
+  };
   InferenceSession: {
     create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession>;
   };
