@@ -183,7 +183,10 @@ export class CpuKVCache implements KVCacheImplementation {
                 scores[base + j] = x;
                 blockMax = Math.max(blockMax, x); // Math.max lets NaN through, as the reference does
               }
-              if (blockMax === NEG_INF) continue;
+              if (blockMax === NEG_INF) {
+                scores.fill(0, base + js, base + je); // weighs nothing in the value pass below
+                continue;
+              }
               const m = rowMax[r];
               const next = Math.max(m, blockMax);
               const alpha = m === NEG_INF ? 0 : Math.exp(m - next);
@@ -200,8 +203,16 @@ export class CpuKVCache implements KVCacheImplementation {
                 sum += e;
               }
               rowSum[r] += sum;
-              if (nonFinite[page]) accumulateSparse(acc, ao, scores, base, values, Dv, js, je);
-              else accumulateDense(acc, ao, scores, base, values, Dv, js, je);
+            }
+            // the value pass: four heads at a time share each value load on a finite page
+            if (nonFinite[page]) {
+              for (let r = 0; r < G; r++)
+                accumulateSparse(acc, r * Dv, scores, r * PAGE_TOKENS, values, Dv, js, je);
+            } else {
+              let r = 0;
+              for (; r + 3 < G; r += 4)
+                accumulateDense4(acc, r * Dv, scores, r * PAGE_TOKENS, values, Dv, js, je);
+              for (; r < G; r++) accumulateDense(acc, r * Dv, scores, r * PAGE_TOKENS, values, Dv, js, je);
             }
           }
           for (let r = 0; r < G; r++) {
@@ -271,6 +282,65 @@ function accumulateDense(
     const p0 = weights[base + j];
     const v0 = j * Dv;
     for (let d = 0; d < Dv; d++) acc[ao + d] += p0 * values[v0 + d];
+  }
+}
+
+/**
+ * {@link accumulateDense} for four heads (rows `ao, ao + Dv, ...` of `acc`, weights `base, base +
+ * PAGE_TOKENS, ...`): each value element is loaded once for four multiply-adds.
+ */
+function accumulateDense4(
+  acc: Float64Array,
+  ao: number,
+  weights: Float64Array,
+  base: number,
+  values: Float32Array,
+  Dv: number,
+  js: number,
+  je: number,
+): void {
+  const a0 = ao;
+  const a1 = a0 + Dv;
+  const a2 = a1 + Dv;
+  const a3 = a2 + Dv;
+  const w0 = base;
+  const w1 = w0 + PAGE_TOKENS;
+  const w2 = w1 + PAGE_TOKENS;
+  const w3 = w2 + PAGE_TOKENS;
+  let j = js;
+  for (; j + 1 < je; j += 2) {
+    const p00 = weights[w0 + j];
+    const p01 = weights[w0 + j + 1];
+    const p10 = weights[w1 + j];
+    const p11 = weights[w1 + j + 1];
+    const p20 = weights[w2 + j];
+    const p21 = weights[w2 + j + 1];
+    const p30 = weights[w3 + j];
+    const p31 = weights[w3 + j + 1];
+    const v0 = j * Dv;
+    const v1 = v0 + Dv;
+    for (let d = 0; d < Dv; d++) {
+      const x0 = values[v0 + d];
+      const x1 = values[v1 + d];
+      acc[a0 + d] += p00 * x0 + p01 * x1;
+      acc[a1 + d] += p10 * x0 + p11 * x1;
+      acc[a2 + d] += p20 * x0 + p21 * x1;
+      acc[a3 + d] += p30 * x0 + p31 * x1;
+    }
+  }
+  for (; j < je; j++) {
+    const p0 = weights[w0 + j];
+    const p1 = weights[w1 + j];
+    const p2 = weights[w2 + j];
+    const p3 = weights[w3 + j];
+    const v0 = j * Dv;
+    for (let d = 0; d < Dv; d++) {
+      const x = values[v0 + d];
+      acc[a0 + d] += p0 * x;
+      acc[a1 + d] += p1 * x;
+      acc[a2 + d] += p2 * x;
+      acc[a3 + d] += p3 * x;
+    }
   }
 }
 
