@@ -6,6 +6,7 @@ import {
   layerForwardPass,
   mergeHeads,
   type ResolvedLayer,
+  referenceProjections64,
   splitHeads,
   validateLayerFor,
 } from './layer.js';
@@ -354,20 +355,8 @@ export function referenceMultiHeadAttentionBackward64(
     valueDim: Dv,
   } = r;
   const dY = float32Tensor(BACKWARD, 'gradOutput', gradOutput, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
-  const { weights: w } = inputs;
+  const { w, q, k, v, shape } = referenceProjections64(inputs, r);
   const source = inputs.context ?? inputs.x;
-  const q = splitHeads(referenceMatmul64(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);
-  const k = splitHeads(referenceMatmul64(source, w.wk, B * Lk, M, Hkv * D, w.bk ?? null), B, Lk, Hkv, D);
-  const v = splitHeads(referenceMatmul64(source, w.wv, B * Lk, M, Hkv * Dv, w.bv ?? null), B, Lk, Hkv, Dv);
-  const shape = {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  };
   const resolved = resolveOptions(options, shape, BACKWARD);
   // The attention output (merged) feeds dWo; the reference forward is the definition of it.
   const forwardProblem = { q, k, v, shape, ...resolved, returnLse: false, returnWeights: false };

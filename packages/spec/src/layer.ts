@@ -252,12 +252,11 @@ export async function multiHeadAttention(
   return { ...attended, output };
 }
 
-/** The layer in float64 throughout: what conformance compares a backend's layer against. */
-export function referenceMultiHeadAttention64(
-  inputs: LayerInputs,
-  options: AttentionOptions = {},
-): ReferenceResult64 {
-  const r = validateLayer(inputs, options);
+/**
+ * The float64 projections of a validated layer call, split into heads, and the attention shape:
+ * what the float64 layer and its backward both start from.
+ */
+export function referenceProjections64(inputs: LayerInputs, r: ResolvedLayer) {
   const {
     batch: B,
     queryLength: Lq,
@@ -282,6 +281,17 @@ export function referenceMultiHeadAttention64(
     headDim: D,
     valueDim: Dv,
   };
+  return { w, q, k, v, shape };
+}
+
+/** The layer in float64 throughout: what conformance compares a backend's layer against. */
+export function referenceMultiHeadAttention64(
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): ReferenceResult64 {
+  const r = validateLayer(inputs, options);
+  const { batch: B, queryLength: Lq, modelDim: M, queryHeads: Hq, valueDim: Dv } = r;
+  const { w, q, k, v, shape } = referenceProjections64(inputs, r);
   const attended = referenceAttentionProblem64({ q, k, v, shape, ...resolveOptions(options, shape, LAYER) });
   const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);
   return { ...attended, output: referenceMatmul64(merged, w.wo, B * Lq, Hq * Dv, M, w.bo ?? null) };
