@@ -135,12 +135,11 @@ export function naiveMatmulInputs32(inputs: MatmulInputs): Float32Array {
   return naiveMatmul32(a, b, shape.m, shape.k, shape.n, bias);
 }
 
-/** The multi-head attention layer composed of the naive float32 matmul and attention. */
-export function naiveMultiHeadAttention32(
-  inputs: LayerInputs,
-  options: AttentionOptions = {},
-): NaiveResult32 {
-  const r = validateLayer(inputs, options);
+/**
+ * The naive float32 projections of a validated layer call, split into heads, and the attention
+ * shape: where the naive layer and its naive backward both start.
+ */
+export function naiveProjections32(inputs: LayerInputs, r: ReturnType<typeof validateLayer>) {
   const {
     batch: B,
     queryLength: Lq,
@@ -165,6 +164,18 @@ export function naiveMultiHeadAttention32(
     headDim: D,
     valueDim: Dv,
   };
+  return { q, k, v, shape };
+}
+
+/** The multi-head attention layer composed of the naive float32 matmul and attention. */
+export function naiveMultiHeadAttention32(
+  inputs: LayerInputs,
+  options: AttentionOptions = {},
+): NaiveResult32 {
+  const r = validateLayer(inputs, options);
+  const { batch: B, queryLength: Lq, modelDim: M, queryHeads: Hq, valueDim: Dv } = r;
+  const { weights: w } = inputs;
+  const { q, k, v, shape } = naiveProjections32(inputs, r);
   // The same call `multiHeadAttention` makes, so the same option resolution.
   const attended = naiveAttention32(validateAttention({ q, k, v, shape }, options));
   const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);

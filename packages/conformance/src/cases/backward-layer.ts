@@ -24,7 +24,7 @@ import {
 } from '@attnkit/spec';
 import { expectRejection, outcomeOf, unsupportedReason } from '../check.js';
 import { Comparison, describe, toleranceProblems } from '../compare.js';
-import { naiveAttention32, naiveMatmul32 } from '../naive.js';
+import { naiveAttention32, naiveMatmul32, naiveProjections32 } from '../naive.js';
 import { DataSource, hashString } from '../random.js';
 import type { CaseOutcome, ConformanceCase } from '../types.js';
 import { repeated } from './behaviour.js';
@@ -174,18 +174,7 @@ export function naiveMultiHeadAttentionBackward32(
   } = r;
   const { weights: w } = inputs;
   const source = inputs.context ?? inputs.x;
-  const q = splitHeads(naiveMatmul32(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);
-  const k = splitHeads(naiveMatmul32(source, w.wk, B * Lk, M, Hkv * D, w.bk ?? null), B, Lk, Hkv, D);
-  const v = splitHeads(naiveMatmul32(source, w.wv, B * Lk, M, Hkv * Dv, w.bv ?? null), B, Lk, Hkv, Dv);
-  const shape = {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  };
+  const { q, k, v, shape } = naiveProjections32(inputs, r);
   const problem = validateAttention(
     { q, k, v, shape },
     { ...options, returnLse: true, returnWeights: false },
