@@ -410,6 +410,8 @@ describe('the RSS high-water mark (Linux procfs)', () => {
     expect(r.last).toBe(1);
     expect(r.reset2).toBe(true);
     // right after a reset the mark is the resident set (both read from the same procfs file)
-    expect(Math.abs((r.peakAfterReset as number) - (r.currentAfterReset as number))).toBeLessThan(8 * 2 ** 20);
+    expect(Math.abs((r.peakAfterReset as number) - (r.currentAfterReset as number))).toBeLessThan(
+      8 * 2 ** 20,
+    );
   });
 });
