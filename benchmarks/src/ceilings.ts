@@ -1,7 +1,8 @@
 /**
  * The machine's own ceilings, measured in the same run as the benchmark, so a CPU result can be read
  * as a fraction of what this machine can do rather than against a number from elsewhere: the wasm
- * SIMD128 multiply-add throughput of one thread, and the bandwidth of a large memory copy.
+ * SIMD128 multiply-add throughput of one thread, the multiply-add throughput of plain JavaScript (the
+ * ceiling of a pure-TypeScript backend such as @attnkit/cpu), and the bandwidth of a large memory copy.
  * Browser-safe: WebAssembly, typed arrays and a clock only.
  */
 
@@ -16,6 +17,12 @@ declare const WebAssembly: {
 export interface MachineCeilings {
   /** wasm SIMD128 `f32x4.mul` + `f32x4.add` throughput of one thread, GFLOP/s (a multiply-add is 2 FLOP). */
   simdGflops: number;
+  /**
+   * Plain JavaScript's multiply-add throughput on one thread, GFLOP/s: the register-blocked dot
+   * products of {@link jsMultiplyAddKernel} over float32 data resident in L1, the best case of
+   * @attnkit/cpu's inner loops. Absent in result files written before it was measured.
+   */
+  jsGflops?: number;
   /** A 64 MiB `Float32Array.set` copy, GB/s counting bytes read plus bytes written (as STREAM's Copy). */
   copyGBps: number;
   /** How each was measured, for the result file. */
@@ -119,6 +126,100 @@ export function simdKernel(m?: number, a?: number): (iterations: number) => numb
   return instance.exports.run as (iterations: number) => number;
 }
 
+/** Query rows and keys of {@link jsMultiplyAddKernel}'s register block. */
+export const JS_BLOCK_ROWS = 4;
+export const JS_BLOCK_KEYS = 4;
+/** Head dimension and keys of its working set: 4 x 128 + 64 x 128 float32, 34 KiB, so it stays in L1/L2. */
+export const JS_DIM = 128;
+export const JS_KEYS = 64;
+/** FLOP of one pass over the keys: every (row, key) pair does `JS_DIM` multiply-adds. */
+export const JS_FLOP_PER_PASS = JS_BLOCK_ROWS * JS_KEYS * JS_DIM * 2;
+
+/**
+ * The multiply-add loop a pure-JavaScript attention kernel cannot beat: 4 query rows against 4 keys at
+ * a time, 16 independent float64 accumulators (as many as x86-64's 16 vector registers allow beside
+ * the loads), float32 inputs, summed at the end and returned so the work cannot be optimised away.
+ * `passes` runs over the whole working set. The data are given so a test can check the arithmetic.
+ */
+export function jsMultiplyAddKernel(
+  q: Float32Array = seeded(JS_BLOCK_ROWS * JS_DIM, 1),
+  k: Float32Array = seeded(JS_KEYS * JS_DIM, 2),
+): (passes: number) => number {
+  if (q.length !== JS_BLOCK_ROWS * JS_DIM || k.length !== JS_KEYS * JS_DIM) {
+    throw new RangeError(
+      `jsMultiplyAddKernel: expected q of ${JS_BLOCK_ROWS * JS_DIM} and k of ${JS_KEYS * JS_DIM} elements, got ${q.length} and ${k.length}`,
+    );
+  }
+  const D = JS_DIM;
+  return (passes: number): number => {
+    let total = 0;
+    for (let pass = 0; pass < passes; pass++) {
+      for (let j = 0; j < JS_KEYS; j += JS_BLOCK_KEYS) {
+        let s00 = 0,
+          s01 = 0,
+          s02 = 0,
+          s03 = 0,
+          s10 = 0,
+          s11 = 0,
+          s12 = 0,
+          s13 = 0;
+        let s20 = 0,
+          s21 = 0,
+          s22 = 0,
+          s23 = 0,
+          s30 = 0,
+          s31 = 0,
+          s32 = 0,
+          s33 = 0;
+        const a = j * D;
+        const b = a + D;
+        const c = b + D;
+        const e = c + D;
+        for (let d = 0; d < D; d++) {
+          const k0 = k[a + d];
+          const k1 = k[b + d];
+          const k2 = k[c + d];
+          const k3 = k[e + d];
+          const x0 = q[d];
+          const x1 = q[D + d];
+          const x2 = q[2 * D + d];
+          const x3 = q[3 * D + d];
+          s00 += x0 * k0;
+          s01 += x0 * k1;
+          s02 += x0 * k2;
+          s03 += x0 * k3;
+          s10 += x1 * k0;
+          s11 += x1 * k1;
+          s12 += x1 * k2;
+          s13 += x1 * k3;
+          s20 += x2 * k0;
+          s21 += x2 * k1;
+          s22 += x2 * k2;
+          s23 += x2 * k3;
+          s30 += x3 * k0;
+          s31 += x3 * k1;
+          s32 += x3 * k2;
+          s33 += x3 * k3;
+        }
+        total +=
+          s00 + s01 + s02 + s03 + s10 + s11 + s12 + s13 + s20 + s21 + s22 + s23 + s30 + s31 + s32 + s33;
+      }
+    }
+    return total;
+  };
+}
+
+/** Values in [-1, 1) from a small LCG: the ceiling's data only need to be finite and not denormal. */
+function seeded(length: number, seed: number): Float32Array {
+  const out = new Float32Array(length);
+  let state = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = (state / 2 ** 32) * 2 - 1;
+  }
+  return out;
+}
+
 /** Best of `trials` timings of `work` (the best is the least disturbed by other load on the machine). */
 function bestMs(now: () => number, trials: number, work: () => void): number {
   let best = Number.POSITIVE_INFINITY;
@@ -137,6 +238,11 @@ export function measureCeilings(now: () => number = () => performance.now()): Ma
   const iterations = 2_000_000;
   const simdMs = bestMs(now, 5, () => run(iterations));
   const simdGflops = (iterations * SIMD_FLOP_PER_ITERATION) / simdMs / 1e6;
+  const js = jsMultiplyAddKernel();
+  js(2000); // tier-up before timing
+  const passes = 4000;
+  const jsMs = bestMs(now, 5, () => js(passes));
+  const jsGflops = (passes * JS_FLOP_PER_PASS) / jsMs / 1e6;
   // 64 MiB each: far beyond the last-level cache, so this is memory, not cache, bandwidth
   const src = new Float32Array(16 * 2 ** 20).fill(1);
   const dst = new Float32Array(src.length);
@@ -145,7 +251,8 @@ export function measureCeilings(now: () => number = () => performance.now()): Ma
   const copyGBps = (2 * src.byteLength) / copyMs / 1e6;
   return {
     simdGflops,
+    jsGflops,
     copyGBps,
-    method: `wasm simd128: ${SIMD_CHAINS} independent f32x4.mul+f32x4.add chains, ${iterations} iterations, best of 5, 1 thread; copy: Float32Array.set of 64 MiB, read+write bytes, best of 5`,
+    method: `wasm simd128: ${SIMD_CHAINS} independent f32x4.mul+f32x4.add chains, ${iterations} iterations, best of 5, 1 thread; plain JS: ${JS_BLOCK_ROWS}x${JS_BLOCK_KEYS} register-blocked dots over float32 in L1 (D = ${JS_DIM}, ${JS_KEYS} keys), ${passes} passes, best of 5, 1 thread; copy: Float32Array.set of 64 MiB, read+write bytes, best of 5`,
   };
 }

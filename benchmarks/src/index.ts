@@ -14,6 +14,12 @@ export {
   gateWorkload,
 } from './backward.js';
 export {
+  JS_BLOCK_KEYS,
+  JS_BLOCK_ROWS,
+  JS_DIM,
+  JS_FLOP_PER_PASS,
+  JS_KEYS,
+  jsMultiplyAddKernel,
   type MachineCeilings,
   measureCeilings,
   SIMD_CHAINS,

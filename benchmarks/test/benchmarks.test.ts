@@ -6,6 +6,11 @@ import {
   expandGrid,
   FULL_GRID,
   HEADLINE_SERIES,
+  JS_BLOCK_ROWS,
+  JS_DIM,
+  JS_FLOP_PER_PASS,
+  JS_KEYS,
+  jsMultiplyAddKernel,
   makeInputs,
   makeWorkload,
   measureCeilings,
@@ -262,11 +267,31 @@ describe('machine ceilings', () => {
     }
   });
 
+  it('the plain-JS multiply-add kernel computes the sum of every (row, key) dot product, pass after pass', () => {
+    const q = new Float32Array(JS_BLOCK_ROWS * JS_DIM);
+    const k = new Float32Array(JS_KEYS * JS_DIM);
+    // small integers: every partial sum is exact in float64, so the expected value is exact too
+    for (let i = 0; i < q.length; i++) q[i] = (i % 7) - 3;
+    for (let i = 0; i < k.length; i++) k[i] = (i % 5) - 2;
+    let expected = 0;
+    for (let r = 0; r < JS_BLOCK_ROWS; r++)
+      for (let j = 0; j < JS_KEYS; j++)
+        for (let d = 0; d < JS_DIM; d++) expected += q[r * JS_DIM + d] * k[j * JS_DIM + d];
+    const run = jsMultiplyAddKernel(q, k);
+    expect(run(1)).toBe(expected);
+    expect(run(3)).toBe(3 * expected);
+    expect(JS_FLOP_PER_PASS).toBe(JS_BLOCK_ROWS * JS_KEYS * JS_DIM * 2);
+    expect(() => jsMultiplyAddKernel(new Float32Array(3), k)).toThrow(
+      /expected q of 512 and k of 8192 elements, got 3/,
+    );
+  });
+
   it('reports GFLOP/s and GB/s from the measured times (a fake clock: 1 ms per timing)', () => {
     let t = 0;
     const ceilings = measureCeilings(() => t++);
-    // 2e6 iterations x 96 FLOP in 1 ms; 2 x 64 MiB in 1 ms
+    // 2e6 iterations x 96 FLOP in 1 ms; 4000 passes x 4 x 64 x 128 x 2 FLOP in 1 ms; 2 x 64 MiB in 1 ms
     expect(ceilings.simdGflops).toBeCloseTo(192, 6);
+    expect(ceilings.jsGflops).toBeCloseTo((4000 * 4 * 64 * 128 * 2) / 1e6, 6);
     expect(ceilings.copyGBps).toBeCloseTo((2 * 64 * 2 ** 20) / 1e6, 6);
     expect(ceilings.method).toContain('simd128');
   });

@@ -286,7 +286,7 @@ async function main(argv: string[]): Promise<void> {
   // measured first, while no subject process competes for the cores
   const ceilings = measureCeilings();
   console.log(
-    `ceilings: wasm SIMD128 ${ceilings.simdGflops.toFixed(1)} GFLOP/s (1 thread), memory copy ${ceilings.copyGBps.toFixed(1)} GB/s`,
+    `ceilings: wasm SIMD128 ${ceilings.simdGflops.toFixed(1)} GFLOP/s (1 thread), plain JS multiply-add ${ceilings.jsGflops?.toFixed(2)} GFLOP/s (1 thread), memory copy ${ceilings.copyGBps.toFixed(1)} GB/s`,
   );
   const bar = new cliProgress.SingleBar(
     {

@@ -199,6 +199,28 @@ export function decodeGoalLines(results: BenchResults, series = DECODE_CACHE_HEA
       series,
       [DECODE_BAR_CPU_AT],
       DECODE_BAR_CPU,
-    ),
+    ) + cpuCeilingNote(results, byId.get('cpu'), byId.get('cpu-stateless'), series),
   ];
+}
+
+/**
+ * What the cpu bar asks of plain JavaScript: `DECODE_BAR_CPU` times the stateless call's useful
+ * GFLOP/s, as a share of the plain-JS multiply-add ceiling measured in the same run (a share above
+ * 100% cannot be reached by any pure-JS kernel on this machine). Empty without the ceiling or rows.
+ */
+function cpuCeilingNote(
+  results: BenchResults,
+  cache: SubjectReport | undefined,
+  stateless: SubjectReport | undefined,
+  series: string,
+): string {
+  const ceiling = results.ceilings?.jsGflops;
+  const ours = usableAt(cache, series, DECODE_BAR_CPU_AT);
+  const base = usableAt(stateless, series, DECODE_BAR_CPU_AT);
+  if (ceiling === undefined || ours?.timing === undefined || base?.timing === undefined) return '';
+  const gflops = (row: ResultRow, ms: number) => row.flops.useful / ms / 1e6;
+  const now = gflops(ours, ours.timing.median);
+  const needed = DECODE_BAR_CPU * gflops(base, base.timing.median);
+  const share = (x: number) => `${((100 * x) / ceiling).toFixed(0)}%`;
+  return ` (the cache runs at ${now.toPrecision(3)} useful GFLOP/s, ${share(now)} of this run's plain-JS multiply-add ceiling of ${ceiling.toPrecision(3)}; ${DECODE_BAR_CPU}x would need ${needed.toPrecision(3)}, ${share(needed)})`;
 }

@@ -89,5 +89,7 @@ export function formatPercent(p: number): string {
 export function ceilingsLine(results: BenchResults): string {
   const c = results.ceilings;
   if (c === undefined) return 'machine ceilings not measured in this run';
-  return `this machine, measured in this run: wasm SIMD128 ${c.simdGflops.toFixed(1)} GFLOP/s per thread, memory copy ${c.copyGBps.toFixed(1)} GB/s`;
+  const js =
+    c.jsGflops === undefined ? '' : `, plain JS multiply-add ${c.jsGflops.toFixed(2)} GFLOP/s per thread`;
+  return `this machine, measured in this run: wasm SIMD128 ${c.simdGflops.toFixed(1)} GFLOP/s per thread${js}, memory copy ${c.copyGBps.toFixed(1)} GB/s`;
 }

@@ -253,7 +253,13 @@ describe('decode-cache tables and bars', () => {
     );
     expect(lines[1]).toMatch(/Lk=8192 not measured.*Lk=32768 0\.90x: bar >= 1x not met/);
     expect(lines[2]).toMatch(/wasm-mt \(2 threads\).*Lk=4096 2\.00x.*bar >= 1\.7x met/);
-    expect(lines[3]).toMatch(/cpu cache vs cpu stateless.*Lk=8192 2\.00x: bar >= 3x not met/);
+    expect(lines[3]).toMatch(/cpu cache vs cpu stateless.*Lk=8192 2\.00x: bar >= 3x not met$/);
+    // with the plain-JS ceiling of the same run: 1e6 useful FLOP in 10 ms (cache) and 20 ms
+    // (stateless) are 0.1 and 0.05 GFLOP/s; 3x the stateless is 0.15, against a ceiling of 0.2
+    const withCeiling = { ...r, ceilings: { simdGflops: 50, jsGflops: 0.2, copyGBps: 20, method: 'test' } };
+    expect(decodeGoalLines(withCeiling)[3]).toMatch(
+      /bar >= 3x not met \(the cache runs at 0\.100 useful GFLOP\/s, 50% of this run's plain-JS multiply-add ceiling of 0\.200; 3x would need 0\.150, 75%\)$/,
+    );
     expect(decodeGoalLines(results([]))).toEqual([]);
     expect(renderHtml(r)).toContain("Issue 12's bars");
   });
