@@ -119,7 +119,6 @@ export {
   QUICK_GRID,
   referenceCost,
   repeatKvHeads,
-  seededRandom,
   seriesId,
   transposeHeads,
   type Workload,

@@ -1,3 +1,4 @@
+import { hashString, prng } from '@attnkit/conformance';
 import { type AttentionShape, attentionFlops } from '@attnkit/spec';
 
 /**
@@ -229,28 +230,10 @@ export interface WorkloadInputs {
   gradOutput?: Float32Array;
 }
 
-/** A small, fast, seedable generator (mulberry32): the same seed gives the same inputs everywhere. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function hashString(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
 /** Deterministic inputs, uniform in [-1, 1), seeded by the workload id and `seed`. */
 export function makeInputs(w: Workload, seed = 1): WorkloadInputs {
   const shape = workloadShape(w);
-  const random = seededRandom(hashString(w.id) ^ seed);
+  const random = prng(hashString(w.id) ^ seed);
   const fill = (length: number) => {
     const a = new Float32Array(length);
     for (let i = 0; i < length; i++) a[i] = random() * 2 - 1;

@@ -1,18 +1,15 @@
-/** A seeded generator (mulberry32): the same seed gives the same data and initial weights everywhere. */
+import { prng } from '@attnkit/conformance';
+
+/**
+ * A seeded generator (the conformance suite's mulberry32): the same seed gives the same data and
+ * initial weights everywhere.
+ */
 export class Random {
-  private state: number;
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = prng(seed);
   }
 
   /** Uniform integer in [0, n). */

@@ -16,7 +16,9 @@ export {
   naiveMultiHeadAttention32,
 } from './naive.js';
 export { type NaiveGradients32, naiveAttentionBackward32 } from './naive-backward.js';
+export { hashString, prng } from './random.js';
 export { ConformanceSession, listCases, resolveConformanceOptions, runConformance } from './runner.js';
+export { randomArray, randomAttentionInputs, signedPrng, signedUniform } from './test-data.js';
 export type {
   CaseContext,
   CaseExpectation,

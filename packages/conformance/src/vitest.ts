@@ -1,5 +1,5 @@
-import type { BackendFactory } from '@attnkit/spec';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import type { BackendFactory, Tolerance } from '@attnkit/spec';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConformanceSession, listCases, resolveConformanceOptions } from './runner.js';
 import type { ConformanceOptions } from './types.js';
 
@@ -55,4 +55,43 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
       );
     }
   });
+}
+
+/**
+ * Asserts `|actual - expected| <= atol + rtol * |expected|` element by element, for a backend's own
+ * unit tests (the suite's cases use their own comparison and report). A non-finite expected value
+ * (the float64 reference's IEEE result) must be met exactly: NaN by NaN, an infinity by the same
+ * infinity. Fails with the first five offending indices; returns the largest absolute error over the
+ * finite elements.
+ */
+export function expectClose(
+  actual: ArrayLike<number> | undefined,
+  expected: ArrayLike<number> | undefined,
+  tolerance: Tolerance,
+  label: string,
+): number {
+  expect(actual, `${label}: result missing`).toBeDefined();
+  expect(expected, `${label}: reference missing`).toBeDefined();
+  if (actual === undefined || expected === undefined) return Number.POSITIVE_INFINITY;
+  expect(actual.length, `${label}: length`).toBe(expected.length);
+  const failures: string[] = [];
+  let worst = 0;
+  for (let index = 0; index < expected.length; index++) {
+    const e = expected[index];
+    const a = actual[index];
+    if (!Number.isFinite(e)) {
+      if (!Object.is(a, e) && !(Number.isNaN(a) && Number.isNaN(e)) && failures.length < 5) {
+        failures.push(`${label}[${index}]: expected ${e}, got ${a}`);
+      }
+      continue;
+    }
+    const error = Math.abs(a - e);
+    const bound = tolerance.atol + tolerance.rtol * Math.abs(e);
+    if (!(error <= bound) && failures.length < 5) {
+      failures.push(`${label}[${index}]: expected ${e}, got ${a} (|error| ${error}, bound ${bound})`);
+    }
+    if (error > worst) worst = error;
+  }
+  if (failures.length > 0) expect.fail(`${label}: outside atol + rtol * |expected|: ${failures.join('; ')}`);
+  return worst;
 }

@@ -1,3 +1,5 @@
+import { randomArray, randomAttentionInputs, signedPrng } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
 import {
   type AttentionInputs,
   type AttentionOptions,
@@ -7,7 +9,6 @@ import {
 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { CPU_TOLERANCE, type CpuBackendOptions, createCpuBackend } from '../src/index.js';
-import { expectClose, randomArray, randomInputs, rng } from './helpers.js';
 
 /** Tile shapes that put tile edges everywhere: single keys, odd sizes, rows left over after quads. */
 const TILINGS: CpuBackendOptions[] = [
@@ -41,33 +42,45 @@ const base: AttentionShape = { batch: 2, queryHeads: 2, queryLength: 13, headDim
 
 describe('cpu attention against the float64 reference', () => {
   it('plain self-attention, odd sizes', async () => {
-    await check(randomInputs(base, 1), {}, 'plain');
-    await check(randomInputs({ batch: 1, queryHeads: 1, queryLength: 1, headDim: 1 }, 2), {}, '1x1');
-    await check(randomInputs({ batch: 1, queryHeads: 3, queryLength: 7, headDim: 3 }, 3), {}, 'D=3');
+    await check(randomAttentionInputs(base, 1), {}, 'plain');
+    await check(randomAttentionInputs({ batch: 1, queryHeads: 1, queryLength: 1, headDim: 1 }, 2), {}, '1x1');
+    await check(randomAttentionInputs({ batch: 1, queryHeads: 3, queryLength: 7, headDim: 3 }, 3), {}, 'D=3');
   });
 
   it('causal, including cross-attention both ways (bottom-right positions)', async () => {
-    await check(randomInputs(base, 4), { causal: true }, 'causal');
-    await check(randomInputs({ ...base, queryLength: 5, keyLength: 19 }, 5), { causal: true }, 'Lq<Lk');
+    await check(randomAttentionInputs(base, 4), { causal: true }, 'causal');
+    await check(
+      randomAttentionInputs({ ...base, queryLength: 5, keyLength: 19 }, 5),
+      { causal: true },
+      'Lq<Lk',
+    );
     // Lq > Lk: the first rows sit at negative positions and see nothing
-    await check(randomInputs({ ...base, queryLength: 11, keyLength: 6 }, 6), { causal: true }, 'Lq>Lk');
-    await check(randomInputs({ ...base, queryLength: 9, keyLength: 4 }, 7), {}, 'cross, no mask');
+    await check(
+      randomAttentionInputs({ ...base, queryLength: 11, keyLength: 6 }, 6),
+      { causal: true },
+      'Lq>Lk',
+    );
+    await check(randomAttentionInputs({ ...base, queryLength: 9, keyLength: 4 }, 7), {}, 'cross, no mask');
   });
 
   it('sliding window, causal and two-sided', async () => {
     for (const w of [1, 2, 5, 40]) {
-      await check(randomInputs(base, 8 + w), { slidingWindow: w, causal: true }, `window ${w} causal`);
-      await check(randomInputs(base, 9 + w), { slidingWindow: w }, `window ${w}`);
+      await check(
+        randomAttentionInputs(base, 8 + w),
+        { slidingWindow: w, causal: true },
+        `window ${w} causal`,
+      );
+      await check(randomAttentionInputs(base, 9 + w), { slidingWindow: w }, `window ${w}`);
     }
     await check(
-      randomInputs({ ...base, queryLength: 6, keyLength: 17 }, 10),
+      randomAttentionInputs({ ...base, queryLength: 6, keyLength: 17 }, 10),
       { slidingWindow: 3 },
       'window cross',
     );
   });
 
   it('key mask, with a batch row masked entirely (zeros, lse -inf)', async () => {
-    const inputs = randomInputs(base, 11);
+    const inputs = randomAttentionInputs(base, 11);
     const keyMask = new Uint8Array(2 * 13);
     for (let j = 0; j < 13; j++) keyMask[j] = j % 3 === 1 ? 0 : 1;
     const result = await createCpuBackend().attention(inputs, { keyMask, returnLse: true });
@@ -78,8 +91,8 @@ describe('cpu attention against the float64 reference', () => {
   });
 
   it('bias, full and broadcast along every dimension', async () => {
-    const next = rng(12);
-    const inputs = randomInputs(base, 13);
+    const next = signedPrng(12);
+    const inputs = randomAttentionInputs(base, 13);
     const shapes: [number, number, number, number][] = [
       [2, 2, 13, 13],
       [1, 1, 1, 13],
@@ -94,7 +107,7 @@ describe('cpu attention against the float64 reference', () => {
   });
 
   it('ALiBi, softcap, sinks and scale', async () => {
-    const inputs = randomInputs(base, 14, 3);
+    const inputs = randomAttentionInputs(base, 14, 3);
     const alibiSlopes = new Float32Array([0.5, 0.125]);
     await check(inputs, { alibiSlopes, causal: true }, 'alibi');
     await check(inputs, { softcap: 1.5 }, 'softcap');
@@ -107,7 +120,7 @@ describe('cpu attention against the float64 reference', () => {
     await check(inputs, { scale: -0.7 }, 'scale');
     // A sink on a row with no visible key: output zeros, lse equals the sink
     const r = await createCpuBackend().attention(
-      randomInputs({ ...base, queryLength: 4, keyLength: 2 }, 15),
+      randomAttentionInputs({ ...base, queryLength: 4, keyLength: 2 }, 15),
       { causal: true, sinks: new Float32Array([0.25, 1]), returnLse: true },
     );
     expect(r.lse![0]).toBe(0.25);
@@ -115,23 +128,30 @@ describe('cpu attention against the float64 reference', () => {
   });
 
   it('grouped-query and multi-query heads, Dv != D', async () => {
-    await check(randomInputs({ ...base, queryHeads: 6, kvHeads: 2 }, 16), { causal: true }, 'GQA 6/2');
-    await check(randomInputs({ ...base, queryHeads: 5, kvHeads: 1 }, 17), {}, 'MQA 5/1');
     await check(
-      randomInputs({ ...base, queryHeads: 4, kvHeads: 2, valueDim: 3, keyLength: 21 }, 18),
+      randomAttentionInputs({ ...base, queryHeads: 6, kvHeads: 2 }, 16),
+      { causal: true },
+      'GQA 6/2',
+    );
+    await check(randomAttentionInputs({ ...base, queryHeads: 5, kvHeads: 1 }, 17), {}, 'MQA 5/1');
+    await check(
+      randomAttentionInputs({ ...base, queryHeads: 4, kvHeads: 2, valueDim: 3, keyLength: 21 }, 18),
       { slidingWindow: 6 },
       'GQA Dv=3 cross',
     );
-    await check(randomInputs({ ...base, headDim: 7, valueDim: 11 }, 19), { causal: true }, 'Dv=11');
+    await check(randomAttentionInputs({ ...base, headDim: 7, valueDim: 11 }, 19), { causal: true }, 'Dv=11');
     // Large groups: few rows per head in a block, so rows of neighbouring heads share a quad
     await check(
-      randomInputs({ batch: 1, queryHeads: 8, kvHeads: 1, queryLength: 9, keyLength: 12, headDim: 4 }, 24),
+      randomAttentionInputs(
+        { batch: 1, queryHeads: 8, kvHeads: 1, queryLength: 9, keyLength: 12, headDim: 4 },
+        24,
+      ),
       { causal: true },
       'MQA 8/1',
     );
     await check(
-      randomInputs({ batch: 2, queryHeads: 32, kvHeads: 2, queryLength: 6, headDim: 3 }, 25),
-      { slidingWindow: 2, sinks: randomArray(32, rng(26)) },
+      randomAttentionInputs({ batch: 2, queryHeads: 32, kvHeads: 2, queryLength: 6, headDim: 3 }, 25),
+      { slidingWindow: 2, sinks: randomArray(32, signedPrng(26)) },
       'GQA 32/2',
     );
   });
@@ -146,10 +166,10 @@ describe('cpu attention against the float64 reference', () => {
       headDim: 6,
       valueDim: 4,
     };
-    const next = rng(20);
+    const next = signedPrng(20);
     const keyMask = new Uint8Array(2 * 23).map((_, j) => (j % 5 === 3 ? 0 : 1));
     await check(
-      randomInputs(shape, 21, 2),
+      randomAttentionInputs(shape, 21, 2),
       {
         causal: true,
         slidingWindow: 9,
@@ -165,15 +185,15 @@ describe('cpu attention against the float64 reference', () => {
   });
 
   it('large logits (1e4) and all-equal scores', async () => {
-    await check(randomInputs(base, 22), { scale: 1e4, causal: true }, 'scale 1e4');
-    const equal = randomInputs(base, 23);
+    await check(randomAttentionInputs(base, 22), { scale: 1e4, causal: true }, 'scale 1e4');
+    const equal = randomAttentionInputs(base, 23);
     equal.k.fill(0.5);
     await check(equal, { causal: true }, 'all-equal');
   });
 
   it('seeded random shapes and options', async () => {
     for (let seed = 100; seed < 130; seed++) {
-      const next = rng(seed);
+      const next = signedPrng(seed);
       const pick = (n: number) => Math.floor(((next() + 1) / 2) * n);
       const Hkv = 1 + pick(2);
       const shape: AttentionShape = {
@@ -194,21 +214,21 @@ describe('cpu attention against the float64 reference', () => {
       if (pick(3) === 0) {
         options.keyMask = new Uint8Array(shape.batch * shape.keyLength!).map(() => (pick(4) === 0 ? 0 : 1));
       }
-      await check(randomInputs(shape, seed, 2), options, `seed ${seed} ${JSON.stringify(shape)}`);
+      await check(randomAttentionInputs(shape, seed, 2), options, `seed ${seed} ${JSON.stringify(shape)}`);
     }
   });
 });
 
 describe('non-finite inputs behave as in the reference', () => {
   it('NaN in one query row poisons that row only', async () => {
-    const inputs = randomInputs(base, 30);
+    const inputs = randomAttentionInputs(base, 30);
     inputs.q[3 * 5 + 2] = Number.NaN;
     await check(inputs, {}, 'NaN q');
     await check(inputs, { causal: true }, 'NaN q causal');
   });
 
   it('infinite and NaN values in masked keys never leak', async () => {
-    const inputs = randomInputs({ ...base, batch: 1, queryHeads: 1 }, 31);
+    const inputs = randomAttentionInputs({ ...base, batch: 1, queryHeads: 1 }, 31);
     // Keys 10..12 are in the future of rows 0..9 under causal masking
     inputs.v[12 * 5] = Number.POSITIVE_INFINITY;
     inputs.v[11 * 5 + 1] = Number.NaN;
@@ -220,7 +240,7 @@ describe('non-finite inputs behave as in the reference', () => {
   });
 
   it('infinite values and bias entries where they are visible', async () => {
-    const inputs = randomInputs({ ...base, batch: 1, queryHeads: 1 }, 32);
+    const inputs = randomAttentionInputs({ ...base, batch: 1, queryHeads: 1 }, 32);
     inputs.v[2 * 5] = Number.POSITIVE_INFINITY;
     const bias = new Float32Array(13 * 13);
     bias[5 * 13 + 1] = Number.POSITIVE_INFINITY; // row 5: max +inf, the reference gives NaN everywhere
@@ -248,7 +268,10 @@ describe('non-finite inputs behave as in the reference', () => {
 describe('backend contract', () => {
   it('is deterministic: same inputs, same bits', async () => {
     const backend = createCpuBackend();
-    const inputs = randomInputs({ batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 70, headDim: 16 }, 40);
+    const inputs = randomAttentionInputs(
+      { batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 70, headDim: 16 },
+      40,
+    );
     const a = await backend.attention(inputs, { causal: true, returnLse: true });
     const b = await backend.attention(inputs, { causal: true, returnLse: true });
     expect(Buffer.from(a.output.buffer).equals(Buffer.from(b.output.buffer))).toBe(true);
@@ -258,7 +281,7 @@ describe('backend contract', () => {
   it('holds scratch memory that does not grow with repeated calls and is freed by dispose', async () => {
     const backend = createCpuBackend();
     expect(backend.memory()).toEqual({ hostBytes: 0, deviceBytes: 0 });
-    const inputs = randomInputs({ batch: 1, queryHeads: 2, queryLength: 200, headDim: 32 }, 41);
+    const inputs = randomAttentionInputs({ batch: 1, queryHeads: 2, queryLength: 200, headDim: 32 }, 41);
     await backend.attention(inputs, { causal: true });
     const held = backend.memory().hostBytes;
     expect(held).toBeGreaterThan(0);
@@ -273,8 +296,11 @@ describe('backend contract', () => {
 
   it('concurrent calls give the same results as sequential ones', async () => {
     const backend = createCpuBackend();
-    const a = randomInputs({ batch: 1, queryHeads: 2, queryLength: 30, headDim: 8 }, 42);
-    const b = randomInputs({ batch: 2, queryHeads: 3, queryLength: 17, keyLength: 40, headDim: 4 }, 43);
+    const a = randomAttentionInputs({ batch: 1, queryHeads: 2, queryLength: 30, headDim: 8 }, 42);
+    const b = randomAttentionInputs(
+      { batch: 2, queryHeads: 3, queryLength: 17, keyLength: 40, headDim: 4 },
+      43,
+    );
     const [ra, rb] = await Promise.all([backend.attention(a, { causal: true }), backend.attention(b)]);
     expectClose(ra.output, referenceAttention64(a, { causal: true }).output, CPU_TOLERANCE, 'a');
     expectClose(rb.output, referenceAttention64(b).output, CPU_TOLERANCE, 'b');
@@ -293,7 +319,7 @@ describe('backend contract', () => {
 
   it('rejects bad input with AttnkitError naming the argument', async () => {
     const backend = createCpuBackend();
-    const inputs = randomInputs(base, 44);
+    const inputs = randomAttentionInputs(base, 44);
     const error = await backend.attention({ ...inputs, q: inputs.q.subarray(1) }).catch((e: unknown) => e);
     expect(isAttnkitError(error)).toBe(true);
     expect(error).toMatchObject({ code: 'invalid-argument', argument: 'q.length' });

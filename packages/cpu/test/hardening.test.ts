@@ -1,3 +1,5 @@
+import { randomArray, randomAttentionInputs, signedPrng } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
 import {
   type AttentionBackend,
   type AttentionOptions,
@@ -7,7 +9,6 @@ import {
 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { CPU_TOLERANCE, createCpuBackend } from '../src/index.js';
-import { expectClose, randomArray, randomInputs, rng } from './helpers.js';
 
 const shape: AttentionShape = {
   batch: 2,
@@ -23,7 +24,7 @@ function transfer(buffer: ArrayBufferLike): void {
 }
 
 function richOptions(): AttentionOptions {
-  const next = rng(77);
+  const next = signedPrng(77);
   return {
     causal: true,
     bias: { data: randomArray(2 * 1 * 5 * 7, next), shape: [2, 1, 5, 7] },
@@ -59,7 +60,7 @@ describe('cpu: inputs are read before the call returns', () => {
     it(`overwriting q and transferring k's buffer right after attention() leaves the result unchanged (${label})`, async () => {
       const backend: AttentionBackend = createCpuBackend();
       if (initialised) await backend.init();
-      const inputs = randomInputs(shape, 5);
+      const inputs = randomAttentionInputs(shape, 5);
       const options = richOptions();
       const expected = referenceAttention64(
         { ...inputs, q: inputs.q.slice(), k: inputs.k.slice(), v: inputs.v.slice() },
@@ -79,7 +80,7 @@ describe('cpu: inputs are read before the call returns', () => {
     it(`matmul inputs are read before the call returns (${label})`, async () => {
       const backend = createCpuBackend();
       if (initialised) await backend.init();
-      const next = rng(3);
+      const next = signedPrng(3);
       const a = randomArray(12, next);
       const b = randomArray(16, next);
       const bias = randomArray(4, next);
@@ -97,7 +98,7 @@ describe('cpu: inputs are read before the call returns', () => {
 describe('cpu: option values and inputs at the edge of float32', () => {
   it('a sliding window of 2^32 + 1 is no window', async () => {
     const backend = createCpuBackend();
-    const inputs = randomInputs(shape, 8);
+    const inputs = randomAttentionInputs(shape, 8);
     const { output } = await backend.attention(inputs, { slidingWindow: 2 ** 32 + 1 });
     expectClose(output, referenceAttention64(inputs).output, CPU_TOLERANCE, 'output');
     await backend.dispose();
@@ -111,7 +112,7 @@ describe('cpu: option values and inputs at the edge of float32', () => {
   ] as const)('rejects options.%s = %d naming the float32 range', async (name, value) => {
     const backend = createCpuBackend();
     const options: AttentionOptions = { [name]: value };
-    await expect(backend.attention(randomInputs(shape, 1), options)).rejects.toMatchObject({
+    await expect(backend.attention(randomAttentionInputs(shape, 1), options)).rejects.toMatchObject({
       code: 'invalid-argument',
       argument: `options.${name}`,
       message: expect.stringContaining('float32 kernels'),
@@ -121,7 +122,7 @@ describe('cpu: option values and inputs at the edge of float32', () => {
 
   it('rejects q = k = 1e30 (logits overflow float32) and keeps working', async () => {
     const backend = createCpuBackend();
-    const inputs = randomInputs(shape, 2);
+    const inputs = randomAttentionInputs(shape, 2);
     await expect(
       backend.attention({ ...inputs, q: inputs.q.map(() => 1e30), k: inputs.k.map(() => 1e30) }),
     ).rejects.toMatchObject({ code: 'invalid-argument', argument: 'q, k' });
@@ -166,7 +167,7 @@ describe('cpu: allocation failures', () => {
   it('a weights buffer that cannot be allocated is unavailable naming it and its bytes; the backend stays usable', async () => {
     const backend = createCpuBackend();
     const big: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 64, keyLength: 64, headDim: 4 };
-    const inputs = randomInputs(big, 4);
+    const inputs = randomAttentionInputs(big, 4);
     const restore = failingFloat32Allocations(64 * 64);
     try {
       await expect(backend.attention(inputs, { returnWeights: true })).rejects.toMatchObject({

@@ -1,6 +1,7 @@
+import { randomAttentionInputs } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
 import { describe, expect, it } from 'vitest';
 import { CPU_TOLERANCE, createCpuBackend } from '../src/index.js';
-import { expectClose, randomInputs } from './helpers.js';
 
 const N = 65536;
 const D = 64;
@@ -35,7 +36,7 @@ describe('long context', () => {
   it(
     `causal N = ${N}, D = ${D}, one head runs with memory far below an N x N buffer (16 GiB)`,
     async () => {
-      const inputs = randomInputs({ batch: 1, queryHeads: 1, queryLength: N, headDim: D }, 7);
+      const inputs = randomAttentionInputs({ batch: 1, queryHeads: 1, queryLength: N, headDim: D }, 7);
       const backend = createCpuBackend();
       const before = process.memoryUsage();
       const started = performance.now();

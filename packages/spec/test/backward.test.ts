@@ -15,7 +15,10 @@ import {
   validateAttentionBackward,
 } from '../src/index.js';
 
-/** A small deterministic generator (mulberry32), so a failure reproduces. */
+/**
+ * A small deterministic generator (mulberry32), so a failure reproduces. The conformance suite's `prng`
+ * is the same generator, but @attnkit/conformance depends on the spec, so the spec's tests cannot import it.
+ */
 function generator(seed: number) {
   let state = seed >>> 0;
   return (low = -1, high = 1) => {

@@ -1,7 +1,8 @@
-import type { AttentionOptions, AttentionShape } from '@attnkit/spec';
+import { randomArray, randomAttentionInputs, signedPrng } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
+import { type AttentionOptions, type AttentionShape, referenceAttention64 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createWebglBackend } from '../src/index.js';
-import { expectClose, fill, makeInputs, random, reference } from './helpers.js';
 
 const backend = createWebglBackend({ tileKeys: 64 });
 
@@ -14,9 +15,9 @@ afterAll(async () => {
 });
 
 async function check(shape: AttentionShape, options: AttentionOptions = {}, seed = 1) {
-  const inputs = makeInputs(shape, seed);
+  const inputs = randomAttentionInputs(shape, seed);
   const got = await backend.attention(inputs, { ...options, returnLse: true, returnWeights: true });
-  const want = reference(inputs, { ...options, returnLse: true, returnWeights: true });
+  const want = referenceAttention64(inputs, { ...options, returnLse: true, returnWeights: true });
   const tol = backend.capabilities.tolerance;
   const worst = Math.max(
     expectClose(got.output, want.output, tol, 'output'),
@@ -43,7 +44,7 @@ describe('webgl attention against the float64 reference', () => {
     );
   });
   test('everything', async () => {
-    const next = random(7);
+    const next = signedPrng(7);
     const shape = { batch: 2, queryHeads: 2, queryLength: 9, keyLength: 130, headDim: 3 };
     const keyMask = new Uint8Array(2 * 130).map(() => (next() > -0.6 ? 1 : 0));
     console.log(
@@ -51,7 +52,7 @@ describe('webgl attention against the float64 reference', () => {
       await check(shape, {
         slidingWindow: 40,
         keyMask,
-        bias: { data: fill(2 * 130, next), shape: [2, 1, 1, 130] },
+        bias: { data: randomArray(2 * 130, next), shape: [2, 1, 1, 130] },
         alibiSlopes: new Float32Array([0.5, 0.25]),
         softcap: 2,
         sinks: new Float32Array([0.3, -1]),

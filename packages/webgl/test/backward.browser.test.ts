@@ -1,4 +1,5 @@
-import { checkBackward } from '@attnkit/conformance';
+import { checkBackward, randomArray, randomAttentionInputs, signedPrng } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
 import {
   type AttentionBackend,
   type AttentionGradients,
@@ -10,7 +11,6 @@ import {
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createWebglBackend, openGl, WebglImplementation } from '../src/index.js';
-import { expectClose, fill, makeInputs, random } from './helpers.js';
 
 const backend = createWebglBackend();
 /** The portable kernels (what WebGL1 and headless-gl run) on the same WebGL2 context. */
@@ -36,11 +36,11 @@ async function checkOn(
   on: AttentionBackend = backend,
   edit?: (inputs: AttentionInputs) => void,
 ): Promise<AttentionGradients> {
-  const inputs = makeInputs(shape, seed);
+  const inputs = randomAttentionInputs(shape, seed);
   edit?.(inputs);
-  const next = random(seed + 1000);
+  const next = signedPrng(seed + 1000);
   const Dv = shape.valueDim ?? shape.headDim;
-  const gradOutput = fill(shape.batch * shape.queryHeads * shape.queryLength * Dv, next);
+  const gradOutput = randomArray(shape.batch * shape.queryHeads * shape.queryLength * Dv, next);
   const forward = await on.attention(inputs, { ...options, returnLse: true });
   const backwardInputs = { ...inputs, output: forward.output, lse: forward.lse, gradOutput };
   const got = await on.attentionBackward(backwardInputs, options);
@@ -96,11 +96,11 @@ for (const [label, on] of [
       await check(BASE, { slidingWindow: 2, causal: true }, 4);
     });
     test('key mask', async () => {
-      const next = random(5);
+      const next = signedPrng(5);
       await check(BASE, { keyMask: new Uint8Array(12).map(() => (next() > -0.5 ? 1 : 0)) }, 5);
     });
     test('bias in every broadcast shape', async () => {
-      const next = random(6);
+      const next = signedPrng(6);
       const { batch: B, queryHeads: H, queryLength: L } = BASE;
       const shapes: [number, number, number, number][] = [
         [B, H, L, L],
@@ -112,16 +112,24 @@ for (const [label, on] of [
       ];
       for (const shape of shapes) {
         const size = shape.reduce((a, b) => a * b, 1);
-        const got = await check(BASE, { bias: bias4(fill(size, next), shape) }, 6);
+        const got = await check(BASE, { bias: bias4(randomArray(size, next), shape) }, 6);
         expect(got.gradBias?.length).toBe(size);
       }
     });
     test('bias without a key dimension, with sinks (sum dS = P_sink * D per row)', async () => {
-      const next = random(7);
-      await check(BASE, { bias: bias4(fill(1, next), [1, 1, 1, 1]), sinks: new Float32Array([1, -0.5]) }, 7);
+      const next = signedPrng(7);
       await check(
         BASE,
-        { bias: bias4(fill(12, next), [2, 1, 6, 1]), sinks: new Float32Array([0.3, 0.9]), causal: true },
+        { bias: bias4(randomArray(1, next), [1, 1, 1, 1]), sinks: new Float32Array([1, -0.5]) },
+        7,
+      );
+      await check(
+        BASE,
+        {
+          bias: bias4(randomArray(12, next), [2, 1, 6, 1]),
+          sinks: new Float32Array([0.3, 0.9]),
+          causal: true,
+        },
         8,
       );
     });
@@ -164,7 +172,7 @@ for (const [label, on] of [
       );
     });
     test('every option at once, GQA, cross, Dv != D', async () => {
-      const next = random(22);
+      const next = signedPrng(22);
       const shape = {
         batch: 2,
         queryHeads: 4,
@@ -181,7 +189,7 @@ for (const [label, on] of [
           causal: true,
           slidingWindow: 6,
           keyMask: new Uint8Array(18).map(() => (next() > -0.6 ? 1 : 0)),
-          bias: bias4(fill(4 * 5 * 9, next), [1, 4, 5, 9]),
+          bias: bias4(randomArray(4 * 5 * 9, next), [1, 4, 5, 9]),
           alibiSlopes: new Float32Array([0.05, 0.1, 0.2, 0.4]),
           softcap: 2,
           sinks: new Float32Array([0.2, -0.3, 0.8, 0]),
@@ -200,8 +208,8 @@ for (const [label, on] of [
             on,
             on.capabilities,
             on.capabilities.tolerance,
-            makeInputs(shape, 36),
-            fill(2 * 16 * 16, random(37)),
+            randomAttentionInputs(shape, 36),
+            randomArray(2 * 16 * 16, signedPrng(37)),
             options,
           );
           console.log(`scale ${scale}, bias ${bias ? '1e4' : 'none'}: ratio ${outcome.errorRatio}`);
@@ -243,11 +251,11 @@ describe('masked rows, determinism, blocks and resources', () => {
   });
 
   test('same input, same bits', async () => {
-    const next = random(28);
+    const next = signedPrng(28);
     const shape = { batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 70, headDim: 16 };
     const options = {
       causal: true,
-      bias: bias4(fill(4 * 70, next), [1, 4, 1, 70]),
+      bias: bias4(randomArray(4 * 70, next), [1, 4, 1, 70]),
       sinks: new Float32Array([0.1, 0.2, 0.3, 0.4]),
     };
     const first = await check(shape, options, 28);
@@ -258,7 +266,7 @@ describe('masked rows, determinism, blocks and resources', () => {
   test('small blocks (many row blocks) give the same gradients as one block', async () => {
     const impl = new WebglImplementation({ blockElements: 40 });
     const local = createBackend(impl);
-    const next = random(29);
+    const next = signedPrng(29);
     const shape = {
       batch: 2,
       queryHeads: 3,
@@ -270,7 +278,7 @@ describe('masked rows, determinism, blocks and resources', () => {
     };
     const options = {
       causal: true,
-      bias: bias4(fill(2 * 11, next), [2, 1, 1, 11]),
+      bias: bias4(randomArray(2 * 11, next), [2, 1, 1, 11]),
       sinks: new Float32Array([0.1, -0.2, 0.7]),
     };
     const small = await check(shape, options, 29, local);
@@ -297,15 +305,15 @@ describe('masked rows, determinism, blocks and resources', () => {
         headDim: D,
         valueDim: Dv,
       };
-      const next = random(30);
+      const next = signedPrng(30);
       const options = {
         causal: true,
-        bias: bias4(fill(100, next), [1, 1, 1, 100]),
+        bias: bias4(randomArray(100, next), [1, 1, 1, 100]),
         sinks: new Float32Array(2),
       };
       // Both from the same forward (a 64 texture limit also changes the forward's key tiles).
-      const inputs = makeInputs(shape, 30);
-      const gradOutput = fill(2 * 12 * Dv, random(31));
+      const inputs = randomAttentionInputs(shape, 30);
+      const gradOutput = randomArray(2 * 12 * Dv, signedPrng(31));
       const reference = vectorized ? backend : portable;
       const forward = await reference.attention(inputs, { ...options, returnLse: true });
       const backwardInputs = { ...inputs, output: forward.output, lse: forward.lse, gradOutput };
@@ -324,11 +332,11 @@ describe('masked rows, determinism, blocks and resources', () => {
     const impl = new WebglImplementation();
     const local = createBackend(impl);
     const shape = { batch: 1, queryHeads: 2, queryLength: 16, headDim: 8 };
-    const inputs = makeInputs(shape, 32);
-    const gradOutput = fill(2 * 16 * 8, random(33));
+    const inputs = randomAttentionInputs(shape, 32);
+    const gradOutput = randomArray(2 * 16 * 8, signedPrng(33));
     const options = {
       causal: true,
-      bias: bias4(fill(16, random(34)), [1, 1, 1, 16]),
+      bias: bias4(randomArray(16, signedPrng(34)), [1, 1, 1, 16]),
       sinks: new Float32Array(2),
     };
     const run = async () => {
@@ -354,13 +362,13 @@ describe('masked rows, determinism, blocks and resources', () => {
     const local = createWebglBackend({ context: 'webgl' });
     await local.init();
     expect(local.capabilities.engine).toMatch(/^gpu\.js WebGLKernel on /);
-    const next = random(35);
+    const next = signedPrng(35);
     await check(
       { batch: 2, queryHeads: 4, kvHeads: 2, queryLength: 5, keyLength: 9, headDim: 6, valueDim: 3 },
       {
         causal: true,
         keyMask: new Uint8Array(18).map(() => (next() > -0.6 ? 1 : 0)),
-        bias: bias4(fill(4 * 5 * 9, next), [1, 4, 5, 9]),
+        bias: bias4(randomArray(4 * 5 * 9, next), [1, 4, 5, 9]),
         alibiSlopes: new Float32Array([0.05, 0.1, 0.2, 0.4]),
         softcap: 2,
         sinks: new Float32Array([0.2, -0.3, 0.8, 0]),

@@ -1,8 +1,8 @@
+import { randomAttentionInputs } from '@attnkit/conformance';
 import { AttnkitError } from '@attnkit/spec';
 import * as gpujs from 'gpu.js';
 import { afterEach, expect, test } from 'vitest';
 import { createWebglBackend } from '../src/index.js';
-import { makeInputs } from './helpers.js';
 
 interface PatchableKernel {
   prototype: { build: (...args: unknown[]) => unknown };
@@ -38,7 +38,7 @@ for (const [name, context] of [
       proto.build = build;
     });
     const backend = createWebglBackend({ context });
-    const inputs = makeInputs({ batch: 1, queryHeads: 1, queryLength: 3, headDim: 4 });
+    const inputs = randomAttentionInputs({ batch: 1, queryHeads: 1, queryLength: 3, headDim: 4 }, 1);
     const error = await backend.attention(inputs).then(
       () => null,
       (e: unknown) => e,

@@ -1,12 +1,14 @@
+import { randomArray, randomAttentionInputs, signedPrng } from '@attnkit/conformance';
+import { expectClose } from '@attnkit/conformance/vitest';
 import {
   createBackend,
   multiHeadAttention,
+  referenceAttention64,
   referenceMatmul64,
   referenceMultiHeadAttention64,
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createWebglBackend, WebglImplementation } from '../src/index.js';
-import { expectClose, fill, makeInputs, random, reference } from './helpers.js';
 
 const backend = createWebglBackend();
 let tol = { atol: 0, rtol: 0 };
@@ -22,7 +24,7 @@ afterAll(async () => {
 describe('non-finite inputs and masked rows follow the reference', () => {
   test('NaN in a query row, infinite value in a masked key, -inf bias, fully masked batch row', async () => {
     const shape = { batch: 2, queryHeads: 2, queryLength: 4, keyLength: 6, headDim: 3 };
-    const inputs = makeInputs(shape, 3);
+    const inputs = randomAttentionInputs(shape, 3);
     inputs.q[5] = Number.NaN; // batch 0, head 0, row 1
     const keyMask = new Uint8Array([1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]); // batch 1 sees nothing
     inputs.v[2 * 3 + 1] = Number.POSITIVE_INFINITY; // batch 0, head 0, key 2: masked
@@ -35,7 +37,7 @@ describe('non-finite inputs and masked rows follow the reference', () => {
       returnWeights: true,
     };
     const got = await backend.attention(inputs, options);
-    const want = reference(inputs, options);
+    const want = referenceAttention64(inputs, options);
     expectClose(got.output, want.output, tol, 'output');
     expectClose(got.lse, want.lse, tol, 'lse');
     expectClose(got.weights, want.weights, tol, 'weights');
@@ -45,7 +47,7 @@ describe('non-finite inputs and masked rows follow the reference', () => {
 
   test('sink only (every key masked): zeros and lse = sink', async () => {
     const shape = { batch: 1, queryHeads: 2, queryLength: 3, keyLength: 5, headDim: 4 };
-    const inputs = makeInputs(shape, 4);
+    const inputs = randomAttentionInputs(shape, 4);
     const options = {
       keyMask: new Uint8Array(5),
       sinks: new Float32Array([0.5, Number.NEGATIVE_INFINITY]),
@@ -53,7 +55,7 @@ describe('non-finite inputs and masked rows follow the reference', () => {
       returnWeights: true,
     };
     const got = await backend.attention(inputs, options);
-    const want = reference(inputs, options);
+    const want = referenceAttention64(inputs, options);
     expectClose(got.output, want.output, tol, 'output');
     expectClose(got.lse, want.lse, tol, 'lse');
     expectClose(got.weights, want.weights, tol, 'weights');
@@ -61,14 +63,14 @@ describe('non-finite inputs and masked rows follow the reference', () => {
 
   test('large logits (1e4) and all-equal scores', async () => {
     const shape = { batch: 1, queryHeads: 1, queryLength: 8, keyLength: 40, headDim: 4 };
-    const inputs = makeInputs(shape, 5);
+    const inputs = randomAttentionInputs(shape, 5);
     inputs.k.fill(0.25);
     for (const options of [
       { scale: 1 },
       { scale: 1, bias: { data: new Float32Array([1e4]), shape: [1, 1, 1, 1] as const } },
     ]) {
       const got = await backend.attention(inputs, { ...options, returnLse: true });
-      const want = reference(inputs, { ...options, returnLse: true });
+      const want = referenceAttention64(inputs, { ...options, returnLse: true });
       expectClose(got.output, want.output, tol, 'output');
       expectClose(got.lse, want.lse, tol, 'lse');
     }
@@ -83,9 +85,9 @@ describe('long keys and the texture limit', () => {
     await impl.dispose();
     const Lk = max + 808;
     const shape = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 3, keyLength: Lk, headDim: 8 };
-    const inputs = makeInputs(shape, 6);
+    const inputs = randomAttentionInputs(shape, 6);
     const got = await backend.attention(inputs, { causal: true, returnLse: true });
-    const want = reference(inputs, { causal: true, returnLse: true });
+    const want = referenceAttention64(inputs, { causal: true, returnLse: true });
     console.log(
       `Lk ${Lk} > MAX_TEXTURE_SIZE ${max}: worst |err|`,
       expectClose(got.output, want.output, tol, 'output'),
@@ -106,12 +108,12 @@ describe('one backend, changing shapes', () => {
         [600, 64],
         [9, 3],
       ]) {
-        const inputs = makeInputs(
+        const inputs = randomAttentionInputs(
           { batch: 1, queryHeads: 1, queryLength: 2, keyLength: Lk, headDim: D },
           Lk + D,
         );
         const got = await local.attention(inputs, { returnLse: true });
-        const want = reference(inputs, { returnLse: true });
+        const want = referenceAttention64(inputs, { returnLse: true });
         expectClose(got.output, want.output, tol, `output Lk ${Lk} D ${D}`);
         expectClose(got.lse, want.lse, tol, `lse Lk ${Lk} D ${D}`);
       }
@@ -122,17 +124,17 @@ describe('one backend, changing shapes', () => {
 
 describe('matmul and the multi-head attention layer', () => {
   test('matmul with bias, odd sizes', async () => {
-    const next = random(9);
+    const next = signedPrng(9);
     const [m, k, n] = [37, 29, 13];
-    const a = fill(m * k, next);
-    const b = fill(k * n, next);
-    const bias = fill(n, next);
+    const a = randomArray(m * k, next);
+    const b = randomArray(k * n, next);
+    const bias = randomArray(n, next);
     const got = await backend.matmul({ a, b, bias, shape: { m, k, n } });
     expectClose(got, referenceMatmul64(a, b, m, k, n, bias), tol, 'matmul');
   });
 
   test('MHA layer, cross-attention with GQA', async () => {
-    const next = random(10);
+    const next = signedPrng(10);
     const shape = {
       batch: 2,
       queryLength: 5,
@@ -143,15 +145,15 @@ describe('matmul and the multi-head attention layer', () => {
       headDim: 3,
     };
     const inputs = {
-      x: fill(2 * 5 * 12, next),
-      context: fill(2 * 7 * 12, next),
+      x: randomArray(2 * 5 * 12, next),
+      context: randomArray(2 * 7 * 12, next),
       weights: {
-        wq: fill(12 * 12, next),
-        wk: fill(12 * 6, next),
-        wv: fill(12 * 6, next),
-        wo: fill(12 * 12, next),
-        bq: fill(12, next),
-        bo: fill(12, next),
+        wq: randomArray(12 * 12, next),
+        wk: randomArray(12 * 6, next),
+        wv: randomArray(12 * 6, next),
+        wo: randomArray(12 * 12, next),
+        bq: randomArray(12, next),
+        bo: randomArray(12, next),
       },
       shape,
     };
@@ -165,7 +167,10 @@ describe('resources', () => {
   test('1,000 calls with flat device memory and texture count', async () => {
     const impl = new WebglImplementation({ tileKeys: 16 });
     const local = createWebglBackendFrom(impl);
-    const inputs = makeInputs({ batch: 1, queryHeads: 2, queryLength: 8, keyLength: 40, headDim: 4 }, 11);
+    const inputs = randomAttentionInputs(
+      { batch: 1, queryHeads: 2, queryLength: 8, keyLength: 40, headDim: 4 },
+      11,
+    );
     await local.attention(inputs, { returnWeights: true });
     const bytes = impl.gl!.deviceBytes();
     const textures = impl.gl!.liveTextures();

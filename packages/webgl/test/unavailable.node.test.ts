@@ -1,7 +1,7 @@
+import { randomAttentionInputs } from '@attnkit/conformance';
 import { AttnkitError } from '@attnkit/spec';
 import { describe, expect, test } from 'vitest';
 import { createWebglBackend } from '../src/index.js';
-import { makeInputs } from './helpers.js';
 
 // This file runs in Node, where the only GL is headless-gl (npm "gl", gpu.js's optional dependency).
 // The workspace does not build it, so here the backend must say it is unavailable and why, and never
@@ -30,7 +30,7 @@ describe(`webgl in Node (headless-gl ${headlessGl ? 'present' : 'absent'})`, () 
 
   test('without GL a call rejects as unavailable; bad input is rejected first either way', async () => {
     const backend = createWebglBackend();
-    const inputs = makeInputs({ batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 });
+    const inputs = randomAttentionInputs({ batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 }, 1);
     await expect(backend.attention({ ...inputs, q: new Float32Array(3) })).rejects.toMatchObject({
       code: 'invalid-argument',
       argument: 'q.length',
