@@ -1,5 +1,5 @@
 import { allocating, type MatmulProblem } from '@attnkit/spec';
-import type { Scratch } from './scratch.js';
+import type { Scratch } from '../scratch.js';
 
 /** Columns of `c` accumulated at once: four rows of this many float64 stay in L1. */
 const COLUMN_BLOCK = 256;

@@ -1,5 +1,5 @@
 import { type AttentionProblem, type AttentionResult, allocating, visibleKeyRange } from '@attnkit/spec';
-import type { Scratch } from './scratch.js';
+import type { Scratch } from '../scratch.js';
 
 /** Tile sizes of the blocked kernel. */
 export interface BlockSizes {
