@@ -8,6 +8,8 @@ export {
   type AttentionBackend,
   type AttentionFeature,
   type AttentionRequirements,
+  assertLayerSupported,
+  assertMatmulSupported,
   assertSupported,
   type BackendCapabilities,
   type BackendFactory,

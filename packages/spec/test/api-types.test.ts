@@ -65,6 +65,8 @@ describe('value exports', () => {
         'MAX_TENSOR_ELEMENTS',
         'allocating',
         'assertSupported',
+        'assertLayerSupported',
+        'assertMatmulSupported',
         'attentionFlops',
         'countParameters',
         'createBackend',
