@@ -16,8 +16,6 @@ import {
   referenceAttentionProblem64,
   referenceMatmulInputs64,
   referenceMultiHeadAttention64,
-  resolveOptions,
-  resolveShape,
   type Tolerance,
   validateAttention,
   validateLayer,
