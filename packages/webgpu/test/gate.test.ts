@@ -1,10 +1,16 @@
 // Every public entry point of the WebGPU backend goes through the spec's one gate: a bad argument is
 // `invalid-argument` naming it, and the call allocates nothing, neither host nor device bytes, and
 // moves nothing between host and device (the issue's "Done when", first bullet).
-import { type AttentionShape, isAttnkitError, type LayerInputs } from '@attnkit/spec';
+import {
+  type AttentionShape,
+  isAttnkitError,
+  type LayerInputs,
+  multiHeadAttention,
+  referenceMultiHeadAttention64,
+} from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from '../src/index.js';
-import { inputsFor, newBackend, random } from './helpers.js';
+import { expectClose, inputsFor, newBackend, random } from './helpers.js';
 
 const shape: AttentionShape = {
   batch: 1,
@@ -107,6 +113,20 @@ describe('every entry point, initialised backend: bad input names the argument a
       expect.objectContaining({ argument: 'tensor.elements' }),
     );
     expect(backend.memory()).toEqual(memory);
+  });
+
+  it("the spec's multiHeadAttention dispatches to this backend's device layer: one readback", async () => {
+    const inputs = layerInputs();
+    const before = backend.transfers();
+    const got = await multiHeadAttention(backend, inputs);
+    // The composition over matmul and attention would read back each of its five calls.
+    expect(backend.transfers().downloads - before.downloads).toBe(1);
+    expectClose(
+      'output',
+      got.output,
+      referenceMultiHeadAttention64(inputs).output,
+      backend.capabilities.tolerance,
+    );
   });
 
   it("a KV cache's calls", async () => {
