@@ -815,7 +815,7 @@ const USER_SOURCE = `import { createCpuBackend } from '@attnkit/cpu';
 import { type AttentionBackend, type AttentionResult, isAttnkitError } from '@attnkit/spec';
 import { createWasmBackend } from '@attnkit/wasm';
 import { createWebglBackend } from '@attnkit/webgl';
-import { createWebGpuBackend, type WebGpuBackend } from '@attnkit/webgpu';
+import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from '@attnkit/webgpu';
 
 const shape = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 3, keyLength: 5, headDim: 4 };
 const q = new Float32Array(2 * 3 * 4).map((_, i) => Math.sin(i));
@@ -848,8 +848,10 @@ for (const [name, output] of Object.entries(others)) {
 }
 
 const gpu = createWebGpuBackend();
-const uploaded: GPUBuffer = await gpu.upload(q);
-const back: Float32Array = await gpu.read(uploaded, q.length);
+const uploaded: GpuTensor = await gpu.upload(q);
+const uploadedBuffer: GPUBuffer = uploaded.buffer;
+const back: Float32Array = await gpu.read(uploaded);
+void uploadedBuffer;
 gpu.release(uploaded);
 await gpu.dispose();
 if (back.some((x, i) => x !== q[i])) throw new Error('webgpu: upload/read round trip changed the data');

@@ -12,7 +12,7 @@ const out = await backend.attentionBuffers({ q: qb, k: kb, v: vb, shape }, { cau
 const m = 8 * 512; // out.output is [B, Hq, Lq, Dv]: B*Hq*Lq rows of Dv = 64
 const n = 64;
 const projected = await backend.matmulBuffers({ a: out.output, b: wb, shape: { m, k: 64, n } });
-const values = await backend.read(projected, m * n); // the only readback
-for (const buffer of [qb, kb, vb, wb, out.output, projected]) backend.release(buffer); // back to the pool
+const values = await backend.read(projected); // the only readback: projected.elements = m * n floats
+for (const tensor of [qb, kb, vb, wb, out.output, projected]) backend.release(tensor); // back to the pool
 console.log(values.length);
 await backend.dispose(); // frees the pool (and would free any buffer not released)

@@ -5,6 +5,8 @@ import {
   type AttentionProblem,
   type AttentionResult,
   type AttnkitErrorCode,
+  assertLayerSupported,
+  assertMatmulSupported,
   assertSupported,
   type BackendCapabilities,
   isAttnkitError,
@@ -14,11 +16,10 @@ import {
   referenceAttentionProblem64,
   referenceMatmulInputs64,
   referenceMultiHeadAttention64,
-  resolveOptions,
-  resolveShape,
   type Tolerance,
   validateAttention,
   validateLayer,
+  validateMatmul,
 } from '@attnkit/spec';
 import { Comparison, describe } from './compare.js';
 import {
@@ -44,8 +45,13 @@ export function unsupportedReason(
   capabilities: BackendCapabilities,
   problem: AttentionProblem,
 ): string | null {
+  return rejectionOf(() => assertSupported(name, capabilities, problem));
+}
+
+/** The message of the `unsupported` error `check` throws, or `null` when it passes. */
+function rejectionOf(check: () => void): string | null {
   try {
-    assertSupported(name, capabilities, problem);
+    check();
     return null;
   } catch (error) {
     if (isAttnkitError(error) && error.code === 'unsupported') return error.message;
@@ -248,14 +254,6 @@ export async function checkAttention(
   return outcomeOf(comparison);
 }
 
-/** The problem the layer's attention call will be, for the capability check (tensors omitted). */
-function layerProblem(inputs: LayerInputs, options: AttentionOptions): AttentionProblem {
-  const { modelDim: _modelDim, ...attentionShape } = inputs.shape;
-  const shape = resolveShape(attentionShape);
-  const empty = new Float32Array(0);
-  return { q: empty, k: empty, v: empty, shape, ...resolveOptions(options, shape) };
-}
-
 /** The multi-head attention layer over the backend's matmul and attention, against the float64 layer. */
 export async function checkLayer(
   backend: AttentionBackend,
@@ -264,7 +262,10 @@ export async function checkLayer(
   inputs: LayerInputs,
   options: AttentionOptions = {},
 ): Promise<CaseOutcome> {
-  const reason = unsupportedReason(backend.name, capabilities, layerProblem(inputs, options));
+  // The gate's own rule for a layer: its attention's features and limits, and every tensor it makes.
+  const reason = rejectionOf(() =>
+    assertLayerSupported(backend.name, capabilities, validateLayer(inputs, options)),
+  );
   if (reason !== null) {
     const outcome = await expectRejection(() => multiHeadAttention(backend, inputs, options), 'unsupported');
     return {
@@ -286,7 +287,7 @@ export async function checkLayer(
       message: `multiHeadAttention rejected: ${describe(error)}`,
     };
   }
-  const { modelDim, keyLength } = validateLayer(inputs, options);
+  const { modelDim, keyLength } = validateLayer(inputs, options).shape;
   compareResult(
     comparison,
     result,
@@ -304,6 +305,13 @@ export async function checkMatmul(
   tolerance: Tolerance,
   inputs: MatmulInputs,
 ): Promise<CaseOutcome> {
+  const reason = rejectionOf(() =>
+    assertMatmulSupported(backend.name, backend.capabilities, validateMatmul(inputs).shape),
+  );
+  if (reason !== null) {
+    const outcome = await expectRejection(() => backend.matmul(inputs), 'unsupported');
+    return { ...outcome, message: outcome.ok ? `rejected as expected: ${outcome.message}` : outcome.message };
+  }
   const reference = referenceMatmulInputs64(inputs);
   const names = ['a', 'b', ...(inputs.bias ? ['bias'] : [])];
   const views = [inputs.a, inputs.b, ...(inputs.bias ? [inputs.bias] : [])];

@@ -139,7 +139,7 @@ export function naiveMatmulInputs32(inputs: MatmulInputs): Float32Array {
  * The naive float32 projections of a validated layer call, split into heads, and the attention
  * shape: where the naive layer and its naive backward both start.
  */
-export function naiveProjections32(inputs: LayerInputs, r: ReturnType<typeof validateLayer>) {
+export function naiveProjections32(inputs: LayerInputs, r: ReturnType<typeof validateLayer>['shape']) {
   const {
     batch: B,
     queryLength: Lq,
@@ -172,7 +172,7 @@ export function naiveMultiHeadAttention32(
   inputs: LayerInputs,
   options: AttentionOptions = {},
 ): NaiveResult32 {
-  const r = validateLayer(inputs, options);
+  const r = validateLayer(inputs, options).shape;
   const { batch: B, queryLength: Lq, modelDim: M, queryHeads: Hq, valueDim: Dv } = r;
   const { weights: w } = inputs;
   const { q, k, v, shape } = naiveProjections32(inputs, r);

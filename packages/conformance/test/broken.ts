@@ -13,6 +13,8 @@ import {
   type BackendLimits,
   createBackend,
   type KnownAttentionOptions,
+  type LayerInputs,
+  multiHeadAttention,
   queryPosition,
   referenceAttentionBackwardProblem64,
   referenceAttentionProblem64,
@@ -339,7 +341,7 @@ export function ignoringBackend(
   const capabilities = capabilitiesOf({ features: ALL_FEATURES.filter((f) => !missing.includes(f)), limits });
   if (honest) return wrapReference({ name: 'limited', capabilities });
   const inner = wrapReference({ name: 'ignoring' });
-  return {
+  const backend: AttentionBackend = {
     name: 'ignoring',
     capabilities,
     init: () => inner.init(),
@@ -358,8 +360,19 @@ export function ignoringBackend(
     },
     attentionBackward: (inputs, options) => inner.attentionBackward(inputs, options),
     matmul: (inputs) => inner.matmul(inputs),
+    // The layer composed over this backend's own (option-dropping) attention, so the bug shows there too.
+    multiHeadAttention: <O extends AttentionOptions = AttentionOptions>(
+      inputs: LayerInputs,
+      options?: KnownAttentionOptions<O>,
+    ) =>
+      multiHeadAttention(
+        { attention: backend.attention, matmul: backend.matmul },
+        inputs,
+        options,
+      ) as Promise<AttentionResultFor<O>>,
     createKVCache: (config) => inner.createKVCache(config),
     memory: () => inner.memory(),
     dispose: () => inner.dispose(),
   };
+  return backend;
 }

@@ -19,11 +19,25 @@ import {
   validateKVCacheConfig,
   validateKVCacheTruncate,
 } from './cache.js';
+import {
+  type DeviceAttentionInputs,
+  type DeviceBackend,
+  type DeviceImplementation,
+  type DeviceMatmulInputs,
+  type DeviceTensor,
+  validateDeviceAttention,
+  validateDeviceMatmul,
+  validateDeviceRead,
+  validateUpload,
+} from './device.js';
 import { AttnkitError } from './errors.js';
+import { composeLayer, type LayerInputs, type LayerProblem, validateLayer } from './layer.js';
 import {
   snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,
+  snapshotLayerProblem,
   snapshotMatmulProblem,
+  snapshotOptions,
 } from './snapshot.js';
 import type {
   AttentionInputs,
@@ -34,9 +48,16 @@ import type {
   KnownAttentionOptions,
   MatmulInputs,
   MatmulProblem,
+  MatmulShape,
   ResolvedShape,
 } from './types.js';
-import { validateAttention, validateMatmul } from './validate.js';
+import {
+  checkLogitRange,
+  maxAbsFinite,
+  type ResolvedOptions,
+  validateAttention,
+  validateMatmul,
+} from './validate.js';
 
 /** Options and shape classes a backend may or may not support; each maps to a rule of the semantics (spec README). */
 export type AttentionFeature =
@@ -163,6 +184,15 @@ export interface AttentionBackend {
   /** `a [m, k] @ b [k, n] (+ bias [n])`, for the multi-head attention layer's projections. */
   matmul(inputs: MatmulInputs): Promise<Float32Array>;
   /**
+   * The multi-head attention layer (spec README, "The layer"): project, attend, project out.
+   * Validated here once; runs the backend's fused layer when it has one (webgpu: everything on the
+   * device, one readback), else the spec's composition over this backend's `matmul` and `attention`.
+   */
+  multiHeadAttention<O extends AttentionOptions = AttentionOptions>(
+    inputs: LayerInputs,
+    options?: KnownAttentionOptions<O>,
+  ): Promise<AttentionResultFor<O>>;
+  /**
    * A KV cache for incremental decoding (spec README, "KV cache"). Rejects `unsupported` on a backend
    * whose capabilities lack `kvCache`. Its memory counts in {@link AttentionBackend.memory}; the
    * backend's `dispose()` disposes it too.
@@ -201,12 +231,25 @@ export interface BackendImplementation {
    * `kvCache` in the capabilities) the gate rejects `createKVCache` with `unsupported`.
    */
   createKVCache?(config: ResolvedKVCacheConfig): KVCacheImplementation;
+  /**
+   * Optional: the whole multi-head attention layer of a validated problem that fits the
+   * capabilities, fused (e.g. on a device without reading the projections back). Without it the gate
+   * composes the layer from `matmul` and `attention`. Returns `lse`/`weights` exactly when
+   * `problem.options` asks for them.
+   */
+  layer?(problem: LayerProblem): Promise<AttentionResult>;
   memory(): BackendMemory;
   dispose(): Promise<void>;
 }
 
+/**
+ * What feature and limit checks read of a problem: its shape and resolved options (not the
+ * tensors, so a device call's problem and a layer's attention are checked by the same rules).
+ */
+export type AttentionRequirements = ResolvedOptions & { shape: ResolvedShape };
+
 /** The features a validated problem needs. */
-export function requiredFeatures(problem: AttentionProblem): AttentionFeature[] {
+export function requiredFeatures(problem: AttentionRequirements): AttentionFeature[] {
   const needed: AttentionFeature[] = [];
   const { shape } = problem;
   if (problem.causal) needed.push('causal');
@@ -228,7 +271,7 @@ export function requiredFeatures(problem: AttentionProblem): AttentionFeature[] 
 export function assertSupported(
   name: string,
   capabilities: BackendCapabilities,
-  problem: AttentionProblem,
+  problem: AttentionRequirements,
   context = 'attention',
 ): void {
   const supported = new Set(capabilities.features);
@@ -280,20 +323,66 @@ export function assertSupported(
       ['output', B * Hq * Lq * Dv],
     ];
     if (problem.returnWeights) tensors.push(['weights', B * Hq * Lq * Lk]);
-    for (const [tensor, elements] of tensors) {
-      if (elements > limits.tensorElements) {
-        throw new AttnkitError(
-          'unsupported',
-          `${context}: ${tensor} must have at most ${limits.tensorElements} elements on backend "${name}", got ${elements}`,
-          {
-            argument: tensor,
-            expected: `at most ${limits.tensorElements} elements`,
-            actual: String(elements),
-          },
-        );
-      }
+    assertTensorElements(name, capabilities, tensors, context);
+  }
+}
+
+/** Throws `unsupported` if a tensor has more elements than `capabilities.limits.tensorElements`. */
+export function assertTensorElements(
+  name: string,
+  capabilities: BackendCapabilities,
+  tensors: readonly (readonly [string, number])[],
+  context: string,
+): void {
+  const limit = capabilities.limits.tensorElements;
+  if (limit === undefined) return;
+  for (const [tensor, elements] of tensors) {
+    if (elements > limit) {
+      throw new AttnkitError(
+        'unsupported',
+        `${context}: ${tensor} must have at most ${limit} elements on backend "${name}", got ${elements}`,
+        { argument: tensor, expected: `at most ${limit} elements`, actual: String(elements) },
+      );
     }
   }
+}
+
+/** The matmul's operands and output against `limits.tensorElements`. */
+export function assertMatmulSupported(
+  name: string,
+  capabilities: BackendCapabilities,
+  shape: MatmulShape,
+  context = 'matmul',
+): void {
+  const { m, k, n } = shape;
+  const tensors: [string, number][] = [
+    ['a', m * k],
+    ['b', k * n],
+    ['output', m * n],
+  ];
+  assertTensorElements(name, capabilities, tensors, context);
+}
+
+/** A layer's attention (features, head sizes) and every tensor it makes against the limits. */
+export function assertLayerSupported(
+  name: string,
+  capabilities: BackendCapabilities,
+  problem: LayerProblem,
+  context = 'multiHeadAttention',
+): void {
+  assertSupported(name, capabilities, { ...problem.options, shape: problem.attentionShape }, context);
+  const { batch: B, queryLength: Lq, keyLength: Lk, modelDim: M } = problem.shape;
+  const { queryHeads: Hq, kvHeads: Hkv, headDim: D, valueDim: Dv } = problem.shape;
+  const tensors: [string, number][] = [
+    ['x', B * Lq * M],
+    ['context', B * Lk * M],
+    ['weights.wq', M * Hq * D],
+    ['weights.wk', M * Hkv * D],
+    ['weights.wv', M * Hkv * Dv],
+    ['weights.wo', Hq * Dv * M],
+    ['merged', B * Lq * Hq * Dv],
+  ];
+  assertTensorElements(name, capabilities, tensors, context);
 }
 
 /** Calls `run` now, turning a synchronous throw into a rejection. */
@@ -316,6 +405,32 @@ function now<T>(run: () => Promise<T>): Promise<T> {
  * them; while init is pending the inputs are copied first.
  */
 export function createBackend(implementation: BackendImplementation): AttentionBackend {
+  return openGate(implementation).backend;
+}
+
+/**
+ * The gate itself: the {@link AttentionBackend} made from `implementation`, and {@link Gate.call},
+ * the one validate / init / track / dispose sequence every entry point of it runs, for a backend's
+ * own extra entry points (webgpu's `prepare`).
+ */
+export interface Gate<B extends AttentionBackend = AttentionBackend> {
+  readonly backend: B;
+  /**
+   * One gated call: rejects `disposed` after dispose; runs `validate` now (a throw is the call's
+   * rejection, before anything is acquired); then, when the backend is initialised, `run` in the
+   * caller's tick on the validated problem, else `run` on `snapshot(problem)` once init resolves.
+   * Tracked, so `dispose` waits for it.
+   */
+  call<P, R>(
+    method: string,
+    validate: () => P,
+    snapshot: (problem: P) => P,
+    run: (problem: P) => Promise<R>,
+  ): Promise<R>;
+}
+
+/** {@link createBackend}, returning the {@link Gate} (its `backend` and `call`). */
+export function openGate(implementation: BackendImplementation): Gate {
   let initialized = false;
   let initializing: Promise<void> | null = null;
   let disposing: Promise<void> | null = null;
@@ -356,6 +471,43 @@ export function createBackend(implementation: BackendImplementation): AttentionB
     const untrack = () => inFlight.delete(work);
     work.then(untrack, untrack);
     return work;
+  };
+
+  const call = <P, R>(
+    method: string,
+    validate: () => P,
+    snapshot: (problem: P) => P,
+    run: (problem: P) => Promise<R>,
+  ): Promise<R> => {
+    try {
+      ensureOpen(method);
+      const problem = validate();
+      if (initialized) return track(now(() => run(problem)));
+      const copy = snapshot(problem);
+      return track(init().then(() => run(copy)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  const supported = (problem: AttentionRequirements, context: string) =>
+    assertSupported(implementation.name, implementation.capabilities(), problem, context);
+
+  /** The layer composed over the implementation's own calls, on validated data (no second validation). */
+  const composedLayer = async (problem: LayerProblem): Promise<AttentionResult> => {
+    const context = 'multiHeadAttention';
+    const { attended, output } = await composeLayer(
+      {
+        matmul: (a, b, shape, bias) => implementation.matmul({ a, b, bias, shape }),
+        attention: (q, k, v, shape) => {
+          // The float32 range rule on the projected q and k, as a direct attention call checks it.
+          checkLogitRange(context, q, maxAbsFinite(k), shape.headDim, problem.options.scale);
+          return implementation.attention({ q, k, v, shape, ...problem.options });
+        },
+      },
+      problem,
+    );
+    return { ...attended, output };
   };
 
   /** Open caches: the backend's dispose frees them, so memory() returns to what it was before them. */
@@ -445,7 +597,7 @@ export function createBackend(implementation: BackendImplementation): AttentionB
     };
   };
 
-  return {
+  const backend: AttentionBackend = {
     name: implementation.name,
     get capabilities() {
       return implementation.capabilities();
@@ -455,36 +607,28 @@ export function createBackend(implementation: BackendImplementation): AttentionB
       inputs: AttentionInputs,
       options?: KnownAttentionOptions<O>,
     ): Promise<AttentionResultFor<O>> {
-      try {
-        ensureOpen('attention');
-        const problem = validateAttention(inputs, options);
-        if (initialized) {
-          assertSupported(implementation.name, implementation.capabilities(), problem);
-          // See below: the implementation returns what the problem asks for.
-          return track(now(() => implementation.attention(problem) as Promise<AttentionResultFor<O>>));
-        }
-        const snapshot = snapshotAttentionProblem(problem);
-        return track(
-          init().then(() => {
-            assertSupported(implementation.name, implementation.capabilities(), snapshot);
-            // The implementation returns lse/weights whenever the problem asks for them (the
-            // conformance suite checks it), which is what AttentionResultFor<O> promises.
-            return implementation.attention(snapshot) as Promise<AttentionResultFor<O>>;
-          }),
-        );
-      } catch (error) {
-        return Promise.reject(error);
-      }
+      return call(
+        'attention',
+        () => validateAttention(inputs, options),
+        snapshotAttentionProblem,
+        (problem) => {
+          supported(problem, 'attention');
+          // The implementation returns lse/weights whenever the problem asks for them (the
+          // conformance suite checks it), which is what AttentionResultFor<O> promises.
+          return implementation.attention(problem) as Promise<AttentionResultFor<O>>;
+        },
+      );
     },
     attentionBackward<O extends AttentionOptions = AttentionOptions>(
       inputs: AttentionBackwardInputs,
       options?: KnownAttentionOptions<O>,
     ): Promise<AttentionGradientsFor<O>> {
       const context = 'attentionBackward';
-      try {
-        ensureOpen(context);
-        const problem = validateAttentionBackward(inputs, options);
-        const run = (checked: AttentionBackwardProblem) => {
+      return call(
+        context,
+        () => validateAttentionBackward(inputs, options),
+        snapshotAttentionBackwardProblem,
+        (problem) => {
           const capabilities = implementation.capabilities();
           if (implementation.attentionBackward === undefined && capabilities.features.includes('backward')) {
             throw new AttnkitError(
@@ -493,30 +637,46 @@ export function createBackend(implementation: BackendImplementation): AttentionB
               { argument: 'backward', expected: 'an implemented attentionBackward', actual: 'none' },
             );
           }
-          assertSupported(implementation.name, capabilities, checked, context);
+          assertSupported(implementation.name, capabilities, problem, context);
           // The implementation returns gradBias/gradSinks whenever the problem has a bias/sinks (the
           // conformance suite checks it), which is what AttentionGradientsFor<O> promises.
           return (implementation.attentionBackward as NonNullable<typeof implementation.attentionBackward>)(
-            checked,
+            problem,
           ) as Promise<AttentionGradientsFor<O>>;
-        };
-        if (initialized) return track(now(() => run(problem)));
-        const snapshot = snapshotAttentionBackwardProblem(problem);
-        return track(init().then(() => run(snapshot)));
-      } catch (error) {
-        return Promise.reject(error);
-      }
+        },
+      );
     },
     matmul(inputs) {
-      try {
-        ensureOpen('matmul');
-        const problem = validateMatmul(inputs);
-        if (initialized) return track(now(() => implementation.matmul(problem)));
-        const snapshot = snapshotMatmulProblem(problem);
-        return track(init().then(() => implementation.matmul(snapshot)));
-      } catch (error) {
-        return Promise.reject(error);
-      }
+      return call(
+        'matmul',
+        () => validateMatmul(inputs),
+        snapshotMatmulProblem,
+        (problem) => {
+          assertMatmulSupported(implementation.name, implementation.capabilities(), problem.shape);
+          return implementation.matmul(problem);
+        },
+      );
+    },
+    multiHeadAttention<O extends AttentionOptions = AttentionOptions>(
+      inputs: LayerInputs,
+      options?: KnownAttentionOptions<O>,
+    ): Promise<AttentionResultFor<O>> {
+      const context = 'multiHeadAttention';
+      return call(
+        context,
+        () => validateLayer(inputs, options),
+        snapshotLayerProblem,
+        (problem) => {
+          assertLayerSupported(implementation.name, implementation.capabilities(), problem, context);
+          // Either returns lse/weights whenever the options ask for them (conformance checks it).
+          if (implementation.layer !== undefined)
+            return implementation.layer(problem) as Promise<AttentionResultFor<O>>;
+          // The composition reads the out-projection and the option tensors after its first await:
+          // on the caller's arrays only while the call is still in the caller's tick, so copy them.
+          const own = initialized ? snapshotLayerProblem(problem) : problem;
+          return composedLayer(own) as Promise<AttentionResultFor<O>>;
+        },
+      );
     },
     createKVCache(config: KVCacheConfig) {
       try {
@@ -559,4 +719,63 @@ export function createBackend(implementation: BackendImplementation): AttentionB
       return disposing;
     },
   };
+  return { backend, call };
+}
+
+/**
+ * {@link openGate} for a backend with device-resident tensors: the backend also gets
+ * {@link DeviceBackend}'s calls, each through the same {@link Gate.call} (validation by the host
+ * calls' rules with the handle's element count for a length, capability checks, lazy init,
+ * tracking, `disposed` after dispose).
+ */
+export function openDeviceGate<T extends DeviceTensor>(
+  implementation: BackendImplementation,
+  device: DeviceImplementation<T>,
+): Gate<AttentionBackend & DeviceBackend<T>> {
+  const gate = openGate(implementation);
+  const name = implementation.name;
+  const check = device.checkTensor.bind(device);
+  const methods: DeviceBackend<T> = {
+    upload: (data: Float32Array) =>
+      gate.call(
+        'upload',
+        () => validateUpload(data),
+        (d) => d.slice(),
+        (d) => {
+          assertTensorElements(name, implementation.capabilities(), [['data', d.length]], 'upload');
+          return device.upload(d);
+        },
+      ),
+    read: (tensor: T) =>
+      gate.call(
+        'read',
+        () => validateDeviceRead(tensor, check),
+        (t) => t,
+        (t) => device.read(t),
+      ),
+    attentionBuffers: (inputs: DeviceAttentionInputs<T>, options?: AttentionOptions) =>
+      gate.call(
+        'attentionBuffers',
+        () => validateDeviceAttention(inputs, options, check),
+        snapshotOptions,
+        (problem) => {
+          assertSupported(name, implementation.capabilities(), problem, 'attentionBuffers');
+          return device.attention(problem);
+        },
+      ),
+    matmulBuffers: (inputs: DeviceMatmulInputs<T>) =>
+      gate.call(
+        'matmulBuffers',
+        () => validateDeviceMatmul(inputs, check),
+        (problem) => problem,
+        (problem) => {
+          assertMatmulSupported(name, implementation.capabilities(), problem.shape, 'matmulBuffers');
+          return device.matmul(problem);
+        },
+      ),
+    // Synchronous: hands the handle back (nothing to wait for); a value that is not one of this
+    // backend's tensors is an error, not silently ignored.
+    release: (tensor: T) => device.release(check('release', 'tensor', tensor, 'compute')),
+  };
+  return { backend: Object.assign(gate.backend, methods), call: gate.call };
 }

@@ -7,6 +7,9 @@ export {
   ALL_FEATURES,
   type AttentionBackend,
   type AttentionFeature,
+  type AttentionRequirements,
+  assertLayerSupported,
+  assertMatmulSupported,
   assertSupported,
   type BackendCapabilities,
   type BackendFactory,
@@ -14,7 +17,10 @@ export {
   type BackendLimits,
   type BackendMemory,
   createBackend,
+  type Gate,
   METHOD_FEATURES,
+  openDeviceGate,
+  openGate,
   requiredFeatures,
   type Tolerance,
 } from './backend.js';
@@ -58,6 +64,19 @@ export {
   type ParameterCount,
 } from './counting.js';
 export {
+  type DeviceAttentionInputs,
+  type DeviceAttentionProblem,
+  type DeviceAttentionResult,
+  type DeviceBackend,
+  type DeviceImplementation,
+  type DeviceMatmulInputs,
+  type DeviceMatmulProblem,
+  type DeviceTensor,
+  TENSOR_LAYOUTS,
+  type TensorLayout,
+  type TensorUse,
+} from './device.js';
+export {
   AttnkitError,
   type AttnkitErrorCode,
   type AttnkitErrorDetails,
@@ -71,11 +90,15 @@ export {
   validateFactoryOptions,
 } from './factory.js';
 export {
+  type LayerForwardPass,
   type LayerInputs,
+  type LayerProblem,
   type LayerShape,
   type LayerWeights,
   mergeHeads,
   multiHeadAttention,
+  type ResolvedLayer,
+  type ResolvedLayerWeights,
   referenceMultiHeadAttention64,
   splitHeads,
   validateLayer,
@@ -117,7 +140,9 @@ export {
 export {
   snapshotAttentionBackwardProblem,
   snapshotAttentionProblem,
+  snapshotLayerProblem,
   snapshotMatmulProblem,
+  snapshotOptions,
 } from './snapshot.js';
 export type {
   AttentionBias,

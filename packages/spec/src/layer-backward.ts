@@ -75,8 +75,12 @@ export async function multiHeadAttentionForward(
   inputs: LayerInputs,
   options: AttentionOptions = {},
 ): Promise<LayerForward> {
-  const r = validateLayerFor(FORWARD, inputs, options);
-  const pass = await layerForwardPass(backend, inputs, r, { ...options, returnLse: true });
+  const layer = validateLayerFor(FORWARD, inputs, options);
+  const pass = await layerForwardPass(
+    backend,
+    { ...layer, options: { ...layer.options, returnLse: true } },
+    { ...options, returnLse: true },
+  );
   const lse = pass.attended.lse as Float32Array; // asked for above
   return {
     ...pass.attended,
@@ -206,7 +210,8 @@ export async function multiHeadAttentionBackward(
   options: AttentionOptions = {},
   saved?: LayerActivations,
 ): Promise<LayerGradients> {
-  const r = validateLayerFor(BACKWARD, inputs, options);
+  const layer = validateLayerFor(BACKWARD, inputs, options);
+  const r = layer.shape;
   const {
     batch: B,
     queryLength: Lq,
@@ -221,11 +226,12 @@ export async function multiHeadAttentionBackward(
   let act: LayerActivations;
   if (saved !== undefined) act = checkSaved(saved, r);
   else {
-    const pass = await layerForwardPass(backend, inputs, r, {
-      ...options,
-      returnLse: true,
-      returnWeights: false,
-    });
+    const forward = { ...options, returnLse: true, returnWeights: false };
+    const pass = await layerForwardPass(
+      backend,
+      { ...layer, options: { ...layer.options, returnLse: true, returnWeights: false } },
+      forward,
+    );
     const { q, k, v, attended, merged } = pass;
     act = { q, k, v, attentionOutput: attended.output, lse: attended.lse as Float32Array, merged };
   }
@@ -343,7 +349,7 @@ export function referenceMultiHeadAttentionBackward64(
   gradOutput: Float32Array,
   options: AttentionOptions = {},
 ): ReferenceLayerGradients64 {
-  const r = validateLayerFor(BACKWARD, inputs, options);
+  const r = validateLayerFor(BACKWARD, inputs, options).shape;
   const {
     batch: B,
     queryLength: Lq,

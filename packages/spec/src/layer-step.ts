@@ -83,7 +83,7 @@ export async function multiHeadAttentionStep(
 ): Promise<AttentionResult> {
   const { rotary: rotaryGiven, attention } = splitOptions(options);
   if (typeof inputs !== 'object' || inputs === null) invalidArgument(STEP, 'inputs', 'an object', inputs);
-  const r = validateLayer({ x: inputs.x, weights: inputs.weights, shape: inputs.shape }, attention);
+  const r = validateLayer({ x: inputs.x, weights: inputs.weights, shape: inputs.shape }, attention).shape;
   const { batch: B, queryLength: T, modelDim: M, queryHeads: Hq, kvHeads: Hkv, headDim: D, valueDim: Dv } = r;
   const config = cache.config;
   const mismatch: [keyof typeof config, number][] = [

@@ -1,8 +1,8 @@
 import type { AttentionBackend } from './backend.js';
 import { invalidArgument } from './errors.js';
 import { type ReferenceResult64, referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
-import type { AttentionOptions, AttentionResult } from './types.js';
-import { float32Tensor, resolveOptions, resolveShape } from './validate.js';
+import type { AttentionOptions, AttentionResult, MatmulShape, ResolvedShape } from './types.js';
+import { float32Tensor, type ResolvedOptions, resolveOptions, resolveShape } from './validate.js';
 
 /** Sizes of a multi-head attention layer call. */
 export interface LayerShape {
@@ -58,10 +58,39 @@ export interface ResolvedLayer {
   valueDim: number;
 }
 
+/** {@link LayerWeights} as validated: plain views, absent biases `null`. */
+export interface ResolvedLayerWeights {
+  wq: Float32Array;
+  wk: Float32Array;
+  wv: Float32Array;
+  wo: Float32Array;
+  bq: Float32Array | null;
+  bk: Float32Array | null;
+  bv: Float32Array | null;
+  bo: Float32Array | null;
+}
+
+/**
+ * A validated layer call with every default resolved: what a backend's `layer` receives, and what
+ * the spec's composition over `matmul` + `attention` starts from.
+ */
+export interface LayerProblem {
+  /** `[B, Lq, modelDim]`. */
+  x: Float32Array;
+  /** `[B, Lk, modelDim]`, or `null` for self-attention (keys and values come from `x`). */
+  context: Float32Array | null;
+  weights: ResolvedLayerWeights;
+  shape: ResolvedLayer;
+  /** The shape of the attention call inside the layer (the layer's sizes without `modelDim`). */
+  attentionShape: ResolvedShape;
+  /** The attention options, resolved against {@link LayerProblem.attentionShape}. */
+  options: ResolvedOptions;
+}
+
 const LAYER = 'multiHeadAttention';
 
 /** Validates a layer call up front, so nothing is projected before an argument is found wrong. */
-export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {}): ResolvedLayer {
+export function validateLayer(inputs: LayerInputs, options: AttentionOptions = {}): LayerProblem {
   return validateLayerFor(LAYER, inputs, options);
 }
 
@@ -73,7 +102,7 @@ export function validateLayerFor(
   context: string,
   inputs: LayerInputs,
   options: AttentionOptions = {},
-): ResolvedLayer {
+): LayerProblem {
   // The same real-type, real-length check as attention's tensors (a subclass's `length` cannot lie).
   const tensor = (argument: string, value: unknown, length: number, formula: string) =>
     float32Tensor(context, argument, value, length, formula);
@@ -97,9 +126,10 @@ export function validateLayerFor(
     headDim: D,
     valueDim: Dv,
   } = r;
-  tensor('x', inputs.x, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
+  const x = tensor('x', inputs.x, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
+  let source: Float32Array | null = null;
   if (inputs.context !== undefined)
-    tensor('context', inputs.context, B * Lk * M, `B*Lk*modelDim = ${B}*${Lk}*${M}`);
+    source = tensor('context', inputs.context, B * Lk * M, `B*Lk*modelDim = ${B}*${Lk}*${M}`);
   else if (Lk !== Lq)
     invalidArgument(
       context,
@@ -110,16 +140,26 @@ export function validateLayerFor(
   const w = inputs.weights;
   if (typeof w !== 'object' || w === null)
     invalidArgument(context, 'weights', 'an object { wq, wk, wv, wo }', w);
-  tensor('weights.wq', w.wq, M * Hq * D, `modelDim*Hq*D = ${M}*${Hq}*${D}`);
-  tensor('weights.wk', w.wk, M * Hkv * D, `modelDim*Hkv*D = ${M}*${Hkv}*${D}`);
-  tensor('weights.wv', w.wv, M * Hkv * Dv, `modelDim*Hkv*Dv = ${M}*${Hkv}*${Dv}`);
-  tensor('weights.wo', w.wo, Hq * Dv * M, `Hq*Dv*modelDim = ${Hq}*${Dv}*${M}`);
-  if (w.bq !== undefined) tensor('weights.bq', w.bq, Hq * D, `Hq*D = ${Hq}*${D}`);
-  if (w.bk !== undefined) tensor('weights.bk', w.bk, Hkv * D, `Hkv*D = ${Hkv}*${D}`);
-  if (w.bv !== undefined) tensor('weights.bv', w.bv, Hkv * Dv, `Hkv*Dv = ${Hkv}*${Dv}`);
-  if (w.bo !== undefined) tensor('weights.bo', w.bo, M, `modelDim = ${M}`);
-  resolveOptions(options, s, context);
-  return r;
+  const bias = (name: string, value: Float32Array | undefined, length: number, formula: string) =>
+    value === undefined ? null : tensor(`weights.${name}`, value, length, formula);
+  const weights: ResolvedLayerWeights = {
+    wq: tensor('weights.wq', w.wq, M * Hq * D, `modelDim*Hq*D = ${M}*${Hq}*${D}`),
+    wk: tensor('weights.wk', w.wk, M * Hkv * D, `modelDim*Hkv*D = ${M}*${Hkv}*${D}`),
+    wv: tensor('weights.wv', w.wv, M * Hkv * Dv, `modelDim*Hkv*Dv = ${M}*${Hkv}*${Dv}`),
+    wo: tensor('weights.wo', w.wo, Hq * Dv * M, `Hq*Dv*modelDim = ${Hq}*${Dv}*${M}`),
+    bq: bias('bq', w.bq, Hq * D, `Hq*D = ${Hq}*${D}`),
+    bk: bias('bk', w.bk, Hkv * D, `Hkv*D = ${Hkv}*${D}`),
+    bv: bias('bv', w.bv, Hkv * Dv, `Hkv*Dv = ${Hkv}*${Dv}`),
+    bo: bias('bo', w.bo, M, `modelDim = ${M}`),
+  };
+  return {
+    x,
+    context: source,
+    weights,
+    shape: r,
+    attentionShape: s,
+    options: resolveOptions(options, s, context),
+  };
 }
 
 type NumericArray = Float32Array | Float64Array;
@@ -179,15 +219,30 @@ export interface LayerForwardPass {
 }
 
 /**
- * The layer's forward on validated inputs, keeping every intermediate: {@link multiHeadAttention}
- * returns the output, the training forward (layer-backward.ts) keeps the rest for the backward.
+ * The two operations the layer is composed of, on validated data: the gate passes its
+ * implementation's (no second validation), {@link layerForwardPass} a backend's public methods.
  */
-export async function layerForwardPass(
-  backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
-  inputs: LayerInputs,
-  r: ResolvedLayer,
-  options: AttentionOptions,
-): Promise<LayerForwardPass> {
+export interface LayerOps {
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    shape: MatmulShape,
+    bias: Float32Array | null,
+  ): Promise<Float32Array>;
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    shape: ResolvedShape,
+  ): Promise<AttentionResult>;
+}
+
+/**
+ * The layer's forward, written once: project (`x Wq + bq`, `ctx Wk + bk`, `ctx Wv + bv`), split
+ * heads, attend, merge heads, project out (`Wo + bo`), keeping every intermediate (the backward's
+ * saved activations). The backend's `layer` replaces it where a backend has one.
+ */
+export async function composeLayer(ops: LayerOps, problem: LayerProblem): Promise<LayerForwardPass> {
   const {
     batch: B,
     queryLength: Lq,
@@ -197,58 +252,60 @@ export async function layerForwardPass(
     kvHeads: Hkv,
     headDim: D,
     valueDim: Dv,
-  } = r;
-  const { weights: w } = inputs;
-  const source = inputs.context ?? inputs.x;
-  const project = (a: Float32Array, rows: number, b: Float32Array, n: number, bias?: Float32Array) =>
-    backend.matmul({ a, b, shape: { m: rows, k: M, n }, ...(bias && { bias }) });
+  } = problem.shape;
+  const { weights: w } = problem;
+  const source = problem.context ?? problem.x;
+  const project = (a: Float32Array, rows: number, b: Float32Array, n: number, bias: Float32Array | null) =>
+    ops.matmul(a, b, { m: rows, k: M, n }, bias);
   const [qFlat, kFlat, vFlat] = await Promise.all([
-    project(inputs.x, B * Lq, w.wq, Hq * D, w.bq),
+    project(problem.x, B * Lq, w.wq, Hq * D, w.bq),
     project(source, B * Lk, w.wk, Hkv * D, w.bk),
     project(source, B * Lk, w.wv, Hkv * Dv, w.bv),
   ]);
   const q = splitHeads(qFlat, B, Lq, Hq, D);
   const k = splitHeads(kFlat, B, Lk, Hkv, D);
   const v = splitHeads(vFlat, B, Lk, Hkv, Dv);
-  const attended = await backend.attention(
-    {
-      q,
-      k,
-      v,
-      shape: {
-        batch: B,
-        queryHeads: Hq,
-        kvHeads: Hkv,
-        queryLength: Lq,
-        keyLength: Lk,
-        headDim: D,
-        valueDim: Dv,
-      },
-    },
-    options,
-  );
+  const attended = await ops.attention(q, k, v, problem.attentionShape);
   const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);
-  const output = await backend.matmul({
-    a: merged,
-    b: w.wo,
-    shape: { m: B * Lq, k: Hq * Dv, n: M },
-    ...(w.bo && { bias: w.bo }),
-  });
+  const output = await ops.matmul(merged, w.wo, { m: B * Lq, k: Hq * Dv, n: M }, w.bo);
   return { q, k, v, attended, merged, output };
 }
 
 /**
- * The multi-head attention layer, written once over any backend's `matmul` and `attention`:
- * project (`x Wq + bq`, `ctx Wk + bk`, `ctx Wv + bv`), split heads, attend, merge heads, project out
- * (`Wo + bo`). Returns `output [B, Lq, modelDim]`, plus `lse`/`weights` of the attention if asked.
+ * {@link composeLayer} over a backend's public `matmul` and `attention` (each validates its own
+ * call; `options` are the layer's, as given): the training forward and the layer on an object that
+ * is not a gated backend.
+ */
+export function layerForwardPass(
+  backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
+  problem: LayerProblem,
+  options: AttentionOptions,
+): Promise<LayerForwardPass> {
+  return composeLayer(
+    {
+      matmul: (a, b, shape, bias) => backend.matmul({ a, b, shape, ...(bias !== null && { bias }) }),
+      attention: (q, k, v, shape) => backend.attention({ q, k, v, shape }, options),
+    },
+    problem,
+  );
+}
+
+/**
+ * The multi-head attention layer over any backend: dispatched to the backend's own
+ * `multiHeadAttention` (the gate: validation, then the backend's fused `layer` when it has one, else
+ * {@link composeLayer} over its `matmul` and `attention`); an object without one gets the
+ * composition over its public methods. Returns `output [B, Lq, modelDim]`, plus `lse`/`weights` of
+ * the attention if asked.
  */
 export async function multiHeadAttention(
-  backend: Pick<AttentionBackend, 'attention' | 'matmul'>,
+  backend: Pick<AttentionBackend, 'attention' | 'matmul'> &
+    Partial<Pick<AttentionBackend, 'multiHeadAttention'>>,
   inputs: LayerInputs,
   options: AttentionOptions = {},
 ): Promise<AttentionResult> {
-  const r = validateLayer(inputs, options);
-  const { attended, output } = await layerForwardPass(backend, inputs, r, options);
+  if (typeof backend.multiHeadAttention === 'function') return backend.multiHeadAttention(inputs, options);
+  const problem = validateLayer(inputs, options);
+  const { attended, output } = await layerForwardPass(backend, problem, options);
   return { ...attended, output };
 }
 
@@ -289,7 +346,7 @@ export function referenceMultiHeadAttention64(
   inputs: LayerInputs,
   options: AttentionOptions = {},
 ): ReferenceResult64 {
-  const r = validateLayer(inputs, options);
+  const r = validateLayer(inputs, options).shape;
   const { batch: B, queryLength: Lq, modelDim: M, queryHeads: Hq, valueDim: Dv } = r;
   const { w, q, k, v, shape } = referenceProjections64(inputs, r);
   const attended = referenceAttentionProblem64({ q, k, v, shape, ...resolveOptions(options, shape, LAYER) });

@@ -12,6 +12,7 @@ import type {
   AttentionProblem,
   MatmulInputs,
   MatmulProblem,
+  MatmulShape,
   ResolvedBias,
   ResolvedShape,
 } from './types.js';
@@ -33,7 +34,7 @@ export const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>(
   'returnWeights',
 ]);
 
-const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
+export const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
 const MATMUL_INPUT_KEYS: ReadonlySet<string> = new Set(['a', 'b', 'bias', 'shape']);
 const MATMUL_SHAPE_KEYS: ReadonlySet<string> = new Set(['m', 'k', 'n']);
 
@@ -381,13 +382,43 @@ export function validateAttention(given: AttentionInputs, options: AttentionOpti
   return validateAttentionFor(ATTENTION, given, options);
 }
 
+/**
+ * Checks one tensor argument against the length its shape implies and returns it in the form the
+ * backend receives: {@link float32Tensor} for host arrays, the device gate's handle check for device
+ * tensors (device.ts). One rule, two kinds of tensor.
+ */
+export type TensorCheck<T> = (argument: string, value: unknown, length: number, formula: string) => T;
+
 /** {@link validateAttention} with errors named for `context` (the backward call validates the same inputs). */
 export function validateAttentionFor(
   context: string,
   given: AttentionInputs,
   options: AttentionOptions = {},
 ): AttentionProblem {
-  const inputs = readOnce(context, 'inputs', given, INPUT_KEYS, 'an object { q, k, v, shape }');
+  const { q, k, v, shape, resolved } = validateAttentionTensors(
+    context,
+    given,
+    options,
+    INPUT_KEYS,
+    (argument, value, length, formula) => float32Tensor(context, argument, value, length, formula),
+  );
+  checkLogitRange(context, q, maxAbsFinite(k), shape.headDim, resolved.scale);
+  return { q, k, v, shape, ...resolved };
+}
+
+/**
+ * The attention rules shared by host arrays and device tensors: the inputs object read once against
+ * `keys`, the shape, q/k/v by `tensor` at the lengths the shape implies, the output's size, the
+ * options. Returns the raw inputs record too, for keys beyond q/k/v/shape (a device call's `layout`).
+ */
+export function validateAttentionTensors<T>(
+  context: string,
+  given: unknown,
+  options: AttentionOptions,
+  keys: ReadonlySet<string>,
+  tensor: TensorCheck<T>,
+): { q: T; k: T; v: T; shape: ResolvedShape; resolved: ResolvedOptions; inputs: Record<string, unknown> } {
+  const inputs = readOnce(context, 'inputs', given, keys, 'an object { q, k, v, shape }');
   // Read once here (a plain copy), so the keyLength hint below does not read the caller's shape again.
   const shapeFields = readOnce(context, 'shape', inputs.shape, SHAPE_KEYS, 'an object');
   const shape = resolveShape(shapeFields, context);
@@ -401,8 +432,7 @@ export function validateAttentionFor(
     valueDim: Dv,
   } = shape;
 
-  const q = float32Tensor(
-    context,
+  const q = tensor(
     'q',
     inputs.q,
     checkedProduct(context, 'q', [B, Hq, Lq, D]),
@@ -411,15 +441,13 @@ export function validateAttentionFor(
   // A decode call that forgets keyLength gets Lk = Lq: say so, or the expected length looks arbitrary.
   const lkDefaulted =
     shapeFields.keyLength === undefined ? '; shape.keyLength defaults to shape.queryLength' : '';
-  const k = float32Tensor(
-    context,
+  const k = tensor(
     'k',
     inputs.k,
     checkedProduct(context, 'k', [B, Hkv, Lk, D]),
     `B*Hkv*Lk*D = ${B}*${Hkv}*${Lk}*${D}${lkDefaulted}`,
   );
-  const v = float32Tensor(
-    context,
+  const v = tensor(
     'v',
     inputs.v,
     checkedProduct(context, 'v', [B, Hkv, Lk, Dv]),
@@ -428,22 +456,31 @@ export function validateAttentionFor(
   checkedProduct(context, 'output', [B, Hq, Lq, Dv]);
 
   const resolved = resolveOptions(options, shape, context);
-  checkLogitRange(context, q, maxAbsFinite(k), D, resolved.scale);
-  return { q, k, v, shape, ...resolved };
+  return { q, k, v, shape, resolved, inputs };
 }
 
 /** Checks a matmul call: `a [m, k] @ b [k, n] (+ bias [n])`. */
 export function validateMatmul(given: MatmulInputs): MatmulProblem {
-  const context = MATMUL;
+  return validateMatmulTensors(MATMUL, given, (argument, value, length, formula) =>
+    float32Tensor(MATMUL, argument, value, length, formula),
+  );
+}
+
+/** The matmul rules shared by host arrays and device tensors (see {@link validateAttentionTensors}). */
+export function validateMatmulTensors<T>(
+  context: string,
+  given: unknown,
+  tensor: TensorCheck<T>,
+): { a: T; b: T; bias: T | null; shape: MatmulShape } {
   const inputs = readOnce(context, 'inputs', given, MATMUL_INPUT_KEYS, 'an object { a, b, shape, bias? }');
   const shape = readOnce(context, 'shape', inputs.shape, MATMUL_SHAPE_KEYS, 'an object { m, k, n }');
   const m = positiveInteger(context, 'shape.m', shape.m);
   const k = positiveInteger(context, 'shape.k', shape.k);
   const n = positiveInteger(context, 'shape.n', shape.n);
   checkedProduct(context, 'output', [m, n]);
-  const a = float32Tensor(context, 'a', inputs.a, checkedProduct(context, 'a', [m, k]), `m*k = ${m}*${k}`);
-  const b = float32Tensor(context, 'b', inputs.b, checkedProduct(context, 'b', [k, n]), `k*n = ${k}*${n}`);
-  const bias = inputs.bias === undefined ? null : float32Tensor(context, 'bias', inputs.bias, n, `n = ${n}`);
+  const a = tensor('a', inputs.a, checkedProduct(context, 'a', [m, k]), `m*k = ${m}*${k}`);
+  const b = tensor('b', inputs.b, checkedProduct(context, 'b', [k, n]), `k*n = ${k}*${n}`);
+  const bias = inputs.bias === undefined ? null : tensor('bias', inputs.bias, n, `n = ${n}`);
   return { a, b, bias, shape: { m, k, n } };
 }
 

@@ -65,9 +65,14 @@ describe('value exports', () => {
         'MAX_TENSOR_ELEMENTS',
         'allocating',
         'assertSupported',
+        'assertLayerSupported',
+        'assertMatmulSupported',
         'attentionFlops',
         'countParameters',
         'createBackend',
+        'openDeviceGate',
+        'openGate',
+        'TENSOR_LAYOUTS',
         'createReferenceBackend',
         'createReferenceKVCache',
         'ReferenceKVCache',
@@ -93,6 +98,8 @@ describe('value exports', () => {
         'resolveShape',
         'snapshotAttentionProblem',
         'snapshotMatmulProblem',
+        'snapshotLayerProblem',
+        'snapshotOptions',
         'splitHeads',
         'validateAttention',
         'validateFactoryOptions',
@@ -332,10 +339,15 @@ describe('reference and counting', () => {
     );
   });
 
-  it('runs the multi-head attention layer on anything with attention and matmul', () => {
+  it('runs the multi-head attention layer on anything with attention and matmul (its own layer when it has one)', () => {
     expectTypeOf(multiHeadAttention)
       .parameter(0)
-      .toEqualTypeOf<Pick<AttentionBackend, 'attention' | 'matmul'>>();
+      .toEqualTypeOf<
+        Pick<AttentionBackend, 'attention' | 'matmul'> & Partial<Pick<AttentionBackend, 'multiHeadAttention'>>
+      >();
+    expectTypeOf<Pick<AttentionBackend, 'attention' | 'matmul'>>().toExtend<
+      Parameters<typeof multiHeadAttention>[0]
+    >();
     expectTypeOf<AttentionBackend>().toExtend<Parameters<typeof multiHeadAttention>[0]>();
     expectTypeOf(multiHeadAttention).returns.toEqualTypeOf<Promise<AttentionResult>>();
   });

@@ -1,21 +1,20 @@
 import {
   ALL_FEATURES,
-  type AttentionBackend,
   type AttentionBackwardProblem,
   type AttentionFeature,
   type AttentionGradients,
-  type AttentionOptions,
   type AttentionProblem,
   type AttentionResult,
   AttnkitError,
   type BackendCapabilities,
   type BackendImplementation,
   type BackendMemory,
-  createBackend,
+  type DeviceImplementation,
   type FactoryOptionSchema,
   type KVCacheImplementation,
-  type LayerInputs,
+  type LayerProblem,
   type MatmulProblem,
+  openDeviceGate,
   type ResolvedKVCacheConfig,
   type ResolvedShape,
   resolveShape,
@@ -30,10 +29,9 @@ import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline }
 import { attentionVariant, backwardVariant, cacheVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
+import { checkGpuTensor } from './transfer.js';
 import type {
-  GpuAttentionInputs,
-  GpuAttentionResult,
-  GpuMatmulInputs,
+  GpuTensor,
   TransferCounters,
   WebGpuBackend,
   WebGpuBackendOptions,
@@ -44,6 +42,7 @@ export type {
   GpuAttentionInputs,
   GpuAttentionResult,
   GpuMatmulInputs,
+  GpuTensor,
   TensorLayout,
   TransferCounters,
   WebGpuBackend,
@@ -125,8 +124,6 @@ const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward', 'kvC
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;
   private state: DeviceState | null = null;
-  private readonly inFlight = new Set<Promise<unknown>>();
-  private disposed = false;
 
   constructor(private readonly options: WebGpuBackendOptions) {}
 
@@ -185,7 +182,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
 
   usable(): DeviceState | null {
     const s = this.state;
-    return !this.disposed && s !== null && s.lost === null ? s : null;
+    return s !== null && s.lost === null ? s : null;
   }
 
   /**
@@ -194,11 +191,11 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
    * caller's device is never replaced: calls keep rejecting with `device`.
    */
   async live(): Promise<void> {
-    // The wrapper's own methods (upload, attentionBuffers, ...) reach here before init: init through
-    // the spec gate's init, which runs it once however many calls wait for it.
-    if (!this.disposed && this.state === null) await this.initialize();
+    // Calls reach here after the gate's init; a device dropped by a failed replacement is acquired
+    // again through the gate's init (once however many calls wait; `disposed` after dispose).
+    if (this.state === null) await this.initialize();
     const s = this.state;
-    if (this.disposed || s === null || s.lost === null || !s.acquired.owned) return;
+    if (s === null || s.lost === null || !s.acquired.owned) return;
     if (this.recovering === null) {
       this.recovering = (async () => {
         s.pool.destroyAll();
@@ -212,19 +209,12 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
   }
 
   ready(): DeviceState {
-    if (this.disposed) {
-      throw new AttnkitError('disposed', `webgpu: backend "${NAME}" has been disposed`, {
-        argument: 'backend',
-        expected: 'a backend that has not been disposed',
-        actual: 'disposed',
-      });
-    }
     const s = this.state;
     if (s === null) {
-      throw new AttnkitError('unavailable', 'webgpu: backend used before init()', {
+      throw new AttnkitError('unavailable', 'webgpu: backend used before init() or after dispose()', {
         argument: 'backend',
         expected: 'an initialised backend',
-        actual: 'not initialised',
+        actual: 'not initialised or disposed',
       });
     }
     if (s.lost !== null)
@@ -232,15 +222,8 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return s;
   }
 
-  /** Tracks work so `dispose` waits for it. */
-  track<T>(work: Promise<T>): Promise<T> {
-    this.inFlight.add(work);
-    const untrack = () => this.inFlight.delete(work);
-    work.then(untrack, untrack);
-    return work;
-  }
-
-  // ---------- operations (host.ts: host arrays; resident.ts: device buffers) ----------
+  // ---------- operations (host.ts: host arrays; resident.ts: device tensors) ----------
+  // Every one is called by the spec's gate, on a validated problem that fits the capabilities.
 
   attention(problem: AttentionProblem): Promise<AttentionResult> {
     return host.attention(this, problem);
@@ -268,32 +251,22 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return s === null ? { uploadBytes: 0, uploads: 0, downloadBytes: 0, downloads: 0 } : { ...s.transfers };
   }
 
-  multiHeadAttention(inputs: LayerInputs, options: AttentionOptions = {}): Promise<AttentionResult> {
-    return host.multiHeadAttention(this, inputs, options);
+  layer(problem: LayerProblem): Promise<AttentionResult> {
+    return host.layer(this, problem);
   }
 
-  attentionBuffers(inputs: GpuAttentionInputs, options: AttentionOptions = {}): Promise<GpuAttentionResult> {
-    return resident.attentionBuffers(this, inputs, options);
-  }
+  /** The device-resident half (the gate's `upload`, `read`, `attentionBuffers`, `matmulBuffers`, `release`). */
+  readonly resident: DeviceImplementation<GpuTensor> = {
+    checkTensor: checkGpuTensor,
+    upload: (data) => resident.upload(this, data),
+    read: (tensor) => resident.read(this, tensor),
+    attention: (problem) => resident.attentionBuffers(this, problem),
+    matmul: (problem) => resident.matmulBuffers(this, problem),
+    release: (tensor) => this.state?.pool.release(tensor.buffer),
+  };
 
-  matmulBuffers(inputs: GpuMatmulInputs): Promise<GPUBuffer> {
-    return resident.matmulBuffers(this, inputs);
-  }
-
-  upload(data: Float32Array): Promise<GPUBuffer> {
-    return resident.upload(this, data);
-  }
-
-  read(buffer: GPUBuffer, elements: number): Promise<Float32Array> {
-    return resident.read(this, buffer, elements);
-  }
-
-  release(buffer: GPUBuffer): void {
-    this.state?.pool.release(buffer);
-  }
-
-  async prepare(workloads: readonly WebGpuWorkload[]): Promise<void> {
-    const checked = checkWorkloads(workloads);
+  /** Compiles the pipelines of validated workloads (called by the gate after init). */
+  async prepare(checked: readonly CheckedWorkload[]): Promise<void> {
     await this.live();
     const s = this.ready();
     // The same cache the calls read (per device and variant), so a prepared variant is never
@@ -314,25 +287,13 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return { hostBytes: 0, deviceBytes: this.state?.pool.deviceBytes ?? 0 };
   }
 
+  /** Called by the gate once the calls in flight have ended; later calls reject `disposed` there. */
   async dispose(): Promise<void> {
-    this.disposed = true;
-    await Promise.allSettled([...this.inFlight]);
     const s = this.state;
     this.state = null;
     if (s === null) return;
     s.pool.destroyAll();
     if (s.acquired.owned) s.device.destroy();
-  }
-
-  /** For the wrapper's extra methods: rejects after dispose. */
-  assertOpen(method: string): void {
-    if (this.disposed) {
-      throw new AttnkitError('disposed', `${method}: backend "${NAME}" has been disposed`, {
-        argument: 'backend',
-        expected: 'a backend that has not been disposed',
-        actual: 'disposed',
-      });
-    }
   }
 }
 
@@ -391,30 +352,20 @@ const OPTION_SCHEMA: FactoryOptionSchema<WebGpuBackendOptions> = {
 export function createWebGpuBackend(given?: WebGpuBackendOptions): WebGpuBackend {
   const options = validateFactoryOptions('createWebGpuBackend', given, OPTION_SCHEMA);
   const impl = new WebGpuImplementation(options);
-  const base = createBackend(impl);
+  // One gate for every entry point: the spec's calls, the device-resident ones and prepare.
+  const gate = openDeviceGate(impl, impl.resident);
+  const base = gate.backend;
   impl.initialize = () => base.init();
-  // Called in the caller's tick: each operation validates first (bad input acquires nothing) and
-  // reads the caller's host arrays before it returns (see host.ts).
-  const run = <T>(method: string, work: () => Promise<T>): Promise<T> => {
-    try {
-      impl.assertOpen(method);
-      return impl.track(work());
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
   // defineProperty, not a getter in Object.assign: assign would read the device before init.
   Object.defineProperty(base, 'device', { get: () => impl.device, enumerable: true });
-  return Object.assign(base as AttentionBackend & { readonly device: GPUDevice }, {
-    attentionBuffers: (inputs: GpuAttentionInputs, opts?: AttentionOptions) =>
-      run('attentionBuffers', () => impl.attentionBuffers(inputs, opts)),
-    matmulBuffers: (inputs: GpuMatmulInputs) => run('matmulBuffers', () => impl.matmulBuffers(inputs)),
-    multiHeadAttention: (inputs: LayerInputs, opts?: AttentionOptions) =>
-      run('multiHeadAttention', () => impl.multiHeadAttention(inputs, opts)),
-    upload: (data: Float32Array) => run('upload', () => impl.upload(data)),
-    read: (buffer: GPUBuffer, elements: number) => run('read', () => impl.read(buffer, elements)),
-    release: (buffer: GPUBuffer) => impl.release(buffer),
-    prepare: (workloads: readonly WebGpuWorkload[]) => run('prepare', () => impl.prepare(workloads)),
+  return Object.assign(base as typeof base & { readonly device: GPUDevice }, {
+    prepare: (workloads: readonly WebGpuWorkload[]) =>
+      gate.call(
+        'prepare',
+        () => checkWorkloads(workloads),
+        (checked) => checked,
+        (checked) => impl.prepare(checked),
+      ),
     transfers: () => impl.transfers(),
   });
 }

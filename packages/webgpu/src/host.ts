@@ -1,20 +1,16 @@
 import {
-  type AttentionOptions,
   type AttentionProblem,
   type AttentionResult,
-  type LayerInputs,
-  type LayerWeights,
+  type LayerProblem,
   type MatmulProblem,
-  type ResolvedShape,
-  resolveOptions,
   snapshotAttentionProblem,
+  snapshotLayerProblem,
   snapshotMatmulProblem,
-  validateLayer,
 } from '@attnkit/spec';
 import { encodeAttention, encodeMatmul, type OptionBuffers, uploadAttentionOptions } from './encode.js';
 import { deviceError, guarded, invalidArgument } from './errors.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
-import { type AttentionOptionsPart, checkElements, checkMatmul, planAttention } from './planning.js';
+import { planAttention } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
 import { copyToStaging, readStaging, uploadFloats } from './transfer.js';
 
@@ -25,17 +21,6 @@ import { copyToStaging, readStaging, uploadFloats } from './transfer.js';
 // before its first await. When the device cannot be used right now (lost, being replaced, or not yet
 // initialised) the arrays are copied instead, then uploaded once it can. Either way a caller who
 // writes into (or transfers) an input right after the call, without awaiting, does not change it.
-
-/** Copies of the option tensors, for a call that has to wait before it can upload them. */
-export function copyOptions<T extends AttentionOptionsPart>(o: T): T {
-  return {
-    ...o,
-    keyMask: o.keyMask?.slice() ?? null,
-    bias: o.bias === null ? null : { ...o.bias, data: o.bias.data.slice() },
-    alibiSlopes: o.alibiSlopes?.slice() ?? null,
-    sinks: o.sinks?.slice() ?? null,
-  };
-}
 
 /**
  * Calls `run` now when the device is usable (its synchronous part reads the caller's arrays), else on
@@ -169,7 +154,6 @@ export function matmul(rt: Runtime, problem: MatmulProblem): Promise<Float32Arra
 
 async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32Array> {
   const context = 'matmul';
-  checkMatmul(s, context, problem.shape);
   const { device, pool } = s;
   const { m, k, n } = problem.shape;
   intact(context, 'a', problem.a, m * k);
@@ -197,90 +181,38 @@ async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32
   return output;
 }
 
-/** Copies of a layer's host arrays, for a call that has to wait before it can upload them. */
-function copyLayer(inputs: LayerInputs): LayerInputs {
-  const w = inputs.weights;
-  const weights: LayerWeights = { wq: w.wq.slice(), wk: w.wk.slice(), wv: w.wv.slice(), wo: w.wo.slice() };
-  for (const name of ['bq', 'bk', 'bv', 'bo'] as const) {
-    const bias = w[name];
-    if (bias !== undefined) weights[name] = bias.slice();
-  }
-  const copied: LayerInputs = { ...inputs, x: inputs.x.slice(), weights };
-  if (inputs.context !== undefined) copied.context = inputs.context.slice();
-  return copied;
-}
-
 /**
- * The multi-head attention layer, every projection and the attention on the device, one readback.
- * Validates first (nothing acquired on bad input).
+ * The multi-head attention layer (the gate's `layer`, on a validated problem that fits the
+ * capabilities): every projection and the attention on the device, q/k/v and the attention output
+ * kept in `blhd`, the layout a projection writes, so nothing is transposed; one readback.
  */
-export function multiHeadAttention(
-  rt: Runtime,
-  inputs: LayerInputs,
-  options: AttentionOptions = {},
-): Promise<AttentionResult> {
-  const context = 'multiHeadAttention';
-  try {
-    const r = validateLayer(inputs, options);
-    const shape: ResolvedShape = {
-      batch: r.batch,
-      queryHeads: r.queryHeads,
-      kvHeads: r.kvHeads,
-      queryLength: r.queryLength,
-      keyLength: r.keyLength,
-      headDim: r.headDim,
-      valueDim: r.valueDim,
-    };
-    const resolved = resolveOptions(options, shape, context);
-    const problem = { inputs, resolved };
-    const copy = (p: typeof problem) => ({ inputs: copyLayer(p.inputs), resolved: copyOptions(p.resolved) });
-    return whenUsable(rt, problem, copy, (s, p) => layerOn(rt, s, p.inputs, shape, p.resolved, r.modelDim));
-  } catch (error) {
-    return Promise.reject(error);
-  }
+export function layer(rt: Runtime, problem: LayerProblem): Promise<AttentionResult> {
+  return whenUsable(rt, problem, snapshotLayerProblem, (s, p) => layerOn(rt, s, p));
 }
 
-async function layerOn(
-  rt: Runtime,
-  s: DeviceState,
-  inputs: LayerInputs,
-  shape: ResolvedShape,
-  resolved: AttentionOptionsPart,
-  M: number,
-): Promise<AttentionResult> {
+async function layerOn(rt: Runtime, s: DeviceState, problem: LayerProblem): Promise<AttentionResult> {
   const context = 'multiHeadAttention';
+  const { options: resolved, attentionShape: shape } = problem;
   const {
     batch: B,
     queryLength: Lq,
     keyLength: Lk,
+    modelDim: M,
     queryHeads: Hq,
     kvHeads: Hkv,
     headDim: D,
     valueDim: Dv,
-  } = shape;
-  const sizes: [string, number][] = [
-    ['x', B * Lq * M],
-    ['context', B * Lk * M],
-    ['q', B * Lq * Hq * D],
-    ['k', B * Lk * Hkv * D],
-    ['v', B * Lk * Hkv * Dv],
-    ['merged', B * Lq * Hq * Dv],
-    ['weights.wq', M * Hq * D],
-    ['weights.wk', M * Hkv * D],
-    ['weights.wv', M * Hkv * Dv],
-    ['weights.wo', Hq * Dv * M],
-  ];
-  for (const [name, n] of sizes) checkElements(s, context, name, n);
+  } = problem.shape;
   const plan = planAttention(s, rt.workgroupSize, shape, resolved, 'blhd', context);
   const { device, pool } = s;
-  const w = inputs.weights;
+  const w = problem.weights;
   // Before the first await: every host array of the layer is copied to the device here.
   const up = await guarded(s, context, () => {
-    const one = (data: Float32Array | undefined) => (data === undefined ? null : uploadFloats(s, data));
-    const x = uploadFloats(s, inputs.x);
+    const one = (data: Float32Array | null) => (data === null ? null : uploadFloats(s, data));
+    const x = uploadFloats(s, problem.x);
     return {
       x,
-      source: inputs.context === undefined ? x : uploadFloats(s, inputs.context),
+      source: problem.context === null ? x : uploadFloats(s, problem.context),
       wq: uploadFloats(s, w.wq),
       wk: uploadFloats(s, w.wk),
       wv: uploadFloats(s, w.wv),

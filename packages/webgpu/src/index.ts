@@ -11,6 +11,7 @@ export {
   type GpuAttentionInputs,
   type GpuAttentionResult,
   type GpuMatmulInputs,
+  type GpuTensor,
   type TensorLayout,
   type TransferCounters,
   type WebGpuBackend,

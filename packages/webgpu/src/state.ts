@@ -26,13 +26,13 @@ export interface DeviceState {
 
 /**
  * What the operation modules need from the backend: `live()` replaces a lost device this backend
- * owns, `ready()` returns the state or throws (`disposed`, `unavailable`, `device`).
+ * owns, `ready()` returns the state or throws (`unavailable` before init or after dispose, `device` when lost).
  */
 export interface Runtime {
   live(): Promise<void>;
   ready(): DeviceState;
   /**
-   * The state when a call can use the device right now (initialised, not lost, not disposed), else
+   * The state when a call can use the device right now (initialised and not lost), else
    * `null`: then the call copies the caller's arrays before it waits for `live()`.
    */
   usable(): DeviceState | null;

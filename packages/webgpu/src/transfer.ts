@@ -1,7 +1,8 @@
-import { AttnkitError } from '@attnkit/spec';
+import { AttnkitError, type TensorUse } from '@attnkit/spec';
 import { deviceError, invalidArgument, untilLost } from './errors.js';
 import { MAP_READ_MODE, STORAGE_USAGE, Usage } from './pool.js';
 import type { DeviceState } from './state.js';
+import type { GpuTensor } from './types.js';
 
 export interface Staged {
   buffer: GPUBuffer;
@@ -59,6 +60,29 @@ export function checkBuffer(
     );
   }
   return value;
+}
+
+/**
+ * The device gate's check of a {@link GpuTensor} (`DeviceImplementation.checkTensor`): an object
+ * `{ buffer, elements }` whose buffer {@link checkBuffer} accepts for `elements` floats (bound in a
+ * kernel; `read` also needs COPY_SRC). Each field is read once, into a fresh handle, so a getter
+ * cannot hand the check one buffer and the kernel another. The gate then compares `elements` with
+ * the shape.
+ */
+export function checkGpuTensor(context: string, argument: string, value: unknown, use: TensorUse): GpuTensor {
+  if (typeof value !== 'object' || value === null)
+    throw invalidArgument(context, argument, 'a GpuTensor { buffer, elements }', value);
+  const { buffer, elements } = value as Record<string, unknown>;
+  if (typeof elements !== 'number' || !Number.isInteger(elements) || elements < 0)
+    throw invalidArgument(context, `${argument}.elements`, 'an integer >= 0', elements);
+  const checked = checkBuffer(
+    context,
+    `${argument}.buffer`,
+    buffer,
+    elements,
+    use === 'read' ? Usage.COPY_SRC : 0,
+  );
+  return { buffer: checked, elements };
 }
 
 function isShared(buffer: ArrayBufferLike): boolean {

@@ -1,12 +1,15 @@
 import type {
   AttentionBackend,
-  AttentionOptions,
-  AttentionResult,
   AttentionShape,
-  LayerInputs,
-  MatmulShape,
+  DeviceAttentionInputs,
+  DeviceAttentionResult,
+  DeviceBackend,
+  DeviceMatmulInputs,
+  DeviceTensor,
 } from '@attnkit/spec';
 import type { DeviceOptions } from './device.js';
+
+export type { TensorLayout } from '@attnkit/spec';
 
 /** Options of {@link createWebGpuBackend}. */
 export interface WebGpuBackendOptions extends DeviceOptions {
@@ -15,36 +18,27 @@ export interface WebGpuBackendOptions extends DeviceOptions {
 }
 
 /**
- * Memory layout of q/k/v/output buffers on the device path. `bhld` is the spec's `[B, H, L, D]`;
- * `blhd` is `[B, L, H, D]`, what a projection `[B*L, H*D]` produces, so matmul output feeds
- * attention (and attention output feeds the output projection) without a transpose.
+ * A tensor on this backend's device: a `GPUBuffer` and the float32 elements it holds, what the
+ * device-resident calls take and return. The buffer may be larger than `elements * 4` bytes (the
+ * backend's come from a pool of size classes). Wrap a buffer of your own as `{ buffer, elements }`;
+ * it needs `STORAGE` usage (and `COPY_SRC` to be read back) and must not be mapped.
  */
-export type TensorLayout = 'bhld' | 'blhd';
-
-/** Device-resident attention inputs: buffers made on this backend's device. */
-export interface GpuAttentionInputs {
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
-  shape: AttentionShape;
-  /** Layout of q, k, v and the returned output. Default `bhld`. */
-  layout?: TensorLayout;
+export interface GpuTensor extends DeviceTensor {
+  readonly buffer: GPUBuffer;
+  readonly elements: number;
 }
 
-/** Device-resident attention results. The buffers belong to the backend: `release()` them when done. */
-export interface GpuAttentionResult {
-  output: GPUBuffer;
-  lse?: GPUBuffer;
-  weights?: GPUBuffer;
-}
+/**
+ * Device-resident attention inputs: tensors on this backend's device; `layout` (default `bhld`)
+ * applies to q, k, v and the output.
+ */
+export type GpuAttentionInputs = DeviceAttentionInputs<GpuTensor>;
+
+/** Device-resident attention results. The tensors belong to the backend: `release()` them when done. */
+export type GpuAttentionResult = DeviceAttentionResult<GpuTensor>;
 
 /** Device-resident matmul inputs. */
-export interface GpuMatmulInputs {
-  a: GPUBuffer;
-  b: GPUBuffer;
-  bias?: GPUBuffer;
-  shape: MatmulShape;
-}
+export type GpuMatmulInputs = DeviceMatmulInputs<GpuTensor>;
 
 /** One kind of call {@link WebGpuBackend.prepare} compiles the pipelines of. */
 export interface WebGpuWorkload {
@@ -63,22 +57,14 @@ export interface WebGpuWorkload {
   kvCache?: boolean;
 }
 
-/** The WebGPU backend: the spec contract plus a device-resident path. */
-export interface WebGpuBackend extends AttentionBackend {
+/**
+ * The WebGPU backend: the spec contract (its `multiHeadAttention` runs the whole layer on the
+ * device, one readback) plus the spec's device-resident calls on {@link GpuTensor}s (`upload`,
+ * `read`, `attentionBuffers`, `matmulBuffers`, `release`), all through the spec's one gate.
+ */
+export interface WebGpuBackend extends AttentionBackend, DeviceBackend<GpuTensor> {
   /** The device in use (after `init()`). */
   readonly device: GPUDevice;
-  /** Attention on buffers already on the device; nothing is read back. */
-  attentionBuffers(inputs: GpuAttentionInputs, options?: AttentionOptions): Promise<GpuAttentionResult>;
-  /** `a @ b (+ bias)` on device buffers; returns a backend buffer. */
-  matmulBuffers(inputs: GpuMatmulInputs): Promise<GPUBuffer>;
-  /** The multi-head attention layer, every projection and the attention on the device, one readback. */
-  multiHeadAttention(inputs: LayerInputs, options?: AttentionOptions): Promise<AttentionResult>;
-  /** Copies a `Float32Array` into a new backend buffer (release it when done). */
-  upload(data: Float32Array): Promise<GPUBuffer>;
-  /** Reads `elements` floats from the start of a buffer. */
-  read(buffer: GPUBuffer, elements: number): Promise<Float32Array>;
-  /** Hands a buffer returned by this backend back to its pool. */
-  release(buffer: GPUBuffer): void;
   /**
    * Initialises the backend and compiles, ahead of time, the pipelines that calls of these workloads
    * will use, so the first real call does not pay for shader compilation (seconds on a software

@@ -10,6 +10,7 @@ import createDefault, {
   type DeviceOptions,
   type GpuAttentionInputs,
   type GpuAttentionResult,
+  type GpuTensor,
   type TensorLayout,
   type WebGpuBackend,
   type WebGpuBackendOptions,
@@ -29,7 +30,10 @@ describe('@attnkit/webgpu public API', () => {
       (inputs: GpuAttentionInputs, options?: AttentionOptions) => Promise<GpuAttentionResult>
     >();
     expectTypeOf<WebGpuBackend['multiHeadAttention']>().parameter(0).toEqualTypeOf<LayerInputs>();
-    expectTypeOf<GpuAttentionInputs['q']>().toEqualTypeOf<GPUBuffer>();
+    expectTypeOf<GpuAttentionInputs['q']>().toEqualTypeOf<GpuTensor>();
+    expectTypeOf<GpuTensor['buffer']>().toEqualTypeOf<GPUBuffer>();
+    expectTypeOf<WebGpuBackend['upload']>().toEqualTypeOf<(data: Float32Array) => Promise<GpuTensor>>();
+    expectTypeOf<WebGpuBackend['read']>().toEqualTypeOf<(tensor: GpuTensor) => Promise<Float32Array>>();
     expectTypeOf<TensorLayout>().toEqualTypeOf<'bhld' | 'blhd'>();
   });
 

@@ -262,9 +262,9 @@ describe('device-resident path', () => {
     const out = await backend.attentionBuffers({ q, k, v, shape }, options);
     const tol = backend.capabilities.tolerance;
     const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk } = { ...shape, keyLength: 37 };
-    expectClose('output', await backend.read(out.output, ref.output.length), ref.output, tol);
-    expectClose('lse', await backend.read(out.lse!, B * Hq * Lq), ref.lse, tol);
-    expectClose('weights', await backend.read(out.weights!, B * Hq * Lq * Lk), ref.weights, tol);
+    expectClose('output', await backend.read(out.output), ref.output, tol);
+    expectClose('lse', await backend.read(out.lse!), ref.lse, tol);
+    expectClose('weights', await backend.read(out.weights!), ref.weights, tol);
 
     // [B, L, H, D]: transpose on the host, then the output comes back in the same layout.
     const toBlhd = (t: Float32Array, H: number, L: number, D: number) => {
@@ -285,7 +285,7 @@ describe('device-resident path', () => {
       { causal: true },
     );
     const refBlhd = toBlhd(new Float32Array(ref.output), 4, Lq, 5);
-    expectClose('blhd output', await backend.read(out2.output, refBlhd.length), refBlhd, tol);
+    expectClose('blhd output', await backend.read(out2.output), refBlhd, tol);
 
     // matmul on device buffers feeding from an attention output.
     const w = random(5 * 3, 80);
@@ -296,8 +296,15 @@ describe('device-resident path', () => {
       shape: { m: B * Lq * 4, k: 5, n: 3 },
     });
     const refProjected = referenceMatmulInputs64({ a: refBlhd, b: w, shape: { m: B * Lq * 4, k: 5, n: 3 } });
-    expectClose('chained matmul', await backend.read(projected, refProjected.length), refProjected, tol);
-    for (const buffer of [
+    expectClose('chained matmul', await backend.read(projected), refProjected, tol);
+    // The element counts the results carry are what their shapes imply.
+    expect([out.output, out.lse!, out.weights!, projected].map((t) => t.elements)).toEqual([
+      ref.output.length,
+      B * Hq * Lq,
+      B * Hq * Lq * Lk,
+      refProjected.length,
+    ]);
+    for (const tensor of [
       q,
       k,
       v,
@@ -311,19 +318,31 @@ describe('device-resident path', () => {
       out.weights!,
       out2.output,
     ])
-      backend.release(buffer);
+      backend.release(tensor);
   });
 
-  it('rejects a buffer that is too small, naming it', async () => {
+  it('rejects a tensor of the wrong element count, naming it, even when its buffer is large enough', async () => {
     const shape: AttentionShape = { batch: 1, queryHeads: 1, queryLength: 4, headDim: 4 };
     const q = await backend.upload(new Float32Array(16));
     const tiny = await backend.upload(new Float32Array(2));
-    // Pool buffers are at least 256 bytes; ask for more than that.
-    const big: AttentionShape = { ...shape, queryLength: 100 };
-    await expect(backend.attentionBuffers({ q, k: tiny, v: tiny, shape: big })).rejects.toMatchObject({
+    // Pool buffers are at least 256 bytes (64 floats): the element count decides, not the buffer's size.
+    expect(tiny.buffer.size).toBeGreaterThanOrEqual(16 * 4);
+    await expect(backend.attentionBuffers({ q, k: tiny, v: tiny, shape })).rejects.toMatchObject({
       code: 'invalid-argument',
-      argument: 'q.size',
+      argument: 'k.elements',
+      expected: '16 (B*Hkv*Lk*D = 1*1*4*4; shape.keyLength defaults to shape.queryLength)',
+      actual: '2',
     });
+    // A caller's handle that claims more elements than its buffer holds is its buffer's error.
+    const claimed = { buffer: q.buffer, elements: 100 * 4 };
+    await expect(
+      backend.attentionBuffers({
+        q: claimed,
+        k: q,
+        v: q,
+        shape: { ...shape, queryLength: 100, keyLength: 4 },
+      }),
+    ).rejects.toMatchObject({ code: 'invalid-argument', argument: 'q.buffer.size' });
     backend.release(q);
     backend.release(tiny);
   });
@@ -339,7 +358,8 @@ describe('device-resident path', () => {
     const k = make();
     const v = make();
     q.destroy();
-    const error = await backend.attentionBuffers({ q, k, v, shape }).catch((e: unknown) => e);
+    const [tq, tk, tv] = [q, k, v].map((buffer) => ({ buffer, elements: 16 }));
+    const error = await backend.attentionBuffers({ q: tq, k: tk, v: tv, shape }).catch((e: unknown) => e);
     expect(isAttnkitError(error) && error.code).toBe('device');
     k.destroy();
     v.destroy();

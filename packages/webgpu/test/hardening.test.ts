@@ -66,25 +66,27 @@ function detach(array: Float32Array): void {
 describe('failed calls give back every buffer they took', () => {
   it('50 calls failing on the device leave deviceBytes where it was', async () => {
     const good = await backend.upload(random(64, 1));
-    const dead = backend.device.createBuffer({ size: 256, usage: STORAGE | COPY_DST | COPY_SRC });
-    dead.destroy();
+    const deadBuffer = backend.device.createBuffer({ size: 256, usage: STORAGE | COPY_DST | COPY_SRC });
+    deadBuffer.destroy();
+    const dead = { buffer: deadBuffer, elements: 64 };
     const mm = { m: 4, k: 4, n: 4 };
+    const q = { buffer: good.buffer, elements: 40 };
+    const kv = { buffer: good.buffer, elements: 24 };
+    const m16 = { buffer: good.buffer, elements: 16 };
+    const bias4 = { buffer: good.buffer, elements: 4 };
     // One successful call of each kind first, so the pool holds what these calls need.
-    const out = await backend.attentionBuffers(
-      { q: good, k: good, v: good, shape: tiny },
-      { returnLse: true },
-    );
+    const out = await backend.attentionBuffers({ q, k: kv, v: kv, shape: tiny }, { returnLse: true });
     backend.release(out.output);
     backend.release(out.lse!);
-    backend.release(await backend.matmulBuffers({ a: good, b: good, bias: good, shape: mm }));
+    backend.release(await backend.matmulBuffers({ a: m16, b: m16, bias: bias4, shape: mm }));
     const before = backend.memory().deviceBytes;
     for (let n = 0; n < 25; n++) {
       const a = await backend
-        .attentionBuffers({ q: dead, k: good, v: good, shape: tiny }, { returnLse: true })
+        .attentionBuffers({ q: { ...dead, elements: 40 }, k: kv, v: kv, shape: tiny }, { returnLse: true })
         .catch((e: unknown) => e);
       expect(isAttnkitError(a) && a.code).toBe('device');
       const b = await backend
-        .matmulBuffers({ a: dead, b: good, bias: good, shape: mm })
+        .matmulBuffers({ a: { ...dead, elements: 16 }, b: m16, bias: bias4, shape: mm })
         .catch((e: unknown) => e);
       expect(isAttnkitError(b) && b.code).toBe('device');
     }
@@ -96,26 +98,43 @@ describe('failed calls give back every buffer they took', () => {
 describe('the device-resident path validates before it acquires anything', () => {
   it('bad arguments are invalid-argument, and no device is acquired', async () => {
     const { backend: lazy, asked } = countingBackend();
-    const fake = { size: 1024, usage: STORAGE | COPY_SRC, destroy: () => undefined } as unknown as GPUBuffer;
+    const buffer = {
+      size: 1024,
+      usage: STORAGE | COPY_SRC,
+      destroy: () => undefined,
+    } as unknown as GPUBuffer;
+    const t = (elements: number) => ({ buffer, elements });
+    const [q, kv] = [t(40), t(24)];
+    type Inputs = Parameters<WebGpuBackend['attentionBuffers']>[0];
     const calls: [Promise<unknown>, string][] = [
-      [lazy.attentionBuffers(null as unknown as Parameters<WebGpuBackend['attentionBuffers']>[0]), 'inputs'],
-      [lazy.attentionBuffers({ q: {} as GPUBuffer, k: fake, v: fake, shape: tiny }), 'q'],
-      [lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: { ...tiny, headDim: 0 } }), 'shape.headDim'],
-      [lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: tiny, layout: 'lhbd' as 'bhld' }), 'layout'],
+      [lazy.attentionBuffers(null as unknown as Inputs), 'inputs'],
+      [lazy.attentionBuffers({ q: {} as typeof q, k: kv, v: kv, shape: tiny }), 'q.elements'],
       [
-        lazy.attentionBuffers({ q: fake, k: fake, v: fake, shape: tiny }, { slidingWindow: 0 }),
+        lazy.attentionBuffers({ q: { buffer: {} as GPUBuffer, elements: 40 }, k: kv, v: kv, shape: tiny }),
+        'q.buffer',
+      ],
+      [lazy.attentionBuffers({ q: t(41), k: kv, v: kv, shape: tiny }), 'q.elements'],
+      [lazy.attentionBuffers({ q, k: kv, v: t(23), shape: tiny }), 'v.elements'],
+      [lazy.attentionBuffers({ q, k: kv, v: kv, shape: { ...tiny, headDim: 0 } }), 'shape.headDim'],
+      [lazy.attentionBuffers({ q, k: kv, v: kv, shape: tiny, layout: 'lhbd' as 'bhld' }), 'layout'],
+      [
+        lazy.attentionBuffers({ q, k: kv, v: kv, shape: tiny }, { slidingWindow: 0 }),
         'options.slidingWindow',
       ],
-      [lazy.matmulBuffers({ a: fake, b: fake, shape: { m: 2, k: 0, n: 2 } }), 'shape.k'],
-      [lazy.matmulBuffers({ a: fake, b: 5 as unknown as GPUBuffer, shape: { m: 2, k: 2, n: 2 } }), 'b'],
+      [lazy.matmulBuffers({ a: t(4), b: t(4), shape: { m: 2, k: 0, n: 2 } }), 'shape.k'],
+      [lazy.matmulBuffers({ a: t(4), b: 5 as unknown as typeof q, shape: { m: 2, k: 2, n: 2 } }), 'b'],
+      [lazy.matmulBuffers({ a: t(4), b: t(5), shape: { m: 2, k: 2, n: 2 } }), 'b.elements'],
       [lazy.upload([1, 2, 3] as unknown as Float32Array), 'data'],
-      [lazy.read(fake, -1), 'elements'],
+      [lazy.read(t(-1)), 'tensor.elements'],
       [
-        lazy.read({ size: 64, usage: STORAGE, destroy: () => undefined } as unknown as GPUBuffer, 4),
-        'buffer.usage',
+        lazy.read({ buffer: { ...buffer, usage: STORAGE } as unknown as GPUBuffer, elements: 4 }),
+        'tensor.buffer.usage',
       ],
     ];
     for (const [call, argument] of calls) expectInvalid(await call.catch((e: unknown) => e), argument);
+    expect(() => lazy.release(5 as unknown as typeof q)).toThrow(
+      expect.objectContaining({ argument: 'tensor' }),
+    );
     expect(asked()).toBe(0);
     expect(lazy.memory().deviceBytes).toBe(0);
     await lazy.dispose();
@@ -123,25 +142,36 @@ describe('the device-resident path validates before it acquires anything', () =>
 
   it("a caller's buffer that cannot be used is invalid-argument naming it, not a device error", async () => {
     const device = backend.device;
-    const noCopy = device.createBuffer({ size: 256, usage: STORAGE });
-    expectInvalid(await backend.read(noCopy, 4).catch((e: unknown) => e), 'buffer.usage');
-    const mapped = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC, mappedAtCreation: true });
+    const noCopy = { buffer: device.createBuffer({ size: 256, usage: STORAGE }), elements: 4 };
+    expectInvalid(await backend.read(noCopy).catch((e: unknown) => e), 'tensor.buffer.usage');
+    const mappedBuffer = device.createBuffer({
+      size: 256,
+      usage: STORAGE | COPY_SRC,
+      mappedAtCreation: true,
+    });
     const good = await backend.upload(random(64, 2));
     const before = backend.memory().deviceBytes;
-    expectInvalid(
-      await backend.attentionBuffers({ q: mapped, k: good, v: good, shape: tiny }).catch((e: unknown) => e),
-      'q.mapState',
-    );
+    const kv = { buffer: good.buffer, elements: 24 };
     expectInvalid(
       await backend
-        .matmulBuffers({ a: good, b: mapped, shape: { m: 4, k: 4, n: 4 } })
+        .attentionBuffers({ q: { buffer: mappedBuffer, elements: 40 }, k: kv, v: kv, shape: tiny })
         .catch((e: unknown) => e),
-      'b.mapState',
+      'q.buffer.mapState',
     );
-    expectInvalid(await backend.read(mapped, 4).catch((e: unknown) => e), 'buffer.mapState');
+    const m16 = { buffer: good.buffer, elements: 16 };
+    expectInvalid(
+      await backend
+        .matmulBuffers({ a: m16, b: { buffer: mappedBuffer, elements: 16 }, shape: { m: 4, k: 4, n: 4 } })
+        .catch((e: unknown) => e),
+      'b.buffer.mapState',
+    );
+    expectInvalid(
+      await backend.read({ buffer: mappedBuffer, elements: 4 }).catch((e: unknown) => e),
+      'tensor.buffer.mapState',
+    );
     expect(backend.memory().deviceBytes).toBe(before);
-    noCopy.destroy();
-    mapped.destroy();
+    noCopy.buffer.destroy();
+    mappedBuffer.destroy();
     backend.release(good);
   });
 });
@@ -189,8 +219,8 @@ describe('inputs are read before the call returns', () => {
     const pending = backend.upload(transferred);
     detach(transferred);
     const [a, b] = await Promise.all([overwritten, pending]);
-    expect(await backend.read(a, 40)).toEqual(original);
-    expect(await backend.read(b, 40)).toEqual(original2);
+    expect(await backend.read(a)).toEqual(original);
+    expect(await backend.read(b)).toEqual(original2);
     backend.release(a);
     backend.release(b);
   });
@@ -222,13 +252,8 @@ describe('inputs are read before the call returns', () => {
     const resident = backend.attentionBuffers({ q, k, v, shape: tiny }, options);
     bias.data.fill(1e30);
     const out = await resident;
-    expectClose(
-      'output',
-      await backend.read(out.output, expected.output.length),
-      expected.output,
-      backend.capabilities.tolerance,
-    );
-    for (const buffer of [q, k, v, out.output, out.lse!]) backend.release(buffer);
+    expectClose('output', await backend.read(out.output), expected.output, backend.capabilities.tolerance);
+    for (const tensor of [q, k, v, out.output, out.lse!]) backend.release(tensor);
   });
 
   it('attention and matmul through the backend: a transferred input never yields a stale result', async () => {

@@ -55,8 +55,8 @@ describe('SharedArrayBuffer-backed inputs', () => {
       backend.capabilities.tolerance,
     );
     const data = shared(random(10, 26));
-    const buffer = await backend.upload(data);
-    expect(await backend.read(buffer, 10)).toEqual(Float32Array.from(data));
-    backend.release(buffer);
+    const tensor = await backend.upload(data);
+    expect(await backend.read(tensor)).toEqual(Float32Array.from(data));
+    backend.release(tensor);
   });
 });

@@ -161,7 +161,7 @@ export function naiveMultiHeadAttentionBackward32(
   gradOutput: Float32Array,
   options: AttentionOptions = {},
 ): Gradients32 {
-  const r = validateLayer(inputs, options);
+  const r = validateLayer(inputs, options).shape;
   const {
     batch: B,
     queryLength: Lq,
@@ -242,7 +242,7 @@ function gradientTensors(
   inputs: LayerInputs,
   reference: ReferenceLayerGradients64,
 ): { path: string; ref: Float64Array; row: number }[] {
-  const r = validateLayer(inputs);
+  const r = validateLayer(inputs).shape;
   const { modelDim: M, queryHeads: Hq, kvHeads: Hkv, headDim: D, valueDim: Dv } = r;
   const list: { path: string; ref: Float64Array; row: number }[] = [
     { path: 'gradX', ref: reference.gradX, row: M },
