@@ -17,7 +17,14 @@ import {
   validateFactoryOptions,
   visibleKeyRange,
 } from '@attnkit/spec';
-import { type BackwardKernels, runBackward } from './backward.js';
+import {
+  type GlContextKind,
+  type GlInput,
+  type GlKernel,
+  type GlRuntime,
+  type GlTexture,
+  openGl,
+} from './gl.js';
 import {
   rowMaxKernel as backwardRowMaxKernel,
   rowSumKernel as backwardRowSumKernel,
@@ -31,15 +38,7 @@ import {
   rowMax4Kernel,
   rowSum4Kernel,
   sinkTermsKernel,
-} from './backward-kernels.js';
-import {
-  type GlContextKind,
-  type GlInput,
-  type GlKernel,
-  type GlRuntime,
-  type GlTexture,
-  openGl,
-} from './gl.js';
+} from './kernels/backward.js';
 import {
   accumulateKernel,
   finalizeKernel,
@@ -52,7 +51,8 @@ import {
   rowMaxKernel,
   scoresKernel,
   weightsKernel,
-} from './kernels.js';
+} from './kernels/forward.js';
+import { type BackwardKernels, runBackward } from './run-backward.js';
 
 /** Sizes beyond 2^31 - 1 cannot index a GL texture or a typed array anyway. */
 const MAX_OPTION = 2 ** 31 - 1;

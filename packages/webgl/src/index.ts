@@ -11,7 +11,6 @@ export {
   createWebglBackend,
   WEBGL_TOLERANCE,
   type WebglBackendOptions,
-  WebglImplementation,
 } from './backend.js';
 export { GL_KERNEL_CLASSES, type GlContextKind, type GlKernelClass, type GlRuntime, openGl } from './gl.js';
 

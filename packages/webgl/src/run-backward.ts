@@ -10,8 +10,8 @@ import {
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import { DKV_INFO, DQ_INFO, HEAD_INFO, RANGE_INFO } from './backward-kernels.js';
 import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
+import { DKV_INFO, DQ_INFO, HEAD_INFO, RANGE_INFO } from './kernels/backward.js';
 
 /** The compiled backward kernels (one instance each: none reads its own output). */
 export interface BackwardKernels {

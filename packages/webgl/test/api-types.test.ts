@@ -1,8 +1,9 @@
 // Type-level tests of @attnkit/webgl's public API, checked by tsc (`pnpm typecheck` covers test/).
 // This package's vitest projects run only *.browser.test.ts and *.node.test.ts files, so the
 // assertions here are compile-time only; creating a backend acquires nothing until init().
-import type { AttentionBackend, BackendFactory, BackendImplementation, Tolerance } from '@attnkit/spec';
+import type { AttentionBackend, BackendFactory, Tolerance } from '@attnkit/spec';
 import { describe, expectTypeOf, it } from 'vitest';
+import * as publicApi from '../src/index.js';
 import createDefault, {
   createWebglBackend,
   GL_KERNEL_CLASSES,
@@ -11,7 +12,6 @@ import createDefault, {
   openGl,
   WEBGL_TOLERANCE,
   type WebglBackendOptions,
-  type WebglImplementation,
 } from '../src/index.js';
 
 describe('@attnkit/webgl public API', () => {
@@ -26,7 +26,11 @@ describe('@attnkit/webgl public API', () => {
     expectTypeOf<WebglBackendOptions['tileKeys']>().toEqualTypeOf<number | undefined>();
     expectTypeOf<WebglBackendOptions['blockElements']>().toEqualTypeOf<number | undefined>();
     expectTypeOf<{ tileKeys: string }>().not.toExtend<WebglBackendOptions>();
-    expectTypeOf<WebglImplementation>().toExtend<BackendImplementation>();
+  });
+
+  it('exports the factory, its options, the tolerance and the GL runtime hooks, no internals', () => {
+    // the implementation class is internal: tests reach it through src/backend.ts
+    expectTypeOf(publicApi).not.toHaveProperty('WebglImplementation');
   });
 
   it('names only real GL kernel classes (never the CPU fallback)', () => {

@@ -10,7 +10,8 @@ import {
   referenceAttentionBackward64,
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createWebglBackend, openGl, WebglImplementation } from '../src/index.js';
+import { WebglImplementation } from '../src/backend.js';
+import { createWebglBackend, openGl } from '../src/index.js';
 
 const backend = createWebglBackend();
 /** The portable kernels (what WebGL1 and headless-gl run) on the same WebGL2 context. */

@@ -8,7 +8,8 @@ import {
   referenceMultiHeadAttention64,
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createWebglBackend, WebglImplementation } from '../src/index.js';
+import { WebglImplementation } from '../src/backend.js';
+import { createWebglBackend } from '../src/index.js';
 
 const backend = createWebglBackend();
 let tol = { atol: 0, rtol: 0 };

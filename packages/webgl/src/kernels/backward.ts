@@ -20,8 +20,8 @@
  * `keyMask [Lk, B]` (1/0 floats), `heads [4, Hq]` (`0 ALiBi slope, 1 sink or -inf, 2 kv head`), and
  * uniforms. A bias row is `b * bsb + h * bsh + i * bsi` (strides in units of bias rows).
  */
-import type { KernelSpec } from './gl.js';
-import { LOOP_MAX } from './kernels.js';
+import type { KernelSpec } from '../gl.js';
+import { LOOP_MAX } from './forward.js';
 
 /** Columns of the per-output-row tables the host builds (exact integers, see kernels.ts). */
 export const DQ_INFO = {

@@ -8,7 +8,7 @@
  * the host computes exactly (integer arithmetic in float shaders is a rounding hazard):
  * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink`.
  */
-import type { KernelSpec } from './gl.js';
+import type { KernelSpec } from '../gl.js';
 
 /** Column indices of the per-row table. */
 export const ROW_INFO = {
