@@ -31,6 +31,7 @@ export {
   validateAttentionBackward,
 } from './backward.js';
 export {
+  KV_CACHE_PRECISIONS,
   type KVCache,
   type KVCacheAppend,
   type KVCacheAppendProblem,
@@ -38,6 +39,7 @@ export {
   type KVCacheAttentionProblem,
   type KVCacheConfig,
   type KVCacheImplementation,
+  type KVCachePrecision,
   type KVCacheQuery,
   type ResolvedKVCacheConfig,
   validateKVCacheAppend,
@@ -65,6 +67,16 @@ export {
   describeValue,
   isAttnkitError,
 } from './errors.js';
+export {
+  F16_MAX,
+  F16_ROUNDS_TO_INFINITY,
+  F16_SUBNORMAL_ERROR,
+  F16_UNIT_ROUNDOFF,
+  type F16StorageBound,
+  type F16StorageBoundInputs,
+  f16StorageErrorBound,
+  roundToF16,
+} from './f16.js';
 export {
   type FactoryOptionRule,
   type FactoryOptionSchema,
