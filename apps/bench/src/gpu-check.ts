@@ -41,10 +41,10 @@ export const HARDWARE_PLAN: GpuCheckPlan = {
   prefillHeads: [1, 8],
   decodeLengths: [1024, 4096, 16384, 65536],
   ceilingSizes: [1024, 2048, 4096],
-  conformance: { filter: null, maxWork: null, deadlineMs: 270_000 },
+  conformance: { filter: null, maxWork: null, deadlineMs: 240_000 },
   benchBudgetMs: 120_000,
   cellBudgetMs: 4_000,
-  ortDeadlineMs: 60_000,
+  ortDeadlineMs: 45_000,
 };
 
 /** On a software adapter (SwiftShader, llvmpipe): the same parts, small enough to finish. */
@@ -58,7 +58,8 @@ export function softwarePlan(base: GpuCheckPlan): GpuCheckPlan {
       base.ceilingSizes.filter((n) => n <= 512).length > 0
         ? base.ceilingSizes.filter((n) => n <= 512)
         : [256],
-    conformance: base.conformance && { ...base.conformance, maxWork: base.conformance.maxWork ?? 2e6 },
+    conformance: base.conformance && { ...base.conformance, maxWork: base.conformance.maxWork ?? 1e6 },
+    benchBudgetMs: Math.min(base.benchBudgetMs, 90_000),
     cellBudgetMs: 8_000,
   };
 }
@@ -584,6 +585,7 @@ export async function runGpuCheck(
     console.log(`conformance: running (deadline ${plan.conformance.deadlineMs / 1000} s) ...`);
     result.conformance = await runConformanceChild(plan.conformance, process.env);
     console.log(`conformance: ${result.conformance.tail.split('\n').pop()}`);
+    write(); // each part is on disk as soon as it is done: a run stopped later keeps it
   } else result.conformance = { ...result.conformance, tail: 'skipped by the plan' };
   const backend = createWebGpuBackend({ gpu, adapterOptions });
   try {
@@ -603,8 +605,10 @@ export async function runGpuCheck(
     result.ceiling.bestGflops = good.length === 0 ? null : Math.max(...good.map((r) => r.gflops));
     console.log('bench: prefill ...');
     result.prefill = await prefillPart(backend, plan, result.ceiling.bestGflops, deadline);
+    write();
     console.log('bench: KV-cache decode ...');
     result.decode = await decodePart(backend, plan, start + plan.benchBudgetMs);
+    write();
   } catch (error) {
     notes.push(`bench stopped: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
