@@ -58,8 +58,13 @@ export function softwarePlan(base: GpuCheckPlan): GpuCheckPlan {
       base.ceilingSizes.filter((n) => n <= 512).length > 0
         ? base.ceilingSizes.filter((n) => n <= 512)
         : [256],
-    conformance: base.conformance && { ...base.conformance, maxWork: base.conformance.maxWork ?? 1e6 },
-    benchBudgetMs: Math.min(base.benchBudgetMs, 90_000),
+    // SwiftShader is slow at the suite too: it gets more of the 8 minutes, the timed parts less
+    conformance: base.conformance && {
+      ...base.conformance,
+      maxWork: base.conformance.maxWork ?? 1e6,
+      deadlineMs: Math.max(base.conformance.deadlineMs, 300_000),
+    },
+    benchBudgetMs: Math.min(base.benchBudgetMs, 60_000),
     cellBudgetMs: 8_000,
   };
 }
@@ -606,6 +611,10 @@ export async function runGpuCheck(
     console.log('bench: prefill ...');
     result.prefill = await prefillPart(backend, plan, result.ceiling.bestGflops, deadline);
     write();
+    if (result.prefill.some((p) => p.ofCeiling !== null && p.ofCeiling > 1))
+      notes.push(
+        'the WGSL matmul is slower than attnkit prefill on this adapter, so it is no ceiling here (software adapters punish register tiling); its ratios are not shares of a ceiling',
+      );
     console.log('bench: KV-cache decode ...');
     result.decode = await decodePart(backend, plan, start + plan.benchBudgetMs);
     write();
