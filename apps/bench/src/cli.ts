@@ -241,9 +241,14 @@ async function main(argv: string[]): Promise<void> {
     cmd.error(`--causal must be true, false or both, got "${options.causal}"`);
   if (
     options.mode !== undefined &&
-    !['prefill', 'decode', 'both', 'backward', 'decode-cache'].includes(options.mode)
+    !['prefill', 'decode', 'both', 'backward', 'decode-cache', 'gpu'].includes(options.mode)
   )
-    cmd.error(`--mode must be prefill, decode, both, backward or decode-cache, got "${options.mode}"`);
+    cmd.error(`--mode must be prefill, decode, both, backward, decode-cache or gpu, got "${options.mode}"`);
+  if (options.mode === 'gpu') {
+    // its own plan, process and file (gpu-check.ts): the subject grid and the peers do not apply
+    const { runGpuMode } = await import('./gpu-mode.js');
+    return runGpuMode(options);
+  }
   if (options.rssProbe !== undefined && options.mode !== 'backward')
     cmd.error('--rss-probe measures the backward: use it with --mode backward');
   if (options.list) {

@@ -78,7 +78,7 @@ export interface CliOptions {
   heads?: HeadPreset[];
   dims?: number[];
   causal?: 'true' | 'false' | 'both';
-  mode?: 'prefill' | 'decode' | 'both' | 'backward' | 'decode-cache';
+  mode?: 'prefill' | 'decode' | 'both' | 'backward' | 'decode-cache' | 'gpu';
   /** Backward mode: the RSS probe's N, or false for none; undefined = the default for the run. */
   rssProbe?: number | false;
   budget?: number;
@@ -115,7 +115,7 @@ export function program(): Command {
     .option('--causal <which>', 'true, false or both')
     .option(
       '--mode <which>',
-      'prefill (Lq = Lk = N), decode (Lq = 1, Lk = N), both, backward (forward + attentionBackward on its own grid: N 512..8192, D 64, h1 and h8, causal and not), or decode-cache (per-step latency of a resident KV cache: Lk 1k..32k, GQA 32/8 and h8, D 64 and 128)',
+      'prefill (Lq = Lk = N), decode (Lq = 1, Lk = N), both, backward (forward + attentionBackward on its own grid: N 512..8192, D 64, h1 and h8, causal and not), or decode-cache (per-step latency of a resident KV cache: Lk 1k..32k, GQA 32/8 and h8, D 64 and 128), or gpu (scripts/gpu-check.sh: adapter, webgpu conformance, WGSL matmul ceiling, webgpu prefill and KV-cache decode on Dawn, one JSON)',
     )
     .option(
       '--rss-probe <n|off>',
@@ -240,7 +240,8 @@ export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptio
           ? [true, false]
           : [options.causal === 'true'],
     modes:
-      options.mode === undefined
+      // --mode gpu never reaches the grid (cli.ts hands it to gpu-mode.ts)
+      options.mode === undefined || options.mode === 'gpu'
         ? base.modes
         : options.mode === 'both'
           ? ['prefill', 'decode']

@@ -62,9 +62,17 @@ export class Comparison {
    * `|naive - ref|` in the element's row of `rowLength` values and `naive` the naive float32
    * composition (computed only when some element exceeds `atol + rtol*|ref|`, so a passing case
    * costs nothing more; a naive value that is not finite allows nothing extra). NaN must meet NaN
-   * and an infinity the same infinity, exactly. A refused tolerance fails every tensor.
+   * and an infinity the same infinity, exactly. A refused tolerance fails every tensor. `allowance`,
+   * one value per row, is an error the spec declares on top (f16 storage: `f16StorageErrorBound`).
    */
-  tensor(name: string, got: unknown, ref: ArrayLike<number>, naiveValues?: NaiveValues, rowLength = 1): void {
+  tensor(
+    name: string,
+    got: unknown,
+    ref: ArrayLike<number>,
+    naiveValues?: NaiveValues,
+    rowLength = 1,
+    allowance?: ArrayLike<number>,
+  ): void {
     if (this.refused !== null) {
       this.fail(`${name}: ${this.refused}`);
       return;
@@ -96,11 +104,17 @@ export class Comparison {
         continue;
       }
       const abs = Math.abs(actual - expected);
-      let bound = atol + rtol * Math.abs(expected);
+      const row = Math.floor(index / rowLength);
+      const extra = allowance === undefined ? 0 : allowance[row];
+      if (!(Number.isFinite(extra) && extra >= 0)) {
+        this.fail(`${name}[${index}]: the declared extra allowance ${extra} is not a finite number >= 0`);
+        continue;
+      }
+      let bound = atol + rtol * Math.abs(expected) + extra;
       let naiveError = 0;
       if (abs > bound && fudge > 0 && naiveValues !== undefined) {
         rowErrors ??= naiveRowErrors(naiveValues(), ref, rowLength);
-        naiveError = rowErrors[Math.floor(index / rowLength)];
+        naiveError = rowErrors[row];
         bound += fudge * naiveError;
       }
       const ratio = abs / bound;
@@ -112,7 +126,7 @@ export class Comparison {
       if (this.worstRatio === null || ratio > this.worstRatio) this.worstRatio = ratio;
       if (ratio > 1) {
         this.fail(
-          `${name}[${index}]: got ${actual}, expected ${expected} (|diff| ${abs.toExponential(3)} > atol ${atol} + rtol ${rtol} * |ref| + fudge ${fudge} * naive-float32 error ${naiveError.toExponential(3)})`,
+          `${name}[${index}]: got ${actual}, expected ${expected} (|diff| ${abs.toExponential(3)} > atol ${atol} + rtol ${rtol} * |ref| + fudge ${fudge} * naive-float32 error ${naiveError.toExponential(3)}${allowance === undefined ? '' : ` + declared allowance ${extra.toExponential(3)}`})`,
         );
       }
     }

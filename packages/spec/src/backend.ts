@@ -75,6 +75,8 @@ export type AttentionFeature =
   | 'valueDim'
   /** `createKVCache` (spec README, "KV cache"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
   | 'kvCache'
+  /** `createKVCache({ precision: 'f16-storage' })`: binary16 K/V storage (spec README, "KV cache"). Needs `kvCache`. */
+  | 'kvCacheF16Storage'
   /** `attentionBackward` (spec README, "Backward"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
   | 'backward';
 
@@ -95,10 +97,11 @@ export const ALL_FEATURES: readonly AttentionFeature[] = [
 ];
 
 /**
- * Features that are methods of a backend rather than options of `attention`: `createKVCache` and
- * `attentionBackward`. A capabilities list holds {@link ALL_FEATURES} members and these, nothing else.
+ * Features that are methods of a backend rather than options of `attention`: `createKVCache` (and its
+ * `precision: 'f16-storage'` config) and `attentionBackward`. A capabilities list holds
+ * {@link ALL_FEATURES} members and these, nothing else.
  */
-export const METHOD_FEATURES: readonly AttentionFeature[] = ['kvCache', 'backward'];
+export const METHOD_FEATURES: readonly AttentionFeature[] = ['kvCache', 'kvCacheF16Storage', 'backward'];
 
 /** Per-dimension upper bounds. Absent means "as large as memory allows". */
 export interface BackendLimits {
@@ -694,6 +697,17 @@ export function openGate(implementation: BackendImplementation): Gate {
                   argument: 'kvCache',
                   expected: `one of the supported features: ${features.join(', ')}`,
                   actual: 'kvCache',
+                },
+              );
+            }
+            if (resolved.precision === 'f16-storage' && !features.includes('kvCacheF16Storage')) {
+              throw new AttnkitError(
+                'unsupported',
+                `createKVCache: backend "${implementation.name}" does not support config.precision 'f16-storage'`,
+                {
+                  argument: 'config.precision',
+                  expected: "'f32' (capabilities lack kvCacheF16Storage)",
+                  actual: 'f16-storage',
                 },
               );
             }

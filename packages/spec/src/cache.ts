@@ -1,4 +1,5 @@
 import { AttnkitError, invalidArgument } from './errors.js';
+import { F16_ROUNDS_TO_INFINITY } from './f16.js';
 import type { AttentionOptions, AttentionResult, ResolvedShape } from './types.js';
 import {
   checkLogitRange,
@@ -22,7 +23,20 @@ export interface KVCacheConfig {
    * which reserves nothing until the first append.
    */
   capacity?: number;
+  /**
+   * How the cache stores K and V. `'f32'` (default): float32. `'f16-storage'`: binary16, each value
+   * rounded to nearest on append, accumulated in float32: half the bytes, an error declared
+   * separately ({@link f16StorageErrorBound}, spec README "KV cache"). A backend whose capabilities
+   * lack `kvCacheF16Storage` rejects it `unsupported`.
+   */
+  precision?: KVCachePrecision;
 }
+
+/** How a KV cache stores keys and values ({@link KVCacheConfig.precision}). */
+export type KVCachePrecision = 'f32' | 'f16-storage';
+
+/** Every {@link KVCachePrecision}, in the order the error message lists them. */
+export const KV_CACHE_PRECISIONS: readonly KVCachePrecision[] = ['f32', 'f16-storage'];
 
 /** {@link KVCacheConfig} with its defaults applied. */
 export interface ResolvedKVCacheConfig {
@@ -31,6 +45,7 @@ export interface ResolvedKVCacheConfig {
   headDim: number;
   valueDim: number;
   capacity: number;
+  precision: KVCachePrecision;
 }
 
 /** New keys and values for every row. */
@@ -112,7 +127,14 @@ export interface KVCacheImplementation {
   dispose(): void;
 }
 
-const CONFIG_KEYS: ReadonlySet<string> = new Set(['batch', 'kvHeads', 'headDim', 'valueDim', 'capacity']);
+const CONFIG_KEYS: ReadonlySet<string> = new Set([
+  'batch',
+  'kvHeads',
+  'headDim',
+  'valueDim',
+  'capacity',
+  'precision',
+]);
 const APPEND_KEYS: ReadonlySet<string> = new Set(['k', 'v', 'tokens', 'lengths']);
 const QUERY_KEYS: ReadonlySet<string> = new Set(['q', 'queryHeads', 'queryLength']);
 /** Options of the stateless call that a cache cannot take: they are shaped `[.., Lk]` and Lk differs per row. */
@@ -164,7 +186,7 @@ export function validateKVCacheConfig(given: unknown): ResolvedKVCacheConfig {
     'config',
     given,
     CONFIG_KEYS,
-    'an object { batch, kvHeads, headDim, valueDim?, capacity? }',
+    'an object { batch, kvHeads, headDim, valueDim?, capacity?, precision? }',
   );
   const batch = integerAtLeast(context, 'config.batch', config.batch, 1);
   const kvHeads = integerAtLeast(context, 'config.kvHeads', config.kvHeads, 1);
@@ -174,7 +196,16 @@ export function validateKVCacheConfig(given: unknown): ResolvedKVCacheConfig {
   const capacity =
     config.capacity === undefined ? 0 : integerAtLeast(context, 'config.capacity', config.capacity, 0);
   product(context, 'config.capacity', [batch, kvHeads, capacity, Math.max(headDim, valueDim)]);
-  return { batch, kvHeads, headDim, valueDim, capacity };
+  const precision = config.precision === undefined ? 'f32' : config.precision;
+  if (!KV_CACHE_PRECISIONS.includes(precision as KVCachePrecision)) {
+    invalidArgument(
+      context,
+      'config.precision',
+      `one of ${KV_CACHE_PRECISIONS.map((p) => `'${p}'`).join(', ')}`,
+      precision,
+    );
+  }
+  return { batch, kvHeads, headDim, valueDim, capacity, precision: precision as KVCachePrecision };
 }
 
 /** Validates an append against the cache's config and current lengths. */
@@ -201,6 +232,23 @@ export function validateKVCacheAppend(
     product(context, 'chunk.v', [B, Hkv, tokens, Dv]),
     `B*Hkv*tokens*Dv = ${B}*${Hkv}*${tokens}*${Dv}`,
   );
+  if (config.precision === 'f16-storage') {
+    // A finite value binary16 cannot hold would be stored as infinity: rejected, as float32 overflow is.
+    for (const [argument, tensor] of [
+      ['chunk.k', k],
+      ['chunk.v', v],
+    ] as const) {
+      const largest = maxAbsFinite(tensor);
+      if (largest >= F16_ROUNDS_TO_INFINITY) {
+        invalidArgument(
+          context,
+          argument,
+          `finite values below ${F16_ROUNDS_TO_INFINITY} in magnitude (binary16 storage rounds larger ones to infinity)`,
+          largest,
+        );
+      }
+    }
+  }
   const kept =
     chunk.lengths === undefined
       ? new Array<number>(B).fill(tokens)

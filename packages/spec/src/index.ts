@@ -37,6 +37,7 @@ export {
   validateAttentionBackward,
 } from './backward.js';
 export {
+  KV_CACHE_PRECISIONS,
   type KVCache,
   type KVCacheAppend,
   type KVCacheAppendProblem,
@@ -44,6 +45,7 @@ export {
   type KVCacheAttentionProblem,
   type KVCacheConfig,
   type KVCacheImplementation,
+  type KVCachePrecision,
   type KVCacheQuery,
   type ResolvedKVCacheConfig,
   validateKVCacheAppend,
@@ -84,6 +86,16 @@ export {
   describeValue,
   isAttnkitError,
 } from './errors.js';
+export {
+  F16_MAX,
+  F16_ROUNDS_TO_INFINITY,
+  F16_SUBNORMAL_ERROR,
+  F16_UNIT_ROUNDOFF,
+  type F16StorageBound,
+  type F16StorageBoundInputs,
+  f16StorageErrorBound,
+  roundToF16,
+} from './f16.js';
 export {
   type FactoryOptionRule,
   type FactoryOptionSchema,

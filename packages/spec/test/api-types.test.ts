@@ -60,6 +60,13 @@ describe('value exports', () => {
         'roundGradients',
         'snapshotAttentionBackwardProblem',
         'validateAttentionBackward',
+        'F16_MAX',
+        'F16_ROUNDS_TO_INFINITY',
+        'F16_SUBNORMAL_ERROR',
+        'F16_UNIT_ROUNDOFF',
+        'f16StorageErrorBound',
+        'roundToF16',
+        'KV_CACHE_PRECISIONS',
         'FLOAT32_MAX',
         'FLOAT32_MIN_NORMAL',
         'MAX_TENSOR_ELEMENTS',
@@ -138,11 +145,12 @@ describe('value exports', () => {
       crossAttention: true,
       valueDim: true,
       kvCache: true,
+      kvCacheF16Storage: true,
       backward: true,
     };
     // kvCache and backward are methods of the backend, not options of attention: METHOD_FEATURES
     expect([...ALL_FEATURES, ...METHOD_FEATURES].sort()).toEqual(Object.keys(every).sort());
-    expect([...METHOD_FEATURES].sort()).toEqual(['backward', 'kvCache']);
+    expect([...METHOD_FEATURES].sort()).toEqual(['backward', 'kvCache', 'kvCacheF16Storage']);
     expectTypeOf(ALL_FEATURES).toEqualTypeOf<readonly AttentionFeature[]>();
   });
 });

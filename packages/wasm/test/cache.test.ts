@@ -30,7 +30,7 @@ function backendOf(threads: 1 | 2, queryBlock = 8): AttentionBackend {
 class Mirror {
   readonly k: number[][][];
   readonly v: number[][][];
-  constructor(readonly config: Required<KVCacheConfig>) {
+  constructor(readonly config: Required<Omit<KVCacheConfig, 'precision'>>) {
     this.k = Array.from({ length: config.batch }, () => Array.from({ length: config.kvHeads }, () => []));
     this.v = Array.from({ length: config.batch }, () => Array.from({ length: config.kvHeads }, () => []));
   }

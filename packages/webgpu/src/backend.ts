@@ -119,7 +119,7 @@ const TOLERANCE = { atol: 2e-5, rtol: 2e-4, fudge: 2 } as const;
  * Every option of `attention`, `attentionBackward` and the KV cache (kernels in src/kernels/; the
  * cache in src/cache.ts).
  */
-const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward', 'kvCache'];
+const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward', 'kvCache', 'kvCacheF16Storage'];
 
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;
@@ -140,6 +140,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     const notes = [
       'device-resident path: attentionBuffers, matmulBuffers, multiHeadAttention (whole layer on the device)',
       'KV cache: K/V in GPU buffers (capacity doubling, copied on the GPU), split-K decode merged by log-sum-exp',
+      "KV cache precision 'f16-storage': K/V as packed binary16 pairs (core WGSL unpack2x16float, no shader-f16), f32 accumulation",
     ];
     if (s === null) {
       return {

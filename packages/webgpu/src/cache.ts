@@ -12,6 +12,7 @@ import {
   encodeCacheAttention,
 } from './encode-cache.js';
 import { guarded, unsupported } from './errors.js';
+import { packedWords, packF16Rows } from './f16.js';
 import { holding, stillUsable } from './host.js';
 import type { AttentionVariant } from './kernels.js';
 import { type CachePipelines, cachePipelines, compiledCachePipelines } from './pipelines.js';
@@ -25,6 +26,7 @@ import {
   uploadBytes,
   uploadFloats,
   writeFloats,
+  writeWords,
 } from './transfer.js';
 
 /** The pooled buffers a call's inputs hold (the stand-in for absent options is not one). */
@@ -46,6 +48,10 @@ const MIN_CAPACITY = 64;
  * amortised. Chosen over pages because a shader binds at most eight storage buffers, so pages would
  * live in one arena buffer that has to grow by copying anyway, and a plain stride keeps the kernel's
  * inner loop free of a page-table lookup.
+ *
+ * With `precision: 'f16-storage'` each token's D (Dv) values are stored as `ceil(D / 2)` words of
+ * packed binary16 pairs, rounded on the host at append (src/f16.ts); the kernel unpacks them into
+ * its f32 tiles. Strides below are in 4-byte words per token, so growth and writes serve both.
  *
  * Ordering: the gate calls in call order and an append must copy its data before it returns. GPU work
  * is issued in that order too: an attention whose pipelines are compiled submits in the caller's
@@ -85,30 +91,41 @@ export class WebGpuKVCache implements KVCacheImplementation {
     }
   }
 
-  private streamFloats(cap: number): number {
-    const { batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv } = this.config;
-    return B * Hkv * cap * Math.max(D, Dv);
+  /** 4-byte words one key (value) token occupies: D (Dv) floats, or half as many packed f16 pairs. */
+  private get keyWords(): number {
+    const { headDim: D, precision } = this.config;
+    return precision === 'f16-storage' ? packedWords(D) : D;
+  }
+
+  private get valueWords(): number {
+    const { valueDim: Dv, precision } = this.config;
+    return precision === 'f16-storage' ? packedWords(Dv) : Dv;
+  }
+
+  private streamWords(cap: number): number {
+    const { batch: B, kvHeads: Hkv } = this.config;
+    return B * Hkv * cap * Math.max(this.keyWords, this.valueWords);
   }
 
   /** `cap` tokens per stream must fit one storage binding (the kernel binds K and V whole). */
   private checkFits(cap: number, context: string): void {
     const limit = this.s.limits.tensorElements;
-    const floats = this.streamFloats(cap);
-    if (floats > limit) {
+    const words = this.streamWords(cap);
+    if (words > limit) {
       throw unsupported(
-        'KV cache size (batch * kvHeads * tokens * max(headDim, valueDim))',
-        `at most ${limit} elements (one storage binding)`,
-        floats,
+        'KV cache size (batch * kvHeads * tokens * max(headDim, valueDim), halved for f16 storage)',
+        `at most ${limit} 4-byte words (one storage binding)`,
+        words,
         context,
       );
     }
   }
 
   private allocate(cap: number): CacheStorage {
-    const { batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv } = this.config;
+    const { batch: B, kvHeads: Hkv } = this.config;
     const { pool } = this.s;
-    const k = pool.allocate(B * Hkv * cap * D * 4, STORAGE_USAGE);
-    const v = pool.allocate(B * Hkv * cap * Dv * 4, STORAGE_USAGE);
+    const k = pool.allocate(B * Hkv * cap * this.keyWords * 4, STORAGE_USAGE);
+    const v = pool.allocate(B * Hkv * cap * this.valueWords * 4, STORAGE_USAGE);
     return { k, v, cap };
   }
 
@@ -138,17 +155,25 @@ export class WebGpuKVCache implements KVCacheImplementation {
     needed: number,
   ): void {
     if (this.disposed) return;
-    const { batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv } = this.config;
+    const { batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv, precision } = this.config;
     const storage = this.grow(needed, starts);
     const { cap } = storage;
+    const [kw, vw] = [this.keyWords, this.valueWords];
     for (let b = 0; b < B; b++) {
       if (kept[b] === 0) continue;
       for (let g = 0; g < Hkv; g++) {
         const stream = b * Hkv + g;
         const from = stream * tokens;
         const at = stream * cap + starts[b];
-        writeFloats(this.s, storage.k, at * D * 4, k.subarray(from * D, (from + kept[b]) * D));
-        writeFloats(this.s, storage.v, at * Dv * 4, v.subarray(from * Dv, (from + kept[b]) * Dv));
+        const keys = k.subarray(from * D, (from + kept[b]) * D);
+        const values = v.subarray(from * Dv, (from + kept[b]) * Dv);
+        if (precision === 'f16-storage') {
+          writeWords(this.s, storage.k, at * kw * 4, packF16Rows(keys, kept[b], D));
+          writeWords(this.s, storage.v, at * vw * 4, packF16Rows(values, kept[b], Dv));
+        } else {
+          writeFloats(this.s, storage.k, at * kw * 4, keys);
+          writeFloats(this.s, storage.v, at * vw * 4, values);
+        }
       }
     }
   }
@@ -162,10 +187,11 @@ export class WebGpuKVCache implements KVCacheImplementation {
     if (old !== null && old.cap >= needed) return old;
     let cap = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(Math.max(needed, 2 * (old?.cap ?? 0)))));
     // Doubling past the binding limit: the exact size still fits (append checked it).
-    if (this.streamFloats(cap) > this.s.limits.tensorElements) cap = needed;
+    if (this.streamWords(cap) > this.s.limits.tensorElements) cap = needed;
     const next = this.allocate(cap);
     if (old !== null) {
-      const { batch: B, kvHeads: Hkv, headDim: D, valueDim: Dv } = this.config;
+      const { batch: B, kvHeads: Hkv } = this.config;
+      const [D, Dv] = [this.keyWords, this.valueWords];
       const encoder = this.s.device.createCommandEncoder({ label: 'attnkit:cache-grow' });
       for (let b = 0; b < B; b++) {
         if (held[b] === 0) continue;
@@ -224,7 +250,8 @@ export class WebGpuKVCache implements KVCacheImplementation {
       if (this.failure !== null) throw this.failure;
       const variant = cacheVariant(s, this.workgroupSize, problem.shape);
       checkCacheCall(s, context, problem, variant);
-      const compiled = this.queued === 0 ? compiledCachePipelines(s, variant) : null;
+      const { precision } = this.config;
+      const compiled = this.queued === 0 ? compiledCachePipelines(s, variant, precision) : null;
       let staging: Promise<Staged[]>;
       if (compiled !== null) {
         // Everything in the caller's tick: an append issued after this call is ordered after it.
@@ -241,7 +268,7 @@ export class WebGpuKVCache implements KVCacheImplementation {
         staging = this.enqueue(async () => {
           const inputs = await uploading;
           return holding(s, held(s, inputs), async () => {
-            const pipelines = await cachePipelines(s, variant);
+            const pipelines = await cachePipelines(s, variant, precision);
             stillUsable(s, context);
             if (this.failure !== null) throw this.failure;
             return guarded(s, context, () => this.encode(problem, variant, pipelines, inputs, context));

@@ -1,3 +1,4 @@
+import type { KVCachePrecision } from '@attnkit/spec';
 import { deviceError } from './errors.js';
 import type { BackwardVariant } from './kernels/backward-common.js';
 import { biasGradShader } from './kernels/bias-grad.js';
@@ -114,25 +115,33 @@ export interface CachePipelines {
   merge: GPUComputePipeline;
 }
 
-const cacheKeys = (v: AttentionVariant) => ({
-  partial: `cache-partial${JSON.stringify(v)}`,
+const cacheKeys = (v: AttentionVariant, precision: KVCachePrecision) => ({
+  partial: `cache-partial:${precision}${JSON.stringify(v)}`,
   merge: `cache-merge:${v.wg}`,
 });
 
-/** The KV cache's split-K partial kernel and its merge (kernels/cache-attention.ts) for a variant. */
-export async function cachePipelines(s: DeviceState, v: AttentionVariant): Promise<CachePipelines> {
-  const keys = cacheKeys(v);
+/** The KV cache's split-K partial kernel and its merge (kernels/cache-attention.ts) for a variant and storage. */
+export async function cachePipelines(
+  s: DeviceState,
+  v: AttentionVariant,
+  precision: KVCachePrecision = 'f32',
+): Promise<CachePipelines> {
+  const keys = cacheKeys(v, precision);
   const [partial, merge] = await Promise.all([
-    pipeline(s, keys.partial, cachePartialShader(v)),
+    pipeline(s, keys.partial, cachePartialShader(v, precision)),
     pipeline(s, keys.merge, cacheMergeShader(v.wg)),
   ]);
   return { partial, merge };
 }
 
 /** {@link cachePipelines} when both are already compiled, else `null` (nothing is started). */
-export function compiledCachePipelines(s: DeviceState, v: AttentionVariant): CachePipelines | null {
+export function compiledCachePipelines(
+  s: DeviceState,
+  v: AttentionVariant,
+  precision: KVCachePrecision = 'f32',
+): CachePipelines | null {
   const done = COMPILED.get(s.device);
-  const keys = cacheKeys(v);
+  const keys = cacheKeys(v, precision);
   const partial = done?.get(keys.partial);
   const merge = done?.get(keys.merge);
   return partial === undefined || merge === undefined ? null : { partial, merge };

@@ -129,6 +129,13 @@ export function writeFloats(s: DeviceState, buffer: GPUBuffer, offset: number, d
   count(s, source.byteLength);
 }
 
+/** {@link writeFloats} for 32-bit words (packed f16 pairs). */
+export function writeWords(s: DeviceState, buffer: GPUBuffer, offset: number, data: Uint32Array): void {
+  if (data.byteLength === 0) return;
+  s.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  count(s, data.byteLength);
+}
+
 function count(s: DeviceState, bytes: number): void {
   s.transfers.uploadBytes += bytes;
   s.transfers.uploads += 1;

@@ -2,11 +2,14 @@ import {
   type AttentionBackend,
   type AttentionResult,
   type BackendCapabilities,
+  f16StorageErrorBound,
   type KVCache,
   type KVCacheAttentionOptions,
   type KVCacheConfig,
+  type KVCachePrecision,
   ReferenceKVCache,
   referenceAttention64,
+  roundToF16,
   validateAttention,
   validateKVCacheConfig,
 } from '@attnkit/spec';
@@ -22,9 +25,21 @@ function supportsCache(capabilities: BackendCapabilities): boolean {
   return capabilities.features.includes('kvCache');
 }
 
-/** A case's expectation on a backend without `kvCache`: `createKVCache` rejects `unsupported`. */
+/** Whether the capabilities declare the cache at `config`'s precision (f16 storage is a feature of its own). */
+function supportsConfig(capabilities: BackendCapabilities, config: KVCacheConfig): boolean {
+  return (
+    supportsCache(capabilities) &&
+    (config.precision !== 'f16-storage' || capabilities.features.includes('kvCacheF16Storage'))
+  );
+}
+
+/**
+ * A case's expectation on a backend without `kvCache` (or, for an f16-storage config, without
+ * `kvCacheF16Storage`): `createKVCache` rejects `unsupported` naming what is missing.
+ */
 async function expectUnsupported(backend: AttentionBackend, config: KVCacheConfig): Promise<CaseOutcome> {
-  const outcome = await expectRejection(() => backend.createKVCache(config), 'unsupported', 'kvCache');
+  const argument = supportsCache(backend.capabilities) ? 'config.precision' : 'kvCache';
+  const outcome = await expectRejection(() => backend.createKVCache(config), 'unsupported', argument);
   return { ...outcome, message: outcome.ok ? `rejected as expected: ${outcome.message}` : outcome.message };
 }
 
@@ -143,10 +158,56 @@ class ScriptRunner {
         return naive;
       };
       const out = result.output.subarray(b * Hq * Lq * Dv, (b + 1) * Hq * Lq * Dv);
-      this.comparison.tensor(`${label} row ${b} output`, out, reference.output, () => lazy().output, Dv);
-      if (reference.lse && result.lse) {
-        const lse = result.lse.subarray(b * Hq * Lq, (b + 1) * Hq * Lq);
-        this.comparison.tensor(`${label} row ${b} lse`, lse, reference.lse, () => lazy().lse);
+      const lse = result.lse?.subarray(b * Hq * Lq, (b + 1) * Hq * Lq);
+      if (this.model.config.precision !== 'f16-storage') {
+        this.comparison.tensor(`${label} row ${b} output`, out, reference.output, () => lazy().output, Dv);
+        if (reference.lse && lse)
+          this.comparison.tensor(`${label} row ${b} lse`, lse, reference.lse, () => lazy().lse);
+        continue;
+      }
+      // f16 storage, two checks. (1) What the caller gets: the original inputs against the backend's
+      // float32 tolerance plus the spec's declared f16 storage bound. (2) What the kernel does with
+      // what it stored: K/V rounded to binary16 here (the spec's arithmetic roundToF16) against the
+      // float32 tolerance alone, so a kernel error far below the declared bound still fails.
+      const bound = f16StorageErrorBound({
+        q: inputs.q,
+        k: inputs.k,
+        v: inputs.v,
+        ...inputs.shape,
+        scale: validateAttention(inputs, options).scale,
+      });
+      this.comparison.tensor(
+        `${label} row ${b} output`,
+        out,
+        reference.output,
+        () => lazy().output,
+        Dv,
+        bound.output,
+      );
+      if (reference.lse && lse)
+        this.comparison.tensor(`${label} row ${b} lse`, lse, reference.lse, () => lazy().lse, 1, bound.lse);
+      const stored = { ...inputs, k: inputs.k.map(roundToF16), v: inputs.v.map(roundToF16) };
+      const storedReference = referenceAttention64(stored, options);
+      let storedNaive: ReturnType<typeof naiveAttention32> | null = null;
+      const storedLazy = () => {
+        storedNaive ??= naiveAttention32(validateAttention(stored, options));
+        return storedNaive;
+      };
+      const what = `${label} row ${b}`;
+      this.comparison.tensor(
+        `${what} output (on f16-rounded K/V)`,
+        out,
+        storedReference.output,
+        () => storedLazy().output,
+        Dv,
+      );
+      if (storedReference.lse && lse) {
+        this.comparison.tensor(
+          `${what} lse (on f16-rounded K/V)`,
+          lse,
+          storedReference.lse,
+          () => storedLazy().lse,
+        );
       }
     }
   }
@@ -188,7 +249,7 @@ function stepsOf(id: string, spec: ScriptSpec): Step[] {
 
 async function runScript(context: CaseContext, id: string, spec: ScriptSpec): Promise<CaseOutcome> {
   const backend = await context.backend();
-  if (!supportsCache(context.capabilities)) return expectUnsupported(backend, spec.config);
+  if (!supportsConfig(context.capabilities, spec.config)) return expectUnsupported(backend, spec.config);
   const comparison = new Comparison(context.tolerance);
   const cache = await backend.createKVCache(spec.config);
   try {
@@ -200,12 +261,33 @@ async function runScript(context: CaseContext, id: string, spec: ScriptSpec): Pr
 }
 
 function scriptCase(id: string, title: string, spec: ScriptSpec): ConformanceCase {
+  // an f16 case runs the reference twice (original and rounded K/V)
+  const references = spec.config.precision === 'f16-storage' ? 1.5 : 1;
   return customCase(
     id,
     title,
-    () => scriptWork(spec.config, spec.queryHeads, stepsOf(id, spec)),
+    () => references * scriptWork(spec.config, spec.queryHeads, stepsOf(id, spec)),
     (context) => runScript(context, id, spec),
   );
+}
+
+/**
+ * The same script at a storage precision: `cache/<name>` for f32, `cache/f16/<name>` for
+ * f16-storage (same seeds, so the two see the same data).
+ */
+function atPrecision(
+  precision: KVCachePrecision,
+  id: string,
+  title: string,
+  spec: ScriptSpec,
+): ConformanceCase {
+  if (precision === 'f32') return scriptCase(id, title, spec);
+  const name = id.slice('cache/'.length);
+  return scriptCase(`cache/f16/${name}`, `${title} (f16 storage)`, {
+    ...spec,
+    config: { ...spec.config, precision },
+    steps: typeof spec.steps === 'function' ? stepsOf(id, spec) : spec.steps,
+  });
 }
 
 /** Prefill `prompt` tokens (one causal attention over them), then `steps` decode steps of one token. */
@@ -258,8 +340,9 @@ function perHead(id: string, heads: number, low: number, high: number): Float32A
   return new DataSource(hashString(`${id}#heads`)).uniform(heads, low, high);
 }
 
-function scriptCases(): ConformanceCase[] {
+function scriptCases(precision: KVCachePrecision): ConformanceCase[] {
   const Hq = 4;
+  const scriptCase = (id: string, title: string, spec: ScriptSpec) => atPrecision(precision, id, title, spec);
   const optionCases: [string, KVCacheAttentionOptions][] = [
     ['scale', { scale: 0.37 }],
     ['causal', { causal: true }],
@@ -371,7 +454,7 @@ function scriptCases(): ConformanceCase[] {
 }
 
 /** Decode at Lk ~ 100k: the work is in the attention calls, so maxWork gates it as any case. */
-function longCase(): ConformanceCase {
+function longCase(precision: KVCachePrecision): ConformanceCase {
   const config: KVCacheConfig = { batch: 1, kvHeads: 1, headDim: 16 };
   const steps: Step[] = [
     ...Array.from({ length: 25 }, (): Step => ({ op: 'append', tokens: 4000 })),
@@ -379,7 +462,7 @@ function longCase(): ConformanceCase {
     { op: 'append', tokens: 1 },
     { op: 'attend', queryLength: 1, options: { causal: true, returnLse: true } },
   ];
-  return scriptCase('cache/long-decode', 'decode over a 100 001-token cache', {
+  return atPrecision(precision, 'cache/long-decode', 'decode over a 100 001-token cache', {
     config,
     queryHeads: 2,
     steps,
@@ -650,6 +733,7 @@ function badInputCases(): ConformanceCase[] {
     ['config-head-dim', 'config.headDim', { batch: 1, kvHeads: 1, headDim: 1.5 }],
     ['config-capacity', 'config.capacity', { batch: 1, kvHeads: 1, headDim: 4, capacity: -1 }],
     ['config-unknown-key', 'config.heads', { batch: 1, kvHeads: 1, headDim: 4, heads: 2 }],
+    ['config-precision', 'config.precision', { batch: 1, kvHeads: 1, headDim: 4, precision: 'f16' }],
   ];
   for (const [name, argument, bad] of configs) {
     cases.push(
@@ -696,7 +780,88 @@ function badInputCases(): ConformanceCase[] {
   return cases;
 }
 
+/** f16 storage beyond the scripts: it halves what the cache holds, and it rejects what binary16 cannot hold. */
+function f16Cases(): ConformanceCase[] {
+  const config: KVCacheConfig = { batch: 2, kvHeads: 2, headDim: 16, valueDim: 8 };
+  const f16: KVCacheConfig = { ...config, precision: 'f16-storage' };
+  const chunk = (tokens: number) => ({
+    k: new Float32Array(2 * 2 * tokens * 16).fill(0.5),
+    v: new Float32Array(2 * 2 * tokens * 8).fill(0.25),
+    tokens,
+  });
+  const held = (backend: AttentionBackend) => {
+    const { hostBytes, deviceBytes } = backend.memory();
+    return hostBytes + deviceBytes;
+  };
+  return [
+    customCase(
+      'cache/f16/memory-halved',
+      'an f16-storage cache holds at most half the bytes of an f32 one (memory(), 700 tokens, even D and Dv)',
+      0,
+      async (context) => {
+        const backend = await context.fresh();
+        await backend.init();
+        if (!supportsConfig(backend.capabilities, f16)) return expectUnsupported(backend, f16);
+        try {
+          const grown = async (cfg: KVCacheConfig) => {
+            const before = held(backend);
+            const cache = await backend.createKVCache(cfg);
+            await cache.append(chunk(700));
+            const bytes = held(backend) - before;
+            await cache.dispose();
+            return bytes;
+          };
+          const full = await grown(config);
+          const half = await grown(f16);
+          const ok = full > 0 && half > 0 && 2 * half <= full;
+          return {
+            ok,
+            expectation: 'behaviour',
+            message: ok ? null : `f32 cache grew memory() by ${full} bytes, the f16-storage one by ${half}`,
+          };
+        } finally {
+          await backend.dispose();
+        }
+      },
+    ),
+    customCase(
+      'cache/f16/bad-input/append-out-of-range',
+      'an f16-storage append of a finite value binary16 rounds to infinity rejects invalid-argument naming chunk.k, unchanged',
+      0,
+      async (context) => {
+        const backend = await context.backend();
+        if (!supportsConfig(context.capabilities, f16)) return expectUnsupported(backend, f16);
+        const cache = await backend.createKVCache(f16);
+        try {
+          await cache.append(chunk(2));
+          const bad = chunk(1);
+          bad.k[5] = -70000;
+          const outcome = await expectRejection(() => cache.append(bad), 'invalid-argument', 'chunk.k');
+          if (outcome.ok && (cache.lengths[0] !== 2 || cache.lengths[1] !== 2)) {
+            return {
+              ...outcome,
+              ok: false,
+              message: `a rejected append changed lengths to ${describe(cache.lengths)}`,
+            };
+          }
+          return outcome;
+        } finally {
+          await cache.dispose();
+        }
+      },
+    ),
+  ];
+}
+
 /** Every `cache/*` case. */
 export function cacheCases(): ConformanceCase[] {
-  return [...scriptCases(), longCase(), ...lifecycleCases(), ...badInputCases()];
+  return [
+    ...scriptCases('f32'),
+    longCase('f32'),
+    ...lifecycleCases(),
+    ...badInputCases(),
+    ...scriptCases('f16-storage'),
+    longCase('f16-storage'),
+    ...f16Cases(),
+  ];
 }

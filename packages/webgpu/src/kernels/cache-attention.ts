@@ -5,6 +5,7 @@
  * fixed order (split 0, 1, ...), so results are deterministic. Prefill (many query rows) runs the same
  * partial kernel tiled over query rows with one split, then the merge, which only normalises.
  */
+import type { KVCachePrecision } from '@attnkit/spec';
 import {
   type AttentionVariant,
   FLOAT_HELPERS,
@@ -60,6 +61,15 @@ const CACHE_PARAMS_STRUCT = paramsStruct(CACHE_PARAM_FIELDS);
  */
 const NO_BIAS = 'var<private> BIAS: array<f32, 1>;';
 
+/*
+ * f16 storage: a token's values are packed two a word (value 2w in the low half of word w, rows
+ * padded to whole words), unpacked with core WGSL unpack2x16float (no shader-f16 needed) into the
+ * same f32 workgroup tiles, so everything after the load is the f32 kernel.
+ */
+const F16_LOAD = `fn loadF16(buffer: ptr<storage, array<u32>, read>, row: u32, d: u32) -> f32 {
+  return unpack2x16float((*buffer)[row + d / 2u])[d % 2u];
+}`;
+
 /**
  * Partials of the cached attention. One workgroup per (b, kv head, row tile, split); row `n` of the
  * tile is query head `kvh * G + n / Lq`, query `n % Lq`, at position `LEN[b] - Lq + i`. Keys are read
@@ -68,21 +78,25 @@ const NO_BIAS = 'var<private> BIAS: array<f32, 1>;';
  * each tile's weighted values summed before one add into the accumulator.
  * Writes, per (query row, split): PO the accumulator (relative to the split's max), PM the max (NaN
  * when a NaN or +inf logit was seen, -inf when no key was visible) and the sum.
- * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 HEAD (ALiBi slopes, sinks), 5 LEN, 6 PO, 7 PM.
+ * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 HEAD (ALiBi slopes, sinks), 5 LEN, 6 PO, 7 PM. With
+ * `precision` `'f16-storage'`, K and V are `array<u32>` of packed binary16 pairs ({@link F16_LOAD}).
  */
-export function cachePartialShader(v: AttentionVariant): string {
+export function cachePartialShader(v: AttentionVariant, precision: KVCachePrecision = 'f32'): string {
   const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  const f16 = precision === 'f16-storage';
+  const stored = f16 ? 'u32' : 'f32';
   return `${CACHE_PARAMS_STRUCT}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<${stored}>;
+@group(0) @binding(3) var<storage, read> V: array<${stored}>;
 @group(0) @binding(4) var<storage, read> HEAD: array<f32>;
 @group(0) @binding(5) var<storage, read> LEN: array<u32>;
 @group(0) @binding(6) var<storage, read_write> PO: array<f32>;
 @group(0) @binding(7) var<storage, read_write> PM: array<f32>;
 ${NO_BIAS}
 ${FLOAT_HELPERS}
+${f16 ? F16_LOAD : ''}
 const BQ = ${BQ}u;
 const WG = ${WG}u;
 
@@ -149,11 +163,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var e = lid; e < BK * D; e += WG) {
       let j = kt + e / D;
-      ks[e] = select(0.0, K[(stream + j) * D + e % D], j < jEnd);
+      ks[e] = select(0.0, ${f16 ? 'loadF16(&K, (stream + j) * ((D + 1u) / 2u), e % D)' : 'K[(stream + j) * D + e % D]'}, j < jEnd);
     }
     for (var e = lid; e < BK * DV; e += WG) {
       let j = kt + e / DV;
-      vs[e] = select(0.0, V[(stream + j) * DV + e % DV], j < jEnd);
+      vs[e] = select(0.0, ${f16 ? 'loadF16(&V, (stream + j) * ((DV + 1u) / 2u), e % DV)' : 'V[(stream + j) * DV + e % DV]'}, j < jEnd);
     }
     workgroupBarrier();
     for (var e = lid; e < BQ * BK; e += WG) {

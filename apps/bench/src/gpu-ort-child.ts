@@ -1,0 +1,100 @@
+/**
+ * The onnxruntime-web WebGPU attempt of `--mode gpu`, in its own process (a crash in ORT or Dawn
+ * must not take the check's JSON with it): onnxruntime-web's WebGPU bundle on Dawn's `navigator.gpu`,
+ * a causal `com.microsoft.MultiHeadAttention` prefill (N 1024, one head, D 64) with CPU fallback
+ * disabled, its output checked against the float64 reference, then timed. Prints one `RESULT {json}`
+ * line; ORT's verbose log (node placements) goes to stdout before it, for the parent to read.
+ */
+import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { buildAttentionModel, type OrtModule } from '@attnkit/benchmarks';
+import { referenceAttention64 } from '@attnkit/spec';
+
+const N = 1024;
+const D = 64;
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+function seeded(n: number, seed: number): Float32Array {
+  let s = seed;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    out[i] = s / 2 ** 30 - 1;
+  }
+  return out;
+}
+
+async function attempt(): Promise<Record<string, unknown>> {
+  const here = createRequire(import.meta.url);
+  const fromWebgpu = createRequire(import.meta.resolve('@attnkit/webgpu'));
+  const dawn = (await import(pathToFileURL(fromWebgpu.resolve('webgpu')).href)) as DawnModule;
+  Object.assign(globalThis, dawn.globals);
+  const gpu = dawn.create([]);
+  Object.defineProperty(globalThis, 'navigator', {
+    value: { gpu, userAgent: `Node ${process.version}`, hardwareConcurrency: 1, language: 'en' },
+    configurable: true,
+    writable: true,
+  });
+  // the ./webgpu export has no node condition; its bundle is the browser build, loaded by path
+  const bundle = here.resolve('onnxruntime-web').replace(/ort\.node\.min\.js$/, 'ort.webgpu.bundle.min.mjs');
+  let stage = 'import';
+  try {
+    const ort = (await import(pathToFileURL(bundle).href)) as unknown as OrtModule & {
+      env: { wasm: { numThreads: number } };
+    };
+    ort.env.wasm.numThreads = 1;
+    const model = buildAttentionModel('mha', {
+      queryHeads: 1,
+      kvHeads: 1,
+      queryLength: N,
+      keyLength: N,
+      headDim: D,
+      causal: true,
+    });
+    stage = 'session';
+    const session = await ort.InferenceSession.create(model.bytes, {
+      executionProviders: ['webgpu'],
+      logSeverityLevel: 0,
+      extra: { session: { disable_cpu_ep_fallback: '1' } },
+    } as never);
+    const data = model.inputs.map((_input, i) => seeded(N * D, 31 + i));
+    const feeds = Object.fromEntries(
+      model.inputs.map((input, i) => [input.name, new ort.Tensor('float32', data[i], input.dims)]),
+    );
+    stage = 'run';
+    const first = await session.run(feeds);
+    const output = Object.values(first)[0].data as Float32Array;
+    // one head: [1, L, H*D] is the spec's [1, H, L, D]
+    const shape = { batch: 1, queryHeads: 1, kvHeads: 1, queryLength: N, headDim: D };
+    const reference = referenceAttention64({ q: data[0], k: data[1], v: data[2], shape }, { causal: true });
+    let maxError = 0;
+    for (let i = 0; i < reference.output.length; i++)
+      maxError = Math.max(maxError, Math.abs(output[i] - reference.output[i]));
+    const times: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return { status: 'ran', stage, reason: null, n: N, headDim: D, maxError, medianMs: times[2] };
+  } catch (error) {
+    return { status: 'failed', stage, reason: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+attempt().then(
+  (result) => {
+    console.log(`RESULT ${JSON.stringify(result)}`);
+    process.exit(0);
+  },
+  (error: unknown) => {
+    console.log(`RESULT ${JSON.stringify({ status: 'failed', stage: 'setup', reason: String(error) })}`);
+    process.exit(0);
+  },
+);

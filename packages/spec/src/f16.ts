@@ -1,0 +1,117 @@
+/**
+ * Binary16 storage of a KV cache (`precision: 'f16-storage'`): the rounding it costs and the error
+ * bound it declares. The kernels accumulate in float32 as before; only the stored K and V are rounded.
+ */
+
+/** Unit roundoff of binary16 with round-to-nearest: `|fl16(x) - x| <= 2^-11 |x|` in the normal range. */
+export const F16_UNIT_ROUNDOFF = 2 ** -11;
+
+/**
+ * Absolute error allowed per stored value below the normal range: the smallest normal binary16 value,
+ * `2^-14`. Rounding a subnormal costs at most `2^-25`, but WGSL lets an implementation flush
+ * subnormal values to zero when it reads them, which costs up to `2^-14`; the bound takes the worse.
+ */
+export const F16_SUBNORMAL_ERROR = 2 ** -14;
+
+/** Largest finite binary16 value. */
+export const F16_MAX = 65504;
+
+/** Magnitudes at or above this round to infinity in binary16 (`65504 + half an ulp`): an append rejects them. */
+export const F16_ROUNDS_TO_INFINITY = 65520;
+
+/**
+ * `x` rounded to the nearest binary16 value, ties to even (the definition of what f16 storage keeps),
+ * as a number. Written with arithmetic rather than bit manipulation, so a backend's bit conversion is
+ * checked against an independent one. Magnitudes at or above {@link F16_ROUNDS_TO_INFINITY} give
+ * infinity; NaN and infinities pass through.
+ */
+export function roundToF16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= F16_ROUNDS_TO_INFINITY) return x > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+  // The spacing of binary16 values around a: 2^-24 below the normal range, else 2^(e - 10).
+  let ulp = 2 ** -24;
+  if (a >= 2 ** -14) {
+    let e = Math.floor(Math.log2(a));
+    if (2 ** e > a) e--;
+    if (2 ** (e + 1) <= a) e++;
+    ulp = 2 ** (e - 10);
+  }
+  const t = a / ulp;
+  const floor = Math.floor(t);
+  const rest = t - floor;
+  const n = rest > 0.5 || (rest === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
+  return Math.sign(x) * n * ulp;
+}
+
+/** One batch row of a cache attention call, as the bound reads it (the inputs before any rounding). */
+export interface F16StorageBoundInputs {
+  /** `[Hq, Lq, D]`. */
+  q: Float32Array;
+  /** `[Hkv, Lk, D]`. */
+  k: Float32Array;
+  /** `[Hkv, Lk, Dv]`. */
+  v: Float32Array;
+  queryHeads: number;
+  kvHeads: number;
+  queryLength: number;
+  keyLength: number;
+  headDim: number;
+  valueDim: number;
+  scale: number;
+}
+
+/** Per query row (`h * Lq + i`): the extra error f16 storage may add to each output value and to the lse. */
+export interface F16StorageBound {
+  output: Float64Array;
+  lse: Float64Array;
+}
+
+/**
+ * The error that rounding K and V to binary16 may add to a cache attention result, per query row,
+ * on top of the backend's float32 tolerance (spec README, "KV cache", f16 storage). With
+ * `u = 2^-11`, `eta = 2^-14` and every stored value `x~ = x (1 + delta) + e`, `|delta| <= u`, `|e| <= eta`:
+ *
+ * - each logit moves by at most `E = |scale| * max_j sum_d |q_d| (u |k_jd| + eta)` (softcap is
+ *   1-Lipschitz; ALiBi and the sink do not depend on K), so `|lse~ - lse| <= E`;
+ * - each weight moves by a factor in `[e^-2E, e^2E]`, so `|p~_j - p_j| <= (e^2E - 1) p_j`, and with
+ *   `sum_j p_j <= 1` (a sink only lowers it) and `Vmax = max_j,d |v_jd|`:
+ *   `|o~ - o| <= (e^2E - 1)(1 + u) Vmax + u Vmax + eta`.
+ *
+ * The maxima run over every key of the row, masked or not (an upper bound). Non-finite inputs are
+ * skipped: a result they reach is non-finite and compared exactly.
+ */
+export function f16StorageErrorBound(inputs: F16StorageBoundInputs): F16StorageBound {
+  const { q, k, v, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = inputs;
+  const { headDim: D, valueDim: Dv } = inputs;
+  const u = F16_UNIT_ROUNDOFF;
+  const eta = F16_SUBNORMAL_ERROR;
+  const scale = Math.abs(inputs.scale);
+  const group = Hq / Hkv;
+  const output = new Float64Array(Hq * Lq);
+  const lse = new Float64Array(Hq * Lq);
+  const finiteAbs = (x: number) => (Number.isFinite(x) ? Math.abs(x) : 0);
+  const vMax = new Float64Array(Hkv);
+  for (let g = 0; g < Hkv; g++) {
+    let m = 0;
+    for (let e = g * Lk * Dv; e < (g + 1) * Lk * Dv; e++) m = Math.max(m, finiteAbs(v[e]));
+    vMax[g] = m;
+  }
+  for (let h = 0; h < Hq; h++) {
+    const g = Math.floor(h / group);
+    for (let i = 0; i < Lq; i++) {
+      const qRow = (h * Lq + i) * D;
+      let shift = 0;
+      for (let j = 0; j < Lk; j++) {
+        const kRow = (g * Lk + j) * D;
+        let s = 0;
+        for (let d = 0; d < D; d++) s += finiteAbs(q[qRow + d]) * (u * finiteAbs(k[kRow + d]) + eta);
+        shift = Math.max(shift, s);
+      }
+      const E = scale * shift;
+      lse[h * Lq + i] = E;
+      output[h * Lq + i] = Math.expm1(2 * E) * (1 + u) * vMax[g] + u * vMax[g] + eta;
+    }
+  }
+  return { output, lse };
+}
