@@ -62,9 +62,9 @@ export interface RunOptions {
 export const DECODE_GATE_SIZE = 128;
 
 /**
- * Size of the prefill/decode gate, run before a series whose first size is too large for the
- * float64 reference: without it a subject that is wrong everywhere (onnxruntime's WebGPU MHA/GQA
- * with subgroups on SwiftShader) would show unchecked times at every size.
+ * Largest size of the prefill/decode gate, run before a series whose first size is too large for
+ * the float64 reference: without it a subject that is wrong everywhere (onnxruntime's WebGPU
+ * MHA/GQA with subgroups on SwiftShader) would show unchecked times at every size.
  */
 export const FORWARD_GATE_SIZE = 256;
 
@@ -397,8 +397,21 @@ async function measureForward(
 }
 
 /**
- * The prefill/decode gate: the subject's output at `FORWARD_GATE_SIZE` (the series' other axes)
- * against the float64 reference, for a series whose own sizes are all too large to check.
+ * The prefill/decode gate's workload: the series' axes at the largest of `FORWARD_GATE_SIZE`,
+ * half of it, ... down to 16 whose reference the run affords (`checkMaxCost`); `null` when none is.
+ */
+function forwardGateWorkload(w: Workload, options: RunOptions): Workload | null {
+  for (let n = Math.min(FORWARD_GATE_SIZE, w.n); n >= 16; n = Math.floor(n / 2)) {
+    const small = { ...w, n, id: `${w.series}-n${n}` };
+    if (referenceCost(small) <= options.checkMaxCost) return small;
+  }
+  return null;
+}
+
+/**
+ * The prefill/decode gate: the subject's output at a small size of the series (see
+ * {@link forwardGateWorkload}) against the float64 reference, for a series whose first size is
+ * too large to check; `null` when no size is affordable.
  */
 async function forwardGate(
   subject: Subject,
@@ -406,8 +419,9 @@ async function forwardGate(
   options: RunOptions,
   hooks: RunHooks,
 ): Promise<CheckResult | null> {
-  const n = Math.min(FORWARD_GATE_SIZE, w.n);
-  const small = { ...w, n, id: `${w.series}-n${n}` };
+  const small = forwardGateWorkload(w, options);
+  if (small === null) return null;
+  const n = small.n;
   const inputs = makeInputs(small, options.seed);
   try {
     const prepared = await subject.prepare(small, inputs);
