@@ -89,8 +89,9 @@ export function ortPeer(variant: OnnxVariant, options: OrtPeerOptions): Subject 
         causal: w.causal,
         mhaCausal: options.mhaCausal,
       });
-      // one probe per formulation and head layout, at the series' first size (see placementCache)
-      const placement = await placements?.check(`${variant}/${w.series}`, model.bytes);
+      // placement follows the graph's ops and inputs (a causal graph has a mask), not its sizes: one
+      // probe per formulation and mask, since a Node probe is a process (see placementCache)
+      const placement = await placements?.check(`${variant}/${w.causal && Lq > 1}`, model.bytes);
       const data: Record<string, Float32Array> = {};
       if (variant === 'attention') {
         Object.assign(data, { q: inputs.q, k: inputs.k, v: inputs.v });
