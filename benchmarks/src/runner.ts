@@ -790,7 +790,8 @@ export async function runSubject(
         } else if (w.mode === 'decode-cache') {
           row = await measureDecode(subject, w, inputs, context, gate ?? null);
         } else {
-          if (gate === undefined && referenceCost(w) > options.checkMaxCost) {
+          // only while nothing in the series was checked yet: a checked smaller size speaks for it
+          if (gate === undefined && seriesCheck === null && referenceCost(w) > options.checkMaxCost) {
             gate = await forwardGate(subject, w, options, hooks);
             context.seriesStart = seriesStart = hooks.now();
           }
