@@ -30,9 +30,11 @@ export {
 export {
   buildAttentionModel,
   buildGqaDecodeModel,
+  buildGqaModel,
   type OnnxAttentionShape,
   type OnnxGqaDecodeShape,
   type OnnxGqaModel,
+  type OnnxGqaShape,
   type OnnxModel,
   type OnnxVariant,
 } from './onnx.js';
@@ -44,6 +46,7 @@ export {
   type OrtSession,
   type OrtTensor,
   ortPeer,
+  resolveSessionOptions,
 } from './peers/ort.js';
 export {
   fallbackProviders,
@@ -52,6 +55,14 @@ export {
   ortGqaPeer,
   parseNodePlacements,
 } from './peers/ort-gqa.js';
+export {
+  type GpuBufferLike,
+  type GpuDeviceLike,
+  type OrtWebGpuGqaOptions,
+  type OrtWebGpuModule,
+  ortWebGpuGqaPeer,
+} from './peers/ort-webgpu.js';
+export { type PlacementProbe, placementCheck } from './peers/placement.js';
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
 export {
   type ProbeHooks,
@@ -67,6 +78,7 @@ export {
   checkOutput,
   DECODE_CACHE_RUN,
   DECODE_GATE_SIZE,
+  FORWARD_GATE_SIZE,
   FULL_RUN,
   type MemoryMeasure,
   QUICK_BACKWARD_RUN,

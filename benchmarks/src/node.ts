@@ -60,6 +60,8 @@ export function ortNodePeer(variant: OnnxVariant): Subject {
     sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
     threads: 1,
     engine: `onnxruntime-node ${packageVersion('onnxruntime-node')} CPU EP (native), 1 thread`,
+    expectedProvider: 'CPUExecutionProvider',
+    placement: ortPlacementProbe('node', 1),
   });
 }
 
@@ -82,6 +84,9 @@ export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
     sessionOptions: { executionProviders: ['wasm'], intraOpNumThreads: threads },
     threads,
     engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
+    // the wasm EP reports itself as CPUExecutionProvider (ORT's CPU kernels compiled to wasm)
+    expectedProvider: 'CPUExecutionProvider',
+    placement: ortPlacementProbe('web', threads),
   });
 }
 

@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { causalMask } from './workloads.js';
 
 /**
  * The few ONNX messages an attention graph needs, field numbers as in onnx/onnx.proto. Writing them
@@ -17,7 +18,7 @@ message NodeProto {
 }
 message TensorProto {
   repeated int64 dims = 1; int32 data_type = 2; repeated float float_data = 4; string name = 8;
-  repeated int64 int64_data = 7;
+  repeated int64 int64_data = 7; bytes raw_data = 9;
 }
 message TensorShapeProto {
   message Dimension { int64 dim_value = 1; string dim_param = 2; }
@@ -73,6 +74,16 @@ function value(name: string, dims: (number | string)[], elemType: number = FLOAT
   return { name, type: { tensor_type: { elem_type: elemType, shape: { dim } } } };
 }
 
+/** A float32 initializer stored as raw little-endian bytes (large masks would be slow as `float_data`). */
+function floatInitializer(name: string, dims: number[], data: Float32Array) {
+  return {
+    name,
+    data_type: FLOAT,
+    dims,
+    raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  };
+}
+
 function encode(graph: object, opsets: { domain: string; version: number }[]): Uint8Array {
   const m = model();
   const message = m.fromObject({
@@ -95,6 +106,13 @@ export interface OnnxAttentionShape {
   keyLength: number;
   headDim: number;
   causal: boolean;
+  /**
+   * How `mha` expresses causality: `attribute` (default) sets `unidirectional`, which the CPU kernels
+   * honour; `bias` adds the causal mask as a constant `attention_bias` initializer `[1, 1, Lq, Lk]`,
+   * because onnxruntime's WebGPU MultiHeadAttention refuses `unidirectional` ("Unidirectional MHA does
+   * not support webgpu kernel") but takes a bias. Ignored by the other variants.
+   */
+  mhaCausal?: 'attribute' | 'bias';
 }
 
 /**
@@ -149,21 +167,26 @@ export function buildAttentionModel(variant: OnnxVariant, s: OnnxAttentionShape)
       { name: 'k', dims: [1, Lk, Hq * D] },
       { name: 'v', dims: [1, Lk, Hq * D] },
     ];
+    const biasMask = causal && s.mhaCausal === 'bias';
+    // MHA's inputs by position: query, key, value, bias, key_padding_mask, attention_bias
+    const nodeInputs = biasMask ? ['q', 'k', 'v', '', '', 'causal_bias'] : ['q', 'k', 'v'];
     const graph = {
       name: 'mha',
       node: [
         node(
           'MultiHeadAttention',
-          ['q', 'k', 'v'],
+          nodeInputs,
           ['o'],
           [
             { name: 'num_heads', i: Hq },
             { name: 'scale', f: scale },
-            { name: 'unidirectional', i: causal ? 1 : 0 },
+            ...(biasMask ? [] : [{ name: 'unidirectional', i: causal ? 1 : 0 }]),
           ],
           'com.microsoft',
         ),
       ],
+      // a model constant: it sits on the device once, like a model's own mask would
+      initializer: biasMask ? [floatInitializer('causal_bias', [1, 1, Lq, Lk], causalMask(Lq, Lk))] : [],
       input: inputs.map((x) => value(x.name, x.dims)),
       output: [value('o', [1, Lq, Hq * D])],
     };
@@ -208,39 +231,54 @@ export interface OnnxGqaDecodeShape {
   headDim: number;
 }
 
-/** A decode-step model: its inputs with their ONNX element types, in feed order. */
+/** Sizes of a GroupQueryAttention call: `newTokens` queries and keys after `pastLength` cached ones. */
+export interface OnnxGqaShape extends OnnxGqaDecodeShape {
+  /** Tokens of this call: 1 for a decode step, N for a prefill (then usually `pastLength` 0). */
+  newTokens: number;
+}
+
+/** A GroupQueryAttention model: its inputs with their ONNX element types, in feed order. */
 export interface OnnxGqaModel {
   bytes: Uint8Array;
   inputs: { name: string; dims: number[]; type: 'float32' | 'int32' }[];
-  /** The attention output: `[1, 1, Hq * D]`. */
+  /** The attention output: `[1, newTokens, Hq * D]`. */
   output: string;
 }
 
 /**
- * One `com.microsoft.GroupQueryAttention` node as a decoder runs it per token (what transformers.js
- * exports): the new token's `q [1, 1, Hq*D]`, `k`, `v [1, 1, Hkv*D]`, the cache so far as
- * `past_key` / `past_value [1, Hkv, past, D]` (BNSH), `seqlens_k = [past]` (total length - 1) and
- * `total_sequence_length = past + 1`; outputs the attention `y [1, 1, Hq*D]` and the grown cache
- * `present_key` / `present_value [1, Hkv, past + 1, D]`. GQA's default scale is 1/sqrt(D) and a
- * single new query sees every key, as in the spec's bottom-right decode.
+ * One `com.microsoft.GroupQueryAttention` node (the op transformers.js exports): the call's
+ * `q [1, L, Hq*D]`, `k`, `v [1, L, Hkv*D]`, the cache so far as `past_key` / `past_value
+ * [1, Hkv, past, D]` (BNSH; absent when `pastLength` is 0), `seqlens_k = [past + L - 1]` (total
+ * length - 1) and `total_sequence_length = past + L`; outputs the attention `y [1, L, Hq*D]` and the
+ * grown cache `present_key` / `present_value [1, Hkv, past + L, D]`. GQA is always causal, its
+ * queries at the last L positions (bottom-right, as in the spec); its default scale is 1/sqrt(D).
  */
-export function buildGqaDecodeModel(s: OnnxGqaDecodeShape): OnnxGqaModel {
-  const { queryHeads: Hq, kvHeads: Hkv, pastLength: past, headDim: D } = s;
+export function buildGqaModel(s: OnnxGqaShape): OnnxGqaModel {
+  const { queryHeads: Hq, kvHeads: Hkv, pastLength: past, headDim: D, newTokens: L } = s;
+  const withPast = past > 0;
   const inputs: OnnxGqaModel['inputs'] = [
-    { name: 'q', dims: [1, 1, Hq * D], type: 'float32' },
-    { name: 'k', dims: [1, 1, Hkv * D], type: 'float32' },
-    { name: 'v', dims: [1, 1, Hkv * D], type: 'float32' },
-    { name: 'past_key', dims: [1, Hkv, past, D], type: 'float32' },
-    { name: 'past_value', dims: [1, Hkv, past, D], type: 'float32' },
+    { name: 'q', dims: [1, L, Hq * D], type: 'float32' },
+    { name: 'k', dims: [1, L, Hkv * D], type: 'float32' },
+    { name: 'v', dims: [1, L, Hkv * D], type: 'float32' },
+    ...(withPast
+      ? [
+          { name: 'past_key', dims: [1, Hkv, past, D], type: 'float32' as const },
+          { name: 'past_value', dims: [1, Hkv, past, D], type: 'float32' as const },
+        ]
+      : []),
     { name: 'seqlens_k', dims: [1], type: 'int32' },
     { name: 'total_sequence_length', dims: [], type: 'int32' },
   ];
+  // the node's inputs by position; an empty name is an omitted optional input
+  const nodeInputs = withPast
+    ? inputs.map((x) => x.name)
+    : ['q', 'k', 'v', '', '', 'seqlens_k', 'total_sequence_length'];
   const graph = {
-    name: 'gqa_decode',
+    name: withPast ? 'gqa_decode' : 'gqa_prefill',
     node: [
       node(
         'GroupQueryAttention',
-        inputs.map((x) => x.name),
+        nodeInputs,
         ['y', 'present_key', 'present_value'],
         [
           { name: 'num_heads', i: Hq },
@@ -251,9 +289,9 @@ export function buildGqaDecodeModel(s: OnnxGqaDecodeShape): OnnxGqaModel {
     ],
     input: inputs.map((x) => value(x.name, x.dims, x.type === 'int32' ? INT32 : FLOAT)),
     output: [
-      value('y', [1, 1, Hq * D]),
+      value('y', [1, L, Hq * D]),
       // symbolic: ORT's shape inference gives present the past's length (its shared-buffer
-      // layout) while the kernel makes it past + 1 here; a fixed length would be refused by one of them
+      // layout) while the kernel makes it past + L here; a fixed length would be refused by one of them
       value('present_key', [1, Hkv, 'present_length', D]),
       value('present_value', [1, Hkv, 'present_length', D]),
     ],
@@ -266,6 +304,15 @@ export function buildGqaDecodeModel(s: OnnxGqaDecodeShape): OnnxGqaModel {
     inputs,
     output: 'y',
   };
+}
+
+/**
+ * One `com.microsoft.GroupQueryAttention` decode step as a decoder runs it per token: one new
+ * token after `pastLength` cached ones ({@link buildGqaModel} with `newTokens` 1). A single new
+ * query sees every key, as in the spec's bottom-right decode.
+ */
+export function buildGqaDecodeModel(s: OnnxGqaDecodeShape): OnnxGqaModel {
+  return buildGqaModel({ ...s, newTokens: 1 });
 }
 
 /** Unused element type constant kept for int64 initializers if a graph ever needs shapes. */

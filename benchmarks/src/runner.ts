@@ -61,6 +61,13 @@ export interface RunOptions {
 /** Cache length of the decode-cache gate: one step on a small cache, checked before any timing. */
 export const DECODE_GATE_SIZE = 128;
 
+/**
+ * Largest size of the prefill/decode gate, run before a series whose first size is too large for
+ * the float64 reference: without it a subject that is wrong everywhere (onnxruntime's WebGPU
+ * MHA/GQA with subgroups on SwiftShader) would show unchecked times at every size.
+ */
+export const FORWARD_GATE_SIZE = 256;
+
 /** Defaults of a full run: about 3 s per series, 20 s for the headline series. */
 export const FULL_RUN: RunOptions = {
   warmup: 1,
@@ -382,9 +389,51 @@ async function measureForward(
       gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
       memory: c.memory,
       check,
+      ...(prepared.placement && { placement: prepared.placement }),
     };
   } finally {
     await prepared.dispose();
+  }
+}
+
+/**
+ * The prefill/decode gate's workload: the series' axes at the largest of `FORWARD_GATE_SIZE`,
+ * half of it, ... down to 16 whose reference the run affords (`checkMaxCost`); `null` when none is.
+ */
+function forwardGateWorkload(w: Workload, options: RunOptions): Workload | null {
+  for (let n = Math.min(FORWARD_GATE_SIZE, w.n); n >= 16; n = Math.floor(n / 2)) {
+    const small = { ...w, n, id: `${w.series}-n${n}` };
+    if (referenceCost(small) <= options.checkMaxCost) return small;
+  }
+  return null;
+}
+
+/**
+ * The prefill/decode gate: the subject's output at a small size of the series (see
+ * {@link forwardGateWorkload}) against the float64 reference, for a series whose first size is
+ * too large to check; `null` when no size is affordable.
+ */
+async function forwardGate(
+  subject: Subject,
+  w: Workload,
+  options: RunOptions,
+  hooks: RunHooks,
+): Promise<CheckResult | null> {
+  const small = forwardGateWorkload(w, options);
+  if (small === null) return null;
+  const n = small.n;
+  const inputs = makeInputs(small, options.seed);
+  try {
+    const prepared = await subject.prepare(small, inputs);
+    try {
+      const output = await prepared.run();
+      const ref = await hooks.reference(small, inputs);
+      return ref === null ? null : { ...checkOutput(output, ref, subject.tolerance), checkedAt: n };
+    } finally {
+      await prepared.dispose();
+    }
+  } catch (error) {
+    return thrownCheck(subject, error, n);
   }
 }
 
@@ -686,8 +735,11 @@ export async function runSubject(
     let previous: { n: number; median: number } | null = null;
     let stopReason: string | null = null;
     let consecutiveErrors = 0;
-    // backward series: the correctness gate, run once before the first timed size
+    // backward, decode-cache, and unchecked forward series: the correctness gate, run once before
+    // the first timed size
     let gate: CheckResult | null | undefined;
+    // forward series: the worst check so far, carried to the sizes too large to check themselves
+    let seriesCheck: CheckResult | null = null;
     for (const w of list) {
       const flops = workloadFlops(w);
       const inapplicable = notApplicableReason(subject, w);
@@ -738,7 +790,15 @@ export async function runSubject(
         } else if (w.mode === 'decode-cache') {
           row = await measureDecode(subject, w, inputs, context, gate ?? null);
         } else {
+          // only while nothing in the series was checked yet: a checked smaller size speaks for it
+          if (gate === undefined && seriesCheck === null && referenceCost(w) > options.checkMaxCost) {
+            gate = await forwardGate(subject, w, options, hooks);
+            context.seriesStart = seriesStart = hooks.now();
+          }
           row = await measureForward(subject, w, inputs, context);
+          if (row.check != null) seriesCheck = worse(seriesCheck, { ...row.check, checkedAt: w.n });
+          // a size too large for the reference carries the worst check of its series (or the gate's)
+          else row.check = worse(gate ?? null, seriesCheck);
         }
         // a backward repetition of tf.grads runs the forward twice: predict from what a repetition costs
         const extra = row.phases?.derived ? row.phases.forward.median : 0;

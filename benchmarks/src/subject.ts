@@ -5,6 +5,8 @@ import type { Workload, WorkloadInputs } from './workloads.js';
 export interface PreparedRun {
   /** Runs attention once and resolves with the output `[B, Hq, Lq, Dv]` read back to the host. */
   run(): Promise<Float32Array>;
+  /** onnxruntime peers: where the session's nodes ran. */
+  placement?: PlacementCheck;
   /** Frees what `prepare` made. */
   dispose(): Promise<void> | void;
 }

@@ -56,7 +56,16 @@ export function rowAt(subject: SubjectReport, series: string, n: number): Result
 
 /** Peer families in display order; a family's best variant stands for it in ratios. */
 export function peerFamilies(results: BenchResults): string[] {
-  const order = ['naive-js', 'tfjs-cpu', 'tfjs-wasm', 'ort-web-1t', 'ort-web-mt', 'ort-node', 'ort-webgpu'];
+  const order = [
+    'naive-js',
+    'tfjs-cpu',
+    'tfjs-wasm',
+    'tfjs-webgl',
+    'ort-web-1t',
+    'ort-web-mt',
+    'ort-node',
+    'ort-webgpu',
+  ];
   const present = new Set(subjectsOf(results, 'peer').map((s) => s.family));
   return [...order.filter((f) => present.has(f)), ...[...present].filter((f) => !order.includes(f))];
 }

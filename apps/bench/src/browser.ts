@@ -33,7 +33,7 @@ function unavailable(entries: readonly SubjectEntry[], reason: string): SubjectR
   return entries.map((e) => ({
     id: e.id,
     kind: e.kind,
-    family: e.id.replace(/-(attention|mha|matmul)$/, ''),
+    family: e.id.replace(/-(attention|mha|matmul|gqa)$/, ''),
     label: e.label,
     environment: 'browser',
     status: 'unavailable' as const,

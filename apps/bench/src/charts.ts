@@ -47,6 +47,9 @@ export const SUBJECT_STYLES: Readonly<Record<string, SeriesStyle>> = {
     symbol: 'path://M10,0L13,7H20L14,12L16,20L10,15L4,20L6,12L0,7H7Z',
   },
   'ort-webgpu-matmul': { color: '#5c3a1e', symbol: 'path://M5,0H15L20,10L15,20H5L0,10Z' },
+  'ort-webgpu-mha': { color: '#ff0099', symbol: 'path://M0,0H20V8H12V20H8V8H0Z' },
+  'ort-webgpu-gqa': { color: '#00ff88', symbol: 'path://M0,20L10,0L20,20H14L10,10L6,20Z' },
+  'tfjs-webgl': { color: '#66bbff', symbol: 'path://M0,0H20V20H0Z M6,6V14H14V6Z' },
   // decode-cache only; colours picked by a search for the largest distance from the ones above
   'cpu-stateless': { color: '#bb7777', symbol: 'path://M0,0H20V6H0Z M0,14H20V20H0Z' },
   'wasm-stateless': { color: '#5511ff', symbol: 'path://M0,0H6V20H0Z M14,0H20V20H14Z' },

@@ -73,11 +73,24 @@ export const NODE_PEERS: readonly SubjectEntry[] = [
 export const BROWSER_SUBJECTS: readonly SubjectEntry[] = [
   { id: 'webgpu', kind: 'attnkit', environment: 'browser', label: '@attnkit/webgpu (browser)' },
   { id: 'webgl', kind: 'attnkit', environment: 'browser', label: '@attnkit/webgl (browser, gpu.js)' },
+  { id: 'tfjs-webgl', kind: 'peer', environment: 'browser', label: 'TF.js WebGL (browser)' },
+  {
+    id: 'ort-webgpu-mha',
+    kind: 'peer',
+    environment: 'browser',
+    label: 'onnxruntime-web WebGPU, MultiHeadAttention op',
+  },
+  {
+    id: 'ort-webgpu-gqa',
+    kind: 'peer',
+    environment: 'browser',
+    label: 'onnxruntime-web WebGPU, GroupQueryAttention op (prefill; decode-cache with the cache on the GPU)',
+  },
   {
     id: 'ort-webgpu-attention',
     kind: 'peer',
     environment: 'browser',
-    label: 'onnxruntime-web WebGPU, Attention op',
+    label: 'onnxruntime-web WebGPU session, Attention op (placed on its wasm CPU EP: fallback)',
   },
   {
     id: 'ort-webgpu-matmul',

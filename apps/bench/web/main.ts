@@ -2,11 +2,15 @@ import {
   BACKWARD_GRID,
   BACKWARD_QUICK_GRID,
   BACKWARD_RUN,
+  DECODE_CACHE_GRID,
+  DECODE_CACHE_QUICK_GRID,
+  DECODE_CACHE_RUN,
   expandGrid,
   FULL_GRID,
   FULL_RUN,
   type GridSpec,
   QUICK_BACKWARD_RUN,
+  QUICK_DECODE_CACHE_RUN,
   QUICK_GRID,
   QUICK_RUN,
   type RunOptions,
@@ -73,12 +77,14 @@ window.runBench = (request) => {
   });
 };
 
-/** The page's grid choices: the CLI's quick and full grids, and its backward mode's. */
+/** The page's grid choices: the CLI's quick and full grids, and its backward and decode-cache modes'. */
 const GRIDS: Record<string, { grid: GridSpec; options: RunOptions }> = {
   quick: { grid: QUICK_GRID, options: QUICK_RUN },
   full: { grid: FULL_GRID, options: FULL_RUN },
   'backward-quick': { grid: BACKWARD_QUICK_GRID, options: QUICK_BACKWARD_RUN },
   backward: { grid: BACKWARD_GRID, options: BACKWARD_RUN },
+  'decode-cache-quick': { grid: DECODE_CACHE_QUICK_GRID, options: QUICK_DECODE_CACHE_RUN },
+  'decode-cache': { grid: DECODE_CACHE_GRID, options: DECODE_CACHE_RUN },
 };
 
 $<HTMLFormElement>('form').addEventListener('submit', async (event) => {
@@ -90,7 +96,7 @@ $<HTMLFormElement>('form').addEventListener('submit', async (event) => {
     (i) => i.value,
   );
   const { grid, options } = GRIDS[choice] ?? GRIDS.quick;
-  const full = choice === 'full' || choice === 'backward';
+  const full = choice === 'full' || choice === 'backward' || choice === 'decode-cache';
   const startedAt = new Date().toISOString();
   try {
     const result = await window.runBench({ subjects, series: expandGrid(grid), options });

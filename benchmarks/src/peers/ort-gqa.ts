@@ -1,39 +1,13 @@
 import { buildGqaDecodeModel } from '../onnx.js';
 import { PEER_TOLERANCE, type Subject, sliceTokens } from '../subject.js';
-import type { OrtModule, OrtPeerOptions, OrtTensor } from './ort.js';
+import { type OrtModule, type OrtPeerOptions, type OrtTensor, resolveSessionOptions } from './ort.js';
+import { placementCache } from './placement.js';
 
-/**
- * Where onnxruntime placed a session's nodes, read from its verbose log ("Node placements"):
- * execution provider -> node count. `null` when the log could not be obtained (then the row is not
- * marked either way and says so).
- */
-export type NodePlacement = Record<string, number> | null;
+export { fallbackProviders, type NodePlacement, parseNodePlacements } from './placement.js';
 
-/** The GQA peer's extra: how to find where a session's nodes ran. */
+/** The GQA peer's options: the placement check is required here. */
 export interface OrtGqaPeerOptions extends OrtPeerOptions {
-  /** The execution provider the label promises (`CPUExecutionProvider`, `WasmExecutionProvider`...). */
   expectedProvider: string;
-  /** Creates a session of `model` with verbose logging and returns where its nodes went. */
-  placement?(model: Uint8Array): Promise<NodePlacement>;
-}
-
-/**
- * Parses onnxruntime's verbose session log. ORT 1.17+ writes, per provider, either
- * `All nodes placed on [CPUExecutionProvider]. Number of nodes: 1` or
- * `Node(s) placed on [CPUExecutionProvider]. Number of nodes: 3` under a "Node placements" header.
- */
-export function parseNodePlacements(log: string): NodePlacement {
-  const placement: Record<string, number> = {};
-  const pattern = /(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/g;
-  for (let m = pattern.exec(log); m !== null; m = pattern.exec(log))
-    placement[m[1]] = (placement[m[1]] ?? 0) + Number(m[2]);
-  return Object.keys(placement).length === 0 ? null : placement;
-}
-
-/** The providers other than `expected` that got nodes, e.g. `CPUExecutionProvider` for a WebGPU label. */
-export function fallbackProviders(placement: NodePlacement, expected: string): string[] {
-  if (placement === null) return [];
-  return Object.keys(placement).filter((ep) => ep !== expected && (placement[ep] ?? 0) > 0);
 }
 
 /**
@@ -45,7 +19,7 @@ export function fallbackProviders(placement: NodePlacement, expected: string): s
  */
 export function ortGqaPeer(options: OrtGqaPeerOptions): Subject {
   let ort: OrtModule | null = null;
-  const placements = new Map<string, NodePlacement>();
+  const placements = placementCache(options.expectedProvider, options.placement);
   return {
     id: `${options.family}-gqa`,
     kind: 'peer',
@@ -69,16 +43,7 @@ export function ortGqaPeer(options: OrtGqaPeerOptions): Subject {
       if (Lk < 2) throw new Error('GroupQueryAttention decode needs at least one past token');
       const past = Lk - 1;
       const model = buildGqaDecodeModel({ queryHeads: Hq, kvHeads: Hkv, pastLength: past, headDim: D });
-      // placement depends on the op, its types and head sizes, not on the cache length: probed once
-      // per head layout (at the series' gate), since each probe starts a process
-      const key = `${Hq}/${Hkv}/${D}`;
-      let placement = placements.get(key);
-      if (placement === undefined && options.placement !== undefined) {
-        placement = await options.placement(model.bytes);
-        placements.set(key, placement);
-      }
-      placement ??= null;
-      const fallback = fallbackProviders(placement, options.expectedProvider);
+      const placement = await placements.check(`${Hq}/${Hkv}/${D}`, model.bytes);
       const data: Record<string, Float32Array | Int32Array> = {
         q: inputs.q,
         k: sliceTokens(inputs.k, Hkv, Lk, D, past, Lk),
@@ -88,13 +53,9 @@ export function ortGqaPeer(options: OrtGqaPeerOptions): Subject {
         seqlens_k: new Int32Array([past]),
         total_sequence_length: new Int32Array([Lk]),
       };
-      const session = await o.InferenceSession.create(model.bytes, options.sessionOptions);
+      const session = await o.InferenceSession.create(model.bytes, resolveSessionOptions(options));
       return {
-        placement: {
-          expected: options.expectedProvider,
-          nodes: placement,
-          fallback: fallback.length > 0 ? fallback.join(', ') : null,
-        },
+        placement,
         async step() {
           const feeds: Record<string, OrtTensor> = {};
           for (const input of model.inputs)

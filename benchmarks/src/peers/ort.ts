@@ -1,6 +1,7 @@
 import { buildAttentionModel, type OnnxVariant } from '../onnx.js';
 import { PEER_TOLERANCE, type Subject } from '../subject.js';
 import { causalMask, repeatKvHeads, transposeHeads } from '../workloads.js';
+import { type PlacementProbe, placementCache } from './placement.js';
 
 /** The part of the onnxruntime API the peer uses; onnxruntime-web and onnxruntime-node both fit it. */
 export interface OrtTensor {
@@ -29,11 +30,28 @@ export interface OrtPeerOptions {
   label: string;
   /** Loads the runtime and applies its settings (thread count, wasm paths) before the first session. */
   load(): Promise<OrtModule>;
-  /** Session options (execution providers, intra-op threads). */
-  sessionOptions: Record<string, unknown>;
+  /**
+   * Session options (execution providers, intra-op threads); a function when they exist only after
+   * `load` (a WebGPU device the page made for onnxruntime).
+   */
+  sessionOptions: Record<string, unknown> | (() => Record<string, unknown>);
   /** Reported thread count. */
   threads: number;
   engine: string;
+  /**
+   * The execution provider the label promises (`CPUExecutionProvider` for the wasm and native CPU
+   * builds, `WebGpuExecutionProvider`): a node placed elsewhere marks the row `fallback: <EP>`.
+   */
+  expectedProvider?: string;
+  /** Where a model's nodes go, from onnxruntime's verbose log; absent: placement "unknown". */
+  placement?: PlacementProbe;
+  /** How the `mha` variant expresses causality (see `OnnxAttentionShape.mhaCausal`). */
+  mhaCausal?: 'attribute' | 'bias';
+}
+
+/** The session options of a peer, resolved now. */
+export function resolveSessionOptions(options: OrtPeerOptions): Record<string, unknown> {
+  return typeof options.sessionOptions === 'function' ? options.sessionOptions() : options.sessionOptions;
 }
 
 /**
@@ -44,6 +62,10 @@ export interface OrtPeerOptions {
  */
 export function ortPeer(variant: OnnxVariant, options: OrtPeerOptions): Subject {
   let ort: OrtModule | null = null;
+  const placements =
+    options.expectedProvider === undefined
+      ? null
+      : placementCache(options.expectedProvider, options.placement);
   return {
     id: `${options.family}-${variant}`,
     kind: 'peer',
@@ -65,7 +87,11 @@ export function ortPeer(variant: OnnxVariant, options: OrtPeerOptions): Subject 
         keyLength: Lk,
         headDim: D,
         causal: w.causal,
+        mhaCausal: options.mhaCausal,
       });
+      // placement follows the graph's ops and inputs (a causal graph has a mask), not its sizes: one
+      // probe per formulation and mask, since a Node probe is a process (see placementCache)
+      const placement = await placements?.check(`${variant}/${w.causal && Lq > 1}`, model.bytes);
       const data: Record<string, Float32Array> = {};
       if (variant === 'attention') {
         Object.assign(data, { q: inputs.q, k: inputs.k, v: inputs.v });
@@ -79,8 +105,9 @@ export function ortPeer(variant: OnnxVariant, options: OrtPeerOptions): Subject 
         data.k = transposeHeads(repeatKvHeads(inputs.k, Hkv, Hq), Hq, Lk, D);
         data.v = transposeHeads(repeatKvHeads(inputs.v, Hkv, Hq), Hq, Lk, D);
       }
-      const session = await o.InferenceSession.create(model.bytes, options.sessionOptions);
+      const session = await o.InferenceSession.create(model.bytes, resolveSessionOptions(options));
       return {
+        ...(placement && { placement }),
         async run() {
           const feeds: Record<string, OrtTensor> = {};
           for (const input of model.inputs)
@@ -104,6 +131,7 @@ export function ortPeer(variant: OnnxVariant, options: OrtPeerOptions): Subject 
     },
     async dispose() {
       ort = null;
+      placements?.clear();
     },
   };
 }

@@ -2,8 +2,11 @@ import type * as TfCore from '@tensorflow/tfjs-core';
 import { PEER_TOLERANCE, type Subject } from '../subject.js';
 import { causalMask, repeatKvHeads } from '../workloads.js';
 
-/** Which TF.js backend: `cpu` (plain JS kernels) or `wasm` (XNNPACK, SIMD). */
-export type TfjsBackendName = 'cpu' | 'wasm';
+/**
+ * Which TF.js backend: `cpu` (plain JS kernels), `wasm` (XNNPACK, SIMD) or `webgl` (fragment
+ * shaders, the peer of `@attnkit/webgl`; browser only).
+ */
+export type TfjsBackendName = 'cpu' | 'wasm' | 'webgl';
 
 /** Where the TF.js wasm binaries live: a directory path (Node) or URL prefix (browser) ending in `/`. */
 export interface TfjsPeerOptions {
@@ -25,7 +28,10 @@ export function tfjsPeer(backend: TfjsBackendName, options: TfjsPeerOptions = {}
     async init() {
       const core = await import('@tensorflow/tfjs-core');
       if (backend === 'cpu') await import('@tensorflow/tfjs-backend-cpu');
-      else {
+      else if (backend === 'webgl') {
+        // the @tensorflow/tfjs package registers its webgl backend on the same core instance
+        await import('@tensorflow/tfjs');
+      } else {
         const wasm = await import('@tensorflow/tfjs-backend-wasm');
         if (options.wasmPaths !== undefined) wasm.setWasmPaths(options.wasmPaths);
       }
@@ -35,7 +41,14 @@ export function tfjsPeer(backend: TfjsBackendName, options: TfjsPeerOptions = {}
       tf = core;
       const notes: string[] = [];
       if (backend === 'wasm') notes.push('TF.js wasm uses one thread under Node');
-      return { engine: `TF.js ${core.version_core} ${backend}`, threads: 1, notes };
+      let engine = `TF.js ${core.version_core} ${backend}`;
+      if (backend === 'webgl') {
+        // half-float render targets would round every intermediate to 11 bits: refuse, never compare those
+        if (!core.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'))
+          throw new Error('TF.js webgl: no float32 render targets here (it would compute in float16)');
+        engine += ` (WebGL ${core.env().getNumber('WEBGL_VERSION')}, float32 textures)`;
+      }
+      return { engine, threads: 1, notes };
     },
     async prepare(w, inputs) {
       const t = tf;
