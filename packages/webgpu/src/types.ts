@@ -7,6 +7,7 @@ import type {
   MatmulShape,
 } from '@attnkit/spec';
 import type { DeviceOptions } from './device.js';
+import type { KernelTier } from './tier.js';
 
 /** Options of {@link createWebGpuBackend}. */
 export interface WebGpuBackendOptions extends DeviceOptions {
@@ -67,6 +68,8 @@ export interface WebGpuWorkload {
 export interface WebGpuBackend extends AttentionBackend {
   /** The device in use (after `init()`). */
   readonly device: GPUDevice;
+  /** The kernel tier in use (after `init()`): the one asked for in the options, else the best available. */
+  readonly tier: KernelTier;
   /** Attention on buffers already on the device; nothing is read back. */
   attentionBuffers(inputs: GpuAttentionInputs, options?: AttentionOptions): Promise<GpuAttentionResult>;
   /** `a @ b (+ bias)` on device buffers; returns a backend buffer. */
