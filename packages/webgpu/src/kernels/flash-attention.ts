@@ -64,6 +64,25 @@ export function tiledPrivateFloats(v: TiledVariant): number {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * `load4X(base, d4, n)`: floats `4 d4 .. 4 d4 + 3` of a row of buffer X from `base`, zero past the
+ * row's `n` floats (the padding adds nothing to a dot). Whole vec4s, the common case, load without
+ * a branch per float.
+ */
+function load4(buffer: string): string {
+  return `
+fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
+  let d = base + d4 * 4u;
+  if (d4 * 4u + 4u <= n) { return vec4<f32>(${buffer}[d], ${buffer}[d + 1u], ${buffer}[d + 2u], ${buffer}[d + 3u]); }
+  var r = vec4<f32>(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (d4 * 4u + c < n) { r[c] = ${buffer}[d + c]; }
+  }
+  return r;
+}
+`;
+}
+
 /** The tiled forward kernel. Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD. */
 export function tiledAttentionShader(v: TiledVariant): string {
   const { rq: RQ, g: G, bk: BK, wg: WG } = v;
@@ -208,20 +227,7 @@ var<workgroup> vs: array<vec4<f32>, ${BK * DV4C}>;
 ${shared ? `var<workgroup> ps: array<f32, ${BQ * BK}>;\nvar<workgroup> redF: array<f32, ${BQ * G}>;\nvar<workgroup> redU: array<u32, ${BQ * G}>;` : ''}
 ${subgroup ? 'var<workgroup> slotBase: atomic<u32>;' : ''}
 
-// Four floats of a row from \`base\`, zero past the row's \`n\` floats (the padding adds nothing to a dot).
-fn row4(which: u32, base: u32, d4: u32, n: u32) -> vec4<f32> {
-  let d = d4 * 4u;
-  var r = vec4<f32>(0.0);
-  for (var c = 0u; c < 4u; c++) {
-    if (d + c < n) {
-      if (which == 0u) { r[c] = Q[base + d + c]; }
-      else if (which == 1u) { r[c] = K[base + d + c]; }
-      else { r[c] = V[base + d + c]; }
-    }
-  }
-  return r;
-}
-
+${['Q', 'K', 'V'].map((buffer) => load4(buffer)).join('')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${
     subgroup ? ', @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32' : ''
@@ -266,7 +272,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let r = e / D4;
     let i = i0 + r;
     var q = vec4<f32>(0.0);
-    if (i < P.lq) { q = row4(0u, b * P.qsB + h * P.qsH + i * P.qsL, e % D4, P.d); }
+    if (i < P.lq) { q = load4Q(b * P.qsB + h * P.qsH + i * P.qsL, e % D4, P.d); }
     qs[r * QS + e % D4] = q;
   }
 
@@ -283,14 +289,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let c = e / D4;
       let j = kt + c;
       var k = vec4<f32>(0.0);
-      if (j < P.lk) { k = row4(1u, b * P.ksB + kvh * P.ksH + j * P.ksL, e % D4, P.d); }
+      if (j < P.lk) { k = load4K(b * P.ksB + kvh * P.ksH + j * P.ksL, e % D4, P.d); }
       ks[c * QS + e % D4] = k;
     }
     for (var e = lid; e < BK * DV4; e += WG) {
       let c = e / DV4;
       let j = kt + c;
       var x = vec4<f32>(0.0);
-      if (j < P.lk) { x = row4(2u, b * P.vsB + kvh * P.vsH + j * P.vsL, e % DV4, P.dv); }
+      if (j < P.lk) { x = load4V(b * P.vsB + kvh * P.vsH + j * P.vsL, e % DV4, P.dv); }
       vs[c * DV4C + e % DV4] = x;
     }
     workgroupBarrier();
