@@ -161,12 +161,24 @@ const TILED_BLOCKS: readonly (readonly [number, number, number])[] = [
  */
 const MAX_TILED_PRIVATE_FLOATS = 160;
 
-/** The tiled kernel's variant for this shape on this device, or `null` where none fits. */
+/**
+ * Fewest query rows for the tiled kernel. Its workgroup covers 16-32 rows with 2 rows per row
+ * group; a decode (Lq = 1) would leave all but one row group idle and stream every key through 4 of
+ * 64 invocations (3M keys: past the conformance suite's 120 s on SwiftShader), where the scalar
+ * kernel sizes its tile to the rows (`rowCap`) and scores with every invocation.
+ */
+export const TILED_MIN_QUERY_ROWS = 16;
+
+/**
+ * The tiled kernel's variant for this shape on this device, or `null` where none fits or the
+ * query is shorter than {@link TILED_MIN_QUERY_ROWS}.
+ */
 export function tiledVariant(
   s: DeviceState,
   workgroupSize: number | undefined,
   shape: ResolvedShape,
 ): TiledVariant | null {
+  if (shape.queryLength < TILED_MIN_QUERY_ROWS) return null;
   const floats = s.limits.workgroupFloats;
   const round4 = (n: number) => Math.ceil(n / 4) * 4;
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));

@@ -89,6 +89,11 @@ describe("the forward's kernel choice (no device)", () => {
     expect(forwardVariant(stateWith(32768, 'subgroups'), 6, shape(64)).tiled).toMatchObject({ g: 1, wg: 6 });
   });
 
+  it('runs the scalar kernel (explicitly: tiled null) for queries of fewer than 16 rows', () => {
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 15)).tiled).toBeNull();
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 16)).tiled).not.toBeNull();
+  });
+
   it('falls back to the scalar kernel (explicitly: tiled null) for heads too large for any tile', () => {
     expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(256)).tiled).toBeNull();
     expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(256)).bq).toBeGreaterThan(0);
