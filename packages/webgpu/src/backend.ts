@@ -26,9 +26,10 @@ import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
 import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline } from './pipelines.js';
-import { attentionVariant, backwardVariant, cacheVariant, headDimLimit } from './planning.js';
+import { backwardVariant, cacheVariant, forwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
+import { KERNEL_TIERS, type KernelTier } from './tier.js';
 import { checkGpuTensor } from './transfer.js';
 import type {
   GpuTensor,
@@ -135,6 +136,10 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     return this.ready().device;
   }
 
+  get tier(): KernelTier {
+    return this.ready().tier;
+  }
+
   capabilities(): BackendCapabilities {
     const s = this.state;
     const notes = [
@@ -159,11 +164,12 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
       limits: { headDim: dimLimit, valueDim: dimLimit, tensorElements: s.limits.tensorElements },
       tolerance: TOLERANCE,
       deterministic: true,
-      engine: `WebGPU (WGSL) on ${s.acquired.description}`,
+      engine: `WebGPU (WGSL) on ${s.acquired.description}, ${s.tier} tier`,
       threads: 1,
       notes: [
         ...notes,
         ...s.acquired.notes,
+        `kernel tier: ${s.tier}${s.subgroupSizes === null ? '' : ` (subgroup sizes ${s.subgroupSizes.min}-${s.subgroupSizes.max})`}; forward: register-tiled FlashAttention-2 kernel where its tiles fit, scalar kernel otherwise`,
         `tiles sized from the device: ${s.limits.workgroupFloats * 4} B workgroup storage, ` +
           `${s.limits.invocations} invocations, ${s.limits.storageBinding} B storage binding`,
       ],
@@ -274,7 +280,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     // compiled again and a call racing prepare waits for the same compilation.
     await Promise.all(
       checked.flatMap((w) => [
-        attentionPipelines(s, attentionVariant(s, this.workgroupSize, w.shape), w.returnWeights),
+        attentionPipelines(s, forwardVariant(s, this.workgroupSize, w.shape), w.returnWeights),
         ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
         ...(w.backward
           ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]
@@ -343,6 +349,7 @@ const OPTION_SCHEMA: FactoryOptionSchema<WebGpuBackendOptions> = {
     test: (value) => Array.isArray(value) && value.every((flag) => typeof flag === 'string'),
   },
   workgroupSize: { kind: 'integer', min: 1, max: 1024 },
+  tier: { kind: 'enum', values: KERNEL_TIERS },
 };
 
 /**
@@ -359,7 +366,8 @@ export function createWebGpuBackend(given?: WebGpuBackendOptions): WebGpuBackend
   impl.initialize = () => base.init();
   // defineProperty, not a getter in Object.assign: assign would read the device before init.
   Object.defineProperty(base, 'device', { get: () => impl.device, enumerable: true });
-  return Object.assign(base as typeof base & { readonly device: GPUDevice }, {
+  Object.defineProperty(base, 'tier', { get: () => impl.tier, enumerable: true });
+  return Object.assign(base as typeof base & { readonly device: GPUDevice; readonly tier: KernelTier }, {
     prepare: (workloads: readonly WebGpuWorkload[]) =>
       gate.call(
         'prepare',

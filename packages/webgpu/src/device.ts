@@ -1,4 +1,5 @@
 import { AttnkitError } from '@attnkit/spec';
+import { type KernelTier, resolveTier, type SubgroupSizes, subgroupSizesOf } from './tier.js';
 
 /** The shape of the `webgpu` npm package (Dawn for Node) that this backend uses. */
 export interface NodeWebGpuModule {
@@ -23,6 +24,11 @@ export interface DeviceOptions {
   nodeWebgpuModule?: NodeWebGpuModule | (() => Promise<NodeWebGpuModule>);
   /** Flags for Dawn's `create()` in Node (default {@link DEFAULT_DAWN_FLAGS}). */
   dawnFlags?: readonly string[];
+  /**
+   * The kernel tier to run (default: the best the adapter offers, see `KernelTier`). A tier the
+   * adapter or the given device cannot run rejects `init()` with `unsupported`.
+   */
+  tier?: KernelTier;
 }
 
 /** A device and whether this backend owns (and so destroys) it. */
@@ -35,6 +41,10 @@ export interface AcquiredDevice {
   keepAlive: unknown;
   /** Facts about the device a caller may not expect, for `capabilities.notes`. */
   notes: string[];
+  /** The kernel tier resolved for this device. */
+  tier: KernelTier;
+  /** Subgroup sizes where the tier uses subgroups, else `null`. */
+  subgroupSizes: SubgroupSizes | null;
 }
 
 const SWIFTSHADER_HINT =
@@ -132,12 +142,18 @@ const WANTED_LIMITS = [
  */
 export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDevice> {
   if (options.device !== undefined) {
+    const given = options.device;
+    // `GPUDevice.adapterInfo` is newer than some implementations: without it, no sizes, no subgroups tier.
+    const sizes = subgroupSizesOf((given as { adapterInfo?: unknown }).adapterInfo);
+    const tier = resolveTier(options.tier, { subgroupsFeature: given.features.has('subgroups'), sizes });
     return {
-      device: options.device,
+      device: given,
       owned: false,
       description: 'caller-provided GPUDevice',
       keepAlive: null,
       notes: ["caller-owned device: dispose() frees the backend's buffers and leaves the device alone"],
+      tier,
+      subgroupSizes: tier === 'subgroups' ? sizes : null,
     };
   }
   let gpu = options.gpu ?? browserGpu();
@@ -177,9 +193,12 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
     const value = adapter.limits[name];
     if (typeof value === 'number') requiredLimits[name] = value;
   }
+  const sizes = subgroupSizesOf(adapter.info);
+  const tier = resolveTier(options.tier, { subgroupsFeature: adapter.features.has('subgroups'), sizes });
+  const requiredFeatures: GPUFeatureName[] = tier === 'subgroups' ? ['subgroups' as GPUFeatureName] : [];
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits });
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   } catch (error) {
     throw unavailable(`webgpu: requestDevice failed: ${String(error)}`, 'requestDevice rejected', error);
   }
@@ -190,5 +209,13 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
   if (info?.isFallbackAdapter === true || /swiftshader/i.test(name)) {
     notes.push('software (fallback) adapter: correct but slow; speed figures need a real GPU');
   }
-  return { device, owned: true, description: `${where}${name ? `: ${name}` : ''}`, keepAlive: gpu, notes };
+  return {
+    device,
+    owned: true,
+    description: `${where}${name ? `: ${name}` : ''}`,
+    keepAlive: gpu,
+    notes,
+    tier,
+    subgroupSizes: tier === 'subgroups' ? sizes : null,
+  };
 }

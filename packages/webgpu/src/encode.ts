@@ -13,6 +13,7 @@ import {
   type AttentionOptionsPart,
   type AttentionPlan,
   dispatchSize,
+  forwardRows,
   matmulTile,
   stridesFor,
 } from './planning.js';
@@ -86,7 +87,7 @@ export function encodeAttention(
     valueDim: Dv,
   } = shape;
   const temps: GPUBuffer[] = [];
-  const qTiles = Math.ceil(Lq / variant.bq);
+  const qTiles = Math.ceil(Lq / forwardRows(variant));
   const groups = B * Hq * qTiles;
   const [gx, gy] = dispatchSize(s, groups, context);
   const qs = stridesFor(layout, Hq, Lq, D);
@@ -127,7 +128,7 @@ export function encodeAttention(
     nanBits: NAN_BITS,
     d: D,
     dv: Dv,
-    bk: variant.bk,
+    bk: variant.tiled?.bk ?? variant.bk,
     flags:
       (o.causal ? Flags.causal : 0) |
       (o.slidingWindow !== null ? Flags.window : 0) |

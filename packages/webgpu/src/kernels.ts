@@ -151,11 +151,20 @@ fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff8000
  * `softcap`, `flags`, `bs*`).
  */
 export function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => string): string {
-  // Order fixed by the spec's semantics: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
   return `
   var dotp = 0.0;
   for (var d = 0u; d < P.d; d++) { dotp += ${qExpr('d')} * ${kExpr('d')}; }
-  var s = P.scale * dotp;
+  ${logitFromDotCode('dotp')}`;
+}
+
+/**
+ * {@link logitCode} after the dot product: the logit from `q . k` (the WGSL expression `dot`), for
+ * kernels that compute their dot products in blocks (kernels/flash-attention.ts).
+ */
+export function logitFromDotCode(dot: string): string {
+  // Order fixed by the spec's semantics: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
+  return `
+  var s = P.scale * ${dot};
   var capX = 0.0;
   if ((P.flags & ${Flags.softcap}u) != 0u) {
     let x = s / P.softcap;

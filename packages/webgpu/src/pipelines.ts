@@ -6,9 +6,10 @@ import { cacheMergeShader, cachePartialShader } from './kernels/cache-attention.
 import { deltaShader } from './kernels/delta.js';
 import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
+import { tiledAttentionShader } from './kernels/flash-attention.js';
 import { sinksGradShader } from './kernels/sinks-grad.js';
 import { type AttentionVariant, attentionShader, matmulShader, weightsShader } from './kernels.js';
-import { matmulTile } from './planning.js';
+import { type ForwardVariant, matmulTile } from './planning.js';
 import type { DeviceState } from './state.js';
 
 export interface Pipelines {
@@ -67,15 +68,19 @@ export function pipeline(s: DeviceState, key: string, code: string): Promise<GPU
   return created;
 }
 
+/** The forward's pipeline (tiled or scalar, as the variant says) and, if asked, the weights pass's. */
 export async function attentionPipelines(
   s: DeviceState,
-  v: AttentionVariant,
+  v: ForwardVariant,
   weights: boolean,
 ): Promise<Pipelines> {
-  const key = JSON.stringify(v);
+  const { tiled, ...scalar } = v;
+  const key = JSON.stringify(scalar);
   const [attention, w] = await Promise.all([
-    pipeline(s, `attention${key}`, attentionShader(v)),
-    weights ? pipeline(s, `weights${key}`, weightsShader(v)) : Promise.resolve(null),
+    tiled === null
+      ? pipeline(s, `attention${key}`, attentionShader(scalar))
+      : pipeline(s, `attention-tiled${JSON.stringify(tiled)}`, tiledAttentionShader(tiled)),
+    weights ? pipeline(s, `weights${key}`, weightsShader(scalar)) : Promise.resolve(null),
   ]);
   return { attention, weights: w };
 }

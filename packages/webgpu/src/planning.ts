@@ -1,6 +1,12 @@
 import type { MatmulShape, ResolvedOptions, ResolvedShape } from '@attnkit/spec';
 import { unsupported } from './errors.js';
 import type { BackwardTiles, BackwardVariant } from './kernels/backward-common.js';
+import {
+  type TiledVariant,
+  tiledPrivateFloats,
+  tiledRows,
+  tiledWorkgroupSizes,
+} from './kernels/flash-attention.js';
 import type { AttentionVariant } from './kernels.js';
 import type { DeviceState } from './state.js';
 import type { TensorLayout } from './types.js';
@@ -18,7 +24,22 @@ export interface AttentionPlan {
   shape: ResolvedShape;
   options: AttentionOptionsPart;
   layout: TensorLayout;
-  variant: AttentionVariant;
+  variant: ForwardVariant;
+}
+
+/**
+ * The forward's kernel choice: the register-tiled kernel (kernels/flash-attention.ts) wherever its
+ * tiles fit the device, else (`tiled: null`) the scalar kernel of kernels.ts, which fits down to
+ * 1 x 1 tiles and so serves the largest head sizes. The scalar sizes are kept either way: the
+ * weights pass uses its workgroup size.
+ */
+export interface ForwardVariant extends AttentionVariant {
+  tiled: TiledVariant | null;
+}
+
+/** Query rows per workgroup of the kernel a forward variant runs. */
+export function forwardRows(v: ForwardVariant): number {
+  return v.tiled === null ? v.bq : tiledRows(v.tiled);
 }
 
 export function stridesFor(layout: TensorLayout, heads: number, length: number, dim: number): Strides {
@@ -120,6 +141,87 @@ export function attentionVariant(
   );
 }
 
+/**
+ * Register blocks of the tiled kernel, best first: [rows per row group, invocations per row, keys per
+ * tile]. Measured on SwiftShader (scripts/sanity-timings.mjs); the first that fits the device's
+ * workgroup storage and {@link MAX_TILED_PRIVATE_FLOATS} is used.
+ */
+const TILED_BLOCKS: readonly (readonly [number, number, number])[] = [
+  [2, 4, 32],
+  [2, 4, 16],
+  [1, 4, 16],
+  [1, 4, 8],
+  [1, 2, 8],
+  [1, 1, 4],
+];
+
+/**
+ * Most floats one invocation of the tiled kernel keeps in registers; past it (large value heads) the
+ * tiled kernel would spill on a real GPU, and the scalar kernel runs instead.
+ */
+const MAX_TILED_PRIVATE_FLOATS = 160;
+
+/**
+ * Fewest query rows for the tiled kernel. Its workgroup covers 16-32 rows with 2 rows per row
+ * group; a decode (Lq = 1) would leave all but one row group idle and stream every key through 4 of
+ * 64 invocations (3M keys: past the conformance suite's 120 s on SwiftShader), where the scalar
+ * kernel sizes its tile to the rows (`rowCap`) and scores with every invocation.
+ */
+export const TILED_MIN_QUERY_ROWS = 16;
+
+/**
+ * The tiled kernel's variant for this shape on this device, or `null` where none fits or the
+ * query is shorter than {@link TILED_MIN_QUERY_ROWS}.
+ */
+export function tiledVariant(
+  s: DeviceState,
+  workgroupSize: number | undefined,
+  shape: ResolvedShape,
+): TiledVariant | null {
+  if (shape.queryLength < TILED_MIN_QUERY_ROWS) return null;
+  const floats = s.limits.workgroupFloats;
+  const round4 = (n: number) => Math.ceil(n / 4) * 4;
+  const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
+  const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
+  const sizes = s.subgroupSizes;
+  // Shuffles need each row group inside one subgroup: the workgroup must be whole subgroups.
+  const subgroups = s.tier === 'subgroups' && sizes !== null && wg % sizes.max === 0;
+  for (const [rq, gWanted, bk] of TILED_BLOCKS) {
+    const g = wg % gWanted === 0 ? gWanted : 1;
+    if (bk % g !== 0) continue;
+    for (const [D, Dv] of [
+      [bucket(shape.headDim), bucket(shape.valueDim)],
+      [round4(shape.headDim), round4(shape.valueDim)],
+    ] as const) {
+      const v: TiledVariant = {
+        headDim: D,
+        valueDim: Dv,
+        rq,
+        g,
+        bk,
+        wg,
+        reduce: subgroups && g > 1 ? 'subgroup' : 'workgroup',
+      };
+      if (
+        workgroupFloats(tiledWorkgroupSizes(v)) <= floats &&
+        tiledPrivateFloats(v) <= MAX_TILED_PRIVATE_FLOATS
+      ) {
+        return v;
+      }
+    }
+  }
+  return null;
+}
+
+/** The scalar variant (always) and the tiled one where it fits: see {@link ForwardVariant}. */
+export function forwardVariant(
+  s: DeviceState,
+  workgroupSize: number | undefined,
+  shape: ResolvedShape,
+): ForwardVariant {
+  return { ...attentionVariant(s, workgroupSize, shape), tiled: tiledVariant(s, workgroupSize, shape) };
+}
+
 /** Checks the sizes of what the attention writes and picks its variant. */
 export function planAttention(
   s: DeviceState,
@@ -133,7 +235,7 @@ export function planAttention(
   if (options.bias !== null) checkElements(s, context, 'options.bias.data', options.bias.data.length);
   if (options.returnWeights) checkElements(s, context, 'weights', B * Hq * Lq * Lk);
   checkElements(s, context, 'lse', 3 * B * Hq * Lq);
-  const variant = attentionVariant(s, workgroupSize, shape);
+  const variant = forwardVariant(s, workgroupSize, shape);
   return { shape, options, layout, variant } satisfies AttentionPlan;
 }
 

@@ -1,11 +1,16 @@
 import type { AcquiredDevice } from './device.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
+import type { KernelTier, SubgroupSizes } from './tier.js';
 import type { TransferCounters } from './types.js';
 
 /** Everything a backend holds for one device, sized from that device's limits. */
 export interface DeviceState {
   acquired: AcquiredDevice;
   device: GPUDevice;
+  /** The kernel tier (resolved at acquisition): which WGSL extensions the kernels may use. */
+  tier: KernelTier;
+  /** Subgroup sizes in the `subgroups` tier, else `null`. */
+  subgroupSizes: SubgroupSizes | null;
   pool: BufferPool;
   limits: {
     storageBinding: number;
@@ -49,6 +54,8 @@ export function createDeviceState(acquired: AcquiredDevice): DeviceState {
   const state: DeviceState = {
     acquired,
     device,
+    tier: acquired.tier,
+    subgroupSizes: acquired.subgroupSizes,
     pool,
     dummy: pool.acquire(16, STORAGE_USAGE),
     limits: {

@@ -8,6 +8,7 @@ import type {
   DeviceTensor,
 } from '@attnkit/spec';
 import type { DeviceOptions } from './device.js';
+import type { KernelTier } from './tier.js';
 
 export type { TensorLayout } from '@attnkit/spec';
 
@@ -65,6 +66,8 @@ export interface WebGpuWorkload {
 export interface WebGpuBackend extends AttentionBackend, DeviceBackend<GpuTensor> {
   /** The device in use (after `init()`). */
   readonly device: GPUDevice;
+  /** The kernel tier in use (after `init()`): the one asked for in the options, else the best available. */
+  readonly tier: KernelTier;
   /**
    * Initialises the backend and compiles, ahead of time, the pipelines that calls of these workloads
    * will use, so the first real call does not pay for shader compilation (seconds on a software

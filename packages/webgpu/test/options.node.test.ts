@@ -26,7 +26,7 @@ describe('createWebGpuBackend options (one validator)', () => {
         code: 'invalid-argument',
         argument: 'options.workgroupsize',
         message:
-          'createWebGpuBackend: options has unknown key "workgroupsize" (known: device, gpu, adapterOptions, nodeWebgpuModule, dawnFlags, workgroupSize)',
+          'createWebGpuBackend: options has unknown key "workgroupsize" (known: device, gpu, adapterOptions, nodeWebgpuModule, dawnFlags, workgroupSize, tier)',
       }),
     );
   });
@@ -38,6 +38,7 @@ describe('createWebGpuBackend options (one validator)', () => {
     ['dawnFlags', [1]],
     ['workgroupSize', 0],
     ['workgroupSize', 1.5],
+    ['tier', 'fast'],
   ])('rejects options.%s = %j', (name, value) => {
     expect(() => createWebGpuBackend({ [name]: value } as never)).toThrow(
       expect.objectContaining({ code: 'invalid-argument', argument: `options.${name}` }),

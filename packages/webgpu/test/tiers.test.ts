@@ -1,0 +1,175 @@
+import { type AttentionOptions, type AttentionShape, isAttnkitError } from '@attnkit/spec';
+import { describe, expect, it } from 'vitest';
+import { createWebGpuBackend, KERNEL_TIERS, type KernelTier } from '../src/index.js';
+import { forwardVariant } from '../src/planning.js';
+import type { DeviceState } from '../src/state.js';
+import { availableTiers, resolveTier } from '../src/tier.js';
+import { expectMatchesReference, inputsFor, ownDevice } from './helpers.js';
+
+/** The fields of a device state that the forward's kernel choice reads. */
+function stateWith(workgroupBytes: number, tier: KernelTier, subgroupMax = 4): DeviceState {
+  return {
+    limits: { workgroupFloats: workgroupBytes / 4, invocations: 256 },
+    tier,
+    subgroupSizes: tier === 'subgroups' ? { min: 4, max: subgroupMax } : null,
+  } as DeviceState;
+}
+
+const shape = (headDim: number, queryLength = 64) =>
+  ({
+    batch: 1,
+    queryHeads: 1,
+    kvHeads: 1,
+    queryLength,
+    keyLength: queryLength,
+    headDim,
+    valueDim: headDim,
+  }) as const;
+
+describe('tier resolution (no device)', () => {
+  it('offers subgroups only with the feature and known subgroup sizes of at least 4', () => {
+    expect(availableTiers({ subgroupsFeature: false, sizes: null })).toEqual(['baseline']);
+    expect(availableTiers({ subgroupsFeature: true, sizes: null })).toEqual(['baseline']);
+    expect(availableTiers({ subgroupsFeature: true, sizes: { min: 2, max: 8 } })).toEqual(['baseline']);
+    expect(availableTiers({ subgroupsFeature: true, sizes: { min: 4, max: 32 } })).toEqual([
+      'baseline',
+      'subgroups',
+    ]);
+  });
+
+  it('picks the best tier unless one is asked for, and rejects one the device lacks', () => {
+    const both = { subgroupsFeature: true, sizes: { min: 4, max: 4 } };
+    expect(resolveTier(undefined, both)).toBe('subgroups');
+    expect(resolveTier('baseline', both)).toBe('baseline');
+    expect(resolveTier(undefined, { subgroupsFeature: false, sizes: null })).toBe('baseline');
+    expect(() => resolveTier('subgroups', { subgroupsFeature: false, sizes: null })).toThrow(
+      expect.objectContaining({
+        code: 'unsupported',
+        argument: 'options.tier',
+        expected: 'one of baseline',
+        actual: 'subgroups',
+      }),
+    );
+  });
+
+  it('rejects an unknown tier when the backend is created', () => {
+    expect(() => createWebGpuBackend({ tier: 'f16' as never })).toThrow(
+      expect.objectContaining({ code: 'invalid-argument', argument: 'options.tier' }),
+    );
+  });
+});
+
+describe("the forward's kernel choice (no device)", () => {
+  it('runs the tiled kernel where it fits, with subgroup reductions only in the subgroups tier', () => {
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64)).tiled).toEqual({
+      headDim: 64,
+      valueDim: 64,
+      rq: 2,
+      g: 4,
+      bk: 32,
+      wg: 64,
+      reduce: 'subgroup',
+    });
+    expect(forwardVariant(stateWith(32768, 'baseline'), undefined, shape(64)).tiled?.reduce).toBe(
+      'workgroup',
+    );
+    // 16 KiB (WebGPU's default limit): smaller blocks.
+    expect(forwardVariant(stateWith(16384, 'subgroups'), undefined, shape(64)).tiled).toMatchObject({
+      rq: 1,
+      g: 4,
+      bk: 16,
+    });
+  });
+
+  it('reduces through workgroup memory where subgroups would not fill the workgroup', () => {
+    // 64 invocations cannot be whole subgroups of 128; 6 invocations are not a multiple of 4.
+    expect(forwardVariant(stateWith(32768, 'subgroups', 128), undefined, shape(64)).tiled?.reduce).toBe(
+      'workgroup',
+    );
+    expect(forwardVariant(stateWith(32768, 'subgroups'), 6, shape(64)).tiled).toMatchObject({ g: 1, wg: 6 });
+  });
+
+  it('runs the scalar kernel (explicitly: tiled null) for queries of fewer than 16 rows', () => {
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 15)).tiled).toBeNull();
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 16)).tiled).not.toBeNull();
+  });
+
+  it('falls back to the scalar kernel (explicitly: tiled null) for heads too large for any tile', () => {
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(256)).tiled).toBeNull();
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(256)).bq).toBeGreaterThan(0);
+  });
+});
+
+const probe = createWebGpuBackend();
+await probe.init();
+const tiers = KERNEL_TIERS.slice(0, KERNEL_TIERS.indexOf(probe.tier) + 1);
+await probe.dispose();
+
+describe('tiers on this adapter', () => {
+  it('a default backend reports the tier it picked in engine, notes and tier', async () => {
+    const backend = createWebGpuBackend();
+    await backend.init();
+    const caps = backend.capabilities;
+    expect(KERNEL_TIERS).toContain(backend.tier);
+    expect(caps.engine).toMatch(new RegExp(`^WebGPU \\(WGSL\\) on .*, ${backend.tier} tier$`));
+    expect(caps.notes.some((n) => n.startsWith(`kernel tier: ${backend.tier}`))).toBe(true);
+    await backend.dispose();
+  });
+
+  it('forcing subgroups on a device without the feature rejects init with unsupported', async () => {
+    const device = await ownDevice();
+    expect(device.features.has('subgroups')).toBe(false);
+    const backend = createWebGpuBackend({ device, tier: 'subgroups' });
+    const error: unknown = await backend.init().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isAttnkitError(error) && error.code).toBe('unsupported');
+    expect(error).toMatchObject({ argument: 'options.tier', actual: 'subgroups' });
+    await backend.dispose();
+    device.destroy();
+  });
+
+  // Both kernels and both reductions, on every tier this adapter runs: multi-tile causal GQA with
+  // every option (the conformance suite covers the rest), a large head (scalar kernel), and a
+  // workgroup size that makes subgroup reductions impossible.
+  const options: AttentionOptions = {
+    causal: true,
+    slidingWindow: 70,
+    softcap: 3,
+    sinks: new Float32Array([0.5, -1, 2, 0]),
+    alibiSlopes: new Float32Array([0.01, 0.02, 0.03, 0.04]),
+    returnLse: true,
+    returnWeights: true,
+  };
+  const gqa: AttentionShape = {
+    batch: 2,
+    queryHeads: 4,
+    kvHeads: 2,
+    queryLength: 77,
+    keyLength: 101,
+    headDim: 13,
+    valueDim: 18,
+  };
+  for (const tier of tiers) {
+    it(`${tier}: tiled kernel, multi-tile causal GQA with options`, async () => {
+      const backend = createWebGpuBackend({ tier });
+      await expectMatchesReference(backend, inputsFor(gqa, 3), options);
+      expect(backend.tier).toBe(tier);
+      await backend.dispose();
+    });
+
+    it(`${tier}: tiled kernel with 6 invocations per workgroup (one lane per row)`, async () => {
+      const backend = createWebGpuBackend({ tier, workgroupSize: 6 });
+      await expectMatchesReference(backend, inputsFor(gqa, 4), options);
+      await backend.dispose();
+    });
+
+    it(`${tier}: scalar kernel for a 256-wide head`, async () => {
+      const backend = createWebGpuBackend({ tier });
+      const big: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 40, keyLength: 45, headDim: 256 };
+      await expectMatchesReference(backend, inputsFor(big, 5), { causal: true, returnLse: true });
+      await backend.dispose();
+    });
+  }
+});
