@@ -145,6 +145,34 @@ fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff8000
 `;
 
 /**
+ * WGSL statements shared by the forward kernels: from the workgroup's linear index `index`, its
+ * query tile (`tile`, `h`, `b`, `kvh`, `i0`, `iLast`, `off` = Lk - Lq), and the band of key tiles
+ * any of its rows can see (`tStart`..`tEnd`, from causal and the sliding window), so whole tiles
+ * outside it are skipped. `BQ` and `BK` must be in scope in the shader.
+ */
+export function queryTileCode(index: string): string {
+  return `  let tile = ${index} % P.qTiles;
+  let h = (${index} / P.qTiles) % P.hq;
+  let b = ${index} / (P.qTiles * P.hq);
+  let kvh = h / (P.hq / P.hkv);
+  let i0 = tile * BQ;
+  let off = i32(P.lk) - i32(P.lq);
+  let iLast = min(i0 + BQ, P.lq) - 1u;
+
+  // Key band that any row of this tile can see: whole tiles outside it are skipped.
+  var kStart = 0i;
+  var kEnd = i32(P.lk);
+  let causal = (P.flags & ${Flags.causal}u) != 0u;
+  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
+  if ((P.flags & ${Flags.window}u) != 0u) {
+    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
+    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
+  }
+  let tStart = u32(max(kStart, 0)) / BK * BK;
+  let tEnd = u32(max(kEnd, 0));`;
+}
+
+/**
  * The logit of query `i` and key `j` as WGSL statements: leaves `s` (and its TwoSum error `lo`) and,
  * with softcap, `capX` (the tanh argument, which the backward differentiates through). Needs `b`,
  * `h`, `i`, `j`, `pos` in scope and a parameter block with the fields it reads (`d`, `scale`,
@@ -259,25 +287,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let D = P.d;
   let DV = P.dv;
   let BK = P.bk;
-  let tile = g % P.qTiles;
-  let h = (g / P.qTiles) % P.hq;
-  let b = g / (P.qTiles * P.hq);
-  let kvh = h / (P.hq / P.hkv);
-  let i0 = tile * BQ;
-  let off = i32(P.lk) - i32(P.lq);
-  let iLast = min(i0 + BQ, P.lq) - 1u;
-
-  // Key band that any row of this tile can see: whole tiles outside it are skipped.
-  var kStart = 0i;
-  var kEnd = i32(P.lk);
-  let causal = (P.flags & ${Flags.causal}u) != 0u;
-  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
-  if ((P.flags & ${Flags.window}u) != 0u) {
-    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
-    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
-  }
-  let tStart = u32(max(kStart, 0)) / BK * BK;
-  let tEnd = u32(max(kEnd, 0));
+${queryTileCode('g')}
 
   for (var e = lid; e < BQ * D; e += WG) {
     let r = e / D;

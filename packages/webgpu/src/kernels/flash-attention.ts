@@ -16,6 +16,7 @@ import {
   logitFromDotCode,
   optionBindings,
   paramsStruct,
+  queryTileCode,
   visibleCode,
 } from '../kernels.js';
 
@@ -248,25 +249,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let lane = slot % G;
   let row0 = (slot / G) * ${RQ}u;
-  let tile = gi % P.qTiles;
-  let h = (gi / P.qTiles) % P.hq;
-  let b = gi / (P.qTiles * P.hq);
-  let kvh = h / (P.hq / P.hkv);
-  let i0 = tile * BQ;
-  let off = i32(P.lk) - i32(P.lq);
-  let iLast = min(i0 + BQ, P.lq) - 1u;
-
-  // Key band that any row of this tile can see: whole tiles outside it are skipped.
-  var kStart = 0i;
-  var kEnd = i32(P.lk);
-  let causal = (P.flags & ${Flags.causal}u) != 0u;
-  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
-  if ((P.flags & ${Flags.window}u) != 0u) {
-    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
-    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
-  }
-  let tStart = u32(max(kStart, 0)) / BK * BK;
-  let tEnd = u32(max(kEnd, 0));
+${queryTileCode('gi')}
 
   for (var e = lid; e < BQ * D4; e += WG) {
     let r = e / D4;
