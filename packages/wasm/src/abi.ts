@@ -1,6 +1,7 @@
 /**
  * The C ABI of `rust/lib.rs`: word offsets of its `Params` block and the exports' signatures.
- * Keep in step with the `#[repr(C)] struct Params` there.
+ * Kept in step with the `#[repr(C)] struct Params` there by test/abi.test.ts, which reads the struct;
+ * every call writes its block through {@link writeParams}.
  */
 
 /** 32-bit word index of each `Params` field. */
@@ -66,6 +67,43 @@ export const PARAM = {
   chunkKeys: 56,
   tilePositions: 57,
 } as const;
+
+/** A `Params` field's name. */
+export type ParamField = keyof typeof PARAM;
+
+/** The fields the Rust struct declares `f32`; every other field is a `u32` (a pointer, a size or a flag). */
+export const PARAM_FLOAT_FIELDS: ReadonlySet<ParamField> = new Set<ParamField>([
+  'scale',
+  'softcap',
+  'exactDeltaAbove',
+]);
+
+/**
+ * Writes one `Params` block at byte offset `at`: every word zeroed first (what a call does not set,
+ * the kernel reads as 0), then each given field as `f32` or `u32` by its type in the Rust struct.
+ * The one place the block's layout is written, so a new field is named, never positioned by hand.
+ */
+export function writeParams(
+  words: Uint32Array,
+  floats: Float32Array,
+  at: number,
+  values: Partial<Record<ParamField, number>>,
+): void {
+  const base = at >>> 2;
+  words.fill(0, base, base + PARAM_BYTES / 4);
+  for (const [field, value] of Object.entries(values) as [ParamField, number][]) {
+    if (PARAM_FLOAT_FIELDS.has(field)) floats[base + PARAM[field]] = value;
+    else words[base + PARAM[field]] = value;
+  }
+}
+
+/** The bias fields of a `Params` block: its pointer and its four broadcast strides (0 on a broadcast dimension). */
+export function biasParams(
+  pointer: number,
+  [biasSb, biasSh, biasSi, biasSj]: readonly [number, number, number, number],
+): Partial<Record<ParamField, number>> {
+  return { bias: pointer, biasSb, biasSh, biasSi, biasSj };
+}
 
 /** Bytes of the `Params` block. */
 export const PARAM_BYTES = 58 * 4;

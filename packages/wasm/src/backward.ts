@@ -4,7 +4,7 @@
  * thread, `bwd_finish` (dQ from the chunks' partials), and reads the gradients back.
  */
 import { type AttentionBackwardProblem, type AttentionGradients, allocating } from '@attnkit/spec';
-import { KIND, PARAM, PARAM_BYTES } from './abi.js';
+import { biasParams, KIND, PARAM_BYTES, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 import { WASM_TOLERANCE } from './tolerance.js';
@@ -145,57 +145,50 @@ export async function runAttentionBackward(
         exports.nonfinite_rows(k, kRows, d4, flags) +
         exports.nonfinite_rows(gradOut, qRows, dv4, flags) >
       0;
-    const P = params >>> 2;
-    words.fill(0, P, P + PARAM_BYTES / 4);
-    words[P + PARAM.q] = q;
-    words[P + PARAM.k] = k;
-    words[P + PARAM.v] = v;
-    words[P + PARAM.out] = out;
-    words[P + PARAM.lse] = lse;
-    if (problem.bias) {
-      const [sb, sh, si, sj] = problem.bias.strides;
-      words[P + PARAM.bias] = bias;
-      words[P + PARAM.biasSb] = sb;
-      words[P + PARAM.biasSh] = sh;
-      words[P + PARAM.biasSi] = si;
-      words[P + PARAM.biasSj] = sj;
-    }
-    words[P + PARAM.keyMask] = keyMask;
-    words[P + PARAM.alibi] = alibi;
-    words[P + PARAM.sinks] = sinks;
-    words[P + PARAM.batch] = B;
-    words[P + PARAM.hq] = Hq;
-    words[P + PARAM.hkv] = Hkv;
-    words[P + PARAM.lq] = Lq;
-    words[P + PARAM.lk] = Lk;
-    words[P + PARAM.d4] = d4;
-    words[P + PARAM.dv4] = dv4;
-    heap[P + PARAM.scale] = problem.scale;
-    heap[P + PARAM.softcap] = problem.softcap ?? 0;
-    words[P + PARAM.causal] = problem.causal ? 1 : 0;
-    words[P + PARAM.window] = problem.slidingWindow ?? 0;
-    words[P + PARAM.blockQ] = bq;
-    words[P + PARAM.blockK] = bk;
-    words[P + PARAM.nItems] = split.items;
-    words[P + PARAM.counter] = 0;
-    words[P + PARAM.scratch] = scratch;
-    words[P + PARAM.scratchStride] = scratchStride;
-    words[P + PARAM.kind] = KIND.backward;
-    words[P + PARAM.gradOut] = gradOut;
-    words[P + PARAM.delta] = delta;
-    words[P + PARAM.gradQ] = gradQ;
-    words[P + PARAM.gqStride] = gqStride;
-    words[P + PARAM.gqComp] = gqComp;
-    words[P + PARAM.nChunks] = split.chunks;
-    words[P + PARAM.gradK] = gradK;
-    words[P + PARAM.gradV] = gradV;
-    words[P + PARAM.gradBias] = gradBias;
-    words[P + PARAM.gradSinks] = gradSinks;
-    words[P + PARAM.mergeB] = split.mergeBatch ? 1 : 0;
-    words[P + PARAM.mergeG] = split.mergeHeads ? 1 : 0;
-    words[P + PARAM.guard] = guard ? 1 : 0;
-    heap[P + PARAM.exactDeltaAbove] = EXACT_DELTA_ABOVE;
-    words[P + PARAM.exactRows] = exactRows;
+    writeParams(words, heap, params, {
+      q,
+      k,
+      v,
+      out,
+      lse,
+      ...(problem.bias && biasParams(bias, problem.bias.strides)),
+      keyMask,
+      alibi,
+      sinks,
+      batch: B,
+      hq: Hq,
+      hkv: Hkv,
+      lq: Lq,
+      lk: Lk,
+      d4,
+      dv4,
+      scale: problem.scale,
+      softcap: problem.softcap ?? 0,
+      causal: problem.causal ? 1 : 0,
+      window: problem.slidingWindow ?? 0,
+      blockQ: bq,
+      blockK: bk,
+      nItems: split.items,
+      counter: 0,
+      scratch,
+      scratchStride,
+      kind: KIND.backward,
+      gradOut,
+      delta,
+      gradQ,
+      gqStride,
+      gqComp,
+      nChunks: split.chunks,
+      gradK,
+      gradV,
+      gradBias,
+      gradSinks,
+      mergeB: split.mergeBatch ? 1 : 0,
+      mergeG: split.mergeHeads ? 1 : 0,
+      guard: guard ? 1 : 0,
+      exactDeltaAbove: EXACT_DELTA_ABOVE,
+      exactRows,
+    });
 
     exports.bwd_prep(params);
     await runItems(kernel, params, parallel);

@@ -15,7 +15,7 @@ import {
   type KVCacheImplementation,
   type ResolvedKVCacheConfig,
 } from '@attnkit/spec';
-import { type KernelExports, KIND, PARAM, PARAM_BYTES } from './abi.js';
+import { type KernelExports, KIND, PARAM_BYTES, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItemsOn } from './kernel.js';
 import {
   Arena,
@@ -326,42 +326,42 @@ export class WasmKVCache implements KVCacheImplementation {
     cacheTransfers.bytesIn += bytesIn;
     words.set(problem.lengths, lengths >>> 2);
 
-    const P = params >>> 2;
-    words.fill(0, P, P + PARAM_BYTES / 4);
-    words[P + PARAM.q] = q;
-    words[P + PARAM.out] = out;
-    words[P + PARAM.lse] = lse;
-    words[P + PARAM.alibi] = alibi;
-    words[P + PARAM.sinks] = sinks;
-    words[P + PARAM.batch] = B;
-    words[P + PARAM.hq] = Hq;
-    words[P + PARAM.hkv] = Hkv;
-    words[P + PARAM.lq] = Lq;
-    words[P + PARAM.lk] = longest;
-    words[P + PARAM.d4] = d4;
-    words[P + PARAM.dv4] = dv4;
-    heap[P + PARAM.scale] = problem.scale;
-    heap[P + PARAM.softcap] = problem.softcap ?? 0;
-    words[P + PARAM.causal] = problem.causal ? 1 : 0;
-    words[P + PARAM.window] = problem.slidingWindow ?? 0;
-    words[P + PARAM.blockQ] = rows;
-    words[P + PARAM.blockK] = this.host.blockK;
-    words[P + PARAM.nItems] = items;
-    words[P + PARAM.counter] = 0;
-    words[P + PARAM.scratch] = scratch;
-    words[P + PARAM.scratchStride] = scratchStride;
-    words[P + PARAM.kind] = KIND.cache;
-    words[P + PARAM.nChunks] = chunks;
-    words[P + PARAM.pages] = this.pagesStart;
-    words[P + PARAM.pageBytes] = this.pageBytes;
-    words[P + PARAM.pageTokens] = PAGE_TOKENS;
-    words[P + PARAM.pageV] = PAGE_TOKENS * d4 * 4;
-    words[P + PARAM.pageFlags] = PAGE_TOKENS * (d4 + dv4) * 4;
-    words[P + PARAM.streams] = this.streams;
-    words[P + PARAM.lengths] = lengths;
-    words[P + PARAM.part] = part;
-    words[P + PARAM.chunkKeys] = chunkKeys;
-    words[P + PARAM.tilePositions] = positions;
+    writeParams(words, heap, params, {
+      q,
+      out,
+      lse,
+      alibi,
+      sinks,
+      batch: B,
+      hq: Hq,
+      hkv: Hkv,
+      lq: Lq,
+      lk: longest,
+      d4,
+      dv4,
+      scale: problem.scale,
+      softcap: problem.softcap ?? 0,
+      causal: problem.causal ? 1 : 0,
+      window: problem.slidingWindow ?? 0,
+      blockQ: rows,
+      blockK: this.host.blockK,
+      nItems: items,
+      counter: 0,
+      scratch,
+      scratchStride,
+      kind: KIND.cache,
+      nChunks: chunks,
+      pages: this.pagesStart,
+      pageBytes: this.pageBytes,
+      pageTokens: PAGE_TOKENS,
+      pageV: PAGE_TOKENS * d4 * 4,
+      pageFlags: PAGE_TOKENS * (d4 + dv4) * 4,
+      streams: this.streams,
+      lengths,
+      part,
+      chunkKeys,
+      tilePositions: positions,
+    });
 
     try {
       if (parallel && pool !== null && this.attachedTo !== pool) {

@@ -4,7 +4,7 @@
  * the work split into query-tile items run on the calling thread and the workers, the result read back.
  */
 import { type AttentionProblem, type AttentionResult, allocating, type MatmulProblem } from '@attnkit/spec';
-import { PARAM, PARAM_BYTES } from './abi.js';
+import { biasParams, PARAM_BYTES, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 
@@ -68,43 +68,36 @@ export async function runAttention(
   try {
     // value rows with NaN/inf need the kernel's guarded path (0 * inf must not reach the output)
     const badRows = exports.nonfinite_rows(v, B * Hkv * Lk, dv4, vBad);
-    const P = params >>> 2;
-    words.fill(0, P, P + PARAM_BYTES / 4);
-    words[P + PARAM.q] = q;
-    words[P + PARAM.k] = k;
-    words[P + PARAM.v] = v;
-    words[P + PARAM.out] = out;
-    words[P + PARAM.lse] = lse;
-    words[P + PARAM.weights] = weights;
-    if (problem.bias) {
-      const [sb, sh, si, sj] = problem.bias.strides;
-      words[P + PARAM.bias] = bias;
-      words[P + PARAM.biasSb] = sb;
-      words[P + PARAM.biasSh] = sh;
-      words[P + PARAM.biasSi] = si;
-      words[P + PARAM.biasSj] = sj;
-    }
-    words[P + PARAM.keyMask] = keyMask;
-    words[P + PARAM.alibi] = alibi;
-    words[P + PARAM.sinks] = sinks;
-    words[P + PARAM.vBad] = badRows > 0 ? vBad : 0;
-    words[P + PARAM.batch] = B;
-    words[P + PARAM.hq] = Hq;
-    words[P + PARAM.hkv] = Hkv;
-    words[P + PARAM.lq] = Lq;
-    words[P + PARAM.lk] = Lk;
-    words[P + PARAM.d4] = d4;
-    words[P + PARAM.dv4] = dv4;
-    heap[P + PARAM.scale] = problem.scale;
-    heap[P + PARAM.softcap] = problem.softcap ?? 0;
-    words[P + PARAM.causal] = problem.causal ? 1 : 0;
-    words[P + PARAM.window] = problem.slidingWindow ?? 0;
-    words[P + PARAM.blockQ] = bq;
-    words[P + PARAM.blockK] = bk;
-    words[P + PARAM.nItems] = items;
-    words[P + PARAM.counter] = 0;
-    words[P + PARAM.scratch] = scratch;
-    words[P + PARAM.scratchStride] = scratchStride;
+    writeParams(words, heap, params, {
+      q,
+      k,
+      v,
+      out,
+      lse,
+      weights,
+      ...(problem.bias && biasParams(bias, problem.bias.strides)),
+      keyMask,
+      alibi,
+      sinks,
+      vBad: badRows > 0 ? vBad : 0,
+      batch: B,
+      hq: Hq,
+      hkv: Hkv,
+      lq: Lq,
+      lk: Lk,
+      d4,
+      dv4,
+      scale: problem.scale,
+      softcap: problem.softcap ?? 0,
+      causal: problem.causal ? 1 : 0,
+      window: problem.slidingWindow ?? 0,
+      blockQ: bq,
+      blockK: bk,
+      nItems: items,
+      counter: 0,
+      scratch,
+      scratchStride,
+    });
 
     await runItems(kernel, params, parallel);
   } catch (error) {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PARAM, PARAM_BYTES } from '../src/abi.js';
+import { biasParams, PARAM, PARAM_BYTES, PARAM_FLOAT_FIELDS, writeParams } from '../src/abi.js';
 
 // The loader writes the Params block by the word offsets in src/abi.ts; the kernel reads it through
 // `#[repr(C)] struct Params` in rust/lib.rs. Every field is 4 bytes, so the two agree exactly when
@@ -23,10 +23,25 @@ describe('the Params ABI', () => {
   });
 
   it('the f32 fields are the ones the loader writes as floats', () => {
-    expect(fields.filter((f) => f.type === 'f32').map((f) => camel(f.name))).toEqual([
-      'scale',
-      'softcap',
-      'exactDeltaAbove',
+    expect(fields.filter((f) => f.type === 'f32').map((f) => camel(f.name))).toEqual([...PARAM_FLOAT_FIELDS]);
+  });
+
+  it('writeParams zeroes the block, then writes u32 fields as integers and f32 fields as float bits', () => {
+    const buffer = new ArrayBuffer(PARAM_BYTES + 16);
+    const words = new Uint32Array(buffer);
+    const floats = new Float32Array(buffer);
+    words.fill(0xdeadbeef);
+    writeParams(words, floats, 8, { q: 7, scale: 0.5, ...biasParams(40, [1, 2, 3, 0]) });
+    const base = 2;
+    expect(words[0]).toBe(0xdeadbeef); // before the block: untouched
+    expect(words[1]).toBe(0xdeadbeef);
+    expect(words[base + PARAM.q]).toBe(7);
+    expect(floats[base + PARAM.scale]).toBe(0.5);
+    expect(words[base + PARAM.bias]).toBe(40);
+    expect([PARAM.biasSb, PARAM.biasSh, PARAM.biasSi, PARAM.biasSj].map((f) => words[base + f])).toEqual([
+      1, 2, 3, 0,
     ]);
+    expect(words[base + PARAM.softcap]).toBe(0); // not given: zero
+    expect(words[base + PARAM_BYTES / 4]).toBe(0xdeadbeef); // after the block: untouched
   });
 });
