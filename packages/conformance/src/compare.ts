@@ -29,6 +29,15 @@ export function toleranceProblems(tolerance: unknown): string[] {
 /** Lazily computed naive float32 values of one tensor (see `naive.ts`); called at most once. */
 export type NaiveValues = () => ArrayLike<number> | undefined;
 
+/**
+ * A yardstick given directly as one float32 error per row, computed lazily (at most once), with the
+ * name messages give it. The backward's: the naive error or a derived bound, whichever is larger.
+ */
+export interface RowYardstick {
+  rowErrors: () => ArrayLike<number>;
+  name: string;
+}
+
 /** Running worst errors of one case over every tensor it compared. */
 export class Comparison {
   worstAbs: number | null = null;
@@ -64,14 +73,17 @@ export class Comparison {
    * costs nothing more; a naive value that is not finite allows nothing extra). NaN must meet NaN
    * and an infinity the same infinity, exactly. A refused tolerance fails every tensor. `allowance`,
    * one value per row, is an error the spec declares on top (f16 storage: `f16StorageErrorBound`).
+   * `allowanceName` says what the allowance is, in messages. A {@link RowYardstick} in place of
+   * the naive values gives `err32` per row directly.
    */
   tensor(
     name: string,
     got: unknown,
     ref: ArrayLike<number>,
-    naiveValues?: NaiveValues,
+    naiveValues?: NaiveValues | RowYardstick,
     rowLength = 1,
     allowance?: ArrayLike<number>,
+    allowanceName = 'declared allowance',
   ): void {
     if (this.refused !== null) {
       this.fail(`${name}: ${this.refused}`);
@@ -88,7 +100,8 @@ export class Comparison {
     }
     const { atol, rtol } = this.tolerance;
     const fudge = this.tolerance.fudge ?? 0;
-    let rowErrors: Float64Array | null = null;
+    let rowErrors: ArrayLike<number> | null = null;
+    const yardstickName = typeof naiveValues === 'object' ? naiveValues.name : 'naive-float32 error';
     for (let index = 0; index < ref.length; index++) {
       const expected = ref[index];
       const actual = values[index];
@@ -113,7 +126,10 @@ export class Comparison {
       let bound = atol + rtol * Math.abs(expected) + extra;
       let naiveError = 0;
       if (abs > bound && fudge > 0 && naiveValues !== undefined) {
-        rowErrors ??= naiveRowErrors(naiveValues(), ref, rowLength);
+        rowErrors ??=
+          typeof naiveValues === 'object'
+            ? naiveValues.rowErrors()
+            : naiveRowErrors(naiveValues(), ref, rowLength);
         naiveError = rowErrors[row];
         bound += fudge * naiveError;
       }
@@ -126,7 +142,7 @@ export class Comparison {
       if (this.worstRatio === null || ratio > this.worstRatio) this.worstRatio = ratio;
       if (ratio > 1) {
         this.fail(
-          `${name}[${index}]: got ${actual}, expected ${expected} (|diff| ${abs.toExponential(3)} > atol ${atol} + rtol ${rtol} * |ref| + fudge ${fudge} * naive-float32 error ${naiveError.toExponential(3)}${allowance === undefined ? '' : ` + declared allowance ${extra.toExponential(3)}`})`,
+          `${name}[${index}]: got ${actual}, expected ${expected} (|diff| ${abs.toExponential(3)} > atol ${atol} + rtol ${rtol} * |ref| + fudge ${fudge} * ${yardstickName} ${naiveError.toExponential(3)}${allowance === undefined ? '' : ` + ${allowanceName} ${extra.toExponential(3)}`})`,
         );
       }
     }
@@ -170,7 +186,11 @@ export class Comparison {
  * not. Every element of a row comes out of one softmax, so the row's worst is the honest yardstick;
  * rows stay separate so that an exact row borrows nothing from a badly conditioned one.
  */
-function naiveRowErrors(naive: ArrayLike<number> | undefined, ref: ArrayLike<number>, rowLength: number) {
+export function naiveRowErrors(
+  naive: ArrayLike<number> | undefined,
+  ref: ArrayLike<number>,
+  rowLength: number,
+) {
   const rows = Math.ceil(ref.length / rowLength);
   const errors = new Float64Array(rows);
   if (naive === undefined || naive.length !== ref.length) return errors;

@@ -7,7 +7,10 @@ import { naiveAttention32 } from './naive.js';
  * derivative the plainest way in float32 — every operation rounded, sums in order, nothing
  * compensated. Like the forward yardstick it calls no backend. It uses the float32 lse and output
  * the way a fused kernel must (the kernel receives them from the forward), so the error of
- * recomputing P from a rounded lse is part of what float32 costs.
+ * recomputing P from a rounded lse is part of what float32 costs. Its backward recomputes the very
+ * logits its forward rounded, the same way, so their errors cancel in `exp(s - lse)`: a kernel whose
+ * forward and backward round the logits differently has no such luck, which `logitErrorBound`
+ * (backward-bound.ts) allows for.
  */
 const f = Math.fround;
 const exp32 = (x: number): number => f(Math.exp(x));
@@ -26,6 +29,21 @@ export function naiveAttentionBackward32(
   problem: AttentionProblem,
   gradOutput: Float32Array,
 ): NaiveGradients32 {
+  const forward = naiveAttention32({ ...problem, returnLse: true, returnWeights: false });
+  return naiveBackwardOfForward32(problem, forward.output, forward.lse as Float32Array, gradOutput);
+}
+
+/**
+ * The naive float32 backward given the forward's float32 `output` and `lse` (as a fused kernel gets
+ * them): P recomputed from `lse`, D_i = rowsum(dO * O), every product and sum rounded, sums in key
+ * order. The layer's yardstick calls it with the naive layer forward's values.
+ */
+export function naiveBackwardOfForward32(
+  problem: AttentionProblem,
+  O: Float32Array,
+  lse: Float32Array,
+  dO: Float32Array,
+): NaiveGradients32 {
   const {
     batch: B,
     queryHeads: Hq,
@@ -36,12 +54,8 @@ export function naiveAttentionBackward32(
     valueDim: Dv,
   } = problem.shape;
   const { q, k, v, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
-  const forward = naiveAttention32({ ...problem, returnLse: true, returnWeights: false });
-  const O = forward.output;
-  const lse = forward.lse as Float32Array;
   const scale = f(problem.scale);
   const cap = softcap === null ? null : f(softcap);
-  const dO = gradOutput;
   const gradQ = new Float32Array(B * Hq * Lq * D);
   const gradK = new Float32Array(B * Hkv * Lk * D);
   const gradV = new Float32Array(B * Hkv * Lk * Dv);

@@ -1,28 +1,11 @@
+import { randomAttentionInputs, signedUniform } from '@attnkit/conformance';
 import type { AttentionShape } from '@attnkit/spec';
 
-/** Deterministic uniform data in [-1, 1). */
-export function uniform(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return out;
-}
+/** Deterministic uniform data in [-1, 1): the conformance suite's PRNG (mulberry32), so a failing seed replays anywhere. */
+export const uniform = (n: number, seed: number): Float32Array => signedUniform(n, seed);
 
-/** Random q, k, v for a shape. */
-export function inputsFor(shape: AttentionShape, seed = 1) {
-  const kv = shape.kvHeads ?? shape.queryHeads;
-  const lk = shape.keyLength ?? shape.queryLength;
-  const dv = shape.valueDim ?? shape.headDim;
-  return {
-    q: uniform(shape.batch * shape.queryHeads * shape.queryLength * shape.headDim, seed),
-    k: uniform(shape.batch * kv * lk * shape.headDim, seed + 1),
-    v: uniform(shape.batch * kv * lk * dv, seed + 2),
-    shape,
-  };
-}
+/** Random q, k, v for a shape, from the conformance suite's data builder. */
+export const inputsFor = (shape: AttentionShape, seed = 1) => randomAttentionInputs(shape, seed);
 
 /** Largest `|a - b| / (atol + rtol * |b|)`; NaN where exactly one side is NaN. */
 export function errorRatio(a: ArrayLike<number>, b: ArrayLike<number>, atol: number, rtol: number): number {

@@ -4,14 +4,12 @@ import {
   type AttentionProblem,
   type BackendCapabilities,
   createReferenceBackend,
-  kvHeadFor,
   type LayerGradients,
   type LayerInputs,
   type LayerShape,
   mergeHeads,
   multiHeadAttentionBackward,
   multiHeadAttentionForward,
-  queryPosition,
   type ReferenceLayerGradients64,
   referenceMultiHeadAttentionBackward64,
   resolveOptions,
@@ -20,11 +18,11 @@ import {
   type Tolerance,
   validateAttention,
   validateLayer,
-  visibleKeyRange,
 } from '@attnkit/spec';
 import { expectRejection, outcomeOf, unsupportedReason } from '../check.js';
-import { Comparison, describe, toleranceProblems } from '../compare.js';
+import { Comparison, describe, type NaiveValues } from '../compare.js';
 import { naiveAttention32, naiveMatmul32, naiveProjections32 } from '../naive.js';
+import { naiveBackwardOfForward32 } from '../naive-backward.js';
 import { DataSource, hashString } from '../random.js';
 import type { CaseOutcome, ConformanceCase } from '../types.js';
 import { repeated } from './behaviour.js';
@@ -62,96 +60,6 @@ function columnSums32(a: ArrayLike<number>, rows: number, cols: number): Float32
 }
 
 /**
- * The attention backward of the spec (backward.ts's doc comment) in naive float32: P recomputed
- * from the float32 lse, every product and sum rounded, sums in key order.
- */
-function naiveAttentionBackward32(
-  problem: AttentionProblem,
-  output: Float32Array,
-  lse: Float32Array,
-  dO: Float32Array,
-): {
-  gradQ: Float32Array;
-  gradK: Float32Array;
-  gradV: Float32Array;
-  gradBias?: Float32Array;
-  gradSinks?: Float32Array;
-} {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
-  const { q, k, v, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
-  const scale = f(problem.scale);
-  const gradQ = new Float32Array(B * Hq * Lq * D);
-  const gradK = new Float32Array(B * Hkv * Lk * D);
-  const gradV = new Float32Array(B * Hkv * Lk * Dv);
-  const gradBias = bias === null ? undefined : new Float32Array(bias.data.length);
-  const gradSinks = sinks === null ? undefined : new Float32Array(Hq);
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < Hq; h++) {
-      const kBase = (b * Hkv + kvHeadFor(h, Hq, Hkv)) * Lk;
-      for (let i = 0; i < Lq; i++) {
-        const row = (b * Hq + h) * Lq + i;
-        const rowLse = lse[row];
-        if (rowLse === Number.NEGATIVE_INFINITY) continue;
-        let Di = 0;
-        for (let d = 0; d < Dv; d++) Di = f(Di + f(dO[row * Dv + d] * output[row * Dv + d]));
-        if (gradSinks !== undefined && sinks !== null)
-          gradSinks[h] = f(gradSinks[h] - f(f(Math.exp(f(sinks[h] - rowLse))) * Di));
-        const position = queryPosition(i, Lq, Lk);
-        const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
-        for (let j = range.start; j < range.end; j++) {
-          if (keyMask !== null && keyMask[b * Lk + j] === 0) continue;
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot = f(dot + f(q[row * D + d] * k[(kBase + j) * D + d]));
-          const r = f(scale * dot);
-          let s = r;
-          let tanh = 0;
-          if (softcap !== null) {
-            tanh = f(Math.tanh(f(r / softcap)));
-            s = f(softcap * tanh);
-          }
-          let biasIndex = -1;
-          if (bias !== null) {
-            const [sb, sh, si, sj] = bias.strides;
-            biasIndex = b * sb + h * sh + i * si + j * sj;
-            s = f(s + bias.data[biasIndex]);
-          }
-          if (alibiSlopes !== null) s = f(s + f(-alibiSlopes[h] * (position - j)));
-          const p = f(Math.exp(f(s - rowLse)));
-          const vBase = (kBase + j) * Dv;
-          let dP = 0;
-          for (let d = 0; d < Dv; d++) {
-            dP = f(dP + f(dO[row * Dv + d] * v[vBase + d]));
-            gradV[vBase + d] = f(gradV[vBase + d] + f(p * dO[row * Dv + d]));
-          }
-          const dS = f(p * f(dP - Di));
-          if (gradBias !== undefined) gradBias[biasIndex] = f(gradBias[biasIndex] + dS);
-          const dR = softcap === null ? dS : f(dS * f(1 - f(tanh * tanh)));
-          const scaled = f(scale * dR);
-          for (let d = 0; d < D; d++) {
-            gradQ[row * D + d] = f(gradQ[row * D + d] + f(scaled * k[(kBase + j) * D + d]));
-            gradK[(kBase + j) * D + d] = f(gradK[(kBase + j) * D + d] + f(scaled * q[row * D + d]));
-          }
-        }
-      }
-    }
-  return {
-    gradQ,
-    gradK,
-    gradV,
-    ...(gradBias && { gradBias }),
-    ...(gradSinks && { gradSinks }),
-  };
-}
-
-/**
  * The layer's gradients composed naively in float32 from the spec: the naive float32 forward
  * (naive.ts's matmul and attention), then each product of the layer's chain rule as its own naive
  * float32 matmul, the three input paths of self-attention added in float32. Never calls a backend.
@@ -183,7 +91,7 @@ export function naiveMultiHeadAttentionBackward32(
   const merged = mergeHeads(attended.output, B, Lq, Hq, Dv);
   const gradWo = naiveMatmul32(transpose32(merged, B * Lq, Hq * Dv), gradOutput, Hq * Dv, B * Lq, M);
   const dMerged = naiveMatmul32(gradOutput, transpose32(w.wo, Hq * Dv, M), B * Lq, M, Hq * Dv);
-  const grads = naiveAttentionBackward32(
+  const grads = naiveBackwardOfForward32(
     problem,
     attended.output,
     attended.lse as Float32Array,
@@ -286,67 +194,26 @@ function rowErrors(values: ArrayLike<number> | undefined, ref: ArrayLike<number>
  * (atol 1e-7, rtol 1e-6) up to 1.4 times its declared bound. That error is the layer API's, not the
  * backend's, so it is allowed on top, per row: `|got - ref| <= atol + rtol*|ref| + fudge*err32 +
  * errHandoff`, where `errHandoff` is the row's worst `|exact - ref|` for the layer over the reference
- * backend. The declared tolerance and the naive float32 term are the suite's
- * (`Comparison.tensor`); the results are recorded in `comparison` the same way.
+ * backend (`Comparison.tensor`'s allowance).
  */
 function compareGradient(
   comparison: Comparison,
   name: string,
   got: unknown,
   ref: Float64Array,
-  naiveValues: () => ArrayLike<number> | undefined,
+  naiveValues: NaiveValues,
   handoff: Float32Array,
   rowLength: number,
 ): void {
-  if (
-    !(got instanceof Float32Array) ||
-    got.length !== ref.length ||
-    toleranceProblems(comparison.tolerance).length
-  ) {
-    // the suite's own messages for a missing, mistyped or wrong-length tensor, or a refused tolerance
-    comparison.tensor(name, got, ref);
-    return;
-  }
-  const { atol, rtol } = comparison.tolerance;
-  const fudge = comparison.tolerance.fudge ?? 0;
-  const exactErrors = rowErrors(handoff, ref, rowLength);
-  let naiveErrors: Float64Array | null = null;
-  for (let index = 0; index < ref.length; index++) {
-    const expected = ref[index];
-    const actual = got[index];
-    if (!Number.isFinite(expected)) {
-      if (!Object.is(actual, expected) && !(Number.isNaN(expected) && Number.isNaN(actual)))
-        comparison.fail(
-          `${name}[${index}]: got ${actual}, expected ${expected} (non-finite values must match exactly)`,
-        );
-      continue;
-    }
-    if (!Number.isFinite(actual)) {
-      comparison.fail(`${name}[${index}]: got ${actual}, expected ${expected}`);
-      continue;
-    }
-    const abs = Math.abs(actual - expected);
-    const row = Math.floor(index / rowLength);
-    let bound = atol + rtol * Math.abs(expected) + exactErrors[row];
-    let naiveError = 0;
-    if (abs > bound && fudge > 0) {
-      naiveErrors ??= rowErrors(naiveValues(), ref, rowLength);
-      naiveError = naiveErrors[row];
-      bound += fudge * naiveError;
-    }
-    const ratio = abs / bound;
-    if (comparison.worstAbs === null || abs > comparison.worstAbs) comparison.worstAbs = abs;
-    if (expected !== 0) {
-      const rel = abs / Math.abs(expected);
-      if (comparison.worstRel === null || rel > comparison.worstRel) comparison.worstRel = rel;
-    }
-    if (comparison.worstRatio === null || ratio > comparison.worstRatio) comparison.worstRatio = ratio;
-    if (ratio > 1) {
-      comparison.fail(
-        `${name}[${index}]: got ${actual}, expected ${expected} (|diff| ${abs.toExponential(3)} > atol ${atol} + rtol ${rtol} * |ref| + fudge ${fudge} * naive-float32 error ${naiveError.toExponential(3)} + float32 hand-off error ${exactErrors[row].toExponential(3)})`,
-      );
-    }
-  }
+  comparison.tensor(
+    name,
+    got,
+    ref,
+    naiveValues,
+    rowLength,
+    rowErrors(handoff, ref, rowLength),
+    'float32 hand-off error',
+  );
 }
 
 /** Layer gradients of the backend against the float64 layer reference, or the `unsupported` rejection. */
