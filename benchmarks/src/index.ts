@@ -65,6 +65,8 @@ export {
 export { type PlacementProbe, placementCheck } from './peers/placement.js';
 export { type TfjsBackendName, type TfjsPeerOptions, tfjsPeer } from './peers/tfjs.js';
 export {
+  lastRowsError,
+  PROBE_CHECKED_ROWS,
   type ProbeHooks,
   probeYardsticks,
   type RssProbeResult,

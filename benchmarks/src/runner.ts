@@ -421,19 +421,36 @@ async function forwardGate(
 ): Promise<CheckResult | null> {
   const small = forwardGateWorkload(w, options);
   if (small === null) return null;
-  const n = small.n;
-  const inputs = makeInputs(small, options.seed);
+  return gate(subject, small, options.seed, subject.prepare.bind(subject), async (prepared, inputs) => {
+    const output = await prepared.run();
+    const ref = await hooks.reference(small, inputs);
+    return ref === null ? null : checkOutput(output, ref, subject.tolerance);
+  });
+}
+
+/**
+ * Runs one gate: prepares the subject at the small workload, checks what it prepared and disposes
+ * it. A throw anywhere is a failed gate (never a silent pass); `null` when `check` found no
+ * affordable reference.
+ */
+async function gate<P extends { dispose(): Promise<void> | void }>(
+  subject: Subject,
+  small: Workload,
+  seed: number,
+  prepare: (w: Workload, inputs: WorkloadInputs) => Promise<P>,
+  check: (prepared: P, inputs: WorkloadInputs) => Promise<CheckResult | null>,
+): Promise<CheckResult | null> {
+  const inputs = makeInputs(small, seed);
   try {
-    const prepared = await subject.prepare(small, inputs);
+    const prepared = await prepare(small, inputs);
     try {
-      const output = await prepared.run();
-      const ref = await hooks.reference(small, inputs);
-      return ref === null ? null : { ...checkOutput(output, ref, subject.tolerance), checkedAt: n };
+      const result = await check(prepared, inputs);
+      return result === null ? null : { ...result, checkedAt: small.n };
     } finally {
       await prepared.dispose();
     }
   } catch (error) {
-    return thrownCheck(subject, error, n);
+    return thrownCheck(subject, error, small.n);
   }
 }
 
@@ -475,21 +492,10 @@ async function backwardGate(
   hooks: RunHooks,
 ): Promise<CheckResult | null> {
   const small = gateWorkload(w, options.backwardGateSize ?? BACKWARD_GATE_SIZE);
-  const inputs = makeInputs(small, options.seed);
-  try {
-    const prepared = await (subject.prepareBackward as NonNullable<Subject['prepareBackward']>)(
-      small,
-      inputs,
-    );
-    try {
-      const check = await checkOnce(subject, prepared, small, inputs, hooks);
-      return check === null ? null : { ...check, checkedAt: small.n };
-    } finally {
-      await prepared.dispose();
-    }
-  } catch (error) {
-    return thrownCheck(subject, error, small.n);
-  }
+  const prepare = subject.prepareBackward as NonNullable<Subject['prepareBackward']>;
+  return gate(subject, small, options.seed, prepare.bind(subject), (prepared, inputs) =>
+    checkOnce(subject, prepared, small, inputs, hooks),
+  );
 }
 
 /** The worse of two checks (a failed gate wins over a passing own check). */
@@ -617,19 +623,12 @@ async function decodeGate(
 ): Promise<CheckResult | null> {
   const n = options.decodeGateSize ?? DECODE_GATE_SIZE;
   const small = { ...w, n, id: `${w.series}-n${n}` };
-  const inputs = makeInputs(small, options.seed);
-  try {
-    const prepared = await (subject.prepareDecode as NonNullable<Subject['prepareDecode']>)(small, inputs);
-    try {
-      const output = await prepared.step();
-      const ref = await hooks.reference(small, inputs);
-      return ref === null ? null : { ...checkOutput(output, ref, subject.tolerance), checkedAt: n };
-    } finally {
-      await prepared.dispose();
-    }
-  } catch (error) {
-    return thrownCheck(subject, error, n);
-  }
+  const prepare = subject.prepareDecode as NonNullable<Subject['prepareDecode']>;
+  return gate(subject, small, options.seed, prepare.bind(subject), async (prepared, inputs) => {
+    const output = await prepared.step();
+    const ref = await hooks.reference(small, inputs);
+    return ref === null ? null : checkOutput(output, ref, subject.tolerance);
+  });
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   checkBackward,
   expandGrid,
   type GradientSet,
+  lastRowsError,
   makeInputs,
   makeWorkload,
   naivePeer,
@@ -381,6 +382,28 @@ describe('the backward mode in the runner', () => {
     expect(backwardReferenceFor(w, inputs).output).toEqual(
       referenceAttention64({ q, k, v, shape }, { causal: false }).output,
     );
+  });
+});
+
+describe('the forward probe checks its last rows against float64 (lastRowsError)', () => {
+  const w = makeWorkload('prefill', true, 64, 'h8', 48);
+  const inputs = makeInputs(w, 5);
+  const exact = referenceFor(w, inputs);
+
+  it('the reference rounded to float32 is within float32 rounding; an error in a last row is found', () => {
+    const output = Float32Array.from(exact);
+    expect(lastRowsError(w, inputs, output, 4)).toBeLessThan(1e-7);
+    // head 7, the last query row, value 3: inside the checked rows
+    output[(7 * 48 + 47) * 64 + 3] += 0.01;
+    expect(lastRowsError(w, inputs, output, 4)).toBeCloseTo(0.01, 6);
+  });
+
+  it('only the last rows are read: an error in row 0 goes unseen, NaN in a checked row is reported', () => {
+    const output = Float32Array.from(exact);
+    output[5] += 1;
+    expect(lastRowsError(w, inputs, output, 4)).toBeLessThan(1e-7);
+    output[(2 * 48 + 45) * 64] = Number.NaN;
+    expect(lastRowsError(w, inputs, output, 4)).toBeNaN();
   });
 });
 

@@ -155,6 +155,7 @@ export function probeCells(p: RssProbeResult): string[] {
     ok && p.forwardMs !== undefined ? formatMs(p.forwardMs) : '',
     ok && p.backwardMs !== undefined ? formatMs(p.backwardMs) : '',
     ok ? (p.finite ? 'yes' : 'NO') : '',
+    ok && p.checkedError !== undefined ? p.checkedError.toExponential(1) : '',
   ];
 }
 
@@ -170,10 +171,11 @@ export const PROBE_HEAD = [
   'fwd ms (cold)',
   'bwd ms (cold)',
   'finite',
+  'last rows vs f64',
 ];
 
 export const PROBE_NOTE =
-  'RSS probe: one causal forward + backward (D 64, one head) in a fresh process per subject; "before" is the RSS after the inputs are made (after a GC), "peak" the kernel high-water mark (VmHWM, reset at "before"). No warm-up (it would hide the first call\'s allocations), so the times are of one cold call.';
+  'RSS probe: one causal forward + backward (--mode backward) or one forward (--mode prefill; its last 4 query rows checked against the float64 reference: "last rows vs f64" is the largest |error|) at D 64, one head, in a fresh process per subject; "before" is the RSS after the inputs are made (after a GC), "peak" the kernel high-water mark (VmHWM, reset at "before"). No warm-up (it would hide the first call\'s allocations), so the times are of one cold call.';
 
 /** The RSS probe as HTML; '' when none ran. */
 export function probeTableHtml(probes: readonly RssProbeResult[] | undefined): string {

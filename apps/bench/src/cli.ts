@@ -249,8 +249,10 @@ async function main(argv: string[]): Promise<void> {
     const { runGpuMode } = await import('./gpu-mode.js');
     return runGpuMode(options);
   }
-  if (options.rssProbe !== undefined && options.mode !== 'backward')
-    cmd.error('--rss-probe measures the backward: use it with --mode backward');
+  if (options.rssProbe !== undefined && options.mode !== 'backward' && options.mode !== 'prefill')
+    cmd.error(
+      `--rss-probe measures one forward (--mode prefill) or forward + backward (--mode backward), got --mode ${options.mode ?? 'prefill and decode (the default)'}`,
+    );
   if (options.list) {
     for (const e of ALL_SUBJECTS)
       console.log(`${e.id.padEnd(24)} ${e.kind.padEnd(8)} ${e.environment.padEnd(8)} ${e.label}`);
@@ -342,7 +344,7 @@ async function main(argv: string[]): Promise<void> {
   let rssProbe: RssProbeResult[] | undefined;
   if (probe !== null) {
     rssProbe = [];
-    const workload = probeWorkload(probe);
+    const workload = probeWorkload(probe, options.mode === 'prefill' ? 'prefill' : 'backward');
     for (const entry of probeEntries) {
       bar.increment(0, { subject: entry.id, workload: `RSS probe N = ${probe}` });
       rssProbe.push(await runProbeChild(entry, workload, run.seed));

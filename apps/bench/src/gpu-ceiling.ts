@@ -5,6 +5,8 @@
  * hardware's peak (no subgroup matrix ops, no f16, no tensor cores).
  */
 
+import { signedUniform } from '@attnkit/conformance';
+
 /** WebGPU's buffer usage and map-mode bits as numbers: Node (Dawn) has no `GPUBufferUsage` global unless installed. */
 export const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
 const MAP_READ_MODE = 0x1;
@@ -71,16 +73,6 @@ export interface CeilingRow {
   checkedMaxError: number;
 }
 
-function seeded(n: number, seed: number): Float32Array {
-  let s = seed;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    out[i] = s / 2 ** 30 - 1;
-  }
-  return out;
-}
-
 /**
  * Times the ceiling kernel at each size: `dispatches` back-to-back dispatches in one command buffer
  * (so per-submission latency is amortised), median of 3 submissions, after one warm-up. Checks 16
@@ -97,8 +89,8 @@ export async function measureCeiling(
     layout: 'auto',
     compute: { module, entryPoint: 'main' },
   });
-  const a = seeded(n * n, 1);
-  const b = seeded(n * n, 2);
+  const a = signedUniform(n * n, 1);
+  const b = signedUniform(n * n, 2);
   const usage = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
   const make = (data: Float32Array) => {
     const buffer = device.createBuffer({ size: data.byteLength, usage });

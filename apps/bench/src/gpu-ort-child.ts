@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { buildAttentionModel, type OrtModule } from '@attnkit/benchmarks';
+import { signedUniform } from '@attnkit/conformance';
 import { referenceAttention64 } from '@attnkit/spec';
 
 const N = 1024;
@@ -17,16 +18,6 @@ const D = 64;
 interface DawnModule {
   create(flags: string[]): GPU;
   globals: Record<string, unknown>;
-}
-
-function seeded(n: number, seed: number): Float32Array {
-  let s = seed;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    out[i] = s / 2 ** 30 - 1;
-  }
-  return out;
 }
 
 async function attempt(): Promise<Record<string, unknown>> {
@@ -62,7 +53,7 @@ async function attempt(): Promise<Record<string, unknown>> {
       logSeverityLevel: 0,
       extra: { session: { disable_cpu_ep_fallback: '1' } },
     } as never);
-    const data = model.inputs.map((_input, i) => seeded(N * D, 31 + i));
+    const data = model.inputs.map((_input, i) => signedUniform(N * D, 31 + i));
     const feeds = Object.fromEntries(
       model.inputs.map((input, i) => [input.name, new ort.Tensor('float32', data[i], input.dims)]),
     );

@@ -119,7 +119,7 @@ export function program(): Command {
     )
     .option(
       '--rss-probe <n|off>',
-      `backward mode: one causal forward + backward at this N (D 64, one head) per attnkit backend, each in a fresh process, with its RSS high-water mark (default ${DEFAULT_PROBE_SIZE}; off with --quick)`,
+      `one causal call at this N (D 64, one head) per attnkit CPU backend, each in a fresh process, with its RSS high-water mark: --mode backward a forward + backward (default ${DEFAULT_PROBE_SIZE}; off with --quick), --mode prefill a forward whose last rows are checked against float64 (only when given, e.g. 65536)`,
       probeSize,
     )
     .option(
@@ -189,47 +189,9 @@ export function matches(entry: SubjectEntry, filters: string[] | undefined): boo
   );
 }
 
-/** Grid and run options from the command line. */
-export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptions; probe: number | null } {
-  if (options.mode === 'backward') {
-    const base = options.quick ? BACKWARD_QUICK_GRID : BACKWARD_GRID;
-    const grid: GridSpec = {
-      sizes: options.sizes ?? base.sizes,
-      headDims: options.dims ?? base.headDims,
-      heads: options.heads ?? base.heads,
-      causal:
-        options.causal === undefined
-          ? base.causal
-          : options.causal === 'both'
-            ? [true, false]
-            : [options.causal === 'true'],
-      modes: ['backward'],
-    };
-    const run: RunOptions = { ...(options.quick ? QUICK_BACKWARD_RUN : BACKWARD_RUN), seed: options.seed };
-    applyBudgets(run, options);
-    const probe =
-      options.rssProbe === undefined ? (options.quick ? null : DEFAULT_PROBE_SIZE) : options.rssProbe || null;
-    return { grid, run, probe };
-  }
-  if (options.mode === 'decode-cache') {
-    const base = options.quick ? DECODE_CACHE_QUICK_GRID : DECODE_CACHE_GRID;
-    const grid: GridSpec = {
-      sizes: options.sizes ?? base.sizes,
-      headDims: options.dims ?? base.headDims,
-      heads: options.heads ?? base.heads,
-      // a single decode query sees every cached key: causal changes nothing, one value only
-      causal: [true],
-      modes: ['decode-cache'],
-    };
-    const run: RunOptions = {
-      ...(options.quick ? QUICK_DECODE_CACHE_RUN : DECODE_CACHE_RUN),
-      seed: options.seed,
-    };
-    applyBudgets(run, options);
-    return { grid, run, probe: null };
-  }
-  const base = options.quick ? QUICK_GRID : FULL_GRID;
-  const grid: GridSpec = {
+/** A mode's grid: its base grid narrowed by `--sizes`, `--dims`, `--heads` and `--causal`. */
+function gridOf(options: CliOptions, base: GridSpec, modes: GridSpec['modes']): GridSpec {
+  return {
     sizes: options.sizes ?? base.sizes,
     headDims: options.dims ?? base.headDims,
     heads: options.heads ?? base.heads,
@@ -239,17 +201,48 @@ export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptio
         : options.causal === 'both'
           ? [true, false]
           : [options.causal === 'true'],
-    modes:
-      // --mode gpu never reaches the grid (cli.ts hands it to gpu-mode.ts)
-      options.mode === undefined || options.mode === 'gpu'
-        ? base.modes
-        : options.mode === 'both'
-          ? ['prefill', 'decode']
-          : [options.mode],
+    modes,
   };
+}
+
+/** Grid and run options from the command line. */
+export function resolveRun(options: CliOptions): { grid: GridSpec; run: RunOptions; probe: number | null } {
+  if (options.mode === 'backward') {
+    const grid = gridOf(options, options.quick ? BACKWARD_QUICK_GRID : BACKWARD_GRID, ['backward']);
+    const run: RunOptions = { ...(options.quick ? QUICK_BACKWARD_RUN : BACKWARD_RUN), seed: options.seed };
+    applyBudgets(run, options);
+    const probe =
+      options.rssProbe === undefined ? (options.quick ? null : DEFAULT_PROBE_SIZE) : options.rssProbe || null;
+    return { grid, run, probe };
+  }
+  if (options.mode === 'decode-cache') {
+    const grid: GridSpec = {
+      ...gridOf(options, options.quick ? DECODE_CACHE_QUICK_GRID : DECODE_CACHE_GRID, ['decode-cache']),
+      // a single decode query sees every cached key: causal changes nothing, one value only
+      causal: [true],
+    };
+    const run: RunOptions = {
+      ...(options.quick ? QUICK_DECODE_CACHE_RUN : DECODE_CACHE_RUN),
+      seed: options.seed,
+    };
+    applyBudgets(run, options);
+    return { grid, run, probe: null };
+  }
+  const base = options.quick ? QUICK_GRID : FULL_GRID;
+  const grid = gridOf(
+    options,
+    base,
+    // --mode gpu never reaches the grid (cli.ts hands it to gpu-mode.ts)
+    options.mode === undefined || options.mode === 'gpu'
+      ? base.modes
+      : options.mode === 'both'
+        ? ['prefill', 'decode']
+        : [options.mode],
+  );
   const run: RunOptions = { ...(options.quick ? QUICK_RUN : FULL_RUN), seed: options.seed };
   applyBudgets(run, options);
-  return { grid, run, probe: null };
+  // the forward probe runs only when asked for (cli.ts allows it with --mode prefill alone)
+  return { grid, run, probe: options.rssProbe || null };
 }
 
 function applyBudgets(run: RunOptions, options: CliOptions): void {
@@ -258,9 +251,9 @@ function applyBudgets(run: RunOptions, options: CliOptions): void {
   if (options.maxRun !== undefined) run.maxRunMs = options.maxRun * 1000;
 }
 
-/** The backward probe's workload: causal, D 64, one head, at `n`. */
-export function probeWorkload(n: number): Workload {
-  return makeWorkload('backward', true, 64, 'h1', n);
+/** The probe's workload: causal, D 64, one head, at `n`; a forward + backward, or (`prefill`) a forward alone. */
+export function probeWorkload(n: number, mode: 'backward' | 'prefill' = 'backward'): Workload {
+  return makeWorkload(mode, true, 64, 'h1', n);
 }
 
 /** Subjects of a run: the filters, and in backward mode only those that can have a backward. */

@@ -85,6 +85,7 @@ describe('--mode backward: options', () => {
     // the forward modes are what they were
     expect(resolveRun(parse(['--mode', 'prefill'])).grid.modes).toEqual(['prefill']);
     expect(resolveRun(parse(['--mode', 'prefill'])).probe).toBeNull();
+    expect(resolveRun(parse(['--mode', 'prefill', '--rss-probe', '65536'])).probe).toBe(65536);
   });
 
   it('--rss-probe takes a size or off, nothing else', () => {
@@ -353,12 +354,53 @@ describe('--mode backward: a tiny real run (built dist/cli.js)', () => {
     expect(r.rssProbe?.[0].deltaBytes).toBeGreaterThanOrEqual(0);
   });
 
-  it('--rss-probe without --mode backward is refused before any run', () => {
-    expect(() =>
-      execFileSync(process.execPath, [cli, '--rss-probe', '128', '--no-browser'], {
-        encoding: 'utf8',
-        stdio: 'pipe',
-      }),
-    ).toThrow(/use it with --mode backward/);
+  it('--rss-probe without --mode backward or prefill is refused before any run', () => {
+    for (const mode of [[], ['--mode', 'decode-cache']])
+      expect(() =>
+        execFileSync(process.execPath, [cli, ...mode, '--rss-probe', '128', '--no-browser'], {
+          encoding: 'utf8',
+          stdio: 'pipe',
+        }),
+      ).toThrow(/--rss-probe measures one forward \(--mode prefill\) or forward \+ backward/);
+  });
+
+  it('--mode prefill --rss-probe: one cold forward per CPU backend, its last rows checked against float64', () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'attnkit-bench-forward-probe-'));
+    const stdout = execFileSync(
+      process.execPath,
+      [
+        cli,
+        '--mode',
+        'prefill',
+        '--backends',
+        'cpu,naive-js',
+        '--sizes',
+        '32',
+        '--heads',
+        'h1',
+        '--causal',
+        'true',
+        '--rss-probe',
+        '512',
+        '--no-browser',
+        '--no-html',
+        '-o',
+        out,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(stdout).toContain('last rows vs f64');
+    const r = JSON.parse(readFileSync(path.join(out, 'bench-full.json'), 'utf8')) as BenchResults;
+    // the probe takes attnkit's CPU backends only, never a peer
+    expect(r.rssProbe?.map((p) => [p.subject, p.status, p.finite, p.workload.mode, p.workload.n])).toEqual([
+      ['cpu', 'ok', true, 'prefill', 512],
+    ]);
+    const probe = r.rssProbe?.[0];
+    expect(probe?.backwardMs).toBeUndefined();
+    expect(probe?.forwardMs).toBeGreaterThan(0);
+    // cpu computes in float64 and rounds once: its rows are within float32 rounding of the reference
+    expect(probe?.checkedError).toBeLessThan(1e-6);
+    // no gradOutput among a forward's inputs: q, k, v of 512 x 64 floats
+    expect(probe?.inputBytes).toBe(4 * 3 * 512 * 64);
   });
 });
