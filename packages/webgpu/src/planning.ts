@@ -143,7 +143,7 @@ export function attentionVariant(
 
 /**
  * Register blocks of the tiled kernel, best first: [rows per row group, invocations per row, keys per
- * tile]. Measured on SwiftShader (scripts/sanity-timings.mjs); the first that fits the device's
+ * tile]. Measured on SwiftShader (the former scripts/sanity-timings.mjs); the first that fits the device's
  * workgroup storage and {@link MAX_TILED_PRIVATE_FLOATS} is used.
  */
 const TILED_BLOCKS: readonly (readonly [number, number, number])[] = [
