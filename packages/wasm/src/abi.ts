@@ -4,6 +4,8 @@
  * every call writes its block through {@link writeParams}.
  */
 
+import { round4 } from './memory.js';
+
 /** 32-bit word index of each `Params` field. */
 export const PARAM = {
   q: 0,
@@ -103,6 +105,45 @@ export function biasParams(
   [biasSb, biasSh, biasSi, biasSj]: readonly [number, number, number, number],
 ): Partial<Record<ParamField, number>> {
   return { bias: pointer, biasSb, biasSh, biasSi, biasSj };
+}
+
+/** What {@link problemParams} reads of a problem: its shape and the options every kernel applies the same way. */
+export interface ParamsProblem {
+  shape: {
+    batch: number;
+    queryHeads: number;
+    kvHeads: number;
+    queryLength: number;
+    keyLength: number;
+    headDim: number;
+    valueDim: number;
+  };
+  scale: number;
+  softcap: number | null;
+  causal: boolean;
+  slidingWindow: number | null;
+}
+
+/**
+ * The shape and option fields of a `Params` block, the same for the forward, the backward and the
+ * cache: sizes, head dimensions padded to the kernel's 4-lane layout, scale, softcap (0: none),
+ * causal, window (0: none). The cache overrides `lk` with its longest row.
+ */
+export function problemParams(problem: ParamsProblem): Partial<Record<ParamField, number>> {
+  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDim, valueDim } = problem.shape;
+  return {
+    batch,
+    hq: queryHeads,
+    hkv: kvHeads,
+    lq: queryLength,
+    lk: keyLength,
+    d4: round4(headDim),
+    dv4: round4(valueDim),
+    scale: problem.scale,
+    softcap: problem.softcap ?? 0,
+    causal: problem.causal ? 1 : 0,
+    window: problem.slidingWindow ?? 0,
+  };
 }
 
 /** Bytes of the `Params` block. */

@@ -4,7 +4,7 @@
  * thread, `bwd_finish` (dQ from the chunks' partials), and reads the gradients back.
  */
 import { type AttentionBackwardProblem, type AttentionGradients, allocating } from '@attnkit/spec';
-import { biasParams, KIND, PARAM_BYTES, writeParams } from './abi.js';
+import { biasParams, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 import { WASM_TOLERANCE } from './tolerance.js';
@@ -155,17 +155,7 @@ export async function runAttentionBackward(
       keyMask,
       alibi,
       sinks,
-      batch: B,
-      hq: Hq,
-      hkv: Hkv,
-      lq: Lq,
-      lk: Lk,
-      d4,
-      dv4,
-      scale: problem.scale,
-      softcap: problem.softcap ?? 0,
-      causal: problem.causal ? 1 : 0,
-      window: problem.slidingWindow ?? 0,
+      ...problemParams(problem),
       blockQ: bq,
       blockK: bk,
       nItems: split.items,

@@ -15,7 +15,7 @@ import {
   type KVCacheImplementation,
   type ResolvedKVCacheConfig,
 } from '@attnkit/spec';
-import { type KernelExports, KIND, PARAM_BYTES, writeParams } from './abi.js';
+import { type KernelExports, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItemsOn } from './kernel.js';
 import {
   Arena,
@@ -332,17 +332,8 @@ export class WasmKVCache implements KVCacheImplementation {
       lse,
       alibi,
       sinks,
-      batch: B,
-      hq: Hq,
-      hkv: Hkv,
-      lq: Lq,
+      ...problemParams(problem),
       lk: longest,
-      d4,
-      dv4,
-      scale: problem.scale,
-      softcap: problem.softcap ?? 0,
-      causal: problem.causal ? 1 : 0,
-      window: problem.slidingWindow ?? 0,
       blockQ: rows,
       blockK: this.host.blockK,
       nItems: items,

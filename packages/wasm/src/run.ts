@@ -4,7 +4,7 @@
  * the work split into query-tile items run on the calling thread and the workers, the result read back.
  */
 import { type AttentionProblem, type AttentionResult, allocating, type MatmulProblem } from '@attnkit/spec';
-import { biasParams, PARAM_BYTES, writeParams } from './abi.js';
+import { biasParams, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 
@@ -80,17 +80,7 @@ export async function runAttention(
       alibi,
       sinks,
       vBad: badRows > 0 ? vBad : 0,
-      batch: B,
-      hq: Hq,
-      hkv: Hkv,
-      lq: Lq,
-      lk: Lk,
-      d4,
-      dv4,
-      scale: problem.scale,
-      softcap: problem.softcap ?? 0,
-      causal: problem.causal ? 1 : 0,
-      window: problem.slidingWindow ?? 0,
+      ...problemParams(problem),
       blockQ: bq,
       blockK: bk,
       nItems: items,
