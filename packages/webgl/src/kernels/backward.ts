@@ -604,8 +604,9 @@ export const gradKV4Kernel: KernelSpec = {
 }`,
 };
 
-/** The row loop of the vectorized row max / sum: the key mask, then {@link LOGIT4}, then `BODY`. */
-const ROW_LOOP4 = `for (int j = start; j < end; j++) {
+/** The row loop of the vectorized row max / sum: the key mask, then {@link LOGIT4}, then `body`. */
+function rowLoop4(body: string): string {
+  return `for (int j = start; j < end; j++) {
     if (hasMask > 0.5) {
       int me = b * Lk + j;
       int mt = me / 4;
@@ -613,8 +614,9 @@ const ROW_LOOP4 = `for (int j = start; j < end; j++) {
     }
     int kRow = kvBase + j;
     ${LOGIT4}
-    BODY
+    ${body}
   }`;
+}
 
 const ROW4_PARAMS = `float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float sink, float startf, float endf, float hasMask, ${NATIVE4_PARAMS}`;
 const ROW4_INTS = `${NATIVE4_INTS}
@@ -643,7 +645,7 @@ export const rowMax4Kernel: KernelSpec = {
       source: `float attnRowMax4(${ROW4_PARAMS}) {
   ${ROW4_INTS}
   float m = sink;
-  ${ROW_LOOP4.replace('BODY', 'm = max(m, s + biasValue + alibi);')}
+  ${rowLoop4('m = max(m, s + biasValue + alibi);')}
   return m;
 }`,
     },
@@ -666,8 +668,7 @@ export const rowSum4Kernel: KernelSpec = {
   if (!(mR > -3.0e38)) return 0.0;
   float l = 0.0;
   if (sink > -3.0e38) l = exp(sink - mR);
-  ${ROW_LOOP4.replace(
-    'BODY',
+  ${rowLoop4(
     `float x = biasValue - mR + alibi + s;
     if (x >= -104.0) l += exp(x);`,
   )}
@@ -740,8 +741,7 @@ export const delta4Kernel: KernelSpec = {
   ${ROW4_INTS}
   if (!(mR > -3.0e38)) return 0.0;
   float sum = 0.0;
-  ${ROW_LOOP4.replace(
-    'BODY',
+  ${rowLoop4(
     `float x = biasValue - mR + alibi + s;
     if (x >= -104.0) {
       float p = exp(x) / lR;

@@ -61,7 +61,8 @@ export const LOOP_MAX = 1 << 24;
  * `logit - m` is formed as `((bias - m) + alibi) + a`: a bias or ALiBi term near 1e4 would otherwise
  * round the small dot part away in float32 (ulp 1e-3) before the max is subtracted.
  */
-const LOGIT_PARTS_SOURCE = `let visible = 1.0;
+function logitPartsSource(maskRead: string, biasRead: string): string {
+  return `let visible = 1.0;
     if (j >= Lk) {
       visible = 0.0;
     }
@@ -78,19 +79,20 @@ const LOGIT_PARTS_SOURCE = `let visible = 1.0;
       }
     }
     if (hasMask > 0.5 && visible > 0.5) {
-      if (keyMask[rowInfo[rr][3]][j] < 0.5) {
+      if (${maskRead} < 0.5) {
         visible = 0.0;
       }
     }
     let biasValue = 0.0;
     if (hasBias > 0.5 && visible > 0.5) {
-      biasValue = bias[rowInfo[rr][4]][j * biasKeyStride];
+      biasValue = ${biasRead};
     }
     let alibi = 0.0;
     const slope = rowInfo[rr][5];
     if (slope != 0.0) {
       alibi = -slope * (pos - j);
     }`;
+}
 
 /**
  * WebGL2: bias and key mask read straight from their packed RGBA textures (flat row-major order, see
@@ -117,21 +119,22 @@ const LOGIT_NATIVE = [
   },
 ];
 
+/** The logit parts reading the key mask and bias as gpu.js arrays, or (vectorized, WebGL2) straight from their textures. */
 function logitParts(vectorized: boolean): string {
-  if (!vectorized) return LOGIT_PARTS_SOURCE;
-  return LOGIT_PARTS_SOURCE.replace(
-    'keyMask[rowInfo[rr][3]][j]',
-    'attnMaskAt(rowInfo[rr][3], j, Lk)',
-  ).replace(
-    'bias[rowInfo[rr][4]][j * biasKeyStride]',
-    'attnBiasAt(rowInfo[rr][4], j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0)',
-  );
+  return vectorized
+    ? logitPartsSource(
+        'attnMaskAt(rowInfo[rr][3], j, Lk)',
+        'attnBiasAt(rowInfo[rr][4], j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0)',
+      )
+    : logitPartsSource('keyMask[rowInfo[rr][3]][j]', 'bias[rowInfo[rr][4]][j * biasKeyStride]');
 }
 
 /** The arguments every kernel that rebuilds a logit takes, in order. */
 const LOGIT_ARGS = 'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
 
-const SCORES_SOURCE = `function scores(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
+/** The scores kernel around its dot product (`dotProduct` sets `dot` from `qRow`, `kRow`, `D`). */
+function scoresSource(dotProduct: string): string {
+  return `function scores(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
   const rr = this.thread.y;
   const j = j0 + this.thread.x;
   if (j >= Lk) {
@@ -152,13 +155,14 @@ const SCORES_SOURCE = `function scores(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
   const qRow = rowInfo[rr][0];
   const kRow = rowInfo[rr][1] + j;
   let dot = 0.0;
-  DOT_PRODUCT
+  ${dotProduct}
   let s = scale * dot;
   if (softcap > 0.0) {
     s = softcap * attnTanh(s / softcap);
   }
   return s;
 }`;
+}
 
 /**
  * WebGL2 only: the dot product reads q and k four floats at a time with texelFetch, straight from the
@@ -197,8 +201,7 @@ export function scoresKernel(webgl2: boolean): KernelSpec {
     name: 'scores',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: webgl2 ? [...NATIVE, DOT4] : NATIVE,
-    source: SCORES_SOURCE.replace(
-      'DOT_PRODUCT',
+    source: scoresSource(
       webgl2
         ? 'dot = attnDot4(qRow, kRow, D);'
         : `for (let d = 0; d < D; d++) {
