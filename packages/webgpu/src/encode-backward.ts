@@ -1,14 +1,8 @@
-import { type Binding, type BindingResources, bindGroupEntries } from './bindings.js';
 import { NAN_BITS, type OptionBuffers, packParams } from './encode.js';
 import {
   BACKWARD_PARAM_FIELDS,
   BACKWARD_PARAMS_BYTES,
   type BackwardParamField,
-  BIAS_GRAD_BINDINGS,
-  DELTA_BINDINGS,
-  DKDV_BINDINGS,
-  DQ_BINDINGS,
-  SINKS_GRAD_BINDINGS,
 } from './kernels/backward-common.js';
 import { Flags } from './kernels.js';
 import type { BackwardPipelines } from './pipelines.js';
@@ -123,75 +117,36 @@ export function encodeBackward(
   }
   if (gradBias !== null) encoder.clearBuffer(cells);
 
-  // A pooled buffer can be a size class above one binding's limit; what is bound never is.
-  const bound = (buffer: GPUBuffer): GPUBufferBinding => ({
-    buffer,
-    size: Math.min(buffer.size, Math.floor(s.limits.storageBinding / 4) * 4),
-  });
   const dummy = s.dummy;
-  const options = {
-    BIAS: bound(inputs.options.bias ?? dummy),
-    MASK: bound(inputs.options.mask ?? dummy),
-    HEAD: bound(inputs.options.head ?? dummy),
-  };
+  const optional = [inputs.options.bias ?? dummy, inputs.options.mask ?? dummy, inputs.options.head ?? dummy];
   const pass = encoder.beginComputePass({ label: 'attnkit:attention-backward' });
-  const dispatch = <T extends readonly Binding[]>(
-    pipeline: GPUComputePipeline,
-    groups: number,
-    table: T,
-    buffers: Omit<BindingResources<T>, 'P'>,
-  ) => {
+  const dispatch = (pipeline: GPUComputePipeline, groups: number, buffers: GPUBuffer[]) => {
     const [gx, gy] = dispatchSize(s, groups, context);
     const uniform = uploadUniform(
       s,
       packParams(BACKWARD_PARAM_FIELDS, { ...values, total: groups, groupsX: gx }),
     );
     temps.push(uniform);
-    // every table starts with the uniform block P; the rest are the buffers named here
-    const resources = {
-      ...buffers,
-      P: { buffer: uniform, size: BACKWARD_PARAMS_BYTES },
-    } as BindingResources<T>;
-    const entries = bindGroupEntries(table, resources);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: uniform, size: BACKWARD_PARAMS_BYTES } },
+      // A pooled buffer can be a size class above one binding's limit; what is bound never is.
+      ...buffers.map((buffer, n) => ({
+        binding: n + 1,
+        resource: { buffer, size: Math.min(buffer.size, Math.floor(s.limits.storageBinding / 4) * 4) },
+      })),
+    ];
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
     pass.dispatchWorkgroups(gx, gy);
   };
-  const QD = bound(inputs.qd);
-  const KV = bound(inputs.kv);
-  const ROWS = bound(inputs.rows);
-  dispatch(pipelines.delta, Math.ceil(rows / variant.wg), DELTA_BINDINGS, {
-    QD,
-    O: bound(inputs.output),
-    ROWS,
-  });
-  dispatch(pipelines.dq, B * Hq * qTiles, DQ_BINDINGS, {
-    QD,
-    KV,
-    ROWS,
-    GQ: bound(gradQ),
-    GB: bound(cells),
-    ...options,
-  });
-  dispatch(pipelines.dkdv, B * Hkv * kTiles, DKDV_BINDINGS, {
-    QD,
-    KV,
-    ROWS,
-    GK: bound(gradK),
-    GV: bound(gradV),
-    ...options,
-  });
+  const { qd, kv, output, rows: rowsBuffer } = inputs;
+  dispatch(pipelines.delta, Math.ceil(rows / variant.wg), [qd, output, rowsBuffer]);
+  dispatch(pipelines.dq, B * Hq * qTiles, [qd, kv, rowsBuffer, gradQ, cells, ...optional]);
+  dispatch(pipelines.dkdv, B * Hkv * kTiles, [qd, kv, rowsBuffer, gradK, gradV, ...optional]);
   if (bias !== null && gradBias !== null && !biasFull)
-    dispatch(pipelines.biasGrad, bias.data.length, BIAS_GRAD_BINDINGS, {
-      SCRATCH: bound(cells),
-      GB: bound(gradBias),
-    });
+    dispatch(pipelines.biasGrad, bias.data.length, [cells, gradBias]);
   if (gradSinks !== null && inputs.options.head !== null)
-    dispatch(pipelines.sinksGrad, Hq, SINKS_GRAD_BINDINGS, {
-      ROWS,
-      HEAD: bound(inputs.options.head),
-      GS: bound(gradSinks),
-    });
+    dispatch(pipelines.sinksGrad, Hq, [rowsBuffer, inputs.options.head, gradSinks]);
   pass.end();
   return { gradQ, gradK, gradV, gradBias, gradSinks, temps };
 }

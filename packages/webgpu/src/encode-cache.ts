@@ -1,13 +1,6 @@
-import type { KVCacheAttentionProblem, KVCachePrecision } from '@attnkit/spec';
-import { bindGroupEntries } from './bindings.js';
+import type { KVCacheAttentionProblem } from '@attnkit/spec';
 import { NAN_BITS, packParams } from './encode.js';
-import {
-  CACHE_MERGE_BINDINGS,
-  CACHE_PARAM_FIELDS,
-  CACHE_PARAMS_BYTES,
-  type CacheParamField,
-  cachePartialBindings,
-} from './kernels/cache-attention.js';
+import { CACHE_PARAM_FIELDS, CACHE_PARAMS_BYTES, type CacheParamField } from './kernels/cache-attention.js';
 import type { AttentionVariant } from './kernels.js';
 import { Flags } from './kernels.js';
 import type { CachePipelines } from './pipelines.js';
@@ -21,8 +14,6 @@ export interface CacheStorage {
   k: GPUBuffer;
   v: GPUBuffer;
   cap: number;
-  /** How K and V are stored: float32, or packed binary16 pairs (the partial kernel's K/V types). */
-  precision: KVCachePrecision;
 }
 
 /** What a cache call uploaded in the caller's tick (its query and small per-call tables). */
@@ -110,16 +101,16 @@ export function encodeCacheAttention(
     0,
     device.createBindGroup({
       layout: pipelines.partial.getBindGroupLayout(0),
-      entries: bindGroupEntries(cachePartialBindings(storage.precision), {
-        P: { buffer: uniform, size: CACHE_PARAMS_BYTES },
-        Q: { buffer: inputs.q },
-        K: { buffer: storage.k },
-        V: { buffer: storage.v },
-        HEAD: { buffer: inputs.head },
-        LEN: { buffer: inputs.lengths },
-        PO: { buffer: partialO },
-        PM: { buffer: partialM },
-      }),
+      entries: [
+        { binding: 0, resource: { buffer: uniform, size: CACHE_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: inputs.q } },
+        { binding: 2, resource: { buffer: storage.k } },
+        { binding: 3, resource: { buffer: storage.v } },
+        { binding: 4, resource: { buffer: inputs.head } },
+        { binding: 5, resource: { buffer: inputs.lengths } },
+        { binding: 6, resource: { buffer: partialO } },
+        { binding: 7, resource: { buffer: partialM } },
+      ],
     }),
   );
   pass.dispatchWorkgroups(gx, gy);
@@ -137,14 +128,14 @@ export function encodeCacheAttention(
     0,
     device.createBindGroup({
       layout: pipelines.merge.getBindGroupLayout(0),
-      entries: bindGroupEntries(CACHE_MERGE_BINDINGS, {
-        P: { buffer: mergeUniform, size: CACHE_PARAMS_BYTES },
-        PO: { buffer: partialO },
-        PM: { buffer: partialM },
-        HEAD: { buffer: inputs.head },
-        O: { buffer: output },
-        LSE: { buffer: lse },
-      }),
+      entries: [
+        { binding: 0, resource: { buffer: mergeUniform, size: CACHE_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: partialO } },
+        { binding: 2, resource: { buffer: partialM } },
+        { binding: 3, resource: { buffer: inputs.head } },
+        { binding: 4, resource: { buffer: output } },
+        { binding: 5, resource: { buffer: lse } },
+      ],
     }),
   );
   pass.dispatchWorkgroups(mx, my);

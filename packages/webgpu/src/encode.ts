@@ -1,18 +1,12 @@
 import type { MatmulShape } from '@attnkit/spec';
-import { bindGroupEntries } from './bindings.js';
 import {
-  ATTENTION_BINDINGS,
   ATTENTION_PARAM_FIELDS,
   ATTENTION_PARAMS_BYTES,
   type AttentionParamField,
   Flags,
   isFloatParam,
-  MATMUL_BIAS_BINDINGS,
-  MATMUL_BINDINGS,
-  MATMUL_PARAM_FIELDS,
   MATMUL_PARAMS_BYTES,
   paramsBytes,
-  WEIGHTS_BINDINGS,
 } from './kernels.js';
 import type { Pipelines } from './pipelines.js';
 import {
@@ -40,21 +34,6 @@ export function packParams<F extends string>(fields: readonly F[], values: Recor
     else u32[n] = values[field];
   });
   return buffer;
-}
-
-/**
- * The option bindings (kernels.ts `OPTION_BINDINGS`) of a call: each option's buffer, or the small
- * read-only stand-in where it is absent (the flags word keeps the shader off it).
- */
-export function optionResources(
-  buffers: OptionBuffers,
-  dummy: GPUBuffer,
-): Record<'BIAS' | 'MASK' | 'HEAD', GPUBufferBinding> {
-  return {
-    BIAS: { buffer: buffers.bias ?? dummy },
-    MASK: { buffer: buffers.mask ?? dummy },
-    HEAD: { buffer: buffers.head ?? dummy },
-  };
 }
 
 /** The option tensors of one attention on the device; `null` where the option is absent. */
@@ -167,7 +146,7 @@ export function encodeAttention(
   // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.
   // The option buffers belong to the caller of this function (uploaded earlier, released by it).
   const dummy = s.dummy;
-  const optional = optionResources(optionBuffers, dummy);
+  const optional = [optionBuffers.bias ?? dummy, optionBuffers.mask ?? dummy, optionBuffers.head ?? dummy];
   const rowsCount = B * Hq * Lq;
   const output = pool.acquire(B * Hq * Lq * Dv * 4, STORAGE_USAGE);
   const wantRows = o.returnLse || o.returnWeights;
@@ -175,15 +154,16 @@ export function encodeAttention(
   const rowsBuffer = pool.acquire(wantRows ? 3 * rowsCount * 4 : 16, STORAGE_USAGE);
   const rows = wantRows ? rowsBuffer : null;
   if (!wantRows) temps.push(rowsBuffer);
-  const entries = bindGroupEntries(ATTENTION_BINDINGS, {
-    P: { buffer: uniform, size: ATTENTION_PARAMS_BYTES },
-    Q: { buffer: inputs.q },
-    K: { buffer: inputs.k },
-    V: { buffer: inputs.v },
-    O: { buffer: output },
-    ROWS: { buffer: rowsBuffer },
-    ...optional,
-  });
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform, size: ATTENTION_PARAMS_BYTES } },
+    { binding: 1, resource: { buffer: inputs.q } },
+    { binding: 2, resource: { buffer: inputs.k } },
+    { binding: 3, resource: { buffer: inputs.v } },
+    { binding: 4, resource: { buffer: output } },
+  ];
+  let next = 5;
+  entries.push({ binding: next++, resource: { buffer: rowsBuffer } });
+  for (const buffer of optional) entries.push({ binding: next++, resource: { buffer } });
   const pass = encoder.beginComputePass({ label: 'attnkit:attention' });
   pass.setPipeline(pipelines.attention);
   pass.setBindGroup(
@@ -199,14 +179,15 @@ export function encodeAttention(
     const wUniform = params({ total: wGroups, groupsX: wx });
     temps.push(wUniform);
     weights = pool.acquire(count * 4, STORAGE_USAGE);
-    const wEntries = bindGroupEntries(WEIGHTS_BINDINGS, {
-      P: { buffer: wUniform, size: ATTENTION_PARAMS_BYTES },
-      Q: { buffer: inputs.q },
-      K: { buffer: inputs.k },
-      ROWS: { buffer: rows },
-      W: { buffer: weights },
-      ...optional,
-    });
+    const wEntries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: wUniform, size: ATTENTION_PARAMS_BYTES } },
+      { binding: 1, resource: { buffer: inputs.q } },
+      { binding: 2, resource: { buffer: inputs.k } },
+      { binding: 3, resource: { buffer: rows } },
+      { binding: 4, resource: { buffer: weights } },
+    ];
+    let wNext = 5;
+    for (const buffer of optional) wEntries.push({ binding: wNext++, resource: { buffer } });
     pass.setPipeline(pipelines.weights);
     pass.setBindGroup(
       0,
@@ -235,19 +216,16 @@ export function encodeMatmul(
   const [gx, gy] = dispatchSize(s, total, context);
   const uniform = uploadUniform(
     s,
-    packParams(MATMUL_PARAM_FIELDS, { m: shape.m, k: shape.k, n: shape.n, tilesN, total, groupsX: gx }),
+    new Uint32Array([shape.m, shape.k, shape.n, tilesN, total, gx, 0, 0]).buffer,
   );
   const output = pool.acquire(shape.m * shape.n * 4, STORAGE_USAGE);
-  const common = {
-    P: { buffer: uniform, size: MATMUL_PARAMS_BYTES },
-    A: { buffer: a },
-    B: { buffer: b },
-    C: { buffer: output },
-  };
-  const entries =
-    bias === null
-      ? bindGroupEntries(MATMUL_BINDINGS, common)
-      : bindGroupEntries(MATMUL_BIAS_BINDINGS, { ...common, BIAS: { buffer: bias } });
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform, size: MATMUL_PARAMS_BYTES } },
+    { binding: 1, resource: { buffer: a } },
+    { binding: 2, resource: { buffer: b } },
+    { binding: 3, resource: { buffer: output } },
+  ];
+  if (bias !== null) entries.push({ binding: 4, resource: { buffer: bias } });
   const pass = encoder.beginComputePass({ label: 'attnkit:matmul' });
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));

@@ -3,8 +3,7 @@
  * forward's), the size class that selects their variants, and the per-logit gradient code that the
  * dK/dV and dQ kernels both recompute.
  */
-import { binding, PARAMS_BINDING } from '../bindings.js';
-import { Flags, logitCode, OPTION_BINDINGS, paramsBytes, paramsStruct, visibleCode } from '../kernels.js';
+import { Flags, logitCode, paramsBytes, paramsStruct, visibleCode } from '../kernels.js';
 
 /**
  * Words of the backward's uniform block, in order (`scale` and `softcap` f32, the rest u32). The
@@ -89,46 +88,14 @@ fn sech2(x: f32) -> f32 {
  * per-row values (lse, delta, norm: `3 * rows`) in a third, two outputs, then the forward's option
  * buffers: eight storage buffers, the WebGPU default per stage. The dQ kernel writes the rows' norm.
  */
-function tiledBindings<A extends string, B extends string>(out1: A, out2: B, rowsWritten: boolean) {
-  return [
-    PARAMS_BINDING,
-    binding('QD', 'read'),
-    binding('KV', 'read'),
-    binding('ROWS', rowsWritten ? 'read_write' : 'read'),
-    binding(out1, 'read_write'),
-    binding(out2, 'read_write'),
-    ...OPTION_BINDINGS,
-  ] as const;
+export function tiledBindings(out1: string, out2: string, rowsWritten: boolean): string {
+  return `@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> QD: array<f32>;
+@group(0) @binding(2) var<storage, read> KV: array<f32>;
+@group(0) @binding(3) var<storage, ${rowsWritten ? 'read_write' : 'read'}> ROWS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ${out1}: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ${out2}: array<f32>;`;
 }
-
-/** The dQ kernel's bindings (kernels/dq.ts): gradQ, and GB, the bias gradient's cells. */
-export const DQ_BINDINGS = tiledBindings('GQ', 'GB', true);
-
-/** The dK/dV kernel's bindings (kernels/dkdv.ts). */
-export const DKDV_BINDINGS = tiledBindings('GK', 'GV', false);
-
-/** The delta kernel's bindings (kernels/delta.ts): q|gradOutput, the forward's output, lse|delta|norm. */
-export const DELTA_BINDINGS = [
-  PARAMS_BINDING,
-  binding('QD', 'read'),
-  binding('O', 'read'),
-  binding('ROWS', 'read_write'),
-] as const;
-
-/** The bias gradient's reduction (kernels/bias-grad.ts): the dQ kernel's cells into gradBias. */
-export const BIAS_GRAD_BINDINGS = [
-  PARAMS_BINDING,
-  binding('SCRATCH', 'read'),
-  binding('GB', 'read_write'),
-] as const;
-
-/** The sinks' gradient (kernels/sinks-grad.ts): the rows' lse and delta, the sinks, gradSinks. */
-export const SINKS_GRAD_BINDINGS = [
-  PARAMS_BINDING,
-  binding('ROWS', 'read'),
-  binding('HEAD', 'read'),
-  binding('GS', 'read_write'),
-] as const;
 
 /**
  * One cell `(r, c)` of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as

@@ -1,11 +1,10 @@
-import { bindingDeclarations } from '../bindings.js';
-import { FLOAT_HELPERS, Flags, MASK_AT } from '../kernels.js';
+import { FLOAT_HELPERS, Flags, optionBindings } from '../kernels.js';
 import {
   BACKWARD_PARAMS_STRUCT,
   type BackwardVariant,
-  DKDV_BINDINGS,
   gradCellCode,
   SECH2,
+  tiledBindings,
 } from './backward-common.js';
 
 /** Output elements (of dK then dV) each invocation of the dK/dV kernel accumulates. */
@@ -22,15 +21,15 @@ export function dkdvAccumulators(v: BackwardVariant): number {
  * dV += P^T dO, dK += dS^T Q (times scale once, at the end). Each invocation owns fixed output
  * elements and keeps their running sums in registers as hi + lo, so nothing is shared between
  * workgroups and the result does not depend on scheduling.
- * Bindings: {@link DKDV_BINDINGS}.
+ * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GK (gradK), 5 GV (gradV), 6 BIAS, 7 MASK, 8 HEAD.
  */
 export function dkdvShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
   const NACC = dkdvAccumulators(v);
   return `${BACKWARD_PARAMS_STRUCT}
-${bindingDeclarations(DKDV_BINDINGS)}
-${MASK_AT}
+${tiledBindings('GK', 'GV', false)}
+${optionBindings(6)}
 ${FLOAT_HELPERS}
 ${SECH2}
 const BQ = ${BQ}u;

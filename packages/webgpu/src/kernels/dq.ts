@@ -1,11 +1,10 @@
-import { bindingDeclarations } from '../bindings.js';
-import { FLOAT_HELPERS, Flags, MASK_AT } from '../kernels.js';
+import { FLOAT_HELPERS, Flags, optionBindings } from '../kernels.js';
 import {
   BACKWARD_PARAMS_STRUCT,
   type BackwardVariant,
-  DQ_BINDINGS,
   gradCellCode,
   SECH2,
+  tiledBindings,
 } from './backward-common.js';
 
 /** Output elements of dQ each invocation of the dQ kernel accumulates. */
@@ -22,15 +21,16 @@ export function dqAccumulators(v: BackwardVariant): number {
  * With a bias it also writes every dS it computes: into gradBias itself when the bias has the full
  * `[B, Hq, Lq, Lk]` shape (`Flags.biasFull`), else into a `[B, Hq, Lq, Lk]` scratch that the
  * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
- * Bindings: {@link DQ_BINDINGS} (GB: gradBias itself, or the scratch).
+ * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GQ (gradQ), 5 GB (gradBias or scratch),
+ * 6 BIAS, 7 MASK, 8 HEAD.
  */
 export function dqShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.q;
   const NACC = dqAccumulators(v);
   return `${BACKWARD_PARAMS_STRUCT}
-${bindingDeclarations(DQ_BINDINGS)}
-${MASK_AT}
+${tiledBindings('GQ', 'GB', true)}
+${optionBindings(6)}
 ${FLOAT_HELPERS}
 ${SECH2}
 const BQ = ${BQ}u;

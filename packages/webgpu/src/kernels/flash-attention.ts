@@ -9,14 +9,12 @@
  * semantics (masks, bias, ALiBi, softcap, sinks, non-finite logits, ROWS for lse and weights) as
  * `attentionShader`, so the encoder and the weights pass serve both.
  */
-import { bindingDeclarations } from '../bindings.js';
 import {
-  ATTENTION_BINDINGS,
   ATTENTION_PARAM_FIELDS,
   FLOAT_HELPERS,
   Flags,
   logitFromDotCode,
-  MASK_AT,
+  optionBindings,
   paramsStruct,
   queryTileCode,
   visibleCode,
@@ -86,7 +84,7 @@ fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
 `;
 }
 
-/** The tiled forward kernel. Bindings: {@link ATTENTION_BINDINGS}, as the scalar kernel's. */
+/** The tiled forward kernel. Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD. */
 export function tiledAttentionShader(v: TiledVariant): string {
   const { rq: RQ, g: G, bk: BK, wg: WG } = v;
   if (v.headDim % 4 !== 0 || v.valueDim % 4 !== 0 || BK % G !== 0 || WG % G !== 0) {
@@ -205,8 +203,13 @@ export function tiledAttentionShader(v: TiledVariant): string {
       : '';
 
   return `${subgroup ? 'enable subgroups;\n' : ''}${paramsStruct(ATTENTION_PARAM_FIELDS)}
-${bindingDeclarations(ATTENTION_BINDINGS)}
-${MASK_AT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
+${optionBindings(6)}
 ${FLOAT_HELPERS}
 const WG = ${WG}u;
 const G = ${G}u;
