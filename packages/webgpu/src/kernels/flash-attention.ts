@@ -17,6 +17,7 @@ import {
   optionBindings,
   paramsStruct,
   queryTileCode,
+  sinkFoldCode,
   visibleCode,
 } from '../kernels.js';
 
@@ -362,18 +363,7 @@ ${queryTileCode('gi')}
     var mr = m[r];
     var lr = l[r];
     var factor = 1.0;
-    if ((P.flags & ${Flags.sinks}u) != 0u) {
-      let sk = HEAD[P.hq + h];
-      if (isNanOrPosInf(sk)) { bad = true; }
-      else if (!isNegInf(sk)) {
-        if (any) {
-          let m2 = max(mr, sk);
-          factor = exp(mr - m2);
-          lr = lr * factor + exp(sk - m2);
-          mr = m2;
-        } else { mr = sk; lr = 1.0; any = true; }
-      }
-    }
+${sinkFoldCode('mr', 'lr')}
     if (i < P.lq) {
       if ((P.flags & ${Flags.rows}u) != 0u && lane == 0u) {
         let row = (b * P.hq + h) * P.lq + i;
