@@ -87,7 +87,7 @@ const F16_LOAD = `fn loadF16(buffer: ptr<storage, array<u32>, read>, row: u32, d
  * `precision` `'f16-storage'`, K and V are `array<u32>` of packed binary16 pairs ({@link F16_LOAD}).
  */
 export function cachePartialShader(v: AttentionVariant, precision: KVCachePrecision = 'f32'): string {
-  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  const { bq: BQ, wg: WG } = v;
   const f16 = precision === 'f16-storage';
   const stored = f16 ? 'u32' : 'f32';
   return `${CACHE_PARAMS_STRUCT}
