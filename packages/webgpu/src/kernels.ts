@@ -68,6 +68,25 @@ ${fields.map((f) => `  ${f}: ${isFloatParam(f) ? 'f32' : 'u32'},`).join('\n')}
 `;
 }
 
+/**
+ * The last words of the forward's and the cache's uniform blocks: what the logit and mask code
+ * reads besides the window (bias strides, scale, softcap, the NaN pattern, the exact head sizes, the
+ * staged key tile and the option flags).
+ */
+export const LOGIT_PARAM_FIELDS = [
+  'bsB',
+  'bsH',
+  'bsI',
+  'bsJ',
+  'scale',
+  'softcap',
+  'nanBits',
+  'd',
+  'dv',
+  'bk',
+  'flags',
+] as const;
+
 /** Words of the uniform block, in order; `scale` and `softcap` are f32, the rest u32. */
 export const ATTENTION_PARAM_FIELDS = [
   'batch',
@@ -91,17 +110,7 @@ export const ATTENTION_PARAM_FIELDS = [
   'osB',
   'osH',
   'osL',
-  'bsB',
-  'bsH',
-  'bsI',
-  'bsJ',
-  'scale',
-  'softcap',
-  'nanBits',
-  'd',
-  'dv',
-  'bk',
-  'flags',
+  ...LOGIT_PARAM_FIELDS,
 ] as const;
 
 export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
@@ -143,6 +152,31 @@ fn twoProductError(a: f32, b: f32, p: f32) -> f32 {
 }
 fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff800000u); }
 `;
+
+/**
+ * The head of both forward kernels (scalar and tiled), which share bindings and uniform block so one
+ * encoder serves both: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD; then the float helpers.
+ */
+export const FORWARD_HEADER = `${PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
+${optionBindings(6)}
+${FLOAT_HELPERS}`;
+
+/**
+ * Opens a kernel's `main` with one workgroup per item: `index` is the workgroup's linear index
+ * (dispatches fold it over x and y, `P.groupsX` wide), and workgroups past `P.total` return.
+ */
+export function workgroupMainCode(wg: number, index = 'g'): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let ${index} = wid.y * P.groupsX + wid.x;
+  if (${index} >= P.total) { return; }`;
+}
 
 /**
  * WGSL statements shared by the forward kernels: from the workgroup's linear index `index`, its
@@ -383,23 +417,12 @@ export const ONLINE_SOFTMAX_STEP = `    workgroupBarrier();
  */
 export function attentionShader(v: AttentionVariant): string {
   const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
-  return `${PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
-${optionBindings(6)}
-${FLOAT_HELPERS}
+  return `${FORWARD_HEADER}
 const BQ = ${BQ}u;
 const WG = ${WG}u;
 
 ${onlineSoftmaxMemory(v)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
   let D = P.d;
   let DV = P.dv;

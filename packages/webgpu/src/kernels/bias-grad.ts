@@ -1,4 +1,4 @@
-import { FLOAT_HELPERS } from '../kernels.js';
+import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
 import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
 
 /**
@@ -16,10 +16,7 @@ export function biasGradShader(wg: number): string {
 ${FLOAT_HELPERS}
 ${orderedSumDeclarations(wg)}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let n = wid.y * P.groupsX + wid.x;
-  if (n >= P.total) { return; }
+${workgroupMainCode(wg, 'n')}
   // Each bias dimension is either the full one or 1: the extent summed over is full / own.
   let eB = P.batch / P.biasB;
   let eH = P.hq / P.biasH;

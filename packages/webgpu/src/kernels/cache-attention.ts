@@ -11,6 +11,7 @@ import {
   FLOAT_HELPERS,
   Flags,
   keyBandCode,
+  LOGIT_PARAM_FIELDS,
   ONLINE_SOFTMAX_INIT,
   ONLINE_SOFTMAX_STEP,
   onlineSoftmaxMemory,
@@ -18,6 +19,7 @@ import {
   paramsStruct,
   SCORE_CELL,
   visibleCode,
+  workgroupMainCode,
 } from '../kernels.js';
 
 /**
@@ -41,17 +43,7 @@ export const CACHE_PARAM_FIELDS = [
   'total',
   'groupsX',
   'window',
-  'bsB',
-  'bsH',
-  'bsI',
-  'bsJ',
-  'scale',
-  'softcap',
-  'nanBits',
-  'd',
-  'dv',
-  'bk',
-  'flags',
+  ...LOGIT_PARAM_FIELDS,
 ] as const;
 
 export type CacheParamField = (typeof CACHE_PARAM_FIELDS)[number];
@@ -106,10 +98,7 @@ const BQ = ${BQ}u;
 const WG = ${WG}u;
 
 ${onlineSoftmaxMemory(v)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   let D = P.d;
   let DV = P.dv;
   let BK = P.bk;

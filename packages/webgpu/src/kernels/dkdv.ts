@@ -1,4 +1,4 @@
-import { Flags } from '../kernels.js';
+import { Flags, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
   gradCellCode,
@@ -39,10 +39,7 @@ var<workgroup> rowLse: array<f32, ${BQ}>;
 var<workgroup> rowDelta: array<f32, ${BQ}>;
 var<workgroup> rowNorm: array<f32, ${BQ}>;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   // Exact sizes at run time (D <= ${D}, DV <= ${DV}); staged rows are packed at these strides.
   let D = P.d;
   let DV = P.dv;

@@ -1,4 +1,4 @@
-import { Flags, queryTileCode } from '../kernels.js';
+import { Flags, queryTileCode, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
   gradCellCode,
@@ -40,10 +40,7 @@ var<workgroup> rowDelta: array<f32, ${BQ}>;
 var<workgroup> rowNorm: array<f32, ${BQ}>;
 var<workgroup> rowLo: array<f32, ${BQ}>;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   let D = P.d;
   let DV = P.dv;
 ${queryTileCode('g')}

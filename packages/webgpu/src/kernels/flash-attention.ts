@@ -10,12 +10,9 @@
  * `attentionShader`, so the encoder and the weights pass serve both.
  */
 import {
-  ATTENTION_PARAM_FIELDS,
-  FLOAT_HELPERS,
   Flags,
+  FORWARD_HEADER,
   logitFromDotCode,
-  optionBindings,
-  paramsStruct,
   queryTileCode,
   sinkFoldCode,
   visibleCode,
@@ -203,15 +200,7 @@ export function tiledAttentionShader(v: TiledVariant): string {
     .join('\n  ')}`
       : '';
 
-  return `${subgroup ? 'enable subgroups;\n' : ''}${paramsStruct(ATTENTION_PARAM_FIELDS)}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
-${optionBindings(6)}
-${FLOAT_HELPERS}
+  return `${subgroup ? 'enable subgroups;\n' : ''}${FORWARD_HEADER}
 const WG = ${WG}u;
 const G = ${G}u;
 const BQ = ${BQ}u;

@@ -1,4 +1,4 @@
-import { FLOAT_HELPERS } from '../kernels.js';
+import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
 import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
 
 /**
@@ -17,10 +17,7 @@ export function sinksGradShader(wg: number): string {
 ${FLOAT_HELPERS}
 ${orderedSumDeclarations(wg)}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.y * P.groupsX + wid.x;
-  if (h >= P.total) { return; }
+${workgroupMainCode(wg, 'h')}
   let sink = HEAD[P.hq + h];
   var hi = 0.0;
   var lo = 0.0;
