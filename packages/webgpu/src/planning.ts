@@ -115,7 +115,7 @@ export function attentionVariant(
   const floats = s.limits.workgroupFloats;
   // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
-  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, attentionShader).
+  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, onlineSoftmaxMemory).
   const fits = (D: number, Dv: number, bq: number, bk: number) =>
     workgroupFloats([bq * D, bk * D, bk * Dv, bq * bk, bq * bk, bq * Dv, bq, bq, bq, bq]) <= floats;
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
