@@ -6,11 +6,11 @@ import {
 import { uploadAttentionOptions } from './encode.js';
 import { encodeBackward } from './encode-backward.js';
 import { guarded } from './errors.js';
-import { holding, intact, optionList, stillUsable, whenUsable } from './host.js';
+import { encodeAndRead, intact, intactOptions, optionList, whenUsable } from './host.js';
 import { backwardPipelines } from './pipelines.js';
 import { planBackward } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
-import { copyToStaging, readStaging, uploadConcatenated, uploadFloats } from './transfer.js';
+import { copyToStaging, uploadConcatenated, uploadFloats } from './transfer.js';
 
 // attentionBackward on host arrays: every input uploaded once (before the call's first await, as
 // the forward's, see host.ts), the fused backward kernels in one submission, and only the gradients
@@ -31,7 +31,6 @@ async function backwardOn(
 ): Promise<AttentionGradients> {
   const context = 'attentionBackward';
   const plan = planBackward(s, rt.workgroupSize, problem.shape, problem, context);
-  const { device, pool } = s;
   const {
     batch: B,
     queryHeads: Hq,
@@ -48,13 +47,7 @@ async function backwardOn(
   intact(context, 'output', problem.output, rows * Dv);
   intact(context, 'lse', problem.lse, rows);
   intact(context, 'gradOutput', problem.gradOutput, rows * Dv);
-  intact(context, 'options.keyMask', problem.keyMask, B * Lk);
-  intact(context, 'options.alibiSlopes', problem.alibiSlopes, Hq);
-  intact(context, 'options.sinks', problem.sinks, Hq);
-  if (problem.bias !== null) {
-    const [b0, b1, b2, b3] = problem.bias.shape;
-    intact(context, 'options.bias.data', problem.bias.data, b0 * b1 * b2 * b3);
-  }
+  intactOptions(context, problem, B, Lk, Hq);
   // Before the first await: the caller's arrays are copied to the device here.
   const inputs = await guarded(s, context, () => ({
     qd: uploadConcatenated(s, [problem.q, problem.gradOutput]),
@@ -65,11 +58,12 @@ async function backwardOn(
     options: uploadAttentionOptions(s, problem, Hq),
   }));
   const held = [inputs.qd, inputs.kv, inputs.output, inputs.rows, ...optionList(inputs.options)];
-  const staging = await holding(s, held, async () => {
-    const pipelines = await backwardPipelines(s, plan.variant);
-    stillUsable(s, context);
-    return guarded(s, context, () => {
-      const encoder = device.createCommandEncoder();
+  const [gradQ, gradK, gradV, ...rest] = await encodeAndRead(
+    s,
+    context,
+    held,
+    () => backwardPipelines(s, plan.variant),
+    (encoder, pipelines) => {
       const out = encodeBackward(s, encoder, plan, pipelines, inputs, context);
       const reads = [
         copyToStaging(s, encoder, out.gradQ, rows * D * 4),
@@ -79,15 +73,10 @@ async function backwardOn(
       if (out.gradBias !== null && problem.bias !== null)
         reads.push(copyToStaging(s, encoder, out.gradBias, problem.bias.data.length * 4));
       if (out.gradSinks !== null) reads.push(copyToStaging(s, encoder, out.gradSinks, Hq * 4));
-      device.queue.submit([encoder.finish()]);
-      // The queue orders later writes after this submission, so these can be reused at once.
-      for (const buffer of [out.gradQ, out.gradK, out.gradV, ...out.temps]) pool.release(buffer);
-      if (out.gradBias !== null) pool.release(out.gradBias);
-      if (out.gradSinks !== null) pool.release(out.gradSinks);
-      return reads;
-    });
-  });
-  const [gradQ, gradK, gradV, ...rest] = await readStaging(s, context, staging);
+      const optional = [out.gradBias, out.gradSinks].filter((b): b is GPUBuffer => b !== null);
+      return { reads, made: [out.gradQ, out.gradK, out.gradV, ...out.temps, ...optional] };
+    },
+  );
   const gradients: AttentionGradients = { gradQ, gradK, gradV };
   if (problem.bias !== null) gradients.gradBias = rest.shift();
   if (problem.sinks !== null) gradients.gradSinks = rest.shift();

@@ -197,20 +197,18 @@ export class WebGpuKVCache implements KVCacheImplementation {
         if (held[b] === 0) continue;
         for (let g = 0; g < Hkv; g++) {
           const stream = b * Hkv + g;
-          encoder.copyBufferToBuffer(
-            old.k,
-            stream * old.cap * D * 4,
-            next.k,
-            stream * cap * D * 4,
-            held[b] * D * 4,
-          );
-          encoder.copyBufferToBuffer(
-            old.v,
-            stream * old.cap * Dv * 4,
-            next.v,
-            stream * cap * Dv * 4,
-            held[b] * Dv * 4,
-          );
+          for (const [from, to, words] of [
+            [old.k, next.k, D],
+            [old.v, next.v, Dv],
+          ] as const) {
+            encoder.copyBufferToBuffer(
+              from,
+              stream * old.cap * words * 4,
+              to,
+              stream * cap * words * 4,
+              held[b] * words * 4,
+            );
+          }
         }
       }
       this.s.device.queue.submit([encoder.finish()]);

@@ -1,4 +1,4 @@
-import { NAN_BITS, type OptionBuffers, packParams } from './encode.js';
+import { bindAndDispatch, NAN_BITS, type OptionBuffers, packParams } from './encode.js';
 import {
   BACKWARD_PARAM_FIELDS,
   BACKWARD_PARAMS_BYTES,
@@ -47,7 +47,7 @@ export function encodeBackward(
   inputs: BackwardBuffers,
   context: string,
 ): BackwardOutputs {
-  const { device, pool } = s;
+  const { pool } = s;
   const { shape, options: o, variant, biasFull } = plan;
   const {
     batch: B,
@@ -127,17 +127,16 @@ export function encodeBackward(
       packParams(BACKWARD_PARAM_FIELDS, { ...values, total: groups, groupsX: gx }),
     );
     temps.push(uniform);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: uniform, size: BACKWARD_PARAMS_BYTES } },
-      // A pooled buffer can be a size class above one binding's limit; what is bound never is.
-      ...buffers.map((buffer, n) => ({
-        binding: n + 1,
-        resource: { buffer, size: Math.min(buffer.size, Math.floor(s.limits.storageBinding / 4) * 4) },
-      })),
-    ];
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
-    pass.dispatchWorkgroups(gx, gy);
+    const bindingLimit = Math.floor(s.limits.storageBinding / 4) * 4;
+    bindAndDispatch(
+      s,
+      pass,
+      pipeline,
+      { buffer: uniform, bytes: BACKWARD_PARAMS_BYTES },
+      buffers,
+      [gx, gy],
+      bindingLimit,
+    );
   };
   const { qd, kv, output, rows: rowsBuffer } = inputs;
   dispatch(pipelines.delta, Math.ceil(rows / variant.wg), [qd, output, rowsBuffer]);

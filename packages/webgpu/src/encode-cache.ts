@@ -1,5 +1,5 @@
 import type { KVCacheAttentionProblem } from '@attnkit/spec';
-import { NAN_BITS, packParams } from './encode.js';
+import { bindAndDispatch, NAN_BITS, packParams } from './encode.js';
 import { CACHE_PARAM_FIELDS, CACHE_PARAMS_BYTES, type CacheParamField } from './kernels/cache-attention.js';
 import type { AttentionVariant } from './kernels.js';
 import { Flags } from './kernels.js';
@@ -53,7 +53,7 @@ export function encodeCacheAttention(
   inputs: CacheCallInputs,
   context: string,
 ): { output: GPUBuffer; lse: GPUBuffer; temps: GPUBuffer[] } {
-  const { device, pool } = s;
+  const { pool } = s;
   const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, headDim: D, valueDim: Dv } = problem.shape;
   const { rowTiles, splits, chunk } = cacheSplits(problem.shape, variant);
   const groups = B * Hkv * rowTiles * splits;
@@ -96,24 +96,14 @@ export function encodeCacheAttention(
   const partialO = pool.acquire(rows * splits * Dv * 4, STORAGE_USAGE);
   const partialM = pool.acquire(rows * splits * 2 * 4, STORAGE_USAGE);
   const pass = encoder.beginComputePass({ label: 'attnkit:cache-attention' });
-  pass.setPipeline(pipelines.partial);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipelines.partial.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: uniform, size: CACHE_PARAMS_BYTES } },
-        { binding: 1, resource: { buffer: inputs.q } },
-        { binding: 2, resource: { buffer: storage.k } },
-        { binding: 3, resource: { buffer: storage.v } },
-        { binding: 4, resource: { buffer: inputs.head } },
-        { binding: 5, resource: { buffer: inputs.lengths } },
-        { binding: 6, resource: { buffer: partialO } },
-        { binding: 7, resource: { buffer: partialM } },
-      ],
-    }),
+  bindAndDispatch(
+    s,
+    pass,
+    pipelines.partial,
+    { buffer: uniform, bytes: CACHE_PARAMS_BYTES },
+    [inputs.q, storage.k, storage.v, inputs.head, inputs.lengths, partialO, partialM],
+    [gx, gy],
   );
-  pass.dispatchWorkgroups(gx, gy);
   // The merge: one invocation per output element, in groups of the variant's workgroup size.
   const mergeGroups = Math.ceil((rows * Dv) / variant.wg);
   const [mx, my] = dispatchSize(s, mergeGroups, context);
@@ -123,22 +113,14 @@ export function encodeCacheAttention(
   );
   const output = pool.acquire(rows * Dv * 4, STORAGE_USAGE);
   const lse = pool.acquire(problem.returnLse ? rows * 4 : 16, STORAGE_USAGE);
-  pass.setPipeline(pipelines.merge);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipelines.merge.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: mergeUniform, size: CACHE_PARAMS_BYTES } },
-        { binding: 1, resource: { buffer: partialO } },
-        { binding: 2, resource: { buffer: partialM } },
-        { binding: 3, resource: { buffer: inputs.head } },
-        { binding: 4, resource: { buffer: output } },
-        { binding: 5, resource: { buffer: lse } },
-      ],
-    }),
+  bindAndDispatch(
+    s,
+    pass,
+    pipelines.merge,
+    { buffer: mergeUniform, bytes: CACHE_PARAMS_BYTES },
+    [partialO, partialM, inputs.head, output, lse],
+    [mx, my],
   );
-  pass.dispatchWorkgroups(mx, my);
   pass.end();
   return { output, lse, temps: [uniform, mergeUniform, partialO, partialM] };
 }

@@ -24,6 +24,34 @@ import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
 /** A quiet NaN's bits, for the shaders' `nanBits` word (see FLOAT_HELPERS in kernels.ts). */
 export const NAN_BITS = 0x7fc00000;
 
+/**
+ * Records one dispatch of `pipeline` in `pass`: binding 0 the uniform block (`uniformBytes` of it),
+ * bindings 1, 2, ... `buffers` in order (every kernel's layout), then `groups` workgroups. With
+ * `bindingLimit`, a buffer is bound up to that many bytes (a pooled buffer can be a size class above
+ * one binding's limit; what the kernel reads never is).
+ */
+export function bindAndDispatch(
+  s: DeviceState,
+  pass: GPUComputePassEncoder,
+  pipeline: GPUComputePipeline,
+  uniform: { buffer: GPUBuffer; bytes: number },
+  buffers: GPUBuffer[],
+  groups: [number, number],
+  bindingLimit?: number,
+): void {
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform.buffer, size: uniform.bytes } },
+    ...buffers.map((buffer, n) => ({
+      binding: n + 1,
+      resource:
+        bindingLimit === undefined ? { buffer } : { buffer, size: Math.min(buffer.size, bindingLimit) },
+    })),
+  ];
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, s.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+  pass.dispatchWorkgroups(groups[0], groups[1]);
+}
+
 /** A uniform block's words from its field list (the one its WGSL struct is generated from). */
 export function packParams<F extends string>(fields: readonly F[], values: Record<F, number>): ArrayBuffer {
   const buffer = new ArrayBuffer(paramsBytes(fields));
@@ -75,7 +103,7 @@ export function encodeAttention(
   optionBuffers: OptionBuffers,
   context: string,
 ): { output: GPUBuffer; rows: GPUBuffer | null; weights: GPUBuffer | null; temps: GPUBuffer[] } {
-  const { device, pool } = s;
+  const { pool } = s;
   const { shape, options: o, layout, variant } = plan;
   const {
     batch: B,
@@ -154,23 +182,15 @@ export function encodeAttention(
   const rowsBuffer = pool.acquire(wantRows ? 3 * rowsCount * 4 : 16, STORAGE_USAGE);
   const rows = wantRows ? rowsBuffer : null;
   if (!wantRows) temps.push(rowsBuffer);
-  const entries: GPUBindGroupEntry[] = [
-    { binding: 0, resource: { buffer: uniform, size: ATTENTION_PARAMS_BYTES } },
-    { binding: 1, resource: { buffer: inputs.q } },
-    { binding: 2, resource: { buffer: inputs.k } },
-    { binding: 3, resource: { buffer: inputs.v } },
-    { binding: 4, resource: { buffer: output } },
-  ];
-  let next = 5;
-  entries.push({ binding: next++, resource: { buffer: rowsBuffer } });
-  for (const buffer of optional) entries.push({ binding: next++, resource: { buffer } });
   const pass = encoder.beginComputePass({ label: 'attnkit:attention' });
-  pass.setPipeline(pipelines.attention);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({ layout: pipelines.attention.getBindGroupLayout(0), entries }),
+  bindAndDispatch(
+    s,
+    pass,
+    pipelines.attention,
+    { buffer: uniform, bytes: ATTENTION_PARAMS_BYTES },
+    [inputs.q, inputs.k, inputs.v, output, rowsBuffer, ...optional],
+    [gx, gy],
   );
-  pass.dispatchWorkgroups(gx, gy);
   let weights: GPUBuffer | null = null;
   if (o.returnWeights && pipelines.weights !== null && rows !== null) {
     const count = rowsCount * Lk;
@@ -179,21 +199,14 @@ export function encodeAttention(
     const wUniform = params({ total: wGroups, groupsX: wx });
     temps.push(wUniform);
     weights = pool.acquire(count * 4, STORAGE_USAGE);
-    const wEntries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: wUniform, size: ATTENTION_PARAMS_BYTES } },
-      { binding: 1, resource: { buffer: inputs.q } },
-      { binding: 2, resource: { buffer: inputs.k } },
-      { binding: 3, resource: { buffer: rows } },
-      { binding: 4, resource: { buffer: weights } },
-    ];
-    let wNext = 5;
-    for (const buffer of optional) wEntries.push({ binding: wNext++, resource: { buffer } });
-    pass.setPipeline(pipelines.weights);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({ layout: pipelines.weights.getBindGroupLayout(0), entries: wEntries }),
+    bindAndDispatch(
+      s,
+      pass,
+      pipelines.weights,
+      { buffer: wUniform, bytes: ATTENTION_PARAMS_BYTES },
+      [inputs.q, inputs.k, rows, weights, ...optional],
+      [wx, wy],
     );
-    pass.dispatchWorkgroups(wx, wy);
   }
   pass.end();
   return { output, rows, weights, temps };
@@ -209,7 +222,7 @@ export function encodeMatmul(
   shape: MatmulShape,
   context: string,
 ): { output: GPUBuffer; temps: GPUBuffer[] } {
-  const { device, pool } = s;
+  const { pool } = s;
   const tile = matmulTile(s);
   const tilesN = Math.ceil(shape.n / tile);
   const total = Math.ceil(shape.m / tile) * tilesN;
@@ -219,17 +232,15 @@ export function encodeMatmul(
     new Uint32Array([shape.m, shape.k, shape.n, tilesN, total, gx, 0, 0]).buffer,
   );
   const output = pool.acquire(shape.m * shape.n * 4, STORAGE_USAGE);
-  const entries: GPUBindGroupEntry[] = [
-    { binding: 0, resource: { buffer: uniform, size: MATMUL_PARAMS_BYTES } },
-    { binding: 1, resource: { buffer: a } },
-    { binding: 2, resource: { buffer: b } },
-    { binding: 3, resource: { buffer: output } },
-  ];
-  if (bias !== null) entries.push({ binding: 4, resource: { buffer: bias } });
   const pass = encoder.beginComputePass({ label: 'attnkit:matmul' });
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
-  pass.dispatchWorkgroups(gx, gy);
+  bindAndDispatch(
+    s,
+    pass,
+    pipeline,
+    { buffer: uniform, bytes: MATMUL_PARAMS_BYTES },
+    bias === null ? [a, b, output] : [a, b, output, bias],
+    [gx, gy],
+  );
   pass.end();
   return { output, temps: [uniform] };
 }

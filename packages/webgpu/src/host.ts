@@ -12,7 +12,7 @@ import { deviceError, guarded, invalidArgument } from './errors.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
 import { planAttention } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
-import { copyToStaging, readStaging, uploadFloats } from './transfer.js';
+import { copyToStaging, readStaging, type Staged, uploadFloats } from './transfer.js';
 
 // The host-array path: inputs uploaded from Float32Arrays, results read back in one submission.
 //
@@ -84,6 +84,64 @@ export function optionList(o: OptionBuffers): GPUBuffer[] {
   return [o.bias, o.mask, o.head].filter((b): b is GPUBuffer => b !== null);
 }
 
+/** Rejects option arrays (keyMask, ALiBi slopes, sinks, bias) whose length changed after validation. */
+export function intactOptions(
+  context: string,
+  o: Pick<AttentionProblem, 'keyMask' | 'alibiSlopes' | 'sinks' | 'bias'>,
+  batch: number,
+  keyLength: number,
+  queryHeads: number,
+): void {
+  intact(context, 'options.keyMask', o.keyMask, batch * keyLength);
+  intact(context, 'options.alibiSlopes', o.alibiSlopes, queryHeads);
+  intact(context, 'options.sinks', o.sinks, queryHeads);
+  if (o.bias !== null) {
+    const [b0, b1, b2, b3] = o.bias.shape;
+    intact(context, 'options.bias.data', o.bias.data, b0 * b1 * b2 * b3);
+  }
+}
+
+/** The forward's optional outputs (row statistics, weights) that it took from the pool. */
+function attentionExtras(out: { rows: GPUBuffer | null; weights: GPUBuffer | null }): GPUBuffer[] {
+  return [out.rows, out.weights].filter((b): b is GPUBuffer => b !== null);
+}
+
+/** What a host-array call's encode step leaves: staging copies to read back, buffers to give back. */
+export interface Encoded {
+  reads: Staged[];
+  /** Buffers the encode took from the pool (outputs, temporaries), released once it is submitted. */
+  made: GPUBuffer[];
+}
+
+/**
+ * The rest of a host-array call once its inputs are uploaded, the same for every operation: holds
+ * `held` (see {@link holding}) while the call's `pipelines` compile, checks the device survived the
+ * wait, records `encode` into one command encoder and submits it inside one {@link guarded} scope,
+ * gives back what the encode made, then reads the staging copies back.
+ */
+export async function encodeAndRead<T>(
+  s: DeviceState,
+  context: string,
+  held: GPUBuffer[],
+  pipelines: () => Promise<T>,
+  encode: (encoder: GPUCommandEncoder, pipelines: T) => Encoded,
+): Promise<Float32Array[]> {
+  const staging = await holding(s, held, async () => {
+    const ready = await pipelines();
+    stillUsable(s, context);
+    return guarded(s, context, () => {
+      const encoder = s.device.createCommandEncoder();
+      const { reads, made } = encode(encoder, ready);
+      s.device.queue.submit([encoder.finish()]);
+      // The queue orders later writes after this submission, so these can be reused at once (the
+      // inputs too, by `holding`, once this call's scopes are popped).
+      for (const buffer of made) s.pool.release(buffer);
+      return reads;
+    });
+  });
+  return readStaging(s, context, staging);
+}
+
 /** Attention on host arrays: upload, the fused kernel, one readback. */
 export function attention(rt: Runtime, problem: AttentionProblem): Promise<AttentionResult> {
   return whenUsable(rt, problem, snapshotAttentionProblem, (s, p) => attentionOn(rt, s, p));
@@ -92,7 +150,6 @@ export function attention(rt: Runtime, problem: AttentionProblem): Promise<Atten
 async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProblem): Promise<AttentionResult> {
   const context = 'attention';
   const plan = planAttention(s, rt.workgroupSize, problem.shape, problem, 'bhld', context);
-  const { device, pool } = s;
   const {
     batch: B,
     queryHeads: Hq,
@@ -105,13 +162,7 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
   intact(context, 'q', problem.q, B * Hq * Lq * D);
   intact(context, 'k', problem.k, B * Hkv * Lk * D);
   intact(context, 'v', problem.v, B * Hkv * Lk * Dv);
-  intact(context, 'options.keyMask', problem.keyMask, B * Lk);
-  intact(context, 'options.alibiSlopes', problem.alibiSlopes, Hq);
-  intact(context, 'options.sinks', problem.sinks, Hq);
-  if (problem.bias !== null) {
-    const [b0, b1, b2, b3] = problem.bias.shape;
-    intact(context, 'options.bias.data', problem.bias.data, b0 * b1 * b2 * b3);
-  }
+  intactOptions(context, problem, B, Lk, Hq);
   // Before the first await: the caller's arrays are copied to the device here.
   const uploading = guarded(s, context, () => ({
     q: uploadFloats(s, problem.q),
@@ -121,26 +172,20 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
   }));
   const inputs = await uploading;
   const held = [inputs.q, inputs.k, inputs.v, ...optionList(inputs.options)];
-  const staging = await holding(s, held, async () => {
-    const pipelines = await attentionPipelines(s, plan.variant, problem.returnWeights);
-    stillUsable(s, context);
-    return guarded(s, context, () => {
-      const encoder = device.createCommandEncoder();
+  const [output, ...rest] = await encodeAndRead(
+    s,
+    context,
+    held,
+    () => attentionPipelines(s, plan.variant, problem.returnWeights),
+    (encoder, pipelines) => {
       const out = encodeAttention(s, encoder, plan, pipelines, inputs, inputs.options, context);
       const reads = [copyToStaging(s, encoder, out.output, B * Hq * Lq * Dv * 4)];
       if (problem.returnLse && out.rows !== null)
         reads.push(copyToStaging(s, encoder, out.rows, B * Hq * Lq * 4));
       if (out.weights !== null) reads.push(copyToStaging(s, encoder, out.weights, B * Hq * Lq * Lk * 4));
-      device.queue.submit([encoder.finish()]);
-      // The queue orders later writes after this submission, so these can be reused at once (the
-      // inputs too, by `holding`, once this call's scopes are popped).
-      for (const buffer of [out.output, ...out.temps]) pool.release(buffer);
-      if (out.rows !== null) pool.release(out.rows);
-      if (out.weights !== null) pool.release(out.weights);
-      return reads;
-    });
-  });
-  const [output, ...rest] = await readStaging(s, context, staging);
+      return { reads, made: [out.output, ...out.temps, ...attentionExtras(out)] };
+    },
+  );
   const result: AttentionResult = { output };
   if (problem.returnLse) result.lse = rest.shift();
   if (problem.returnWeights) result.weights = rest.shift();
@@ -154,7 +199,6 @@ export function matmul(rt: Runtime, problem: MatmulProblem): Promise<Float32Arra
 
 async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32Array> {
   const context = 'matmul';
-  const { device, pool } = s;
   const { m, k, n } = problem.shape;
   intact(context, 'a', problem.a, m * k);
   intact(context, 'b', problem.b, k * n);
@@ -165,19 +209,17 @@ async function matmulOn(s: DeviceState, problem: MatmulProblem): Promise<Float32
     bias: problem.bias === null ? null : uploadFloats(s, problem.bias),
   }));
   const held = [inputs.a, inputs.b, ...(inputs.bias === null ? [] : [inputs.bias])];
-  const staging = await holding(s, held, async () => {
-    const pipeline = await matmulPipeline(s, inputs.bias !== null);
-    stillUsable(s, context);
-    return guarded(s, context, () => {
-      const encoder = device.createCommandEncoder();
+  const [output] = await encodeAndRead(
+    s,
+    context,
+    held,
+    () => matmulPipeline(s, inputs.bias !== null),
+    (encoder, pipeline) => {
       const out = encodeMatmul(s, encoder, pipeline, inputs.a, inputs.b, inputs.bias, problem.shape, context);
       const read = copyToStaging(s, encoder, out.output, problem.shape.m * problem.shape.n * 4);
-      device.queue.submit([encoder.finish()]);
-      for (const buffer of [out.output, ...out.temps]) pool.release(buffer);
-      return [read];
-    });
-  });
-  const [output] = await readStaging(s, context, staging);
+      return { reads: [read], made: [out.output, ...out.temps] };
+    },
+  );
   return output;
 }
 
@@ -204,7 +246,6 @@ async function layerOn(rt: Runtime, s: DeviceState, problem: LayerProblem): Prom
     valueDim: Dv,
   } = problem.shape;
   const plan = planAttention(s, rt.workgroupSize, shape, resolved, 'blhd', context);
-  const { device, pool } = s;
   const w = problem.weights;
   // Before the first await: every host array of the layer is copied to the device here.
   const up = await guarded(s, context, () => {
@@ -241,15 +282,17 @@ async function layerOn(rt: Runtime, s: DeviceState, problem: LayerProblem): Prom
       ].filter((b): b is GPUBuffer => b !== null),
     ),
   ];
-  const staging = await holding(s, held, async () => {
-    const [pipelines, mmBias, mmPlain] = await Promise.all([
-      attentionPipelines(s, plan.variant, resolved.returnWeights),
-      matmulPipeline(s, true),
-      matmulPipeline(s, false),
-    ]);
-    stillUsable(s, context);
-    return guarded(s, context, () => {
-      const encoder = device.createCommandEncoder();
+  const [output, ...rest] = await encodeAndRead(
+    s,
+    context,
+    held,
+    () =>
+      Promise.all([
+        attentionPipelines(s, plan.variant, resolved.returnWeights),
+        matmulPipeline(s, true),
+        matmulPipeline(s, false),
+      ]),
+    (encoder, [pipelines, mmBias, mmPlain]) => {
       const made: GPUBuffer[] = [];
       const project = (
         a: GPUBuffer,
@@ -276,20 +319,15 @@ async function layerOn(rt: Runtime, s: DeviceState, problem: LayerProblem): Prom
       const k = project(up.source, B * Lk, up.wk, Hkv * D, M, up.bk);
       const v = project(up.source, B * Lk, up.wv, Hkv * Dv, M, up.bv);
       const att = encodeAttention(s, encoder, plan, pipelines, { q, k, v }, up.options, context);
-      made.push(att.output, ...att.temps);
-      if (att.rows !== null) made.push(att.rows);
-      if (att.weights !== null) made.push(att.weights);
+      made.push(att.output, ...att.temps, ...attentionExtras(att));
       const out = project(att.output, B * Lq, up.wo, M, Hq * Dv, up.bo);
       const reads = [copyToStaging(s, encoder, out, B * Lq * M * 4)];
       if (resolved.returnLse && att.rows !== null)
         reads.push(copyToStaging(s, encoder, att.rows, B * Hq * Lq * 4));
       if (att.weights !== null) reads.push(copyToStaging(s, encoder, att.weights, B * Hq * Lq * Lk * 4));
-      device.queue.submit([encoder.finish()]);
-      for (const buffer of made) pool.release(buffer);
-      return reads;
-    });
-  });
-  const [output, ...rest] = await readStaging(s, context, staging);
+      return { reads, made };
+    },
+  );
   const result: AttentionResult = { output };
   if (resolved.returnLse) result.lse = rest.shift();
   if (resolved.returnWeights) result.weights = rest.shift();

@@ -68,6 +68,25 @@ ${fields.map((f) => `  ${f}: ${isFloatParam(f) ? 'f32' : 'u32'},`).join('\n')}
 `;
 }
 
+/**
+ * The last words of the forward's and the cache's uniform blocks: what the logit and mask code
+ * reads besides the window (bias strides, scale, softcap, the NaN pattern, the exact head sizes, the
+ * staged key tile and the option flags).
+ */
+export const LOGIT_PARAM_FIELDS = [
+  'bsB',
+  'bsH',
+  'bsI',
+  'bsJ',
+  'scale',
+  'softcap',
+  'nanBits',
+  'd',
+  'dv',
+  'bk',
+  'flags',
+] as const;
+
 /** Words of the uniform block, in order; `scale` and `softcap` are f32, the rest u32. */
 export const ATTENTION_PARAM_FIELDS = [
   'batch',
@@ -91,17 +110,7 @@ export const ATTENTION_PARAM_FIELDS = [
   'osB',
   'osH',
   'osL',
-  'bsB',
-  'bsH',
-  'bsI',
-  'bsJ',
-  'scale',
-  'softcap',
-  'nanBits',
-  'd',
-  'dv',
-  'bk',
-  'flags',
+  ...LOGIT_PARAM_FIELDS,
 ] as const;
 
 export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
@@ -145,6 +154,31 @@ fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff8000
 `;
 
 /**
+ * The head of both forward kernels (scalar and tiled), which share bindings and uniform block so one
+ * encoder serves both: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD; then the float helpers.
+ */
+export const FORWARD_HEADER = `${PARAMS_STRUCT}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
+${optionBindings(6)}
+${FLOAT_HELPERS}`;
+
+/**
+ * Opens a kernel's `main` with one workgroup per item: `index` is the workgroup's linear index
+ * (dispatches fold it over x and y, `P.groupsX` wide), and workgroups past `P.total` return.
+ */
+export function workgroupMainCode(wg: number, index = 'g'): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let ${index} = wid.y * P.groupsX + wid.x;
+  if (${index} >= P.total) { return; }`;
+}
+
+/**
  * WGSL statements shared by the forward kernels: from the workgroup's linear index `index`, its
  * query tile (`tile`, `h`, `b`, `kvh`, `i0`, `iLast`, `off` = Lk - Lq), and the band of key tiles
  * any of its rows can see (`tStart`..`tEnd`, from causal and the sliding window), so whole tiles
@@ -160,13 +194,23 @@ export function queryTileCode(index: string): string {
   let iLast = min(i0 + BQ, P.lq) - 1u;
 
   // Key band that any row of this tile can see: whole tiles outside it are skipped.
-  var kStart = 0i;
-  var kEnd = i32(P.lk);
+${keyBandCode('0i', 'i32(P.lk)', 'i0', 'iLast')}`;
+}
+
+/**
+ * WGSL statements: the keys `tStart`..`tEnd` (`tStart` aligned down to a multiple of `BK`) that a
+ * query at position `off + first` .. `off + last` can see, from the candidate keys `start`..`end`
+ * (i32 expressions), the causal mask and the sliding window. Leaves `causal` in scope. Shared by the
+ * forward, the cache's partial kernel and the dQ kernel, so that every kernel skips the same tiles.
+ */
+export function keyBandCode(start: string, end: string, first: string, last: string): string {
+  return `  var kStart = ${start};
+  var kEnd = ${end};
   let causal = (P.flags & ${Flags.causal}u) != 0u;
-  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
+  if (causal) { kEnd = min(kEnd, off + i32(${last}) + 1); }
   if ((P.flags & ${Flags.window}u) != 0u) {
-    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
-    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
+    kStart = max(kStart, off + i32(${first}) - i32(P.window) + 1);
+    if (!causal) { kEnd = min(kEnd, off + i32(${last}) + i32(P.window)); }
   }
   let tStart = u32(max(kStart, 0)) / BK * BK;
   let tEnd = u32(max(kEnd, 0));`;
@@ -222,16 +266,22 @@ export function logitFromDotCode(dot: string): string {
 `;
 }
 
-/** `vis`: whether key `j` is visible to query `i` (bounds, causal, window, keyMask). Needs `b`, `i`, `j`, `pos`. */
-export function visibleCode(): string {
+/**
+ * `vis`: whether key `j` is visible to query `i` (bounds, causal, window, keyMask). Needs `b`, `i`,
+ * `j`, `pos`. `bounds` is the in-range test; without `keyMask` (the cache, which binds no MASK) the
+ * key mask is not read.
+ */
+export function visibleCode(bounds = 'i < P.lq && j < P.lk', keyMask = true): string {
+  const mask = keyMask
+    ? `\n  if ((P.flags & ${Flags.keyMask}u) != 0u) { vis = vis && maskAt(b * P.lk + j) != 0u; }`
+    : '';
   return `
-  var vis = i < P.lq && j < P.lk;
+  var vis = ${bounds};
   if ((P.flags & ${Flags.causal}u) != 0u) { vis = vis && i32(j) <= pos; }
   if ((P.flags & ${Flags.window}u) != 0u) {
     vis = vis && pos - i32(j) < i32(P.window);
     if ((P.flags & ${Flags.causal}u) == 0u) { vis = vis && i32(j) - pos < i32(P.window); }
-  }
-  if ((P.flags & ${Flags.keyMask}u) != 0u) { vis = vis && maskAt(b * P.lk + j) != 0u; }
+  }${mask}
 `;
 }
 
@@ -248,26 +298,33 @@ fn maskAt(index: u32) -> u32 { return (MASK[index >> 2u] >> ((index & 3u) * 8u))
 }
 
 /**
- * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
- * workgroup memory, scores are turned into probabilities with an online softmax (running max and
- * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
- * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD.
+ * Folds head `h`'s sink logit into a finished row's softmax: the row max `m` and denominator `l`
+ * (WGSL variables) take the sink in, `factor` rescales the accumulated output, `bad` and `any` are
+ * the row's NaN and seen-something flags. Shared by the scalar and the tiled forward.
  */
-export function attentionShader(v: AttentionVariant): string {
-  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
-  return `${PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
-${optionBindings(6)}
-${FLOAT_HELPERS}
-const BQ = ${BQ}u;
-const WG = ${WG}u;
+export function sinkFoldCode(m: string, l: string): string {
+  return `    if ((P.flags & ${Flags.sinks}u) != 0u) {
+      let sk = HEAD[P.hq + h];
+      if (isNanOrPosInf(sk)) { bad = true; }
+      else if (!isNegInf(sk)) {
+        if (any) {
+          let m2 = max(${m}, sk);
+          factor = exp(${m} - m2);
+          ${l} = ${l} * factor + exp(sk - m2);
+          ${m} = m2;
+        } else { ${m} = sk; ${l} = 1.0; any = true; }
+      }
+    }`;
+}
 
-var<workgroup> qs: array<f32, ${BQ * D}>;
+/**
+ * Workgroup memory of the scalar online softmax, shared by the fused forward and the cache's partial
+ * kernel: staged q, k, v tiles, the tile's logits (`ps`, then its weights) and their TwoSum low parts
+ * (`pl`), the output accumulator and per-row max, sum, rescale factor and state.
+ */
+export function onlineSoftmaxMemory(v: AttentionVariant): string {
+  const { headDim: D, valueDim: DV, bq: BQ, bk: BK } = v;
+  return `var<workgroup> qs: array<f32, ${BQ * D}>;
 var<workgroup> ks: array<f32, ${BK * D}>;
 var<workgroup> vs: array<f32, ${BK * DV}>;
 var<workgroup> ps: array<f32, ${BQ * BK}>;
@@ -278,44 +335,18 @@ var<workgroup> rowL: array<f32, ${BQ}>;
 var<workgroup> rowA: array<f32, ${BQ}>;
 // bit 0: some visible finite logit seen; bit 1: a NaN or +inf logit seen (the row is NaN).
 var<workgroup> rowS: array<u32, ${BQ}>;
+`;
+}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
-  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
-  let D = P.d;
-  let DV = P.dv;
-  let BK = P.bk;
-${queryTileCode('g')}
+/** Zeroes the accumulator and the row statistics of {@link onlineSoftmaxMemory}. */
+export const ONLINE_SOFTMAX_INIT = `  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
+  for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }`;
 
-  for (var e = lid; e < BQ * D; e += WG) {
-    let r = e / D;
-    let i = i0 + r;
-    qs[e] = select(0.0, Q[b * P.qsB + h * P.qsH + i * P.qsL + e % D], i < P.lq);
-  }
-  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
-  for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }
-
-  for (var kt = tStart; kt < tEnd; kt += BK) {
-    workgroupBarrier();
-    for (var e = lid; e < BK * D; e += WG) {
-      let j = kt + e / D;
-      ks[e] = select(0.0, K[b * P.ksB + kvh * P.ksH + j * P.ksL + e % D], j < P.lk);
-    }
-    for (var e = lid; e < BK * DV; e += WG) {
-      let j = kt + e / DV;
-      vs[e] = select(0.0, V[b * P.vsB + kvh * P.vsH + j * P.vsL + e % DV], j < P.lk);
-    }
-    workgroupBarrier();
-    for (var e = lid; e < BQ * BK; e += WG) {
-      let r = e / BK;
-      let c = e % BK;
-      let i = i0 + r;
-      let j = kt + c;
-      let pos = off + i32(i);
-      ${visibleCode()}
-      var logit = negInfValue();
+/**
+ * One cell of the score tile: the logit of staged row `r` and key `c` (NaN for NaN or +inf, -inf
+ * where `vis` is false) into `ps[e]`, its low part into `pl[e]`. Needs `vis` and the logit code's names.
+ */
+export const SCORE_CELL = `      var logit = negInfValue();
       var low = 0.0;
       if (vis) {
         ${logitCode(
@@ -326,9 +357,13 @@ ${queryTileCode('g')}
         low = lo;
       }
       ps[e] = logit;
-      pl[e] = low;
-    }
-    workgroupBarrier();
+      pl[e] = low;`;
+
+/**
+ * After a tile's cells: per row, the tile max, the new running max and the rescale factor, the
+ * tile's weights (overwriting `ps`) and sum; then the weighted values into the accumulator.
+ */
+export const ONLINE_SOFTMAX_STEP = `    workgroupBarrier();
     for (var r = lid; r < BQ; r += WG) {
       var state = rowS[r];
       var tmax = 0.0;
@@ -372,7 +407,56 @@ ${queryTileCode('g')}
         t += select(0.0, p * vs[c * DV + d], p != 0.0);
       }
       acc[e] = acc[e] * rowA[r] + t;
+    }`;
+
+/**
+ * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
+ * workgroup memory, scores are turned into probabilities with an online softmax (running max and
+ * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
+ * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD.
+ */
+export function attentionShader(v: AttentionVariant): string {
+  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  return `${FORWARD_HEADER}
+const BQ = ${BQ}u;
+const WG = ${WG}u;
+
+${onlineSoftmaxMemory(v)}
+${workgroupMainCode(WG)}
+  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
+  let D = P.d;
+  let DV = P.dv;
+  let BK = P.bk;
+${queryTileCode('g')}
+
+  for (var e = lid; e < BQ * D; e += WG) {
+    let r = e / D;
+    let i = i0 + r;
+    qs[e] = select(0.0, Q[b * P.qsB + h * P.qsH + i * P.qsL + e % D], i < P.lq);
+  }
+${ONLINE_SOFTMAX_INIT}
+
+  for (var kt = tStart; kt < tEnd; kt += BK) {
+    workgroupBarrier();
+    for (var e = lid; e < BK * D; e += WG) {
+      let j = kt + e / D;
+      ks[e] = select(0.0, K[b * P.ksB + kvh * P.ksH + j * P.ksL + e % D], j < P.lk);
     }
+    for (var e = lid; e < BK * DV; e += WG) {
+      let j = kt + e / DV;
+      vs[e] = select(0.0, V[b * P.vsB + kvh * P.vsH + j * P.vsL + e % DV], j < P.lk);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BQ * BK; e += WG) {
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = kt + c;
+      let pos = off + i32(i);
+      ${visibleCode()}
+${SCORE_CELL}
+    }
+${ONLINE_SOFTMAX_STEP}
   }
   workgroupBarrier();
   for (var r = lid; r < BQ; r += WG) {
@@ -382,18 +466,7 @@ ${queryTileCode('g')}
     var m = rowM[r];
     var l = rowL[r];
     var factor = 1.0;
-    if ((P.flags & ${Flags.sinks}u) != 0u) {
-    let sk = HEAD[P.hq + h];
-    if (isNanOrPosInf(sk)) { bad = true; }
-    else if (!isNegInf(sk)) {
-      if (any) {
-        let m2 = max(m, sk);
-        factor = exp(m - m2);
-        l = l * factor + exp(sk - m2);
-        m = m2;
-      } else { m = sk; l = 1.0; any = true; }
-    }
-    }
+${sinkFoldCode('m', 'l')}
     rowA[r] = select(0.0, factor / l, any);
     rowS[r] = select(0u, 1u, any) | select(0u, 2u, bad);
     let i = i0 + r;

@@ -89,6 +89,23 @@ export function headDimLimit(floats: number): number {
   return Math.floor((floats - 6 * 4) / 16) * 4;
 }
 
+/**
+ * Candidate tiles of a kernel that walks key tiles for a tile of query rows (the scalar forward, the
+ * dQ kernel): `[query rows, keys]`, largest first; the first that fits is taken.
+ */
+const QUERY_TILES: readonly (readonly [number, number])[] = [
+  [16, 32],
+  [16, 16],
+  [8, 16],
+  [8, 8],
+  [4, 8],
+  [4, 4],
+  [2, 4],
+  [1, 4],
+  [1, 2],
+  [1, 1],
+];
+
 /** The largest tiles (and capacity-bucketed head sizes) that fit the device's workgroup storage. */
 export function attentionVariant(
   s: DeviceState,
@@ -98,22 +115,11 @@ export function attentionVariant(
   const floats = s.limits.workgroupFloats;
   // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
-  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, attentionShader).
+  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, onlineSoftmaxMemory).
   const fits = (D: number, Dv: number, bq: number, bk: number) =>
     workgroupFloats([bq * D, bk * D, bk * Dv, bq * bk, bq * bk, bq * Dv, bq, bq, bq, bq]) <= floats;
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));
-  const tiles: [number, number][] = [
-    [16, 32],
-    [16, 16],
-    [8, 16],
-    [8, 8],
-    [4, 8],
-    [4, 4],
-    [2, 4],
-    [1, 4],
-    [1, 2],
-    [1, 1],
-  ];
+  const tiles = QUERY_TILES;
   // Decoding (few query rows) would waste most of a 16-row tile.
   const rowCap = Math.max(1, 2 ** Math.ceil(Math.log2(Math.min(shape.queryLength, 16))));
   for (const [bqWanted, bk] of tiles) {
@@ -287,20 +293,9 @@ export function backwardVariant(
     [2, 1],
     [1, 1],
   ];
-  const qTiles: [number, number][] = [
-    [16, 32],
-    [16, 16],
-    [8, 16],
-    [8, 8],
-    [4, 8],
-    [4, 4],
-    [2, 4],
-    [1, 4],
-    [1, 2],
-    [1, 1],
-  ];
+  const qTiles = QUERY_TILES;
   const pick = (
-    list: [number, number][],
+    list: readonly (readonly [number, number])[],
     make: (a: number, b: number) => BackwardTiles,
     size: (D: number, Dv: number, t: BackwardTiles) => number,
     accumulators: (D: number, Dv: number, t: BackwardTiles) => number,

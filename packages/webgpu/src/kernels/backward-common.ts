@@ -3,7 +3,15 @@
  * forward's), the size class that selects their variants, and the per-logit gradient code that the
  * dK/dV and dQ kernels both recompute.
  */
-import { Flags, logitCode, paramsBytes, paramsStruct, visibleCode } from '../kernels.js';
+import {
+  FLOAT_HELPERS,
+  Flags,
+  logitCode,
+  optionBindings,
+  paramsBytes,
+  paramsStruct,
+  visibleCode,
+} from '../kernels.js';
 
 /**
  * Words of the backward's uniform block, in order (`scale` and `softcap` f32, the rest u32). The
@@ -98,12 +106,88 @@ export function tiledBindings(out1: string, out2: string, rowsWritten: boolean):
 }
 
 /**
- * One cell `(r, c)` of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
+ * The head of a tiled backward kernel: uniform block, {@link tiledBindings}, the forward's option
+ * bindings and float helpers, and the tile constants (`NACC`: accumulators per invocation).
+ */
+export function tiledPreamble(
+  v: BackwardVariant,
+  tiles: BackwardTiles,
+  outputs: { first: string; second: string; rowsWritten: boolean },
+  accumulators: number,
+): string {
+  return `${BACKWARD_PARAMS_STRUCT}
+${tiledBindings(outputs.first, outputs.second, outputs.rowsWritten)}
+${optionBindings(6)}
+${FLOAT_HELPERS}
+${SECH2}
+const BQ = ${tiles.rows}u;
+const BK = ${tiles.keys}u;
+const WG = ${v.wg}u;
+const NACC = ${accumulators}u;
+`;
+}
+
+/**
+ * Stages `count` rows of `width` floats into the workgroup tile `tile`: row `index` = `first + e /
+ * width` reads `load` (an expression of `index` and `e`) while `index < limit`, else 0.
+ */
+function stageCode(
+  tile: string,
+  count: string,
+  width: string,
+  index: string,
+  first: string,
+  limit: string,
+  load: string,
+): string {
+  return `
+  for (var e = lid; e < ${count} * ${width}; e += WG) {
+    let ${index} = ${first} + e / ${width};
+    var x = 0.0;
+    if (${index} < ${limit}) { x = ${load}; }
+    ${tile}[e] = x;
+  }`;
+}
+
+/** Stages the q and gradOutput rows of the query tile from `i0` (head rows from `rowBase`) into `qs`, `dos`. */
+export const STAGE_QUERY_ROWS =
+  stageCode('qs', 'BQ', 'D', 'i', 'i0', 'P.lq', 'QD[(rowBase + i) * D + e % D]') +
+  stageCode('dos', 'BQ', 'DV', 'i', 'i0', 'P.lq', 'QD[P.doOff + (rowBase + i) * DV + e % DV]');
+
+/** Stages the k rows (and with `values` the v rows) of the key tile from `j0` (from `kBase`) into `ks`, `vs`. */
+export function stageKeyRowsCode(values: boolean): string {
+  const keys = stageCode('ks', 'BK', 'D', 'j', 'j0', 'P.lk', 'KV[(kBase + j) * D + e % D]');
+  return values
+    ? keys + stageCode('vs', 'BK', 'DV', 'j', 'j0', 'P.lk', 'KV[P.vOff + (kBase + j) * DV + e % DV]')
+    : keys;
+}
+
+/**
+ * Stages the query tile's per-row lse and delta (and with `norm` the norm the dQ kernel wrote) into
+ * `rowLse`, `rowDelta`, `rowNorm`; rows past Lq get lse = -inf, so they carry no weight.
+ */
+export function stageRowStatsCode(norm: boolean): string {
+  return `
+  for (var r = lid; r < BQ; r += WG) {
+    let i = i0 + r;
+    var l = negInfValue();
+    var dl = 0.0;${norm ? '\n    var nl = 0.0;' : ''}
+    if (i < P.lq) {
+      l = ROWS[rowBase + i];
+      dl = ROWS[P.rows + rowBase + i];${norm ? '\n      nl = ROWS[2u * P.rows + rowBase + i];' : ''}
+    }
+    rowLse[r] = l;
+    rowDelta[r] = dl;${norm ? '\n    rowNorm[r] = nl;' : ''}
+  }`;
+}
+
+/**
+ * One cell `e` (row `r`, key `c`) of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
  * the lse the forward returned gives it; with `grad` true `p = P_ij` (that times the row's `rowNorm`,
  * see kernels/dq.ts), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
  * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
- * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `b`, `h`,
- * `i`, `j`, `pos`, `r`, `c`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
+ * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `e`, `b`, `h`,
+ * `i0`, `j0`, `off`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
  * `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
  */
 export function gradCellCode(grad: boolean): string {
@@ -114,6 +198,11 @@ export function gradCellCode(grad: boolean): string {
           dr = ds;
           if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
   return `
+      let r = e / BK;
+      let c = e % BK;
+      let i = i0 + r;
+      let j = j0 + c;
+      let pos = off + i32(i);
       ${visibleCode()}
       var p = 0.0;
       var ds = 0.0;
@@ -130,4 +219,32 @@ export function gradCellCode(grad: boolean): string {
         }
       }
 `;
+}
+
+/**
+ * A fixed-order sum across a workgroup's invocations: declarations (`WG`, the partial sums) for the
+ * module scope, and the closing statements, after each invocation has left its TwoSum pair in `hi`,
+ * `lo`: invocation 0 adds the partials in index order into `target`, so the bits never depend on
+ * scheduling. Shared by the gradBias and gradSinks reductions.
+ */
+export function orderedSumDeclarations(wg: number): string {
+  return `const WG = ${wg}u;
+var<workgroup> partHi: array<f32, ${wg}>;
+var<workgroup> partLo: array<f32, ${wg}>;`;
+}
+
+export function orderedSumCode(target: string): string {
+  return `  partHi[lid] = hi;
+  partLo[lid] = lo;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var total = 0.0;
+    var err = 0.0;
+    for (var m = 0u; m < WG; m++) {
+      let sum = twoSum(total, partHi[m]);
+      total = sum.x;
+      err += sum.y + partLo[m];
+    }
+    ${target} = total + err;
+  }`;
 }

@@ -1,5 +1,5 @@
-import { FLOAT_HELPERS } from '../kernels.js';
-import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
+import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
+import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
 
 /**
  * gradBias for a bias that broadcasts: each element of the bias's own shape is the sum of the dS
@@ -14,14 +14,9 @@ export function biasGradShader(wg: number): string {
 @group(0) @binding(1) var<storage, read> SCRATCH: array<f32>;
 @group(0) @binding(2) var<storage, read_write> GB: array<f32>;
 ${FLOAT_HELPERS}
-const WG = ${wg}u;
-var<workgroup> partHi: array<f32, ${wg}>;
-var<workgroup> partLo: array<f32, ${wg}>;
+${orderedSumDeclarations(wg)}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let n = wid.y * P.groupsX + wid.x;
-  if (n >= P.total) { return; }
+${workgroupMainCode(wg, 'n')}
   // Each bias dimension is either the full one or 1: the extent summed over is full / own.
   let eB = P.batch / P.biasB;
   let eH = P.hq / P.biasH;
@@ -43,19 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     hi = sum.x;
     lo += sum.y;
   }
-  partHi[lid] = hi;
-  partLo[lid] = lo;
-  workgroupBarrier();
-  if (lid == 0u) {
-    var total = 0.0;
-    var err = 0.0;
-    for (var m = 0u; m < WG; m++) {
-      let sum = twoSum(total, partHi[m]);
-      total = sum.x;
-      err += sum.y + partLo[m];
-    }
-    GB[n] = total + err;
-  }
+${orderedSumCode('GB[n]')}
 }
 `;
 }

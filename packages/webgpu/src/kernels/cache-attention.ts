@@ -10,9 +10,16 @@ import {
   type AttentionVariant,
   FLOAT_HELPERS,
   Flags,
-  logitCode,
+  keyBandCode,
+  LOGIT_PARAM_FIELDS,
+  ONLINE_SOFTMAX_INIT,
+  ONLINE_SOFTMAX_STEP,
+  onlineSoftmaxMemory,
   paramsBytes,
   paramsStruct,
+  SCORE_CELL,
+  visibleCode,
+  workgroupMainCode,
 } from '../kernels.js';
 
 /**
@@ -36,17 +43,7 @@ export const CACHE_PARAM_FIELDS = [
   'total',
   'groupsX',
   'window',
-  'bsB',
-  'bsH',
-  'bsI',
-  'bsJ',
-  'scale',
-  'softcap',
-  'nanBits',
-  'd',
-  'dv',
-  'bk',
-  'flags',
+  ...LOGIT_PARAM_FIELDS,
 ] as const;
 
 export type CacheParamField = (typeof CACHE_PARAM_FIELDS)[number];
@@ -82,7 +79,7 @@ const F16_LOAD = `fn loadF16(buffer: ptr<storage, array<u32>, read>, row: u32, d
  * `precision` `'f16-storage'`, K and V are `array<u32>` of packed binary16 pairs ({@link F16_LOAD}).
  */
 export function cachePartialShader(v: AttentionVariant, precision: KVCachePrecision = 'f32'): string {
-  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  const { bq: BQ, wg: WG } = v;
   const f16 = precision === 'f16-storage';
   const stored = f16 ? 'u32' : 'f32';
   return `${CACHE_PARAMS_STRUCT}
@@ -100,22 +97,8 @@ ${f16 ? F16_LOAD : ''}
 const BQ = ${BQ}u;
 const WG = ${WG}u;
 
-var<workgroup> qs: array<f32, ${BQ * D}>;
-var<workgroup> ks: array<f32, ${BK * D}>;
-var<workgroup> vs: array<f32, ${BK * DV}>;
-var<workgroup> ps: array<f32, ${BQ * BK}>;
-var<workgroup> pl: array<f32, ${BQ * BK}>;
-var<workgroup> acc: array<f32, ${BQ * DV}>;
-var<workgroup> rowM: array<f32, ${BQ}>;
-var<workgroup> rowL: array<f32, ${BQ}>;
-var<workgroup> rowA: array<f32, ${BQ}>;
-// bit 0: some visible finite logit seen; bit 1: a NaN or +inf logit seen (the row is NaN).
-var<workgroup> rowS: array<u32, ${BQ}>;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${onlineSoftmaxMemory(v)}
+${workgroupMainCode(WG)}
   let D = P.d;
   let DV = P.dv;
   let BK = P.bk;
@@ -137,17 +120,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // This split's keys, narrowed to the band any row of the tile can see.
   let jFirst = split * P.chunk;
   let jEnd = min(lk, jFirst + P.chunk);
-  var kStart = i32(jFirst);
-  var kEnd = i32(jEnd);
-  let causal = (P.flags & ${Flags.causal}u) != 0u;
-  if (causal) { kEnd = min(kEnd, off + i32(iMax) + 1); }
-  if ((P.flags & ${Flags.window}u) != 0u) {
-    kStart = max(kStart, off + i32(iMin) - i32(P.window) + 1);
-    if (!causal) { kEnd = min(kEnd, off + i32(iMax) + i32(P.window)); }
-  }
-  // chunk is a multiple of bk, so the aligned start stays inside this split
-  let tStart = u32(max(kStart, 0)) / BK * BK;
-  let tEnd = u32(max(kEnd, 0));
+  // (chunk is a multiple of bk, so the aligned start stays inside this split.)
+${keyBandCode('i32(jFirst)', 'i32(jEnd)', 'iMin', 'iMax')}
   let stream = (b * P.hkv + kvh) * P.cap;
 
   for (var e = lid; e < BQ * D; e += WG) {
@@ -156,8 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let i = n % P.lq;
     qs[e] = select(0.0, Q[((b * P.hq + h) * P.lq + i) * D + e % D], n < nRows);
   }
-  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
-  for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }
+${ONLINE_SOFTMAX_INIT}
 
   for (var kt = tStart; kt < tEnd; kt += BK) {
     workgroupBarrier();
@@ -178,68 +151,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let i = n % P.lq;
       let j = kt + c;
       let pos = off + i32(i);
-      var vis = n < nRows && j < jEnd;
-      if (causal) { vis = vis && i32(j) <= pos; }
-      if ((P.flags & ${Flags.window}u) != 0u) {
-        vis = vis && pos - i32(j) < i32(P.window);
-        if (!causal) { vis = vis && i32(j) - pos < i32(P.window); }
-      }
-      var logit = negInfValue();
-      var low = 0.0;
-      if (vis) {
-        ${logitCode(
-          (d) => `qs[r * D + ${d}]`,
-          (d) => `ks[c * D + ${d}]`,
-        )}
-        logit = select(s, nanValue(), isNanOrPosInf(s));
-        low = lo;
-      }
-      ps[e] = logit;
-      pl[e] = low;
+      ${visibleCode('n < nRows && j < jEnd', false)}
+${SCORE_CELL}
     }
-    workgroupBarrier();
-    for (var r = lid; r < BQ; r += WG) {
-      var state = rowS[r];
-      var tmax = 0.0;
-      var seen = false;
-      for (var c = 0u; c < BK; c++) {
-        let s = ps[r * BK + c];
-        if (isNanOrPosInf(s)) { state |= 2u; }
-        else if (!isNegInf(s)) { tmax = select(s, max(tmax, s), seen); seen = true; }
-      }
-      let had = (state & 1u) != 0u;
-      var mNew = rowM[r];
-      var alpha = 1.0;
-      if (seen) {
-        mNew = select(tmax, max(rowM[r], tmax), had);
-        alpha = select(1.0, exp(rowM[r] - mNew), had);
-        state |= 1u;
-      }
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c++) {
-        let s = ps[r * BK + c];
-        var p = 0.0;
-        if (seen && !isNanOrPosInf(s) && !isNegInf(s)) { p = exp((s - mNew) + pl[r * BK + c]); }
-        ps[r * BK + c] = p;
-        sum += p;
-      }
-      rowL[r] = rowL[r] * alpha + sum;
-      rowM[r] = mNew;
-      rowA[r] = alpha;
-      rowS[r] = state;
-    }
-    workgroupBarrier();
-    for (var e = lid; e < BQ * DV; e += WG) {
-      let r = e / DV;
-      let d = e % DV;
-      var t = 0.0;
-      for (var c = 0u; c < BK; c++) {
-        let p = ps[r * BK + c];
-        // A zero weight contributes nothing, so inf or NaN in a masked value row cannot leak.
-        t += select(0.0, p * vs[c * DV + d], p != 0.0);
-      }
-      acc[e] = acc[e] * rowA[r] + t;
-    }
+${ONLINE_SOFTMAX_STEP}
   }
   workgroupBarrier();
   for (var e = lid; e < BQ * DV; e += WG) {

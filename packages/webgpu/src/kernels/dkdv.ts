@@ -1,10 +1,11 @@
-import { FLOAT_HELPERS, Flags, optionBindings } from '../kernels.js';
+import { Flags, workgroupMainCode } from '../kernels.js';
 import {
-  BACKWARD_PARAMS_STRUCT,
   type BackwardVariant,
   gradCellCode,
-  SECH2,
-  tiledBindings,
+  STAGE_QUERY_ROWS,
+  stageKeyRowsCode,
+  stageRowStatsCode,
+  tiledPreamble,
 } from './backward-common.js';
 
 /** Output elements (of dK then dV) each invocation of the dK/dV kernel accumulates. */
@@ -27,16 +28,7 @@ export function dkdvShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
   const NACC = dkdvAccumulators(v);
-  return `${BACKWARD_PARAMS_STRUCT}
-${tiledBindings('GK', 'GV', false)}
-${optionBindings(6)}
-${FLOAT_HELPERS}
-${SECH2}
-const BQ = ${BQ}u;
-const BK = ${BK}u;
-const WG = ${WG}u;
-const NACC = ${NACC}u;
-
+  return `${tiledPreamble(v, v.kv, { first: 'GK', second: 'GV', rowsWritten: false }, NACC)}
 var<workgroup> ks: array<f32, ${BK * D}>;
 var<workgroup> vs: array<f32, ${BK * DV}>;
 var<workgroup> qs: array<f32, ${BQ * D}>;
@@ -47,10 +39,7 @@ var<workgroup> rowLse: array<f32, ${BQ}>;
 var<workgroup> rowDelta: array<f32, ${BQ}>;
 var<workgroup> rowNorm: array<f32, ${BQ}>;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   // Exact sizes at run time (D <= ${D}, DV <= ${DV}); staged rows are packed at these strides.
   let D = P.d;
   let DV = P.dv;
@@ -74,19 +63,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let tStart = u32(max(iStart, 0)) / BQ * BQ;
   let tEnd = u32(max(iEnd, 0));
-
-  for (var e = lid; e < BK * D; e += WG) {
-    let j = j0 + e / D;
-    var x = 0.0;
-    if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
-    ks[e] = x;
-  }
-  for (var e = lid; e < BK * DV; e += WG) {
-    let j = j0 + e / DV;
-    var x = 0.0;
-    if (j < P.lk) { x = KV[P.vOff + (kBase + j) * DV + e % DV]; }
-    vs[e] = x;
-  }
+${stageKeyRowsCode(true)}
 
   var accHi: array<f32, NACC>;
   var accLo: array<f32, NACC>;
@@ -94,40 +71,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = kvh * group + hh;
     let rowBase = (b * P.hq + h) * P.lq;
     for (var i0 = tStart; i0 < tEnd; i0 += BQ) {
-      workgroupBarrier();
-      for (var e = lid; e < BQ * D; e += WG) {
-        let i = i0 + e / D;
-        var x = 0.0;
-        if (i < P.lq) { x = QD[(rowBase + i) * D + e % D]; }
-        qs[e] = x;
-      }
-      for (var e = lid; e < BQ * DV; e += WG) {
-        let i = i0 + e / DV;
-        var x = 0.0;
-        if (i < P.lq) { x = QD[P.doOff + (rowBase + i) * DV + e % DV]; }
-        dos[e] = x;
-      }
-      for (var r = lid; r < BQ; r += WG) {
-        let i = i0 + r;
-        var l = negInfValue();
-        var dl = 0.0;
-        var nl = 0.0;
-        if (i < P.lq) {
-          l = ROWS[rowBase + i];
-          dl = ROWS[P.rows + rowBase + i];
-          nl = ROWS[2u * P.rows + rowBase + i];
-        }
-        rowLse[r] = l;
-        rowDelta[r] = dl;
-        rowNorm[r] = nl;
-      }
+      workgroupBarrier();${STAGE_QUERY_ROWS}${stageRowStatsCode(true)}
       workgroupBarrier();
       for (var e = lid; e < BQ * BK; e += WG) {
-        let r = e / BK;
-        let c = e % BK;
-        let i = i0 + r;
-        let j = j0 + c;
-        let pos = off + i32(i);
         ${gradCellCode(true)}
         ps[e] = p;
         dss[e] = dr;

@@ -1,10 +1,11 @@
-import { FLOAT_HELPERS, Flags, optionBindings } from '../kernels.js';
+import { Flags, queryTileCode, workgroupMainCode } from '../kernels.js';
 import {
-  BACKWARD_PARAMS_STRUCT,
   type BackwardVariant,
   gradCellCode,
-  SECH2,
-  tiledBindings,
+  STAGE_QUERY_ROWS,
+  stageKeyRowsCode,
+  stageRowStatsCode,
+  tiledPreamble,
 } from './backward-common.js';
 
 /** Output elements of dQ each invocation of the dQ kernel accumulates. */
@@ -28,16 +29,7 @@ export function dqShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.q;
   const NACC = dqAccumulators(v);
-  return `${BACKWARD_PARAMS_STRUCT}
-${tiledBindings('GQ', 'GB', true)}
-${optionBindings(6)}
-${FLOAT_HELPERS}
-${SECH2}
-const BQ = ${BQ}u;
-const BK = ${BK}u;
-const WG = ${WG}u;
-const NACC = ${NACC}u;
-
+  return `${tiledPreamble(v, v.q, { first: 'GQ', second: 'GB', rowsWritten: true }, NACC)}
 var<workgroup> qs: array<f32, ${BQ * D}>;
 var<workgroup> dos: array<f32, ${BQ * DV}>;
 var<workgroup> ks: array<f32, ${BK * D}>;
@@ -48,56 +40,15 @@ var<workgroup> rowDelta: array<f32, ${BQ}>;
 var<workgroup> rowNorm: array<f32, ${BQ}>;
 var<workgroup> rowLo: array<f32, ${BQ}>;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
+${workgroupMainCode(WG)}
   let D = P.d;
   let DV = P.dv;
-  let tile = g % P.qTiles;
-  let h = (g / P.qTiles) % P.hq;
-  let b = g / (P.qTiles * P.hq);
-  let kvh = h / (P.hq / P.hkv);
-  let i0 = tile * BQ;
-  let off = i32(P.lk) - i32(P.lq);
-  let iLast = min(i0 + BQ, P.lq) - 1u;
+${queryTileCode('g')}
   let rowBase = (b * P.hq + h) * P.lq;
   let kBase = (b * P.hkv + kvh) * P.lk;
-
-  // Key band that any row of this tile can see (as the forward's).
-  var kStart = 0i;
-  var kEnd = i32(P.lk);
-  let causal = (P.flags & ${Flags.causal}u) != 0u;
-  if (causal) { kEnd = min(kEnd, off + i32(iLast) + 1); }
-  if ((P.flags & ${Flags.window}u) != 0u) {
-    kStart = max(kStart, off + i32(i0) - i32(P.window) + 1);
-    if (!causal) { kEnd = min(kEnd, off + i32(iLast) + i32(P.window)); }
-  }
-  let tStart = u32(max(kStart, 0)) / BK * BK;
-  let tEnd = u32(max(kEnd, 0));
   let withBias = (P.flags & ${Flags.bias}u) != 0u;
   let biasFull = (P.flags & ${Flags.biasFull}u) != 0u;
-
-  for (var e = lid; e < BQ * D; e += WG) {
-    let i = i0 + e / D;
-    var x = 0.0;
-    if (i < P.lq) { x = QD[(rowBase + i) * D + e % D]; }
-    qs[e] = x;
-  }
-  for (var e = lid; e < BQ * DV; e += WG) {
-    let i = i0 + e / DV;
-    var x = 0.0;
-    if (i < P.lq) { x = QD[P.doOff + (rowBase + i) * DV + e % DV]; }
-    dos[e] = x;
-  }
-  for (var r = lid; r < BQ; r += WG) {
-    let i = i0 + r;
-    var l = negInfValue();
-    var dl = 0.0;
-    if (i < P.lq) { l = ROWS[rowBase + i]; dl = ROWS[P.rows + rowBase + i]; }
-    rowLse[r] = l;
-    rowDelta[r] = dl;
-  }
+${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
 
   for (var r = lid; r < BQ; r += WG) { rowNorm[r] = 0.0; rowLo[r] = 0.0; }
 
@@ -105,20 +56,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // is off by up to half an ulp of |lse| (5e-4 near 1e4), which would scale every P of the row by as
   // much; norm = 1 / sum makes P the softmax of these logits again, whatever the lse's rounding.
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
-    workgroupBarrier();
-    for (var e = lid; e < BK * D; e += WG) {
-      let j = j0 + e / D;
-      var x = 0.0;
-      if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
-      ks[e] = x;
-    }
+    workgroupBarrier();${stageKeyRowsCode(false)}
     workgroupBarrier();
     for (var e = lid; e < BQ * BK; e += WG) {
-      let r = e / BK;
-      let c = e % BK;
-      let i = i0 + r;
-      let j = j0 + c;
-      let pos = off + i32(i);
       ${gradCellCode(false)}
       dss[e] = p;
     }
@@ -149,26 +89,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var accHi: array<f32, NACC>;
   var accLo: array<f32, NACC>;
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
-    workgroupBarrier();
-    for (var e = lid; e < BK * D; e += WG) {
-      let j = j0 + e / D;
-      var x = 0.0;
-      if (j < P.lk) { x = KV[(kBase + j) * D + e % D]; }
-      ks[e] = x;
-    }
-    for (var e = lid; e < BK * DV; e += WG) {
-      let j = j0 + e / DV;
-      var x = 0.0;
-      if (j < P.lk) { x = KV[P.vOff + (kBase + j) * DV + e % DV]; }
-      vs[e] = x;
-    }
+    workgroupBarrier();${stageKeyRowsCode(true)}
     workgroupBarrier();
     for (var e = lid; e < BQ * BK; e += WG) {
-      let r = e / BK;
-      let c = e % BK;
-      let i = i0 + r;
-      let j = j0 + c;
-      let pos = off + i32(i);
       ${gradCellCode(true)}
       dss[e] = dr;
       if (withBias && i < P.lq && j < P.lk) {

@@ -10,13 +10,11 @@
  * `attentionShader`, so the encoder and the weights pass serve both.
  */
 import {
-  ATTENTION_PARAM_FIELDS,
-  FLOAT_HELPERS,
   Flags,
+  FORWARD_HEADER,
   logitFromDotCode,
-  optionBindings,
-  paramsStruct,
   queryTileCode,
+  sinkFoldCode,
   visibleCode,
 } from '../kernels.js';
 
@@ -202,15 +200,7 @@ export function tiledAttentionShader(v: TiledVariant): string {
     .join('\n  ')}`
       : '';
 
-  return `${subgroup ? 'enable subgroups;\n' : ''}${paramsStruct(ATTENTION_PARAM_FIELDS)}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
-${optionBindings(6)}
-${FLOAT_HELPERS}
+  return `${subgroup ? 'enable subgroups;\n' : ''}${FORWARD_HEADER}
 const WG = ${WG}u;
 const G = ${G}u;
 const BQ = ${BQ}u;
@@ -362,18 +352,7 @@ ${queryTileCode('gi')}
     var mr = m[r];
     var lr = l[r];
     var factor = 1.0;
-    if ((P.flags & ${Flags.sinks}u) != 0u) {
-      let sk = HEAD[P.hq + h];
-      if (isNanOrPosInf(sk)) { bad = true; }
-      else if (!isNegInf(sk)) {
-        if (any) {
-          let m2 = max(mr, sk);
-          factor = exp(mr - m2);
-          lr = lr * factor + exp(sk - m2);
-          mr = m2;
-        } else { mr = sk; lr = 1.0; any = true; }
-      }
-    }
+${sinkFoldCode('mr', 'lr')}
     if (i < P.lq) {
       if ((P.flags & ${Flags.rows}u) != 0u && lane == 0u) {
         let row = (b * P.hq + h) * P.lq + i;

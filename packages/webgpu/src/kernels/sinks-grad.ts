@@ -1,5 +1,5 @@
-import { FLOAT_HELPERS } from '../kernels.js';
-import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
+import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
+import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
 
 /**
  * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = norm_i * exp(sink_h - lse_i) (norm: see
@@ -15,14 +15,9 @@ export function sinksGradShader(wg: number): string {
 @group(0) @binding(2) var<storage, read> HEAD: array<f32>;
 @group(0) @binding(3) var<storage, read_write> GS: array<f32>;
 ${FLOAT_HELPERS}
-const WG = ${wg}u;
-var<workgroup> partHi: array<f32, ${wg}>;
-var<workgroup> partLo: array<f32, ${wg}>;
+${orderedSumDeclarations(wg)}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.y * P.groupsX + wid.x;
-  if (h >= P.total) { return; }
+${workgroupMainCode(wg, 'h')}
   let sink = HEAD[P.hq + h];
   var hi = 0.0;
   var lo = 0.0;
@@ -38,19 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
   }
-  partHi[lid] = hi;
-  partLo[lid] = lo;
-  workgroupBarrier();
-  if (lid == 0u) {
-    var total = 0.0;
-    var err = 0.0;
-    for (var n = 0u; n < WG; n++) {
-      let sum = twoSum(total, partHi[n]);
-      total = sum.x;
-      err += sum.y + partLo[n];
-    }
-    GS[h] = total + err;
-  }
+${orderedSumCode('GS[h]')}
 }
 `;
 }
