@@ -126,7 +126,7 @@ export class WebGpuKVCache implements KVCacheImplementation {
     const { pool } = this.s;
     const k = pool.allocate(B * Hkv * cap * this.keyWords * 4, STORAGE_USAGE);
     const v = pool.allocate(B * Hkv * cap * this.valueWords * 4, STORAGE_USAGE);
-    return { k, v, cap };
+    return { k, v, cap, precision: this.config.precision };
   }
 
   append(problem: KVCacheAppendProblem): void {

@@ -1,8 +1,14 @@
-import { bindAndDispatch, NAN_BITS, type OptionBuffers, packParams } from './encode.js';
+import type { Binding, BindingBuffers } from './bindings.js';
+import { bindAndDispatch, NAN_BITS, type OptionBuffers, optionBindingBuffers, packParams } from './encode.js';
 import {
   BACKWARD_PARAM_FIELDS,
   BACKWARD_PARAMS_BYTES,
   type BackwardParamField,
+  BIAS_GRAD_BINDINGS,
+  DELTA_BINDINGS,
+  DKDV_BINDINGS,
+  DQ_BINDINGS,
+  SINKS_GRAD_BINDINGS,
 } from './kernels/backward-common.js';
 import { Flags } from './kernels.js';
 import type { BackwardPipelines } from './pipelines.js';
@@ -117,35 +123,52 @@ export function encodeBackward(
   }
   if (gradBias !== null) encoder.clearBuffer(cells);
 
-  const dummy = s.dummy;
-  const optional = [inputs.options.bias ?? dummy, inputs.options.mask ?? dummy, inputs.options.head ?? dummy];
+  const optional = optionBindingBuffers(inputs.options, s.dummy);
   const pass = encoder.beginComputePass({ label: 'attnkit:attention-backward' });
-  const dispatch = (pipeline: GPUComputePipeline, groups: number, buffers: GPUBuffer[]) => {
+  // A pooled buffer can be a size class above one binding's limit; what is bound never is.
+  const bindingLimit = Math.floor(s.limits.storageBinding / 4) * 4;
+  const dispatch = <T extends readonly Binding[]>(
+    pipeline: GPUComputePipeline,
+    groups: number,
+    table: T,
+    buffers: BindingBuffers<T>,
+  ) => {
     const [gx, gy] = dispatchSize(s, groups, context);
     const uniform = uploadUniform(
       s,
       packParams(BACKWARD_PARAM_FIELDS, { ...values, total: groups, groupsX: gx }),
     );
     temps.push(uniform);
-    const bindingLimit = Math.floor(s.limits.storageBinding / 4) * 4;
     bindAndDispatch(
       s,
       pass,
       pipeline,
+      table,
       { buffer: uniform, bytes: BACKWARD_PARAMS_BYTES },
       buffers,
       [gx, gy],
       bindingLimit,
     );
   };
-  const { qd, kv, output, rows: rowsBuffer } = inputs;
-  dispatch(pipelines.delta, Math.ceil(rows / variant.wg), [qd, output, rowsBuffer]);
-  dispatch(pipelines.dq, B * Hq * qTiles, [qd, kv, rowsBuffer, gradQ, cells, ...optional]);
-  dispatch(pipelines.dkdv, B * Hkv * kTiles, [qd, kv, rowsBuffer, gradK, gradV, ...optional]);
+  const { qd: QD, kv: KV, output, rows: ROWS } = inputs;
+  dispatch(pipelines.delta, Math.ceil(rows / variant.wg), DELTA_BINDINGS, { QD, O: output, ROWS });
+  dispatch(pipelines.dq, B * Hq * qTiles, DQ_BINDINGS, { QD, KV, ROWS, GQ: gradQ, GB: cells, ...optional });
+  dispatch(pipelines.dkdv, B * Hkv * kTiles, DKDV_BINDINGS, {
+    QD,
+    KV,
+    ROWS,
+    GK: gradK,
+    GV: gradV,
+    ...optional,
+  });
   if (bias !== null && gradBias !== null && !biasFull)
-    dispatch(pipelines.biasGrad, bias.data.length, [cells, gradBias]);
+    dispatch(pipelines.biasGrad, bias.data.length, BIAS_GRAD_BINDINGS, { SCRATCH: cells, GB: gradBias });
   if (gradSinks !== null && inputs.options.head !== null)
-    dispatch(pipelines.sinksGrad, Hq, [rowsBuffer, inputs.options.head, gradSinks]);
+    dispatch(pipelines.sinksGrad, Hq, SINKS_GRAD_BINDINGS, {
+      ROWS,
+      HEAD: inputs.options.head,
+      GS: gradSinks,
+    });
   pass.end();
   return { gradQ, gradK, gradV, gradBias, gradSinks, temps };
 }

@@ -1,6 +1,12 @@
-import type { KVCacheAttentionProblem } from '@attnkit/spec';
+import type { KVCacheAttentionProblem, KVCachePrecision } from '@attnkit/spec';
 import { bindAndDispatch, NAN_BITS, packParams } from './encode.js';
-import { CACHE_PARAM_FIELDS, CACHE_PARAMS_BYTES, type CacheParamField } from './kernels/cache-attention.js';
+import {
+  CACHE_MERGE_BINDINGS,
+  CACHE_PARAM_FIELDS,
+  CACHE_PARAMS_BYTES,
+  type CacheParamField,
+  cachePartialBindings,
+} from './kernels/cache-attention.js';
 import type { AttentionVariant } from './kernels.js';
 import { Flags } from './kernels.js';
 import type { CachePipelines } from './pipelines.js';
@@ -14,6 +20,8 @@ export interface CacheStorage {
   k: GPUBuffer;
   v: GPUBuffer;
   cap: number;
+  /** How K and V are stored: float32, or packed binary16 pairs (the partial kernel's K/V types). */
+  precision: KVCachePrecision;
 }
 
 /** What a cache call uploaded in the caller's tick (its query and small per-call tables). */
@@ -100,8 +108,17 @@ export function encodeCacheAttention(
     s,
     pass,
     pipelines.partial,
+    cachePartialBindings(storage.precision),
     { buffer: uniform, bytes: CACHE_PARAMS_BYTES },
-    [inputs.q, storage.k, storage.v, inputs.head, inputs.lengths, partialO, partialM],
+    {
+      Q: inputs.q,
+      K: storage.k,
+      V: storage.v,
+      HEAD: inputs.head,
+      LEN: inputs.lengths,
+      PO: partialO,
+      PM: partialM,
+    },
     [gx, gy],
   );
   // The merge: one invocation per output element, in groups of the variant's workgroup size.
@@ -117,8 +134,9 @@ export function encodeCacheAttention(
     s,
     pass,
     pipelines.merge,
+    CACHE_MERGE_BINDINGS,
     { buffer: mergeUniform, bytes: CACHE_PARAMS_BYTES },
-    [partialO, partialM, inputs.head, output, lse],
+    { PO: partialO, PM: partialM, HEAD: inputs.head, O: output, LSE: lse },
     [mx, my],
   );
   pass.end();

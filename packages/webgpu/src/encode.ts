@@ -1,12 +1,18 @@
 import type { MatmulShape } from '@attnkit/spec';
+import { type Binding, type BindingBuffers, bindGroupEntries } from './bindings.js';
 import {
+  ATTENTION_BINDINGS,
   ATTENTION_PARAM_FIELDS,
   ATTENTION_PARAMS_BYTES,
   type AttentionParamField,
   Flags,
   isFloatParam,
+  MATMUL_BIAS_BINDINGS,
+  MATMUL_BINDINGS,
+  MATMUL_PARAM_FIELDS,
   MATMUL_PARAMS_BYTES,
   paramsBytes,
+  WEIGHTS_BINDINGS,
 } from './kernels.js';
 import type { Pipelines } from './pipelines.js';
 import {
@@ -25,28 +31,20 @@ import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
 export const NAN_BITS = 0x7fc00000;
 
 /**
- * Records one dispatch of `pipeline` in `pass`: binding 0 the uniform block (`uniformBytes` of it),
- * bindings 1, 2, ... `buffers` in order (every kernel's layout), then `groups` workgroups. With
- * `bindingLimit`, a buffer is bound up to that many bytes (a pooled buffer can be a size class above
- * one binding's limit; what the kernel reads never is).
+ * Records one dispatch of `pipeline` in `pass`: its bind group from the kernel's binding `table`
+ * (the uniform block and the named buffers, see bindings.ts), then `groups` workgroups.
  */
-export function bindAndDispatch(
+export function bindAndDispatch<T extends readonly Binding[]>(
   s: DeviceState,
   pass: GPUComputePassEncoder,
   pipeline: GPUComputePipeline,
+  table: T,
   uniform: { buffer: GPUBuffer; bytes: number },
-  buffers: GPUBuffer[],
+  buffers: BindingBuffers<T>,
   groups: [number, number],
   bindingLimit?: number,
 ): void {
-  const entries: GPUBindGroupEntry[] = [
-    { binding: 0, resource: { buffer: uniform.buffer, size: uniform.bytes } },
-    ...buffers.map((buffer, n) => ({
-      binding: n + 1,
-      resource:
-        bindingLimit === undefined ? { buffer } : { buffer, size: Math.min(buffer.size, bindingLimit) },
-    })),
-  ];
+  const entries = bindGroupEntries(table, uniform, buffers, bindingLimit);
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, s.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
   pass.dispatchWorkgroups(groups[0], groups[1]);
@@ -62,6 +60,17 @@ export function packParams<F extends string>(fields: readonly F[], values: Recor
     else u32[n] = values[field];
   });
   return buffer;
+}
+
+/**
+ * The buffers of a call's option bindings (kernels.ts `OPTION_BINDINGS`): each option's tensor, or
+ * the small read-only stand-in where it is absent (the flags word keeps the shader off it).
+ */
+export function optionBindingBuffers(
+  buffers: OptionBuffers,
+  dummy: GPUBuffer,
+): Record<'BIAS' | 'MASK' | 'HEAD', GPUBuffer> {
+  return { BIAS: buffers.bias ?? dummy, MASK: buffers.mask ?? dummy, HEAD: buffers.head ?? dummy };
 }
 
 /** The option tensors of one attention on the device; `null` where the option is absent. */
@@ -174,7 +183,7 @@ export function encodeAttention(
   // Absent options bind a small read-only stand-in; the flags word keeps the shader off it.
   // The option buffers belong to the caller of this function (uploaded earlier, released by it).
   const dummy = s.dummy;
-  const optional = [optionBuffers.bias ?? dummy, optionBuffers.mask ?? dummy, optionBuffers.head ?? dummy];
+  const optional = optionBindingBuffers(optionBuffers, dummy);
   const rowsCount = B * Hq * Lq;
   const output = pool.acquire(B * Hq * Lq * Dv * 4, STORAGE_USAGE);
   const wantRows = o.returnLse || o.returnWeights;
@@ -187,8 +196,9 @@ export function encodeAttention(
     s,
     pass,
     pipelines.attention,
+    ATTENTION_BINDINGS,
     { buffer: uniform, bytes: ATTENTION_PARAMS_BYTES },
-    [inputs.q, inputs.k, inputs.v, output, rowsBuffer, ...optional],
+    { Q: inputs.q, K: inputs.k, V: inputs.v, O: output, ROWS: rowsBuffer, ...optional },
     [gx, gy],
   );
   let weights: GPUBuffer | null = null;
@@ -203,8 +213,9 @@ export function encodeAttention(
       s,
       pass,
       pipelines.weights,
+      WEIGHTS_BINDINGS,
       { buffer: wUniform, bytes: ATTENTION_PARAMS_BYTES },
-      [inputs.q, inputs.k, rows, weights, ...optional],
+      { Q: inputs.q, K: inputs.k, ROWS: rows, W: weights, ...optional },
       [wx, wy],
     );
   }
@@ -229,18 +240,18 @@ export function encodeMatmul(
   const [gx, gy] = dispatchSize(s, total, context);
   const uniform = uploadUniform(
     s,
-    new Uint32Array([shape.m, shape.k, shape.n, tilesN, total, gx, 0, 0]).buffer,
+    packParams(MATMUL_PARAM_FIELDS, { m: shape.m, k: shape.k, n: shape.n, tilesN, total, groupsX: gx }),
   );
   const output = pool.acquire(shape.m * shape.n * 4, STORAGE_USAGE);
   const pass = encoder.beginComputePass({ label: 'attnkit:matmul' });
-  bindAndDispatch(
-    s,
-    pass,
-    pipeline,
-    { buffer: uniform, bytes: MATMUL_PARAMS_BYTES },
-    bias === null ? [a, b, output] : [a, b, output, bias],
-    [gx, gy],
-  );
+  const matmul = { buffer: uniform, bytes: MATMUL_PARAMS_BYTES };
+  if (bias === null)
+    bindAndDispatch(s, pass, pipeline, MATMUL_BINDINGS, matmul, { A: a, B: b, C: output }, [gx, gy]);
+  else
+    bindAndDispatch(s, pass, pipeline, MATMUL_BIAS_BINDINGS, matmul, { A: a, B: b, C: output, BIAS: bias }, [
+      gx,
+      gy,
+    ]);
   pass.end();
   return { output, temps: [uniform] };
 }

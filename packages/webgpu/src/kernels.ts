@@ -4,6 +4,8 @@
  * caches one pipeline per variant.
  */
 
+import { binding, bindingDeclarations, PARAMS_BINDING } from './bindings.js';
+
 /**
  * What selects an attention shader variant: sizes only. Which options are present travels in the
  * uniform block (`flags`), so one compiled pipeline serves every option combination; compiling is the
@@ -154,17 +156,59 @@ fn negInfValue() -> f32 { return bitcast<f32>(P.nanBits ^ 0x7fc00000u ^ 0xff8000
 `;
 
 /**
- * The head of both forward kernels (scalar and tiled), which share bindings and uniform block so one
- * encoder serves both: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD; then the float helpers.
+ * BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`), the last bindings of every kernel that
+ * rebuilds a logit, always bound (a small dummy buffer stands in for an absent option) so the layout
+ * is the same for every call.
+ */
+export const OPTION_BINDINGS = [
+  binding('BIAS', 'read'),
+  binding('MASK', 'read', 'array<u32>'),
+  binding('HEAD', 'read'),
+] as const;
+
+/** The key mask's byte `index` (MASK packs four a word). */
+export const MASK_AT = `fn maskAt(index: u32) -> u32 { return (MASK[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu; }
+`;
+
+/** The forward kernels' bindings (the scalar kernel and the tiled one, flash-attention.ts, alike). */
+export const ATTENTION_BINDINGS = [
+  PARAMS_BINDING,
+  binding('Q', 'read'),
+  binding('K', 'read'),
+  binding('V', 'read'),
+  binding('O', 'read_write'),
+  binding('ROWS', 'read_write'),
+  ...OPTION_BINDINGS,
+] as const;
+
+/** The weights kernel's bindings: ROWS holds the fused kernel's row max and denominator. */
+export const WEIGHTS_BINDINGS = [
+  PARAMS_BINDING,
+  binding('Q', 'read'),
+  binding('K', 'read'),
+  binding('ROWS', 'read'),
+  binding('W', 'read_write'),
+  ...OPTION_BINDINGS,
+] as const;
+
+/** The matmul's bindings; with a bias, {@link MATMUL_BIAS_BINDINGS}. */
+export const MATMUL_BINDINGS = [
+  PARAMS_BINDING,
+  binding('A', 'read'),
+  binding('B', 'read'),
+  binding('C', 'read_write'),
+] as const;
+
+/** The matmul's bindings with the bias last. */
+export const MATMUL_BIAS_BINDINGS = [...MATMUL_BINDINGS, binding('BIAS', 'read')] as const;
+
+/**
+ * The head of both forward kernels (scalar and tiled), which share {@link ATTENTION_BINDINGS} and
+ * the uniform block so one encoder serves both; then the float helpers.
  */
 export const FORWARD_HEADER = `${PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ROWS: array<f32>;
-${optionBindings(6)}
+${bindingDeclarations(ATTENTION_BINDINGS)}
+${MASK_AT}
 ${FLOAT_HELPERS}`;
 
 /**
@@ -286,18 +330,6 @@ export function visibleCode(bounds = 'i < P.lq && j < P.lk', keyMask = true): st
 }
 
 /**
- * BIAS, MASK and HEAD (ALiBi slopes then sinks, `2*Hq`), always bound (a small dummy buffer stands in
- * for an absent option) so the layout is the same for every call.
- */
-export function optionBindings(first: number): string {
-  return `@group(0) @binding(${first}) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(${first + 1}) var<storage, read> MASK: array<u32>;
-@group(0) @binding(${first + 2}) var<storage, read> HEAD: array<f32>;
-fn maskAt(index: u32) -> u32 { return (MASK[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu; }
-`;
-}
-
-/**
  * Folds head `h`'s sink logit into a finished row's softmax: the row max `m` and denominator `l`
  * (WGSL variables) take the sink in, `factor` rescales the accumulated output, `bad` and `any` are
  * the row's NaN and seen-something flags. Shared by the scalar and the tiled forward.
@@ -413,7 +445,7 @@ export const ONLINE_SOFTMAX_STEP = `    workgroupBarrier();
  * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
  * workgroup memory, scores are turned into probabilities with an online softmax (running max and
  * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
- * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD.
+ * Bindings: {@link ATTENTION_BINDINGS}.
  */
 export function attentionShader(v: AttentionVariant): string {
   const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
@@ -497,16 +529,12 @@ ${sinkFoldCode('m', 'l')}
 /**
  * The attention pattern, one invocation per (b, h, i, j): recomputes the logit and normalises it with
  * the row max and denominator the fused kernel left in ROWS. Only run when `returnWeights` is set.
- * Bindings: 0 params, 1 Q, 2 K, 3 ROWS, 4 W, 5 BIAS, 6 MASK, 7 HEAD.
+ * Bindings: {@link WEIGHTS_BINDINGS}.
  */
 export function weightsShader(v: AttentionVariant): string {
   return `${PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> ROWS: array<f32>;
-@group(0) @binding(4) var<storage, read_write> W: array<f32>;
-${optionBindings(5)}
+${bindingDeclarations(WEIGHTS_BINDINGS)}
+${MASK_AT}
 ${FLOAT_HELPERS}
 @compute @workgroup_size(${v.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -542,21 +570,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /** Byte size of the matmul uniform block. */
-export const MATMUL_PARAMS_BYTES = 8 * 4;
+/** Words of the matmul's uniform block, in order (all u32). */
+export const MATMUL_PARAM_FIELDS = ['m', 'k', 'n', 'tilesN', 'total', 'groupsX'] as const;
+export const MATMUL_PARAMS_BYTES = paramsBytes(MATMUL_PARAM_FIELDS);
 
 /**
  * Tiled matmul `C[m, n] = A[m, k] @ B[k, n] (+ bias[n])`: T x T output tile per workgroup, T x T tiles
- * of A and B staged in workgroup memory. Bindings: 0 params, 1 A, 2 B, 3 C, [4 bias].
+ * of A and B staged in workgroup memory. Bindings: {@link MATMUL_BINDINGS}, {@link MATMUL_BIAS_BINDINGS}.
  */
 export function matmulShader(tile: number, bias: boolean): string {
   const T = tile;
-  return `
-struct Params { m: u32, k: u32, n: u32, tilesN: u32, total: u32, groupsX: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> BIAS: array<f32>;' : ''}
+  return `${paramsStruct(MATMUL_PARAM_FIELDS)}
+${bindingDeclarations(bias ? MATMUL_BIAS_BINDINGS : MATMUL_BINDINGS)}
 const T = ${T}u;
 var<workgroup> as_: array<f32, ${T * T}>;
 var<workgroup> bs_: array<f32, ${T * T}>;

@@ -3,11 +3,13 @@
  * forward's), the size class that selects their variants, and the per-logit gradient code that the
  * dK/dV and dQ kernels both recompute.
  */
+import { type Binding, binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
 import {
   FLOAT_HELPERS,
   Flags,
   logitCode,
-  optionBindings,
+  MASK_AT,
+  OPTION_BINDINGS,
   paramsBytes,
   paramsStruct,
   visibleCode,
@@ -96,28 +98,61 @@ fn sech2(x: f32) -> f32 {
  * per-row values (lse, delta, norm: `3 * rows`) in a third, two outputs, then the forward's option
  * buffers: eight storage buffers, the WebGPU default per stage. The dQ kernel writes the rows' norm.
  */
-export function tiledBindings(out1: string, out2: string, rowsWritten: boolean): string {
-  return `@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> QD: array<f32>;
-@group(0) @binding(2) var<storage, read> KV: array<f32>;
-@group(0) @binding(3) var<storage, ${rowsWritten ? 'read_write' : 'read'}> ROWS: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ${out1}: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ${out2}: array<f32>;`;
+function tiledBindings<A extends string, B extends string>(out1: A, out2: B, rowsWritten: boolean) {
+  return [
+    PARAMS_BINDING,
+    binding('QD', 'read'),
+    binding('KV', 'read'),
+    binding('ROWS', rowsWritten ? 'read_write' : 'read'),
+    binding(out1, 'read_write'),
+    binding(out2, 'read_write'),
+    ...OPTION_BINDINGS,
+  ] as const;
 }
 
+/** The dQ kernel's bindings (kernels/dq.ts): gradQ, and GB, gradBias itself or the dS cells. */
+export const DQ_BINDINGS = tiledBindings('GQ', 'GB', true);
+
+/** The dK/dV kernel's bindings (kernels/dkdv.ts). */
+export const DKDV_BINDINGS = tiledBindings('GK', 'GV', false);
+
+/** The delta kernel's bindings (kernels/delta.ts): q|gradOutput, the forward's output, lse|delta|norm. */
+export const DELTA_BINDINGS = [
+  PARAMS_BINDING,
+  binding('QD', 'read'),
+  binding('O', 'read'),
+  binding('ROWS', 'read_write'),
+] as const;
+
+/** The bias gradient's reduction (kernels/bias-grad.ts): the dQ kernel's dS cells into gradBias. */
+export const BIAS_GRAD_BINDINGS = [
+  PARAMS_BINDING,
+  binding('SCRATCH', 'read'),
+  binding('GB', 'read_write'),
+] as const;
+
+/** The sinks' gradient (kernels/sinks-grad.ts): the rows' lse and delta, the sinks, gradSinks. */
+export const SINKS_GRAD_BINDINGS = [
+  PARAMS_BINDING,
+  binding('ROWS', 'read'),
+  binding('HEAD', 'read'),
+  binding('GS', 'read_write'),
+] as const;
+
 /**
- * The head of a tiled backward kernel: uniform block, {@link tiledBindings}, the forward's option
- * bindings and float helpers, and the tile constants (`NACC`: accumulators per invocation).
+ * The head of a tiled backward kernel: uniform block, its bindings ({@link DQ_BINDINGS} or
+ * {@link DKDV_BINDINGS}, the forward's option bindings last), float helpers, and the tile constants
+ * (`NACC`: accumulators per invocation).
  */
 export function tiledPreamble(
   v: BackwardVariant,
   tiles: BackwardTiles,
-  outputs: { first: string; second: string; rowsWritten: boolean },
+  bindings: readonly Binding[],
   accumulators: number,
 ): string {
   return `${BACKWARD_PARAMS_STRUCT}
-${tiledBindings(outputs.first, outputs.second, outputs.rowsWritten)}
-${optionBindings(6)}
+${bindingDeclarations(bindings)}
+${MASK_AT}
 ${FLOAT_HELPERS}
 ${SECH2}
 const BQ = ${tiles.rows}u;

@@ -1,18 +1,22 @@
+import { bindingDeclarations } from '../bindings.js';
 import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
-import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
+import {
+  BACKWARD_PARAMS_STRUCT,
+  BIAS_GRAD_BINDINGS,
+  orderedSumCode,
+  orderedSumDeclarations,
+} from './backward-common.js';
 
 /**
  * gradBias for a bias that broadcasts: each element of the bias's own shape is the sum of the dS
  * cells it was broadcast to, read from the `[B, Hq, Lq, Lk]` scratch the dQ kernel filled. One
  * workgroup per bias element; each invocation sums a fixed stride of the cells (TwoSum), then
  * invocation 0 adds the partial sums in index order: same input, same bits.
- * Bindings: 0 params, 1 SCRATCH (dS), 2 GB (gradBias).
+ * Bindings: {@link BIAS_GRAD_BINDINGS} (SCRATCH: the dS cells).
  */
 export function biasGradShader(wg: number): string {
   return `${BACKWARD_PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> SCRATCH: array<f32>;
-@group(0) @binding(2) var<storage, read_write> GB: array<f32>;
+${bindingDeclarations(BIAS_GRAD_BINDINGS)}
 ${FLOAT_HELPERS}
 ${orderedSumDeclarations(wg)}
 

@@ -6,6 +6,7 @@
  * partial kernel tiled over query rows with one split, then the merge, which only normalises.
  */
 import type { KVCachePrecision } from '@attnkit/spec';
+import { binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
 import {
   type AttentionVariant,
   FLOAT_HELPERS,
@@ -68,6 +69,35 @@ const F16_LOAD = `fn loadF16(buffer: ptr<storage, array<u32>, read>, row: u32, d
 }`;
 
 /**
+ * The partial kernel's bindings: q, the cache's K and V, HEAD (ALiBi slopes, sinks), LEN (each
+ * row's length), the partials PO and PM. With `precision` `'f16-storage'`, K and V are `array<u32>`
+ * of packed binary16 pairs ({@link F16_LOAD}).
+ */
+export function cachePartialBindings(precision: KVCachePrecision) {
+  const stored = precision === 'f16-storage' ? 'array<u32>' : 'array<f32>';
+  return [
+    PARAMS_BINDING,
+    binding('Q', 'read'),
+    binding('K', 'read', stored),
+    binding('V', 'read', stored),
+    binding('HEAD', 'read'),
+    binding('LEN', 'read', 'array<u32>'),
+    binding('PO', 'read_write'),
+    binding('PM', 'read_write'),
+  ] as const;
+}
+
+/** The merge kernel's bindings: the partials, HEAD (ALiBi slopes, sinks), the output and lse. */
+export const CACHE_MERGE_BINDINGS = [
+  PARAMS_BINDING,
+  binding('PO', 'read'),
+  binding('PM', 'read'),
+  binding('HEAD', 'read'),
+  binding('O', 'read_write'),
+  binding('LSE', 'read_write'),
+] as const;
+
+/**
  * Partials of the cached attention. One workgroup per (b, kv head, row tile, split); row `n` of the
  * tile is query head `kvh * G + n / Lq`, query `n % Lq`, at position `LEN[b] - Lq + i`. Keys are read
  * at `K[((b * Hkv + kvh) * cap + j) * D + d]` for `j < LEN[b]`. The online softmax is the fused
@@ -75,22 +105,13 @@ const F16_LOAD = `fn loadF16(buffer: ptr<storage, array<u32>, read>, row: u32, d
  * each tile's weighted values summed before one add into the accumulator.
  * Writes, per (query row, split): PO the accumulator (relative to the split's max), PM the max (NaN
  * when a NaN or +inf logit was seen, -inf when no key was visible) and the sum.
- * Bindings: 0 params, 1 Q, 2 K, 3 V, 4 HEAD (ALiBi slopes, sinks), 5 LEN, 6 PO, 7 PM. With
- * `precision` `'f16-storage'`, K and V are `array<u32>` of packed binary16 pairs ({@link F16_LOAD}).
+ * Bindings: {@link cachePartialBindings}.
  */
 export function cachePartialShader(v: AttentionVariant, precision: KVCachePrecision = 'f32'): string {
   const { bq: BQ, wg: WG } = v;
   const f16 = precision === 'f16-storage';
-  const stored = f16 ? 'u32' : 'f32';
   return `${CACHE_PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<${stored}>;
-@group(0) @binding(3) var<storage, read> V: array<${stored}>;
-@group(0) @binding(4) var<storage, read> HEAD: array<f32>;
-@group(0) @binding(5) var<storage, read> LEN: array<u32>;
-@group(0) @binding(6) var<storage, read_write> PO: array<f32>;
-@group(0) @binding(7) var<storage, read_write> PM: array<f32>;
+${bindingDeclarations(cachePartialBindings(precision))}
 ${NO_BIAS}
 ${FLOAT_HELPERS}
 ${f16 ? F16_LOAD : ''}
@@ -187,16 +208,11 @@ ${ONLINE_SOFTMAX_STEP}
  * Merges each query row's partials, one invocation per output element (`row * Dv + d`): the max over
  * the splits (and the sink), then, in split order, each partial's sum and accumulator scaled by
  * `exp(m_s - max)`, then one division. The `d = 0` invocation writes the row's lse when asked.
- * Bindings: 0 params, 1 PO, 2 PM, 3 HEAD (ALiBi slopes, sinks), 4 O, 5 LSE.
+ * Bindings: {@link CACHE_MERGE_BINDINGS}.
  */
 export function cacheMergeShader(wg: number): string {
   return `${CACHE_PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> PO: array<f32>;
-@group(0) @binding(2) var<storage, read> PM: array<f32>;
-@group(0) @binding(3) var<storage, read> HEAD: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> LSE: array<f32>;
+${bindingDeclarations(CACHE_MERGE_BINDINGS)}
 ${FLOAT_HELPERS}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

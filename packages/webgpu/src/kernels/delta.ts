@@ -1,19 +1,17 @@
+import { bindingDeclarations } from '../bindings.js';
 import { FLOAT_HELPERS } from '../kernels.js';
-import { BACKWARD_PARAMS_STRUCT } from './backward-common.js';
+import { BACKWARD_PARAMS_STRUCT, DELTA_BINDINGS } from './backward-common.js';
 
 /**
  * delta_i = rowsum(dO_i * O_i) from the forward's float32 output, one invocation per row, written
  * after the row's lse in ROWS (which the host filled with lse). The dot product is compensated (exact
  * products, TwoSum): dS = P * (dP - delta) cancels, so delta's error is dS's. A row with no visible
  * key (lse = -inf) gets 0: its output is 0, and nothing from its inputs may leak.
- * Bindings: 0 params, 1 q|gradOutput, 2 O (the forward's output), 3 lse|delta|norm.
+ * Bindings: {@link DELTA_BINDINGS}.
  */
 export function deltaShader(wg: number): string {
   return `${BACKWARD_PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> QD: array<f32>;
-@group(0) @binding(2) var<storage, read> O: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ROWS: array<f32>;
+${bindingDeclarations(DELTA_BINDINGS)}
 ${FLOAT_HELPERS}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

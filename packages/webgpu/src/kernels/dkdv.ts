@@ -1,6 +1,7 @@
 import { Flags, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
+  DKDV_BINDINGS,
   gradCellCode,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
@@ -22,13 +23,13 @@ export function dkdvAccumulators(v: BackwardVariant): number {
  * dV += P^T dO, dK += dS^T Q (times scale once, at the end). Each invocation owns fixed output
  * elements and keeps their running sums in registers as hi + lo, so nothing is shared between
  * workgroups and the result does not depend on scheduling.
- * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GK (gradK), 5 GV (gradV), 6 BIAS, 7 MASK, 8 HEAD.
+ * Bindings: {@link DKDV_BINDINGS}.
  */
 export function dkdvShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
   const NACC = dkdvAccumulators(v);
-  return `${tiledPreamble(v, v.kv, { first: 'GK', second: 'GV', rowsWritten: false }, NACC)}
+  return `${tiledPreamble(v, v.kv, DKDV_BINDINGS, NACC)}
 var<workgroup> ks: array<f32, ${BK * D}>;
 var<workgroup> vs: array<f32, ${BK * DV}>;
 var<workgroup> qs: array<f32, ${BQ * D}>;

@@ -1,6 +1,7 @@
 import { Flags, queryTileCode, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
+  DQ_BINDINGS,
   gradCellCode,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
@@ -22,14 +23,13 @@ export function dqAccumulators(v: BackwardVariant): number {
  * With a bias it also writes every dS it computes: into gradBias itself when the bias has the full
  * `[B, Hq, Lq, Lk]` shape (`Flags.biasFull`), else into a `[B, Hq, Lq, Lk]` scratch that the
  * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
- * Bindings: 0 params, 1 q|gradOutput, 2 k|v, 3 lse|delta|norm, 4 GQ (gradQ), 5 GB (gradBias or scratch),
- * 6 BIAS, 7 MASK, 8 HEAD.
+ * Bindings: {@link DQ_BINDINGS} (GB: gradBias itself, or the dS cells).
  */
 export function dqShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.q;
   const NACC = dqAccumulators(v);
-  return `${tiledPreamble(v, v.q, { first: 'GQ', second: 'GB', rowsWritten: true }, NACC)}
+  return `${tiledPreamble(v, v.q, DQ_BINDINGS, NACC)}
 var<workgroup> qs: array<f32, ${BQ * D}>;
 var<workgroup> dos: array<f32, ${BQ * DV}>;
 var<workgroup> ks: array<f32, ${BK * D}>;

@@ -82,7 +82,7 @@ fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
 `;
 }
 
-/** The tiled forward kernel. Bindings: 0 params, 1 Q, 2 K, 3 V, 4 O, 5 ROWS, 6 BIAS, 7 MASK, 8 HEAD. */
+/** The tiled forward kernel. Bindings: {@link ATTENTION_BINDINGS}, as the scalar kernel's. */
 export function tiledAttentionShader(v: TiledVariant): string {
   const { rq: RQ, g: G, bk: BK, wg: WG } = v;
   if (v.headDim % 4 !== 0 || v.valueDim % 4 !== 0 || BK % G !== 0 || WG % G !== 0) {

@@ -1,19 +1,22 @@
+import { bindingDeclarations } from '../bindings.js';
 import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
-import { BACKWARD_PARAMS_STRUCT, orderedSumCode, orderedSumDeclarations } from './backward-common.js';
+import {
+  BACKWARD_PARAMS_STRUCT,
+  orderedSumCode,
+  orderedSumDeclarations,
+  SINKS_GRAD_BINDINGS,
+} from './backward-common.js';
 
 /**
  * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = norm_i * exp(sink_h - lse_i) (norm: see
  * the dQ kernel): one workgroup
  * per query head; each invocation sums a fixed stride of rows (TwoSum), then invocation 0 adds the
  * partial sums in index order, so the bits never depend on scheduling. Rows with lse = -inf add 0.
- * Bindings: 0 params, 1 lse|delta|norm, 2 HEAD (ALiBi slopes then sinks), 3 GS (gradSinks).
+ * Bindings: {@link SINKS_GRAD_BINDINGS}.
  */
 export function sinksGradShader(wg: number): string {
   return `${BACKWARD_PARAMS_STRUCT}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> ROWS: array<f32>;
-@group(0) @binding(2) var<storage, read> HEAD: array<f32>;
-@group(0) @binding(3) var<storage, read_write> GS: array<f32>;
+${bindingDeclarations(SINKS_GRAD_BINDINGS)}
 ${FLOAT_HELPERS}
 ${orderedSumDeclarations(wg)}
 
