@@ -1,0 +1,270 @@
+/**
+ * The forward pass on the GL runtime: plans the chunks of query rows and the key tiles, uploads q,
+ * k, v (packed once per call on WebGL2), builds each chunk's row table (exact integer facts the
+ * shaders must not compute in float), runs the online-softmax passes of kernels/forward.ts tile by
+ * tile, and reads the output (and lse, weights) back.
+ */
+import {
+  type AttentionProblem,
+  type AttentionResult,
+  kvHeadFor,
+  queryPosition,
+  visibleKeyRange,
+} from '@attnkit/spec';
+import type { GlInput, GlKernel, GlRuntime, GlTexture } from './gl.js';
+import { DUMMY, maskFloats, padRows, queryRowIndex } from './inputs.js';
+import {
+  accumulateKernel,
+  finalizeKernel,
+  initAccKernel,
+  initMaxKernel,
+  packKernel,
+  probsKernel,
+  ROW_INFO,
+  rowMaxKernel,
+  scoresKernel,
+  weightsKernel,
+} from './kernels/forward.js';
+
+/** The compiled forward kernels. */
+export interface ForwardKernels {
+  scores: GlKernel;
+  /** Two instances each, alternated by tile: see {@link compileForwardKernels}. */
+  rowMax: readonly [GlKernel, GlKernel];
+  probs: GlKernel;
+  accumulate: readonly [GlKernel, GlKernel];
+  initMax: GlKernel;
+  initAcc: GlKernel;
+  finalize: GlKernel;
+  weights: GlKernel;
+  /** WebGL2: packs an input four floats a texel, once per call. */
+  pack: GlKernel;
+}
+
+/** Compiles the forward kernels; `vectorized` (WebGL2) takes the texelFetch forms. */
+export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean): ForwardKernels {
+  return {
+    scores: runtime.kernel(scoresKernel(vectorized)),
+    // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
+    // earlier run (of any earlier shape); the running max and accumulator therefore alternate
+    // between two compiled instances so no kernel ever reads its own output.
+    rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))],
+    probs: runtime.kernel(probsKernel(vectorized)),
+    accumulate: [runtime.kernel(accumulateKernel(vectorized)), runtime.kernel(accumulateKernel(vectorized))],
+    initMax: runtime.kernel(initMaxKernel),
+    initAcc: runtime.kernel(initAccKernel(vectorized)),
+    finalize: runtime.kernel(finalizeKernel(vectorized)),
+    weights: runtime.kernel(weightsKernel(vectorized)),
+    pack: runtime.kernel(packKernel),
+  };
+}
+
+/** How a forward call is cut up: a function of the shape and the limits only. */
+export interface ForwardPlan {
+  /** Keys per pass. */
+  tile: number;
+  /** Query rows per pass. */
+  chunkRows: number;
+  /** Host bytes held during the call: the float key mask and one chunk's row table. */
+  hostBytes: number;
+}
+
+/**
+ * Tiles of at most `tileKeys` keys and chunks of query rows whose `rows x max(tile, Dv + 1)` block
+ * stays within `blockElements`, both within MAX_TEXTURE_SIZE.
+ */
+export function planForward(
+  problem: AttentionProblem,
+  maxTextureSize: number,
+  tileKeys: number,
+  blockElements: number,
+): ForwardPlan {
+  const { batch, queryHeads, queryLength, keyLength, valueDim } = problem.shape;
+  const rows = batch * queryHeads * queryLength;
+  const tile = Math.max(1, Math.min(tileKeys, keyLength, maxTextureSize));
+  const chunkRows = Math.max(
+    1,
+    Math.min(rows, maxTextureSize, Math.floor(blockElements / Math.max(tile, valueDim + 1))),
+  );
+  const hostBytes = (problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4;
+  return { tile, chunkRows, hostBytes };
+}
+
+/**
+ * The forward of `problem` by `plan`. `vectorized` (WebGL2) reads q, k and v four floats a texel
+ * from textures packed once per call; otherwise every pass re-uploads them.
+ */
+export function runForward(
+  runtime: GlRuntime,
+  kernels: ForwardKernels,
+  problem: AttentionProblem,
+  plan: ForwardPlan,
+  vectorized: boolean,
+): AttentionResult {
+  const { shape } = problem;
+  const {
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+  } = shape;
+  const rows = B * Hq * Lq;
+  const max = runtime.maxTextureSize;
+  const { tile, chunkRows } = plan;
+  const negInf = Number.NEGATIVE_INFINITY;
+
+  const output = new Float32Array(rows * Dv);
+  const lse = problem.returnLse ? new Float32Array(rows) : undefined;
+  const weights = problem.returnWeights ? new Float32Array(rows * Lk) : undefined;
+
+  const released: GlTexture[] = [];
+  const release = (t: GlTexture | null) => {
+    if (t !== null) released.push(t);
+  };
+  const flush = () => {
+    for (const t of released.splice(0)) runtime.release(t);
+  };
+  // q, k and v on the device for the whole call; released in the finally below.
+  const held: GlTexture[] = [];
+
+  // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
+  const webgl2 = vectorized;
+  const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
+  const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
+    const uploaded = runtime.input(data, columns, rowCount);
+    if (!webgl2) return uploaded;
+    const texels = Math.ceil(data.length / 4);
+    const texWidth = Math.min(texels, max);
+    const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], [uploaded, texWidth, texels]);
+    held.push(packed);
+    return packed;
+  };
+  const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
+  const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
+  const dotLength = webgl2 ? width / 4 : D;
+  // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
+  // accumulates as one more value column), zeros after it.
+  const groups = Math.ceil((Dv + 1) / 4);
+  const v = webgl2
+    ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
+    : toDevice(problem.v, Dv, B * Hkv * Lk);
+  const accWidth = webgl2 ? groups : Dv + 1;
+  // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
+  // types must not change between calls, or gpu.js rebuilds it).
+  let bias = toDevice(DUMMY, 1, 1);
+  let biasKeyStride = 0;
+  if (problem.bias !== null) {
+    const [, , , lkDim] = problem.bias.shape;
+    bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
+    biasKeyStride = lkDim === 1 ? 0 : 1;
+  }
+  const keyMask =
+    problem.keyMask === null ? toDevice(DUMMY, 1, 1) : toDevice(maskFloats(problem.keyMask), Lk, B);
+
+  try {
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const rc = Math.min(chunkRows, rows - r0);
+      const info = new Float32Array(rc * ROW_INFO.width);
+      let firstKey = Lk;
+      let lastKey = 0;
+      for (let rr = 0; rr < rc; rr++) {
+        const row = r0 + rr;
+        const { b, h, i } = queryRowIndex(row, Hq, Lq);
+        const g = kvHeadFor(h, Hq, Hkv);
+        const position = queryPosition(i, Lq, Lk);
+        const base = rr * ROW_INFO.width;
+        info[base + ROW_INFO.qRow] = row;
+        info[base + ROW_INFO.kvBase] = (b * Hkv + g) * Lk;
+        info[base + ROW_INFO.position] = position;
+        info[base + ROW_INFO.batch] = b;
+        if (problem.bias !== null) {
+          const [sb, sh, si] = problem.bias.strides;
+          const lkDim = problem.bias.shape[3];
+          info[base + ROW_INFO.biasRow] = (b * sb + h * sh + i * si) / lkDim;
+        }
+        info[base + ROW_INFO.slope] = problem.alibiSlopes === null ? 0 : problem.alibiSlopes[h];
+        info[base + ROW_INFO.sink] = problem.sinks === null ? negInf : problem.sinks[h];
+        const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+        if (range.end > range.start) {
+          firstKey = Math.min(firstKey, range.start);
+          lastKey = Math.max(lastKey, range.end);
+        }
+      }
+      const rowInfo = runtime.input(info, ROW_INFO.width, rc);
+      let m = kernels.initMax.run([1, rc], [rowInfo]);
+      let acc = kernels.initAcc.run([accWidth, rc], [rowInfo, Dv, negInf]);
+      // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
+      const tileStarts: number[] = [];
+      for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
+      const logitArgs = (j0: number) => [
+        bias,
+        keyMask,
+        rowInfo,
+        j0,
+        Lk,
+        biasKeyStride,
+        problem.bias !== null ? 1 : 0,
+        problem.keyMask !== null ? 1 : 0,
+        problem.causal ? 1 : 0,
+        problem.slidingWindow ?? 0,
+        negInf,
+      ];
+      const scoreArgs = (j0: number) => [
+        q,
+        k,
+        ...logitArgs(j0),
+        dotLength,
+        problem.scale,
+        problem.softcap ?? 0,
+      ];
+      for (const [n, j0] of tileStarts.entries()) {
+        const s = kernels.scores.run([tile, rc], scoreArgs(j0));
+        const mNew = kernels.rowMax[n % 2].run([1, rc], [s, m, tile, ...logitArgs(j0)]);
+        const p = kernels.probs.run([tile, rc], [s, mNew, ...logitArgs(j0)]);
+        const accNew = kernels.accumulate[n % 2].run(
+          [accWidth, rc],
+          [p, v, acc, m, mNew, rowInfo, j0, tile, webgl2 ? groups : Dv, negInf],
+        );
+        release(s);
+        release(p);
+        release(m);
+        release(acc);
+        flush();
+        m = mNew;
+        acc = accNew;
+      }
+      const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, groups, negInf]);
+      const values = runtime.read(done);
+      release(done);
+      for (let rr = 0; rr < rc; rr++) {
+        const from = rr * (Dv + 1);
+        output.set(values.subarray(from, from + Dv), (r0 + rr) * Dv);
+        if (lse) lse[r0 + rr] = values[from + Dv];
+      }
+      if (weights) {
+        for (const j0 of tileStarts) {
+          const s = kernels.scores.run([tile, rc], scoreArgs(j0));
+          const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, groups, ...logitArgs(j0)]);
+          const block = runtime.read(w);
+          release(s);
+          release(w);
+          flush();
+          const width = Math.min(tile, Lk - j0);
+          for (let rr = 0; rr < rc; rr++) {
+            weights.set(block.subarray(rr * tile, rr * tile + width), (r0 + rr) * Lk + j0);
+          }
+        }
+      }
+      release(m);
+      release(acc);
+      flush();
+    }
+  } finally {
+    flush();
+    for (const t of held) runtime.release(t);
+  }
+  return { output, ...(lse && { lse }), ...(weights && { weights }) };
+}
