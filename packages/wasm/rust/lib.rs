@@ -241,6 +241,17 @@ fn ln64(x: f64) -> f64 {
     2.0 * t * s + (e as f64) * core::f64::consts::LN_2
 }
 
+/// The keys `[begin, end)` any of the `n` consecutive queries from index `i0` (positions from
+/// `shift + i0`) can see among `lk`: from the first query's start to the last one's end (both
+/// bounds only grow with the position).
+#[inline(always)]
+fn tile_key_range(shift: i64, i0: usize, n: usize, lk: usize, causal: bool, window: i64) -> (usize, usize) {
+    let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
+    let (_, last_end) = key_range(shift + (i0 + n - 1) as i64, lk as i64, causal, window);
+    let end = (last_end.max(first_end) as usize).min(lk);
+    ((first_start as usize).min(end), end)
+}
+
 /// The key interval `[start, end)` that causal and window leave to the query at `pos` (masking.ts).
 #[inline(always)]
 fn key_range(pos: i64, lk: i64, causal: bool, window: i64) -> (i64, i64) {
@@ -849,10 +860,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let v_bad = if p.v_bad != 0 { (p.v_bad as usize as *const u8).add(kv_row0) } else { core::ptr::null() };
     let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
 
-    let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
-    let (_, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
-    let k_end = (last_end.max(first_end) as usize).min(lk);
-    let k_begin = (first_start as usize).min(k_end);
+    let (k_begin, k_end) = tile_key_range(shift, i0, nq, lk, causal, window);
 
     let it = Item::new(p, b, h, i0, nq);
 
@@ -1694,10 +1702,7 @@ unsafe fn cache_item(p: &Params, item: u32, scratch: *mut f32) {
     let tile_item = item as usize - chunk;
     let q = (p.q as usize as *const f32).add(((bg * lq) + i0) * group * d4);
 
-    let (first_start, first_end) = key_range(shift + i0 as i64, len as i64, causal, window);
-    let (_, last_end) = key_range(shift + (i0 + npos - 1) as i64, len as i64, causal, window);
-    let k_end = (last_end.max(first_end) as usize).min(len);
-    let k_begin = (first_start as usize).min(k_end);
+    let (k_begin, k_end) = tile_key_range(shift, i0, npos, len, causal, window);
     let ck = p.chunk_keys as usize;
     let lo = k_begin.max(chunk * ck);
     let hi = k_end.min((chunk + 1) * ck);
