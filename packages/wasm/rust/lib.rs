@@ -241,6 +241,17 @@ fn ln64(x: f64) -> f64 {
     2.0 * t * s + (e as f64) * core::f64::consts::LN_2
 }
 
+/// The keys `[begin, end)` any of the `n` consecutive queries from index `i0` (positions from
+/// `shift + i0`) can see among `lk`: from the first query's start to the last one's end (both
+/// bounds only grow with the position).
+#[inline(always)]
+fn tile_key_range(shift: i64, i0: usize, n: usize, lk: usize, causal: bool, window: i64) -> (usize, usize) {
+    let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
+    let (_, last_end) = key_range(shift + (i0 + n - 1) as i64, lk as i64, causal, window);
+    let end = (last_end.max(first_end) as usize).min(lk);
+    ((first_start as usize).min(end), end)
+}
+
 /// The key interval `[start, end)` that causal and window leave to the query at `pos` (masking.ts).
 #[inline(always)]
 fn key_range(pos: i64, lk: i64, causal: bool, window: i64) -> (i64, i64) {
@@ -724,6 +735,87 @@ impl Item {
     }
 }
 
+/// One row's tile folded into its online softmax: the tile's logits `srow` / `lorow` (max `rmax`)
+/// become probabilities against the new running max, the running sum (`l` with its two-sum
+/// compensation `lc`) and output (`o`, `oc`, `dv4` floats) are rescaled to it. A row that has seen
+/// nothing visible yet gets zero probabilities, so the PV step adds nothing. The forward's and the
+/// cache's items share it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fold_row(
+    it: &Item,
+    nk: usize,
+    bk4: usize,
+    dv4: usize,
+    rmax: f32,
+    srow: *mut f32,
+    lorow: *const f32,
+    m: *mut f32,
+    l: *mut f32,
+    lc: *mut f32,
+    o: *mut f32,
+    oc: *mut f32,
+) {
+    let m_old = *m;
+    let m_new = nan_max(m_old, rmax);
+    if m_new == NEG_INF {
+        for c in (0..bk4).step_by(4) {
+            st(srow.add(c), f32x4_splat(0.0));
+        }
+        return;
+    }
+    let sum = it.exponentiate(nk, m_new, srow, lorow);
+    let alpha = exp1(m_old - m_new);
+    let (l_new, l_err) = two_sum1(*l * alpha, sum);
+    *l = l_new;
+    *lc = *lc * alpha + l_err;
+    *m = m_new;
+    if alpha != 1.0 {
+        let a = f32x4_splat(alpha);
+        for c in (0..dv4).step_by(4) {
+            st(o.add(c), f32x4_mul(ld(o.add(c)), a));
+            st(oc.add(c), f32x4_mul(ld(oc.add(c)), a));
+        }
+    }
+}
+
+/// The tile's probabilities `s_buf` times its values `v` added into the `rows` running outputs
+/// `o_buf`: guarded where a value row of the tile is non-finite (a zero probability must add
+/// nothing), and past 4096 keys (`compensate`) summed into `t_buf` first and two-summed in, the
+/// error into `oc_buf`. The forward's and the cache's items share it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn add_tile_values(
+    s_buf: *const f32,
+    bk4: usize,
+    v: *const f32,
+    dv4: usize,
+    rows: usize,
+    nk: usize,
+    guarded: bool,
+    compensate: bool,
+    o_buf: *mut f32,
+    oc_buf: *mut f32,
+    t_buf: *mut f32,
+) {
+    let acc = if compensate { t_buf } else { o_buf };
+    if compensate {
+        zero(t_buf, rows * dv4);
+    }
+    if guarded {
+        pv_tile_guarded(s_buf, bk4, v, dv4, rows, nk, acc);
+    } else {
+        pv_tile(s_buf, bk4, v, dv4, rows, nk, acc);
+    }
+    if compensate {
+        for c in (0..rows * dv4).step_by(4) {
+            let (hi, lo) = two_sum(ld(o_buf.add(c)), ld(t_buf.add(c)));
+            st(o_buf.add(c), hi);
+            st(oc_buf.add(c), f32x4_add(ld(oc_buf.add(c)), lo));
+        }
+    }
+}
+
 unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let bh_count = p.batch * p.hq;
     let n_qt = (p.lq + p.block_q - 1) / p.block_q;
@@ -768,10 +860,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
     let v_bad = if p.v_bad != 0 { (p.v_bad as usize as *const u8).add(kv_row0) } else { core::ptr::null() };
     let sink = if p.sinks != 0 { *(p.sinks as usize as *const f32).add(h) } else { NEG_INF };
 
-    let (first_start, first_end) = key_range(shift + i0 as i64, lk as i64, causal, window);
-    let (_, last_end) = key_range(shift + (i0 + nq - 1) as i64, lk as i64, causal, window);
-    let k_end = (last_end.max(first_end) as usize).min(lk);
-    let k_begin = (first_start as usize).min(k_end);
+    let (k_begin, k_end) = tile_key_range(shift, i0, nq, lk, causal, window);
 
     let it = Item::new(p, b, h, i0, nq);
 
@@ -806,30 +895,8 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
             let srow = s_buf.add(r * bk4);
             let lorow = lo_buf.add(r * bk4);
             let rmax = it.logits(r, j0, nk, lanes, srow, lorow, core::ptr::null_mut());
-            let m_old = *m_buf.add(r);
-            let m_new = nan_max(m_old, rmax);
-            if m_new == NEG_INF {
-                // nothing visible yet: zero probabilities so the PV step adds nothing
-                for c in (0..bk4).step_by(4) {
-                    st(srow.add(c), f32x4_splat(0.0));
-                }
-                continue;
-            }
-            let sum = it.exponentiate(nk, m_new, srow, lorow);
-            let alpha = exp1(m_old - m_new);
-            let (l_new, l_err) = two_sum1(*l_buf.add(r) * alpha, sum);
-            *l_buf.add(r) = l_new;
-            *lc_buf.add(r) = *lc_buf.add(r) * alpha + l_err;
-            *m_buf.add(r) = m_new;
-            if alpha != 1.0 {
-                let a = f32x4_splat(alpha);
-                let o = o_buf.add(r * dv4);
-                let oc = oc_buf.add(r * dv4);
-                for c in (0..dv4).step_by(4) {
-                    st(o.add(c), f32x4_mul(ld(o.add(c)), a));
-                    st(oc.add(c), f32x4_mul(ld(oc.add(c)), a));
-                }
-            }
+            let (o, oc) = (o_buf.add(r * dv4), oc_buf.add(r * dv4));
+            fold_row(&it, nk, bk4, dv4, rmax, srow, lorow, m_buf.add(r), l_buf.add(r), lc_buf.add(r), o, oc);
         }
         let mut guarded = false;
         if !v_bad.is_null() {
@@ -839,24 +906,7 @@ unsafe fn attn_item(p: &Params, item: u32, scratch: *mut f32) {
                 }
             }
         }
-        let acc = if compensate { t_buf } else { o_buf };
-        if compensate {
-            for c in (0..nq * dv4).step_by(4) {
-                st(t_buf.add(c), f32x4_splat(0.0));
-            }
-        }
-        if guarded {
-            pv_tile_guarded(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, acc);
-        } else {
-            pv_tile(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, acc);
-        }
-        if compensate {
-            for c in (0..nq * dv4).step_by(4) {
-                let (hi, lo) = two_sum(ld(o_buf.add(c)), ld(t_buf.add(c)));
-                st(o_buf.add(c), hi);
-                st(oc_buf.add(c), f32x4_add(ld(oc_buf.add(c)), lo));
-            }
-        }
+        add_tile_values(s_buf, bk4, v.add(j0 * dv4), dv4, nq, nk, guarded, compensate, o_buf, oc_buf, t_buf);
         j0 += nk;
     }
 
@@ -1652,10 +1702,7 @@ unsafe fn cache_item(p: &Params, item: u32, scratch: *mut f32) {
     let tile_item = item as usize - chunk;
     let q = (p.q as usize as *const f32).add(((bg * lq) + i0) * group * d4);
 
-    let (first_start, first_end) = key_range(shift + i0 as i64, len as i64, causal, window);
-    let (_, last_end) = key_range(shift + (i0 + npos - 1) as i64, len as i64, causal, window);
-    let k_end = (last_end.max(first_end) as usize).min(len);
-    let k_begin = (first_start as usize).min(k_end);
+    let (k_begin, k_end) = tile_key_range(shift, i0, npos, len, causal, window);
     let ck = p.chunk_keys as usize;
     let lo = k_begin.max(chunk * ck);
     let hi = k_end.min((chunk + 1) * ck);
@@ -1685,29 +1732,8 @@ unsafe fn cache_item(p: &Params, item: u32, scratch: *mut f32) {
             let srow = s_buf.add(r * bk4);
             let lorow = lo_buf.add(r * bk4);
             let rmax = it.logits(0, j0, nk, core::ptr::null(), srow, lorow, core::ptr::null_mut());
-            let m_old = *m_buf.add(r);
-            let m_new = nan_max(m_old, rmax);
-            if m_new == NEG_INF {
-                for c in (0..bk4).step_by(4) {
-                    st(srow.add(c), f32x4_splat(0.0));
-                }
-                continue;
-            }
-            let sum = it.exponentiate(nk, m_new, srow, lorow);
-            let alpha = exp1(m_old - m_new);
-            let (l_new, l_err) = two_sum1(*l_buf.add(r) * alpha, sum);
-            *l_buf.add(r) = l_new;
-            *lc_buf.add(r) = *lc_buf.add(r) * alpha + l_err;
-            *m_buf.add(r) = m_new;
-            if alpha != 1.0 {
-                let a = f32x4_splat(alpha);
-                let o = o_buf.add(r * dv4);
-                let oc = oc_buf.add(r * dv4);
-                for c in (0..dv4).step_by(4) {
-                    st(o.add(c), f32x4_mul(ld(o.add(c)), a));
-                    st(oc.add(c), f32x4_mul(ld(oc.add(c)), a));
-                }
-            }
+            let (o, oc) = (o_buf.add(r * dv4), oc_buf.add(r * dv4));
+            fold_row(&it, nk, bk4, dv4, rmax, srow, lorow, m_buf.add(r), l_buf.add(r), lc_buf.add(r), o, oc);
         }
         let mut guarded = false;
         for c in 0..nk {
@@ -1715,22 +1741,7 @@ unsafe fn cache_item(p: &Params, item: u32, scratch: *mut f32) {
                 guarded = true;
             }
         }
-        let acc = if compensate { t_buf } else { o_buf };
-        if compensate {
-            zero(t_buf, rows * dv4);
-        }
-        if guarded {
-            pv_tile_guarded(s_buf, bk4, vp, dv4, rows, nk, acc);
-        } else {
-            pv_tile(s_buf, bk4, vp, dv4, rows, nk, acc);
-        }
-        if compensate {
-            for c in (0..rows * dv4).step_by(4) {
-                let (h, l) = two_sum(ld(o_buf.add(c)), ld(t_buf.add(c)));
-                st(o_buf.add(c), h);
-                st(oc_buf.add(c), f32x4_add(ld(oc_buf.add(c)), l));
-            }
-        }
+        add_tile_values(s_buf, bk4, vp, dv4, rows, nk, guarded, compensate, o_buf, oc_buf, t_buf);
         j0 += nk;
     }
 

@@ -28,6 +28,7 @@ import { runAttentionBackward } from './backward.js';
 import { WasmKVCache } from './cache.js';
 import type { Kernel } from './kernel.js';
 import { align, grow, MAX_MEMORY_BYTES, PAGE } from './memory.js';
+import { CallQueue } from './queue.js';
 import { runAttention, runMatmul } from './run.js';
 import {
   compileKernel,
@@ -134,7 +135,7 @@ class WasmImplementation {
   readonly name = 'wasm';
   readonly workerStackBytes = WORKER_STACK_BYTES;
   private kernel: Kernel | null = null;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly calls = new CallQueue();
   private caps: BackendCapabilities;
   /** Open KV caches: each holds a memory of its own, counted in memory(). */
   private readonly caches = new Set<WasmKVCache>();
@@ -252,8 +253,6 @@ class WasmImplementation {
   }
 
   /** Calls started and not yet settled. */
-  private busy = 0;
-
   live(): Kernel {
     const kernel = this.kernel;
     if (kernel === null) throw new AttnkitError('disposed', 'wasm: the kernel has been released');
@@ -272,7 +271,7 @@ class WasmImplementation {
     work: (kernel: Kernel, problem: P) => Promise<T> | T,
   ): Promise<T> {
     let result: Promise<T>;
-    if (this.busy === 0) {
+    if (this.calls.idle) {
       try {
         result = Promise.resolve(work(this.live(), problem));
       } catch (error) {
@@ -280,15 +279,9 @@ class WasmImplementation {
       }
     } else {
       const copy = snapshot(problem);
-      result = this.tail.then(() => work(this.live(), copy));
+      result = this.calls.tail.then(() => work(this.live(), copy));
     }
-    this.busy++;
-    const settled = () => {
-      this.busy--;
-    };
-    result.then(settled, settled);
-    this.tail = result.catch(() => undefined);
-    return result;
+    return this.calls.track(result);
   }
 
   attention(problem: AttentionProblem): Promise<AttentionResult> {
@@ -326,7 +319,7 @@ class WasmImplementation {
   async dispose(): Promise<void> {
     const kernel = this.kernel;
     this.kernel = null;
-    await this.tail;
+    await this.calls.tail;
     if (kernel?.pool) await kernel.pool.terminate();
   }
 }

@@ -5,7 +5,7 @@
  */
 import { type AttentionBackwardProblem, type AttentionGradients, allocating } from '@attnkit/spec';
 import { biasParams, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
-import { deviceError, type Kernel, runItems } from './kernel.js';
+import { deviceError, type Kernel, runItems, threading } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 import { WASM_TOLERANCE } from './tolerance.js';
 
@@ -87,8 +87,7 @@ export async function runAttentionBackward(
   const bk = Math.min(blockK, Lk);
   const split = backwardSplit(problem, blockK);
   const work = B * Hq * Lq * Lk * (D + Dv);
-  const parallel = pool !== null && split.items > 1 && work >= parallelMinWork;
-  const slots = pool === null ? 1 : pool.size + 1;
+  const { parallel, slots } = threading(pool, split.items, work, parallelMinWork);
   const qRows = B * Hq * Lq;
   const kRows = B * Hkv * Lk;
   const qBytes = qRows * d4 * 4;

@@ -16,7 +16,7 @@ import {
   type ResolvedKVCacheConfig,
 } from '@attnkit/spec';
 import { type KernelExports, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
-import { deviceError, type Kernel, runItemsOn } from './kernel.js';
+import { deviceError, type Kernel, runItemsOn, threading } from './kernel.js';
 import {
   Arena,
   align,
@@ -28,6 +28,7 @@ import {
   round4,
   tooBig,
 } from './memory.js';
+import { CallQueue } from './queue.js';
 import type { WorkerPool } from './threads.js';
 
 /**
@@ -100,8 +101,8 @@ export class WasmKVCache implements KVCacheImplementation {
    * Calls of this cache not settled yet (attention, deferred writes): while any is, an append must
    * not touch the pages and an attention must wait its turn, so each runs in call order.
    */
-  private queued = 0;
-  private tail: Promise<unknown> = Promise.resolve();
+  /** Appends deferred behind a queued attention, and the attentions themselves, in order. */
+  private readonly calls = new CallQueue();
   /** The pool this cache's memory is attached to, once a call has run on the workers. */
   private attachedTo: WorkerPool | null = null;
   private disposed = false;
@@ -172,7 +173,7 @@ export class WasmKVCache implements KVCacheImplementation {
     this.ensureRows(Math.ceil(longest / PAGE_TOKENS));
     const starts = [...this.lengths];
     for (let b = 0; b < B; b++) this.lengths[b] += problem.kept[b];
-    if (this.queued === 0) {
+    if (this.calls.idle) {
       this.write(problem, starts);
       return;
     }
@@ -183,22 +184,11 @@ export class WasmKVCache implements KVCacheImplementation {
       k: new Float32Array(problem.k),
       v: new Float32Array(problem.v),
     };
-    this.track(
-      this.tail.then(() => {
+    this.calls.track(
+      this.calls.tail.then(() => {
         if (!this.disposed) this.write(copy, starts);
       }),
     );
-  }
-
-  /** Counts `call` as queued until it settles; the next deferred call waits for it. */
-  private track<T>(call: Promise<T>): Promise<T> {
-    this.queued++;
-    const settled = () => {
-      this.queued--;
-    };
-    call.then(settled, settled);
-    this.tail = call.catch(() => undefined);
-    return call;
   }
 
   /** Copies the kept tokens into their pages, in runs within one page, and flags non-finite V rows. */
@@ -239,9 +229,9 @@ export class WasmKVCache implements KVCacheImplementation {
 
   attention(problem: KVCacheAttentionProblem): Promise<AttentionResult> {
     const compute = (kernel: Kernel, p: KVCacheAttentionProblem) => this.compute(kernel, p);
-    if (this.queued === 0) return this.track(this.host.exclusive(problem, snapshotQuery, compute));
+    if (this.calls.idle) return this.calls.track(this.host.exclusive(problem, snapshotQuery, compute));
     const copy = snapshotQuery(problem);
-    return this.track(this.tail.then(() => this.host.exclusive(copy, (p) => p, compute)));
+    return this.calls.track(this.calls.tail.then(() => this.host.exclusive(copy, (p) => p, compute)));
   }
 
   private async compute(kernel: Kernel, problem: KVCacheAttentionProblem): Promise<AttentionResult> {
@@ -280,8 +270,7 @@ export class WasmKVCache implements KVCacheImplementation {
       chunkKeys *= 2;
     const chunks = Math.max(1, Math.ceil(longest / chunkKeys));
     const items = this.streams * tiles * chunks;
-    const parallel = pool !== null && items > 1 && work >= this.host.parallelMinWork;
-    const slots = pool === null ? 1 : pool.size + 1;
+    const { parallel, slots } = threading(pool, items, work, this.host.parallelMinWork);
 
     // the call's arena sits above the pages: pages grow into it later, it is rebuilt every call
     const arena = new Arena(this.pagesEnd);

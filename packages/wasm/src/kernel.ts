@@ -23,6 +23,23 @@ export function deviceError(what: string, error: unknown): AttnkitError {
 }
 
 /**
+ * How a call of `items` work items and `work` multiply-adds runs: on the workers too when there are
+ * any, more than one item and at least `parallelMinWork`; `slots` scratch slots, one per thread that
+ * can claim an item (the calling thread and each worker).
+ */
+export function threading(
+  pool: WorkerPool | null,
+  items: number,
+  work: number,
+  parallelMinWork: number,
+): { parallel: boolean; slots: number } {
+  return {
+    parallel: pool !== null && items > 1 && work >= parallelMinWork,
+    slots: pool === null ? 1 : pool.size + 1,
+  };
+}
+
+/**
  * Runs `attn_run(params)` until its work items are claimed: with `parallel`, on the calling thread
  * (slot 0) and every worker, which pull items from the block's atomic counter.
  */

@@ -5,7 +5,7 @@
  */
 import { type AttentionProblem, type AttentionResult, allocating, type MatmulProblem } from '@attnkit/spec';
 import { biasParams, PARAM_BYTES, problemParams, writeParams } from './abi.js';
-import { deviceError, type Kernel, runItems } from './kernel.js';
+import { deviceError, type Kernel, runItems, threading } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
 
 export async function runAttention(
@@ -31,8 +31,7 @@ export async function runAttention(
   const bk = blockK;
   const items = B * Hq * Math.ceil(Lq / bq);
   const work = B * Hq * Lq * Lk * (D + Dv);
-  const parallel = pool !== null && items > 1 && work >= parallelMinWork;
-  const slots = pool === null ? 1 : pool.size + 1;
+  const { parallel, slots } = threading(pool, items, work, parallelMinWork);
 
   const arena = new Arena(kernel.base);
   const params = arena.take(PARAM_BYTES);

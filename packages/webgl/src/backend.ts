@@ -14,35 +14,11 @@ import {
   type MatmulProblem,
   validateFactoryOptions,
 } from '@attnkit/spec';
-import { type GlContextKind, type GlRuntime, openGl } from './gl.js';
-import {
-  rowMaxKernel as backwardRowMaxKernel,
-  rowSumKernel as backwardRowSumKernel,
-  delta4Kernel,
-  deltaKernel,
-  gradBiasKernel,
-  gradKV4Kernel,
-  gradKVKernel,
-  gradQ4Kernel,
-  gradQKernel,
-  rowMax4Kernel,
-  rowSum4Kernel,
-  sinkTermsKernel,
-} from './kernels/backward.js';
-import {
-  accumulateKernel,
-  finalizeKernel,
-  initAccKernel,
-  initMaxKernel,
-  matmulKernel,
-  packKernel,
-  probsKernel,
-  rowMaxKernel,
-  scoresKernel,
-  weightsKernel,
-} from './kernels/forward.js';
-import { type BackwardKernels, runBackward } from './run-backward.js';
-import { type ForwardKernels, runForward, runMatmul } from './run-forward.js';
+import { type GlContextKind, type GlKernel, type GlRuntime, openGl } from './gl.js';
+import { matmulKernel } from './kernels/forward.js';
+import { type BackwardKernels, compileBackwardKernels, runBackward } from './run-backward.js';
+import { compileForwardKernels, type ForwardKernels, planForward, runForward } from './run-forward.js';
+import { runMatmul } from './run-matmul.js';
 
 /** Sizes beyond 2^31 - 1 cannot index a GL texture or a typed array anyway. */
 const MAX_OPTION = 2 ** 31 - 1;
@@ -98,8 +74,9 @@ const OPTION_SCHEMA: FactoryOptionSchema<WebglBackendOptions> = {
  */
 export const WEBGL_TOLERANCE = { atol: 1e-5, rtol: 1e-4, fudge: 2 } as const;
 
-/** Every compiled kernel of the backend. */
-interface Kernels extends ForwardKernels {
+interface Kernels {
+  forward: ForwardKernels;
+  matmul: GlKernel;
   backward: BackwardKernels;
 }
 
@@ -155,36 +132,9 @@ export class WebglImplementation implements BackendImplementation {
     const vectorized = this.vectorizedOption && runtime.kernelClass === 'WebGL2Kernel';
     try {
       this.kernels = {
-        scores: runtime.kernel(scoresKernel(vectorized)),
-        // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
-        // earlier run (of any earlier shape); the running max and accumulator therefore alternate
-        // between two compiled instances so no kernel ever reads its own output.
-        rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))],
-        probs: runtime.kernel(probsKernel(vectorized)),
-        accumulate: [
-          runtime.kernel(accumulateKernel(vectorized)),
-          runtime.kernel(accumulateKernel(vectorized)),
-        ],
-        initMax: runtime.kernel(initMaxKernel),
-        initAcc: runtime.kernel(initAccKernel(vectorized)),
-        finalize: runtime.kernel(finalizeKernel(vectorized)),
-        weights: runtime.kernel(weightsKernel(vectorized)),
+        forward: compileForwardKernels(runtime, vectorized),
         matmul: runtime.kernel(matmulKernel),
-        pack: runtime.kernel(packKernel),
-        backward: {
-          rowMax: runtime.kernel(backwardRowMaxKernel),
-          rowSum: runtime.kernel(backwardRowSumKernel),
-          rowMax4: runtime.kernel(rowMax4Kernel),
-          rowSum4: runtime.kernel(rowSum4Kernel),
-          delta: runtime.kernel(deltaKernel),
-          delta4: runtime.kernel(delta4Kernel),
-          gradQ: runtime.kernel(gradQKernel),
-          gradKV: runtime.kernel(gradKVKernel),
-          gradQ4: runtime.kernel(gradQ4Kernel),
-          gradKV4: runtime.kernel(gradKV4Kernel),
-          gradBias: runtime.kernel(gradBiasKernel),
-          sinkTerms: runtime.kernel(sinkTermsKernel),
-        },
+        backward: compileBackwardKernels(runtime),
       };
     } catch (error) {
       await runtime.destroy();
@@ -222,14 +172,13 @@ export class WebglImplementation implements BackendImplementation {
 
   async attention(problem: AttentionProblem): Promise<AttentionResult> {
     const { runtime, kernels } = this.ready();
-    const config = {
-      tileKeys: this.tileKeys,
-      blockElements: this.blockElements,
-      vectorized: this.vectorized,
-    };
-    return runForward(runtime, kernels, problem, config, (bytes) => {
-      this.hostBytes = bytes;
-    });
+    const plan = planForward(problem, runtime.maxTextureSize, this.tileKeys, this.blockElements);
+    this.hostBytes = plan.hostBytes;
+    try {
+      return runForward(runtime, kernels.forward, problem, plan, this.vectorized);
+    } finally {
+      this.hostBytes = 0;
+    }
   }
 
   async matmul(problem: MatmulProblem): Promise<Float32Array> {

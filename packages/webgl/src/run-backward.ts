@@ -11,7 +11,25 @@ import {
   visibleKeyRange,
 } from '@attnkit/spec';
 import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
-import { DKV_INFO, DQ_INFO, HEAD_INFO, RANGE_INFO } from './kernels/backward.js';
+import { DUMMY, maskFloats, padRows, queryRowIndex } from './inputs.js';
+import {
+  DKV_INFO,
+  DQ_INFO,
+  delta4Kernel,
+  deltaKernel,
+  gradBiasKernel,
+  gradKV4Kernel,
+  gradKVKernel,
+  gradQ4Kernel,
+  gradQKernel,
+  HEAD_INFO,
+  RANGE_INFO,
+  rowMax4Kernel,
+  rowMaxKernel,
+  rowSum4Kernel,
+  rowSumKernel,
+  sinkTermsKernel,
+} from './kernels/backward.js';
 
 /** The compiled backward kernels (one instance each: none reads its own output). */
 export interface BackwardKernels {
@@ -32,13 +50,29 @@ export interface BackwardKernels {
   sinkTerms: GlKernel;
 }
 
+/** Compiles the backward kernels. */
+export function compileBackwardKernels(runtime: GlRuntime): BackwardKernels {
+  return {
+    rowMax: runtime.kernel(rowMaxKernel),
+    rowSum: runtime.kernel(rowSumKernel),
+    rowMax4: runtime.kernel(rowMax4Kernel),
+    rowSum4: runtime.kernel(rowSum4Kernel),
+    delta: runtime.kernel(deltaKernel),
+    delta4: runtime.kernel(delta4Kernel),
+    gradQ: runtime.kernel(gradQKernel),
+    gradKV: runtime.kernel(gradKVKernel),
+    gradQ4: runtime.kernel(gradQ4Kernel),
+    gradKV4: runtime.kernel(gradKV4Kernel),
+    gradBias: runtime.kernel(gradBiasKernel),
+    sinkTerms: runtime.kernel(sinkTermsKernel),
+  };
+}
+
 /**
  * Most query rows one reduction element (a bias element, a sink) walks before its box is split into
  * parts that the host adds: keeps one shader invocation's loop bounded whatever the broadcast.
  */
 const PART_ROWS = 256;
-
-const DUMMY = new Float32Array(1);
 
 /** A `(b, h, i)` box of query rows: `[lo, hi)` per dimension. */
 interface Box {
@@ -109,15 +143,6 @@ function runGrid(
   }
 }
 
-/** Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when none is needed). */
-function padRows(data: Float32Array, from: number, to: number): Float32Array {
-  if (from === to) return data;
-  const rows = data.length / from;
-  const out = new Float32Array(rows * to);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * from, (r + 1) * from), r * to);
-  return out;
-}
-
 /**
  * The gradients of `problem` (gradBias exactly when it has a bias, gradSinks exactly when it has
  * sinks). Deterministic: every element is one fixed-order loop, and parts are added on the host in
@@ -159,14 +184,7 @@ export function runBackward(
   const lkDim = bias === null ? 1 : bias.shape[3];
   const biasInput =
     bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(bias.data, lkDim, bias.data.length / lkDim);
-  const maskInput =
-    keyMask === null
-      ? runtime.input(DUMMY, 1, 1)
-      : runtime.input(
-          Float32Array.from(keyMask, (x) => (x !== 0 ? 1 : 0)),
-          Lk,
-          B,
-        );
+  const maskInput = keyMask === null ? runtime.input(DUMMY, 1, 1) : runtime.input(maskFloats(keyMask), Lk, B);
   const [sb, sh, si] = bias?.strides ?? [0, 0, 0];
   const pairUniforms = [
     D,
@@ -194,10 +212,7 @@ export function runBackward(
     const table = new Float32Array(rc * DQ_INFO.width);
     for (let n = 0; n < rc; n++) {
       const row = r0 + n;
-      const i = row % Lq;
-      const bh = (row - i) / Lq;
-      const h = bh % Hq;
-      const b = (bh - h) / Hq;
+      const { b, h, i } = queryRowIndex(row, Hq, Lq);
       const position = queryPosition(i, Lq, Lk);
       const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
       const base = n * DQ_INFO.width;

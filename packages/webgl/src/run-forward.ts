@@ -1,24 +1,35 @@
 /**
- * The forward pass and the matmul on the GL runtime: uploads the problem's tensors (padded to whole
- * texels on WebGL2), builds each chunk's per-row table (exact integer facts the shaders must not
- * compute in float), runs the online-softmax tile loop of forward.ts's kernels over the key tiles a
- * chunk can see, and reads the output, lse and weights back.
+ * The forward pass on the GL runtime: plans the chunks of query rows and the key tiles, uploads q,
+ * k, v (packed once per call on WebGL2), builds each chunk's row table (exact integer facts the
+ * shaders must not compute in float), runs the online-softmax passes of kernels/forward.ts tile by
+ * tile, and reads the output (and lse, weights) back.
  */
 import {
   type AttentionProblem,
   type AttentionResult,
   kvHeadFor,
-  type MatmulProblem,
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
-import { ROW_INFO } from './kernels/forward.js';
+import type { GlInput, GlKernel, GlRuntime, GlTexture } from './gl.js';
+import { DUMMY, maskFloats, padRows, queryRowIndex } from './inputs.js';
+import {
+  accumulateKernel,
+  finalizeKernel,
+  initAccKernel,
+  initMaxKernel,
+  packKernel,
+  probsKernel,
+  ROW_INFO,
+  rowMaxKernel,
+  scoresKernel,
+  weightsKernel,
+} from './kernels/forward.js';
 
 /** The compiled forward kernels. */
 export interface ForwardKernels {
   scores: GlKernel;
-  /** Two instances each, alternated by tile: a gpu.js kernel must never read its own output. */
+  /** Two instances each, alternated by tile: see {@link compileForwardKernels}. */
   rowMax: readonly [GlKernel, GlKernel];
   probs: GlKernel;
   accumulate: readonly [GlKernel, GlKernel];
@@ -26,63 +37,71 @@ export interface ForwardKernels {
   initAcc: GlKernel;
   finalize: GlKernel;
   weights: GlKernel;
-  matmul: GlKernel;
+  /** WebGL2: packs an input four floats a texel, once per call. */
   pack: GlKernel;
 }
 
-/** How the forward cuts a call: key tile, the elements one kernel run may write, the kernel class. */
-export interface ForwardConfig {
-  tileKeys: number;
-  blockElements: number;
-  /** WebGL2 texelFetch kernels (q, k, v, bias and mask read from packed RGBA textures). */
-  vectorized: boolean;
+/** Compiles the forward kernels; `vectorized` (WebGL2) takes the texelFetch forms. */
+export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean): ForwardKernels {
+  return {
+    scores: runtime.kernel(scoresKernel(vectorized)),
+    // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
+    // earlier run (of any earlier shape); the running max and accumulator therefore alternate
+    // between two compiled instances so no kernel ever reads its own output.
+    rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))],
+    probs: runtime.kernel(probsKernel(vectorized)),
+    accumulate: [runtime.kernel(accumulateKernel(vectorized)), runtime.kernel(accumulateKernel(vectorized))],
+    initMax: runtime.kernel(initMaxKernel),
+    initAcc: runtime.kernel(initAccKernel(vectorized)),
+    finalize: runtime.kernel(finalizeKernel(vectorized)),
+    weights: runtime.kernel(weightsKernel(vectorized)),
+    pack: runtime.kernel(packKernel),
+  };
 }
 
-const DUMMY = new Float32Array(1);
-const NEG_INF = Number.NEGATIVE_INFINITY;
-
-/**
- * Copies `[rows, from]` into `[rows, to]` with zero padding (or returns it when no padding is needed);
- * `onePastEnd` puts a 1 in column `from` of every row.
- */
-function padRows(data: Float32Array, from: number, to: number, onePastEnd = false): Float32Array {
-  if (from === to) return data;
-  const rows = data.length / from;
-  const out = new Float32Array(rows * to);
-  for (let r = 0; r < rows; r++) {
-    out.set(data.subarray(r * from, (r + 1) * from), r * to);
-    if (onePastEnd) out[r * to + from] = 1;
-  }
-  return out;
-}
-
-/** The call's tensors on the device, and the widths the kernels read them with. */
-interface Uploaded {
-  q: GlInput | GlTexture;
-  k: GlInput | GlTexture;
-  v: GlInput | GlTexture;
-  bias: GlInput | GlTexture;
-  keyMask: GlInput | GlTexture;
-  /** 1 when the bias varies along keys, 0 when broadcast along them. */
-  biasKeyStride: number;
-  /** The dot product's length: D, or texels of the padded D on WebGL2. */
-  dotLength: number;
-  /** WebGL2: texels of a value row (Dv values, the denominator's 1, zeros). */
-  groups: number;
-  /** Columns of the running accumulator: Dv + 1, or `groups` texels. */
-  accWidth: number;
-  /** Packed textures made for this call (WebGL2), released by the caller. */
-  held: GlTexture[];
+/** How a forward call is cut up: a function of the shape and the limits only. */
+export interface ForwardPlan {
+  /** Keys per pass. */
+  tile: number;
+  /** Query rows per pass. */
+  chunkRows: number;
+  /** Host bytes held during the call: the float key mask and one chunk's row table. */
+  hostBytes: number;
 }
 
 /**
- * q, k, v, the bias and the key mask on the device. WebGL2 reads q and k a texel (4 floats) at a
- * time: rows padded to a multiple of 4 with zeros; value rows padded to `4 * groups` columns with a
- * 1 in column Dv (the denominator accumulates as one more value column). Vectorized kernels read
- * bias and mask from packed textures too, the dummy included: a kernel's argument types must not
- * change between calls, or gpu.js rebuilds it.
+ * Tiles of at most `tileKeys` keys and chunks of query rows whose `rows x max(tile, Dv + 1)` block
+ * stays within `blockElements`, both within MAX_TEXTURE_SIZE.
  */
-function upload(runtime: GlRuntime, pack: GlKernel, problem: AttentionProblem, webgl2: boolean): Uploaded {
+export function planForward(
+  problem: AttentionProblem,
+  maxTextureSize: number,
+  tileKeys: number,
+  blockElements: number,
+): ForwardPlan {
+  const { batch, queryHeads, queryLength, keyLength, valueDim } = problem.shape;
+  const rows = batch * queryHeads * queryLength;
+  const tile = Math.max(1, Math.min(tileKeys, keyLength, maxTextureSize));
+  const chunkRows = Math.max(
+    1,
+    Math.min(rows, maxTextureSize, Math.floor(blockElements / Math.max(tile, valueDim + 1))),
+  );
+  const hostBytes = (problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4;
+  return { tile, chunkRows, hostBytes };
+}
+
+/**
+ * The forward of `problem` by `plan`. `vectorized` (WebGL2) reads q, k and v four floats a texel
+ * from textures packed once per call; otherwise every pass re-uploads them.
+ */
+export function runForward(
+  runtime: GlRuntime,
+  kernels: ForwardKernels,
+  problem: AttentionProblem,
+  plan: ForwardPlan,
+  vectorized: boolean,
+): AttentionResult {
+  const { shape } = problem;
   const {
     batch: B,
     queryHeads: Hq,
@@ -90,118 +109,13 @@ function upload(runtime: GlRuntime, pack: GlKernel, problem: AttentionProblem, w
     queryLength: Lq,
     keyLength: Lk,
     headDim: D,
-  } = problem.shape;
-  const Dv = problem.shape.valueDim;
-  const max = runtime.maxTextureSize;
-  const held: GlTexture[] = [];
-  const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
-    const uploaded = runtime.input(data, columns, rowCount);
-    if (!webgl2) return uploaded;
-    const texels = Math.ceil(data.length / 4);
-    const texWidth = Math.min(texels, max);
-    const packed = pack.run([texWidth, Math.ceil(texels / texWidth)], [uploaded, texWidth, texels]);
-    held.push(packed);
-    return packed;
-  };
-  const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
-  const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
-  const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
-  const groups = Math.ceil((Dv + 1) / 4);
-  const v = webgl2
-    ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
-    : toDevice(problem.v, Dv, B * Hkv * Lk);
-  let bias = toDevice(DUMMY, 1, 1);
-  let biasKeyStride = 0;
-  if (problem.bias !== null) {
-    const [, , , lkDim] = problem.bias.shape;
-    bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
-    biasKeyStride = lkDim === 1 ? 0 : 1;
-  }
-  const keyMask =
-    problem.keyMask === null
-      ? toDevice(DUMMY, 1, 1)
-      : toDevice(
-          Float32Array.from(problem.keyMask, (x) => (x !== 0 ? 1 : 0)),
-          Lk,
-          B,
-        );
-  return {
-    q,
-    k,
-    v,
-    bias,
-    keyMask,
-    biasKeyStride,
-    dotLength: webgl2 ? width / 4 : D,
-    groups,
-    accWidth: webgl2 ? groups : Dv + 1,
-    held,
-  };
-}
-
-/**
- * The per-row table of rows `r0 .. r0 + rc` (see ROW_INFO) and the key range any of them sees:
- * tiles wholly outside it hold only -inf logits and are skipped.
- */
-function rowTable(
-  problem: AttentionProblem,
-  r0: number,
-  rc: number,
-): { info: Float32Array; firstKey: number; lastKey: number } {
-  const { queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = problem.shape;
-  const info = new Float32Array(rc * ROW_INFO.width);
-  let firstKey = Lk;
-  let lastKey = 0;
-  for (let rr = 0; rr < rc; rr++) {
-    const row = r0 + rr;
-    const i = row % Lq;
-    const bh = (row - i) / Lq;
-    const h = bh % Hq;
-    const b = (bh - h) / Hq;
-    const g = kvHeadFor(h, Hq, Hkv);
-    const position = queryPosition(i, Lq, Lk);
-    const base = rr * ROW_INFO.width;
-    info[base + ROW_INFO.qRow] = row;
-    info[base + ROW_INFO.kvBase] = (b * Hkv + g) * Lk;
-    info[base + ROW_INFO.position] = position;
-    info[base + ROW_INFO.batch] = b;
-    if (problem.bias !== null) {
-      const [sb, sh, si] = problem.bias.strides;
-      const lkDim = problem.bias.shape[3];
-      info[base + ROW_INFO.biasRow] = (b * sb + h * sh + i * si) / lkDim;
-    }
-    info[base + ROW_INFO.slope] = problem.alibiSlopes === null ? 0 : problem.alibiSlopes[h];
-    info[base + ROW_INFO.sink] = problem.sinks === null ? NEG_INF : problem.sinks[h];
-    const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
-    if (range.end > range.start) {
-      firstKey = Math.min(firstKey, range.start);
-      lastKey = Math.max(lastKey, range.end);
-    }
-  }
-  return { info, firstKey, lastKey };
-}
-
-/**
- * The forward: rows in chunks that fit MAX_TEXTURE_SIZE and `blockElements`; per chunk, a running
- * max and accumulator over its visible key tiles (alternating two kernel instances), then the
- * finalised output and lse, and the weights tile by tile when asked for. `setHostBytes` reports the
- * host copies held during the call (the float key mask, one chunk's row table).
- */
-export function runForward(
-  runtime: GlRuntime,
-  kernels: ForwardKernels,
-  problem: AttentionProblem,
-  config: ForwardConfig,
-  setHostBytes: (bytes: number) => void,
-): AttentionResult {
-  const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, valueDim: Dv } = problem.shape;
+    valueDim: Dv,
+  } = shape;
   const rows = B * Hq * Lq;
   const max = runtime.maxTextureSize;
-  const tile = Math.max(1, Math.min(config.tileKeys, Lk, max));
-  const chunkRows = Math.max(
-    1,
-    Math.min(rows, max, Math.floor(config.blockElements / Math.max(tile, Dv + 1))),
-  );
+  const { tile, chunkRows } = plan;
+  const negInf = Number.NEGATIVE_INFINITY;
+
   const output = new Float32Array(rows * Dv);
   const lse = problem.returnLse ? new Float32Array(rows) : undefined;
   const weights = problem.returnWeights ? new Float32Array(rows * Lk) : undefined;
@@ -213,26 +127,79 @@ export function runForward(
   const flush = () => {
     for (const t of released.splice(0)) runtime.release(t);
   };
-  const webgl2 = config.vectorized;
-  // q, k and v on the device for the whole call; released in the finally below
-  const { q, k, v, bias, keyMask, biasKeyStride, dotLength, groups, accWidth, held } = upload(
-    runtime,
-    kernels.pack,
-    problem,
-    webgl2,
-  );
-  setHostBytes((problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4);
+  // q, k and v on the device for the whole call; released in the finally below.
+  const held: GlTexture[] = [];
+
+  // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
+  const webgl2 = vectorized;
+  const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
+  const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
+    const uploaded = runtime.input(data, columns, rowCount);
+    if (!webgl2) return uploaded;
+    const texels = Math.ceil(data.length / 4);
+    const texWidth = Math.min(texels, max);
+    const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], [uploaded, texWidth, texels]);
+    held.push(packed);
+    return packed;
+  };
+  const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
+  const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
+  const dotLength = webgl2 ? width / 4 : D;
+  // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
+  // accumulates as one more value column), zeros after it.
+  const groups = Math.ceil((Dv + 1) / 4);
+  const v = webgl2
+    ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
+    : toDevice(problem.v, Dv, B * Hkv * Lk);
+  const accWidth = webgl2 ? groups : Dv + 1;
+  // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
+  // types must not change between calls, or gpu.js rebuilds it).
+  let bias = toDevice(DUMMY, 1, 1);
+  let biasKeyStride = 0;
+  if (problem.bias !== null) {
+    const [, , , lkDim] = problem.bias.shape;
+    bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
+    biasKeyStride = lkDim === 1 ? 0 : 1;
+  }
+  const keyMask =
+    problem.keyMask === null ? toDevice(DUMMY, 1, 1) : toDevice(maskFloats(problem.keyMask), Lk, B);
 
   try {
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const rc = Math.min(chunkRows, rows - r0);
-      const { info, firstKey, lastKey } = rowTable(problem, r0, rc);
+      const info = new Float32Array(rc * ROW_INFO.width);
+      let firstKey = Lk;
+      let lastKey = 0;
+      for (let rr = 0; rr < rc; rr++) {
+        const row = r0 + rr;
+        const { b, h, i } = queryRowIndex(row, Hq, Lq);
+        const g = kvHeadFor(h, Hq, Hkv);
+        const position = queryPosition(i, Lq, Lk);
+        const base = rr * ROW_INFO.width;
+        info[base + ROW_INFO.qRow] = row;
+        info[base + ROW_INFO.kvBase] = (b * Hkv + g) * Lk;
+        info[base + ROW_INFO.position] = position;
+        info[base + ROW_INFO.batch] = b;
+        if (problem.bias !== null) {
+          const [sb, sh, si] = problem.bias.strides;
+          const lkDim = problem.bias.shape[3];
+          info[base + ROW_INFO.biasRow] = (b * sb + h * sh + i * si) / lkDim;
+        }
+        info[base + ROW_INFO.slope] = problem.alibiSlopes === null ? 0 : problem.alibiSlopes[h];
+        info[base + ROW_INFO.sink] = problem.sinks === null ? negInf : problem.sinks[h];
+        const range = visibleKeyRange(position, Lk, problem.causal, problem.slidingWindow);
+        if (range.end > range.start) {
+          firstKey = Math.min(firstKey, range.start);
+          lastKey = Math.max(lastKey, range.end);
+        }
+      }
       const rowInfo = runtime.input(info, ROW_INFO.width, rc);
       let m = kernels.initMax.run([1, rc], [rowInfo]);
-      let acc = kernels.initAcc.run([accWidth, rc], [rowInfo, Dv, NEG_INF]);
+      let acc = kernels.initAcc.run([accWidth, rc], [rowInfo, Dv, negInf]);
+      // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
       const tileStarts: number[] = [];
       for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
-      const logitArgs = (j0: number): KernelArgument[] => [
+      const logitArgs = (j0: number) => [
         bias,
         keyMask,
         rowInfo,
@@ -243,9 +210,9 @@ export function runForward(
         problem.keyMask !== null ? 1 : 0,
         problem.causal ? 1 : 0,
         problem.slidingWindow ?? 0,
-        NEG_INF,
+        negInf,
       ];
-      const scoreArgs = (j0: number): KernelArgument[] => [
+      const scoreArgs = (j0: number) => [
         q,
         k,
         ...logitArgs(j0),
@@ -259,7 +226,7 @@ export function runForward(
         const p = kernels.probs.run([tile, rc], [s, mNew, ...logitArgs(j0)]);
         const accNew = kernels.accumulate[n % 2].run(
           [accWidth, rc],
-          [p, v, acc, m, mNew, rowInfo, j0, tile, webgl2 ? groups : Dv, NEG_INF],
+          [p, v, acc, m, mNew, rowInfo, j0, tile, webgl2 ? groups : Dv, negInf],
         );
         release(s);
         release(p);
@@ -269,7 +236,7 @@ export function runForward(
         m = mNew;
         acc = accNew;
       }
-      const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, groups, NEG_INF]);
+      const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, groups, negInf]);
       const values = runtime.read(done);
       release(done);
       for (let rr = 0; rr < rc; rr++) {
@@ -298,35 +265,6 @@ export function runForward(
   } finally {
     flush();
     for (const t of held) runtime.release(t);
-    setHostBytes(0);
   }
   return { output, ...(lse && { lse }), ...(weights && { weights }) };
-}
-
-/** `a @ b (+ bias)` in blocks of at most MAX_TEXTURE_SIZE columns and `blockElements` outputs. */
-export function runMatmul(
-  runtime: GlRuntime,
-  matmul: GlKernel,
-  problem: MatmulProblem,
-  blockElements: number,
-): Float32Array {
-  const { m, k: K, n } = problem.shape;
-  const max = runtime.maxTextureSize;
-  const cols = Math.min(n, max);
-  const rowsPer = Math.max(1, Math.min(m, max, Math.floor(blockElements / cols)));
-  const a = runtime.input(problem.a, K, m);
-  const b = runtime.input(problem.b, n, K);
-  const bias = problem.bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(problem.bias, n, 1);
-  const out = new Float32Array(m * n);
-  for (let m0 = 0; m0 < m; m0 += rowsPer) {
-    const rc = Math.min(rowsPer, m - m0);
-    for (let n0 = 0; n0 < n; n0 += cols) {
-      const cc = Math.min(cols, n - n0);
-      const t = matmul.run([cc, rc], [a, b, bias, m0, n0, K, problem.bias === null ? 0 : 1]);
-      const block = runtime.read(t);
-      runtime.release(t);
-      for (let r = 0; r < rc; r++) out.set(block.subarray(r * cc, (r + 1) * cc), (m0 + r) * n + n0);
-    }
-  }
-  return out;
 }

@@ -21,7 +21,7 @@
  * uniforms. A bias row is `b * bsb + h * bsh + i * bsi` (strides in units of bias rows).
  */
 import type { KernelSpec } from '../gl.js';
-import { LOOP_MAX } from './forward.js';
+import { LOOP_MAX, TANH } from './forward.js';
 
 /** Columns of the per-output-row tables the host builds (exact integers, see kernels.ts). */
 export const DQ_INFO = {
@@ -50,15 +50,6 @@ export const DKV_INFO = {
 export const RANGE_INFO = { bLo: 0, bHi: 1, hLo: 2, hHi: 3, iLo: 4, iHi: 5, width: 8 };
 /** Columns of the per-head table. */
 export const HEAD_INFO = { slope: 0, sink: 1, kvHead: 2, width: 4 };
-
-const TANH = {
-  name: 'attnTanh',
-  source: `float attnTanh(float x) {
-  float e = exp(-2.0 * abs(x));
-  float t = (1.0 - e) / (1.0 + e);
-  return x < 0.0 ? -t : t;
-}`,
-};
 
 /**
  * The logit of the pair (query row `r` = (b, h, i) at position `pos`, key row `kRow` = key `j`) in its
@@ -97,11 +88,14 @@ const PAIR_P = `${PAIR_LOGIT}
           p = Math.exp(x) / lR;
         }`;
 
-/** `ds = P * (dP - D_i)` for the pair, given `p` from {@link PAIR_P}. */
-const PAIR_DS = `let dp = 0.0;
+/** `dp = dot(dO_i, v_j)` for the pair. */
+const PAIR_DP = `let dp = 0.0;
           for (let e = 0; e < Dv; e++) {
             dp += dO[r][e] * v[kRow][e];
-          }
+          }`;
+
+/** `ds = P * (dP - D_i)` for the pair, given `p` from {@link PAIR_P}. */
+const PAIR_DS = `${PAIR_DP}
           const ds = p * (dp - delta[0][r]);`;
 
 /** `dr = dS * (1 - tanh^2)` (the softcap's derivative; dS itself without one), after {@link PAIR_DS}. */
@@ -110,6 +104,52 @@ const PAIR_DR = `${PAIR_DS}
           if (softcap > 0.0) {
             dr = ds * (1.0 - th * th);
           }`;
+
+/** Query row `rr`'s facts from its table row (DQ_INFO), exact integers from the host. */
+const ROW_FACTS = `const kvBase = rowInfo[rr][1];
+  const pos = rowInfo[rr][2];
+  const b = rowInfo[rr][3];
+  const h = rowInfo[rr][4];
+  const i = rowInfo[rr][5];
+  const start = rowInfo[rr][6];
+  const end = rowInfo[rr][7];`;
+
+/**
+ * The loop over query row `r`'s visible keys `[start, end)` with the key mask on top, `BODY` run with
+ * `j` and the key row `kRow` in scope; needs {@link ROW_FACTS} before it.
+ */
+function visibleKeys(body: string): string {
+  return `for (let j = start; j < end; j++) {
+    let live = 1.0;
+    if (hasMask > 0.5) {
+      live = keyMask[b][j];
+    }
+    if (live > 0.5) {
+      const kRow = kvBase + j;
+      ${body}
+    }
+  }`;
+}
+
+/**
+ * The loop over queries `[iLo, iHi)` of the head whose rows start at `rowBase`, skipping rows that saw
+ * nothing (m = -inf): `body` runs with `r`, `pos` and the pair's `p` ({@link PAIR_P}) in scope,
+ * where `p > 0`. Needs `j`, `kRow`, `b`, `h` and `offset` in scope.
+ */
+function eachSeeingQuery(body: string): string {
+  return `for (let i = iLo; i < iHi; i++) {
+      const r = rowBase + i;
+      const mR = rowM[0][r];
+      if (mR > negInf) {
+        const lR = rowL[0][r];
+        const pos = i + offset;
+        ${PAIR_P}
+        if (p > 0.0) {
+          ${body}
+        }
+      }
+    }`;
+}
 
 /** The uniforms every pair needs, in order (after the tensors). */
 const PAIR_UNIFORMS = 'D, Dv, Hq, Lq, Lk, scale, softcap, hasBias, biasKeyStride, bsb, bsh, bsi, negInf';
@@ -127,25 +167,10 @@ export const rowMaxKernel: KernelSpec = {
   source: `function rowMaxB(q, k, bias, keyMask, heads, rowInfo, hasMask, ${PAIR_UNIFORMS}) {
   const rr = this.thread.x;
   const r = rowInfo[rr][0];
-  const kvBase = rowInfo[rr][1];
-  const pos = rowInfo[rr][2];
-  const b = rowInfo[rr][3];
-  const h = rowInfo[rr][4];
-  const i = rowInfo[rr][5];
-  const start = rowInfo[rr][6];
-  const end = rowInfo[rr][7];
+  ${ROW_FACTS}
   let m = heads[h][1];
-  for (let j = start; j < end; j++) {
-    let live = 1.0;
-    if (hasMask > 0.5) {
-      live = keyMask[b][j];
-    }
-    if (live > 0.5) {
-      const kRow = kvBase + j;
-      ${PAIR_LOGIT}
-      m = Math.max(m, s + biasValue + alibi);
-    }
-  }
+  ${visibleKeys(`${PAIR_LOGIT}
+      m = Math.max(m, s + biasValue + alibi);`)}
   return m;
 }`,
 };
@@ -162,31 +187,16 @@ export const rowSumKernel: KernelSpec = {
   if (mR == negInf) {
     return 0.0;
   }
-  const kvBase = rowInfo[rr][1];
-  const pos = rowInfo[rr][2];
-  const b = rowInfo[rr][3];
-  const h = rowInfo[rr][4];
-  const i = rowInfo[rr][5];
-  const start = rowInfo[rr][6];
-  const end = rowInfo[rr][7];
+  ${ROW_FACTS}
   let l = 0.0;
   const sink = heads[h][1];
   if (sink > negInf) {
     l = Math.exp(sink - mR);
   }
-  for (let j = start; j < end; j++) {
-    let live = 1.0;
-    if (hasMask > 0.5) {
-      live = keyMask[b][j];
-    }
-    if (live > 0.5) {
-      const kRow = kvBase + j;
-      ${PAIR_LOGIT}
+  ${visibleKeys(`${PAIR_LOGIT}
       const x = biasValue - mR + alibi + s;
       if (x >= -104.0) {
-        l += Math.exp(x);
-      }
-    }
+      l += Math.exp(x);`)}
   }
   return l;
 }`,
@@ -226,26 +236,11 @@ export const gradQKernel: KernelSpec = {
   let a2 = 0.0;
   let a3 = 0.0;
   if (mR > negInf) {
-    const kvBase = rowInfo[rr][1];
-    const pos = rowInfo[rr][2];
-    const b = rowInfo[rr][3];
-    const h = rowInfo[rr][4];
-    const i = rowInfo[rr][5];
-    const start = rowInfo[rr][6];
-    const end = rowInfo[rr][7];
-    for (let j = start; j < end; j++) {
-      let live = 1.0;
-      if (hasMask > 0.5) {
-        live = keyMask[b][j];
-      }
-      if (live > 0.5) {
-        const kRow = kvBase + j;
-        ${PAIR_P}
-        if (p > 0.0) {
-          ${PAIR_DR}
-          ${add4('dr', 'k', 'kRow', 'D')}
-        }
-      }
+    ${ROW_FACTS}
+    ${visibleKeys(`${PAIR_P}
+      if (p > 0.0) {
+      ${PAIR_DR}
+      ${add4('dr', 'k', 'kRow', 'D')}`)}
     }
   }
   return [scale * a0, scale * a1, scale * a2, scale * a3];
@@ -286,23 +281,12 @@ export const gradKVKernel: KernelSpec = {
   let a3 = 0.0;
   for (let h = hLo; h < hHi; h++) {
     const rowBase = (b * Hq + h) * Lq;
-    for (let i = iLo; i < iHi; i++) {
-      const r = rowBase + i;
-      const mR = rowM[0][r];
-      if (mR > negInf) {
-        const lR = rowL[0][r];
-        const pos = i + offset;
-        ${PAIR_P}
-        if (p > 0.0) {
-          if (isK > 0.5) {
-            ${PAIR_DR}
-            ${add4('dr', 'q', 'r', 'D')}
-          } else {
-            ${add4('p', 'dO', 'r', 'Dv')}
-          }
-        }
-      }
-    }
+    ${eachSeeingQuery(`if (isK > 0.5) {
+          ${PAIR_DR}
+          ${add4('dr', 'q', 'r', 'D')}
+        } else {
+          ${add4('p', 'dO', 'r', 'Dv')}
+        }`)}
   }
   if (isK > 0.5) {
     return [scale * a0, scale * a1, scale * a2, scale * a3];
@@ -349,19 +333,8 @@ export const gradBiasKernel: KernelSpec = {
       for (let h = hLo; h < hHi; h++) {
         const rowBase = (b * Hq + h) * Lq;
         const kRow = (b * Hkv + heads[h][2]) * Lk + j;
-        for (let i = iLo; i < iHi; i++) {
-          const r = rowBase + i;
-          const mR = rowM[0][r];
-          if (mR > negInf) {
-            const lR = rowL[0][r];
-            const pos = i + offset;
-            ${PAIR_P}
-            if (p > 0.0) {
-              ${PAIR_DS}
-              acc += ds;
-            }
-          }
-        }
+        ${eachSeeingQuery(`${PAIR_DS}
+        acc += ds;`)}
       }
     }
   }
@@ -460,19 +433,38 @@ const PAIR4 = `${LOGIT4}
         p = exp(x) / lR;
       }`;
 
-/** `ds = P (dP - D_i)` then the softcap derivative, vectorized; after {@link PAIR4}. */
-const DR4 = `float dp = 0.0;
+/** `dp = dot(dO_i, v_j)`, vectorized: four products a texel, as {@link LOGIT4} sums q . k. */
+const DP4 = `float dp = 0.0;
         int ot = r * Dv4;
         int vt = kRow * Dv4;
         for (int t = 0; t < Dv4; t++) {
           dp += dot(${texel('dO', 'ot')}, ${texel('v', 'vt')});
           ot += 1;
           vt += 1;
-        }
+        }`;
+
+/** `ds = P (dP - D_i)` then the softcap derivative, vectorized; after {@link PAIR4}. */
+const DR4 = `${DP4}
         float dr = p * (dp - deltaR);
         if (softcap > 0.0) {
           dr = dr * (1.0 - th * th);
         }`;
+
+/**
+ * The vectorized loop over the row's visible keys `[start, end)` with the key mask on top (see
+ * {@link visibleKeys}): `body` runs with `j` and `kRow` in scope. Needs {@link ROW4_INTS} before it.
+ */
+function visibleKeys4(body: string): string {
+  return `for (int j = start; j < end; j++) {
+    if (hasMask > 0.5) {
+      int me = b * Lk + j;
+      int mt = me / 4;
+      if (${element('keyMask', 'me', 'mt')} < 0.5) continue;
+    }
+    int kRow = kvBase + j;
+    ${body}
+  }`;
+}
 
 /** The float uniforms every vectorized native takes, converted to ints where they count. */
 const NATIVE4_PARAMS =
@@ -489,6 +481,22 @@ const NATIVE4_ARGS = 'D4, Dv4, Hq, Lq, Lk, lkDim, biasKeyStride, hasBias, scale,
 /** Shell arguments of the vectorized kernels (tensors, then uniforms), in order. */
 const SHELL4_UNIFORMS = `${NATIVE4_ARGS}, bsb, bsh, bsi, negInf`;
 
+/** A vectorized row native's parameters (one query row's table facts, then the uniforms) and their ints. */
+const ROW4_PARAMS = `float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float sink, float startf, float endf, float hasMask, ${NATIVE4_PARAMS}`;
+const ROW4_INTS = `${NATIVE4_INTS}
+  int r = int(rf);
+  int kvBase = int(kvBasef);
+  int b = int(bf);
+  int biasRow = int(biasRowf);
+  int start = int(startf);
+  int end = int(endf);`;
+const ROW4_SHELL_ARGS = `r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], heads[h][1], rowInfo[rr][6], rowInfo[rr][7], hasMask, ${NATIVE4_ARGS}`;
+/** The shell's lookups of its query row (thread `axis` indexes the row table): the native's arguments. */
+const row4Shell = (axis: 'x' | 'y') => `const rr = this.thread.${axis};
+  const r = rowInfo[rr][0];
+  const h = rowInfo[rr][4];
+  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;`;
+
 /**
  * WebGL2 gradQ: one RGBA texel (four columns `4c..4c+3`) per thread, so each (query, key) pair's two
  * dot products serve four outputs and read four floats a fetch.
@@ -500,41 +508,24 @@ export const gradQ4Kernel: KernelSpec = {
   nativeFunctions: [
     {
       name: 'attnGradQ4',
-      source: `vec4 attnGradQ4(float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float startf, float endf, float mR, float lR, float deltaR, float cf, float hasMask, ${NATIVE4_PARAMS}) {
-  ${NATIVE4_INTS}
-  int r = int(rf);
-  int kvBase = int(kvBasef);
-  int b = int(bf);
-  int biasRow = int(biasRowf);
+      source: `vec4 attnGradQ4(float mR, float lR, float deltaR, float cf, ${ROW4_PARAMS}) {
+  ${ROW4_INTS}
   int c = int(cf);
-  int start = int(startf);
-  int end = int(endf);
   vec4 acc = vec4(0.0);
   if (!(mR > -3.0e38)) return acc;
-  for (int j = start; j < end; j++) {
-    if (hasMask > 0.5) {
-      int me = b * Lk + j;
-      int mt = me / 4;
-      if (${element('keyMask', 'me', 'mt')} < 0.5) continue;
-    }
-    int kRow = kvBase + j;
-    ${PAIR4}
+  ${visibleKeys4(`${PAIR4}
       if (p > 0.0) {
         ${DR4}
         int ct = kRow * D4 + c;
         acc += dr * ${texel('k', 'ct')};
-      }
-  }
+      }`)}
   return scale * acc;
 }`,
     },
   ],
   source: `function gradQ4(q, k, v, dO, bias, keyMask, rowM, rowL, delta, heads, rowInfo, c0, hasMask, ${SHELL4_UNIFORMS}) {
-  const rr = this.thread.y;
-  const r = rowInfo[rr][0];
-  const h = rowInfo[rr][4];
-  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;
-  return attnGradQ4(r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], rowInfo[rr][6], rowInfo[rr][7], rowM[0][r], rowL[0][r], delta[0][r], c0 + this.thread.x, hasMask, ${NATIVE4_ARGS});
+  ${row4Shell('y')}
+  return attnGradQ4(rowM[0][r], rowL[0][r], delta[0][r], c0 + this.thread.x, ${ROW4_SHELL_ARGS});
 }`,
 };
 
@@ -604,34 +595,6 @@ export const gradKV4Kernel: KernelSpec = {
 }`,
 };
 
-/** The row loop of the vectorized row max / sum: the key mask, then {@link LOGIT4}, then `body`. */
-function rowLoop4(body: string): string {
-  return `for (int j = start; j < end; j++) {
-    if (hasMask > 0.5) {
-      int me = b * Lk + j;
-      int mt = me / 4;
-      if (${element('keyMask', 'me', 'mt')} < 0.5) continue;
-    }
-    int kRow = kvBase + j;
-    ${LOGIT4}
-    ${body}
-  }`;
-}
-
-const ROW4_PARAMS = `float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float sink, float startf, float endf, float hasMask, ${NATIVE4_PARAMS}`;
-const ROW4_INTS = `${NATIVE4_INTS}
-  int r = int(rf);
-  int kvBase = int(kvBasef);
-  int b = int(bf);
-  int biasRow = int(biasRowf);
-  int start = int(startf);
-  int end = int(endf);`;
-const ROW4_SHELL_ARGS = `r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], heads[h][1], rowInfo[rr][6], rowInfo[rr][7], hasMask, ${NATIVE4_ARGS}`;
-const ROW4_SHELL = `const rr = this.thread.x;
-  const r = rowInfo[rr][0];
-  const h = rowInfo[rr][4];
-  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;`;
-
 /**
  * WebGL2 row max: the logits summed exactly as attnGradQ4/attnGradKV4 sum them (four products a
  * texel), so the max key's `logit - m` is exactly 0 there too.
@@ -645,13 +608,14 @@ export const rowMax4Kernel: KernelSpec = {
       source: `float attnRowMax4(${ROW4_PARAMS}) {
   ${ROW4_INTS}
   float m = sink;
-  ${rowLoop4('m = max(m, s + biasValue + alibi);')}
+  ${visibleKeys4(`${LOGIT4}
+    m = max(m, s + biasValue + alibi);`)}
   return m;
 }`,
     },
   ],
   source: `function rowMax4(q, k, bias, keyMask, heads, rowInfo, hasMask, ${SHELL4_UNIFORMS}) {
-  ${ROW4_SHELL}
+  ${row4Shell('x')}
   return attnRowMax4(${ROW4_SHELL_ARGS});
 }`,
 };
@@ -668,8 +632,9 @@ export const rowSum4Kernel: KernelSpec = {
   if (!(mR > -3.0e38)) return 0.0;
   float l = 0.0;
   if (sink > -3.0e38) l = exp(sink - mR);
-  ${rowLoop4(
-    `float x = biasValue - mR + alibi + s;
+  ${visibleKeys4(
+    `${LOGIT4}
+    float x = biasValue - mR + alibi + s;
     if (x >= -104.0) l += exp(x);`,
   )}
   return l;
@@ -677,7 +642,7 @@ export const rowSum4Kernel: KernelSpec = {
     },
   ],
   source: `function rowSum4(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${SHELL4_UNIFORMS}) {
-  ${ROW4_SHELL}
+  ${row4Shell('x')}
   return attnRowSum4(rowM[0][r], ${ROW4_SHELL_ARGS});
 }`,
 };
@@ -701,30 +666,12 @@ export const deltaKernel: KernelSpec = {
     return 0.0;
   }
   const lR = rowL[0][r];
-  const kvBase = rowInfo[rr][1];
-  const pos = rowInfo[rr][2];
-  const b = rowInfo[rr][3];
-  const h = rowInfo[rr][4];
-  const i = rowInfo[rr][5];
-  const start = rowInfo[rr][6];
-  const end = rowInfo[rr][7];
+  ${ROW_FACTS}
   let sum = 0.0;
-  for (let j = start; j < end; j++) {
-    let live = 1.0;
-    if (hasMask > 0.5) {
-      live = keyMask[b][j];
-    }
-    if (live > 0.5) {
-      const kRow = kvBase + j;
-      ${PAIR_P}
+  ${visibleKeys(`${PAIR_P}
       if (p > 0.0) {
-        let dp = 0.0;
-        for (let e = 0; e < Dv; e++) {
-          dp += dO[r][e] * v[kRow][e];
-        }
-        sum += p * dp;
-      }
-    }
+      ${PAIR_DP}
+      sum += p * dp;`)}
   }
   return sum;
 }`,
@@ -741,18 +688,12 @@ export const delta4Kernel: KernelSpec = {
   ${ROW4_INTS}
   if (!(mR > -3.0e38)) return 0.0;
   float sum = 0.0;
-  ${rowLoop4(
-    `float x = biasValue - mR + alibi + s;
+  ${visibleKeys4(
+    `${LOGIT4}
+    float x = biasValue - mR + alibi + s;
     if (x >= -104.0) {
       float p = exp(x) / lR;
-      float dp = 0.0;
-      int ot = r * Dv4;
-      int vt = kRow * Dv4;
-      for (int t = 0; t < Dv4; t++) {
-        dp += dot(${texel('dO', 'ot')}, ${texel('v', 'vt')});
-        ot += 1;
-        vt += 1;
-      }
+      ${DP4}
       sum += p * dp;
     }`,
   )}
@@ -761,7 +702,7 @@ export const delta4Kernel: KernelSpec = {
     },
   ],
   source: `function delta4(q, k, v, dO, bias, keyMask, heads, rowInfo, rowM, rowL, hasMask, ${SHELL4_UNIFORMS}) {
-  ${ROW4_SHELL}
+  ${row4Shell('x')}
   return attnDelta4(rowM[0][r], rowL[0][r], ${ROW4_SHELL_ARGS});
 }`,
 };

@@ -27,6 +27,16 @@ export const ROW_INFO = {
  * (absent in ES 1.00) and `max` is not trusted with NaN: the spec propagates NaN in a visible logit.
  * tanh is written out because ES 1.00 lacks it; the form keeps |x| large from overflowing.
  */
+/** `tanh` without GLSL ES 3's builtin (WebGL1 has none), for the softcap; the backward uses it too. */
+export const TANH = {
+  name: 'attnTanh',
+  source: `float attnTanh(float x) {
+  float e = exp(-2.0 * abs(x));
+  float t = (1.0 - e) / (1.0 + e);
+  return x < 0.0 ? -t : t;
+}`,
+};
+
 const NATIVE = [
   {
     name: 'attnIsNan',
@@ -42,14 +52,7 @@ const NATIVE = [
   return max(a, b);
 }`,
   },
-  {
-    name: 'attnTanh',
-    source: `float attnTanh(float x) {
-  float e = exp(-2.0 * abs(x));
-  float t = (1.0 - e) / (1.0 + e);
-  return x < 0.0 ? -t : t;
-}`,
-  },
+  TANH,
 ] as const;
 
 /** Largest loop trip count compiled into the shaders: loops break on their runtime bound first. */
@@ -94,30 +97,24 @@ function logitPartsSource(maskRead: string, biasRead: string): string {
     }`;
 }
 
+/** A native `name(row, col, width)` reading element `row * width + col` of packed input `input`. */
+function flatElement(name: string, input: string) {
+  return {
+    name,
+    source: `float ${name}(float row, float col, float width) {
+  int e = int(row) * int(width) + int(col);
+  int t = e / 4;
+  int w = user_${input}Size.x;
+  return texelFetch(user_${input}, ivec2(t - (t / w) * w, t / w), 0)[e - t * 4];
+}`,
+  };
+}
+
 /**
  * WebGL2: bias and key mask read straight from their packed RGBA textures (flat row-major order, see
  * attnDot4), so they are uploaded once per call instead of once per kernel run.
  */
-const LOGIT_NATIVE = [
-  {
-    name: 'attnBiasAt',
-    source: `float attnBiasAt(float row, float col, float width) {
-  int e = int(row) * int(width) + int(col);
-  int t = e / 4;
-  int w = user_biasSize.x;
-  return texelFetch(user_bias, ivec2(t - (t / w) * w, t / w), 0)[e - t * 4];
-}`,
-  },
-  {
-    name: 'attnMaskAt',
-    source: `float attnMaskAt(float b, float j, float Lk) {
-  int e = int(b) * int(Lk) + int(j);
-  int t = e / 4;
-  int w = user_keyMaskSize.x;
-  return texelFetch(user_keyMask, ivec2(t - (t / w) * w, t / w), 0)[e - t * 4];
-}`,
-  },
-];
+const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt', 'keyMask')];
 
 /** The logit parts reading the key mask and bias as gpu.js arrays, or (vectorized, WebGL2) straight from their textures. */
 function logitParts(vectorized: boolean): string {
