@@ -118,40 +118,8 @@ export async function rssProbe(
   } catch (error) {
     return { ...base, status: 'unavailable', reason: message(error) };
   }
-  if (w.mode === 'prefill') return forwardProbe(subject, w, seed, hooks, base);
   try {
-    const inapplicable =
-      subject.notApplicable?.(w) ??
-      (subject.prepareBackward === undefined ? `${subject.id} has no backward pass` : null);
-    if (inapplicable !== null || subject.prepareBackward === undefined)
-      return { ...base, status: 'not-applicable', reason: inapplicable ?? undefined };
-    const inputs = makeInputs(w, seed);
-    const prepared = await subject.prepareBackward(w, inputs);
-    try {
-      hooks.gc?.();
-      const baselineBytes = hooks.rss();
-      if (baselineBytes === null || !hooks.resetPeakRss())
-        return { ...base, status: 'error', reason: 'no RSS high-water mark here (needs Linux procfs)' };
-      const t0 = hooks.now();
-      const forward = await prepared.forward();
-      const t1 = hooks.now();
-      const grads = await prepared.backward(forward);
-      const t2 = hooks.now();
-      const peakBytes = hooks.peakRss() ?? baselineBytes;
-      const finite = [grads.gradQ, grads.gradK, grads.gradV].every((g) => g.every(Number.isFinite));
-      return {
-        ...base,
-        baselineBytes,
-        peakBytes,
-        deltaBytes: peakBytes - baselineBytes,
-        forwardMs: t1 - t0,
-        // tf.grads re-runs the forward inside its backward call
-        backwardMs: prepared.backwardIncludesForward ? t2 - t1 - (t1 - t0) : t2 - t1,
-        finite,
-      };
-    } finally {
-      await prepared.dispose();
-    }
+    return await (w.mode === 'prefill' ? forwardProbe : backwardProbe)(subject, w, seed, hooks, base);
   } catch (error) {
     return { ...base, status: 'error', reason: message(error) };
   } finally {
@@ -159,7 +127,59 @@ export async function rssProbe(
   }
 }
 
-/** The forward probe: one cold forward between the baseline and the high-water mark. */
+/**
+ * The measurement both probes share: a GC where exposed, the RSS baseline, the high-water mark reset,
+ * then `call`, then the peak; `call`'s own figures (times, finiteness) are merged in.
+ */
+async function aroundPeak(
+  hooks: ProbeHooks,
+  base: RssProbeResult,
+  call: () => Promise<Partial<RssProbeResult>>,
+): Promise<RssProbeResult> {
+  hooks.gc?.();
+  const baselineBytes = hooks.rss();
+  if (baselineBytes === null || !hooks.resetPeakRss())
+    return { ...base, status: 'error', reason: 'no RSS high-water mark here (needs Linux procfs)' };
+  const figures = await call();
+  const peakBytes = hooks.peakRss() ?? baselineBytes;
+  return { ...base, baselineBytes, peakBytes, deltaBytes: peakBytes - baselineBytes, ...figures };
+}
+
+/** The backward probe: one cold forward + backward between the baseline and the high-water mark. */
+async function backwardProbe(
+  subject: Subject,
+  w: Workload,
+  seed: number,
+  hooks: ProbeHooks,
+  base: RssProbeResult,
+): Promise<RssProbeResult> {
+  const inapplicable =
+    subject.notApplicable?.(w) ??
+    (subject.prepareBackward === undefined ? `${subject.id} has no backward pass` : null);
+  if (inapplicable !== null || subject.prepareBackward === undefined)
+    return { ...base, status: 'not-applicable', reason: inapplicable ?? undefined };
+  const inputs = makeInputs(w, seed);
+  const prepared = await subject.prepareBackward(w, inputs);
+  try {
+    return await aroundPeak(hooks, base, async () => {
+      const t0 = hooks.now();
+      const forward = await prepared.forward();
+      const t1 = hooks.now();
+      const grads = await prepared.backward(forward);
+      const t2 = hooks.now();
+      return {
+        forwardMs: t1 - t0,
+        // tf.grads re-runs the forward inside its backward call
+        backwardMs: prepared.backwardIncludesForward ? t2 - t1 - (t1 - t0) : t2 - t1,
+        finite: [grads.gradQ, grads.gradK, grads.gradV].every((g) => g.every(Number.isFinite)),
+      };
+    });
+  } finally {
+    await prepared.dispose();
+  }
+}
+
+/** The forward probe: one cold forward between the baseline and the high-water mark, its last rows checked. */
 async function forwardProbe(
   subject: Subject,
   w: Workload,
@@ -167,35 +187,22 @@ async function forwardProbe(
   hooks: ProbeHooks,
   base: RssProbeResult,
 ): Promise<RssProbeResult> {
+  const inapplicable = subject.notApplicable?.(w) ?? null;
+  if (inapplicable !== null) return { ...base, status: 'not-applicable', reason: inapplicable };
+  const inputs = makeInputs(w, seed);
+  const prepared = await subject.prepare(w, inputs);
   try {
-    const inapplicable = subject.notApplicable?.(w) ?? null;
-    if (inapplicable !== null) return { ...base, status: 'not-applicable', reason: inapplicable };
-    const inputs = makeInputs(w, seed);
-    const prepared = await subject.prepare(w, inputs);
-    try {
-      hooks.gc?.();
-      const baselineBytes = hooks.rss();
-      if (baselineBytes === null || !hooks.resetPeakRss())
-        return { ...base, status: 'error', reason: 'no RSS high-water mark here (needs Linux procfs)' };
+    let output: Float32Array | null = null;
+    const result = await aroundPeak(hooks, base, async () => {
       const t0 = hooks.now();
-      const output = await prepared.run();
-      const t1 = hooks.now();
-      const peakBytes = hooks.peakRss() ?? baselineBytes;
-      return {
-        ...base,
-        baselineBytes,
-        peakBytes,
-        deltaBytes: peakBytes - baselineBytes,
-        forwardMs: t1 - t0,
-        finite: output.every(Number.isFinite),
-        checkedError: lastRowsError(w, inputs, output, PROBE_CHECKED_ROWS),
-      };
-    } finally {
-      await prepared.dispose();
-    }
-  } catch (error) {
-    return { ...base, status: 'error', reason: message(error) };
+      output = await prepared.run();
+      return { forwardMs: hooks.now() - t0, finite: output.every(Number.isFinite) };
+    });
+    // checked after the peak is read, so the reference's rows do not count in it
+    return output === null
+      ? result
+      : { ...result, checkedError: lastRowsError(w, inputs, output, PROBE_CHECKED_ROWS) };
   } finally {
-    await subject.dispose().catch(() => undefined);
+    await prepared.dispose();
   }
 }
