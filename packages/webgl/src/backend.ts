@@ -14,7 +14,7 @@ import {
   type MatmulProblem,
   validateFactoryOptions,
 } from '@attnkit/spec';
-import { type GlContextKind, type GlKernel, type GlRuntime, openGl } from './gl.js';
+import { type GlContextKind, type GlRuntime, type KernelOf, openGl } from './gl.js';
 import { matmulKernel } from './kernels/forward.js';
 import { type BackwardKernels, compileBackwardKernels, runBackward } from './run-backward.js';
 import { compileForwardKernels, type ForwardKernels, planForward, runForward } from './run-forward.js';
@@ -76,7 +76,7 @@ export const WEBGL_TOLERANCE = { atol: 1e-5, rtol: 1e-4, fudge: 2 } as const;
 
 interface Kernels {
   forward: ForwardKernels;
-  matmul: GlKernel;
+  matmul: KernelOf<typeof matmulKernel>;
   backward: BackwardKernels;
 }
 

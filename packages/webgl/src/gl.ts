@@ -29,17 +29,26 @@ export interface GlInput {
 /** What a kernel accepts. */
 export type KernelArgument = GlTexture | GlInput | number;
 
-/** A compiled kernel with a dynamic 2-d output `[width, height]`. */
-export interface GlKernel {
+/** A kernel's arguments by name: every declared parameter, nothing positional. */
+export type KernelArguments<P extends string> = { readonly [K in P]: KernelArgument };
+
+/** A compiled kernel with a dynamic 2-d output `[width, height]`, taking the parameters `P`. */
+export interface GlKernel<P extends string = string> {
   /** Runs on the GPU; the result stays there (delete it with {@link GlRuntime.release}). */
-  run(output: readonly [number, number], args: readonly KernelArgument[]): GlTexture;
+  run(output: readonly [number, number], args: KernelArguments<P>): GlTexture;
 }
 
 /** What a kernel is made of. */
-export interface KernelSpec {
+export interface KernelSpec<P extends string = string> {
   name: string;
-  /** JavaScript function source in gpu.js's kernel dialect. */
-  source: string;
+  /**
+   * The kernel function's parameters, the one place they are listed: the source's signature is
+   * generated from them ({@link kernelSource}) and {@link GlKernel.run} takes its arguments by these
+   * names, so no positional list is kept in step with the signature by hand.
+   */
+  params: readonly P[];
+  /** The function body in gpu.js's kernel dialect (JavaScript), reading the parameters by name. */
+  body: string;
   /** GLSL helpers the kernel calls. */
   nativeFunctions?: readonly { name: string; source: string }[];
   /** Output type when gpu.js cannot infer it (a native returning vec4: `'Array(4)'`). */
@@ -48,13 +57,26 @@ export interface KernelSpec {
   loopMaxIterations: number;
 }
 
+/** A kernel spec with its parameter names kept as literal types (so `run` checks them by name). */
+export function defineKernel<const P extends string>(spec: KernelSpec<P>): KernelSpec<P> {
+  return spec;
+}
+
+/** The compiled kernel of a spec made by {@link defineKernel}. */
+export type KernelOf<S> = S extends KernelSpec<infer P> ? GlKernel<P> : never;
+
+/** The gpu.js kernel function source of `spec`: its signature from `params`, then its body. */
+export function kernelSource(spec: KernelSpec): string {
+  return `function ${spec.name}(${spec.params.join(', ')}) {\n${spec.body}\n}`;
+}
+
 /** A live gpu.js instance bound to one GL context. */
 export interface GlRuntime {
   readonly kernelClass: GlKernelClass;
   readonly renderer: string;
   readonly version: string;
   readonly maxTextureSize: number;
-  kernel(spec: KernelSpec): GlKernel;
+  kernel<P extends string>(spec: KernelSpec<P>): GlKernel<P>;
   /** Uploads `data` as a `[width, height]` 2-d argument. */
   input(data: Float32Array, width: number, height: number): GlInput;
   /** Reads a texture back: `width * height` floats, row-major (`y * width + x`). */
@@ -272,7 +294,7 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
       };
       if (spec.returnType) settings.returnType = spec.returnType;
       if (spec.nativeFunctions) settings.nativeFunctions = spec.nativeFunctions.map((f) => ({ ...f }));
-      const kernelRun = gpu.createKernel(spec.source, settings);
+      const kernelRun = gpu.createKernel(kernelSource(spec), settings);
       return {
         run(output, args) {
           // setOutput reallocates the output texture and resizes the shared canvas: only on a change.
@@ -285,7 +307,10 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
           // put it back for this kernel, or a kernel run after another one grew it maps wrongly.
           const maxTexSize = kernelRun.kernel.maxTexSize as number[] | null;
           if (maxTexSize) context.viewport(0, 0, maxTexSize[0], maxTexSize[1]);
-          const raw = args.map((a) => (typeof a === 'number' ? a : (a as TextureHandle | InputHandle).raw));
+          const raw = spec.params.map((name) => {
+            const a = args[name];
+            return typeof a === 'number' ? a : (a as TextureHandle | InputHandle).raw;
+          });
           let result: any;
           try {
             result = kernelRun(...raw);

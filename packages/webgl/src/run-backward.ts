@@ -10,7 +10,7 @@ import {
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArgument } from './gl.js';
+import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArguments } from './gl.js';
 import { DUMMY, maskFloats, padRows, queryRowIndex } from './inputs.js';
 import {
   DKV_INFO,
@@ -31,27 +31,12 @@ import {
   sinkTermsKernel,
 } from './kernels/backward.js';
 
-/** The compiled backward kernels (one instance each: none reads its own output). */
-export interface BackwardKernels {
-  rowMax: GlKernel;
-  rowSum: GlKernel;
-  /** WebGL2 forms of rowMax and rowSum, summing the logits as gradQ4/gradKV4 do. */
-  rowMax4: GlKernel;
-  rowSum4: GlKernel;
-  delta: GlKernel;
-  /** WebGL2 form of delta, summed in the vectorized kernels' order. */
-  delta4: GlKernel;
-  gradQ: GlKernel;
-  gradKV: GlKernel;
-  /** WebGL2 (texelFetch) forms of gradQ and gradKV: four columns a thread. */
-  gradQ4: GlKernel;
-  gradKV4: GlKernel;
-  gradBias: GlKernel;
-  sinkTerms: GlKernel;
-}
-
-/** Compiles the backward kernels. */
-export function compileBackwardKernels(runtime: GlRuntime): BackwardKernels {
+/**
+ * Compiles the backward kernels (one instance each: none reads its own output). The `4` forms are
+ * WebGL2's: texelFetch, four columns a thread, and rowMax4/rowSum4/delta4 sum the logits in the
+ * order gradQ4/gradKV4 do.
+ */
+export function compileBackwardKernels(runtime: GlRuntime) {
   return {
     rowMax: runtime.kernel(rowMaxKernel),
     rowSum: runtime.kernel(rowSumKernel),
@@ -67,6 +52,9 @@ export function compileBackwardKernels(runtime: GlRuntime): BackwardKernels {
     sinkTerms: runtime.kernel(sinkTermsKernel),
   };
 }
+
+/** The compiled backward kernels, each taking its arguments by the names its spec declares. */
+export type BackwardKernels = ReturnType<typeof compileBackwardKernels>;
 
 /**
  * Most query rows one reduction element (a bias element, a sink) walks before its box is split into
@@ -113,15 +101,15 @@ function rangeTable(boxes: readonly Box[], from: number, count: number): Float32
  * `blockElements` elements, and hands each block's values (`[cw, rc]`, row-major) to `take`.
  * `table(r0, rc)` makes the block rows' table; `args(table, c0)` the kernel's arguments.
  */
-function runGrid(
+function runGrid<P extends string>(
   runtime: GlRuntime,
-  kernel: GlKernel,
+  kernel: GlKernel<P>,
   width: number,
   rows: number,
   blockElements: number,
   table: (r0: number, rc: number) => Float32Array,
   tableWidth: number,
-  args: (table: GlInput, c0: number) => readonly KernelArgument[],
+  args: (table: GlInput, c0: number) => KernelArguments<P>,
   take: (values: Float32Array, r0: number, rc: number, c0: number, cw: number) => void,
   rgba = false,
 ): void {
@@ -186,21 +174,21 @@ export function runBackward(
     bias === null ? runtime.input(DUMMY, 1, 1) : runtime.input(bias.data, lkDim, bias.data.length / lkDim);
   const maskInput = keyMask === null ? runtime.input(DUMMY, 1, 1) : runtime.input(maskFloats(keyMask), Lk, B);
   const [sb, sh, si] = bias?.strides ?? [0, 0, 0];
-  const pairUniforms = [
+  const pairUniforms = {
     D,
     Dv,
     Hq,
     Lq,
     Lk,
-    problem.scale,
-    problem.softcap ?? 0,
-    bias === null ? 0 : 1,
-    lkDim === 1 ? 0 : 1,
-    sb / lkDim,
-    sh / lkDim,
-    si / lkDim,
+    scale: problem.scale,
+    softcap: problem.softcap ?? 0,
+    hasBias: bias === null ? 0 : 1,
+    biasKeyStride: lkDim === 1 ? 0 : 1,
+    bsb: sb / lkDim,
+    bsh: sh / lkDim,
+    bsi: si / lkDim,
     negInf,
-  ];
+  };
 
   const gradQ = new Float32Array(rowsQ * D);
   const gradK = new Float32Array(rowsK * D);
@@ -271,20 +259,26 @@ export function runBackward(
   // take slices of it.
   const rows = rowTable(0, rowsQ);
   const allRows = runtime.input(rows, DQ_INFO.width, rowsQ);
-  const logitArgs = [q, k, biasInput, maskInput, headInfo, allRows];
+  const logitArgs = { q, k, bias: biasInput, keyMask: maskInput, heads: headInfo, rowInfo: allRows };
   const q4 = vectorized ? padded(problem.q, D, D4, rowsQ) : q;
   const k4 = vectorized ? padded(problem.k, D, D4, rowsK) : k;
-  const logitArgs4 = [q4, k4, biasInput, maskInput, headInfo, allRows];
-  const uniforms4 = [D4, Dv4, Hq, Lq, Lk, lkDim, lkDim === 1 ? 0 : 1, bias === null ? 0 : 1];
-  const tail4 = [
-    ...uniforms4,
-    problem.scale,
-    problem.softcap ?? 0,
-    sb / lkDim,
-    sh / lkDim,
-    si / lkDim,
+  const logitArgs4 = { ...logitArgs, q: q4, k: k4 };
+  const tail4 = {
+    D4,
+    Dv4,
+    Hq,
+    Lq,
+    Lk,
+    lkDim,
+    biasKeyStride: lkDim === 1 ? 0 : 1,
+    hasBias: bias === null ? 0 : 1,
+    scale: problem.scale,
+    softcap: problem.softcap ?? 0,
+    bsb: sb / lkDim,
+    bsh: sh / lkDim,
+    bsi: si / lkDim,
     negInf,
-  ];
+  };
   const textures: GlTexture[] = [];
   const keep = (texture: GlTexture) => {
     textures.push(texture);
@@ -293,27 +287,21 @@ export function runBackward(
   try {
     const rowM = keep(
       vectorized
-        ? kernels.rowMax4.run([rowsQ, 1], [...logitArgs4, hasMask, ...tail4])
-        : kernels.rowMax.run([rowsQ, 1], [...logitArgs, hasMask, ...pairUniforms]),
+        ? kernels.rowMax4.run([rowsQ, 1], { ...logitArgs4, hasMask, ...tail4 })
+        : kernels.rowMax.run([rowsQ, 1], { ...logitArgs, hasMask, ...pairUniforms }),
     );
     const rowL = keep(
       vectorized
-        ? kernels.rowSum4.run([rowsQ, 1], [...logitArgs4, rowM, hasMask, ...tail4])
-        : kernels.rowSum.run([rowsQ, 1], [...logitArgs, rowM, hasMask, ...pairUniforms]),
+        ? kernels.rowSum4.run([rowsQ, 1], { ...logitArgs4, rowM, hasMask, ...tail4 })
+        : kernels.rowSum.run([rowsQ, 1], { ...logitArgs, rowM, hasMask, ...pairUniforms }),
     );
     const v4 = vectorized ? padded(problem.v, Dv, Dv4, rowsK) : v;
     const delta = keep(
       vectorized
-        ? kernels.delta4.run(
-            [rowsQ, 1],
-            [q4, k4, v4, dO4, ...logitArgs4.slice(2), rowM, rowL, hasMask, ...tail4],
-          )
-        : kernels.delta.run(
-            [rowsQ, 1],
-            [q, k, v, dO, ...logitArgs.slice(2), rowM, rowL, hasMask, ...pairUniforms],
-          ),
+        ? kernels.delta4.run([rowsQ, 1], { ...logitArgs4, v: v4, dO: dO4, rowM, rowL, hasMask, ...tail4 })
+        : kernels.delta.run([rowsQ, 1], { ...logitArgs, v, dO, rowM, rowL, hasMask, ...pairUniforms }),
     );
-    const tensors = [q, k, v, dO, rowM, rowL, delta, biasInput];
+    const tensors = { q, k, v, dO, rowM, rowL, delta, bias: biasInput };
 
     const scatter =
       (out: Float32Array, width: number, texelsPerRow: number, from: number) =>
@@ -336,59 +324,77 @@ export function runBackward(
       takeK(values, r0, rc, c0, cw);
       takeV(values, r0, rc, c0, cw);
     };
-    let qArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
-    let kvArgs: (info: GlInput, c0: number) => readonly KernelArgument[];
-    if (vectorized) {
-      qArgs = (info, c0) => [
-        q4,
-        k4,
-        v4,
-        dO4,
-        biasInput,
-        maskInput,
-        rowM,
-        rowL,
-        delta,
-        headInfo,
-        info,
-        c0,
-        hasMask,
-        ...tail4,
-      ];
-      kvArgs = (info, c0) => [q4, k4, v4, dO4, biasInput, rowM, rowL, delta, headInfo, info, c0, ...tail4];
-    } else {
-      qArgs = (info, c0) => [...tensors, maskInput, headInfo, info, c0, hasMask, ...pairUniforms];
-      kvArgs = (info, c0) => [
-        q,
-        k,
-        v,
-        dO,
-        rowM,
-        rowL,
-        delta,
-        biasInput,
-        headInfo,
-        info,
-        c0,
-        D4,
-        ...pairUniforms,
-      ];
-    }
     // gradQ: one thread per (query row, texel), looping over the row's visible keys.
-    const qKernel = vectorized ? kernels.gradQ4 : kernels.gradQ;
-    const rowSlice = (r0: number, rc: number) => rows.subarray(r0 * DQ_INFO.width, (r0 + rc) * DQ_INFO.width);
-    runGrid(runtime, qKernel, D4, rowsQ, blockElements, rowSlice, DQ_INFO.width, qArgs, takeQ, true);
     // gradK | gradV: one thread per (kv row, texel), looping over the group's heads and the
     // queries that can see the key.
-    const kvKernel = vectorized ? kernels.gradKV4 : kernels.gradKV;
-    runGrid(runtime, kvKernel, D4 + Dv4, rowsK, blockElements, kvTable, DKV_INFO.width, kvArgs, takeKV, true);
+    const rowSlice = (r0: number, rc: number) => rows.subarray(r0 * DQ_INFO.width, (r0 + rc) * DQ_INFO.width);
+    if (vectorized) {
+      const tensors4 = { q: q4, k: k4, v: v4, dO: dO4, bias: biasInput, rowM, rowL, delta, heads: headInfo };
+      runGrid(
+        runtime,
+        kernels.gradQ4,
+        D4,
+        rowsQ,
+        blockElements,
+        rowSlice,
+        DQ_INFO.width,
+        (rowInfo, c0) => ({ ...tensors4, keyMask: maskInput, rowInfo, c0, hasMask, ...tail4 }),
+        takeQ,
+        true,
+      );
+      runGrid(
+        runtime,
+        kernels.gradKV4,
+        D4 + Dv4,
+        rowsK,
+        blockElements,
+        kvTable,
+        DKV_INFO.width,
+        (kvInfo, c0) => ({ ...tensors4, kvInfo, c0, ...tail4 }),
+        takeKV,
+        true,
+      );
+    } else {
+      runGrid(
+        runtime,
+        kernels.gradQ,
+        D4,
+        rowsQ,
+        blockElements,
+        rowSlice,
+        DQ_INFO.width,
+        (rowInfo, c0) => ({
+          ...tensors,
+          keyMask: maskInput,
+          heads: headInfo,
+          rowInfo,
+          c0,
+          hasMask,
+          ...pairUniforms,
+        }),
+        takeQ,
+        true,
+      );
+      runGrid(
+        runtime,
+        kernels.gradKV,
+        D4 + Dv4,
+        rowsK,
+        blockElements,
+        kvTable,
+        DKV_INFO.width,
+        (kvInfo, c0) => ({ ...tensors, heads: headInfo, kvInfo, c0, D4, ...pairUniforms }),
+        takeKV,
+        true,
+      );
+    }
 
     // Sum-of-parts reductions: each box's parts run as rows of one grid; the host adds them in order.
-    const reduce = (
-      kernel: GlKernel,
+    const reduce = <P extends string>(
+      kernel: GlKernel<P>,
       boxes: readonly Box[],
       width: number,
-      args: (info: GlInput, c0: number) => readonly KernelArgument[],
+      args: (info: GlInput, c0: number) => KernelArguments<P>,
     ): Float64Array[] => {
       const parts = boxes.map(splitBox);
       const flat = parts.flat();
@@ -412,7 +418,16 @@ export function runBackward(
       );
       return sums;
     };
-    const sinkTermArgs = (info: GlInput) => [rowM, rowL, delta, headInfo, info, Hq, Lq, negInf];
+    const sinkTermArgs = (rangeInfo: GlInput) => ({
+      rowM,
+      rowL,
+      delta,
+      heads: headInfo,
+      rangeInfo,
+      Hq,
+      Lq,
+      negInf,
+    });
 
     if (bias !== null) {
       // One box per bias row: its own coordinates, the whole range along broadcast dimensions.
@@ -432,18 +447,18 @@ export function runBackward(
       const sums =
         lkDim === 1
           ? reduce(kernels.sinkTerms, boxes, 1, sinkTermArgs)
-          : reduce(kernels.gradBias, boxes, Lk, (info, c0) => [
+          : reduce(kernels.gradBias, boxes, Lk, (rangeInfo, j0) => ({
               ...tensors,
-              maskInput,
-              headInfo,
-              info,
-              c0,
+              keyMask: maskInput,
+              heads: headInfo,
+              rangeInfo,
+              j0,
               hasMask,
-              problem.causal ? 1 : 0,
-              W ?? 0,
+              causal: problem.causal ? 1 : 0,
+              win: W ?? 0,
               Hkv,
               ...pairUniforms,
-            ]);
+            }));
       const out = new Float32Array(bias.data.length);
       for (let n = 0; n < sums.length; n++) {
         for (let x = 0; x < lkDim; x++) out[n * lkDim + x] = sums[n][x];

@@ -11,7 +11,7 @@ import {
   queryPosition,
   visibleKeyRange,
 } from '@attnkit/spec';
-import type { GlInput, GlKernel, GlRuntime, GlTexture } from './gl.js';
+import type { GlInput, GlRuntime, GlTexture } from './gl.js';
 import { DUMMY, maskFloats, padRows, queryRowIndex } from './inputs.js';
 import {
   accumulateKernel,
@@ -26,38 +26,30 @@ import {
   weightsKernel,
 } from './kernels/forward.js';
 
-/** The compiled forward kernels. */
-export interface ForwardKernels {
-  scores: GlKernel;
-  /** Two instances each, alternated by tile: see {@link compileForwardKernels}. */
-  rowMax: readonly [GlKernel, GlKernel];
-  probs: GlKernel;
-  accumulate: readonly [GlKernel, GlKernel];
-  initMax: GlKernel;
-  initAcc: GlKernel;
-  finalize: GlKernel;
-  weights: GlKernel;
-  /** WebGL2: packs an input four floats a texel, once per call. */
-  pack: GlKernel;
-}
-
 /** Compiles the forward kernels; `vectorized` (WebGL2) takes the texelFetch forms. */
-export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean): ForwardKernels {
+export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean) {
   return {
     scores: runtime.kernel(scoresKernel(vectorized)),
-    // A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
+    // Two instances each of rowMax and accumulate, alternated by tile. A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
     // earlier run (of any earlier shape); the running max and accumulator therefore alternate
     // between two compiled instances so no kernel ever reads its own output.
-    rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))],
+    rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))] as const,
     probs: runtime.kernel(probsKernel(vectorized)),
-    accumulate: [runtime.kernel(accumulateKernel(vectorized)), runtime.kernel(accumulateKernel(vectorized))],
+    accumulate: [
+      runtime.kernel(accumulateKernel(vectorized)),
+      runtime.kernel(accumulateKernel(vectorized)),
+    ] as const,
     initMax: runtime.kernel(initMaxKernel),
     initAcc: runtime.kernel(initAccKernel(vectorized)),
     finalize: runtime.kernel(finalizeKernel(vectorized)),
     weights: runtime.kernel(weightsKernel(vectorized)),
+    // WebGL2: packs an input four floats a texel, once per call.
     pack: runtime.kernel(packKernel),
   };
 }
+
+/** The compiled forward kernels, each taking its arguments by the names its spec declares. */
+export type ForwardKernels = ReturnType<typeof compileForwardKernels>;
 
 /** How a forward call is cut up: a function of the shape and the limits only. */
 export interface ForwardPlan {
@@ -138,7 +130,11 @@ export function runForward(
     if (!webgl2) return uploaded;
     const texels = Math.ceil(data.length / 4);
     const texWidth = Math.min(texels, max);
-    const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], [uploaded, texWidth, texels]);
+    const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], {
+      data: uploaded,
+      width: texWidth,
+      texels,
+    });
     held.push(packed);
     return packed;
   };
@@ -194,40 +190,48 @@ export function runForward(
         }
       }
       const rowInfo = runtime.input(info, ROW_INFO.width, rc);
-      let m = kernels.initMax.run([1, rc], [rowInfo]);
-      let acc = kernels.initAcc.run([accWidth, rc], [rowInfo, Dv, negInf]);
+      let m = kernels.initMax.run([1, rc], { rowInfo });
+      let acc = kernels.initAcc.run([accWidth, rc], { rowInfo, Dv, negInf });
       // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
       const tileStarts: number[] = [];
       for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
-      const logitArgs = (j0: number) => [
+      const logitArgs = (j0: number) => ({
         bias,
         keyMask,
         rowInfo,
         j0,
         Lk,
         biasKeyStride,
-        problem.bias !== null ? 1 : 0,
-        problem.keyMask !== null ? 1 : 0,
-        problem.causal ? 1 : 0,
-        problem.slidingWindow ?? 0,
+        hasBias: problem.bias !== null ? 1 : 0,
+        hasMask: problem.keyMask !== null ? 1 : 0,
+        causal: problem.causal ? 1 : 0,
+        win: problem.slidingWindow ?? 0,
         negInf,
-      ];
-      const scoreArgs = (j0: number) => [
+      });
+      const scoreArgs = (j0: number) => ({
         q,
         k,
         ...logitArgs(j0),
-        dotLength,
-        problem.scale,
-        problem.softcap ?? 0,
-      ];
+        D: dotLength,
+        scale: problem.scale,
+        softcap: problem.softcap ?? 0,
+      });
       for (const [n, j0] of tileStarts.entries()) {
         const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-        const mNew = kernels.rowMax[n % 2].run([1, rc], [s, m, tile, ...logitArgs(j0)]);
-        const p = kernels.probs.run([tile, rc], [s, mNew, ...logitArgs(j0)]);
-        const accNew = kernels.accumulate[n % 2].run(
-          [accWidth, rc],
-          [p, v, acc, m, mNew, rowInfo, j0, tile, webgl2 ? groups : Dv, negInf],
-        );
+        const mNew = kernels.rowMax[n % 2].run([1, rc], { scores: s, mPrev: m, tile, ...logitArgs(j0) });
+        const p = kernels.probs.run([tile, rc], { scores: s, m: mNew, ...logitArgs(j0) });
+        const accNew = kernels.accumulate[n % 2].run([accWidth, rc], {
+          probs: p,
+          v,
+          accPrev: acc,
+          mPrev: m,
+          mNew,
+          rowInfo,
+          j0,
+          tile,
+          Dv: webgl2 ? groups : Dv,
+          negInf,
+        });
         release(s);
         release(p);
         release(m);
@@ -236,7 +240,7 @@ export function runForward(
         m = mNew;
         acc = accNew;
       }
-      const done = kernels.finalize.run([Dv + 1, rc], [acc, m, Dv, groups, negInf]);
+      const done = kernels.finalize.run([Dv + 1, rc], { acc, m, Dv, groups, negInf });
       const values = runtime.read(done);
       release(done);
       for (let rr = 0; rr < rc; rr++) {
@@ -247,7 +251,7 @@ export function runForward(
       if (weights) {
         for (const j0 of tileStarts) {
           const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-          const w = kernels.weights.run([tile, rc], [s, m, acc, Dv, groups, ...logitArgs(j0)]);
+          const w = kernels.weights.run([tile, rc], { scores: s, m, acc, Dv, groups, ...logitArgs(j0) });
           const block = runtime.read(w);
           release(s);
           release(w);

@@ -3,12 +3,13 @@
  * MAX_TEXTURE_SIZE per side and `blockElements` elements, each read back into its place.
  */
 import type { MatmulProblem } from '@attnkit/spec';
-import type { GlKernel, GlRuntime } from './gl.js';
+import type { GlRuntime, KernelOf } from './gl.js';
 import { DUMMY } from './inputs.js';
+import type { matmulKernel } from './kernels/forward.js';
 
 export function runMatmul(
   runtime: GlRuntime,
-  kernel: GlKernel,
+  kernel: KernelOf<typeof matmulKernel>,
   problem: MatmulProblem,
   blockElements: number,
 ): Float32Array {
@@ -24,7 +25,7 @@ export function runMatmul(
     const rc = Math.min(rowsPer, m - m0);
     for (let n0 = 0; n0 < n; n0 += cols) {
       const cc = Math.min(cols, n - n0);
-      const t = kernel.run([cc, rc], [a, b, bias, m0, n0, K, problem.bias === null ? 0 : 1]);
+      const t = kernel.run([cc, rc], { a, b, bias, m0, n0, K, hasBias: problem.bias === null ? 0 : 1 });
       const block = runtime.read(t);
       runtime.release(t);
       for (let r = 0; r < rc; r++) out.set(block.subarray(r * cc, (r + 1) * cc), (m0 + r) * n + n0);

@@ -20,7 +20,7 @@
  * `keyMask [Lk, B]` (1/0 floats), `heads [4, Hq]` (`0 ALiBi slope, 1 sink or -inf, 2 kv head`), and
  * uniforms. A bias row is `b * bsb + h * bsh + i * bsi` (strides in units of bias rows).
  */
-import type { KernelSpec } from '../gl.js';
+import { defineKernel } from '../gl.js';
 import { LOOP_MAX, TANH } from './forward.js';
 
 /** Columns of the per-output-row tables the host builds (exact integers, see kernels.ts). */
@@ -151,8 +151,22 @@ function eachSeeingQuery(body: string): string {
     }`;
 }
 
-/** The uniforms every pair needs, in order (after the tensors). */
-const PAIR_UNIFORMS = 'D, Dv, Hq, Lq, Lk, scale, softcap, hasBias, biasKeyStride, bsb, bsh, bsi, negInf';
+/** The uniforms every pair needs (after the tensors). */
+const PAIR_PARAMS = [
+  'D',
+  'Dv',
+  'Hq',
+  'Lq',
+  'Lk',
+  'scale',
+  'softcap',
+  'hasBias',
+  'biasKeyStride',
+  'bsb',
+  'bsh',
+  'bsi',
+  'negInf',
+] as const;
 
 /**
  * The row max of the logits `s + bias + alibi` over visible keys, starting from the sink (or -inf),
@@ -160,28 +174,27 @@ const PAIR_UNIFORMS = 'D, Dv, Hq, Lq, Lk, scale, softcap, hasBias, biasKeyStride
  * `[rowsQ, 1]` (a 1-high output is stored as a square texture, so rows are not bounded by
  * MAX_TEXTURE_SIZE).
  */
-export const rowMaxKernel: KernelSpec = {
+export const rowMaxKernel = defineKernel({
   name: 'rowMaxB',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  source: `function rowMaxB(q, k, bias, keyMask, heads, rowInfo, hasMask, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.x;
+  params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'hasMask', ...PAIR_PARAMS],
+  body: `  const rr = this.thread.x;
   const r = rowInfo[rr][0];
   ${ROW_FACTS}
   let m = heads[h][1];
   ${visibleKeys(`${PAIR_LOGIT}
       m = Math.max(m, s + biasValue + alibi);`)}
-  return m;
-}`,
-};
+  return m;`,
+});
 
 /** The row's denominator `exp(sink - m) + sum_j exp(logit_j - m)` given {@link rowMaxKernel}'s m. */
-export const rowSumKernel: KernelSpec = {
+export const rowSumKernel = defineKernel({
   name: 'rowSumB',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  source: `function rowSumB(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.x;
+  params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'rowM', 'hasMask', ...PAIR_PARAMS],
+  body: `  const rr = this.thread.x;
   const r = rowInfo[rr][0];
   const mR = rowM[0][r];
   if (mR == negInf) {
@@ -198,9 +211,8 @@ export const rowSumKernel: KernelSpec = {
       if (x >= -104.0) {
       l += Math.exp(x);`)}
   }
-  return l;
-}`,
-};
+  return l;`,
+});
 
 /**
  * `a0..a3 += factor * tensor[row][c..c+3]`, the columns past `width` left alone (they would read the
@@ -220,13 +232,28 @@ function add4(factor: string, tensor: string, row: string, width: string): strin
  * `scale * sum_j dR_ij k_j[c]` over the row's visible keys `[start, end)` (the key mask on top). A
  * row with lse = -inf saw nothing: 0.
  */
-export const gradQKernel: KernelSpec = {
+export const gradQKernel = defineKernel({
   name: 'gradQ',
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  source: `function gradQ(q, k, v, dO, rowM, rowL, delta, bias, keyMask, heads, rowInfo, c0, hasMask, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.y;
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'rowM',
+    'rowL',
+    'delta',
+    'bias',
+    'keyMask',
+    'heads',
+    'rowInfo',
+    'c0',
+    'hasMask',
+    ...PAIR_PARAMS,
+  ],
+  body: `  const rr = this.thread.y;
   const c = 4.0 * (c0 + this.thread.x);
   const r = rowInfo[rr][0];
   const mR = rowM[0][r];
@@ -243,9 +270,8 @@ export const gradQKernel: KernelSpec = {
       ${add4('dr', 'k', 'kRow', 'D')}`)}
     }
   }
-  return [scale * a0, scale * a1, scale * a2, scale * a3];
-}`,
-};
+  return [scale * a0, scale * a1, scale * a2, scale * a3];`,
+});
 
 /**
  * gradK and gradV in one pass, four columns a thread: texels `0..D4-1` of an output row are gradK,
@@ -253,13 +279,27 @@ export const gradQKernel: KernelSpec = {
  * `[headLo, headHi)` and the queries `[queryLo, queryHi)` that can see the key (empty when the key
  * mask hides it): gradK `scale * sum dR_ij q_i[c]`, gradV `sum P_ij dO_i[c]`.
  */
-export const gradKVKernel: KernelSpec = {
+export const gradKVKernel = defineKernel({
   name: 'gradKV',
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  source: `function gradKV(q, k, v, dO, rowM, rowL, delta, bias, heads, kvInfo, c0, D4, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.y;
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'rowM',
+    'rowL',
+    'delta',
+    'bias',
+    'heads',
+    'kvInfo',
+    'c0',
+    'D4',
+    ...PAIR_PARAMS,
+  ],
+  body: `  const rr = this.thread.y;
   const t = c0 + this.thread.x;
   let isK = 1.0;
   let c = 4.0 * t;
@@ -291,21 +331,38 @@ export const gradKVKernel: KernelSpec = {
   if (isK > 0.5) {
     return [scale * a0, scale * a1, scale * a2, scale * a3];
   }
-  return [a0, a1, a2, a3];
-}`,
-};
+  return [a0, a1, a2, a3];`,
+});
 
 /**
  * gradBias for a bias with a key dimension: element `(key j0 + x, row y)` is `sum dS_ij` over the
  * row's box of (b, h, i) (its broadcast dimensions, or one part of them), restricted to the queries
  * that can see key j and the batches whose key mask keeps it. The host sums the parts.
  */
-export const gradBiasKernel: KernelSpec = {
+export const gradBiasKernel = defineKernel({
   name: 'gradBias',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  source: `function gradBias(q, k, v, dO, rowM, rowL, delta, bias, keyMask, heads, rangeInfo, j0, hasMask, causal, win, Hkv, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.y;
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'rowM',
+    'rowL',
+    'delta',
+    'bias',
+    'keyMask',
+    'heads',
+    'rangeInfo',
+    'j0',
+    'hasMask',
+    'causal',
+    'win',
+    'Hkv',
+    ...PAIR_PARAMS,
+  ],
+  body: `  const rr = this.thread.y;
   const j = j0 + this.thread.x;
   const offset = Lk - Lq;
   let iLo = rangeInfo[rr][4];
@@ -338,9 +395,8 @@ export const gradBiasKernel: KernelSpec = {
       }
     }
   }
-  return acc;
-}`,
-};
+  return acc;`,
+});
 
 /**
  * `sum P_sink,r * D_r` over a box of rows, `P_sink = exp(sink_h - m_r) / l_r`: the sink gradient is
@@ -349,11 +405,11 @@ export const gradBiasKernel: KernelSpec = {
  * (exactly, with D_i = sum_j P_ij dP_ij from {@link deltaKernel} and `sum_j P_ij + P_sink = 1`
  * from {@link rowSumKernel}; 0 without a sink). Output `[1, rows]`.
  */
-export const sinkTermsKernel: KernelSpec = {
+export const sinkTermsKernel = defineKernel({
   name: 'sinkTerms',
   loopMaxIterations: LOOP_MAX,
-  source: `function sinkTerms(rowM, rowL, delta, heads, rangeInfo, Hq, Lq, negInf) {
-  const rr = this.thread.y;
+  params: ['rowM', 'rowL', 'delta', 'heads', 'rangeInfo', 'Hq', 'Lq', 'negInf'],
+  body: `  const rr = this.thread.y;
   const bLo = rangeInfo[rr][0];
   const bHi = rangeInfo[rr][1];
   const hLo = rangeInfo[rr][2];
@@ -376,9 +432,8 @@ export const sinkTermsKernel: KernelSpec = {
       }
     }
   }
-  return acc;
-}`,
-};
+  return acc;`,
+});
 
 /**
  * WebGL2 only (GLSL ES 3.00 texelFetch): GLSL for texel `t` of input `name`, read straight from the
@@ -476,10 +531,23 @@ const NATIVE4_INTS = `int D4 = int(D4f);
   int Lk = int(Lkf);
   int lkDim = int(lkDimf);
   int biasKeyStride = int(biasKeyStridef);`;
-const NATIVE4_ARGS = 'D4, Dv4, Hq, Lq, Lk, lkDim, biasKeyStride, hasBias, scale, softcap';
+/** The uniforms a vectorized native takes: its shell's parameters of the same names, passed through. */
+const NATIVE4_UNIFORMS = [
+  'D4',
+  'Dv4',
+  'Hq',
+  'Lq',
+  'Lk',
+  'lkDim',
+  'biasKeyStride',
+  'hasBias',
+  'scale',
+  'softcap',
+] as const;
+const NATIVE4_ARGS = NATIVE4_UNIFORMS.join(', ');
 
-/** Shell arguments of the vectorized kernels (tensors, then uniforms), in order. */
-const SHELL4_UNIFORMS = `${NATIVE4_ARGS}, bsb, bsh, bsi, negInf`;
+/** The uniforms of the vectorized kernels' shells (after the tensors). */
+const SHELL4_PARAMS = [...NATIVE4_UNIFORMS, 'bsb', 'bsh', 'bsi', 'negInf'] as const;
 
 /** A vectorized row native's parameters (one query row's table facts, then the uniforms) and their ints. */
 const ROW4_PARAMS = `float rf, float kvBasef, float pos, float bf, float biasRowf, float slope, float sink, float startf, float endf, float hasMask, ${NATIVE4_PARAMS}`;
@@ -501,7 +569,7 @@ const row4Shell = (axis: 'x' | 'y') => `const rr = this.thread.${axis};
  * WebGL2 gradQ: one RGBA texel (four columns `4c..4c+3`) per thread, so each (query, key) pair's two
  * dot products serve four outputs and read four floats a fetch.
  */
-export const gradQ4Kernel: KernelSpec = {
+export const gradQ4Kernel = defineKernel({
   name: 'gradQ4',
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
@@ -523,18 +591,32 @@ export const gradQ4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function gradQ4(q, k, v, dO, bias, keyMask, rowM, rowL, delta, heads, rowInfo, c0, hasMask, ${SHELL4_UNIFORMS}) {
-  ${row4Shell('y')}
-  return attnGradQ4(rowM[0][r], rowL[0][r], delta[0][r], c0 + this.thread.x, ${ROW4_SHELL_ARGS});
-}`,
-};
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'bias',
+    'keyMask',
+    'rowM',
+    'rowL',
+    'delta',
+    'heads',
+    'rowInfo',
+    'c0',
+    'hasMask',
+    ...SHELL4_PARAMS,
+  ],
+  body: `  ${row4Shell('y')}
+  return attnGradQ4(rowM[0][r], rowL[0][r], delta[0][r], c0 + this.thread.x, ${ROW4_SHELL_ARGS});`,
+});
 
 /**
  * WebGL2 gradK | gradV: texels `0..D4-1` of an output row are gradK (four columns each), the next
  * `Dv4` gradV; loops like the portable gradKV. m, l, D_i and the slopes are read per row in the loop (m, l and D_i from the
  * red channel of their one-float-a-texel textures).
  */
-export const gradKV4Kernel: KernelSpec = {
+export const gradKV4Kernel = defineKernel({
   name: 'gradKV4',
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
@@ -589,17 +671,16 @@ export const gradKV4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function gradKV4(q, k, v, dO, bias, rowM, rowL, delta, heads, kvInfo, c0, ${SHELL4_UNIFORMS}) {
-  const rr = this.thread.y;
-  return attnGradKV4(kvInfo[rr][0], kvInfo[rr][1], kvInfo[rr][2], kvInfo[rr][3], kvInfo[rr][4], kvInfo[rr][5], kvInfo[rr][6], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});
-}`,
-};
+  params: ['q', 'k', 'v', 'dO', 'bias', 'rowM', 'rowL', 'delta', 'heads', 'kvInfo', 'c0', ...SHELL4_PARAMS],
+  body: `  const rr = this.thread.y;
+  return attnGradKV4(kvInfo[rr][0], kvInfo[rr][1], kvInfo[rr][2], kvInfo[rr][3], kvInfo[rr][4], kvInfo[rr][5], kvInfo[rr][6], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});`,
+});
 
 /**
  * WebGL2 row max: the logits summed exactly as attnGradQ4/attnGradKV4 sum them (four products a
  * texel), so the max key's `logit - m` is exactly 0 there too.
  */
-export const rowMax4Kernel: KernelSpec = {
+export const rowMax4Kernel = defineKernel({
   name: 'rowMax4',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [
@@ -614,14 +695,13 @@ export const rowMax4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function rowMax4(q, k, bias, keyMask, heads, rowInfo, hasMask, ${SHELL4_UNIFORMS}) {
-  ${row4Shell('x')}
-  return attnRowMax4(${ROW4_SHELL_ARGS});
-}`,
-};
+  params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'hasMask', ...SHELL4_PARAMS],
+  body: `  ${row4Shell('x')}
+  return attnRowMax4(${ROW4_SHELL_ARGS});`,
+});
 
 /** WebGL2 row denominator, given {@link rowMax4Kernel}'s m (see {@link rowSumKernel}). */
-export const rowSum4Kernel: KernelSpec = {
+export const rowSum4Kernel = defineKernel({
   name: 'rowSum4',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [
@@ -641,11 +721,10 @@ export const rowSum4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function rowSum4(q, k, bias, keyMask, heads, rowInfo, rowM, hasMask, ${SHELL4_UNIFORMS}) {
-  ${row4Shell('x')}
-  return attnRowSum4(rowM[0][r], ${ROW4_SHELL_ARGS});
-}`,
-};
+  params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'rowM', 'hasMask', ...SHELL4_PARAMS],
+  body: `  ${row4Shell('x')}
+  return attnRowSum4(rowM[0][r], ${ROW4_SHELL_ARGS});`,
+});
 
 /**
  * `D_i = sum_j P_ij dP_ij` over the row's visible keys with the P every gradient kernel uses. In
@@ -654,12 +733,25 @@ export const rowSum4Kernel: KernelSpec = {
  * the forward's O is not multiplied by the scale into gradQ and gradK (measured: README, "Backward").
  * Output `[rowsQ, 1]`.
  */
-export const deltaKernel: KernelSpec = {
+export const deltaKernel = defineKernel({
   name: 'delta',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  source: `function delta(q, k, v, dO, bias, keyMask, heads, rowInfo, rowM, rowL, hasMask, ${PAIR_UNIFORMS}) {
-  const rr = this.thread.x;
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'bias',
+    'keyMask',
+    'heads',
+    'rowInfo',
+    'rowM',
+    'rowL',
+    'hasMask',
+    ...PAIR_PARAMS,
+  ],
+  body: `  const rr = this.thread.x;
   const r = rowInfo[rr][0];
   const mR = rowM[0][r];
   if (mR == negInf) {
@@ -673,12 +765,11 @@ export const deltaKernel: KernelSpec = {
       ${PAIR_DP}
       sum += p * dp;`)}
   }
-  return sum;
-}`,
-};
+  return sum;`,
+});
 
 /** WebGL2 {@link deltaKernel}, in the vectorized kernels' order. */
-export const delta4Kernel: KernelSpec = {
+export const delta4Kernel = defineKernel({
   name: 'delta4',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [
@@ -701,8 +792,20 @@ export const delta4Kernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function delta4(q, k, v, dO, bias, keyMask, heads, rowInfo, rowM, rowL, hasMask, ${SHELL4_UNIFORMS}) {
-  ${row4Shell('x')}
-  return attnDelta4(rowM[0][r], rowL[0][r], ${ROW4_SHELL_ARGS});
-}`,
-};
+  params: [
+    'q',
+    'k',
+    'v',
+    'dO',
+    'bias',
+    'keyMask',
+    'heads',
+    'rowInfo',
+    'rowM',
+    'rowL',
+    'hasMask',
+    ...SHELL4_PARAMS,
+  ],
+  body: `  ${row4Shell('x')}
+  return attnDelta4(rowM[0][r], rowL[0][r], ${ROW4_SHELL_ARGS});`,
+});

@@ -8,7 +8,7 @@
  * the host computes exactly (integer arithmetic in float shaders is a rounding hazard):
  * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink`.
  */
-import type { KernelSpec } from '../gl.js';
+import { defineKernel } from '../gl.js';
 
 /** Column indices of the per-row table. */
 export const ROW_INFO = {
@@ -126,13 +126,24 @@ function logitParts(vectorized: boolean): string {
     : logitPartsSource('keyMask[rowInfo[rr][3]][j]', 'bias[rowInfo[rr][4]][j * biasKeyStride]');
 }
 
-/** The arguments every kernel that rebuilds a logit takes, in order. */
-const LOGIT_ARGS = 'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
+/** The arguments every kernel that rebuilds a logit takes. */
+const LOGIT_PARAMS = [
+  'bias',
+  'keyMask',
+  'rowInfo',
+  'j0',
+  'Lk',
+  'biasKeyStride',
+  'hasBias',
+  'hasMask',
+  'causal',
+  'win',
+  'negInf',
+] as const;
 
-/** The scores kernel around its dot product (`dotProduct` sets `dot` from `qRow`, `kRow`, `D`). */
-function scoresSource(dotProduct: string): string {
-  return `function scores(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
-  const rr = this.thread.y;
+/** The scores kernel's body around its dot product (`dotProduct` sets `dot` from `qRow`, `kRow`, `D`). */
+function scoresBody(dotProduct: string): string {
+  return `  const rr = this.thread.y;
   const j = j0 + this.thread.x;
   if (j >= Lk) {
     return 0.0;
@@ -157,8 +168,7 @@ function scoresSource(dotProduct: string): string {
   if (softcap > 0.0) {
     s = softcap * attnTanh(s / softcap);
   }
-  return s;
-}`;
+  return s;`;
 }
 
 /**
@@ -193,29 +203,30 @@ const DOT4 = {
  * thread.y = row. Keys past `Lk` (the ragged last tile) are masked like any other. With `webgl2`,
  * `D` is the padded width in texels (D4) and q, k rows are padded to it.
  */
-export function scoresKernel(webgl2: boolean): KernelSpec {
-  return {
+export function scoresKernel(webgl2: boolean) {
+  return defineKernel({
     name: 'scores',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: webgl2 ? [...NATIVE, DOT4] : NATIVE,
-    source: scoresSource(
+    params: ['q', 'k', ...LOGIT_PARAMS, 'D', 'scale', 'softcap'],
+    body: scoresBody(
       webgl2
         ? 'dot = attnDot4(qRow, kRow, D);'
         : `for (let d = 0; d < D; d++) {
     dot += q[qRow][d] * k[kRow][d];
   }`,
     ),
-  };
+  });
 }
 
 /** Running max of the logits `a + bias + alibi` over visible keys, NaN-propagating. Output `[1, rows]`. */
-export function rowMaxKernel(vectorized: boolean): KernelSpec {
-  return {
+export function rowMaxKernel(vectorized: boolean) {
+  return defineKernel({
     name: 'rowMax',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
-    source: `function rowMax(scores, mPrev, tile, ${LOGIT_ARGS}) {
-  const rr = this.thread.y;
+    params: ['scores', 'mPrev', 'tile', ...LOGIT_PARAMS],
+    body: `  const rr = this.thread.y;
   let m = mPrev[rr][0];
   for (let t = 0; t < tile; t++) {
     const j = j0 + t;
@@ -224,9 +235,8 @@ export function rowMaxKernel(vectorized: boolean): KernelSpec {
       m = attnNanMax(m, scores[rr][t] + biasValue + alibi);
     }
   }
-  return m;
-}`,
-  };
+  return m;`,
+  });
 }
 
 /**
@@ -257,17 +267,16 @@ const expShifted = (vectorized: boolean) => `const mm = m[rr][0];
   }`;
 
 /** Unnormalised probabilities of one tile. Output `[tile, rows]`. */
-export function probsKernel(vectorized: boolean): KernelSpec {
-  return {
+export function probsKernel(vectorized: boolean) {
+  return defineKernel({
     name: 'probs',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
-    source: `function probs(scores, m, ${LOGIT_ARGS}) {
-  const rr = this.thread.y;
+    params: ['scores', 'm', ...LOGIT_PARAMS],
+    body: `  const rr = this.thread.y;
   ${expShifted(vectorized)}
-  return p;
-}`,
-  };
+  return p;`,
+  });
 }
 
 /**
@@ -320,26 +329,25 @@ const ALPHA = `const mp = mPrev[rr][0];
  * Portable: output `[Dv + 1, rows]`, column `Dv` the denominator. WebGL2 (`vectorized`): output
  * `[groups, rows]` of RGBA texels, four columns each (see attnPV4); `Dv` is then `groups`.
  */
-export function accumulateKernel(vectorized: boolean): KernelSpec {
+export function accumulateKernel(vectorized: boolean) {
   if (vectorized) {
-    return {
+    return defineKernel({
       name: 'accumulate',
       loopMaxIterations: LOOP_MAX,
       returnType: 'Array(4)',
       nativeFunctions: [...NATIVE, PV4],
-      source: `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
-  const rr = this.thread.y;
+      params: ['probs', 'v', 'accPrev', 'mPrev', 'mNew', 'rowInfo', 'j0', 'tile', 'Dv', 'negInf'],
+      body: `  const rr = this.thread.y;
   ${ALPHA}
-  return attnPV4(rr, rowInfo[rr][1] + j0, this.thread.x, tile, Dv, alpha);
-}`,
-    };
+  return attnPV4(rr, rowInfo[rr][1] + j0, this.thread.x, tile, Dv, alpha);`,
+    });
   }
-  return {
+  return defineKernel({
     name: 'accumulate',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: NATIVE,
-    source: `function accumulate(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
-  const rr = this.thread.y;
+    params: ['probs', 'v', 'accPrev', 'mPrev', 'mNew', 'rowInfo', 'j0', 'tile', 'Dv', 'negInf'],
+    body: `  const rr = this.thread.y;
   const d = this.thread.x;
   ${ALPHA}
   const vBase = rowInfo[rr][1] + j0;
@@ -357,9 +365,8 @@ export function accumulateKernel(vectorized: boolean): KernelSpec {
   if (alpha == 0.0) {
     return sum;
   }
-  return alpha * accPrev[rr][d] + sum;
-}`,
-  };
+  return alpha * accPrev[rr][d] + sum;`,
+  });
 }
 
 /** WebGL2: column `d` of the RGBA accumulator of row `rr` (`groups` texels a row). */
@@ -379,18 +386,17 @@ function accAt(vectorized: boolean, d: string): string {
 }
 
 /** Initial running max: the sink logit, or -inf. Output `[1, rows]`. */
-export const initMaxKernel: KernelSpec = {
+export const initMaxKernel = defineKernel({
   name: 'initMax',
   loopMaxIterations: 1,
-  source: `function initMax(rowInfo) {
-  return rowInfo[this.thread.y][6];
-}`,
-};
+  params: ['rowInfo'],
+  body: `  return rowInfo[this.thread.y][6];`,
+});
 
 /** Initial accumulator: zeros, and a denominator of exp(sink - sink) = 1 when a sink is present. */
-export function initAccKernel(vectorized: boolean): KernelSpec {
+export function initAccKernel(vectorized: boolean) {
   if (vectorized) {
-    return {
+    return defineKernel({
       name: 'initAcc',
       loopMaxIterations: 1,
       returnType: 'Array(4)',
@@ -408,42 +414,40 @@ export function initAccKernel(vectorized: boolean): KernelSpec {
 }`,
         },
       ],
-      source: `function initAcc(rowInfo, Dv, negInf) {
-  let one = 1.0;
+      params: ['rowInfo', 'Dv', 'negInf'],
+      body: `  let one = 1.0;
   if (rowInfo[this.thread.y][6] == negInf) {
     one = 0.0;
   }
-  return attnInitAcc(this.thread.x, Dv, one);
-}`,
-    };
+  return attnInitAcc(this.thread.x, Dv, one);`,
+    });
   }
-  return {
+  return defineKernel({
     name: 'initAcc',
     loopMaxIterations: 1,
-    source: `function initAcc(rowInfo, Dv, negInf) {
-  if (this.thread.x < Dv) {
+    params: ['rowInfo', 'Dv', 'negInf'],
+    body: `  if (this.thread.x < Dv) {
     return 0.0;
   }
   const sink = rowInfo[this.thread.y][6];
   if (sink == negInf) {
     return 0.0;
   }
-  return 1.0;
-}`,
-  };
+  return 1.0;`,
+  });
 }
 
 /**
  * Output `[Dv + 1, rows]`: the attention output in columns `0..Dv-1` and `lse = m + ln(l)` in column
  * `Dv`. A row whose max is -inf saw no visible key and no sink: zeros and lse = -inf.
  */
-export function finalizeKernel(vectorized: boolean): KernelSpec {
-  return {
+export function finalizeKernel(vectorized: boolean) {
+  return defineKernel({
     name: 'finalize',
     loopMaxIterations: 1,
     nativeFunctions: vectorized ? [...NATIVE, ACC_AT] : NATIVE,
-    source: `function finalize(acc, m, Dv, groups, negInf) {
-  const rr = this.thread.y;
+    params: ['acc', 'm', 'Dv', 'groups', 'negInf'],
+    body: `  const rr = this.thread.y;
   const d = this.thread.x;
   const mm = m[rr][0];
   if (mm == negInf) {
@@ -459,31 +463,29 @@ export function finalizeKernel(vectorized: boolean): KernelSpec {
   if (attnIsNan(l) > 0.5) {
     return l;
   }
-  return mm + Math.log(l);
-}`,
-  };
+  return mm + Math.log(l);`,
+  });
 }
 
 /** The attention pattern of one tile, from the final max and denominator. Output `[tile, rows]`. */
-export function weightsKernel(vectorized: boolean): KernelSpec {
-  return {
+export function weightsKernel(vectorized: boolean) {
+  return defineKernel({
     name: 'weights',
     loopMaxIterations: LOOP_MAX,
     nativeFunctions: vectorized ? [...NATIVE, ACC_AT, ...LOGIT_NATIVE] : NATIVE,
-    source: `function weights(scores, m, acc, Dv, groups, ${LOGIT_ARGS}) {
-  const rr = this.thread.y;
+    params: ['scores', 'm', 'acc', 'Dv', 'groups', ...LOGIT_PARAMS],
+    body: `  const rr = this.thread.y;
   ${expShifted(vectorized)}
-  return p / ${accAt(vectorized, 'Dv')};
-}`,
-  };
+  return p / ${accAt(vectorized, 'Dv')};`,
+  });
 }
 
 /** `c = a @ b (+ bias)` over a block of the output: `[cols, rows]` starting at `(n0, m0)`. */
-export const matmulKernel: KernelSpec = {
+export const matmulKernel = defineKernel({
   name: 'matmul',
   loopMaxIterations: LOOP_MAX,
-  source: `function matmul(a, b, bias, m0, n0, K, hasBias) {
-  const row = m0 + this.thread.y;
+  params: ['a', 'b', 'bias', 'm0', 'n0', 'K', 'hasBias'],
+  body: `  const row = m0 + this.thread.y;
   const col = n0 + this.thread.x;
   let sum = 0.0;
   if (hasBias > 0.5) {
@@ -492,16 +494,15 @@ export const matmulKernel: KernelSpec = {
   for (let t = 0; t < K; t++) {
     sum += a[row][t] * b[t][col];
   }
-  return sum;
-}`,
-};
+  return sum;`,
+});
 
 /**
  * WebGL2 only: copies an uploaded input (4 floats a texel) into a kernel texture `[width, height]` of
  * RGBA texels in the same flat order, so q, k and v are uploaded once per call and then stay on the
  * GPU for every tile (gpu.js re-uploads array arguments on every kernel run).
  */
-export const packKernel: KernelSpec = {
+export const packKernel = defineKernel({
   name: 'pack',
   loopMaxIterations: 1,
   returnType: 'Array(4)',
@@ -516,7 +517,6 @@ export const packKernel: KernelSpec = {
 }`,
     },
   ],
-  source: `function pack(data, width, texels) {
-  return attnPack(this.thread.x, this.thread.y, width, texels);
-}`,
-};
+  params: ['data', 'width', 'texels'],
+  body: `  return attnPack(this.thread.x, this.thread.y, width, texels);`,
+});
