@@ -71,7 +71,7 @@ const PAIR_LOGIT = `let dot = 0.0;
           biasValue = bias[b * bsb + h * bsh + i * bsi][j * biasKeyStride];
         }
         let alibi = 0.0;
-        const slope = heads[h][0];
+        const slope = heads[h][${HEAD_INFO.slope}];
         if (slope != 0.0) {
           alibi = -slope * (pos - j);
         }`;
@@ -106,13 +106,13 @@ const PAIR_DR = `${PAIR_DS}
           }`;
 
 /** Query row `rr`'s facts from its table row (DQ_INFO), exact integers from the host. */
-const ROW_FACTS = `const kvBase = rowInfo[rr][1];
-  const pos = rowInfo[rr][2];
-  const b = rowInfo[rr][3];
-  const h = rowInfo[rr][4];
-  const i = rowInfo[rr][5];
-  const start = rowInfo[rr][6];
-  const end = rowInfo[rr][7];`;
+const ROW_FACTS = `const kvBase = rowInfo[rr][${DQ_INFO.kvBase}];
+  const pos = rowInfo[rr][${DQ_INFO.position}];
+  const b = rowInfo[rr][${DQ_INFO.batch}];
+  const h = rowInfo[rr][${DQ_INFO.head}];
+  const i = rowInfo[rr][${DQ_INFO.query}];
+  const start = rowInfo[rr][${DQ_INFO.start}];
+  const end = rowInfo[rr][${DQ_INFO.end}];`;
 
 /**
  * The loop over query row `r`'s visible keys `[start, end)` with the key mask on top, `BODY` run with
@@ -180,9 +180,9 @@ export const rowMaxKernel = defineKernel({
   nativeFunctions: [TANH],
   params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'hasMask', ...PAIR_PARAMS],
   body: `  const rr = this.thread.x;
-  const r = rowInfo[rr][0];
+  const r = rowInfo[rr][${DQ_INFO.row}];
   ${ROW_FACTS}
-  let m = heads[h][1];
+  let m = heads[h][${HEAD_INFO.sink}];
   ${visibleKeys(`${PAIR_LOGIT}
       m = Math.max(m, s + biasValue + alibi);`)}
   return m;`,
@@ -195,14 +195,14 @@ export const rowSumKernel = defineKernel({
   nativeFunctions: [TANH],
   params: ['q', 'k', 'bias', 'keyMask', 'heads', 'rowInfo', 'rowM', 'hasMask', ...PAIR_PARAMS],
   body: `  const rr = this.thread.x;
-  const r = rowInfo[rr][0];
+  const r = rowInfo[rr][${DQ_INFO.row}];
   const mR = rowM[0][r];
   if (mR == negInf) {
     return 0.0;
   }
   ${ROW_FACTS}
   let l = 0.0;
-  const sink = heads[h][1];
+  const sink = heads[h][${HEAD_INFO.sink}];
   if (sink > negInf) {
     l = Math.exp(sink - mR);
   }
@@ -255,7 +255,7 @@ export const gradQKernel = defineKernel({
   ],
   body: `  const rr = this.thread.y;
   const c = 4.0 * (c0 + this.thread.x);
-  const r = rowInfo[rr][0];
+  const r = rowInfo[rr][${DQ_INFO.row}];
   const mR = rowM[0][r];
   const lR = rowL[0][r];
   let a0 = 0.0;
@@ -307,13 +307,13 @@ export const gradKVKernel = defineKernel({
     isK = 0.0;
     c = 4.0 * (t - D4);
   }
-  const kRow = kvInfo[rr][0];
-  const j = kvInfo[rr][1];
-  const b = kvInfo[rr][2];
-  const hLo = kvInfo[rr][3];
-  const hHi = kvInfo[rr][4];
-  const iLo = kvInfo[rr][5];
-  const iHi = kvInfo[rr][6];
+  const kRow = kvInfo[rr][${DKV_INFO.kvRow}];
+  const j = kvInfo[rr][${DKV_INFO.key}];
+  const b = kvInfo[rr][${DKV_INFO.batch}];
+  const hLo = kvInfo[rr][${DKV_INFO.headLo}];
+  const hHi = kvInfo[rr][${DKV_INFO.headHi}];
+  const iLo = kvInfo[rr][${DKV_INFO.queryLo}];
+  const iHi = kvInfo[rr][${DKV_INFO.queryHi}];
   const offset = Lk - Lq;
   let a0 = 0.0;
   let a1 = 0.0;
@@ -365,8 +365,8 @@ export const gradBiasKernel = defineKernel({
   body: `  const rr = this.thread.y;
   const j = j0 + this.thread.x;
   const offset = Lk - Lq;
-  let iLo = rangeInfo[rr][4];
-  let iHi = rangeInfo[rr][5];
+  let iLo = rangeInfo[rr][${RANGE_INFO.iLo}];
+  let iHi = rangeInfo[rr][${RANGE_INFO.iHi}];
   if (causal > 0.5) {
     iLo = Math.max(iLo, j - offset);
   }
@@ -376,10 +376,10 @@ export const gradBiasKernel = defineKernel({
       iLo = Math.max(iLo, j - win - offset + 1.0);
     }
   }
-  const bLo = rangeInfo[rr][0];
-  const bHi = rangeInfo[rr][1];
-  const hLo = rangeInfo[rr][2];
-  const hHi = rangeInfo[rr][3];
+  const bLo = rangeInfo[rr][${RANGE_INFO.bLo}];
+  const bHi = rangeInfo[rr][${RANGE_INFO.bHi}];
+  const hLo = rangeInfo[rr][${RANGE_INFO.hLo}];
+  const hHi = rangeInfo[rr][${RANGE_INFO.hHi}];
   let acc = 0.0;
   for (let b = bLo; b < bHi; b++) {
     let live = 1.0;
@@ -389,7 +389,7 @@ export const gradBiasKernel = defineKernel({
     if (live > 0.5) {
       for (let h = hLo; h < hHi; h++) {
         const rowBase = (b * Hq + h) * Lq;
-        const kRow = (b * Hkv + heads[h][2]) * Lk + j;
+        const kRow = (b * Hkv + heads[h][${HEAD_INFO.kvHead}]) * Lk + j;
         ${eachSeeingQuery(`${PAIR_DS}
         acc += ds;`)}
       }
@@ -410,16 +410,16 @@ export const sinkTermsKernel = defineKernel({
   loopMaxIterations: LOOP_MAX,
   params: ['rowM', 'rowL', 'delta', 'heads', 'rangeInfo', 'Hq', 'Lq', 'negInf'],
   body: `  const rr = this.thread.y;
-  const bLo = rangeInfo[rr][0];
-  const bHi = rangeInfo[rr][1];
-  const hLo = rangeInfo[rr][2];
-  const hHi = rangeInfo[rr][3];
-  const iLo = rangeInfo[rr][4];
-  const iHi = rangeInfo[rr][5];
+  const bLo = rangeInfo[rr][${RANGE_INFO.bLo}];
+  const bHi = rangeInfo[rr][${RANGE_INFO.bHi}];
+  const hLo = rangeInfo[rr][${RANGE_INFO.hLo}];
+  const hHi = rangeInfo[rr][${RANGE_INFO.hHi}];
+  const iLo = rangeInfo[rr][${RANGE_INFO.iLo}];
+  const iHi = rangeInfo[rr][${RANGE_INFO.iHi}];
   let acc = 0.0;
   for (let b = bLo; b < bHi; b++) {
     for (let h = hLo; h < hHi; h++) {
-      const sink = heads[h][1];
+      const sink = heads[h][${HEAD_INFO.sink}];
       if (sink > negInf) {
         const rowBase = (b * Hq + h) * Lq;
         for (let i = iLo; i < iHi; i++) {
@@ -558,12 +558,12 @@ const ROW4_INTS = `${NATIVE4_INTS}
   int biasRow = int(biasRowf);
   int start = int(startf);
   int end = int(endf);`;
-const ROW4_SHELL_ARGS = `r, rowInfo[rr][1], rowInfo[rr][2], rowInfo[rr][3], biasRow, heads[h][0], heads[h][1], rowInfo[rr][6], rowInfo[rr][7], hasMask, ${NATIVE4_ARGS}`;
+const ROW4_SHELL_ARGS = `r, rowInfo[rr][${DQ_INFO.kvBase}], rowInfo[rr][${DQ_INFO.position}], rowInfo[rr][${DQ_INFO.batch}], biasRow, heads[h][${HEAD_INFO.slope}], heads[h][${HEAD_INFO.sink}], rowInfo[rr][${DQ_INFO.start}], rowInfo[rr][${DQ_INFO.end}], hasMask, ${NATIVE4_ARGS}`;
 /** The shell's lookups of its query row (thread `axis` indexes the row table): the native's arguments. */
 const row4Shell = (axis: 'x' | 'y') => `const rr = this.thread.${axis};
-  const r = rowInfo[rr][0];
-  const h = rowInfo[rr][4];
-  const biasRow = rowInfo[rr][3] * bsb + h * bsh + rowInfo[rr][5] * bsi;`;
+  const r = rowInfo[rr][${DQ_INFO.row}];
+  const h = rowInfo[rr][${DQ_INFO.head}];
+  const biasRow = rowInfo[rr][${DQ_INFO.batch}] * bsb + h * bsh + rowInfo[rr][${DQ_INFO.query}] * bsi;`;
 
 /**
  * WebGL2 gradQ: one RGBA texel (four columns `4c..4c+3`) per thread, so each (query, key) pair's two
@@ -673,7 +673,7 @@ export const gradKV4Kernel = defineKernel({
   ],
   params: ['q', 'k', 'v', 'dO', 'bias', 'rowM', 'rowL', 'delta', 'heads', 'kvInfo', 'c0', ...SHELL4_PARAMS],
   body: `  const rr = this.thread.y;
-  return attnGradKV4(kvInfo[rr][0], kvInfo[rr][1], kvInfo[rr][2], kvInfo[rr][3], kvInfo[rr][4], kvInfo[rr][5], kvInfo[rr][6], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});`,
+  return attnGradKV4(kvInfo[rr][${DKV_INFO.kvRow}], kvInfo[rr][${DKV_INFO.key}], kvInfo[rr][${DKV_INFO.batch}], kvInfo[rr][${DKV_INFO.headLo}], kvInfo[rr][${DKV_INFO.headHi}], kvInfo[rr][${DKV_INFO.queryLo}], kvInfo[rr][${DKV_INFO.queryHi}], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});`,
 });
 
 /**
@@ -752,7 +752,7 @@ export const deltaKernel = defineKernel({
     ...PAIR_PARAMS,
   ],
   body: `  const rr = this.thread.x;
-  const r = rowInfo[rr][0];
+  const r = rowInfo[rr][${DQ_INFO.row}];
   const mR = rowM[0][r];
   if (mR == negInf) {
     return 0.0;

@@ -69,7 +69,7 @@ function logitPartsSource(maskRead: string, biasRead: string): string {
     if (j >= Lk) {
       visible = 0.0;
     }
-    const pos = rowInfo[rr][2];
+    const pos = rowInfo[rr][${ROW_INFO.position}];
     if (causal > 0.5 && j > pos) {
       visible = 0.0;
     }
@@ -91,7 +91,7 @@ function logitPartsSource(maskRead: string, biasRead: string): string {
       biasValue = ${biasRead};
     }
     let alibi = 0.0;
-    const slope = rowInfo[rr][5];
+    const slope = rowInfo[rr][${ROW_INFO.slope}];
     if (slope != 0.0) {
       alibi = -slope * (pos - j);
     }`;
@@ -120,10 +120,13 @@ const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt
 function logitParts(vectorized: boolean): string {
   return vectorized
     ? logitPartsSource(
-        'attnMaskAt(rowInfo[rr][3], j, Lk)',
-        'attnBiasAt(rowInfo[rr][4], j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0)',
+        `attnMaskAt(rowInfo[rr][${ROW_INFO.batch}], j, Lk)`,
+        `attnBiasAt(rowInfo[rr][${ROW_INFO.biasRow}], j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0)`,
       )
-    : logitPartsSource('keyMask[rowInfo[rr][3]][j]', 'bias[rowInfo[rr][4]][j * biasKeyStride]');
+    : logitPartsSource(
+        `keyMask[rowInfo[rr][${ROW_INFO.batch}]][j]`,
+        `bias[rowInfo[rr][${ROW_INFO.biasRow}]][j * biasKeyStride]`,
+      );
 }
 
 /** The arguments every kernel that rebuilds a logit takes. */
@@ -148,7 +151,7 @@ function scoresBody(dotProduct: string): string {
   if (j >= Lk) {
     return 0.0;
   }
-  const pos = rowInfo[rr][2];
+  const pos = rowInfo[rr][${ROW_INFO.position}];
   if (causal > 0.5 && j > pos) {
     return 0.0;
   }
@@ -160,8 +163,8 @@ function scoresBody(dotProduct: string): string {
       return 0.0;
     }
   }
-  const qRow = rowInfo[rr][0];
-  const kRow = rowInfo[rr][1] + j;
+  const qRow = rowInfo[rr][${ROW_INFO.qRow}];
+  const kRow = rowInfo[rr][${ROW_INFO.kvBase}] + j;
   let dot = 0.0;
   ${dotProduct}
   let s = scale * dot;
@@ -339,7 +342,7 @@ export function accumulateKernel(vectorized: boolean) {
       params: ['probs', 'v', 'accPrev', 'mPrev', 'mNew', 'rowInfo', 'j0', 'tile', 'Dv', 'negInf'],
       body: `  const rr = this.thread.y;
   ${ALPHA}
-  return attnPV4(rr, rowInfo[rr][1] + j0, this.thread.x, tile, Dv, alpha);`,
+  return attnPV4(rr, rowInfo[rr][${ROW_INFO.kvBase}] + j0, this.thread.x, tile, Dv, alpha);`,
     });
   }
   return defineKernel({
@@ -350,7 +353,7 @@ export function accumulateKernel(vectorized: boolean) {
     body: `  const rr = this.thread.y;
   const d = this.thread.x;
   ${ALPHA}
-  const vBase = rowInfo[rr][1] + j0;
+  const vBase = rowInfo[rr][${ROW_INFO.kvBase}] + j0;
   let sum = 0.0;
   for (let t = 0; t < tile; t++) {
     const p = probs[rr][t];
@@ -390,7 +393,7 @@ export const initMaxKernel = defineKernel({
   name: 'initMax',
   loopMaxIterations: 1,
   params: ['rowInfo'],
-  body: `  return rowInfo[this.thread.y][6];`,
+  body: `  return rowInfo[this.thread.y][${ROW_INFO.sink}];`,
 });
 
 /** Initial accumulator: zeros, and a denominator of exp(sink - sink) = 1 when a sink is present. */
@@ -416,7 +419,7 @@ export function initAccKernel(vectorized: boolean) {
       ],
       params: ['rowInfo', 'Dv', 'negInf'],
       body: `  let one = 1.0;
-  if (rowInfo[this.thread.y][6] == negInf) {
+  if (rowInfo[this.thread.y][${ROW_INFO.sink}] == negInf) {
     one = 0.0;
   }
   return attnInitAcc(this.thread.x, Dv, one);`,
@@ -429,7 +432,7 @@ export function initAccKernel(vectorized: boolean) {
     body: `  if (this.thread.x < Dv) {
     return 0.0;
   }
-  const sink = rowInfo[this.thread.y][6];
+  const sink = rowInfo[this.thread.y][${ROW_INFO.sink}];
   if (sink == negInf) {
     return 0.0;
   }
