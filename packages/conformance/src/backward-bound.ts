@@ -3,6 +3,7 @@ import {
   kvHeadFor,
   queryPosition,
   referenceAttentionProblem64,
+  shapeSymbols,
   visibleKeyRange,
 } from '@attnkit/spec';
 
@@ -56,15 +57,7 @@ export function logitErrorBound(
   problem: AttentionProblem,
   gradOutput: ArrayLike<number>,
 ): GradientErrorBound {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const scale = Math.abs(problem.scale);
   const forward = referenceAttentionProblem64({ ...problem, returnLse: true, returnWeights: false });

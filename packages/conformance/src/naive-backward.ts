@@ -1,4 +1,10 @@
-import { type AttentionProblem, kvHeadFor, queryPosition, visibleKeyRange } from '@attnkit/spec';
+import {
+  type AttentionProblem,
+  kvHeadFor,
+  queryPosition,
+  shapeSymbols,
+  visibleKeyRange,
+} from '@attnkit/spec';
 import { naiveAttention32 } from './naive.js';
 
 /**
@@ -44,15 +50,7 @@ export function naiveBackwardOfForward32(
   lse: Float32Array,
   dO: Float32Array,
 ): NaiveGradients32 {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const scale = f(problem.scale);
   const cap = softcap === null ? null : f(softcap);

@@ -6,6 +6,7 @@ import {
   type MatmulInputs,
   mergeHeads,
   queryPosition,
+  shapeSymbols,
   splitHeads,
   validateAttention,
   validateLayer,
@@ -36,15 +37,7 @@ const tanh32 = (x: number): number => f(Math.tanh(x));
 
 /** Naive float32 attention of a validated problem (same semantics as `referenceAttentionProblem64`). */
 export function naiveAttention32(problem: AttentionProblem): NaiveResult32 {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const scale = f(problem.scale);
   const cap = softcap === null ? null : f(softcap);
@@ -140,16 +133,8 @@ export function naiveMatmulInputs32(inputs: MatmulInputs): Float32Array {
  * shape: where the naive layer and its naive backward both start.
  */
 export function naiveProjections32(inputs: LayerInputs, r: ReturnType<typeof validateLayer>['shape']) {
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const { weights: w } = inputs;
   const source = inputs.context ?? inputs.x;
   const q = splitHeads(naiveMatmul32(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);

@@ -39,6 +39,7 @@ import {
   snapshotMatmulProblem,
   snapshotOptions,
 } from './snapshot.js';
+import { shapeSymbols } from './symbols.js';
 import type {
   AttentionInputs,
   AttentionOptions,
@@ -310,15 +311,7 @@ export function assertSupported(
     }
   }
   if (limits.tensorElements !== undefined) {
-    const {
-      batch: B,
-      queryHeads: Hq,
-      kvHeads: Hkv,
-      queryLength: Lq,
-      keyLength: Lk,
-      headDim: D,
-      valueDim: Dv,
-    } = problem.shape;
+    const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
     const tensors: [string, number][] = [
       ['q', B * Hq * Lq * D],
       ['k', B * Hkv * Lk * D],

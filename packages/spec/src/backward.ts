@@ -1,5 +1,6 @@
 import { kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
 import { type ReferenceProblem, referenceAttentionProblem64 } from './reference.js';
+import { shapeSymbols } from './symbols.js';
 import type {
   AttentionBias,
   AttentionInputs,
@@ -134,15 +135,7 @@ export type ReferenceBackwardProblem = ReferenceProblem & { gradOutput: ArrayLik
  * gradients are zero. ALiBi slopes, the scale and the masks are not differentiated (constants).
  */
 export function referenceAttentionBackwardProblem64(problem: ReferenceBackwardProblem): ReferenceGradients64 {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, gradOutput: dO, scale, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const forward = referenceAttentionProblem64({ ...problem, returnLse: true, returnWeights: false });
   const O = forward.output;

@@ -156,6 +156,7 @@ export {
   snapshotMatmulProblem,
   snapshotOptions,
 } from './snapshot.js';
+export { type ShapeSymbols, shapeSymbols } from './symbols.js';
 export type {
   AttentionBias,
   AttentionInputs,

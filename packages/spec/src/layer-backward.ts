@@ -11,6 +11,7 @@ import {
   validateLayerFor,
 } from './layer.js';
 import { referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
+import { shapeSymbols } from './symbols.js';
 import type { AttentionOptions, AttentionResult } from './types.js';
 import { float32Tensor, resolveOptions } from './validate.js';
 
@@ -99,15 +100,7 @@ export async function multiHeadAttentionForward(
 
 /** Checks saved activations against the layer's sizes (types and lengths: they cannot be recomputed cheaply). */
 function checkSaved(saved: unknown, r: ResolvedLayer): LayerActivations {
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
   if (typeof saved !== 'object' || saved === null) {
     invalidArgument(BACKWARD, 'saved', 'the saved activations of multiHeadAttentionForward', saved);
   }
@@ -212,16 +205,8 @@ export async function multiHeadAttentionBackward(
 ): Promise<LayerGradients> {
   const layer = validateLayerFor(BACKWARD, inputs, options);
   const r = layer.shape;
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const dY = float32Tensor(BACKWARD, 'gradOutput', gradOutput, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
   let act: LayerActivations;
   if (saved !== undefined) act = checkSaved(saved, r);
@@ -350,16 +335,8 @@ export function referenceMultiHeadAttentionBackward64(
   options: AttentionOptions = {},
 ): ReferenceLayerGradients64 {
   const r = validateLayerFor(BACKWARD, inputs, options).shape;
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const dY = float32Tensor(BACKWARD, 'gradOutput', gradOutput, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
   const { w, q, k, v, shape } = referenceProjections64(inputs, r);
   const source = inputs.context ?? inputs.x;

@@ -1,6 +1,7 @@
 import type { AttentionBackend } from './backend.js';
 import { invalidArgument } from './errors.js';
 import { type ReferenceResult64, referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
+import { shapeSymbols } from './symbols.js';
 import type { AttentionOptions, AttentionResult, MatmulShape, ResolvedShape } from './types.js';
 import { float32Tensor, type ResolvedOptions, resolveOptions, resolveShape } from './validate.js';
 
@@ -116,16 +117,8 @@ export function validateLayerFor(
   const { modelDim: _modelDim, ...attentionShape } = shape;
   const s = resolveShape(attentionShape, context);
   const r: ResolvedLayer = { ...s, modelDim: modelDimValue };
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const x = tensor('x', inputs.x, B * Lq * M, `B*Lq*modelDim = ${B}*${Lq}*${M}`);
   let source: Float32Array | null = null;
   if (inputs.context !== undefined)
@@ -164,6 +157,31 @@ export function validateLayerFor(
 
 type NumericArray = Float32Array | Float64Array;
 
+/**
+ * Moves the heads between the projection's layout `[B, L, H*D]` (`blhd`) and the attention layout
+ * `[B, H, L, D]` (`bhld`): `toHeadsFirst` copies blhd to bhld, otherwise bhld to blhd.
+ */
+function moveHeads<T extends NumericArray>(
+  source: T,
+  batch: number,
+  length: number,
+  heads: number,
+  dim: number,
+  toHeadsFirst: boolean,
+): T {
+  const out = new (source.constructor as new (n: number) => T)(source.length);
+  for (let b = 0; b < batch; b++)
+    for (let l = 0; l < length; l++)
+      for (let h = 0; h < heads; h++) {
+        const blhd = ((b * length + l) * heads + h) * dim;
+        const bhld = ((b * heads + h) * length + l) * dim;
+        const from = toHeadsFirst ? blhd : bhld;
+        const to = toHeadsFirst ? bhld : blhd;
+        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
+      }
+  return out;
+}
+
 /** `[B, L, H*D]` -> `[B, H, L, D]`. */
 export function splitHeads<T extends NumericArray>(
   source: T,
@@ -172,15 +190,7 @@ export function splitHeads<T extends NumericArray>(
   heads: number,
   dim: number,
 ): T {
-  const out = new (source.constructor as new (n: number) => T)(source.length);
-  for (let b = 0; b < batch; b++)
-    for (let l = 0; l < length; l++)
-      for (let h = 0; h < heads; h++) {
-        const from = ((b * length + l) * heads + h) * dim;
-        const to = ((b * heads + h) * length + l) * dim;
-        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
-      }
-  return out;
+  return moveHeads(source, batch, length, heads, dim, true);
 }
 
 /** `[B, H, L, D]` -> `[B, L, H*D]`. */
@@ -191,15 +201,7 @@ export function mergeHeads<T extends NumericArray>(
   heads: number,
   dim: number,
 ): T {
-  const out = new (source.constructor as new (n: number) => T)(source.length);
-  for (let b = 0; b < batch; b++)
-    for (let h = 0; h < heads; h++)
-      for (let l = 0; l < length; l++) {
-        const from = ((b * heads + h) * length + l) * dim;
-        const to = ((b * length + l) * heads + h) * dim;
-        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
-      }
-  return out;
+  return moveHeads(source, batch, length, heads, dim, false);
 }
 
 /** What the layer's forward computed on its way to the output (the backward's saved activations). */
@@ -243,16 +245,8 @@ export interface LayerOps {
  * saved activations). The backend's `layer` replaces it where a backend has one.
  */
 export async function composeLayer(ops: LayerOps, problem: LayerProblem): Promise<LayerForwardPass> {
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(problem.shape);
+  const M = problem.shape.modelDim;
   const { weights: w } = problem;
   const source = problem.context ?? problem.x;
   const project = (a: Float32Array, rows: number, b: Float32Array, n: number, bias: Float32Array | null) =>
@@ -314,16 +308,8 @@ export async function multiHeadAttention(
  * what the float64 layer and its backward both start from.
  */
 export function referenceProjections64(inputs: LayerInputs, r: ResolvedLayer) {
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const { weights: w } = inputs;
   const source = inputs.context ?? inputs.x;
   const q = splitHeads(referenceMatmul64(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);

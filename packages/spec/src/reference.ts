@@ -1,4 +1,5 @@
 import { kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
+import { shapeSymbols } from './symbols.js';
 import type { AttentionInputs, AttentionOptions, AttentionProblem, MatmulInputs } from './types.js';
 import { validateAttention, validateMatmul } from './validate.js';
 
@@ -37,15 +38,7 @@ function nanMax(a: number, b: number): number {
  * ```
  */
 export function referenceAttentionProblem64(problem: ReferenceProblem): ReferenceResult64 {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, scale, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const output = new Float64Array(B * Hq * Lq * Dv);
   const lse = problem.returnLse ? new Float64Array(B * Hq * Lq) : undefined;

@@ -1,4 +1,5 @@
 import { AttnkitError, describeValue, invalidArgument } from './errors.js';
+import { shapeSymbols } from './symbols.js';
 import {
   isDetachedView,
   plainFloat32View,
@@ -422,15 +423,7 @@ export function validateAttentionTensors<T>(
   // Read once here (a plain copy), so the keyLength hint below does not read the caller's shape again.
   const shapeFields = readOnce(context, 'shape', inputs.shape, SHAPE_KEYS, 'an object');
   const shape = resolveShape(shapeFields, context);
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
 
   const q = tensor(
     'q',

@@ -103,6 +103,7 @@ describe('value exports', () => {
         'requiredFeatures',
         'resolveOptions',
         'resolveShape',
+        'shapeSymbols',
         'snapshotAttentionProblem',
         'snapshotMatmulProblem',
         'snapshotLayerProblem',

@@ -3,7 +3,12 @@
  * the `Params` block, runs `bwd_prep` (D per row, the sinks' gradient), the key-tile pass on every
  * thread, `bwd_finish` (dQ from the chunks' partials), and reads the gradients back.
  */
-import { type AttentionBackwardProblem, type AttentionGradients, allocating } from '@attnkit/spec';
+import {
+  type AttentionBackwardProblem,
+  type AttentionGradients,
+  allocating,
+  shapeSymbols,
+} from '@attnkit/spec';
 import { biasParams, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems, threading } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
@@ -40,14 +45,7 @@ interface BackwardSplit {
 }
 
 function backwardSplit(problem: AttentionBackwardProblem, blockK: number): BackwardSplit {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D } = shapeSymbols(problem.shape);
   const bk = Math.min(blockK, Lk);
   const keyTiles = Math.ceil(Lk / bk);
   const qBytes = B * Hq * Lq * round4(D) * 4;
@@ -71,15 +69,7 @@ export async function runAttentionBackward(
   blockK: number,
   parallelMinWork: number,
 ): Promise<AttentionGradients> {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { exports, memory, pool } = kernel;
   const d4 = round4(D);
   const dv4 = round4(Dv);

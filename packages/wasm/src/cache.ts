@@ -14,6 +14,7 @@ import {
   type KVCacheAttentionProblem,
   type KVCacheImplementation,
   type ResolvedKVCacheConfig,
+  shapeSymbols,
 } from '@attnkit/spec';
 import { type KernelExports, KIND, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItemsOn, threading } from './kernel.js';
@@ -237,14 +238,7 @@ export class WasmKVCache implements KVCacheImplementation {
   private async compute(kernel: Kernel, problem: KVCacheAttentionProblem): Promise<AttentionResult> {
     const memory = this.memory;
     if (memory === null) throw new AttnkitError('disposed', 'wasm: the KV cache has been disposed');
-    const {
-      batch: B,
-      queryHeads: Hq,
-      kvHeads: Hkv,
-      queryLength: Lq,
-      headDim: D,
-      valueDim: Dv,
-    } = problem.shape;
+    const { B, Hq, Hkv, Lq, D, Dv } = shapeSymbols(problem.shape);
     const { d4, dv4, exports } = this;
     const { pool } = kernel;
     const G = Hq / Hkv;

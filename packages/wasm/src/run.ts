@@ -3,7 +3,13 @@
  * kernel's linear memory (padded to the kernel's layout), the `Params` block written from `abi.ts`,
  * the work split into query-tile items run on the calling thread and the workers, the result read back.
  */
-import { type AttentionProblem, type AttentionResult, allocating, type MatmulProblem } from '@attnkit/spec';
+import {
+  type AttentionProblem,
+  type AttentionResult,
+  allocating,
+  type MatmulProblem,
+  shapeSymbols,
+} from '@attnkit/spec';
 import { biasParams, PARAM_BYTES, problemParams, writeParams } from './abi.js';
 import { deviceError, type Kernel, runItems, threading } from './kernel.js';
 import { Arena, align, copyPadded, copyUnpadded, grow, MAX_MEMORY_BYTES, round4, tooBig } from './memory.js';
@@ -15,15 +21,7 @@ export async function runAttention(
   blockK: number,
   parallelMinWork: number,
 ) {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { exports, memory, pool } = kernel;
   const d4 = round4(D);
   const dv4 = round4(Dv);

@@ -14,6 +14,7 @@ import {
   referenceMultiHeadAttentionBackward64,
   resolveOptions,
   resolveShape,
+  shapeSymbols,
   splitHeads,
   type Tolerance,
   validateAttention,
@@ -70,16 +71,8 @@ export function naiveMultiHeadAttentionBackward32(
   options: AttentionOptions = {},
 ): Gradients32 {
   const r = validateLayer(inputs, options).shape;
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = r;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(r);
+  const M = r.modelDim;
   const { weights: w } = inputs;
   const source = inputs.context ?? inputs.x;
   const { q, k, v, shape } = naiveProjections32(inputs, r);

@@ -1,4 +1,10 @@
-import { type AttentionProblem, type AttentionResult, allocating, visibleKeyRange } from '@attnkit/spec';
+import {
+  type AttentionProblem,
+  type AttentionResult,
+  allocating,
+  shapeSymbols,
+  visibleKeyRange,
+} from '@attnkit/spec';
 import type { Scratch } from '../scratch.js';
 
 /** Tile sizes of the blocked kernel. */
@@ -187,15 +193,7 @@ function rowIndex(p: AttentionProblem, b: number, h: number, i: number): number 
  * unless `returnWeights` asks for one (then a second pass fills it).
  */
 export function blockedAttention(p: AttentionProblem, scratch: Scratch, sizes: BlockSizes): AttentionResult {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = p.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(p.shape);
   const G = Hq / Hkv;
   const br = queryBlockFor(sizes, G);
   const bk = sizes.keyBlock;

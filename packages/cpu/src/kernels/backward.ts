@@ -4,6 +4,7 @@ import {
   allocating,
   kvHeadFor,
   queryPosition,
+  shapeSymbols,
   visibleKeyRange,
 } from '@attnkit/spec';
 import { dots1, dots2 } from './attention.js';
@@ -39,15 +40,7 @@ const NEG_INF = Number.NEGATIVE_INFINITY;
  * read once per block rather than once per row.
  */
 export function blockedBackward(problem: AttentionBackwardProblem): AttentionGradients {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const { q, k, v, gradOutput: dO, scale, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
   const gradQ = new Float32Array(B * Hq * Lq * D);
   const gradK = float64('gradK accumulator', B * Hkv * Lk * D);

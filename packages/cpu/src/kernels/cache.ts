@@ -5,6 +5,7 @@ import {
   type KVCacheAttentionProblem,
   type KVCacheImplementation,
   type ResolvedKVCacheConfig,
+  shapeSymbols,
   visibleKeyRange,
 } from '@attnkit/spec';
 import { dots1, dots2 } from './attention.js';
@@ -112,14 +113,7 @@ export class CpuKVCache implements KVCacheImplementation {
    * that skips weights of exactly 0, so `0 * Infinity` never happens. Online softmax per row, float64.
    */
   private compute(problem: KVCacheAttentionProblem): AttentionResult {
-    const {
-      batch: B,
-      queryHeads: Hq,
-      kvHeads: Hkv,
-      queryLength: Lq,
-      headDim: D,
-      valueDim: Dv,
-    } = problem.shape;
+    const { B, Hq, Hkv, Lq, D, Dv } = shapeSymbols(problem.shape);
     const { q, scale, softcap, alibiSlopes, sinks, causal, slidingWindow } = problem;
     const G = Hq / Hkv;
     const output = allocating(
