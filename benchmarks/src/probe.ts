@@ -7,7 +7,7 @@
  * reference. A fresh process per subject is what makes the figure the subject's own: no earlier
  * size's wasm memory, heap or caches in it.
  */
-import { referenceAttention64 } from '@attnkit/spec';
+import { referenceAttention64, shapeSymbols } from '@attnkit/spec';
 import type { Subject } from './subject.js';
 import { makeInputs, type Workload, type WorkloadInputs, workloadShape } from './workloads.js';
 
@@ -79,14 +79,7 @@ export function lastRowsError(
   output: Float32Array,
   rows: number,
 ): number {
-  const {
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = workloadShape(w);
+  const { Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(workloadShape(w));
   let worst = 0;
   for (let h = 0; h < Hq; h++) {
     const g = Math.floor(h / (Hq / Hkv));

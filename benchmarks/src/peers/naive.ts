@@ -1,3 +1,4 @@
+import { shapeSymbols } from '@attnkit/spec';
 import { PEER_TOLERANCE, type Subject } from '../subject.js';
 import { naiveBackward, naiveForwardWithLse } from './naive-backward.js';
 
@@ -21,14 +22,7 @@ export function naivePeer(): Subject {
     },
     async prepare(w, inputs) {
       const { q, k, v, shape } = inputs;
-      const {
-        queryHeads: Hq,
-        kvHeads: Hkv,
-        queryLength: Lq,
-        keyLength: Lk,
-        headDim: D,
-        valueDim: Dv,
-      } = shape;
+      const { Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
       const scale = 1 / Math.sqrt(D);
       const group = Hq / Hkv;
       const offset = Lk - Lq;

@@ -1,3 +1,4 @@
+import { shapeSymbols } from '@attnkit/spec';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import { PEER_TOLERANCE, type Subject } from '../subject.js';
 import { causalMask, repeatKvHeads } from '../workloads.js';
@@ -53,14 +54,7 @@ export function tfjsPeer(backend: TfjsBackendName, options: TfjsPeerOptions = {}
     async prepare(w, inputs) {
       const t = tf;
       if (t === null) throw new Error('tfjs: prepare before init');
-      const {
-        queryHeads: Hq,
-        kvHeads: Hkv,
-        queryLength: Lq,
-        keyLength: Lk,
-        headDim: D,
-        valueDim: Dv,
-      } = inputs.shape;
+      const { Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(inputs.shape);
       const q = t.tensor3d(inputs.q, [Hq, Lq, D]);
       const k = t.tensor3d(repeatKvHeads(inputs.k, Hkv, Hq), [Hq, Lk, D]);
       const v = t.tensor3d(repeatKvHeads(inputs.v, Hkv, Hq), [Hq, Lk, Dv]);
@@ -93,14 +87,7 @@ export function tfjsPeer(backend: TfjsBackendName, options: TfjsPeerOptions = {}
       await import('@tensorflow/tfjs');
       // the gradients must come from the backend named in the id, not a fallback TF.js chose
       if (t.getBackend() !== backend) throw new Error(`TF.js runs on "${t.getBackend()}", not "${backend}"`);
-      const {
-        queryHeads: Hq,
-        kvHeads: Hkv,
-        queryLength: Lq,
-        keyLength: Lk,
-        headDim: D,
-        valueDim: Dv,
-      } = inputs.shape;
+      const { Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(inputs.shape);
       const group = Hq / Hkv;
       const q = t.tensor3d(inputs.q, [Hq, Lq, D]);
       const k = t.tensor3d(repeatKvHeads(inputs.k, Hkv, Hq), [Hq, Lk, D]);

@@ -230,15 +230,7 @@ export async function multiHeadAttentionBackward(
     matmul(dY, transpose(w.wo, Hq * Dv, M), B * Lq, M, Hq * Dv),
   ]);
 
-  const attentionShape = {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  };
+  const { modelDim: _attentionShapeModelDim, ...attentionShape } = r;
   const grads = await backend.attentionBackward(
     {
       q: act.q,

@@ -315,15 +315,7 @@ export function referenceProjections64(inputs: LayerInputs, r: ResolvedLayer) {
   const q = splitHeads(referenceMatmul64(inputs.x, w.wq, B * Lq, M, Hq * D, w.bq ?? null), B, Lq, Hq, D);
   const k = splitHeads(referenceMatmul64(source, w.wk, B * Lk, M, Hkv * D, w.bk ?? null), B, Lk, Hkv, D);
   const v = splitHeads(referenceMatmul64(source, w.wv, B * Lk, M, Hkv * Dv, w.bv ?? null), B, Lk, Hkv, Dv);
-  const shape = {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  };
+  const { modelDim: _shapeModelDim, ...shape } = r;
   return { w, q, k, v, shape };
 }
 
