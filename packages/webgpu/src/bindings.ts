@@ -39,15 +39,15 @@ export type BindingBuffers<T extends readonly Binding[]> = Record<Exclude<T[numb
 
 /**
  * The bind group entries of a table, numbered as {@link bindingDeclarations} numbers them: `P` the
- * uniform block (`uniform.bytes` of it), every other binding the buffer of its name. With
- * `bindingLimit`, a storage buffer is bound up to that many bytes (a pooled buffer can be a size
- * class above one binding's limit; what the kernel reads never is).
+ * uniform block (`uniform.bytes` of it), every other binding the buffer of its name, bound up to
+ * `bindingLimit` bytes (a pooled buffer can be a size class above one binding's limit; what the
+ * kernel reads never is).
  */
 export function bindGroupEntries<T extends readonly Binding[]>(
   table: T,
   uniform: { buffer: GPUBuffer; bytes: number },
   buffers: BindingBuffers<T>,
-  bindingLimit?: number,
+  bindingLimit: number,
 ): GPUBindGroupEntry[] {
   return table.map((b, index): GPUBindGroupEntry => {
     if (b.access === 'uniform')
@@ -55,8 +55,7 @@ export function bindGroupEntries<T extends readonly Binding[]>(
     const buffer = buffers[b.name as Exclude<T[number]['name'], 'P'>];
     return {
       binding: index,
-      resource:
-        bindingLimit === undefined ? { buffer } : { buffer, size: Math.min(buffer.size, bindingLimit) },
+      resource: { buffer, size: Math.min(buffer.size, bindingLimit) },
     };
   });
 }

@@ -125,8 +125,6 @@ export function encodeBackward(
 
   const optional = optionBindingBuffers(inputs.options, s.dummy);
   const pass = encoder.beginComputePass({ label: 'attnkit:attention-backward' });
-  // A pooled buffer can be a size class above one binding's limit; what is bound never is.
-  const bindingLimit = Math.floor(s.limits.storageBinding / 4) * 4;
   const dispatch = <T extends readonly Binding[]>(
     pipeline: GPUComputePipeline,
     groups: number,
@@ -139,16 +137,10 @@ export function encodeBackward(
       packParams(BACKWARD_PARAM_FIELDS, { ...values, total: groups, groupsX: gx }),
     );
     temps.push(uniform);
-    bindAndDispatch(
-      s,
-      pass,
-      pipeline,
-      table,
-      { buffer: uniform, bytes: BACKWARD_PARAMS_BYTES },
-      buffers,
-      [gx, gy],
-      bindingLimit,
-    );
+    bindAndDispatch(s, pass, pipeline, table, { buffer: uniform, bytes: BACKWARD_PARAMS_BYTES }, buffers, [
+      gx,
+      gy,
+    ]);
   };
   const { qd: QD, kv: KV, output, rows: ROWS } = inputs;
   dispatch(pipelines.delta, Math.ceil(rows / variant.wg), DELTA_BINDINGS, { QD, O: output, ROWS });

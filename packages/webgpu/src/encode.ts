@@ -32,7 +32,9 @@ export const NAN_BITS = 0x7fc00000;
 
 /**
  * Records one dispatch of `pipeline` in `pass`: its bind group from the kernel's binding `table`
- * (the uniform block and the named buffers, see bindings.ts), then `groups` workgroups.
+ * (the uniform block and the named buffers, see bindings.ts), then `groups` workgroups. Every
+ * storage buffer is bound up to the device's binding limit: a pooled buffer can be a size class
+ * above it (on an adapter whose limit is not a power of two), while what a kernel reads never is.
  */
 export function bindAndDispatch<T extends readonly Binding[]>(
   s: DeviceState,
@@ -42,9 +44,8 @@ export function bindAndDispatch<T extends readonly Binding[]>(
   uniform: { buffer: GPUBuffer; bytes: number },
   buffers: BindingBuffers<T>,
   groups: [number, number],
-  bindingLimit?: number,
 ): void {
-  const entries = bindGroupEntries(table, uniform, buffers, bindingLimit);
+  const entries = bindGroupEntries(table, uniform, buffers, Math.floor(s.limits.storageBinding / 4) * 4);
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, s.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
   pass.dispatchWorkgroups(groups[0], groups[1]);
