@@ -8,6 +8,7 @@ import {
   type AttentionGradients,
   kvHeadFor,
   queryPosition,
+  shapeSymbols,
   visibleKeyRange,
 } from '@attnkit/spec';
 import type { GlInput, GlKernel, GlRuntime, GlTexture, KernelArguments } from './gl.js';
@@ -143,15 +144,7 @@ export function runBackward(
   blockElements: number,
   vectorized: boolean,
 ): AttentionGradients {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const rowsQ = B * Hq * Lq;
   const rowsK = B * Hkv * Lk;
   const group = Hq / Hkv;

@@ -9,6 +9,7 @@ import {
   type AttentionResult,
   kvHeadFor,
   queryPosition,
+  shapeSymbols,
   visibleKeyRange,
 } from '@attnkit/spec';
 import type { GlInput, GlRuntime, GlTexture } from './gl.js';
@@ -94,15 +95,7 @@ export function runForward(
   vectorized: boolean,
 ): AttentionResult {
   const { shape } = problem;
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
   const rows = B * Hq * Lq;
   const max = runtime.maxTextureSize;
   const { tile, chunkRows } = plan;

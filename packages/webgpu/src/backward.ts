@@ -1,6 +1,7 @@
 import {
   type AttentionBackwardProblem,
   type AttentionGradients,
+  shapeSymbols,
   snapshotAttentionBackwardProblem,
 } from '@attnkit/spec';
 import { uploadAttentionOptions } from './encode.js';
@@ -31,15 +32,7 @@ async function backwardOn(
 ): Promise<AttentionGradients> {
   const context = 'attentionBackward';
   const plan = planBackward(s, rt.workgroupSize, problem.shape, problem, context);
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   const rows = B * Hq * Lq;
   intact(context, 'q', problem.q, rows * D);
   intact(context, 'k', problem.k, B * Hkv * Lk * D);

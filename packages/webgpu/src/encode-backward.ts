@@ -1,3 +1,4 @@
+import { shapeSymbols } from '@attnkit/spec';
 import type { Binding, BindingBuffers } from './bindings.js';
 import { bindAndDispatch, NAN_BITS, type OptionBuffers, optionBindingBuffers, packParams } from './encode.js';
 import {
@@ -55,15 +56,7 @@ export function encodeBackward(
 ): BackwardOutputs {
   const { pool } = s;
   const { shape, options: o, variant, biasFull } = plan;
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
   const temps: GPUBuffer[] = [];
   const rows = B * Hq * Lq;
   const qTiles = Math.ceil(Lq / variant.q.rows);

@@ -1,4 +1,5 @@
 import type { MatmulShape } from '@attnkit/spec';
+import { shapeSymbols } from '@attnkit/spec';
 import { type Binding, type BindingBuffers, bindGroupEntries } from './bindings.js';
 import {
   ATTENTION_BINDINGS,
@@ -115,15 +116,7 @@ export function encodeAttention(
 ): { output: GPUBuffer; rows: GPUBuffer | null; weights: GPUBuffer | null; temps: GPUBuffer[] } {
   const { pool } = s;
   const { shape, options: o, layout, variant } = plan;
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
   const temps: GPUBuffer[] = [];
   const qTiles = Math.ceil(Lq / forwardRows(variant));
   const groups = B * Hq * qTiles;

@@ -3,6 +3,7 @@ import {
   type AttentionResult,
   type LayerProblem,
   type MatmulProblem,
+  shapeSymbols,
   snapshotAttentionProblem,
   snapshotLayerProblem,
   snapshotMatmulProblem,
@@ -150,15 +151,7 @@ export function attention(rt: Runtime, problem: AttentionProblem): Promise<Atten
 async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProblem): Promise<AttentionResult> {
   const context = 'attention';
   const plan = planAttention(s, rt.workgroupSize, problem.shape, problem, 'bhld', context);
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
   intact(context, 'q', problem.q, B * Hq * Lq * D);
   intact(context, 'k', problem.k, B * Hkv * Lk * D);
   intact(context, 'v', problem.v, B * Hkv * Lk * Dv);
@@ -235,16 +228,8 @@ export function layer(rt: Runtime, problem: LayerProblem): Promise<AttentionResu
 async function layerOn(rt: Runtime, s: DeviceState, problem: LayerProblem): Promise<AttentionResult> {
   const context = 'multiHeadAttention';
   const { options: resolved, attentionShape: shape } = problem;
-  const {
-    batch: B,
-    queryLength: Lq,
-    keyLength: Lk,
-    modelDim: M,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    headDim: D,
-    valueDim: Dv,
-  } = problem.shape;
+  const { B, Lq, Lk, Hq, Hkv, D, Dv } = shapeSymbols(problem.shape);
+  const M = problem.shape.modelDim;
   const plan = planAttention(s, rt.workgroupSize, shape, resolved, 'blhd', context);
   const w = problem.weights;
   // Before the first await: every host array of the layer is copied to the device here.

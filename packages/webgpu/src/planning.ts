@@ -1,4 +1,5 @@
 import type { MatmulShape, ResolvedOptions, ResolvedShape } from '@attnkit/spec';
+import { shapeSymbols } from '@attnkit/spec';
 import { unsupported } from './errors.js';
 import type { BackwardTiles, BackwardVariant } from './kernels/backward-common.js';
 import {
@@ -353,15 +354,7 @@ export function planBackward(
   options: AttentionOptionsPart,
   context: string,
 ): BackwardPlan {
-  const {
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-  } = shape;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(shape);
   checkElements(s, context, 'q + gradOutput', B * Hq * Lq * (D + Dv));
   checkElements(s, context, 'k + v', B * Hkv * Lk * (D + Dv));
   checkElements(s, context, 'lse + delta + norm', 3 * B * Hq * Lq);

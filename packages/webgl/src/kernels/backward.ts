@@ -151,6 +151,11 @@ function eachSeeingQuery(body: string): string {
     }`;
 }
 
+/** What every gradient kernel reads first: q, k, v, dO, the forward's row max and sum, delta and the bias. */
+const GRAD_TENSORS = ['q', 'k', 'v', 'dO', 'rowM', 'rowL', 'delta', 'bias'] as const;
+/** What the vectorized kernels and delta read first: q, k, v, dO and the bias. */
+const INPUTS4 = ['q', 'k', 'v', 'dO', 'bias'] as const;
+
 /** The uniforms every pair needs (after the tensors). */
 const PAIR_PARAMS = [
   'D',
@@ -237,22 +242,7 @@ export const gradQKernel = defineKernel({
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'rowM',
-    'rowL',
-    'delta',
-    'bias',
-    'keyMask',
-    'heads',
-    'rowInfo',
-    'c0',
-    'hasMask',
-    ...PAIR_PARAMS,
-  ],
+  params: [...GRAD_TENSORS, 'keyMask', 'heads', 'rowInfo', 'c0', 'hasMask', ...PAIR_PARAMS],
   body: `  const rr = this.thread.y;
   const c = 4.0 * (c0 + this.thread.x);
   const r = rowInfo[rr][${DQ_INFO.row}];
@@ -284,21 +274,7 @@ export const gradKVKernel = defineKernel({
   loopMaxIterations: LOOP_MAX,
   returnType: 'Array(4)',
   nativeFunctions: [TANH],
-  params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'rowM',
-    'rowL',
-    'delta',
-    'bias',
-    'heads',
-    'kvInfo',
-    'c0',
-    'D4',
-    ...PAIR_PARAMS,
-  ],
+  params: [...GRAD_TENSORS, 'heads', 'kvInfo', 'c0', 'D4', ...PAIR_PARAMS],
   body: `  const rr = this.thread.y;
   const t = c0 + this.thread.x;
   let isK = 1.0;
@@ -344,14 +320,7 @@ export const gradBiasKernel = defineKernel({
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
   params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'rowM',
-    'rowL',
-    'delta',
-    'bias',
+    ...GRAD_TENSORS,
     'keyMask',
     'heads',
     'rangeInfo',
@@ -592,11 +561,7 @@ export const gradQ4Kernel = defineKernel({
     },
   ],
   params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'bias',
+    ...INPUTS4,
     'keyMask',
     'rowM',
     'rowL',
@@ -671,7 +636,7 @@ export const gradKV4Kernel = defineKernel({
 }`,
     },
   ],
-  params: ['q', 'k', 'v', 'dO', 'bias', 'rowM', 'rowL', 'delta', 'heads', 'kvInfo', 'c0', ...SHELL4_PARAMS],
+  params: [...INPUTS4, 'rowM', 'rowL', 'delta', 'heads', 'kvInfo', 'c0', ...SHELL4_PARAMS],
   body: `  const rr = this.thread.y;
   return attnGradKV4(kvInfo[rr][${DKV_INFO.kvRow}], kvInfo[rr][${DKV_INFO.key}], kvInfo[rr][${DKV_INFO.batch}], kvInfo[rr][${DKV_INFO.headLo}], kvInfo[rr][${DKV_INFO.headHi}], kvInfo[rr][${DKV_INFO.queryLo}], kvInfo[rr][${DKV_INFO.queryHi}], c0 + this.thread.x, bsb, bsh, bsi, ${NATIVE4_ARGS});`,
 });
@@ -737,20 +702,7 @@ export const deltaKernel = defineKernel({
   name: 'delta',
   loopMaxIterations: LOOP_MAX,
   nativeFunctions: [TANH],
-  params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'bias',
-    'keyMask',
-    'heads',
-    'rowInfo',
-    'rowM',
-    'rowL',
-    'hasMask',
-    ...PAIR_PARAMS,
-  ],
+  params: [...INPUTS4, 'keyMask', 'heads', 'rowInfo', 'rowM', 'rowL', 'hasMask', ...PAIR_PARAMS],
   body: `  const rr = this.thread.x;
   const r = rowInfo[rr][${DQ_INFO.row}];
   const mR = rowM[0][r];
@@ -792,20 +744,7 @@ export const delta4Kernel = defineKernel({
 }`,
     },
   ],
-  params: [
-    'q',
-    'k',
-    'v',
-    'dO',
-    'bias',
-    'keyMask',
-    'heads',
-    'rowInfo',
-    'rowM',
-    'rowL',
-    'hasMask',
-    ...SHELL4_PARAMS,
-  ],
+  params: [...INPUTS4, 'keyMask', 'heads', 'rowInfo', 'rowM', 'rowL', 'hasMask', ...SHELL4_PARAMS],
   body: `  ${row4Shell('x')}
   return attnDelta4(rowM[0][r], rowL[0][r], ${ROW4_SHELL_ARGS});`,
 });
