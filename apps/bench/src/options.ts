@@ -106,7 +106,7 @@ export function program(): Command {
     )
     .option(
       '-b, --backends <ids>',
-      'comma list of subjects: ids (cpu, wasm, ort-node-attention, ...), families (ort-web-1t), or groups: attnkit, peers, node, browser',
+      'comma list of subjects: ids (cpu, wasm, ort-node-attention, ...), families (ort-web-1t), or groups: attnkit, peers, node, browser. An id also selects the ids it is a family of (wasm: wasm-mt; webgpu: webgpu-dawn and, in decode-cache, webgpu-stateless); see --list',
       list(String),
     )
     .option('-n, --sizes <list>', 'context sizes: "128,1024" or a doubling range "128..16384"', sizes)
