@@ -1,4 +1,9 @@
-import type { AttentionInputs, AttentionOptions, KnownAttentionOptions } from '@attnkit/spec';
+import type {
+  AttentionBackend,
+  AttentionInputs,
+  AttentionOptions,
+  KnownAttentionOptions,
+} from '@attnkit/spec';
 import { ALL_FEATURES } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '../src/index.js';
@@ -39,6 +44,53 @@ describe('deliberately broken backends fail the suite', () => {
     );
     expect(report.cases[0].status).toBe('failed');
     expect(report.cases[0].message).toMatch(/q was modified/);
+  });
+
+  it('a backend with an entry point that skips validation, or allocates before it, fails invalid/every-entry-point', async () => {
+    /** The reference backend with some methods replaced: the planted bug. */
+    const delegating = (overrides: Partial<AttentionBackend>): AttentionBackend => {
+      const inner = wrapReference({ capabilities: { features: [...ALL_FEATURES, 'backward'] } });
+      return {
+        name: 'lax',
+        get capabilities() {
+          return inner.capabilities;
+        },
+        init: () => inner.init(),
+        attention: inner.attention.bind(inner),
+        attentionBackward: inner.attentionBackward.bind(inner),
+        matmul: (inputs) => inner.matmul(inputs),
+        multiHeadAttention: inner.multiHeadAttention.bind(inner),
+        createKVCache: (config) => inner.createKVCache(config),
+        memory: () => inner.memory(),
+        dispose: () => inner.dispose(),
+        ...overrides,
+      };
+    };
+    const run = async (backend: () => AttentionBackend) =>
+      (await runConformance(backend, { filter: 'invalid/every-entry-point' })).cases[0];
+
+    const honest = await run(() => delegating({}));
+    expect(honest.status, honest.message ?? '').toBe('passed');
+
+    // matmul answers without looking at its inputs.
+    const unchecked = await run(() => delegating({ matmul: async () => new Float32Array(4) }));
+    expect(unchecked.status).toBe('failed');
+    expect(unchecked.message).toMatch(/matmul \(fresh\): resolved; expected a rejection/);
+
+    // createKVCache reserves its pages before the spec's validation rejects the config.
+    let reserved = 0;
+    const inner = wrapReference({ capabilities: { features: [...ALL_FEATURES, 'backward'] } });
+    const eager = await run(() =>
+      delegating({
+        createKVCache: (config) => {
+          reserved += 4096;
+          return inner.createKVCache(config);
+        },
+        memory: () => ({ hostBytes: reserved, deviceBytes: 0 }),
+      }),
+    );
+    expect(eager.status).toBe('failed');
+    expect(eager.message).toMatch(/createKVCache \(fresh\): memory\(\) went from/);
   });
 
   it('a backend whose memory grows per call fails the memory cases', async () => {

@@ -251,7 +251,108 @@ function invalidCases(): ConformanceCase[] {
         };
       },
     ),
+    everyEntryPointCase(),
   ];
+}
+
+/** One bad call for every entry point of the contract, with the argument its error must name. */
+function badEntryPointCalls(backend: AttentionBackend): [string, () => Promise<unknown>, string][] {
+  const good = validInputs();
+  // SHAPE: output [1, 2, 3, 2], lse [1, 2, 3]; gradOutput one element short.
+  const backward = {
+    ...good,
+    output: new Float32Array(12),
+    lse: new Float32Array(6),
+    gradOutput: new Float32Array(11),
+  };
+  const layer = {
+    x: new Float32Array(3 * 4),
+    shape: { batch: 1, queryLength: 3, modelDim: 4, queryHeads: 2, headDim: 2 },
+    weights: {
+      wq: new Float32Array(16),
+      wk: new Float32Array(16),
+      wv: new Float32Array(16),
+      wo: new Float32Array(16),
+    },
+  };
+  return [
+    ['attention', () => backend.attention({ ...good, k: new Float32Array(5) }), 'k'],
+    ['attentionBackward', () => backend.attentionBackward(backward), 'gradOutput'],
+    [
+      'matmul',
+      () => backend.matmul({ a: new Float32Array(6), b: new Float32Array(5), shape: { m: 2, k: 3, n: 2 } }),
+      'b',
+    ],
+    ['multiHeadAttention', () => backend.multiHeadAttention({ ...layer, x: new Float32Array(11) }), 'x'],
+    [
+      'multiHeadAttention options',
+      () => backend.multiHeadAttention(layer, { sinks: new Float32Array(3) }),
+      'options.sinks',
+    ],
+    ['createKVCache', () => backend.createKVCache({ batch: 1, kvHeads: 0, headDim: 2 }), 'config.kvHeads'],
+  ];
+}
+
+/** Every entry point on a fresh backend: bad input rejects naming the argument, allocating nothing. */
+function everyEntryPointCase(): ConformanceCase {
+  return customCase(
+    'invalid/every-entry-point',
+    "bad input to attention, attentionBackward, matmul, multiHeadAttention and createKVCache (and a KV cache's append, attention and truncate) rejects naming the argument, allocating nothing",
+    attentionWork(SHAPE),
+    async (context) => {
+      const backend = await context.fresh();
+      const problems: string[] = [];
+      const unchanged = (entry: string, before: { hostBytes: number; deviceBytes: number }) => {
+        const after = backend.memory();
+        if (after.hostBytes !== before.hostBytes || after.deviceBytes !== before.deviceBytes)
+          problems.push(`${entry}: memory() went from ${JSON.stringify(before)} to ${JSON.stringify(after)}`);
+      };
+      const expectNamed = async (entry: string, call: () => Promise<unknown>, argument: string) => {
+        const before = backend.memory();
+        const outcome = await expectRejection(call, 'invalid-argument', argument);
+        if (!outcome.ok) problems.push(`${entry}: ${outcome.message}`);
+        unchanged(entry, before);
+      };
+      // Fresh (never initialised), then initialised: validation comes before any allocation both times.
+      for (const round of ['fresh', 'initialised']) {
+        if (round === 'initialised') await backend.init();
+        for (const [entry, call, argument] of badEntryPointCalls(backend))
+          await expectNamed(`${entry} (${round})`, call, argument);
+      }
+      if (context.capabilities.features.includes('kvCache')) {
+        const cache = await backend.createKVCache({ batch: 1, kvHeads: 2, headDim: 2 });
+        try {
+          await cache.append({ k: new Float32Array(4), v: new Float32Array(4), tokens: 1 });
+          const calls: [string, () => Promise<unknown>, string][] = [
+            [
+              'cache.append',
+              () => cache.append({ k: new Float32Array(4), v: new Float32Array(3), tokens: 1 }),
+              'chunk.v',
+            ],
+            [
+              'cache.attention',
+              () => cache.attention({ q: new Float32Array(3), queryHeads: 2, queryLength: 1 }),
+              'query.q',
+            ],
+            ['cache.truncate', () => cache.truncate(2), 'lengths'],
+          ];
+          for (const [entry, call, argument] of calls) await expectNamed(entry, call, argument);
+          if (cache.lengths[0] !== 1)
+            problems.push(`the cache's length is ${cache.lengths[0]} after rejected calls, expected 1`);
+        } finally {
+          await cache.dispose();
+        }
+      }
+      if (problems.length > 0)
+        return { ok: false, expectation: 'reject-invalid-argument', message: problems.join('; ') };
+      const checked = await checkAttention(backend, context.capabilities, context.tolerance, validInputs());
+      return {
+        ...checked,
+        expectation: 'reject-invalid-argument',
+        message: checked.ok ? null : `after the rejections: ${checked.message}`,
+      };
+    },
+  );
 }
 
 async function oneCall(backend: AttentionBackend): Promise<unknown> {
