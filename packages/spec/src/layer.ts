@@ -177,7 +177,7 @@ function moveHeads<T extends NumericArray>(
         const bhld = ((b * heads + h) * length + l) * dim;
         const from = toHeadsFirst ? blhd : bhld;
         const to = toHeadsFirst ? bhld : blhd;
-        for (let d = 0; d < dim; d++) out[to + d] = source[from + d];
+        out.set(source.subarray(from, from + dim), to);
       }
   return out;
 }
