@@ -14,7 +14,7 @@ import {
 import { guarded, unsupported } from './errors.js';
 import { packedWords, packF16Rows } from './f16.js';
 import { holding, stillUsable } from './host.js';
-import type { AttentionVariant } from './kernels.js';
+import type { AttentionVariant } from './kernels/shared.js';
 import { type CachePipelines, cachePipelines, compiledCachePipelines } from './pipelines.js';
 import { cacheVariant } from './planning.js';
 import { STORAGE_USAGE } from './pool.js';

@@ -11,7 +11,7 @@ import {
   DQ_BINDINGS,
   SINKS_GRAD_BINDINGS,
 } from './kernels/backward-common.js';
-import { Flags } from './kernels.js';
+import { Flags } from './kernels/shared.js';
 import type { BackwardPipelines } from './pipelines.js';
 import { type BackwardPlan, dispatchSize } from './planning.js';
 import { STORAGE_USAGE } from './pool.js';

@@ -7,8 +7,8 @@ import {
   type CacheParamField,
   cachePartialBindings,
 } from './kernels/cache-attention.js';
-import type { AttentionVariant } from './kernels.js';
-import { Flags } from './kernels.js';
+import type { AttentionVariant } from './kernels/shared.js';
+import { Flags } from './kernels/shared.js';
 import type { CachePipelines } from './pipelines.js';
 import { cacheSplits, checkElements, dispatchSize } from './planning.js';
 import { STORAGE_USAGE } from './pool.js';

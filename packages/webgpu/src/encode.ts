@@ -1,6 +1,7 @@
 import type { MatmulShape } from '@attnkit/spec';
 import { shapeSymbols } from '@attnkit/spec';
 import { type Binding, type BindingBuffers, bindGroupEntries } from './bindings.js';
+import { MATMUL_PARAM_FIELDS, MATMUL_PARAMS_BYTES } from './kernels/matmul.js';
 import {
   ATTENTION_BINDINGS,
   ATTENTION_PARAM_FIELDS,
@@ -10,11 +11,9 @@ import {
   isFloatParam,
   MATMUL_BIAS_BINDINGS,
   MATMUL_BINDINGS,
-  MATMUL_PARAM_FIELDS,
-  MATMUL_PARAMS_BYTES,
   paramsBytes,
   WEIGHTS_BINDINGS,
-} from './kernels.js';
+} from './kernels/shared.js';
 import type { Pipelines } from './pipelines.js';
 import {
   type AttentionOptionsPart,
@@ -28,7 +27,7 @@ import { STORAGE_USAGE } from './pool.js';
 import type { DeviceState } from './state.js';
 import { uploadBytes, uploadFloats, uploadUniform } from './transfer.js';
 
-/** A quiet NaN's bits, for the shaders' `nanBits` word (see FLOAT_HELPERS in kernels.ts). */
+/** A quiet NaN's bits, for the shaders' `nanBits` word (see FLOAT_HELPERS in kernels/shared.ts). */
 export const NAN_BITS = 0x7fc00000;
 
 /**
@@ -65,7 +64,7 @@ export function packParams<F extends string>(fields: readonly F[], values: Recor
 }
 
 /**
- * The buffers of a call's option bindings (kernels.ts `OPTION_BINDINGS`): each option's tensor, or
+ * The buffers of a call's option bindings (kernels/shared.ts `OPTION_BINDINGS`): each option's tensor, or
  * the small read-only stand-in where it is absent (the flags word keeps the shader off it).
  */
 export function optionBindingBuffers(

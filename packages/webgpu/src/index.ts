@@ -25,8 +25,6 @@ export {
   type DeviceOptions,
   type NodeWebGpuModule,
 } from './device.js';
-export { type TiledVariant, tiledAttentionShader } from './kernels/flash-attention.js';
-export { type AttentionVariant, attentionShader, Flags, matmulShader, weightsShader } from './kernels.js';
 export { KERNEL_TIERS, type KernelTier } from './tier.js';
 
 /** Zero-argument factory (what the conformance CLI imports): a backend that acquires its own device. */

@@ -1,5 +1,6 @@
 import type { KVCachePrecision } from '@attnkit/spec';
 import { deviceError } from './errors.js';
+import { attentionShader } from './kernels/attention.js';
 import type { BackwardVariant } from './kernels/backward-common.js';
 import { biasGradShader } from './kernels/bias-grad.js';
 import { cacheMergeShader, cachePartialShader } from './kernels/cache-attention.js';
@@ -7,8 +8,10 @@ import { deltaShader } from './kernels/delta.js';
 import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
 import { tiledAttentionShader } from './kernels/flash-attention.js';
+import { matmulShader } from './kernels/matmul.js';
+import type { AttentionVariant } from './kernels/shared.js';
 import { sinksGradShader } from './kernels/sinks-grad.js';
-import { type AttentionVariant, attentionShader, matmulShader, weightsShader } from './kernels.js';
+import { weightsShader } from './kernels/weights.js';
 import { type ForwardVariant, matmulTile } from './planning.js';
 import type { DeviceState } from './state.js';
 

@@ -8,7 +8,7 @@ import {
   tiledRows,
   tiledWorkgroupSizes,
 } from './kernels/flash-attention.js';
-import type { AttentionVariant } from './kernels.js';
+import type { AttentionVariant } from './kernels/shared.js';
 import type { DeviceState } from './state.js';
 import type { TensorLayout } from './types.js';
 
@@ -30,7 +30,7 @@ export interface AttentionPlan {
 
 /**
  * The forward's kernel choice: the register-tiled kernel (kernels/flash-attention.ts) wherever its
- * tiles fit the device, else (`tiled: null`) the scalar kernel of kernels.ts, which fits down to
+ * tiles fit the device, else (`tiled: null`) the scalar kernel of kernels/attention.ts, which fits down to
  * 1 x 1 tiles and so serves the largest head sizes. The scalar sizes are kept either way: the
  * weights pass uses its workgroup size.
  */
@@ -116,7 +116,7 @@ export function attentionVariant(
   const floats = s.limits.workgroupFloats;
   // Capacity buckets (powers of two from 8): a new head size rarely means a new shader.
   const bucket = (n: number) => Math.max(8, 2 ** Math.ceil(Math.log2(n)));
-  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels.ts, onlineSoftmaxMemory).
+  // qs, ks, vs, ps, pl, acc, rowM, rowL, rowA, rowS (kernels/shared.ts, onlineSoftmaxMemory).
   const fits = (D: number, Dv: number, bq: number, bk: number) =>
     workgroupFloats([bq * D, bk * D, bk * Dv, bq * bk, bq * bk, bq * Dv, bq, bq, bq, bq]) <= floats;
   const wg = Math.max(1, Math.min(workgroupSize ?? 64, s.limits.invocations));

@@ -13,7 +13,7 @@ import {
   paramsBytes,
   paramsStruct,
   visibleCode,
-} from '../kernels.js';
+} from './shared.js';
 
 /**
  * Words of the backward's uniform block, in order (`scale` and `softcap` f32, the rest u32). The

@@ -1,11 +1,11 @@
 import { bindingDeclarations } from '../bindings.js';
-import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
 import {
   BACKWARD_PARAMS_STRUCT,
   BIAS_GRAD_BINDINGS,
   orderedSumCode,
   orderedSumDeclarations,
 } from './backward-common.js';
+import { FLOAT_HELPERS, workgroupMainCode } from './shared.js';
 
 /**
  * gradBias for a bias that broadcasts: each element of the bias's own shape is the sum of the dS

@@ -21,7 +21,7 @@ import {
   SCORE_CELL,
   visibleCode,
   workgroupMainCode,
-} from '../kernels.js';
+} from './shared.js';
 
 /**
  * Words of the cache kernels' uniform block, in order (`scale` and `softcap` f32, the rest u32).
@@ -101,7 +101,7 @@ export const CACHE_MERGE_BINDINGS = [
  * Partials of the cached attention. One workgroup per (b, kv head, row tile, split); row `n` of the
  * tile is query head `kvh * G + n / Lq`, query `n % Lq`, at position `LEN[b] - Lq + i`. Keys are read
  * at `K[((b * Hkv + kvh) * cap + j) * D + d]` for `j < LEN[b]`. The online softmax is the fused
- * forward's (kernels.ts): tiles of `bk` keys staged in workgroup memory, running max and sum per row,
+ * forward's (kernels/attention.ts): tiles of `bk` keys staged in workgroup memory, running max and sum per row,
  * each tile's weighted values summed before one add into the accumulator.
  * Writes, per (query row, split): PO the accumulator (relative to the split's max), PM the max (NaN
  * when a NaN or +inf logit was seen, -inf when no key was visible) and the sum.

@@ -1,6 +1,6 @@
 import { bindingDeclarations } from '../bindings.js';
-import { FLOAT_HELPERS } from '../kernels.js';
 import { BACKWARD_PARAMS_STRUCT, DELTA_BINDINGS } from './backward-common.js';
+import { FLOAT_HELPERS } from './shared.js';
 
 /**
  * delta_i = rowsum(dO_i * O_i) from the forward's float32 output, one invocation per row, written

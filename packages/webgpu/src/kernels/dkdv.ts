@@ -1,4 +1,3 @@
-import { Flags, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
   DKDV_BINDINGS,
@@ -8,6 +7,7 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
+import { Flags, workgroupMainCode } from './shared.js';
 
 /** Output elements (of dK then dV) each invocation of the dK/dV kernel accumulates. */
 export function dkdvAccumulators(v: BackwardVariant): number {

@@ -1,4 +1,3 @@
-import { Flags, queryTileCode, workgroupMainCode } from '../kernels.js';
 import {
   type BackwardVariant,
   DQ_BINDINGS,
@@ -8,6 +7,7 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
+import { Flags, queryTileCode, workgroupMainCode } from './shared.js';
 
 /** Output elements of dQ each invocation of the dQ kernel accumulates. */
 export function dqAccumulators(v: BackwardVariant): number {

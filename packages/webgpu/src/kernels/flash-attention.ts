@@ -1,6 +1,6 @@
 /**
  * The register-tiled forward kernel (FlashAttention-2 style). One workgroup per (batch, head, query
- * tile), as the scalar kernel in ../kernels.ts, but the work is split into blocks that stay in
+ * tile), as the scalar kernel in attention.ts, but the work is split into blocks that stay in
  * registers: a row group of `g` invocations shares `rq` query rows; each invocation of it owns
  * `rq x bk/g` scores of a key tile (vec4 dot products over q and k rows staged in workgroup memory)
  * and `rq x dv/(4g)` vec4 columns of the output accumulator. The row max is reduced across the `g`
@@ -16,7 +16,7 @@ import {
   queryTileCode,
   sinkFoldCode,
   visibleCode,
-} from '../kernels.js';
+} from './shared.js';
 
 /** What selects a tiled forward shader: sizes and how row statistics are reduced. */
 export interface TiledVariant {

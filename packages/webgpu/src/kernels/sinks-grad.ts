@@ -1,11 +1,11 @@
 import { bindingDeclarations } from '../bindings.js';
-import { FLOAT_HELPERS, workgroupMainCode } from '../kernels.js';
 import {
   BACKWARD_PARAMS_STRUCT,
   orderedSumCode,
   orderedSumDeclarations,
   SINKS_GRAD_BINDINGS,
 } from './backward-common.js';
+import { FLOAT_HELPERS, workgroupMainCode } from './shared.js';
 
 /**
  * gradSinks[h] = -sum over (b, i) of P_sink * delta_i, P_sink = norm_i * exp(sink_h - lse_i) (norm: see

@@ -1,10 +1,12 @@
 /**
- * WGSL generators. Each variant (head sizes, tile sizes, which options are present) is generated as
- * its own shader so that absent options cost nothing and loops have constant bounds; the backend
- * caches one pipeline per variant.
+ * What the WGSL kernels share: the variant type, the `flags` bits, the uniform blocks' field lists and
+ * their generated structs, the forward bindings, and the WGSL pieces (float helpers, the query tile,
+ * the logit, visibility, the online softmax, the sink fold) that every kernel file in this folder
+ * builds on. Each variant (head sizes, tile sizes) is generated as its own shader so that loops have
+ * constant bounds; the backend caches one pipeline per variant.
  */
 
-import { binding, bindingDeclarations, PARAMS_BINDING } from './bindings.js';
+import { binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
 
 /**
  * What selects an attention shader variant: sizes only. Which options are present travels in the
@@ -120,7 +122,8 @@ export type AttentionParamField = (typeof ATTENTION_PARAM_FIELDS)[number];
 /** Byte size of the uniform block shared by the attention and weights kernels (32 words). */
 export const ATTENTION_PARAMS_BYTES = paramsBytes(ATTENTION_PARAM_FIELDS);
 
-const PARAMS_STRUCT = paramsStruct(ATTENTION_PARAM_FIELDS);
+/** The WGSL `struct Params` of {@link ATTENTION_PARAM_FIELDS}. */
+export const PARAMS_STRUCT = paramsStruct(ATTENTION_PARAM_FIELDS);
 
 /*
  * WGSL lets implementations assume floats are finite, so special values are recognised and made from
@@ -440,172 +443,3 @@ export const ONLINE_SOFTMAX_STEP = `    workgroupBarrier();
       }
       acc[e] = acc[e] * rowA[r] + t;
     }`;
-
-/**
- * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
- * workgroup memory, scores are turned into probabilities with an online softmax (running max and
- * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
- * Bindings: {@link ATTENTION_BINDINGS}.
- */
-export function attentionShader(v: AttentionVariant): string {
-  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
-  return `${FORWARD_HEADER}
-const BQ = ${BQ}u;
-const WG = ${WG}u;
-
-${onlineSoftmaxMemory(v)}
-${workgroupMainCode(WG)}
-  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
-  let D = P.d;
-  let DV = P.dv;
-  let BK = P.bk;
-${queryTileCode('g')}
-
-  for (var e = lid; e < BQ * D; e += WG) {
-    let r = e / D;
-    let i = i0 + r;
-    qs[e] = select(0.0, Q[b * P.qsB + h * P.qsH + i * P.qsL + e % D], i < P.lq);
-  }
-${ONLINE_SOFTMAX_INIT}
-
-  for (var kt = tStart; kt < tEnd; kt += BK) {
-    workgroupBarrier();
-    for (var e = lid; e < BK * D; e += WG) {
-      let j = kt + e / D;
-      ks[e] = select(0.0, K[b * P.ksB + kvh * P.ksH + j * P.ksL + e % D], j < P.lk);
-    }
-    for (var e = lid; e < BK * DV; e += WG) {
-      let j = kt + e / DV;
-      vs[e] = select(0.0, V[b * P.vsB + kvh * P.vsH + j * P.vsL + e % DV], j < P.lk);
-    }
-    workgroupBarrier();
-    for (var e = lid; e < BQ * BK; e += WG) {
-      let r = e / BK;
-      let c = e % BK;
-      let i = i0 + r;
-      let j = kt + c;
-      let pos = off + i32(i);
-      ${visibleCode()}
-${SCORE_CELL}
-    }
-${ONLINE_SOFTMAX_STEP}
-  }
-  workgroupBarrier();
-  for (var r = lid; r < BQ; r += WG) {
-    let state = rowS[r];
-    var bad = (state & 2u) != 0u;
-    var any = (state & 1u) != 0u;
-    var m = rowM[r];
-    var l = rowL[r];
-    var factor = 1.0;
-${sinkFoldCode('m', 'l')}
-    rowA[r] = select(0.0, factor / l, any);
-    rowS[r] = select(0u, 1u, any) | select(0u, 2u, bad);
-    let i = i0 + r;
-    if ((P.flags & ${Flags.rows}u) != 0u && i < P.lq) {
-      let row = (b * P.hq + h) * P.lq + i;
-      let rows = P.batch * P.hq * P.lq;
-      ROWS[row] = select(select(negInfValue(), m + log(l), any), nanValue(), bad);
-      ROWS[rows + row] = select(m, nanValue(), bad);
-      ROWS[2u * rows + row] = select(0.0, l, any);
-    }
-  }
-  workgroupBarrier();
-  for (var e = lid; e < BQ * DV; e += WG) {
-    let r = e / DV;
-    let i = i0 + r;
-    if (i < P.lq) {
-      let state = rowS[r];
-      var o = 0.0;
-      if ((state & 2u) != 0u) { o = nanValue(); }
-      else if ((state & 1u) != 0u) { o = acc[e] * rowA[r]; }
-      O[b * P.osB + h * P.osH + i * P.osL + e % DV] = o;
-    }
-  }
-}
-`;
-}
-
-/**
- * The attention pattern, one invocation per (b, h, i, j): recomputes the logit and normalises it with
- * the row max and denominator the fused kernel left in ROWS. Only run when `returnWeights` is set.
- * Bindings: {@link WEIGHTS_BINDINGS}.
- */
-export function weightsShader(v: AttentionVariant): string {
-  return `${PARAMS_STRUCT}
-${bindingDeclarations(WEIGHTS_BINDINGS)}
-${MASK_AT}
-${FLOAT_HELPERS}
-@compute @workgroup_size(${v.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  // P.total counts workgroups here; one invocation per weight.
-  let g = wid.y * P.groupsX + wid.x;
-  let n = g * ${v.wg}u + lid;
-  let rows = P.batch * P.hq * P.lq;
-  if (g >= P.total || n >= rows * P.lk) { return; }
-  let j = n % P.lk;
-  let row = n / P.lk;
-  let i = row % P.lq;
-  let h = (row / P.lq) % P.hq;
-  let b = row / (P.lq * P.hq);
-  let kvh = h / (P.hq / P.hkv);
-  let pos = (i32(P.lk) - i32(P.lq)) + i32(i);
-  let m = ROWS[rows + row];
-  let l = ROWS[2u * rows + row];
-  var w = 0.0;
-  if (isNanOrPosInf(m)) { w = nanValue(); }
-  else if (l != 0.0) {
-    ${visibleCode()}
-    if (vis) {
-      ${logitCode(
-        (d) => `Q[b * P.qsB + h * P.qsH + i * P.qsL + ${d}]`,
-        (d) => `K[b * P.ksB + kvh * P.ksH + j * P.ksL + ${d}]`,
-      )}
-      if (!isNegInf(s)) { w = exp((s - m) + lo) / l; }
-    }
-  }
-  W[n] = w;
-}
-`;
-}
-
-/** Byte size of the matmul uniform block. */
-/** Words of the matmul's uniform block, in order (all u32). */
-export const MATMUL_PARAM_FIELDS = ['m', 'k', 'n', 'tilesN', 'total', 'groupsX'] as const;
-export const MATMUL_PARAMS_BYTES = paramsBytes(MATMUL_PARAM_FIELDS);
-
-/**
- * Tiled matmul `C[m, n] = A[m, k] @ B[k, n] (+ bias[n])`: T x T output tile per workgroup, T x T tiles
- * of A and B staged in workgroup memory. Bindings: {@link MATMUL_BINDINGS}, {@link MATMUL_BIAS_BINDINGS}.
- */
-export function matmulShader(tile: number, bias: boolean): string {
-  const T = tile;
-  return `${paramsStruct(MATMUL_PARAM_FIELDS)}
-${bindingDeclarations(bias ? MATMUL_BIAS_BINDINGS : MATMUL_BINDINGS)}
-const T = ${T}u;
-var<workgroup> as_: array<f32, ${T * T}>;
-var<workgroup> bs_: array<f32, ${T * T}>;
-
-@compute @workgroup_size(${T}, ${T})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let g = wid.y * P.groupsX + wid.x;
-  if (g >= P.total) { return; }
-  let row = (g / P.tilesN) * T + lid.y;
-  let col = (g % P.tilesN) * T + lid.x;
-  var sum = 0.0;
-  for (var t0 = 0u; t0 < P.k; t0 += T) {
-    let ak = t0 + lid.x;
-    let bk = t0 + lid.y;
-    as_[lid.y * T + lid.x] = select(0.0, A[row * P.k + ak], row < P.m && ak < P.k);
-    bs_[lid.y * T + lid.x] = select(0.0, B[bk * P.n + col], bk < P.k && col < P.n);
-    workgroupBarrier();
-    let steps = min(T, P.k - t0);
-    for (var t = 0u; t < steps; t++) { sum += as_[lid.y * T + t] * bs_[t * T + lid.x]; }
-    workgroupBarrier();
-  }
-  if (row < P.m && col < P.n) {
-    C[row * P.n + col] = sum${bias ? ' + BIAS[col]' : ''};
-  }
-}
-`;
-}
