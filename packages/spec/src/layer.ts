@@ -155,7 +155,8 @@ export function validateLayerFor(
   };
 }
 
-type NumericArray = Float32Array | Float64Array;
+/** The typed arrays the head moves copy. */
+export type NumericArray = Float32Array | Float64Array;
 
 /**
  * Moves the heads between the projection's layout `[B, L, H*D]` (`blhd`) and the attention layout
@@ -182,27 +183,22 @@ function moveHeads<T extends NumericArray>(
   return out;
 }
 
-/** `[B, L, H*D]` -> `[B, H, L, D]`. */
-export function splitHeads<T extends NumericArray>(
+/** A copy of `source` with its heads moved: `(source, batch, length, heads, dim) => copy`. */
+export type HeadMove = <T extends NumericArray>(
   source: T,
   batch: number,
   length: number,
   heads: number,
   dim: number,
-): T {
-  return moveHeads(source, batch, length, heads, dim, true);
-}
+) => T;
+
+/** `[B, L, H*D]` -> `[B, H, L, D]`. */
+export const splitHeads: HeadMove = (source, batch, length, heads, dim) =>
+  moveHeads(source, batch, length, heads, dim, true);
 
 /** `[B, H, L, D]` -> `[B, L, H*D]`. */
-export function mergeHeads<T extends NumericArray>(
-  source: T,
-  batch: number,
-  length: number,
-  heads: number,
-  dim: number,
-): T {
-  return moveHeads(source, batch, length, heads, dim, false);
-}
+export const mergeHeads: HeadMove = (source, batch, length, heads, dim) =>
+  moveHeads(source, batch, length, heads, dim, false);
 
 /** What the layer's forward computed on its way to the output (the backward's saved activations). */
 export interface LayerForwardPass {

@@ -6,12 +6,11 @@ import {
   FORWARD_HEADER,
   ONLINE_SOFTMAX_INIT,
   ONLINE_SOFTMAX_STEP,
-  onlineSoftmaxMemory,
+  onlineSoftmaxEntry,
   queryTileCode,
   SCORE_CELL,
   sinkFoldCode,
   visibleCode,
-  workgroupMainCode,
 } from './shared.js';
 
 /**
@@ -21,17 +20,9 @@ import {
  * Bindings: {@link ATTENTION_BINDINGS}.
  */
 export function attentionShader(v: AttentionVariant): string {
-  const { headDim: D, valueDim: DV, bq: BQ, bk: BK, wg: WG } = v;
+  const { headDim: D, valueDim: DV, bk: BK } = v;
   return `${FORWARD_HEADER}
-const BQ = ${BQ}u;
-const WG = ${WG}u;
-
-${onlineSoftmaxMemory(v)}
-${workgroupMainCode(WG)}
-  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.
-  let D = P.d;
-  let DV = P.dv;
-  let BK = P.bk;
+${onlineSoftmaxEntry(v, `  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.\n`)}
 ${queryTileCode('g')}
 
   for (var e = lid; e < BQ * D; e += WG) {

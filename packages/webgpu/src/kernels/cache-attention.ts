@@ -15,12 +15,11 @@ import {
   LOGIT_PARAM_FIELDS,
   ONLINE_SOFTMAX_INIT,
   ONLINE_SOFTMAX_STEP,
-  onlineSoftmaxMemory,
+  onlineSoftmaxEntry,
   paramsBytes,
   paramsStruct,
   SCORE_CELL,
   visibleCode,
-  workgroupMainCode,
 } from './shared.js';
 
 /**
@@ -108,21 +107,13 @@ export const CACHE_MERGE_BINDINGS = [
  * Bindings: {@link cachePartialBindings}.
  */
 export function cachePartialShader(v: AttentionVariant, precision: KVCachePrecision = 'f32'): string {
-  const { bq: BQ, wg: WG } = v;
   const f16 = precision === 'f16-storage';
   return `${CACHE_PARAMS_STRUCT}
 ${bindingDeclarations(cachePartialBindings(precision))}
 ${NO_BIAS}
 ${FLOAT_HELPERS}
 ${f16 ? F16_LOAD : ''}
-const BQ = ${BQ}u;
-const WG = ${WG}u;
-
-${onlineSoftmaxMemory(v)}
-${workgroupMainCode(WG)}
-  let D = P.d;
-  let DV = P.dv;
-  let BK = P.bk;
+${onlineSoftmaxEntry(v)}
   let split = g % P.splits;
   let tile = (g / P.splits) % P.rowTiles;
   let kvh = (g / (P.splits * P.rowTiles)) % P.hkv;

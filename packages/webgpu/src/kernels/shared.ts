@@ -373,6 +373,22 @@ var<workgroup> rowS: array<u32, ${BQ}>;
 `;
 }
 
+/**
+ * The start of a scalar online-softmax kernel (the fused forward's and the cache's partials): its
+ * tile constants, {@link onlineSoftmaxMemory}, the entry point, and the exact sizes read from the
+ * uniform block (`sizesNote`, a comment line or empty, goes before them).
+ */
+export function onlineSoftmaxEntry(v: AttentionVariant, sizesNote = ''): string {
+  return `const BQ = ${v.bq}u;
+const WG = ${v.wg}u;
+
+${onlineSoftmaxMemory(v)}
+${workgroupMainCode(v.wg)}
+${sizesNote}  let D = P.d;
+  let DV = P.dv;
+  let BK = P.bk;`;
+}
+
 /** Zeroes the accumulator and the row statistics of {@link onlineSoftmaxMemory}. */
 export const ONLINE_SOFTMAX_INIT = `  for (var e = lid; e < BQ * DV; e += WG) { acc[e] = 0.0; }
   for (var r = lid; r < BQ; r += WG) { rowM[r] = 0.0; rowL[r] = 0.0; rowA[r] = 1.0; rowS[r] = 0u; }`;
