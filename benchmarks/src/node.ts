@@ -10,7 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { OnnxVariant } from './onnx.js';
 import { type OrtModule, ortPeer } from './peers/ort.js';
-import { type NodePlacement, ortGqaPeer, parseNodePlacements } from './peers/ort-gqa.js';
+import {
+  type NodePlacement,
+  type OrtGqaPeerOptions,
+  ortGqaPeer,
+  parseNodePlacements,
+} from './peers/ort-gqa.js';
 import { tfjsPeer } from './peers/tfjs.js';
 import type { Subject } from './subject.js';
 
@@ -51,29 +56,35 @@ export function tfjsWasmNodePeer(): Subject {
   return tfjsPeer('wasm', { wasmPaths: `${dir}${path.sep}` });
 }
 
-/** onnxruntime-node (native CPU execution provider), single intra-op thread: the native reference. */
-export function ortNodePeer(variant: OnnxVariant): Subject {
-  return ortPeer(variant, {
+/** onnxruntime-node (native CPU execution provider), one intra-op thread: what its peers share. */
+function ortNodeNative(): OrtGqaPeerOptions {
+  const version = packageVersion('onnxruntime-node');
+  return {
     family: 'ort-node',
-    label: `onnxruntime-node ${packageVersion('onnxruntime-node')} native, 1 thread`,
+    label: `onnxruntime-node ${version} native, 1 thread`,
     load: async () => (await import('onnxruntime-node')) as unknown as OrtModule,
     sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
     threads: 1,
-    engine: `onnxruntime-node ${packageVersion('onnxruntime-node')} CPU EP (native), 1 thread`,
+    engine: `onnxruntime-node ${version} CPU EP (native), 1 thread`,
     expectedProvider: 'CPUExecutionProvider',
     placement: ortPlacementProbe('node', 1),
-  });
+  };
+}
+
+/** onnxruntime-node's attention op (`variant`): the native reference. */
+export function ortNodePeer(variant: OnnxVariant): Subject {
+  return ortPeer(variant, ortNodeNative());
 }
 
 /**
- * onnxruntime-web's wasm backend under Node. `threads` must be set before the first session (the wasm
- * module is instantiated once per process), which is why each variant runs in its own process.
+ * onnxruntime-web's wasm build under Node at `threads` threads: what its attention and GQA peers
+ * share. `threads` must be set before the first session (the wasm module is instantiated once per
+ * process), which is why each variant runs in its own process.
  */
-export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
-  const family = threads === 1 ? 'ort-web-1t' : 'ort-web-mt';
+function ortWebWasm(threads: number): OrtGqaPeerOptions {
   const version = packageVersion('onnxruntime-web');
-  return ortPeer(variant, {
-    family,
+  return {
+    family: threads === 1 ? 'ort-web-1t' : 'ort-web-mt',
     label: `onnxruntime-web ${version} wasm, ${threads} thread${threads === 1 ? '' : 's'}`,
     load: async () => {
       const ort = (await import('onnxruntime-web')) as unknown as OrtModule;
@@ -87,7 +98,11 @@ export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
     // the wasm EP reports itself as CPUExecutionProvider (ORT's CPU kernels compiled to wasm)
     expectedProvider: 'CPUExecutionProvider',
     placement: ortPlacementProbe('web', threads),
-  });
+  };
+}
+
+export function ortWebNodePeer(variant: OnnxVariant, threads: number): Subject {
+  return ortPeer(variant, ortWebWasm(threads));
 }
 
 /**
@@ -131,17 +146,7 @@ export function ortPlacementProbe(
 
 /** onnxruntime-node's GroupQueryAttention decode step, 1 intra-op thread, placement checked. */
 export function ortNodeGqaPeer(): Subject {
-  const version = packageVersion('onnxruntime-node');
-  return ortGqaPeer({
-    family: 'ort-node',
-    label: `onnxruntime-node ${version} native, 1 thread`,
-    load: async () => (await import('onnxruntime-node')) as unknown as OrtModule,
-    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
-    threads: 1,
-    engine: `onnxruntime-node ${version} CPU EP (native), 1 thread`,
-    expectedProvider: 'CPUExecutionProvider',
-    placement: ortPlacementProbe('node', 1),
-  });
+  return ortGqaPeer(ortNodeNative());
 }
 
 /**
@@ -150,23 +155,7 @@ export function ortNodeGqaPeer(): Subject {
  * (ORT's CPU kernels compiled to wasm).
  */
 export function ortWebGqaNodePeer(threads: number): Subject {
-  const family = threads === 1 ? 'ort-web-1t' : 'ort-web-mt';
-  const version = packageVersion('onnxruntime-web');
-  return ortGqaPeer({
-    family,
-    label: `onnxruntime-web ${version} wasm, ${threads} thread${threads === 1 ? '' : 's'}`,
-    load: async () => {
-      const ort = (await import('onnxruntime-web')) as unknown as OrtModule;
-      if (ort.env.wasm === undefined) throw new Error('onnxruntime-web: env.wasm missing');
-      ort.env.wasm.numThreads = threads;
-      return ort;
-    },
-    sessionOptions: { executionProviders: ['wasm'], intraOpNumThreads: threads },
-    threads,
-    engine: `onnxruntime-web ${version} wasm simd, ${threads} thread${threads === 1 ? '' : 's'}`,
-    expectedProvider: 'CPUExecutionProvider',
-    placement: ortPlacementProbe('web', threads),
-  });
+  return ortGqaPeer(ortWebWasm(threads));
 }
 
 /**

@@ -344,6 +344,30 @@ function affordableReps(c: SizeContext, runMs: number): number {
   return Math.max(1, Math.floor((c.budget - (c.hooks.now() - c.seriesStart)) / Math.max(runMs, 1e-3)));
 }
 
+/** The row of a timed forward or decode-cache size: its samples summarised, and the rates they give. */
+function timedRow(
+  subject: Subject,
+  w: Workload,
+  c: SizeContext,
+  samples: number[],
+  check: CheckResult | null,
+  placement: PlacementCheck | undefined,
+): ResultRow {
+  const flops = workloadFlops(w);
+  const timing = summarize(samples, Math.max(1, c.options.warmup));
+  return {
+    subject: subject.id,
+    workload: w,
+    status: 'ok',
+    timing,
+    flops,
+    gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
+    memory: c.memory,
+    check,
+    ...(placement && { placement }),
+  };
+}
+
 /** A prefill or decode size: warm-up, reference check, timed repetitions of `run()`. */
 async function measureForward(
   subject: Subject,
@@ -352,7 +376,6 @@ async function measureForward(
   c: SizeContext,
 ): Promise<ResultRow> {
   const { options, hooks } = c;
-  const flops = workloadFlops(w);
   const prepared = await subject.prepare(w, inputs);
   try {
     let first: Float32Array | null = null;
@@ -379,18 +402,7 @@ async function measureForward(
       samples.push(hooks.now() - t0);
       c.sample();
     } while (!enough(c, samples.length, repStart, affordable));
-    const timing = summarize(samples, Math.max(1, options.warmup));
-    return {
-      subject: subject.id,
-      workload: w,
-      status: 'ok',
-      timing,
-      flops,
-      gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
-      memory: c.memory,
-      check,
-      ...(prepared.placement && { placement: prepared.placement }),
-    };
+    return timedRow(subject, w, c, samples, check, prepared.placement);
   } finally {
     await prepared.dispose();
   }
@@ -644,7 +656,6 @@ async function measureDecode(
   gate: CheckResult | null,
 ): Promise<ResultRow> {
   const { options, hooks } = c;
-  const flops = workloadFlops(w);
   const prepared = await (subject.prepareDecode as NonNullable<Subject['prepareDecode']>)(w, inputs);
   try {
     let first: Float32Array | null = null;
@@ -672,18 +683,7 @@ async function measureDecode(
       await prepared.rewind?.();
       c.sample();
     } while (!enough(c, samples.length, repStart, affordable));
-    const timing = summarize(samples, Math.max(1, options.warmup));
-    return {
-      subject: subject.id,
-      workload: w,
-      status: 'ok',
-      timing,
-      flops,
-      gflops: { dense: flops.dense / timing.median / 1e6, useful: flops.useful / timing.median / 1e6 },
-      memory: c.memory,
-      check: worse(gate, own),
-      ...(prepared.placement && { placement: prepared.placement }),
-    };
+    return timedRow(subject, w, c, samples, worse(gate, own), prepared.placement);
   } finally {
     await prepared.dispose();
   }
