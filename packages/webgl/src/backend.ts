@@ -172,7 +172,13 @@ export class WebglImplementation implements BackendImplementation {
 
   async attention(problem: AttentionProblem): Promise<AttentionResult> {
     const { runtime, kernels } = this.ready();
-    const plan = planForward(problem, runtime.maxTextureSize, this.tileKeys, this.blockElements);
+    const plan = planForward(
+      problem,
+      runtime.maxTextureSize,
+      this.tileKeys,
+      this.blockElements,
+      this.vectorized,
+    );
     this.hostBytes = plan.hostBytes;
     try {
       return runForward(runtime, kernels.forward, problem, plan, this.vectorized);

@@ -6,7 +6,8 @@
  * Layout: a "row" is one query row `(b, h, i)`; a chunk of rows is processed at once and a 2-d
  * texture `[width, rows]` is read as `tex[row][x]`. `rowInfo [8, rows]` carries per-row facts that
  * the host computes exactly (integer arithmetic in float shaders is a rounding hazard):
- * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink`.
+ * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink,
+ * 7..8 the row's visible key range [start, end)` (causal and sliding window; the key mask is per key).
  */
 import type { KernelSpec } from '../gl.js';
 
@@ -19,7 +20,11 @@ export const ROW_INFO = {
   biasRow: 4,
   slope: 5,
   sink: 6,
-  width: 8,
+  /** First visible key (causal/window range, from visibleKeyRange on the host). */
+  start: 7,
+  /** One past the last visible key (equal to start when the row sees no key). */
+  end: 8,
+  width: 9,
 } as const;
 
 /**
@@ -37,7 +42,7 @@ export const TANH = {
 }`,
 };
 
-const NATIVE = [
+export const NATIVE = [
   {
     name: 'attnIsNan',
     source: `float attnIsNan(float x) {
@@ -114,7 +119,7 @@ function flatElement(name: string, input: string) {
  * WebGL2: bias and key mask read straight from their packed RGBA textures (flat row-major order, see
  * attnDot4), so they are uploaded once per call instead of once per kernel run.
  */
-const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt', 'keyMask')];
+export const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt', 'keyMask')];
 
 /** The logit parts reading the key mask and bias as gpu.js arrays, or (vectorized, WebGL2) straight from their textures. */
 function logitParts(vectorized: boolean): string {
@@ -127,7 +132,8 @@ function logitParts(vectorized: boolean): string {
 }
 
 /** The arguments every kernel that rebuilds a logit takes, in order. */
-const LOGIT_ARGS = 'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
+export const LOGIT_ARGS =
+  'bias, keyMask, rowInfo, j0, Lk, biasKeyStride, hasBias, hasMask, causal, win, negInf';
 
 /** The scores kernel around its dot product (`dotProduct` sets `dot` from `qRow`, `kRow`, `D`). */
 function scoresSource(dotProduct: string): string {

@@ -1,0 +1,321 @@
+/**
+ * The WebGL2 forward tile passes on packed layouts: four keys a texel in the scores and probabilities,
+ * four value columns a texel in the accumulator. On SwiftShader (and any GPU) a fragment's cost is
+ * mostly its texel fetches and its own overhead; one float a texel spent two fetches per four
+ * multiply-adds in the dot products and four fragments where one does. Here the scores pass fetches
+ * one q texel for four k texels (16 multiply-adds), the accumulate pass one probability texel for
+ * four value texels, and every loop runs over the row's visible key range only (rowInfo 7..8), so a
+ * causal call does about half the work without smaller chunks.
+ *
+ * Layouts (set up by run-forward.ts, relied on here):
+ * - q, k, v: packed row-major four floats a texel, each row a whole number of texels, and the texture
+ *   width a multiple of the row's texels, so a row never wraps a texture line; v has three spare zero
+ *   rows after its last so the last group of four keys never reads past the texture.
+ * - scores, probs `[tile / 4, rows]`, max `[1, rows]`, acc `[groups, rows]`, with rows >= 2: gpu.js
+ *   then sizes the texture exactly `[width, rows]` (one row gets a closest-square texture), so texel
+ *   `(x, row)` is element `x` of `row`.
+ * - scores hold `a` (the softcapped scaled dot) for a visible key and -inf for a masked one. A visible
+ *   `a = -inf` stays -inf, which the softmax weighs 0 like a masked key (exp(-inf - m) = 0), except
+ *   where a bias of +inf or NaN makes the logit NaN: then the scores pass stores that NaN (`a + bias`).
+ *   The bias and ALiBi terms are otherwise added later, as `((bias - m) + alibi) + a` (see
+ *   logitPartsSource in forward.ts for why).
+ */
+import type { KernelSpec } from '../gl.js';
+import { LOGIT_ARGS, LOGIT_NATIVE, NATIVE } from './forward.js';
+
+interface GlslFunction {
+  name: string;
+  source: string;
+}
+
+/** A helper of forward.ts by name. */
+function helper(name: string): GlslFunction {
+  const found = [...NATIVE, ...LOGIT_NATIVE].find((f) => f.name === name);
+  if (found === undefined) throw new Error(`no GLSL helper ${name}`);
+  return found;
+}
+
+/**
+ * One gpu.js native function holding `main` and the helpers it calls: gpu.js emits only the natives
+ * that the kernel's JavaScript calls, never those a native calls. It reads the name, the return type
+ * and the parameters from the first signature in the source, so that comes first, as a prototype.
+ */
+function bundle(main: GlslFunction, helpers: readonly GlslFunction[]): GlslFunction {
+  const prototype = `${main.source.slice(0, main.source.indexOf(')') + 1)};`;
+  return { name: main.name, source: [prototype, ...helpers.map((f) => f.source), main.source].join('\n') };
+}
+
+/**
+ * `attnRowCoord_<input>(row, n)`: the first texel of `row` in packed input `input` whose rows are `n`
+ * texels and never wrap a line (the texture width is a multiple of `n`).
+ */
+function rowCoord(input: string) {
+  return {
+    name: `attnRowCoord_${input}`,
+    source: `ivec2 attnRowCoord_${input}(int row, int n) {
+  int perLine = user_${input}Size.x / n;
+  int y = row / perLine;
+  return ivec2((row - y * perLine) * n, y);
+}`,
+  };
+}
+
+/** `[first, end)` texels of a tile of `T4` texels at key `j0` that hold a key of `[lo, hi)`. */
+const TEXEL_RANGE = {
+  name: 'attnTexelRange',
+  source: `ivec2 attnTexelRange(float lo, float hi, float j0, float T4) {
+  int from = int(lo) - int(j0);
+  int to = int(hi) - int(j0);
+  return ivec2(from <= 0 ? 0 : from / 4, to <= 0 ? 0 : min(int(T4), (to + 3) / 4));
+}`,
+};
+
+/**
+ * The bias and ALiBi parts of key `j`'s logit, `(bias, alibi)`; zeros when absent. Reads the bias
+ * only when asked: a masked key's bias may be anything.
+ */
+const EXTRA = {
+  name: 'attnExtra',
+  source: `vec2 attnExtra(float j, float pos, float biasRow, float slope, float Lk, float biasKeyStride, float hasBias) {
+  vec2 e = vec2(0.0);
+  if (hasBias > 0.5) {
+    e.x = attnBiasAt(biasRow, j * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0);
+  }
+  if (slope != 0.0) {
+    e.y = -slope * (pos - j);
+  }
+  return e;
+}`,
+};
+
+/**
+ * One key of a scores texel: `a` when visible, -inf when masked; a visible -inf becomes `a + bias`
+ * (NaN for a bias of +inf or NaN, -inf otherwise), see the file comment.
+ */
+const KEY_SCORE = {
+  name: 'attnKeyScore',
+  source: `float attnKeyScore(float a, int j, float lo, float hi, float batch, float biasRow, float Lk, float biasKeyStride, float hasBias, float hasMask, float negInf) {
+  float fj = float(j);
+  if (fj < lo || fj >= hi) return negInf;
+  if (hasMask > 0.5 && attnMaskAt(batch, fj, Lk) < 0.5) return negInf;
+  if (a == negInf && hasBias > 0.5) {
+    return a + attnBiasAt(biasRow, fj * biasKeyStride, biasKeyStride * (Lk - 1.0) + 1.0);
+  }
+  return a;
+}`,
+};
+
+/**
+ * Four keys `j0 + 4x ..` of one row: q's row texels are fetched once for the four k rows. Key rows
+ * past the visible range are clamped to its last key (read, then masked), so no fetch leaves k.
+ */
+const SCORES4 = {
+  name: 'attnScores4',
+  source: `vec4 attnScores4(float x, float qRow, float kvBase, float lo, float hi, float batch, float biasRow, float j0, float Lk, float biasKeyStride, float hasBias, float hasMask, float negInf, float D4, float scale, float softcap) {
+  int jb = int(j0) + int(x) * 4;
+  int h = int(hi);
+  if (jb >= h || jb + 4 <= int(lo)) return vec4(negInf);
+  int n = int(D4);
+  int kb = int(kvBase);
+  ivec2 qc = attnRowCoord_q(int(qRow), n);
+  ivec2 k0 = attnRowCoord_k(kb + min(jb, h - 1), n);
+  ivec2 k1 = attnRowCoord_k(kb + min(jb + 1, h - 1), n);
+  ivec2 k2 = attnRowCoord_k(kb + min(jb + 2, h - 1), n);
+  ivec2 k3 = attnRowCoord_k(kb + min(jb + 3, h - 1), n);
+  vec4 s = vec4(0.0);
+  for (int t = 0; t < n; t++) {
+    vec4 qv = texelFetch(user_q, qc, 0);
+    s += vec4(dot(qv, texelFetch(user_k, k0, 0)), dot(qv, texelFetch(user_k, k1, 0)),
+      dot(qv, texelFetch(user_k, k2, 0)), dot(qv, texelFetch(user_k, k3, 0)));
+    qc.x += 1;
+    k0.x += 1;
+    k1.x += 1;
+    k2.x += 1;
+    k3.x += 1;
+  }
+  s = scale * s;
+  if (softcap > 0.0) {
+    s = vec4(softcap * attnTanh(s.x / softcap), softcap * attnTanh(s.y / softcap),
+      softcap * attnTanh(s.z / softcap), softcap * attnTanh(s.w / softcap));
+  }
+  return vec4(
+    attnKeyScore(s.x, jb, lo, hi, batch, biasRow, Lk, biasKeyStride, hasBias, hasMask, negInf),
+    attnKeyScore(s.y, jb + 1, lo, hi, batch, biasRow, Lk, biasKeyStride, hasBias, hasMask, negInf),
+    attnKeyScore(s.z, jb + 2, lo, hi, batch, biasRow, Lk, biasKeyStride, hasBias, hasMask, negInf),
+    attnKeyScore(s.w, jb + 3, lo, hi, batch, biasRow, Lk, biasKeyStride, hasBias, hasMask, negInf));
+}`,
+};
+
+/** Reads a row's table entry `c` (gpu.js array syntax) for the kernel sources below. */
+const info = (c: number) => `rowInfo[this.thread.y][${c}]`;
+
+/**
+ * Scores of one tile, four keys a texel. Output `[tile / 4, rows]` RGBA; `D` is q and k's row
+ * width in texels. Same arguments as the portable scores kernel.
+ */
+export const scoresPackedKernel: KernelSpec = {
+  name: 'scoresPacked',
+  loopMaxIterations: 1,
+  returnType: 'Array(4)',
+  nativeFunctions: [
+    bundle(SCORES4, [
+      helper('attnTanh'),
+      helper('attnBiasAt'),
+      helper('attnMaskAt'),
+      rowCoord('q'),
+      rowCoord('k'),
+      KEY_SCORE,
+    ]),
+  ],
+  source: `function scoresPacked(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
+  return attnScores4(this.thread.x, ${info(0)}, ${info(1)}, ${info(7)}, ${info(8)}, ${info(3)}, ${info(4)}, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D, scale, softcap);
+}`,
+};
+
+/** `m` raised by one key's logit (scores value `s` plus the bias and ALiBi parts), NaN-propagating. */
+const MAX_KEY = {
+  name: 'attnMaxKey',
+  source: `float attnMaxKey(float m, float s, float j, float pos, float biasRow, float slope, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  if (s == negInf) return m;
+  vec2 e = attnExtra(j, pos, biasRow, slope, Lk, biasKeyStride, hasBias);
+  return attnNanMax(m, s + e.x + e.y);
+}`,
+};
+
+const ROW_MAX4 = {
+  name: 'attnRowMax4',
+  source: `float attnRowMax4(float rr, float m, float lo, float hi, float pos, float biasRow, float slope, float j0, float tile, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  ivec2 range = attnTexelRange(lo, hi, j0, tile / 4.0);
+  int r = int(rr);
+  bool extra = hasBias > 0.5 || slope != 0.0;
+  for (int x = range.x; x < range.y; x++) {
+    vec4 s = texelFetch(user_scores, ivec2(x, r), 0);
+    if (extra) {
+      float j = j0 + float(x * 4);
+      m = attnMaxKey(m, s.x, j, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+      m = attnMaxKey(m, s.y, j + 1.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+      m = attnMaxKey(m, s.z, j + 2.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+      m = attnMaxKey(m, s.w, j + 3.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+    } else {
+      // masked keys hold -inf, which never raises the max
+      m = attnNanMax(attnNanMax(attnNanMax(attnNanMax(m, s.x), s.y), s.z), s.w);
+    }
+  }
+  return m;
+}`,
+};
+
+/** Running max over one packed scores tile. Output `[1, rows]`. Same arguments as the portable rowMax. */
+export const rowMaxPackedKernel: KernelSpec = {
+  name: 'rowMaxPacked',
+  loopMaxIterations: 1,
+  nativeFunctions: [
+    bundle(ROW_MAX4, [helper('attnNanMax'), helper('attnBiasAt'), TEXEL_RANGE, EXTRA, MAX_KEY]),
+  ],
+  source: `function rowMaxPacked(scores, mPrev, tile, ${LOGIT_ARGS}) {
+  return attnRowMax4(this.thread.y, mPrev[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, tile, Lk, biasKeyStride, hasBias, negInf);
+}`,
+};
+
+/**
+ * One key's `exp(logit - m)`: 0 for a masked key (or a logit more than 104 below m), NaN for a NaN
+ * logit; `m` is finite here (the caller decided -inf and NaN). As the portable probs kernel.
+ */
+const EXP_KEY = {
+  name: 'attnExpKey',
+  source: `float attnExpKey(float s, float mm, float j, float pos, float biasRow, float slope, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  if (s == negInf) return 0.0;
+  vec2 e = attnExtra(j, pos, biasRow, slope, Lk, biasKeyStride, hasBias);
+  float x = e.x - mm + e.y + s;
+  if (attnIsNan(x) > 0.5) return x;
+  if (x >= -104.0) return exp(x);
+  return 0.0;
+}`,
+};
+
+const PROBS4 = {
+  name: 'attnProbs4',
+  source: `vec4 attnProbs4(float x, float rr, float mm, float lo, float hi, float pos, float biasRow, float slope, float j0, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  if (mm == negInf) return vec4(0.0);
+  if (attnIsNan(mm) > 0.5) return vec4(mm);
+  float j = j0 + x * 4.0;
+  if (j >= hi || j + 4.0 <= lo) return vec4(0.0);
+  vec4 s = texelFetch(user_scores, ivec2(int(x), int(rr)), 0);
+  return vec4(
+    attnExpKey(s.x, mm, j, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
+    attnExpKey(s.y, mm, j + 1.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
+    attnExpKey(s.z, mm, j + 2.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
+    attnExpKey(s.w, mm, j + 3.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf));
+}`,
+};
+
+/** Unnormalised probabilities of one packed tile. Output `[tile / 4, rows]` RGBA. Same arguments as the portable probs. */
+export const probsPackedKernel: KernelSpec = {
+  name: 'probsPacked',
+  loopMaxIterations: 1,
+  returnType: 'Array(4)',
+  nativeFunctions: [bundle(PROBS4, [helper('attnIsNan'), helper('attnBiasAt'), EXTRA, EXP_KEY])],
+  source: `function probsPacked(scores, m, ${LOGIT_ARGS}) {
+  return attnProbs4(this.thread.x, this.thread.y, m[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, Lk, biasKeyStride, hasBias, negInf);
+}`,
+};
+
+/**
+ * Group `c` (four value columns; the host pads each value row to `4 * groups` columns with a 1 in
+ * column Dv, so the denominator accumulates as one more value) of `sum p v` over the row's visible
+ * texels of the tile, on top of `alpha * accPrev`. A zero weight is skipped, so an infinite or NaN
+ * value of a masked key never leaks (0 * inf = NaN).
+ */
+const PV4 = {
+  name: 'attnPV4',
+  source: `vec4 attnPV4(float rr, float kvBase, float c, float lo, float hi, float j0, float tile, float groups, float alpha) {
+  ivec2 range = attnTexelRange(lo, hi, j0, tile / 4.0);
+  int G = int(groups);
+  int col = int(c);
+  int r = int(rr);
+  int lineEnd = (user_vSize.x / G) * G;
+  ivec2 vc = attnRowCoord_v(int(kvBase) + int(j0) + range.x * 4, G);
+  vec4 sum = vec4(0.0);
+  for (int x = range.x; x < range.y; x++) {
+    vec4 p = texelFetch(user_probs, ivec2(x, r), 0);
+    for (int i = 0; i < 4; i++) {
+      if (p[i] != 0.0) {
+        sum += p[i] * texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+      }
+      vc.x += G;
+      if (vc.x == lineEnd) {
+        vc.x = 0;
+        vc.y += 1;
+      }
+    }
+  }
+  if (alpha == 0.0) return sum;
+  int aw = user_accPrevSize.x;
+  int ai = r * G + col;
+  return alpha * texelFetch(user_accPrev, ivec2(ai - (ai / aw) * aw, ai / aw), 0) + sum;
+}`,
+};
+
+/**
+ * The running weighted sum of values and the denominator, rescaled by `exp(mPrev - mNew)` as in the
+ * portable accumulate. Output `[groups, rows]` RGBA; `Dv` is `groups`. Same arguments as the portable
+ * accumulate.
+ */
+export const accumulatePackedKernel: KernelSpec = {
+  name: 'accumulatePacked',
+  loopMaxIterations: 1,
+  returnType: 'Array(4)',
+  nativeFunctions: [helper('attnIsNan'), bundle(PV4, [TEXEL_RANGE, rowCoord('v')])],
+  source: `function accumulatePacked(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
+  const rr = this.thread.y;
+  const mp = mPrev[rr][0];
+  let alpha = 0.0;
+  if (mp != negInf) {
+    alpha = mp - mNew[rr][0];
+    if (attnIsNan(alpha) < 0.5) {
+      alpha = Math.exp(alpha);
+    }
+  }
+  return attnPV4(rr, rowInfo[rr][1], this.thread.x, rowInfo[rr][7], rowInfo[rr][8], j0, tile, Dv, alpha);
+}`,
+};
