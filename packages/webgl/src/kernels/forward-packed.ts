@@ -60,6 +60,15 @@ function rowCoord(input: string) {
   };
 }
 
+/** Per component: is it NaN? By comparisons, as attnIsNan (GLSL ES `isnan` is not trusted). */
+const IS_NAN4 = {
+  name: 'attnIsNan4',
+  source: `bvec4 attnIsNan4(vec4 v) {
+  vec4 z = vec4(0.0);
+  return not(bvec4(vec4(lessThan(v, z)) + vec4(greaterThan(v, z)) + vec4(equal(v, z))));
+}`,
+};
+
 /** `[first, end)` texels of a tile of `T4` texels at key `j0` that hold a key of `[lo, hi)`. */
 const TEXEL_RANGE = {
   name: 'attnTexelRange',
@@ -185,6 +194,8 @@ const MAX_KEY = {
 const ROW_MAX4 = {
   name: 'attnRowMax4',
   source: `float attnRowMax4(float rr, float m, float lo, float hi, float pos, float biasRow, float slope, float j0, float tile, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  // a NaN max stays NaN whatever follows
+  if (attnIsNan(m) > 0.5) return m;
   ivec2 range = attnTexelRange(lo, hi, j0, tile / 4.0);
   int r = int(rr);
   bool extra = hasBias > 0.5 || slope != 0.0;
@@ -197,8 +208,10 @@ const ROW_MAX4 = {
       m = attnMaxKey(m, s.z, j + 2.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
       m = attnMaxKey(m, s.w, j + 3.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
     } else {
-      // masked keys hold -inf, which never raises the max
-      m = attnNanMax(attnNanMax(attnNanMax(attnNanMax(m, s.x), s.y), s.z), s.w);
+      // Masked keys hold -inf, which never raises the max. A NaN ends the search (the sum is NaN:
+      // GLSL max is undefined for NaN); otherwise max, without a branch per key.
+      if (any(attnIsNan4(s))) return s.x + s.y + s.z + s.w;
+      m = max(m, max(max(s.x, s.y), max(s.z, s.w)));
     }
   }
   return m;
@@ -210,26 +223,27 @@ export const rowMaxPackedKernel: KernelSpec = {
   name: 'rowMaxPacked',
   loopMaxIterations: 1,
   nativeFunctions: [
-    bundle(ROW_MAX4, [helper('attnNanMax'), helper('attnBiasAt'), TEXEL_RANGE, EXTRA, MAX_KEY]),
+    bundle(ROW_MAX4, [
+      helper('attnIsNan'),
+      helper('attnNanMax'),
+      helper('attnBiasAt'),
+      IS_NAN4,
+      TEXEL_RANGE,
+      EXTRA,
+      MAX_KEY,
+    ]),
   ],
   source: `function rowMaxPacked(scores, mPrev, tile, ${LOGIT_ARGS}) {
   return attnRowMax4(this.thread.y, mPrev[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, tile, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
-/**
- * One key's `exp(logit - m)`: 0 for a masked key (or a logit more than 104 below m), NaN for a NaN
- * logit; `m` is finite here (the caller decided -inf and NaN). As the portable probs kernel.
- */
-const EXP_KEY = {
-  name: 'attnExpKey',
-  source: `float attnExpKey(float s, float mm, float j, float pos, float biasRow, float slope, float Lk, float biasKeyStride, float hasBias, float negInf) {
-  if (s == negInf) return 0.0;
-  vec2 e = attnExtra(j, pos, biasRow, slope, Lk, biasKeyStride, hasBias);
-  float x = e.x - mm + e.y + s;
-  if (attnIsNan(x) > 0.5) return x;
-  if (x >= -104.0) return exp(x);
-  return 0.0;
+/** One key's bias and ALiBi parts, zeros for a masked key (whose bias is never read). */
+const KEY_EXTRA = {
+  name: 'attnKeyExtra',
+  source: `vec2 attnKeyExtra(float s, float j, float pos, float biasRow, float slope, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  if (s == negInf) return vec2(0.0);
+  return attnExtra(j, pos, biasRow, slope, Lk, biasKeyStride, hasBias);
 }`,
 };
 
@@ -241,11 +255,22 @@ const PROBS4 = {
   float j = j0 + x * 4.0;
   if (j >= hi || j + 4.0 <= lo) return vec4(0.0);
   vec4 s = texelFetch(user_scores, ivec2(int(x), int(rr)), 0);
-  return vec4(
-    attnExpKey(s.x, mm, j, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
-    attnExpKey(s.y, mm, j + 1.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
-    attnExpKey(s.z, mm, j + 2.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf),
-    attnExpKey(s.w, mm, j + 3.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf));
+  vec4 bias = vec4(0.0);
+  vec4 alibi = vec4(0.0);
+  if (hasBias > 0.5 || slope != 0.0) {
+    vec2 e0 = attnKeyExtra(s.x, j, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+    vec2 e1 = attnKeyExtra(s.y, j + 1.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+    vec2 e2 = attnKeyExtra(s.z, j + 2.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+    vec2 e3 = attnKeyExtra(s.w, j + 3.0, pos, biasRow, slope, Lk, biasKeyStride, hasBias, negInf);
+    bias = vec4(e0.x, e1.x, e2.x, e3.x);
+    alibi = vec4(e0.y, e1.y, e2.y, e3.y);
+  }
+  // As the portable probs, per key and by selects: exp(x) (whose result GLSL leaves undefined for
+  // NaN), 0 below -104, x itself when NaN, 0 for a masked key.
+  vec4 xv = bias - mm + alibi + s;
+  vec4 p = mix(exp(xv), vec4(0.0), lessThan(xv, vec4(-104.0)));
+  p = mix(p, xv, attnIsNan4(xv));
+  return mix(p, vec4(0.0), equal(s, vec4(negInf)));
 }`,
 };
 
@@ -254,7 +279,7 @@ export const probsPackedKernel: KernelSpec = {
   name: 'probsPacked',
   loopMaxIterations: 1,
   returnType: 'Array(4)',
-  nativeFunctions: [bundle(PROBS4, [helper('attnIsNan'), helper('attnBiasAt'), EXTRA, EXP_KEY])],
+  nativeFunctions: [bundle(PROBS4, [helper('attnIsNan'), helper('attnBiasAt'), IS_NAN4, EXTRA, KEY_EXTRA])],
   source: `function probsPacked(scores, m, ${LOGIT_ARGS}) {
   return attnProbs4(this.thread.x, this.thread.y, m[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, Lk, biasKeyStride, hasBias, negInf);
 }`,
@@ -264,7 +289,9 @@ export const probsPackedKernel: KernelSpec = {
  * Group `c` (four value columns; the host pads each value row to `4 * groups` columns with a 1 in
  * column Dv, so the denominator accumulates as one more value) of `sum p v` over the row's visible
  * texels of the tile, on top of `alpha * accPrev`. A zero weight is skipped, so an infinite or NaN
- * value of a masked key never leaks (0 * inf = NaN).
+ * value of a masked key never leaks (0 * inf = NaN): by a select (`mix` with a bvec), not a branch.
+ * Straight-line code matters on SwiftShader, which runs four fragments in SIMD lanes: the loop over
+ * the texel's four keys with a branch per key took a quarter longer (the whole forward, same run).
  */
 const PV4 = {
   name: 'attnPV4',
@@ -278,16 +305,34 @@ const PV4 = {
   vec4 sum = vec4(0.0);
   for (int x = range.x; x < range.y; x++) {
     vec4 p = texelFetch(user_probs, ivec2(x, r), 0);
-    for (int i = 0; i < 4; i++) {
-      if (p[i] != 0.0) {
-        sum += p[i] * texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
-      }
-      vc.x += G;
-      if (vc.x == lineEnd) {
-        vc.x = 0;
-        vc.y += 1;
-      }
+    vec4 v0 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+    vc.x += G;
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
     }
+    vec4 v1 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+    vc.x += G;
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
+    }
+    vec4 v2 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+    vc.x += G;
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
+    }
+    vec4 v3 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+    vc.x += G;
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
+    }
+    sum += mix(vec4(0.0), p.x * v0, bvec4(p.x != 0.0));
+    sum += mix(vec4(0.0), p.y * v1, bvec4(p.y != 0.0));
+    sum += mix(vec4(0.0), p.z * v2, bvec4(p.z != 0.0));
+    sum += mix(vec4(0.0), p.w * v3, bvec4(p.w != 0.0));
   }
   if (alpha == 0.0) return sum;
   int aw = user_accPrevSize.x;
