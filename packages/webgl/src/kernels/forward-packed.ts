@@ -155,8 +155,32 @@ const SCORES4 = {
 }`,
 };
 
-/** Reads a row's table entry `c` (gpu.js array syntax) for the kernel sources below. */
-const info = (c: number) => `rowInfo[this.thread.y][${c}]`;
+/**
+ * Texel `i` of row `rr` of the row table (ROW_INFO: three texels a row; 0 = qRow, kvBase, position,
+ * batch; 1 = bias row, slope, sink, start; 2 = end), read straight from the texture gpu.js uploads it
+ * to (flat, four floats a texel): gpu.js's own array read costs more than the texel fetch itself.
+ */
+const ROW_TEXEL = {
+  name: 'attnRowTexel',
+  source: `vec4 attnRowTexel(float rr, int i) {
+  int t = int(rr) * 3 + i;
+  int w = user_rowInfoSize.x;
+  return texelFetch(user_rowInfo, ivec2(t - (t / w) * w, t / w), 0);
+}`,
+};
+
+/** Row `rr` of a `[1, rows]` output (rows >= 2, see the file comment). */
+const atRow = (input: string) => `texelFetch(user_${input}, ivec2(0, int(rr)), 0).r`;
+
+const SCORES_ROW = {
+  name: 'attnScoresRow',
+  source: `vec4 attnScoresRow(float x, float rr, float j0, float Lk, float biasKeyStride, float hasBias, float hasMask, float negInf, float D4, float scale, float softcap) {
+  vec4 a = attnRowTexel(rr, 0);
+  vec4 b = attnRowTexel(rr, 1);
+  vec4 c = attnRowTexel(rr, 2);
+  return attnScores4(x, a.x, a.y, b.w, c.x, a.w, b.x, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D4, scale, softcap);
+}`,
+};
 
 /**
  * Scores of one tile, four keys a texel. Output `[tile / 4, rows]` RGBA; `D` is q and k's row
@@ -167,17 +191,19 @@ export const scoresPackedKernel: KernelSpec = {
   loopMaxIterations: 1,
   returnType: 'Array(4)',
   nativeFunctions: [
-    bundle(SCORES4, [
+    bundle(SCORES_ROW, [
+      ROW_TEXEL,
       helper('attnTanh'),
       helper('attnBiasAt'),
       helper('attnMaskAt'),
       rowCoord('q'),
       rowCoord('k'),
       KEY_SCORE,
+      SCORES4,
     ]),
   ],
   source: `function scoresPacked(q, k, ${LOGIT_ARGS}, D, scale, softcap) {
-  return attnScores4(this.thread.x, ${info(0)}, ${info(1)}, ${info(7)}, ${info(8)}, ${info(3)}, ${info(4)}, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D, scale, softcap);
+  return attnScoresRow(this.thread.x, this.thread.y, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D, scale, softcap);
 }`,
 };
 
@@ -218,12 +244,23 @@ const ROW_MAX4 = {
 }`,
 };
 
+const ROW_MAX_ROW = {
+  name: 'attnRowMaxRow',
+  source: `float attnRowMaxRow(float rr, float j0, float tile, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  vec4 a = attnRowTexel(rr, 0);
+  vec4 b = attnRowTexel(rr, 1);
+  vec4 c = attnRowTexel(rr, 2);
+  return attnRowMax4(rr, ${atRow('mPrev')}, b.w, c.x, a.z, b.x, b.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
+}`,
+};
+
 /** Running max over one packed scores tile. Output `[1, rows]`. Same arguments as the portable rowMax. */
 export const rowMaxPackedKernel: KernelSpec = {
   name: 'rowMaxPacked',
   loopMaxIterations: 1,
   nativeFunctions: [
-    bundle(ROW_MAX4, [
+    bundle(ROW_MAX_ROW, [
+      ROW_TEXEL,
       helper('attnIsNan'),
       helper('attnNanMax'),
       helper('attnBiasAt'),
@@ -231,10 +268,11 @@ export const rowMaxPackedKernel: KernelSpec = {
       TEXEL_RANGE,
       EXTRA,
       MAX_KEY,
+      ROW_MAX4,
     ]),
   ],
   source: `function rowMaxPacked(scores, mPrev, tile, ${LOGIT_ARGS}) {
-  return attnRowMax4(this.thread.y, mPrev[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, tile, Lk, biasKeyStride, hasBias, negInf);
+  return attnRowMaxRow(this.thread.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
@@ -274,14 +312,34 @@ const PROBS4 = {
 }`,
 };
 
+const PROBS_ROW = {
+  name: 'attnProbsRow',
+  source: `vec4 attnProbsRow(float x, float rr, float j0, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  vec4 a = attnRowTexel(rr, 0);
+  vec4 b = attnRowTexel(rr, 1);
+  vec4 c = attnRowTexel(rr, 2);
+  return attnProbs4(x, rr, ${atRow('m')}, b.w, c.x, a.z, b.x, b.y, j0, Lk, biasKeyStride, hasBias, negInf);
+}`,
+};
+
 /** Unnormalised probabilities of one packed tile. Output `[tile / 4, rows]` RGBA. Same arguments as the portable probs. */
 export const probsPackedKernel: KernelSpec = {
   name: 'probsPacked',
   loopMaxIterations: 1,
   returnType: 'Array(4)',
-  nativeFunctions: [bundle(PROBS4, [helper('attnIsNan'), helper('attnBiasAt'), IS_NAN4, EXTRA, KEY_EXTRA])],
+  nativeFunctions: [
+    bundle(PROBS_ROW, [
+      ROW_TEXEL,
+      helper('attnIsNan'),
+      helper('attnBiasAt'),
+      IS_NAN4,
+      EXTRA,
+      KEY_EXTRA,
+      PROBS4,
+    ]),
+  ],
   source: `function probsPacked(scores, m, ${LOGIT_ARGS}) {
-  return attnProbs4(this.thread.x, this.thread.y, m[this.thread.y][0], ${info(7)}, ${info(8)}, ${info(2)}, ${info(4)}, ${info(5)}, j0, Lk, biasKeyStride, hasBias, negInf);
+  return attnProbsRow(this.thread.x, this.thread.y, j0, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
@@ -341,6 +399,25 @@ const PV4 = {
 }`,
 };
 
+/** `alpha = exp(mPrev - mNew)`: 0 when mPrev is -inf, NaN when the difference is NaN. */
+const PV_ROW = {
+  name: 'attnPVRow',
+  source: `vec4 attnPVRow(float c, float rr, float j0, float tile, float groups, float negInf) {
+  vec4 a = attnRowTexel(rr, 0);
+  vec4 b = attnRowTexel(rr, 1);
+  vec4 e = attnRowTexel(rr, 2);
+  float mp = ${atRow('mPrev')};
+  float alpha = 0.0;
+  if (mp != negInf) {
+    alpha = mp - ${atRow('mNew')};
+    if (attnIsNan(alpha) < 0.5) {
+      alpha = exp(alpha);
+    }
+  }
+  return attnPV4(rr, a.y, c, b.w, e.x, j0, tile, groups, alpha);
+}`,
+};
+
 /**
  * The running weighted sum of values and the denominator, rescaled by `exp(mPrev - mNew)` as in the
  * portable accumulate. Output `[groups, rows]` RGBA; `Dv` is `groups`. Same arguments as the portable
@@ -350,17 +427,8 @@ export const accumulatePackedKernel: KernelSpec = {
   name: 'accumulatePacked',
   loopMaxIterations: 1,
   returnType: 'Array(4)',
-  nativeFunctions: [helper('attnIsNan'), bundle(PV4, [TEXEL_RANGE, rowCoord('v')])],
+  nativeFunctions: [bundle(PV_ROW, [ROW_TEXEL, helper('attnIsNan'), TEXEL_RANGE, rowCoord('v'), PV4])],
   source: `function accumulatePacked(probs, v, accPrev, mPrev, mNew, rowInfo, j0, tile, Dv, negInf) {
-  const rr = this.thread.y;
-  const mp = mPrev[rr][0];
-  let alpha = 0.0;
-  if (mp != negInf) {
-    alpha = mp - mNew[rr][0];
-    if (attnIsNan(alpha) < 0.5) {
-      alpha = Math.exp(alpha);
-    }
-  }
-  return attnPV4(rr, rowInfo[rr][1], this.thread.x, rowInfo[rr][7], rowInfo[rr][8], j0, tile, Dv, alpha);
+  return attnPVRow(this.thread.x, this.thread.y, j0, tile, Dv, negInf);
 }`,
 };

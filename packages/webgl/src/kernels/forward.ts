@@ -24,7 +24,8 @@ export const ROW_INFO = {
   start: 7,
   /** One past the last visible key (equal to start when the row sees no key). */
   end: 8,
-  width: 9,
+  /** Three whole RGBA texels a row, so the packed kernels fetch a row's facts in three reads. */
+  width: 12,
 } as const;
 
 /**
