@@ -4,7 +4,7 @@
  * mostly its texel fetches and its own overhead; one float a texel spent two fetches per four
  * multiply-adds in the dot products and four fragments where one does. Here the scores pass fetches
  * one q texel for four k texels (16 multiply-adds), the accumulate pass one probability texel for
- * four value texels, and every loop runs over the row's visible key range only (rowInfo 7..8), so a
+ * four value texels, and every loop runs over the row's visible key range only (rowInfo 8..9), so a
  * causal call does about half the work without smaller chunks.
  *
  * Layouts (set up by run-forward.ts, relied on here):
@@ -157,7 +157,7 @@ const SCORES4 = {
 
 /**
  * Texel `i` of row `rr` of the row table (ROW_INFO: three texels a row; 0 = qRow, kvBase, position,
- * batch; 1 = bias row, slope, sink, start; 2 = end), read straight from the texture gpu.js uploads it
+ * batch; 1 = bias row, slope, sink; 2 = start, end of the visible keys), read straight from the texture gpu.js uploads it
  * to (flat, four floats a texel): gpu.js's own array read costs more than the texel fetch itself.
  */
 const ROW_TEXEL = {
@@ -175,10 +175,13 @@ const atRow = (input: string) => `texelFetch(user_${input}, ivec2(0, int(rr)), 0
 const SCORES_ROW = {
   name: 'attnScoresRow',
   source: `vec4 attnScoresRow(float x, float rr, float j0, float Lk, float biasKeyStride, float hasBias, float hasMask, float negInf, float D4, float scale, float softcap) {
+  // the range first: a texel wholly outside it (half of them, causal) needs nothing else
+  vec4 c = attnRowTexel(rr, 2);
+  float jb = j0 + x * 4.0;
+  if (jb >= c.y || jb + 4.0 <= c.x) return vec4(negInf);
   vec4 a = attnRowTexel(rr, 0);
   vec4 b = attnRowTexel(rr, 1);
-  vec4 c = attnRowTexel(rr, 2);
-  return attnScores4(x, a.x, a.y, b.w, c.x, a.w, b.x, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D4, scale, softcap);
+  return attnScores4(x, a.x, a.y, c.x, c.y, a.w, b.x, j0, Lk, biasKeyStride, hasBias, hasMask, negInf, D4, scale, softcap);
 }`,
 };
 
@@ -250,7 +253,7 @@ const ROW_MAX_ROW = {
   vec4 a = attnRowTexel(rr, 0);
   vec4 b = attnRowTexel(rr, 1);
   vec4 c = attnRowTexel(rr, 2);
-  return attnRowMax4(rr, ${atRow('mPrev')}, b.w, c.x, a.z, b.x, b.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
+  return attnRowMax4(rr, ${atRow('mPrev')}, c.x, c.y, a.z, b.x, b.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
@@ -315,10 +318,13 @@ const PROBS4 = {
 const PROBS_ROW = {
   name: 'attnProbsRow',
   source: `vec4 attnProbsRow(float x, float rr, float j0, float Lk, float biasKeyStride, float hasBias, float negInf) {
+  // the range first: a texel wholly outside it (half of them, causal) needs nothing else
+  vec4 c = attnRowTexel(rr, 2);
+  float jb = j0 + x * 4.0;
+  if (jb >= c.y || jb + 4.0 <= c.x) return vec4(0.0);
   vec4 a = attnRowTexel(rr, 0);
   vec4 b = attnRowTexel(rr, 1);
-  vec4 c = attnRowTexel(rr, 2);
-  return attnProbs4(x, rr, ${atRow('m')}, b.w, c.x, a.z, b.x, b.y, j0, Lk, biasKeyStride, hasBias, negInf);
+  return attnProbs4(x, rr, ${atRow('m')}, c.x, c.y, a.z, b.x, b.y, j0, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
@@ -404,7 +410,6 @@ const PV_ROW = {
   name: 'attnPVRow',
   source: `vec4 attnPVRow(float c, float rr, float j0, float tile, float groups, float negInf) {
   vec4 a = attnRowTexel(rr, 0);
-  vec4 b = attnRowTexel(rr, 1);
   vec4 e = attnRowTexel(rr, 2);
   float mp = ${atRow('mPrev')};
   float alpha = 0.0;
@@ -414,7 +419,7 @@ const PV_ROW = {
       alpha = exp(alpha);
     }
   }
-  return attnPV4(rr, a.y, c, b.w, e.x, j0, tile, groups, alpha);
+  return attnPV4(rr, a.y, c, e.x, e.y, j0, tile, groups, alpha);
 }`,
 };
 

@@ -7,7 +7,7 @@
  * texture `[width, rows]` is read as `tex[row][x]`. `rowInfo [8, rows]` carries per-row facts that
  * the host computes exactly (integer arithmetic in float shaders is a rounding hazard):
  * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink,
- * 7..8 the row's visible key range [start, end)` (causal and sliding window; the key mask is per key).
+ * 8..9 the row's visible key range [start, end)` (causal and sliding window; the key mask is per key).
  */
 import type { KernelSpec } from '../gl.js';
 
@@ -20,10 +20,10 @@ export const ROW_INFO = {
   biasRow: 4,
   slope: 5,
   sink: 6,
-  /** First visible key (causal/window range, from visibleKeyRange on the host). */
-  start: 7,
+  /** First visible key (causal/window range, from visibleKeyRange on the host); texel 2 of a row. */
+  start: 8,
   /** One past the last visible key (equal to start when the row sees no key). */
-  end: 8,
+  end: 9,
   /** Three whole RGBA texels a row, so the packed kernels fetch a row's facts in three reads. */
   width: 12,
 } as const;
