@@ -32,7 +32,8 @@ export interface WebglBackendOptions {
   tileKeys?: number;
   /**
    * Largest `rows x tile` (and `rows x cols` for matmul) block one pass may hold, in elements.
-   * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture).
+   * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture; the WebGL2
+   * forward keeps four keys a texel, 8 MiB).
    */
   blockElements?: number;
   /**

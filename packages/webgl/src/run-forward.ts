@@ -86,8 +86,9 @@ export interface ForwardPlan {
 }
 
 /**
- * Tiles of at most `tileKeys` keys and chunks of query rows whose `rows x max(tile, Dv + 1)` block
- * stays within `blockElements`, both within MAX_TEXTURE_SIZE.
+ * Tiles of at most `tileKeys` keys (`vectorized`: rounded up to a multiple of 4, the packed passes'
+ * texel) and chunks of query rows whose `rows x max(tile, Dv + 1)` block stays within
+ * `blockElements`, both within MAX_TEXTURE_SIZE.
  */
 export function planForward(
   problem: AttentionProblem,
