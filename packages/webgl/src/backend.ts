@@ -32,7 +32,8 @@ export interface WebglBackendOptions {
   tileKeys?: number;
   /**
    * Largest `rows x tile` (and `rows x cols` for matmul) block one pass may hold, in elements.
-   * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture).
+   * Default 2^21 (each float texel is 16 bytes on the GPU: 32 MiB per block texture; the WebGL2
+   * forward keeps four keys a texel, 8 MiB).
    */
   blockElements?: number;
   /**
@@ -172,7 +173,13 @@ export class WebglImplementation implements BackendImplementation {
 
   async attention(problem: AttentionProblem): Promise<AttentionResult> {
     const { runtime, kernels } = this.ready();
-    const plan = planForward(problem, runtime.maxTextureSize, this.tileKeys, this.blockElements);
+    const plan = planForward(
+      problem,
+      runtime.maxTextureSize,
+      this.tileKeys,
+      this.blockElements,
+      this.vectorized,
+    );
     this.hostBytes = plan.hostBytes;
     try {
       return runForward(runtime, kernels.forward, problem, plan, this.vectorized);

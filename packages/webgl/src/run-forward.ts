@@ -26,20 +26,34 @@ import {
   scoresKernel,
   weightsKernel,
 } from './kernels/forward.js';
+import {
+  accumulatePackedKernel,
+  probsPackedKernel,
+  rowMaxPackedKernel,
+  scoresPackedKernel,
+} from './kernels/forward-packed.js';
 
-/** Compiles the forward kernels; `vectorized` (WebGL2) takes the texelFetch forms. */
+/**
+ * Compiles the forward kernels; `vectorized` (WebGL2) takes the texelFetch forms. With `vectorized`
+ * the tile passes (`tileScores`, `rowMax`, `probs`, `accumulate`) are the packed ones of
+ * kernels/forward-packed.ts, four keys or four value columns a texel; `scores` (one score a texel)
+ * then serves the weights pass only.
+ */
 export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean) {
+  const scores = runtime.kernel(scoresKernel(vectorized));
+  const rowMax = vectorized ? rowMaxPackedKernel : rowMaxKernel();
+  const accumulate = vectorized ? accumulatePackedKernel : accumulateKernel();
   return {
-    scores: runtime.kernel(scoresKernel(vectorized)),
-    // Two instances each of rowMax and accumulate, alternated by tile. A gpu.js kernel that reads its own previous output swaps in a texture it remembers from an
-    // earlier run (of any earlier shape); the running max and accumulator therefore alternate
-    // between two compiled instances so no kernel ever reads its own output.
-    rowMax: [runtime.kernel(rowMaxKernel(vectorized)), runtime.kernel(rowMaxKernel(vectorized))] as const,
-    probs: runtime.kernel(probsKernel(vectorized)),
-    accumulate: [
-      runtime.kernel(accumulateKernel(vectorized)),
-      runtime.kernel(accumulateKernel(vectorized)),
-    ] as const,
+    scores,
+    // The scores of a tile pass: the packed kernel (WebGL2) or `scores` itself.
+    tileScores: vectorized ? runtime.kernel(scoresPackedKernel) : scores,
+    // Two instances each of rowMax and accumulate, alternated by tile. A gpu.js kernel that reads
+    // its own previous output swaps in a texture it remembers from an earlier run (of any earlier
+    // shape); the running max and accumulator therefore alternate between two compiled instances so
+    // no kernel ever reads its own output.
+    rowMax: [runtime.kernel(rowMax), runtime.kernel(rowMax)] as const,
+    probs: runtime.kernel(vectorized ? probsPackedKernel : probsKernel()),
+    accumulate: [runtime.kernel(accumulate), runtime.kernel(accumulate)] as const,
     initMax: runtime.kernel(initMaxKernel),
     initAcc: runtime.kernel(initAccKernel(vectorized)),
     finalize: runtime.kernel(finalizeKernel(vectorized)),
@@ -63,23 +77,29 @@ export interface ForwardPlan {
 }
 
 /**
- * Tiles of at most `tileKeys` keys and chunks of query rows whose `rows x max(tile, Dv + 1)` block
- * stays within `blockElements`, both within MAX_TEXTURE_SIZE.
+ * Tiles of at most `tileKeys` keys (`vectorized`: rounded up to a multiple of 4, the packed passes'
+ * texel) and chunks of query rows whose `rows x max(tile, Dv + 1)` block stays within
+ * `blockElements`, both within MAX_TEXTURE_SIZE.
  */
 export function planForward(
   problem: AttentionProblem,
   maxTextureSize: number,
   tileKeys: number,
   blockElements: number,
+  vectorized = false,
 ): ForwardPlan {
   const { batch, queryHeads, queryLength, keyLength, valueDim } = problem.shape;
   const rows = batch * queryHeads * queryLength;
-  const tile = Math.max(1, Math.min(tileKeys, keyLength, maxTextureSize));
+  const keys = Math.max(1, Math.min(tileKeys, keyLength, maxTextureSize));
+  // packed tiles hold four keys a texel: a whole number of texels, so no texel straddles two tiles
+  const tile = vectorized ? Math.ceil(keys / 4) * 4 : keys;
   const chunkRows = Math.max(
     1,
     Math.min(rows, maxTextureSize, Math.floor(blockElements / Math.max(tile, valueDim + 1))),
   );
-  const hostBytes = (problem.keyMask?.length ?? 0) * 4 + chunkRows * ROW_INFO.width * 4;
+  // the packed passes pad a one-row chunk to two rows (see run-forward's `height`)
+  const tableRows = vectorized ? Math.max(2, chunkRows) : chunkRows;
+  const hostBytes = (problem.keyMask?.length ?? 0) * 4 + tableRows * ROW_INFO.width * 4;
   return { tile, chunkRows, hostBytes };
 }
 
@@ -131,14 +151,33 @@ export function runForward(
     held.push(packed);
     return packed;
   };
-  const q = toDevice(padRows(problem.q, D, width), width, B * Hq * Lq);
-  const k = toDevice(padRows(problem.k, D, width), width, B * Hkv * Lk);
+  // q, k and v for the packed passes: the same flat order, but the texture width a multiple of a
+  // row's texels (no row wraps a line) and at least two lines (gpu.js gives a one-line output a
+  // closest-square texture instead); `spare` zero rows follow the last.
+  const toDeviceRows = (data: Float32Array, columns: number, rowCount: number, spare: number) => {
+    if (!webgl2) return toDevice(data, columns, rowCount);
+    const uploaded = runtime.input(data, columns, rowCount);
+    const rowTexels = columns / 4;
+    const perLine = Math.max(1, Math.min(Math.floor(max / rowTexels), Math.ceil((rowCount + spare) / 2)));
+    const texWidth = perLine * rowTexels;
+    const lines = Math.max(2, Math.ceil((rowCount + spare) / perLine));
+    const packed = kernels.pack.run([texWidth, lines], {
+      data: uploaded,
+      width: texWidth,
+      texels: Math.ceil(data.length / 4),
+    });
+    held.push(packed);
+    return packed;
+  };
+  const q = toDeviceRows(padRows(problem.q, D, width), width, B * Hq * Lq, 0);
+  const k = toDeviceRows(padRows(problem.k, D, width), width, B * Hkv * Lk, 0);
   const dotLength = webgl2 ? width / 4 : D;
   // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
   // accumulates as one more value column), zeros after it.
   const groups = Math.ceil((Dv + 1) / 4);
+  // three spare rows: the packed accumulate reads whole groups of four keys, masking the extra ones
   const v = webgl2
-    ? toDevice(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk)
+    ? toDeviceRows(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk, 3)
     : toDevice(problem.v, Dv, B * Hkv * Lk);
   const accWidth = webgl2 ? groups : Dv + 1;
   // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
@@ -156,7 +195,11 @@ export function runForward(
   try {
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const rc = Math.min(chunkRows, rows - r0);
-      const info = new Float32Array(rc * ROW_INFO.width);
+      // Packed passes address texel (x, row) directly, which needs gpu.js to size their textures
+      // exactly [width, height]: it does for height >= 2, so a one-row chunk gets a padding row
+      // (zeros in the table: it sees no key).
+      const height = webgl2 ? Math.max(2, rc) : rc;
+      const info = new Float32Array(height * ROW_INFO.width);
       let firstKey = Lk;
       let lastKey = 0;
       for (let rr = 0; rr < rc; rr++) {
@@ -180,11 +223,13 @@ export function runForward(
         if (range.end > range.start) {
           firstKey = Math.min(firstKey, range.start);
           lastKey = Math.max(lastKey, range.end);
+          info[base + ROW_INFO.start] = range.start;
+          info[base + ROW_INFO.end] = range.end;
         }
       }
-      const rowInfo = runtime.input(info, ROW_INFO.width, rc);
-      let m = kernels.initMax.run([1, rc], { rowInfo });
-      let acc = kernels.initAcc.run([accWidth, rc], { rowInfo, Dv, negInf });
+      const rowInfo = runtime.input(info, ROW_INFO.width, height);
+      let m = kernels.initMax.run([1, height], { rowInfo });
+      let acc = kernels.initAcc.run([accWidth, height], { rowInfo, Dv, negInf });
       // Tiles wholly outside every row's causal/window range are skipped: they hold only -inf logits.
       const tileStarts: number[] = [];
       for (let j0 = Math.floor(firstKey / tile) * tile; j0 < lastKey; j0 += tile) tileStarts.push(j0);
@@ -209,11 +254,13 @@ export function runForward(
         scale: problem.scale,
         softcap: problem.softcap ?? 0,
       });
+      // packed passes: four keys a texel
+      const tileWidth = webgl2 ? tile / 4 : tile;
       for (const [n, j0] of tileStarts.entries()) {
-        const s = kernels.scores.run([tile, rc], scoreArgs(j0));
-        const mNew = kernels.rowMax[n % 2].run([1, rc], { scores: s, mPrev: m, tile, ...logitArgs(j0) });
-        const p = kernels.probs.run([tile, rc], { scores: s, m: mNew, ...logitArgs(j0) });
-        const accNew = kernels.accumulate[n % 2].run([accWidth, rc], {
+        const s = kernels.tileScores.run([tileWidth, height], scoreArgs(j0));
+        const mNew = kernels.rowMax[n % 2].run([1, height], { scores: s, mPrev: m, tile, ...logitArgs(j0) });
+        const p = kernels.probs.run([tileWidth, height], { scores: s, m: mNew, ...logitArgs(j0) });
+        const accNew = kernels.accumulate[n % 2].run([accWidth, height], {
           probs: p,
           v,
           accPrev: acc,

@@ -6,7 +6,8 @@
  * Layout: a "row" is one query row `(b, h, i)`; a chunk of rows is processed at once and a 2-d
  * texture `[width, rows]` is read as `tex[row][x]`. `rowInfo [8, rows]` carries per-row facts that
  * the host computes exactly (integer arithmetic in float shaders is a rounding hazard):
- * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink`.
+ * `0 qRow, 1 kvBase = (b*Hkv + g)*Lk, 2 position p_i, 3 batch b, 4 bias row, 5 ALiBi slope, 6 sink,
+ * 8..9 the row's visible key range [start, end)` (causal and sliding window; the key mask is per key).
  */
 import { defineKernel } from '../gl.js';
 
@@ -19,7 +20,12 @@ export const ROW_INFO = {
   biasRow: 4,
   slope: 5,
   sink: 6,
-  width: 8,
+  /** First visible key (causal/window range, from visibleKeyRange on the host); texel 2 of a row. */
+  start: 8,
+  /** One past the last visible key (equal to start when the row sees no key). */
+  end: 9,
+  /** Three whole RGBA texels a row, so the packed kernels fetch a row's facts in three reads. */
+  width: 12,
 } as const;
 
 /**
@@ -37,7 +43,7 @@ export const TANH = {
 }`,
 };
 
-const NATIVE = [
+export const NATIVE = [
   {
     name: 'attnIsNan',
     source: `float attnIsNan(float x) {
@@ -114,7 +120,7 @@ function flatElement(name: string, input: string) {
  * WebGL2: bias and key mask read straight from their packed RGBA textures (flat row-major order, see
  * attnDot4), so they are uploaded once per call instead of once per kernel run.
  */
-const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt', 'keyMask')];
+export const LOGIT_NATIVE = [flatElement('attnBiasAt', 'bias'), flatElement('attnMaskAt', 'keyMask')];
 
 /** The logit parts reading the key mask and bias as gpu.js arrays, or (vectorized, WebGL2) straight from their textures. */
 function logitParts(vectorized: boolean): string {
@@ -130,7 +136,7 @@ function logitParts(vectorized: boolean): string {
 }
 
 /** The arguments every kernel that rebuilds a logit takes. */
-const LOGIT_PARAMS = [
+export const LOGIT_PARAMS = [
   'bias',
   'keyMask',
   'rowInfo',
@@ -222,18 +228,18 @@ export function scoresKernel(webgl2: boolean) {
   });
 }
 
-/** Running max of the logits `a + bias + alibi` over visible keys, NaN-propagating. Output `[1, rows]`. */
-export function rowMaxKernel(vectorized: boolean) {
+/** Running max of the logits `a + bias + alibi` over visible keys, NaN-propagating. Output `[1, rows]`. WebGL1; WebGL2 runs forward-packed.ts. */
+export function rowMaxKernel() {
   return defineKernel({
     name: 'rowMax',
     loopMaxIterations: LOOP_MAX,
-    nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
+    nativeFunctions: NATIVE,
     params: ['scores', 'mPrev', 'tile', ...LOGIT_PARAMS],
     body: `  const rr = this.thread.y;
   let m = mPrev[rr][0];
   for (let t = 0; t < tile; t++) {
     const j = j0 + t;
-    ${logitParts(vectorized)}
+    ${logitParts(false)}
     if (visible > 0.5) {
       m = attnNanMax(m, scores[rr][t] + biasValue + alibi);
     }
@@ -269,52 +275,18 @@ const expShifted = (vectorized: boolean) => `const mm = m[rr][0];
     }
   }`;
 
-/** Unnormalised probabilities of one tile. Output `[tile, rows]`. */
-export function probsKernel(vectorized: boolean) {
+/** Unnormalised probabilities of one tile. Output `[tile, rows]`. WebGL1; WebGL2 runs forward-packed.ts. */
+export function probsKernel() {
   return defineKernel({
     name: 'probs',
     loopMaxIterations: LOOP_MAX,
-    nativeFunctions: vectorized ? [...NATIVE, ...LOGIT_NATIVE] : NATIVE,
+    nativeFunctions: NATIVE,
     params: ['scores', 'm', ...LOGIT_PARAMS],
     body: `  const rr = this.thread.y;
-  ${expShifted(vectorized)}
+  ${expShifted(false)}
   return p;`,
   });
 }
-
-/**
- * WebGL2 only: the p.v loop over one group of four value columns. The host pads each value row to
- * `4 * groups` columns with a 1 in column Dv (so the denominator accumulates as one more "value")
- * and zeros after it; texelFetch with incremental texel coordinates (see attnDot4).
- */
-const PV4 = {
-  name: 'attnPV4',
-  source: `vec4 attnPV4(float rr, float vBase, float c, float tile, float groups, float alpha) {
-  int T = int(tile);
-  int G = int(groups);
-  int row = int(rr);
-  int col = int(c);
-  int pw = user_probsSize.x;
-  int pi = row * T;
-  ivec2 pc = ivec2(pi - (pi / pw) * pw, pi / pw);
-  int vw = user_vSize.x;
-  int vt = int(vBase) * G + col;
-  vec4 sum = vec4(0.0);
-  for (int t = 0; t < T; t++) {
-    float p = texelFetch(user_probs, pc, 0).r;
-    if (p != 0.0) {
-      sum += p * texelFetch(user_v, ivec2(vt - (vt / vw) * vw, vt / vw), 0);
-    }
-    pc.x += 1;
-    if (pc.x == pw) { pc.x = 0; pc.y += 1; }
-    vt += G;
-  }
-  if (alpha == 0.0) return sum;
-  int aw = user_accPrevSize.x;
-  int ai = row * G + col;
-  return alpha * texelFetch(user_accPrev, ivec2(ai - (ai / aw) * aw, ai / aw), 0) + sum;
-}`,
-};
 
 const ALPHA = `const mp = mPrev[rr][0];
   let alpha = 0.0;
@@ -329,22 +301,10 @@ const ALPHA = `const mp = mPrev[rr][0];
  * The running weighted sum of values and the softmax denominator, both rescaled by
  * `exp(mPrev - mNew)` as the running max moves (NaN when that difference is NaN). A zero weight is
  * skipped, so an infinite or NaN value in a masked key never leaks (0 * inf = NaN).
- * Portable: output `[Dv + 1, rows]`, column `Dv` the denominator. WebGL2 (`vectorized`): output
- * `[groups, rows]` of RGBA texels, four columns each (see attnPV4); `Dv` is then `groups`.
+ * Output `[Dv + 1, rows]`, column `Dv` the denominator. The portable (WebGL1) form: WebGL2 runs
+ * forward-packed.ts's accumulate, four value columns a texel.
  */
-export function accumulateKernel(vectorized: boolean) {
-  if (vectorized) {
-    return defineKernel({
-      name: 'accumulate',
-      loopMaxIterations: LOOP_MAX,
-      returnType: 'Array(4)',
-      nativeFunctions: [...NATIVE, PV4],
-      params: ['probs', 'v', 'accPrev', 'mPrev', 'mNew', 'rowInfo', 'j0', 'tile', 'Dv', 'negInf'],
-      body: `  const rr = this.thread.y;
-  ${ALPHA}
-  return attnPV4(rr, rowInfo[rr][${ROW_INFO.kvBase}] + j0, this.thread.x, tile, Dv, alpha);`,
-    });
-  }
+export function accumulateKernel() {
   return defineKernel({
     name: 'accumulate',
     loopMaxIterations: LOOP_MAX,
