@@ -134,65 +134,66 @@ export function runForward(
   };
   // q, k and v on the device for the whole call; released in the finally below.
   const held: GlTexture[] = [];
-
-  // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
-  const webgl2 = vectorized;
-  const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
-  const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
-    const uploaded = runtime.input(data, columns, rowCount);
-    if (!webgl2) return uploaded;
-    const texels = Math.ceil(data.length / 4);
-    const texWidth = Math.min(texels, max);
-    const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], {
-      data: uploaded,
-      width: texWidth,
-      texels,
-    });
-    held.push(packed);
-    return packed;
-  };
-  // q, k and v for the packed passes: the same flat order, but the texture width a multiple of a
-  // row's texels (no row wraps a line) and at least two lines (gpu.js gives a one-line output a
-  // closest-square texture instead); `spare` zero rows follow the last.
-  const toDeviceRows = (data: Float32Array, columns: number, rowCount: number, spare: number) => {
-    if (!webgl2) return toDevice(data, columns, rowCount);
-    const uploaded = runtime.input(data, columns, rowCount);
-    const rowTexels = columns / 4;
-    const perLine = Math.max(1, Math.min(Math.floor(max / rowTexels), Math.ceil((rowCount + spare) / 2)));
-    const texWidth = perLine * rowTexels;
-    const lines = Math.max(2, Math.ceil((rowCount + spare) / perLine));
-    const packed = kernels.pack.run([texWidth, lines], {
-      data: uploaded,
-      width: texWidth,
-      texels: Math.ceil(data.length / 4),
-    });
-    held.push(packed);
-    return packed;
-  };
-  const q = toDeviceRows(padRows(problem.q, D, width), width, B * Hq * Lq, 0);
-  const k = toDeviceRows(padRows(problem.k, D, width), width, B * Hkv * Lk, 0);
-  const dotLength = webgl2 ? width / 4 : D;
-  // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
-  // accumulates as one more value column), zeros after it.
-  const groups = Math.ceil((Dv + 1) / 4);
-  // three spare rows: the packed accumulate reads whole groups of four keys, masking the extra ones
-  const v = webgl2
-    ? toDeviceRows(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk, 3)
-    : toDevice(problem.v, Dv, B * Hkv * Lk);
-  const accWidth = webgl2 ? groups : Dv + 1;
-  // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
-  // types must not change between calls, or gpu.js rebuilds it).
-  let bias = toDevice(DUMMY, 1, 1);
-  let biasKeyStride = 0;
-  if (problem.bias !== null) {
-    const [, , , lkDim] = problem.bias.shape;
-    bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
-    biasKeyStride = lkDim === 1 ? 0 : 1;
-  }
-  const keyMask =
-    problem.keyMask === null ? toDevice(DUMMY, 1, 1) : toDevice(maskFloats(problem.keyMask), Lk, B);
-
+  // Everything from the first upload on is inside the try: an upload that fails (out of memory) must
+  // not leave the inputs packed before it on the device.
   try {
+    // WebGL2 reads q and k a texel (4 floats) at a time: rows padded to a multiple of 4 with zeros.
+    const webgl2 = vectorized;
+    const width = webgl2 ? Math.ceil(D / 4) * 4 : D;
+    const toDevice = (data: Float32Array, columns: number, rowCount: number): GlInput | GlTexture => {
+      const uploaded = runtime.input(data, columns, rowCount);
+      if (!webgl2) return uploaded;
+      const texels = Math.ceil(data.length / 4);
+      const texWidth = Math.min(texels, max);
+      const packed = kernels.pack.run([texWidth, Math.ceil(texels / texWidth)], {
+        data: uploaded,
+        width: texWidth,
+        texels,
+      });
+      held.push(packed);
+      return packed;
+    };
+    // q, k and v for the packed passes: the same flat order, but the texture width a multiple of a
+    // row's texels (no row wraps a line) and at least two lines (gpu.js gives a one-line output a
+    // closest-square texture instead); `spare` zero rows follow the last.
+    const toDeviceRows = (data: Float32Array, columns: number, rowCount: number, spare: number) => {
+      if (!webgl2) return toDevice(data, columns, rowCount);
+      const uploaded = runtime.input(data, columns, rowCount);
+      const rowTexels = columns / 4;
+      const perLine = Math.max(1, Math.min(Math.floor(max / rowTexels), Math.ceil((rowCount + spare) / 2)));
+      const texWidth = perLine * rowTexels;
+      const lines = Math.max(2, Math.ceil((rowCount + spare) / perLine));
+      const packed = kernels.pack.run([texWidth, lines], {
+        data: uploaded,
+        width: texWidth,
+        texels: Math.ceil(data.length / 4),
+      });
+      held.push(packed);
+      return packed;
+    };
+    const q = toDeviceRows(padRows(problem.q, D, width), width, B * Hq * Lq, 0);
+    const k = toDeviceRows(padRows(problem.k, D, width), width, B * Hkv * Lk, 0);
+    const dotLength = webgl2 ? width / 4 : D;
+    // Vectorized: value rows padded to 4 * groups columns, a 1 in column Dv (the denominator
+    // accumulates as one more value column), zeros after it.
+    const groups = Math.ceil((Dv + 1) / 4);
+    // three spare rows: the packed accumulate reads whole groups of four keys, masking the extra ones
+    const v = webgl2
+      ? toDeviceRows(padRows(problem.v, Dv, groups * 4, true), groups * 4, B * Hkv * Lk, 3)
+      : toDevice(problem.v, Dv, B * Hkv * Lk);
+    const accWidth = webgl2 ? groups : Dv + 1;
+    // Vectorized kernels read bias and mask from packed textures (the dummy too: a kernel's argument
+    // types must not change between calls, or gpu.js rebuilds it).
+    let bias = toDevice(DUMMY, 1, 1);
+    let biasKeyStride = 0;
+    if (problem.bias !== null) {
+      const [, , , lkDim] = problem.bias.shape;
+      bias = toDevice(problem.bias.data, lkDim, problem.bias.data.length / lkDim);
+      biasKeyStride = lkDim === 1 ? 0 : 1;
+    }
+    const keyMask =
+      problem.keyMask === null ? toDevice(DUMMY, 1, 1) : toDevice(maskFloats(problem.keyMask), Lk, B);
+
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const rc = Math.min(chunkRows, rows - r0);
       // Packed passes address texel (x, row) directly, which needs gpu.js to size their textures
