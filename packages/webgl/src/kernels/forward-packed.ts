@@ -346,6 +346,19 @@ export const probsPackedKernel = defineKernel({
   body: `  return attnProbsRow(this.thread.x, this.thread.y, j0, Lk, biasKeyStride, hasBias, negInf);`,
 });
 
+/** The four value texels `v0..v3` of four consecutive keys, stepping `vc` a row (`G` texels) each. */
+const FOUR_VALUE_TEXELS = [0, 1, 2, 3]
+  .map(
+    (n) => `    vec4 v${n} = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
+    vc.x += G;
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
+    }
+`,
+  )
+  .join('');
+
 /**
  * Group `c` (four value columns; the host pads each value row to `4 * groups` columns with a 1 in
  * column Dv, so the denominator accumulates as one more value) of `sum p v` over the row's visible
@@ -366,31 +379,7 @@ const PV4 = {
   vec4 sum = vec4(0.0);
   for (int x = range.x; x < range.y; x++) {
     vec4 p = texelFetch(user_probs, ivec2(x, r), 0);
-    vec4 v0 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
-    vc.x += G;
-    if (vc.x == lineEnd) {
-      vc.x = 0;
-      vc.y += 1;
-    }
-    vec4 v1 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
-    vc.x += G;
-    if (vc.x == lineEnd) {
-      vc.x = 0;
-      vc.y += 1;
-    }
-    vec4 v2 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
-    vc.x += G;
-    if (vc.x == lineEnd) {
-      vc.x = 0;
-      vc.y += 1;
-    }
-    vec4 v3 = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
-    vc.x += G;
-    if (vc.x == lineEnd) {
-      vc.x = 0;
-      vc.y += 1;
-    }
-    sum += mix(vec4(0.0), p.x * v0, bvec4(p.x != 0.0));
+${FOUR_VALUE_TEXELS}    sum += mix(vec4(0.0), p.x * v0, bvec4(p.x != 0.0));
     sum += mix(vec4(0.0), p.y * v1, bvec4(p.y != 0.0));
     sum += mix(vec4(0.0), p.z * v2, bvec4(p.z != 0.0));
     sum += mix(vec4(0.0), p.w * v3, bvec4(p.w != 0.0));
