@@ -4,7 +4,7 @@ import type {
   AttentionOptions,
   KnownAttentionOptions,
 } from '@attnkit/spec';
-import { ALL_FEATURES } from '@attnkit/spec';
+import { ALL_FEATURES, roundToF16 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '../src/index.js';
 import { BROKEN, BROKEN_BACKWARD, ignoringBackend, wrapReference } from './broken.js';
@@ -118,6 +118,38 @@ describe('deliberately broken backends fail the suite', () => {
     );
     expect(report.cases.every((c) => c.status === 'failed')).toBe(true);
     expect(report.cases[0].message).toMatch(/bits differ/);
+  });
+
+  it('a backend that declares f16Storage but computes in float32, or rounds only K and V, fails the f16-storage cases', async () => {
+    const storageCases = /^f16-storage\/(basic|odd-dims|gqa-causal-tiled|cross-valuedim|all-options)$/;
+    const ignoring = await runConformance(
+      () => wrapReference({ transform: (problem) => ({ ...problem, precision: 'f32' }) }),
+      { filter: storageCases },
+    );
+    expect(ignoring.cases.length).toBe(5);
+    for (const result of ignoring.cases) {
+      expect(result.status, result.id).toBe('failed');
+      expect(result.message).toMatch(/on f16-rounded q\/k\/v/);
+    }
+    // As a KV cache does: K and V rounded, q kept. Its error is inside the declared bound, so only
+    // the check on the rounded inputs (the float32 tolerance alone) sees it.
+    const kvOnly = await runConformance(
+      () =>
+        wrapReference({
+          transform: (problem) => ({
+            ...problem,
+            precision: 'f32',
+            k: problem.k.map(roundToF16),
+            v: problem.v.map(roundToF16),
+          }),
+        }),
+      { filter: storageCases },
+    );
+    for (const result of kvOnly.cases) expect(result.status, result.id).toBe('failed');
+    const unbroken = await runConformance(() => wrapReference(), { filter: /^f16-storage\// });
+    expect(unbroken.cases.length).toBeGreaterThanOrEqual(10);
+    for (const result of unbroken.cases)
+      expect(result.status, `${result.id}: ${result.message}`).toBe('passed');
   });
 
   it('a backend that drops unsupported options instead of rejecting them fails', async () => {

@@ -74,6 +74,8 @@ export type AttentionFeature =
   | 'groupedQuery'
   | 'crossAttention'
   | 'valueDim'
+  /** `attention(..., { precision: 'f16-storage' })`: q, k, v stored as binary16 (spec README, "f16 storage"). */
+  | 'f16Storage'
   /** `createKVCache` (spec README, "KV cache"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
   | 'kvCache'
   /** `createKVCache({ precision: 'f16-storage' })`: binary16 K/V storage (spec README, "KV cache"). Needs `kvCache`. */
@@ -95,6 +97,7 @@ export const ALL_FEATURES: readonly AttentionFeature[] = [
   'groupedQuery',
   'crossAttention',
   'valueDim',
+  'f16Storage',
 ];
 
 /**
@@ -268,6 +271,7 @@ export function requiredFeatures(problem: AttentionRequirements): AttentionFeatu
   if (shape.kvHeads !== shape.queryHeads) needed.push('groupedQuery');
   if (shape.keyLength !== shape.queryLength) needed.push('crossAttention');
   if (shape.valueDim !== shape.headDim) needed.push('valueDim');
+  if (problem.precision === 'f16-storage') needed.push('f16Storage');
   return needed;
 }
 

@@ -1,7 +1,7 @@
 import { AttnkitError, invalidArgument } from './errors.js';
-import { F16_ROUNDS_TO_INFINITY } from './f16.js';
-import type { AttentionOptions, AttentionResult, ResolvedShape } from './types.js';
+import type { AttentionOptions, AttentionResult, ResolvedShape, StoragePrecision } from './types.js';
 import {
+  checkF16Range,
   checkLogitRange,
   float32Tensor,
   maxAbsFinite,
@@ -9,6 +9,7 @@ import {
   type ResolvedOptions,
   readOnce,
   resolveOptions,
+  STORAGE_PRECISIONS,
 } from './validate.js';
 
 /** Sizes of a KV cache: `batch` rows, each holding `[kvHeads, tokens, headDim]` keys and `[kvHeads, tokens, valueDim]` values. */
@@ -32,11 +33,11 @@ export interface KVCacheConfig {
   precision?: KVCachePrecision;
 }
 
-/** How a KV cache stores keys and values ({@link KVCacheConfig.precision}). */
-export type KVCachePrecision = 'f32' | 'f16-storage';
+/** How a KV cache stores keys and values ({@link KVCacheConfig.precision}): the stateless option's values. */
+export type KVCachePrecision = StoragePrecision;
 
 /** Every {@link KVCachePrecision}, in the order the error message lists them. */
-export const KV_CACHE_PRECISIONS: readonly KVCachePrecision[] = ['f32', 'f16-storage'];
+export const KV_CACHE_PRECISIONS: readonly KVCachePrecision[] = STORAGE_PRECISIONS;
 
 /** {@link KVCacheConfig} with its defaults applied. */
 export interface ResolvedKVCacheConfig {
@@ -232,23 +233,12 @@ export function validateKVCacheAppend(
     product(context, 'chunk.v', [B, Hkv, tokens, Dv]),
     `B*Hkv*tokens*Dv = ${B}*${Hkv}*${tokens}*${Dv}`,
   );
-  if (config.precision === 'f16-storage') {
-    // A finite value binary16 cannot hold would be stored as infinity: rejected, as float32 overflow is.
-    for (const [argument, tensor] of [
+  // A finite value binary16 cannot hold would be stored as infinity: rejected, as float32 overflow is.
+  if (config.precision === 'f16-storage')
+    checkF16Range(context, [
       ['chunk.k', k],
       ['chunk.v', v],
-    ] as const) {
-      const largest = maxAbsFinite(tensor);
-      if (largest >= F16_ROUNDS_TO_INFINITY) {
-        invalidArgument(
-          context,
-          argument,
-          `finite values below ${F16_ROUNDS_TO_INFINITY} in magnitude (binary16 storage rounds larger ones to infinity)`,
-          largest,
-        );
-      }
-    }
-  }
+    ]);
   const kept =
     chunk.lengths === undefined
       ? new Array<number>(B).fill(tokens)

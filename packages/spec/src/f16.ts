@@ -44,6 +44,69 @@ export function roundToF16(x: number): number {
   return Math.sign(x) * n * ulp;
 }
 
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** The binary16 bits of `x` rounded to nearest, ties to even (NaN stays NaN, overflow is infinity). */
+export function f16Bits(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  const mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa === 0 ? 0 : 0x200 | (mantissa >>> 13));
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal (or zero): the 24-bit significand shifted right by 14 - e, rounded half to even.
+    if (e < -10) return sign;
+    const significand = mantissa | 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    return sign | ((significand + half - 1 + ((significand >>> shift) & 1)) >>> shift);
+  }
+  // A carry out of the mantissa moves into the exponent, which is the right next value (up to infinity).
+  const rounded = (e << 10) + ((mantissa + 0xfff + ((mantissa >>> 13) & 1)) >>> 13);
+  return sign | Math.min(rounded, 0x7c00);
+}
+
+/** The value of binary16 bits `bits` (the inverse of {@link f16Bits}; NaN for every NaN pattern). */
+export function f16Value(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0x1f) return mantissa === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  return sign * (1024 + mantissa) * 2 ** (exponent - 25);
+}
+
+/**
+ * `values` with every element rounded to binary16 (ties to even) and held in float32, which holds
+ * every binary16 value exactly: what a kernel that stores them as binary16 computes with. A fast
+ * bit conversion ({@link f16Bits}), checked against {@link roundToF16} by the spec's tests.
+ */
+export function roundArrayToF16(values: Float32Array): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = f16Value(f16Bits(values[i]));
+  return out;
+}
+
+/**
+ * A problem with q, k and v as f16 storage holds them (each rounded by {@link roundArrayToF16}); the
+ * rest unchanged. A backend without a binary16 path of its own implements `precision: 'f16-storage'`
+ * by running its float32 kernel on this (the result the spec defines; no memory saved).
+ */
+export function withF16StoredInputs<P extends { q: Float32Array; k: Float32Array; v: Float32Array }>(
+  problem: P,
+): P {
+  return {
+    ...problem,
+    q: roundArrayToF16(problem.q),
+    k: roundArrayToF16(problem.k),
+    v: roundArrayToF16(problem.v),
+  };
+}
+
 /** One batch row of a cache attention call, as the bound reads it (the inputs before any rounding). */
 export interface F16StorageBoundInputs {
   /** `[Hq, Lq, D]`. */
@@ -59,6 +122,11 @@ export interface F16StorageBoundInputs {
   headDim: number;
   valueDim: number;
   scale: number;
+  /**
+   * Whether q is rounded too: `true` for stateless `attention` with `precision: 'f16-storage'`
+   * (q, k and v stored as binary16), `false` (default) for a KV cache (only K and V are stored).
+   */
+  roundsQuery?: boolean;
 }
 
 /** Per query row (`h * Lq + i`): the extra error f16 storage may add to each output value and to the lse. */
@@ -68,12 +136,14 @@ export interface F16StorageBound {
 }
 
 /**
- * The error that rounding K and V to binary16 may add to a cache attention result, per query row,
- * on top of the backend's float32 tolerance (spec README, "KV cache", f16 storage). With
+ * The error that rounding K and V (and with `roundsQuery`, q) to binary16 may add to an attention
+ * result, per query row, on top of the backend's float32 tolerance (spec README, "f16 storage"). With
  * `u = 2^-11`, `eta = 2^-14` and every stored value `x~ = x (1 + delta) + e`, `|delta| <= u`, `|e| <= eta`:
  *
  * - each logit moves by at most `E = |scale| * max_j sum_d |q_d| (u |k_jd| + eta)` (softcap is
- *   1-Lipschitz; ALiBi and the sink do not depend on K), so `|lse~ - lse| <= E`;
+ *   1-Lipschitz; ALiBi and the sink do not depend on q or K), so `|lse~ - lse| <= E`; when q is
+ *   rounded too, `|q~ k~ - q k| <= |q~| |k~ - k| + |q~ - q| |k|` makes the sum's term
+ *   `((1 + u)|q_d| + eta)(u |k_jd| + eta) + (u |q_d| + eta)|k_jd|`;
  * - each weight moves by a factor in `[e^-2E, e^2E]`, so `|p~_j - p_j| <= (e^2E - 1) p_j`, and with
  *   `sum_j p_j <= 1` (a sink only lowers it) and `Vmax = max_j,d |v_jd|`:
  *   `|o~ - o| <= (e^2E - 1)(1 + u) Vmax + u Vmax + eta`.
@@ -87,6 +157,7 @@ export function f16StorageErrorBound(inputs: F16StorageBoundInputs): F16StorageB
   const u = F16_UNIT_ROUNDOFF;
   const eta = F16_SUBNORMAL_ERROR;
   const scale = Math.abs(inputs.scale);
+  const roundsQuery = inputs.roundsQuery === true;
   const group = Hq / Hkv;
   const output = new Float64Array(Hq * Lq);
   const lse = new Float64Array(Hq * Lq);
@@ -105,7 +176,16 @@ export function f16StorageErrorBound(inputs: F16StorageBoundInputs): F16StorageB
       for (let j = 0; j < Lk; j++) {
         const kRow = (g * Lk + j) * D;
         let s = 0;
-        for (let d = 0; d < D; d++) s += finiteAbs(q[qRow + d]) * (u * finiteAbs(k[kRow + d]) + eta);
+        if (roundsQuery) {
+          // |q~ k~ - q k| <= |q~| |k~ - k| + |q~ - q| |k|, with |q~| <= (1 + u)|q| + eta.
+          for (let d = 0; d < D; d++) {
+            const aq = finiteAbs(q[qRow + d]);
+            const ak = finiteAbs(k[kRow + d]);
+            s += ((1 + u) * aq + eta) * (u * ak + eta) + (u * aq + eta) * ak;
+          }
+        } else {
+          for (let d = 0; d < D; d++) s += finiteAbs(q[qRow + d]) * (u * finiteAbs(k[kRow + d]) + eta);
+        }
         shift = Math.max(shift, s);
       }
       const E = scale * shift;

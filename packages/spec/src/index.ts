@@ -93,8 +93,12 @@ export {
   F16_UNIT_ROUNDOFF,
   type F16StorageBound,
   type F16StorageBoundInputs,
+  f16Bits,
   f16StorageErrorBound,
+  f16Value,
+  roundArrayToF16,
   roundToF16,
+  withF16StoredInputs,
 } from './f16.js';
 export {
   type FactoryOptionRule,
@@ -171,6 +175,7 @@ export type {
   MatmulShape,
   ResolvedBias,
   ResolvedShape,
+  StoragePrecision,
 } from './types.js';
 export {
   FLOAT32_MAX,
@@ -180,6 +185,7 @@ export {
   type ResolvedOptions,
   resolveOptions,
   resolveShape,
+  STORAGE_PRECISIONS,
   validateAttention,
   validateMatmul,
 } from './validate.js';

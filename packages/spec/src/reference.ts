@@ -1,6 +1,13 @@
+import { roundToF16 } from './f16.js';
 import { kvHeadFor, queryPosition, visibleKeyRange } from './masking.js';
 import { shapeSymbols } from './symbols.js';
-import type { AttentionInputs, AttentionOptions, AttentionProblem, MatmulInputs } from './types.js';
+import type {
+  AttentionInputs,
+  AttentionOptions,
+  AttentionProblem,
+  MatmulInputs,
+  StoragePrecision,
+} from './types.js';
 import { validateAttention, validateMatmul } from './validate.js';
 
 /** The reference's float64 results, before any rounding to float32. */
@@ -11,11 +18,18 @@ export interface ReferenceResult64 {
 }
 
 /** A problem whose tensors may be float64 (the MHA reference feeds its own float64 projections). */
-export type ReferenceProblem = Omit<AttentionProblem, 'q' | 'k' | 'v'> & {
+export type ReferenceProblem = Omit<AttentionProblem, 'q' | 'k' | 'v' | 'precision'> & {
   q: ArrayLike<number>;
   k: ArrayLike<number>;
   v: ArrayLike<number>;
+  /** Absent means `'f32'` (the reference's internal callers: the layer and the cache). */
+  precision?: StoragePrecision;
 };
+
+/** `values` rounded to binary16 by the arithmetic definition, {@link roundToF16}. */
+function roundedToF16(values: ArrayLike<number>): Float64Array {
+  return Float64Array.from(values as ArrayLike<number>, roundToF16);
+}
 
 /** Max that lets NaN through, as IEEE arithmetic would (Math.max does; a plain `>` would drop it). */
 function nanMax(a: number, b: number): number {
@@ -36,10 +50,16 @@ function nanMax(a: number, b: number): number {
  * den = sum_j exp(s_j - m) + exp(sink[h] - m)
  * w_j = exp(s_j - m) / den;  o = sum_j w_j v[b,g,j];  lse = m + ln(den)
  * ```
+ *
+ * With `precision: 'f16-storage'`, q, k and v are first rounded to binary16 ({@link roundToF16}).
  */
 export function referenceAttentionProblem64(problem: ReferenceProblem): ReferenceResult64 {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
-  const { q, k, v, scale, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
+  const { scale, softcap, bias, alibiSlopes, sinks, keyMask } = problem;
+  const f16 = problem.precision === 'f16-storage';
+  const q = f16 ? roundedToF16(problem.q) : problem.q;
+  const k = f16 ? roundedToF16(problem.k) : problem.k;
+  const v = f16 ? roundedToF16(problem.v) : problem.v;
   const output = new Float64Array(B * Hq * Lq * Dv);
   const lse = problem.returnLse ? new Float64Array(B * Hq * Lq) : undefined;
   const weights = problem.returnWeights ? new Float64Array(B * Hq * Lq * Lk) : undefined;

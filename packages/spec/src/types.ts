@@ -76,7 +76,18 @@ export interface AttentionOptions {
   returnLse?: boolean;
   /** Also return `weights [B, Hq, Lq, Lk]`: the attention pattern. Costs `Lq * Lk` memory. */
   returnWeights?: boolean;
+  /**
+   * How q, k and v are stored. `'f32'` (default): as given. `'f16-storage'`: each value rounded to
+   * the nearest binary16 value (ties to even) before anything else, then the float32 kernel: the
+   * result is attention on the rounded inputs, with an error bound declared on top of the backend's
+   * tolerance (`f16StorageErrorBound`). Needs the `f16Storage` feature. Only `attention` takes
+   * it: every other entry point rejects it `invalid-argument` (spec README, "f16 storage").
+   */
+  precision?: StoragePrecision;
 }
+
+/** How a tensor is stored: float32, or binary16 read into float32 arithmetic. */
+export type StoragePrecision = 'f32' | 'f16-storage';
 
 /** What an attention call returns. */
 export interface AttentionResult {
@@ -133,6 +144,8 @@ export interface AttentionProblem {
   sinks: Float32Array | null;
   returnLse: boolean;
   returnWeights: boolean;
+  /** `'f32'` unless the caller asked for `'f16-storage'`; q, k and v are passed as given either way (unrounded). */
+  precision: StoragePrecision;
 }
 
 /** `c[m, n] = a[m, k] @ b[k, n] (+ bias[n])`, row-major. */

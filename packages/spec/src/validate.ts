@@ -1,4 +1,5 @@
 import { AttnkitError, describeValue, invalidArgument } from './errors.js';
+import { F16_ROUNDS_TO_INFINITY } from './f16.js';
 import { shapeSymbols } from './symbols.js';
 import {
   isDetachedView,
@@ -16,6 +17,7 @@ import type {
   MatmulShape,
   ResolvedBias,
   ResolvedShape,
+  StoragePrecision,
 } from './types.js';
 
 const ATTENTION = 'attention';
@@ -33,6 +35,7 @@ export const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>(
   'sinks',
   'returnLse',
   'returnWeights',
+  'precision',
 ]);
 
 export const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
@@ -160,6 +163,27 @@ export function maxAbsFinite(data: Float32Array): number {
   }
   return max;
 }
+
+/**
+ * The binary16 range rule of f16 storage (spec README, "f16 storage"): a finite value binary16 would
+ * round to infinity (`|x| >= 65520`) is rejected, as a float32 overflow is; infinities and NaN pass.
+ */
+export function checkF16Range(context: string, tensors: readonly (readonly [string, Float32Array])[]): void {
+  for (const [argument, tensor] of tensors) {
+    const largest = maxAbsFinite(tensor);
+    if (largest >= F16_ROUNDS_TO_INFINITY) {
+      invalidArgument(
+        context,
+        argument,
+        `finite values below ${F16_ROUNDS_TO_INFINITY} in magnitude (binary16 storage rounds larger ones to infinity)`,
+        largest,
+      );
+    }
+  }
+}
+
+/** Every {@link StoragePrecision}, in the order the error message lists them. */
+export const STORAGE_PRECISIONS: readonly StoragePrecision[] = ['f32', 'f16-storage'];
 
 /**
  * The float32 overflow rule (README "Float32 range"): every partial dot product and logit must be
@@ -359,6 +383,25 @@ export function resolveOptions(
   const returnLse = optionalBoolean(context, 'options.returnLse', options.returnLse);
   const returnWeights = optionalBoolean(context, 'options.returnWeights', options.returnWeights);
   if (returnWeights) checkedProduct(context, 'weights', [B, Hq, Lq, Lk]);
+  const precision = options.precision === undefined ? 'f32' : options.precision;
+  if (!STORAGE_PRECISIONS.includes(precision as StoragePrecision)) {
+    invalidArgument(
+      context,
+      'options.precision',
+      `one of ${STORAGE_PRECISIONS.map((p) => `'${p}'`).join(', ')}`,
+      precision,
+    );
+  }
+  // f16 storage rounds the host arrays of one attention call; the layer, the backward, a cache's query
+  // and device tensors have no such arrays to round (a cache's precision is its config).
+  if (precision === 'f16-storage' && context !== ATTENTION) {
+    invalidArgument(
+      context,
+      'options.precision',
+      `'f32' (${context} does not take 'f16-storage': it is an option of attention on host arrays; a KV cache's storage is its config.precision)`,
+      precision,
+    );
+  }
 
   return {
     scale,
@@ -371,6 +414,7 @@ export function resolveOptions(
     sinks,
     returnLse,
     returnWeights,
+    precision: precision as StoragePrecision,
   };
 }
 
@@ -404,6 +448,12 @@ export function validateAttentionFor(
     (argument, value, length, formula) => float32Tensor(context, argument, value, length, formula),
   );
   checkLogitRange(context, q, maxAbsFinite(k), shape.headDim, resolved.scale);
+  if (resolved.precision === 'f16-storage')
+    checkF16Range(context, [
+      ['q', q],
+      ['k', k],
+      ['v', v],
+    ]);
   return { q, k, v, shape, ...resolved };
 }
 

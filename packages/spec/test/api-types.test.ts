@@ -64,9 +64,14 @@ describe('value exports', () => {
         'F16_ROUNDS_TO_INFINITY',
         'F16_SUBNORMAL_ERROR',
         'F16_UNIT_ROUNDOFF',
+        'f16Bits',
         'f16StorageErrorBound',
+        'f16Value',
+        'roundArrayToF16',
         'roundToF16',
+        'withF16StoredInputs',
         'KV_CACHE_PRECISIONS',
+        'STORAGE_PRECISIONS',
         'FLOAT32_MAX',
         'FLOAT32_MIN_NORMAL',
         'MAX_TENSOR_ELEMENTS',
@@ -145,6 +150,7 @@ describe('value exports', () => {
       groupedQuery: true,
       crossAttention: true,
       valueDim: true,
+      f16Storage: true,
       kvCache: true,
       kvCacheF16Storage: true,
       backward: true,
@@ -191,6 +197,7 @@ describe('call types', () => {
       sinks?: Float32Array;
       returnLse?: boolean;
       returnWeights?: boolean;
+      precision?: 'f32' | 'f16-storage';
     }>();
     expectTypeOf<AttentionBias['shape']>().toEqualTypeOf<readonly [number, number, number, number]>();
     expectTypeOf<Record<string, never>>().toExtend<AttentionOptions>();

@@ -22,6 +22,7 @@ import {
   snapshotAttentionProblem,
   snapshotMatmulProblem,
   validateFactoryOptions,
+  withF16StoredInputs,
 } from '@attnkit/spec';
 import type { KernelExports } from './abi.js';
 import { runAttentionBackward } from './backward.js';
@@ -159,7 +160,10 @@ class WasmImplementation {
       deterministic: true,
       engine,
       threads,
-      notes,
+      notes: [
+        ...notes,
+        "precision 'f16-storage': q, k and v rounded to binary16 on the host (withF16StoredInputs), then the float32 kernel: the spec's result, no memory saved",
+      ],
     };
   }
 
@@ -284,7 +288,9 @@ class WasmImplementation {
     return this.calls.track(result);
   }
 
-  attention(problem: AttentionProblem): Promise<AttentionResult> {
+  attention(given: AttentionProblem): Promise<AttentionResult> {
+    // f16 storage: the kernel runs on the rounded inputs (the spec's definition); no binary16 path of its own.
+    const problem = given.precision === 'f16-storage' ? withF16StoredInputs(given) : given;
     return this.exclusive(problem, snapshotAttentionProblem, (kernel, p) =>
       runAttention(kernel, p, this.blockQ, this.blockK, this.parallelMinWork),
     );

@@ -13,6 +13,7 @@ import {
   type FactoryOptionSchema,
   type MatmulProblem,
   validateFactoryOptions,
+  withF16StoredInputs,
 } from '@attnkit/spec';
 import { type GlContextKind, type GlRuntime, type KernelOf, openGl } from './gl.js';
 import { matmulKernel } from './kernels/forward.js';
@@ -156,6 +157,7 @@ export class WebglImplementation implements BackendImplementation {
         `${runtime.version}; MAX_TEXTURE_SIZE ${max}. Keys are processed in tiles of ${Math.min(this.tileKeys, max)} ` +
           'with a running max and sum, so Lk is not bounded by the texture size.',
         'Single precision (float32) with highp shaders; gpu.js CPU/webasm fallback is refused, never used.',
+        "precision 'f16-storage': q, k and v rounded to binary16 on the host (withF16StoredInputs), then uploaded as float32 textures: the spec's result, no memory saved",
       ],
     };
   }
@@ -171,8 +173,10 @@ export class WebglImplementation implements BackendImplementation {
     return { runtime: this.runtime, kernels: this.kernels };
   }
 
-  async attention(problem: AttentionProblem): Promise<AttentionResult> {
+  async attention(given: AttentionProblem): Promise<AttentionResult> {
     const { runtime, kernels } = this.ready();
+    // f16 storage: the textures are float32 either way; the kernels run on the rounded inputs (the spec's definition).
+    const problem = given.precision === 'f16-storage' ? withF16StoredInputs(given) : given;
     const plan = planForward(
       problem,
       runtime.maxTextureSize,

@@ -18,6 +18,8 @@ import {
   type ResolvedKVCacheConfig,
   type ResolvedShape,
   resolveShape,
+  STORAGE_PRECISIONS,
+  type StoragePrecision,
   validateFactoryOptions,
 } from '@attnkit/spec';
 import * as backward from './backward.js';
@@ -57,10 +59,11 @@ interface CheckedWorkload {
   matmul: boolean;
   backward: boolean;
   kvCache: boolean;
+  precision: StoragePrecision;
 }
 
-const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward', 'kvCache']);
-const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward?, kvCache? }';
+const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward', 'kvCache', 'precision']);
+const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward?, kvCache?, precision? }';
 
 /** Validates every workload before anything is acquired, as the other calls do. */
 function checkWorkloads(workloads: unknown): CheckedWorkload[] {
@@ -93,8 +96,11 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
     const record = w as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       if (!WORKLOAD_KEYS.has(key))
-        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward, kvCache', key);
+        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward, kvCache, precision', key);
     }
+    const precision = record.precision ?? 'f32';
+    if (!STORAGE_PRECISIONS.includes(precision as StoragePrecision))
+      bad(`${argument}.precision`, `one of ${STORAGE_PRECISIONS.map((p) => `'${p}'`).join(', ')}`, precision);
     for (const flag of ['returnWeights', 'matmul', 'backward', 'kvCache'] as const) {
       const value = record[flag];
       if (value !== undefined && typeof value !== 'boolean') bad(`${argument}.${flag}`, 'a boolean', value);
@@ -105,6 +111,7 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
       matmul: record.matmul === true,
       backward: record.backward === true,
       kvCache: record.kvCache === true,
+      precision: precision as StoragePrecision,
     };
   });
 }
@@ -280,12 +287,12 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     // compiled again and a call racing prepare waits for the same compilation.
     await Promise.all(
       checked.flatMap((w) => [
-        attentionPipelines(s, forwardVariant(s, this.workgroupSize, w.shape), w.returnWeights),
+        attentionPipelines(s, forwardVariant(s, this.workgroupSize, w.shape, w.precision), w.returnWeights),
         ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
         ...(w.backward
           ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]
           : []),
-        ...(w.kvCache ? [cachePipelines(s, cacheVariant(s, this.workgroupSize, w.shape))] : []),
+        ...(w.kvCache ? [cachePipelines(s, cacheVariant(s, this.workgroupSize, w.shape), w.precision)] : []),
       ]),
     );
   }

@@ -1,6 +1,7 @@
 import type { MatmulShape } from '@attnkit/spec';
 import { shapeSymbols } from '@attnkit/spec';
 import { type Binding, type BindingBuffers, bindGroupEntries } from './bindings.js';
+import { packedWords } from './f16.js';
 import { MATMUL_PARAM_FIELDS, MATMUL_PARAMS_BYTES } from './kernels/matmul.js';
 import {
   ATTENTION_BINDINGS,
@@ -120,9 +121,11 @@ export function encodeAttention(
   const qTiles = Math.ceil(Lq / forwardRows(variant));
   const groups = B * Hq * qTiles;
   const [gx, gy] = dispatchSize(s, groups, context);
-  const qs = stridesFor(layout, Hq, Lq, D);
-  const ks = stridesFor(layout, Hkv, Lk, D);
-  const vs = stridesFor(layout, Hkv, Lk, Dv);
+  // With f16 storage a row of q/k/v is packed binary16 pairs: its strides count 32-bit words.
+  const stored = (dim: number) => (variant.precision === 'f16-storage' ? packedWords(dim) : dim);
+  const qs = stridesFor(layout, Hq, Lq, stored(D));
+  const ks = stridesFor(layout, Hkv, Lk, stored(D));
+  const vs = stridesFor(layout, Hkv, Lk, stored(Dv));
   const os = stridesFor(layout, Hq, Lq, Dv);
   const bs = o.bias?.strides ?? [0, 0, 0, 0];
   // Past Lq + Lk every key is inside the window; clamping keeps the value in i32 range.

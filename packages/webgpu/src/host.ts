@@ -10,10 +10,11 @@ import {
 } from '@attnkit/spec';
 import { encodeAttention, encodeMatmul, type OptionBuffers, uploadAttentionOptions } from './encode.js';
 import { deviceError, guarded, invalidArgument } from './errors.js';
+import { packF16Rows } from './f16.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
 import { planAttention } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
-import { copyToStaging, readStaging, type Staged, uploadFloats } from './transfer.js';
+import { copyToStaging, readStaging, type Staged, uploadFloats, uploadWords } from './transfer.js';
 
 // The host-array path: inputs uploaded from Float32Arrays, results read back in one submission.
 //
@@ -156,11 +157,16 @@ async function attentionOn(rt: Runtime, s: DeviceState, problem: AttentionProble
   intact(context, 'k', problem.k, B * Hkv * Lk * D);
   intact(context, 'v', problem.v, B * Hkv * Lk * Dv);
   intactOptions(context, problem, B, Lk, Hq);
+  // f16 storage: rounded to binary16 pairs on the host (src/f16.ts), half the bytes up and on the device.
+  const upload = (data: Float32Array, rows: number, dim: number) =>
+    problem.precision === 'f16-storage'
+      ? uploadWords(s, packF16Rows(data, rows, dim))
+      : uploadFloats(s, data);
   // Before the first await: the caller's arrays are copied to the device here.
   const uploading = guarded(s, context, () => ({
-    q: uploadFloats(s, problem.q),
-    k: uploadFloats(s, problem.k),
-    v: uploadFloats(s, problem.v),
+    q: upload(problem.q, B * Hq * Lq, D),
+    k: upload(problem.k, B * Hkv * Lk, D),
+    v: upload(problem.v, B * Hkv * Lk, Dv),
     options: uploadAttentionOptions(s, problem, problem.shape.queryHeads),
   }));
   const inputs = await uploading;

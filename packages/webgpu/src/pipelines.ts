@@ -77,13 +77,17 @@ export async function attentionPipelines(
   v: ForwardVariant,
   weights: boolean,
 ): Promise<Pipelines> {
-  const { tiled, ...scalar } = v;
-  const key = JSON.stringify(scalar);
+  const { tiled, precision, ...scalar } = v;
+  const key = `${precision}${JSON.stringify(scalar)}`;
   const [attention, w] = await Promise.all([
     tiled === null
-      ? pipeline(s, `attention${key}`, attentionShader(scalar))
-      : pipeline(s, `attention-tiled${JSON.stringify(tiled)}`, tiledAttentionShader(tiled)),
-    weights ? pipeline(s, `weights${key}`, weightsShader(scalar)) : Promise.resolve(null),
+      ? pipeline(s, `attention:${key}`, attentionShader(scalar, precision))
+      : pipeline(
+          s,
+          `attention-tiled:${precision}${JSON.stringify(tiled)}`,
+          tiledAttentionShader(tiled, precision),
+        ),
+    weights ? pipeline(s, `weights:${key}`, weightsShader(scalar, precision)) : Promise.resolve(null),
   ]);
   return { attention, weights: w };
 }

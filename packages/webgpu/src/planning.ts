@@ -1,4 +1,4 @@
-import type { MatmulShape, ResolvedOptions, ResolvedShape } from '@attnkit/spec';
+import type { MatmulShape, ResolvedOptions, ResolvedShape, StoragePrecision } from '@attnkit/spec';
 import { shapeSymbols } from '@attnkit/spec';
 import { unsupported } from './errors.js';
 import type { BackwardTiles, BackwardVariant } from './kernels/backward-common.js';
@@ -36,6 +36,8 @@ export interface AttentionPlan {
  */
 export interface ForwardVariant extends AttentionVariant {
   tiled: TiledVariant | null;
+  /** How q, k and v are stored: with `'f16-storage'` as packed binary16 pairs (row strides in words). */
+  precision: StoragePrecision;
 }
 
 /** Query rows per workgroup of the kernel a forward variant runs. */
@@ -225,8 +227,13 @@ export function forwardVariant(
   s: DeviceState,
   workgroupSize: number | undefined,
   shape: ResolvedShape,
+  precision: StoragePrecision = 'f32',
 ): ForwardVariant {
-  return { ...attentionVariant(s, workgroupSize, shape), tiled: tiledVariant(s, workgroupSize, shape) };
+  return {
+    ...attentionVariant(s, workgroupSize, shape),
+    tiled: tiledVariant(s, workgroupSize, shape),
+    precision,
+  };
 }
 
 /** Checks the sizes of what the attention writes and picks its variant. */
@@ -242,7 +249,7 @@ export function planAttention(
   if (options.bias !== null) checkElements(s, context, 'options.bias.data', options.bias.data.length);
   if (options.returnWeights) checkElements(s, context, 'weights', B * Hq * Lq * Lk);
   checkElements(s, context, 'lse', 3 * B * Hq * Lq);
-  const variant = forwardVariant(s, workgroupSize, shape);
+  const variant = forwardVariant(s, workgroupSize, shape, options.precision);
   return { shape, options, layout, variant } satisfies AttentionPlan;
 }
 

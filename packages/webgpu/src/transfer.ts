@@ -136,6 +136,13 @@ export function writeWords(s: DeviceState, buffer: GPUBuffer, offset: number, da
   count(s, data.byteLength);
 }
 
+/** Copies `data` (32-bit words: packed f16 pairs) into a new pooled buffer now, as {@link uploadFloats}. */
+export function uploadWords(s: DeviceState, data: Uint32Array): GPUBuffer {
+  const buffer = s.pool.acquire(Math.max(4, data.byteLength), STORAGE_USAGE);
+  writeWords(s, buffer, 0, data);
+  return buffer;
+}
+
 function count(s: DeviceState, bytes: number): void {
   s.transfers.uploadBytes += bytes;
   s.transfers.uploads += 1;

@@ -6,6 +6,7 @@ import type {
   DeviceBackend,
   DeviceMatmulInputs,
   DeviceTensor,
+  StoragePrecision,
 } from '@attnkit/spec';
 import type { DeviceOptions } from './device.js';
 import type { KernelTier } from './tier.js';
@@ -56,6 +57,11 @@ export interface WebGpuWorkload {
    * Lq, 1 for a decode step; `keyLength` is not used), so the first decode step compiles nothing.
    */
   kvCache?: boolean;
+  /**
+   * Storage of q/k/v (`attention(..., { precision })`) and of the cache (`config.precision`) the
+   * calls will use: `'f16-storage'` compiles the kernels that unpack binary16 pairs. Default `'f32'`.
+   */
+  precision?: StoragePrecision;
 }
 
 /**

@@ -65,6 +65,20 @@ describe('prepare', () => {
     expect(compiled()).toBe(prepared);
   });
 
+  it("compiles the f16-storage kernels for precision 'f16-storage', apart from the f32 ones", async () => {
+    const { backend, compiled } = await countingBackend();
+    // Lq 20: the tiled forward; the weights pass too, both unpacking binary16 pairs.
+    const shape = { batch: 1, queryHeads: 2, queryLength: 20, headDim: 16 };
+    await backend.prepare([{ shape, returnWeights: true, precision: 'f16-storage' }]);
+    const prepared = compiled();
+    expect(prepared).toBe(2);
+    await backend.attention(inputsFor(shape), { precision: 'f16-storage', returnWeights: true });
+    expect(compiled()).toBe(prepared);
+    // The f32 kernels are other pipelines: the count is real.
+    await backend.attention(inputsFor(shape));
+    expect(compiled()).toBe(prepared + 1);
+  });
+
   it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
     const backend = createWebGpuBackend();
     cleanups.push(() => backend.dispose());
@@ -73,6 +87,7 @@ describe('prepare', () => {
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, returnWeight: true }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, matmul: 'yes' }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, backward: 1 }],
+      [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, precision: 'f16' }],
       'not an array',
     ];
     for (const workloads of bad) {

@@ -5,6 +5,7 @@ import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
 import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
+import { f16StorageCases } from './f16-storage.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
 import { semanticCases } from './semantics.js';
@@ -18,6 +19,7 @@ export function allCases(): ConformanceCase[] {
       ...semanticCases(),
       ...numericCases(),
       ...float32Cases(),
+      ...f16StorageCases(),
       ...contractCases(),
       ...behaviourCases(),
       ...cacheCases(),

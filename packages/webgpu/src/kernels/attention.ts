@@ -1,15 +1,17 @@
 /** The scalar fused forward kernel (short queries, head sizes the tiled kernel cannot hold). */
+import type { StoragePrecision } from '@attnkit/spec';
 import {
   ATTENTION_BINDINGS,
   type AttentionVariant,
   Flags,
-  FORWARD_HEADER,
+  forwardHeader,
   ONLINE_SOFTMAX_INIT,
   ONLINE_SOFTMAX_STEP,
   onlineSoftmaxEntry,
   queryTileCode,
   SCORE_CELL,
   sinkFoldCode,
+  storedValue,
   visibleCode,
 } from './shared.js';
 
@@ -17,18 +19,18 @@ import {
  * The fused attention kernel: one workgroup per (batch, head, query tile). K/V tiles are staged in
  * workgroup memory, scores are turned into probabilities with an online softmax (running max and
  * denominator per row), tiles outside the causal/window band of the whole query tile are skipped.
- * Bindings: {@link ATTENTION_BINDINGS}.
+ * Bindings: {@link ATTENTION_BINDINGS}; with f16 storage q, k and v are packed pairs ({@link storedValue}).
  */
-export function attentionShader(v: AttentionVariant): string {
+export function attentionShader(v: AttentionVariant, precision: StoragePrecision = 'f32'): string {
   const { headDim: D, valueDim: DV, bk: BK } = v;
-  return `${FORWARD_HEADER}
+  return `${forwardHeader(precision)}
 ${onlineSoftmaxEntry(v, `  // Exact sizes at run time (BK <= ${BK}, D <= ${D}, DV <= ${DV}); rows are packed at these strides.\n`)}
 ${queryTileCode('g')}
 
   for (var e = lid; e < BQ * D; e += WG) {
     let r = e / D;
     let i = i0 + r;
-    qs[e] = select(0.0, Q[b * P.qsB + h * P.qsH + i * P.qsL + e % D], i < P.lq);
+    qs[e] = select(0.0, ${storedValue('Q', 'b * P.qsB + h * P.qsH + i * P.qsL', 'e % D', precision)}, i < P.lq);
   }
 ${ONLINE_SOFTMAX_INIT}
 
@@ -36,11 +38,11 @@ ${ONLINE_SOFTMAX_INIT}
     workgroupBarrier();
     for (var e = lid; e < BK * D; e += WG) {
       let j = kt + e / D;
-      ks[e] = select(0.0, K[b * P.ksB + kvh * P.ksH + j * P.ksL + e % D], j < P.lk);
+      ks[e] = select(0.0, ${storedValue('K', 'b * P.ksB + kvh * P.ksH + j * P.ksL', 'e % D', precision)}, j < P.lk);
     }
     for (var e = lid; e < BK * DV; e += WG) {
       let j = kt + e / DV;
-      vs[e] = select(0.0, V[b * P.vsB + kvh * P.vsH + j * P.vsL + e % DV], j < P.lk);
+      vs[e] = select(0.0, ${storedValue('V', 'b * P.vsB + kvh * P.vsH + j * P.vsL', 'e % DV', precision)}, j < P.lk);
     }
     workgroupBarrier();
     for (var e = lid; e < BQ * BK; e += WG) {

@@ -9,9 +9,10 @@
  * semantics (masks, bias, ALiBi, softcap, sinks, non-finite logits, ROWS for lse and weights) as
  * `attentionShader`, so the encoder and the weights pass serve both.
  */
+import type { StoragePrecision } from '@attnkit/spec';
 import {
   Flags,
-  FORWARD_HEADER,
+  forwardHeader,
   logitFromDotCode,
   queryTileCode,
   sinkFoldCode,
@@ -66,9 +67,24 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 /**
  * `load4X(base, d4, n)`: floats `4 d4 .. 4 d4 + 3` of a row of buffer X from `base`, zero past the
  * row's `n` floats (the padding adds nothing to a dot). Whole vec4s, the common case, load without
- * a branch per float.
+ * a branch per float. With f16 storage `base` counts words: the four floats are the two words
+ * `base + 2 d4` and the next, unpacked (a row of `n` floats is `ceil(n / 2)` words, its last one
+ * padded with a zero half by the host).
  */
-function load4(buffer: string): string {
+function load4(buffer: string, precision: StoragePrecision): string {
+  if (precision === 'f16-storage') {
+    return `
+fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
+  let w = base + d4 * 2u;
+  if (d4 * 4u + 4u <= n) { return vec4<f32>(unpack2x16float(${buffer}[w]), unpack2x16float(${buffer}[w + 1u])); }
+  let words = (n + 1u) / 2u;
+  var r = vec4<f32>(0.0);
+  if (d4 * 2u < words) { let p = unpack2x16float(${buffer}[w]); r.x = p.x; r.y = p.y; }
+  if (d4 * 2u + 1u < words) { let p = unpack2x16float(${buffer}[w + 1u]); r.z = p.x; r.w = p.y; }
+  return r;
+}
+`;
+  }
   return `
 fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
   let d = base + d4 * 4u;
@@ -83,7 +99,7 @@ fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
 }
 
 /** The tiled forward kernel. Bindings: {@link ATTENTION_BINDINGS}, as the scalar kernel's. */
-export function tiledAttentionShader(v: TiledVariant): string {
+export function tiledAttentionShader(v: TiledVariant, precision: StoragePrecision = 'f32'): string {
   const { rq: RQ, g: G, bk: BK, wg: WG } = v;
   if (v.headDim % 4 !== 0 || v.valueDim % 4 !== 0 || BK % G !== 0 || WG % G !== 0) {
     throw new Error(`tiledAttentionShader: inconsistent variant ${JSON.stringify(v)}`);
@@ -200,7 +216,7 @@ export function tiledAttentionShader(v: TiledVariant): string {
     .join('\n  ')}`
       : '';
 
-  return `${subgroup ? 'enable subgroups;\n' : ''}${FORWARD_HEADER}
+  return `${subgroup ? 'enable subgroups;\n' : ''}${forwardHeader(precision)}
 const WG = ${WG}u;
 const G = ${G}u;
 const BQ = ${BQ}u;
@@ -218,7 +234,7 @@ var<workgroup> vs: array<vec4<f32>, ${BK * DV4C}>;
 ${shared ? `var<workgroup> ps: array<f32, ${BQ * BK}>;\nvar<workgroup> redF: array<f32, ${BQ * G}>;\nvar<workgroup> redU: array<u32, ${BQ * G}>;` : ''}
 ${subgroup ? 'var<workgroup> slotBase: atomic<u32>;' : ''}
 
-${['Q', 'K', 'V'].map((buffer) => load4(buffer)).join('')}
+${['Q', 'K', 'V'].map((buffer) => load4(buffer, precision)).join('')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${
     subgroup ? ', @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32' : ''

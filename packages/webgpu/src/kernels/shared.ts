@@ -6,7 +6,8 @@
  * constant bounds; the backend caches one pipeline per variant.
  */
 
-import { binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
+import type { StoragePrecision } from '@attnkit/spec';
+import { type Binding, binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
 
 /**
  * What selects an attention shader variant: sizes only. Which options are present travels in the
@@ -206,13 +207,38 @@ export const MATMUL_BINDINGS = [
 export const MATMUL_BIAS_BINDINGS = [...MATMUL_BINDINGS, binding('BIAS', 'read')] as const;
 
 /**
- * The head of both forward kernels (scalar and tiled), which share {@link ATTENTION_BINDINGS} and
- * the uniform block so one encoder serves both; then the float helpers.
+ * A kernel's binding table with Q, K and V typed for how they are stored: with f16 storage they hold
+ * binary16 pairs packed two a 32-bit word (value `2w` of a row in the low half of word `w`, each row
+ * padded to whole words), bound as `array<u32>`. The names, and so the host's bind group, are the same.
  */
-export const FORWARD_HEADER = `${PARAMS_STRUCT}
-${bindingDeclarations(ATTENTION_BINDINGS)}
+export function withStoredInputs<T extends readonly Binding[]>(table: T, precision: StoragePrecision): T {
+  if (precision === 'f32') return table;
+  const packed = (b: Binding): Binding =>
+    b.name === 'Q' || b.name === 'K' || b.name === 'V' ? { ...b, type: 'array<u32>' } : b;
+  return table.map(packed) as readonly Binding[] as T;
+}
+
+/**
+ * WGSL for float `d` of the row that starts at element (f32) or word (f16 storage) `row` of input
+ * buffer `buffer`: with f16 storage, unpacked by core WGSL `unpack2x16float` (no shader-f16 needed)
+ * into f32, so everything after the load is the float32 kernel. Row strides count words then.
+ */
+export function storedValue(buffer: string, row: string, d: string, precision: StoragePrecision): string {
+  return precision === 'f32'
+    ? `${buffer}[${row} + ${d}]`
+    : `unpack2x16float(${buffer}[${row} + (${d}) / 2u])[(${d}) % 2u]`;
+}
+
+/**
+ * The head of both forward kernels (scalar and tiled), which share {@link ATTENTION_BINDINGS} (q, k, v
+ * typed by {@link withStoredInputs}) and the uniform block so one encoder serves both; then the float helpers.
+ */
+export function forwardHeader(precision: StoragePrecision): string {
+  return `${PARAMS_STRUCT}
+${bindingDeclarations(withStoredInputs(ATTENTION_BINDINGS, precision))}
 ${MASK_AT}
 ${FLOAT_HELPERS}`;
+}
 
 /**
  * Opens a kernel's `main` with one workgroup per item: `index` is the workgroup's linear index

@@ -1,4 +1,5 @@
 /** The attention-pattern kernel, run only for `returnWeights`. */
+import type { StoragePrecision } from '@attnkit/spec';
 import { bindingDeclarations } from '../bindings.js';
 import {
   type AttentionVariant,
@@ -6,8 +7,10 @@ import {
   logitCode,
   MASK_AT,
   PARAMS_STRUCT,
+  storedValue,
   visibleCode,
   WEIGHTS_BINDINGS,
+  withStoredInputs,
 } from './shared.js';
 
 /**
@@ -15,9 +18,9 @@ import {
  * the row max and denominator the fused kernel left in ROWS. Only run when `returnWeights` is set.
  * Bindings: {@link WEIGHTS_BINDINGS}.
  */
-export function weightsShader(v: AttentionVariant): string {
+export function weightsShader(v: AttentionVariant, precision: StoragePrecision = 'f32'): string {
   return `${PARAMS_STRUCT}
-${bindingDeclarations(WEIGHTS_BINDINGS)}
+${bindingDeclarations(withStoredInputs(WEIGHTS_BINDINGS, precision))}
 ${MASK_AT}
 ${FLOAT_HELPERS}
 @compute @workgroup_size(${v.wg})
@@ -42,8 +45,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${visibleCode()}
     if (vis) {
       ${logitCode(
-        (d) => `Q[b * P.qsB + h * P.qsH + i * P.qsL + ${d}]`,
-        (d) => `K[b * P.ksB + kvh * P.ksH + j * P.ksL + ${d}]`,
+        (d) => storedValue('Q', 'b * P.qsB + h * P.qsH + i * P.qsL', d, precision),
+        (d) => storedValue('K', 'b * P.ksB + kvh * P.ksH + j * P.ksL', d, precision),
       )}
       if (!isNegInf(s)) { w = exp((s - m) + lo) / l; }
     }
