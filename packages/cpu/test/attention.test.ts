@@ -308,8 +308,9 @@ describe('backend contract', () => {
 
   it('advertises every feature and its tolerance', () => {
     const { capabilities } = createCpuBackend();
-    // the twelve features of attention, the KV cache and the backward pass
-    expect(capabilities.features).toHaveLength(14);
+    // the thirteen features of attention (f16Storage among them), the KV cache and the backward pass
+    expect(capabilities.features).toHaveLength(15);
+    expect(capabilities.features).toContain('f16Storage');
     expect(capabilities.features).toContain('kvCache');
     expect(capabilities.features).toContain('backward');
     expect(capabilities.deterministic).toBe(true);
