@@ -31,6 +31,7 @@ import {
   validateUpload,
 } from './device.js';
 import { AttnkitError } from './errors.js';
+import type { AttentionFeature } from './features.js';
 import { composeLayer, type LayerInputs, type LayerProblem, validateLayer } from './layer.js';
 import {
   snapshotAttentionBackwardProblem,
@@ -59,53 +60,6 @@ import {
   validateAttention,
   validateMatmul,
 } from './validate.js';
-
-/** Options and shape classes a backend may or may not support; each maps to a rule of the semantics (spec README). */
-export type AttentionFeature =
-  | 'causal'
-  | 'slidingWindow'
-  | 'keyMask'
-  | 'bias'
-  | 'alibiSlopes'
-  | 'softcap'
-  | 'sinks'
-  | 'returnLse'
-  | 'returnWeights'
-  | 'groupedQuery'
-  | 'crossAttention'
-  | 'valueDim'
-  /** `attention(..., { precision: 'f16-storage' })`: q, k, v stored as binary16 (spec README, "f16 storage"). */
-  | 'f16Storage'
-  /** `createKVCache` (spec README, "KV cache"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
-  | 'kvCache'
-  /** `createKVCache({ precision: 'f16-storage' })`: binary16 K/V storage (spec README, "KV cache"). Needs `kvCache`. */
-  | 'kvCacheF16Storage'
-  /** `attentionBackward` (spec README, "Backward"). Not an option of `attention`, so not in {@link ALL_FEATURES}. */
-  | 'backward';
-
-/** Every feature of the stateless `attention` call, for backends that support them all (`kvCache` is separate). */
-export const ALL_FEATURES: readonly AttentionFeature[] = [
-  'causal',
-  'slidingWindow',
-  'keyMask',
-  'bias',
-  'alibiSlopes',
-  'softcap',
-  'sinks',
-  'returnLse',
-  'returnWeights',
-  'groupedQuery',
-  'crossAttention',
-  'valueDim',
-  'f16Storage',
-];
-
-/**
- * Features that are methods of a backend rather than options of `attention`: `createKVCache` (and its
- * `precision: 'f16-storage'` config) and `attentionBackward`. A capabilities list holds
- * {@link ALL_FEATURES} members and these, nothing else.
- */
-export const METHOD_FEATURES: readonly AttentionFeature[] = ['kvCache', 'kvCacheF16Storage', 'backward'];
 
 /** Per-dimension upper bounds. Absent means "as large as memory allows". */
 export interface BackendLimits {

@@ -1,11 +1,11 @@
 import { AttnkitError, invalidArgument } from './errors.js';
+import { OPTION_KEYS } from './features.js';
 import type { AttentionOptions, AttentionResult, ResolvedShape, StoragePrecision } from './types.js';
 import {
   checkF16Range,
   checkLogitRange,
   float32Tensor,
   maxAbsFinite,
-  OPTION_KEYS,
   type ResolvedOptions,
   readOnce,
   resolveOptions,

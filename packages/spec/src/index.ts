@@ -4,9 +4,7 @@
  * @packageDocumentation
  */
 export {
-  ALL_FEATURES,
   type AttentionBackend,
-  type AttentionFeature,
   type AttentionRequirements,
   assertLayerSupported,
   assertMatmulSupported,
@@ -18,7 +16,6 @@ export {
   type BackendMemory,
   createBackend,
   type Gate,
-  METHOD_FEATURES,
   openDeviceGate,
   openGate,
   requiredFeatures,
@@ -105,6 +102,13 @@ export {
   type FactoryOptionSchema,
   validateFactoryOptions,
 } from './factory.js';
+export {
+  ALL_FEATURES,
+  type AttentionFeature,
+  METHOD_FEATURES,
+  OPTION_FEATURES,
+  SHAPE_FEATURES,
+} from './features.js';
 export {
   type LayerForwardPass,
   type LayerInputs,

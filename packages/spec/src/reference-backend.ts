@@ -1,6 +1,7 @@
-import { ALL_FEATURES, type AttentionBackend, type BackendCapabilities, createBackend } from './backend.js';
+import { type AttentionBackend, type BackendCapabilities, createBackend } from './backend.js';
 import { referenceAttentionBackwardProblem64, roundGradients } from './backward.js';
 import { createReferenceKVCache } from './cache-reference.js';
+import { ALL_FEATURES } from './features.js';
 import { referenceAttentionProblem64, referenceMatmul64 } from './reference.js';
 
 const capabilities: BackendCapabilities = {

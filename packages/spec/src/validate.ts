@@ -1,5 +1,6 @@
 import { AttnkitError, describeValue, invalidArgument } from './errors.js';
 import { F16_ROUNDS_TO_INFINITY } from './f16.js';
+import { OPTION_KEYS } from './features.js';
 import { shapeSymbols } from './symbols.js';
 import {
   isDetachedView,
@@ -22,21 +23,6 @@ import type {
 
 const ATTENTION = 'attention';
 const MATMUL = 'matmul';
-
-/** Every key of {@link AttentionOptions}; the cache's options are read against the same list. */
-export const OPTION_KEYS: ReadonlySet<string> = new Set<keyof AttentionOptions>([
-  'scale',
-  'causal',
-  'slidingWindow',
-  'keyMask',
-  'bias',
-  'alibiSlopes',
-  'softcap',
-  'sinks',
-  'returnLse',
-  'returnWeights',
-  'precision',
-]);
 
 export const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
 const MATMUL_INPUT_KEYS: ReadonlySet<string> = new Set(['a', 'b', 'bias', 'shape']);

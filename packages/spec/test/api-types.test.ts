@@ -50,6 +50,8 @@ describe('value exports', () => {
       [
         'ALL_FEATURES',
         'METHOD_FEATURES',
+        'OPTION_FEATURES',
+        'SHAPE_FEATURES',
         'AttnkitError',
         'applyRotary',
         'multiHeadAttentionStep',
