@@ -112,7 +112,8 @@ export class WebglImplementation implements BackendImplementation {
 
   constructor(given?: WebglBackendOptions) {
     const options = validateFactoryOptions('createWebglBackend', given, OPTION_SCHEMA);
-    this.tileKeys = options.tileKeys ?? 256;
+    // 512: fewer passes than 256 (each a draw per kernel), measured 5-20% faster on SwiftShader at D 64
+    this.tileKeys = options.tileKeys ?? 512;
     this.blockElements = options.blockElements ?? 1 << 21;
     this.vectorizedOption = options.vectorized ?? true;
     const context = options.context ?? 'auto';

@@ -43,6 +43,26 @@ describe('webgl attention against the float64 reference', () => {
       ),
     );
   });
+  test('causal and windowed rows longer than a tile: chunks by query position, GQA, cross, lse and weights', async () => {
+    // tileKeys 64 and Lq 150: the rows go to chunks position by position (every batch row and head
+    // at one position together), each chunk skips the key tiles none of its rows sees; output, lse
+    // and weights must land at each row's own place.
+    const shape = {
+      batch: 2,
+      queryHeads: 4,
+      kvHeads: 2,
+      queryLength: 150,
+      keyLength: 170,
+      headDim: 7,
+      valueDim: 5,
+    };
+    console.log('worst', await check(shape, { causal: true }, 3));
+    console.log('worst', await check(shape, { slidingWindow: 30 }, 4));
+    console.log(
+      'worst',
+      await check(shape, { slidingWindow: 50, causal: true, sinks: new Float32Array([0, 1, -1, 2]) }, 5),
+    );
+  });
   test('everything', async () => {
     const next = signedPrng(7);
     const shape = { batch: 2, queryHeads: 2, queryLength: 9, keyLength: 130, headDim: 3 };
