@@ -185,7 +185,10 @@ export class WebglImplementation implements BackendImplementation {
       this.blockElements,
       this.vectorized,
     );
-    this.hostBytes = plan.hostBytes;
+    // the rounded copies of q, k and v are host memory this call holds too
+    const rounded =
+      problem === given ? 0 : problem.q.byteLength + problem.k.byteLength + problem.v.byteLength;
+    this.hostBytes = plan.hostBytes + rounded;
     try {
       return runForward(runtime, kernels.forward, problem, plan, this.vectorized);
     } finally {
