@@ -39,7 +39,7 @@ import {
   selectEntries,
 } from './options.js';
 import { checkAppendFile, outputPlan } from './paths.js';
-import { type BenchResults, serializeResults } from './results.js';
+import { type BenchResults, fastestOfPasses, serializeResults } from './results.js';
 import {
   ALL_SUBJECTS,
   BROWSER_SUBJECTS,
@@ -304,43 +304,60 @@ async function main(argv: string[]): Promise<void> {
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(cells * (nodeEntries.length + browserEntries.length) + probeEntries.length, 0, {
+  const passes = options.passes ?? 1;
+  if (passes > 1)
+    console.log(
+      `${passes} passes, the subject order reversed every other pass: each row keeps its fastest pass`,
+    );
+  bar.start(passes * cells * (nodeEntries.length + browserEntries.length) + probeEntries.length, 0, {
     subject: '',
     workload: '',
   });
-  const subjects: SubjectReport[] = [];
+  const reportsByPass: SubjectReport[][] = [];
   let done = 0;
-  for (const entry of nodeEntries) {
-    const base = done;
-    bar.update(base, { subject: entry.id, workload: 'starting' });
-    const report = await runChild(entry, series, run, (subject, workload) =>
-      bar.increment(1, { subject, workload }),
-    );
-    subjects.push(report);
-    done = base + cells;
-    bar.update(done, {
-      subject: entry.id,
-      workload: report.status === 'ok' ? 'done' : `unavailable: ${report.reason}`,
-    });
-    if (!process.stdout.isTTY) {
-      const ok = report.rows.filter((r) => r.status === 'ok').length;
-      console.log(
-        `${entry.id}: ${report.status === 'ok' ? `${ok}/${cells} timed` : `unavailable: ${report.reason}`}`,
-      );
-    }
-  }
   let browserInfo: { userAgent: string | null; adapter: string | null } = { userAgent: null, adapter: null };
-  if (browserEntries.length > 0) {
-    const browser = await runBrowserPart(
-      browserEntries,
-      series,
-      run,
-      (subject, workload) => bar.increment(1, { subject, workload }),
-      browserEntries.length * childDeadlineMs(series, run),
-    );
-    subjects.push(...browser.reports);
-    browserInfo = { userAgent: browser.userAgent, adapter: browser.adapter };
+  for (let pass = 0; pass < passes; pass++) {
+    // every other pass in reverse order: a load change during the run then favours no subject
+    const inOrder = <T>(list: readonly T[]): T[] => (pass % 2 === 1 ? [...list].reverse() : [...list]);
+    const reports: SubjectReport[] = [];
+    for (const entry of inOrder(nodeEntries)) {
+      const base = done;
+      bar.update(base, { subject: entry.id, workload: 'starting' });
+      const report = await runChild(entry, series, run, (subject, workload) =>
+        bar.increment(1, { subject, workload }),
+      );
+      reports.push(report);
+      done = base + cells;
+      bar.update(done, {
+        subject: entry.id,
+        workload: report.status === 'ok' ? 'done' : `unavailable: ${report.reason}`,
+      });
+      if (!process.stdout.isTTY) {
+        const ok = report.rows.filter((r) => r.status === 'ok').length;
+        console.log(
+          `${passes > 1 ? `pass ${pass + 1}: ` : ''}${entry.id}: ${report.status === 'ok' ? `${ok}/${cells} timed` : `unavailable: ${report.reason}`}`,
+        );
+      }
+    }
+    if (browserEntries.length > 0) {
+      const ordered = inOrder(browserEntries);
+      const browser = await runBrowserPart(
+        ordered,
+        series,
+        run,
+        (subject, workload) => bar.increment(1, { subject, workload }),
+        ordered.length * childDeadlineMs(series, run),
+      );
+      reports.push(...browser.reports);
+      done += cells * ordered.length;
+      browserInfo = { userAgent: browser.userAgent, adapter: browser.adapter };
+    }
+    // the first pass's order is the report's
+    const order = [...nodeEntries, ...browserEntries].map((e) => e.id);
+    reports.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
+    reportsByPass.push(reports);
   }
+  const subjects = fastestOfPasses(reportsByPass);
   let rssProbe: RssProbeResult[] | undefined;
   if (probe !== null) {
     rssProbe = [];
@@ -373,6 +390,7 @@ async function main(argv: string[]): Promise<void> {
     versions: peerVersions(),
     ceilings,
     subjects,
+    ...(passes > 1 && { passes }),
     ...(rssProbe && { rssProbe }),
   };
   if (appendFile !== undefined)

@@ -64,6 +64,12 @@ export function probeSize(value: string): number | false {
 /** The backward mode's memory probe size when `--rss-probe` is not given: the issue's N = 16384, none in a quick run. */
 export const DEFAULT_PROBE_SIZE = 16384;
 
+function passCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > 4) throw new InvalidArgumentError(`expected 1 to 4 passes, got ${value}`);
+  return n;
+}
+
 function seconds(value: string): number {
   const s = Number(value);
   if (!Number.isFinite(s) || s <= 0) throw new InvalidArgumentError(`expected seconds > 0, got "${value}"`);
@@ -84,6 +90,8 @@ export interface CliOptions {
   budget?: number;
   headlineBudget?: number;
   maxRun?: number;
+  /** Runs of every subject, the order reversed every other pass; each row keeps its fastest pass. */
+  passes?: number;
   output?: string;
   name?: string;
   updateCommitted?: boolean;
@@ -129,6 +137,11 @@ export function program(): Command {
     )
     .option('--headline-budget <seconds>', 'budget of the headline series prefill-causal-d64-h1', seconds)
     .option('--max-run <seconds>', 'do not start a size whose predicted single run is longer', seconds)
+    .option(
+      '--passes <n>',
+      'run every subject n times (1-4, default 1), the subject order reversed every other pass; each row keeps its fastest pass, so a load change during the run favours no subject (ratios are then best of n against best of n)',
+      passCount,
+    )
     .option(
       '-o, --output <dir>',
       'output directory, relative to where you run the command (default: bench-results/ at the repository root, ignored by git)',

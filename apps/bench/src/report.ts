@@ -79,7 +79,7 @@ th{background:#f3f3f3}td.win{background:#e6f4e6}td.lose{background:#fbe9e9}td.na
 .meta{color:#555;font-size:12px}
 </style></head><body>
 <h1>attnkit bench report${results.quick ? ' (quick)' : ''}</h1>
-<p class="meta">${machine}<br>${versions.length > 0 ? `peers: ${versions}<br>` : ''}started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.
+<p class="meta">${machine}<br>${versions.length > 0 ? `peers: ${versions}<br>` : ''}started ${escapeHtml(results.startedAt)}, finished ${escapeHtml(results.finishedAt)}.${results.passes === undefined ? '' : ` ${results.passes} passes, the subject order reversed every other pass: each row is its fastest pass's.`}
 Ratios are peer median / attnkit median (above 1: attnkit is faster), against each peer family's best variant that passed the reference check.</p>
 <label>Series: <select id="series"></select></label>
 <div class="charts">

@@ -207,6 +207,44 @@ describe('command line (built dist/cli.js)', () => {
     expect(readFileSync(path.join(out, 't-latency.svg'), 'utf8')).toContain('<svg');
   });
 
+  it('--passes 2 runs every subject twice, keeps the first order in the report and says so', () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'attnkit-bench-test-'));
+    const args = ['--backends', 'cpu,naive-js', '--sizes', '64', '--heads', 'h1', '--dims', '16'];
+    const stdout = execFileSync(
+      process.execPath,
+      [
+        cli,
+        ...args,
+        '--causal',
+        'true',
+        '--mode',
+        'prefill',
+        '--no-browser',
+        '--passes',
+        '2',
+        '-o',
+        out,
+        '--name',
+        'p',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(stdout).toContain('2 passes, the subject order reversed every other pass');
+    // the second pass runs the subjects in reverse (the non-TTY progress lines say which ran when)
+    expect(stdout.indexOf('pass 2: naive-js')).toBeLessThan(stdout.indexOf('pass 2: cpu'));
+    expect(stdout.indexOf('pass 1: cpu')).toBeLessThan(stdout.indexOf('pass 1: naive-js'));
+    const results = JSON.parse(readFileSync(path.join(out, 'p.json'), 'utf8')) as BenchResults;
+    expect(results.passes).toBe(2);
+    expect(results.subjects.map((s) => s.id)).toEqual(['cpu', 'naive-js']);
+    for (const s of results.subjects) expect(s.rows.map((r) => r.status)).toEqual(['ok']);
+    expect(() =>
+      execFileSync(process.execPath, [cli, ...args, '--no-browser', '--passes', '5'], {
+        encoding: 'utf8',
+        stdio: 'pipe',
+      }),
+    ).toThrow(/expected 1 to 4 passes/);
+  });
+
   it('a subject that cannot run is reported unavailable with the reason, not dropped', () => {
     const out = mkdtempSync(path.join(os.tmpdir(), 'attnkit-bench-test-'));
     const stdout = execFileSync(
