@@ -103,13 +103,13 @@ export function planForward(
     1,
     Math.min(rows, maxTextureSize, Math.floor(blockElements / Math.max(tile, valueDim + 1))),
   );
-  // Causal (or windowed) rows see a band of the keys: cut them into CAUSAL_CHUNKS chunks of
-  // consecutive positions, so the chunk at the top skips the tiles only later positions see. More
-  // chunks skip more work but run more passes (each a draw and a readback per chunk).
+  // Causal (or windowed) rows see a band of the keys: cut them into chunks of consecutive
+  // positions, so the chunk at the top skips the tiles only later positions see. More chunks skip
+  // more work but run more passes (each a draw, and a readback per chunk).
   const byPosition = (problem.causal || problem.slidingWindow !== null) && queryLength > tile;
-  const chunkRows = byPosition
-    ? Math.min(fits, batch * queryHeads * Math.ceil(queryLength / CAUSAL_CHUNKS))
-    : fits;
+  // at most CAUSAL_CHUNKS chunks, each at least a tile of positions (a smaller chunk saves no tile)
+  const chunks = Math.min(CAUSAL_CHUNKS, Math.ceil(queryLength / tile));
+  const chunkRows = byPosition ? Math.min(fits, batch * queryHeads * Math.ceil(queryLength / chunks)) : fits;
   // the packed passes pad a one-row chunk to two rows (see run-forward's `height`)
   const tableRows = vectorized ? Math.max(2, chunkRows) : chunkRows;
   const hostBytes = (problem.keyMask?.length ?? 0) * 4 + tableRows * ROW_INFO.width * 4;
@@ -117,10 +117,11 @@ export function planForward(
 }
 
 /**
- * Chunks a causal or windowed forward is cut into along the query positions (see planForward):
+ * Most chunks a causal or windowed forward is cut into along the query positions (see planForward):
  * with 4, a causal prefill computes 10/16 of the score tiles. Measured in Chromium on SwiftShader
- * (tileKeys 512, D 64, causal): 4 chunks against 1 took N 2048 H 1 from 506 to 438 ms and N 1024
- * H 8 from 1034 to ~1000 ms; 2, 6 and 8 chunks were no better (more passes and readbacks).
+ * (tileKeys 512, D 64, causal, variants interleaved in one page): N 2048 H 1 4 chunks 431-554 ms
+ * against 494-619 for 1 (2 chunks the same as 4); N 1024 H 1 (2 chunks of a tile each) 120-135
+ * against 130-141 for 1 and 136-148 for 4; 8 chunks were slower everywhere.
  */
 const CAUSAL_CHUNKS = 4;
 
