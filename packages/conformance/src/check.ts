@@ -223,30 +223,25 @@ interface RowAllowances {
 }
 
 /**
- * The spec's f16 storage bound for every row of a problem (`f16StorageErrorBound` per batch row, q
- * rounded too). A weight moves by a factor within `e^(+-2E)` (spec README), so by at most `e^2E - 1`.
+ * The spec's f16 storage bound for every row of a problem (`f16StorageErrorBound`, q rounded too). A
+ * weight moves by a factor within `e^(+-2E)` (spec README), so by at most `e^2E - 1`.
  */
 function f16StorageAllowance(problem: AttentionProblem): RowAllowances {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
-  const output = new Float64Array(B * Hq * Lq);
-  const lse = new Float64Array(B * Hq * Lq);
-  for (let b = 0; b < B; b++) {
-    const bound = f16StorageErrorBound({
-      q: problem.q.subarray(b * Hq * Lq * D, (b + 1) * Hq * Lq * D),
-      k: problem.k.subarray(b * Hkv * Lk * D, (b + 1) * Hkv * Lk * D),
-      v: problem.v.subarray(b * Hkv * Lk * Dv, (b + 1) * Hkv * Lk * Dv),
-      queryHeads: Hq,
-      kvHeads: Hkv,
-      queryLength: Lq,
-      keyLength: Lk,
-      headDim: D,
-      valueDim: Dv,
-      scale: problem.scale,
-      roundsQuery: true,
-    });
-    output.set(bound.output, b * Hq * Lq);
-    lse.set(bound.lse, b * Hq * Lq);
-  }
+  const { output, lse } = f16StorageErrorBound({
+    q: problem.q,
+    k: problem.k,
+    v: problem.v,
+    batch: B,
+    queryHeads: Hq,
+    kvHeads: Hkv,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: D,
+    valueDim: Dv,
+    scale: problem.scale,
+    roundsQuery: true,
+  });
   return { output, lse, weights: lse.map((E) => Math.expm1(2 * E)) };
 }
 

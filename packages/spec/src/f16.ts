@@ -107,14 +107,16 @@ export function withF16StoredInputs<P extends { q: Float32Array; k: Float32Array
   };
 }
 
-/** One batch row of a cache attention call, as the bound reads it (the inputs before any rounding). */
+/** An attention problem's tensors and sizes as the bound reads them (the inputs before any rounding). */
 export interface F16StorageBoundInputs {
-  /** `[Hq, Lq, D]`. */
+  /** `[B, Hq, Lq, D]`. */
   q: Float32Array;
-  /** `[Hkv, Lk, D]`. */
+  /** `[B, Hkv, Lk, D]`. */
   k: Float32Array;
-  /** `[Hkv, Lk, Dv]`. */
+  /** `[B, Hkv, Lk, Dv]`. */
   v: Float32Array;
+  /** Batch rows `B` (default 1: one row of a cache, or an unbatched call). */
+  batch?: number;
   queryHeads: number;
   kvHeads: number;
   queryLength: number;
@@ -129,7 +131,7 @@ export interface F16StorageBoundInputs {
   roundsQuery?: boolean;
 }
 
-/** Per query row (`h * Lq + i`): the extra error f16 storage may add to each output value and to the lse. */
+/** Per query row (`(b * Hq + h) * Lq + i`): the extra error f16 storage may add to each output value and to the lse. */
 export interface F16StorageBound {
   output: Float64Array;
   lse: Float64Array;
@@ -158,39 +160,44 @@ export function f16StorageErrorBound(inputs: F16StorageBoundInputs): F16StorageB
   const eta = F16_SUBNORMAL_ERROR;
   const scale = Math.abs(inputs.scale);
   const roundsQuery = inputs.roundsQuery === true;
+  const B = inputs.batch ?? 1;
   const group = Hq / Hkv;
-  const output = new Float64Array(Hq * Lq);
-  const lse = new Float64Array(Hq * Lq);
+  const output = new Float64Array(B * Hq * Lq);
+  const lse = new Float64Array(B * Hq * Lq);
   const finiteAbs = (x: number) => (Number.isFinite(x) ? Math.abs(x) : 0);
-  const vMax = new Float64Array(Hkv);
-  for (let g = 0; g < Hkv; g++) {
+  // vMax per (batch row, kv head): the largest |v| a row's output can mix.
+  const vMax = new Float64Array(B * Hkv);
+  for (let g = 0; g < B * Hkv; g++) {
     let m = 0;
     for (let e = g * Lk * Dv; e < (g + 1) * Lk * Dv; e++) m = Math.max(m, finiteAbs(v[e]));
     vMax[g] = m;
   }
-  for (let h = 0; h < Hq; h++) {
-    const g = Math.floor(h / group);
-    for (let i = 0; i < Lq; i++) {
-      const qRow = (h * Lq + i) * D;
-      let shift = 0;
-      for (let j = 0; j < Lk; j++) {
-        const kRow = (g * Lk + j) * D;
-        let s = 0;
-        if (roundsQuery) {
-          // |q~ k~ - q k| <= |q~| |k~ - k| + |q~ - q| |k|, with |q~| <= (1 + u)|q| + eta.
-          for (let d = 0; d < D; d++) {
-            const aq = finiteAbs(q[qRow + d]);
-            const ak = finiteAbs(k[kRow + d]);
-            s += ((1 + u) * aq + eta) * (u * ak + eta) + (u * aq + eta) * ak;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const g = b * Hkv + Math.floor(h / group);
+      for (let i = 0; i < Lq; i++) {
+        const row = (b * Hq + h) * Lq + i;
+        const qRow = row * D;
+        let shift = 0;
+        for (let j = 0; j < Lk; j++) {
+          const kRow = (g * Lk + j) * D;
+          let s = 0;
+          if (roundsQuery) {
+            // |q~ k~ - q k| <= |q~| |k~ - k| + |q~ - q| |k|, with |q~| <= (1 + u)|q| + eta.
+            for (let d = 0; d < D; d++) {
+              const aq = finiteAbs(q[qRow + d]);
+              const ak = finiteAbs(k[kRow + d]);
+              s += ((1 + u) * aq + eta) * (u * ak + eta) + (u * aq + eta) * ak;
+            }
+          } else {
+            for (let d = 0; d < D; d++) s += finiteAbs(q[qRow + d]) * (u * finiteAbs(k[kRow + d]) + eta);
           }
-        } else {
-          for (let d = 0; d < D; d++) s += finiteAbs(q[qRow + d]) * (u * finiteAbs(k[kRow + d]) + eta);
+          shift = Math.max(shift, s);
         }
-        shift = Math.max(shift, s);
+        const E = scale * shift;
+        lse[row] = E;
+        output[row] = Math.expm1(2 * E) * (1 + u) * vMax[g] + u * vMax[g] + eta;
       }
-      const E = scale * shift;
-      lse[h * Lq + i] = E;
-      output[h * Lq + i] = Math.expm1(2 * E) * (1 + u) * vMax[g] + u * vMax[g] + eta;
     }
   }
   return { output, lse };

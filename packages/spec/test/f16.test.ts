@@ -17,6 +17,15 @@ import {
   withF16StoredInputs,
 } from '../src/index.js';
 
+/** A reproducible stream of values in [0, 1): the ANSI C linear congruential generator. */
+function seededUniform(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
 const capabilities = (features: BackendCapabilities['features']): BackendCapabilities => ({
   features,
   limits: {},
@@ -130,12 +139,43 @@ describe('f16StorageErrorBound', () => {
     expect(bound.output[0]).toBeCloseTo((Math.exp(2 * E) - 1) * (1 + u) * 0.5 + 0.5 * u + eta, 15);
   });
 
+  it('bounds each batch row from its own q, k and v (hand-derived values, batch 2, GQA 2/1)', () => {
+    // Row b = 0: q = [1, 0] for both heads, k = [2, 0], v = [0.5]: E = 2u + eta.
+    // Row b = 1: q = [0, 3] for both heads, k = [0, 1], v = [-4]: E = 3 (u + eta) + 0 * eta.
+    const u = F16_UNIT_ROUNDOFF;
+    const eta = 2 ** -14;
+    const bound = f16StorageErrorBound({
+      q: new Float32Array([1, 0, 1, 0, 0, 3, 0, 3]),
+      k: new Float32Array([2, 0, 0, 1]),
+      v: new Float32Array([0.5, -4]),
+      batch: 2,
+      queryHeads: 2,
+      kvHeads: 1,
+      queryLength: 1,
+      keyLength: 1,
+      headDim: 2,
+      valueDim: 1,
+      scale: 1,
+    });
+    const E0 = 2 * u + eta;
+    const E1 = 3 * (u + eta);
+    const out = (E: number, vMax: number) => (Math.exp(2 * E) - 1) * (1 + u) * vMax + vMax * u + eta;
+    expect(bound.lse.length).toBe(4);
+    const expected = [
+      [E0, out(E0, 0.5)],
+      [E0, out(E0, 0.5)],
+      [E1, out(E1, 4)],
+      [E1, out(E1, 4)],
+    ];
+    for (const [row, [E, o]] of expected.entries()) {
+      expect(bound.lse[row], `lse row ${row}`).toBeCloseTo(E, 15);
+      expect(bound.output[row], `output row ${row}`).toBeCloseTo(o, 15);
+    }
+  });
+
   it('covers the float64 result on binary16-rounded K and V, and is not vacuous (D 64, Lk 300)', () => {
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 30 - 1;
-    };
+    const unit = seededUniform(7);
+    const random = () => 2 * unit() - 1;
     const [Hq, Hkv, Lq, Lk, D] = [4, 2, 3, 300, 64];
     const q = Float32Array.from({ length: Hq * Lq * D }, () => 2 * random());
     const k = Float32Array.from({ length: Hkv * Lk * D }, () => 2 * random());
@@ -195,11 +235,7 @@ describe('f16Bits and f16Value', () => {
   });
 
   it('agree with the arithmetic roundToF16 over every binade, ties and subnormals (roundArrayToF16 too)', () => {
-    let seed = 11;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededUniform(11);
     const values: number[] = [];
     for (let e = -27; e <= 16; e++) {
       for (let n = 0; n < 200; n++) values.push((random() < 0.5 ? -1 : 1) * (1 + random()) * 2 ** e);
@@ -354,11 +390,8 @@ describe("attention precision: 'f16-storage'", () => {
     expect(bound.lse[0]).toBeCloseTo(E, 15);
     expect(bound.output[0]).toBeCloseTo((Math.exp(2 * E) - 1) * (1 + u) * 0.5 + 0.5 * u + eta, 15);
 
-    let seed = 5;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 30 - 1;
-    };
+    const unit = seededUniform(5);
+    const random = () => 2 * unit() - 1;
     const [Hq, Hkv, Lq, Lk, D] = [4, 2, 3, 200, 64];
     const q = Float32Array.from({ length: Hq * Lq * D }, () => 2 * random());
     const k = Float32Array.from({ length: Hkv * Lk * D }, () => 2 * random());
