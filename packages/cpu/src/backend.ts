@@ -9,7 +9,6 @@ import {
   createBackend,
   type FactoryOptionSchema,
   validateFactoryOptions,
-  withF16StoredInputs,
 } from '@attnkit/spec';
 import { blockedAttention } from './kernels/attention.js';
 import { blockedBackward } from './kernels/backward.js';
@@ -77,20 +76,16 @@ export function createCpuBackend(options?: CpuBackendOptions): AttentionBackend 
     engine: `TypeScript, blocked online softmax (float64 accumulation, key tile ${sizes.keyBlock})`,
     threads: 1,
     notes: [
-      "precision 'f16-storage': q, k and v rounded to binary16 on the host (withF16StoredInputs), then the usual kernel: the spec's result, no memory saved",
+      "precision 'f16-storage': q, k and v rounded to binary16 on the host by the gate (withF16StoredInputs), then the usual kernel: the spec's result, no memory saved",
     ],
   };
   return createBackend({
     name: 'cpu',
     capabilities: () => capabilities,
     init: async () => {},
-    // f16 storage: the kernel runs on the rounded inputs (the spec's definition); no binary16 path of its own.
-    attention: async (problem) =>
-      blockedAttention(
-        problem.precision === 'f16-storage' ? withF16StoredInputs(problem) : problem,
-        scratch,
-        sizes,
-      ),
+    // f16 storage: the kernel runs on the inputs the gate rounded (the spec's definition); no binary16 path of its own.
+    f16Storage: 'rounded-on-host',
+    attention: async (problem) => blockedAttention(problem, scratch, sizes),
     // float64, four query rows at a time, from its own float64 statistics (backward.ts says why)
     attentionBackward: async (problem) => blockedBackward(problem),
     matmul: async (problem) => blockedMatmul(problem, scratch),

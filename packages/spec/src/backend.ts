@@ -31,6 +31,7 @@ import {
   validateUpload,
 } from './device.js';
 import { AttnkitError } from './errors.js';
+import { withF16StoredInputs } from './f16.js';
 import type { AttentionFeature } from './features.js';
 import { composeLayer, type LayerInputs, type LayerProblem, validateLayer } from './layer.js';
 import {
@@ -178,7 +179,14 @@ export interface BackendImplementation {
   /** Read after `init()`; may change during it. */
   capabilities(): BackendCapabilities;
   init(): Promise<void>;
-  /** Receives a validated problem that fits the capabilities. */
+  /**
+   * How `attention` implements `precision: 'f16-storage'` (with the `f16Storage` feature):
+   * `'native'` (the default) reads the option itself (webgpu stores binary16); `'rounded-on-host'`
+   * has the gate hand `attention` the problem with q, k and v rounded by {@link withF16StoredInputs}
+   * (the spec's result from a float32 kernel, no memory saved: cpu, wasm, webgl).
+   */
+  readonly f16Storage?: 'native' | 'rounded-on-host';
+  /** Receives a validated problem that fits the capabilities (see {@link f16Storage}). */
   attention(problem: AttentionProblem): Promise<AttentionResult>;
   matmul(problem: MatmulProblem): Promise<Float32Array>;
   /**
@@ -567,9 +575,13 @@ export function openGate(implementation: BackendImplementation): Gate {
         snapshotAttentionProblem,
         (problem) => {
           supported(problem, 'attention');
+          const kernelProblem =
+            problem.precision === 'f16-storage' && implementation.f16Storage === 'rounded-on-host'
+              ? withF16StoredInputs(problem)
+              : problem;
           // The implementation returns lse/weights whenever the problem asks for them (the
           // conformance suite checks it), which is what AttentionResultFor<O> promises.
-          return implementation.attention(problem) as Promise<AttentionResultFor<O>>;
+          return implementation.attention(kernelProblem) as Promise<AttentionResultFor<O>>;
         },
       );
     },

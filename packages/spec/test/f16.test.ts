@@ -90,6 +90,54 @@ describe("createKVCache precision: 'f16-storage'", () => {
   });
 });
 
+describe("the gate's f16Storage: 'rounded-on-host'", () => {
+  // 1 + 2^-12 is below binary16's half-ulp at 1 (2^-11): it rounds to 1; 3 + 2^-10 ties to even (3).
+  const given = {
+    q: new Float32Array([1 + 2 ** -12, 2]),
+    k: new Float32Array([3 + 2 ** -10, -1]),
+    v: new Float32Array([0.1]),
+    shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 2, valueDim: 1 },
+  };
+  const recording = (f16Storage: 'native' | 'rounded-on-host' | undefined) => {
+    const seen: { q: number[]; k: number[]; v: number[]; precision: string }[] = [];
+    const backend = createBackend({
+      name: 'f16-gate',
+      capabilities: () => capabilities([...ALL_FEATURES]),
+      init: async () => {},
+      ...(f16Storage === undefined ? {} : { f16Storage }),
+      attention: async (problem) => {
+        seen.push({ q: [...problem.q], k: [...problem.k], v: [...problem.v], precision: problem.precision });
+        return { output: new Float32Array(1) };
+      },
+      matmul: async () => new Float32Array(0),
+      memory: () => ({ hostBytes: 0, deviceBytes: 0 }),
+      dispose: async () => {},
+    });
+    return { backend, seen };
+  };
+
+  it('hands attention q, k and v rounded to binary16 (hand-derived values), and leaves the caller arrays alone', async () => {
+    const { backend, seen } = recording('rounded-on-host');
+    await backend.attention(given, { precision: 'f16-storage' });
+    expect(seen).toEqual([{ q: [1, 2], k: [3, -1], v: [roundToF16(0.1)], precision: 'f16-storage' }]);
+    expect(roundToF16(0.1)).not.toBe(Math.fround(0.1));
+    expect(given.q[0]).toBe(Math.fround(1 + 2 ** -12));
+    // the f32 precision is passed through untouched
+    await backend.attention(given, {});
+    expect(seen[1]).toEqual({ q: [...given.q], k: [...given.k], v: [...given.v], precision: 'f32' });
+    await backend.dispose();
+  });
+
+  it("passes the inputs unrounded to a 'native' implementation (the default), which reads the option itself", async () => {
+    for (const mode of ['native', undefined] as const) {
+      const { backend, seen } = recording(mode);
+      await backend.attention(given, { precision: 'f16-storage' });
+      expect(seen).toEqual([{ q: [...given.q], k: [...given.k], v: [...given.v], precision: 'f16-storage' }]);
+      await backend.dispose();
+    }
+  });
+});
+
 describe('roundToF16', () => {
   it('rounds to the nearest binary16 value, ties to even (hand-derived values)', () => {
     const u = 2 ** -11;

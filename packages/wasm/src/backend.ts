@@ -22,7 +22,6 @@ import {
   snapshotAttentionProblem,
   snapshotMatmulProblem,
   validateFactoryOptions,
-  withF16StoredInputs,
 } from '@attnkit/spec';
 import type { KernelExports } from './abi.js';
 import { runAttentionBackward } from './backward.js';
@@ -162,7 +161,7 @@ class WasmImplementation {
       threads,
       notes: [
         ...notes,
-        "precision 'f16-storage': q, k and v rounded to binary16 on the host (withF16StoredInputs), then the float32 kernel: the spec's result, no memory saved",
+        "precision 'f16-storage': q, k and v rounded to binary16 on the host by the gate (withF16StoredInputs), then the float32 kernel: the spec's result, no memory saved",
       ],
     };
   }
@@ -288,9 +287,7 @@ class WasmImplementation {
     return this.calls.track(result);
   }
 
-  attention(given: AttentionProblem): Promise<AttentionResult> {
-    // f16 storage: the kernel runs on the rounded inputs (the spec's definition); no binary16 path of its own.
-    const problem = given.precision === 'f16-storage' ? withF16StoredInputs(given) : given;
+  attention(problem: AttentionProblem): Promise<AttentionResult> {
     return this.exclusive(problem, snapshotAttentionProblem, (kernel, p) =>
       runAttention(kernel, p, this.blockQ, this.blockK, this.parallelMinWork),
     );
@@ -357,6 +354,8 @@ export function createWasmBackend(options?: WasmBackendOptions): AttentionBacken
     name: implementation.name,
     capabilities: () => implementation.capabilities(),
     init: () => implementation.init(),
+    // f16 storage: the kernel runs on the inputs the gate rounded (the spec's definition); no binary16 path of its own.
+    f16Storage: 'rounded-on-host',
     attention: (problem) => implementation.attention(problem),
     attentionBackward: (problem) => implementation.attentionBackward(problem),
     matmul: (problem) => implementation.matmul(problem),

@@ -13,7 +13,6 @@ import {
   type FactoryOptionSchema,
   type MatmulProblem,
   validateFactoryOptions,
-  withF16StoredInputs,
 } from '@attnkit/spec';
 import { type GlContextKind, type GlRuntime, type KernelOf, openGl } from './gl.js';
 import { matmulKernel } from './kernels/forward.js';
@@ -100,6 +99,8 @@ function baseCapabilities(): BackendCapabilities {
 /** The BackendImplementation; exported for tests that inspect the runtime. */
 export class WebglImplementation implements BackendImplementation {
   readonly name = 'webgl';
+  // f16 storage: the textures are float32 either way; the kernels run on the inputs the gate rounded (the spec's definition).
+  readonly f16Storage = 'rounded-on-host';
   private runtime: GlRuntime | null = null;
   private kernels: Kernels | null = null;
   private caps: BackendCapabilities = baseCapabilities();
@@ -158,7 +159,7 @@ export class WebglImplementation implements BackendImplementation {
         `${runtime.version}; MAX_TEXTURE_SIZE ${max}. Keys are processed in tiles of ${Math.min(this.tileKeys, max)} ` +
           'with a running max and sum, so Lk is not bounded by the texture size.',
         'Single precision (float32) with highp shaders; gpu.js CPU/webasm fallback is refused, never used.',
-        "precision 'f16-storage': q, k and v rounded to binary16 on the host (withF16StoredInputs), then uploaded as float32 textures: the spec's result, no memory saved",
+        "precision 'f16-storage': q, k and v rounded to binary16 on the host by the gate (withF16StoredInputs), then uploaded as float32 textures: the spec's result, no memory saved",
       ],
     };
   }
@@ -174,10 +175,8 @@ export class WebglImplementation implements BackendImplementation {
     return { runtime: this.runtime, kernels: this.kernels };
   }
 
-  async attention(given: AttentionProblem): Promise<AttentionResult> {
+  async attention(problem: AttentionProblem): Promise<AttentionResult> {
     const { runtime, kernels } = this.ready();
-    // f16 storage: the textures are float32 either way; the kernels run on the rounded inputs (the spec's definition).
-    const problem = given.precision === 'f16-storage' ? withF16StoredInputs(given) : given;
     const plan = planForward(
       problem,
       runtime.maxTextureSize,
@@ -185,9 +184,11 @@ export class WebglImplementation implements BackendImplementation {
       this.blockElements,
       this.vectorized,
     );
-    // the rounded copies of q, k and v are host memory this call holds too
+    // with f16 storage, the gate's rounded copies of q, k and v are host memory this call holds too
     const rounded =
-      problem === given ? 0 : problem.q.byteLength + problem.k.byteLength + problem.v.byteLength;
+      problem.precision === 'f16-storage'
+        ? problem.q.byteLength + problem.k.byteLength + problem.v.byteLength
+        : 0;
     this.hostBytes = plan.hostBytes + rounded;
     try {
       return runForward(runtime, kernels.forward, problem, plan, this.vectorized);
