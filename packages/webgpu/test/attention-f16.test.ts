@@ -4,19 +4,10 @@
 // here, what only this backend can show: the bytes it moves, and that it answers exactly as the
 // float32 kernel does on inputs rounded by the spec's arithmetic roundToF16.
 import { roundToF16 } from '@attnkit/spec';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { WebGpuBackend } from '../src/index.js';
-import { inputsFor, newBackend } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach, inputsFor, newBackend } from './helpers.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function track(backend: WebGpuBackend): WebGpuBackend {
-  cleanups.push(() => backend.dispose());
-  return backend;
-}
+const { track } = cleanupAfterEach();
 
 describe("attention on WebGPU, precision 'f16-storage'", () => {
   it('declares f16Storage and uploads q, k and v in half the bytes (even D), a padded word per odd row', async () => {

@@ -3,19 +3,10 @@
 // the only difference left is the kernel's float32 arithmetic) under atol/rtol alone, including an
 // odd head size (rows padded to whole words) and growth; then the bytes it holds and moves.
 import { type KVCacheAttentionOptions, referenceAttention64, roundToF16 } from '@attnkit/spec';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { WebGpuBackend } from '../src/index.js';
-import { expectClose, newBackend, random } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach, expectClose, newBackend, random } from './helpers.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function track(backend: WebGpuBackend): WebGpuBackend {
-  cleanups.push(() => backend.dispose());
-  return backend;
-}
+const { track } = cleanupAfterEach();
 
 describe("KV cache on WebGPU, precision 'f16-storage'", () => {
   it('declares kvCacheF16Storage and answers as the reference on f16-rounded K/V (odd D, growth, options)', async () => {

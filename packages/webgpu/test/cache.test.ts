@@ -11,20 +11,12 @@ import {
   type Tolerance,
   validateKVCacheConfig,
 } from '@attnkit/spec';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { CACHE_PARAMS_BYTES } from '../src/kernels/cache-attention.js';
-import { expectClose, newBackend, ownDevice, random } from './helpers.js';
+import { cleanupAfterEach, expectClose, newBackend, ownDevice, random } from './helpers.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function track(backend: WebGpuBackend): WebGpuBackend {
-  cleanups.push(() => backend.dispose());
-  return backend;
-}
+const { track, defer } = cleanupAfterEach();
 
 /** A cache on the backend and, beside it, the spec's plain store of what was appended. */
 class Mirrored {
@@ -155,7 +147,7 @@ describe('KV cache on WebGPU', () => {
     // A fresh device: the first attention must wait for its pipelines, so it is queued, and the
     // append after it overwrites the very positions it reads unless it waits for it.
     const device = await ownDevice();
-    cleanups.push(() => device.destroy());
+    defer(() => device.destroy());
     const backend = track(createWebGpuBackend({ device }));
     const m = await Mirrored.create(backend, { batch: 2, kvHeads: 2, headDim: 8 }, 2);
     await m.append(30);
@@ -314,7 +306,7 @@ describe('KV cache on WebGPU', () => {
       compiled++;
       return create(descriptor);
     };
-    cleanups.push(() => device.destroy());
+    defer(() => device.destroy());
     const backend = track(createWebGpuBackend({ device }));
     const shape = { batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 1, headDim: 16 };
     await backend.prepare([{ shape, kvCache: true }]);

@@ -6,7 +6,7 @@ import {
   referenceAttention64,
   type Tolerance,
 } from '@attnkit/spec';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { createWebGpuBackend, DEFAULT_DAWN_FLAGS, type WebGpuBackend } from '../src/index.js';
 
 /** Deterministic values in [-1, 1) (LCG), so a failure reproduces. */
@@ -101,3 +101,31 @@ export async function ownDevice(limits: 'adapter' | 'default' = 'default'): Prom
 }
 
 const keepAlive: unknown[] = [];
+
+/** What a test defers to after it ends: see {@link cleanupAfterEach}. */
+export interface Cleanups {
+  /** Runs `cleanup` after the test (in reverse order of registration, pass or fail). */
+  defer(cleanup: () => Promise<void> | void): void;
+  /** Disposes `backend` after the test; returns it. */
+  track<B extends { dispose(): Promise<void> }>(backend: B): B;
+}
+
+/**
+ * Registers an `afterEach` (call it once, at a test file's top level) that runs what each test
+ * deferred, last first, so a failing test still frees its backends and devices.
+ */
+export function cleanupAfterEach(): Cleanups {
+  const pending: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const cleanup of pending.splice(0).reverse()) await cleanup();
+  });
+  return {
+    defer: (cleanup) => {
+      pending.push(cleanup);
+    },
+    track: (backend) => {
+      pending.push(() => backend.dispose());
+      return backend;
+    },
+  };
+}

@@ -1,14 +1,11 @@
 // prepare(): the pipelines of a workload are compiled ahead of time, so the first real call compiles
 // nothing. Counted at the device: createComputePipelineAsync is wrapped on a device the test owns
 // (pipelines are cached per device, so a fresh device starts with none).
-import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuWorkload } from '../src/index.js';
-import { inputsFor, ownDevice } from './helpers.js';
+import { cleanupAfterEach, inputsFor, ownDevice } from './helpers.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const { defer } = cleanupAfterEach();
 
 async function countingBackend() {
   const device = await ownDevice();
@@ -19,8 +16,8 @@ async function countingBackend() {
     return create(descriptor);
   };
   const backend = createWebGpuBackend({ device });
-  cleanups.push(() => device.destroy());
-  cleanups.push(() => backend.dispose());
+  defer(() => device.destroy());
+  defer(() => backend.dispose());
   return { backend, compiled: () => compiled };
 }
 
@@ -81,7 +78,7 @@ describe('prepare', () => {
 
   it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
     const backend = createWebGpuBackend();
-    cleanups.push(() => backend.dispose());
+    defer(() => backend.dispose());
     const bad: unknown[] = [
       [{ shape: { batch: 1, queryHeads: 0, queryLength: 1, headDim: 4 } }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, returnWeight: true }],
