@@ -2,7 +2,7 @@ import type { AttentionOptions, AttentionShape } from '@attnkit/spec';
 import { expectRejection } from '../check.js';
 import { DataSource } from '../random.js';
 import type { ConformanceCase } from '../types.js';
-import { attentionCase, biasOf, customCase, full, uniformInputs } from './helpers.js';
+import { attentionCase, customCase, everyOption, full, uniformInputs } from './helpers.js';
 
 // Stateless attention with `precision: 'f16-storage'` (spec README, "f16 storage"): every result is
 // checked twice by compareAttention, against the reference on q/k/v rounded to binary16 with the
@@ -51,19 +51,7 @@ export function f16StorageCases(): ConformanceCase[] {
     }),
     attentionCase('f16-storage/all-options', 'every option at once, lse and weights returned', {
       shape: { ...base, keyLength: 9 },
-      options: (data, s) => ({
-        ...F16,
-        scale: 0.6,
-        causal: true,
-        slidingWindow: 4,
-        keyMask: data.mask(s.batch * s.keyLength, 0.8),
-        bias: biasOf(data, s),
-        alibiSlopes: data.uniform(s.queryHeads, 0, 0.5),
-        softcap: 2,
-        sinks: data.uniform(s.queryHeads),
-        returnLse: true,
-        returnWeights: true,
-      }),
+      options: (data, s) => ({ ...F16, ...everyOption(data, s) }),
     }),
     attentionCase(
       'f16-storage/large-values',

@@ -51,6 +51,25 @@ export function biasOf(
   return { data: data.uniform(dims[0] * dims[1] * dims[2] * dims[3], -2, 2), shape: dims };
 }
 
+/**
+ * Every option at once, with lse and weights (the `options/all` set; `f16-storage/all-options` adds
+ * the precision): each mask and score term active, so their order and their interplay are checked.
+ */
+export function everyOption(data: DataSource, s: ResolvedShape): AttentionOptions {
+  return {
+    scale: 0.6,
+    causal: true,
+    slidingWindow: 4,
+    keyMask: data.mask(s.batch * s.keyLength, 0.8),
+    bias: biasOf(data, s),
+    alibiSlopes: data.uniform(s.queryHeads, 0, 0.5),
+    softcap: 2,
+    sinks: data.uniform(s.queryHeads),
+    returnLse: true,
+    returnWeights: true,
+  };
+}
+
 export interface AttentionCaseSpec {
   shape: AttentionShape;
   /** Options, drawn after the inputs from the same stream. */

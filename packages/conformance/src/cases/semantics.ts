@@ -1,7 +1,7 @@
 import type { AttentionOptions, AttentionShape } from '@attnkit/spec';
 import type { DataSource } from '../random.js';
 import type { ConformanceCase } from '../types.js';
-import { type AttentionCaseSpec, at, attentionCase, biasOf, full } from './helpers.js';
+import { type AttentionCaseSpec, at, attentionCase, biasOf, everyOption, full } from './helpers.js';
 
 const BASE: AttentionShape = { batch: 2, queryHeads: 2, queryLength: 6, headDim: 4 };
 
@@ -96,18 +96,7 @@ function optionCases(): ConformanceCase[] {
     }),
     attentionCase('options/all', 'every option at once', {
       shape: BASE,
-      options: (data, s) => ({
-        scale: 0.6,
-        causal: true,
-        slidingWindow: 4,
-        keyMask: data.mask(s.batch * s.keyLength, 0.8),
-        bias: biasOf(data, s),
-        alibiSlopes: data.uniform(s.queryHeads, 0, 0.5),
-        softcap: 2,
-        sinks: data.uniform(s.queryHeads),
-        returnLse: true,
-        returnWeights: true,
-      }),
+      options: everyOption,
     }),
   ];
   for (let bits = 0; bits < 16; bits++) {
