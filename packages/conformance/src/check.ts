@@ -17,7 +17,6 @@ import {
   referenceAttentionProblem64,
   referenceMatmulInputs64,
   referenceMultiHeadAttention64,
-  shapeSymbols,
   type Tolerance,
   validateAttention,
   validateLayer,
@@ -227,21 +226,8 @@ interface RowAllowances {
  * weight moves by a factor within `e^(+-2E)` (spec README), so by at most `e^2E - 1`.
  */
 function f16StorageAllowance(problem: AttentionProblem): RowAllowances {
-  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(problem.shape);
-  const { output, lse } = f16StorageErrorBound({
-    q: problem.q,
-    k: problem.k,
-    v: problem.v,
-    batch: B,
-    queryHeads: Hq,
-    kvHeads: Hkv,
-    queryLength: Lq,
-    keyLength: Lk,
-    headDim: D,
-    valueDim: Dv,
-    scale: problem.scale,
-    roundsQuery: true,
-  });
+  const { q, k, v, shape, scale } = problem;
+  const { output, lse } = f16StorageErrorBound({ q, k, v, shape, scale, roundsQuery: true });
   return { output, lse, weights: lse.map((E) => Math.expm1(2 * E)) };
 }
 

@@ -2,6 +2,8 @@
  * Binary16 storage of a KV cache (`precision: 'f16-storage'`): the rounding it costs and the error
  * bound it declares. The kernels accumulate in float32 as before; only the stored K and V are rounded.
  */
+import { shapeSymbols } from './symbols.js';
+import type { ResolvedShape } from './types.js';
 
 /** Unit roundoff of binary16 with round-to-nearest: `|fl16(x) - x| <= 2^-11 |x|` in the normal range. */
 export const F16_UNIT_ROUNDOFF = 2 ** -11;
@@ -107,7 +109,7 @@ export function withF16StoredInputs<P extends { q: Float32Array; k: Float32Array
   };
 }
 
-/** An attention problem's tensors and sizes as the bound reads them (the inputs before any rounding). */
+/** An attention problem's tensors and shape as the bound reads them (the inputs before any rounding). */
 export interface F16StorageBoundInputs {
   /** `[B, Hq, Lq, D]`. */
   q: Float32Array;
@@ -115,14 +117,8 @@ export interface F16StorageBoundInputs {
   k: Float32Array;
   /** `[B, Hkv, Lk, Dv]`. */
   v: Float32Array;
-  /** Batch rows `B` (default 1: one row of a cache, or an unbatched call). */
-  batch?: number;
-  queryHeads: number;
-  kvHeads: number;
-  queryLength: number;
-  keyLength: number;
-  headDim: number;
-  valueDim: number;
+  /** Every dimension given (a validated problem's `shape`; a cache row's with `batch: 1`). */
+  shape: ResolvedShape;
   scale: number;
   /**
    * Whether q is rounded too: `true` for stateless `attention` with `precision: 'f16-storage'`
@@ -154,13 +150,12 @@ export interface F16StorageBound {
  * skipped: a result they reach is non-finite and compared exactly.
  */
 export function f16StorageErrorBound(inputs: F16StorageBoundInputs): F16StorageBound {
-  const { q, k, v, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = inputs;
-  const { headDim: D, valueDim: Dv } = inputs;
+  const { q, k, v } = inputs;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shapeSymbols(inputs.shape);
   const u = F16_UNIT_ROUNDOFF;
   const eta = F16_SUBNORMAL_ERROR;
   const scale = Math.abs(inputs.scale);
   const roundsQuery = inputs.roundsQuery === true;
-  const B = inputs.batch ?? 1;
   const group = Hq / Hkv;
   const output = new Float64Array(B * Hq * Lq);
   const lse = new Float64Array(B * Hq * Lq);

@@ -174,12 +174,7 @@ describe('f16StorageErrorBound', () => {
       q: new Float32Array([1, 0]),
       k: new Float32Array([2, 0]),
       v: new Float32Array([0.5]),
-      queryHeads: 1,
-      kvHeads: 1,
-      queryLength: 1,
-      keyLength: 1,
-      headDim: 2,
-      valueDim: 1,
+      shape: { batch: 1, queryHeads: 1, kvHeads: 1, queryLength: 1, keyLength: 1, headDim: 2, valueDim: 1 },
       scale: 1,
     });
     const E = 2 * u + eta;
@@ -196,13 +191,7 @@ describe('f16StorageErrorBound', () => {
       q: new Float32Array([1, 0, 1, 0, 0, 3, 0, 3]),
       k: new Float32Array([2, 0, 0, 1]),
       v: new Float32Array([0.5, -4]),
-      batch: 2,
-      queryHeads: 2,
-      kvHeads: 1,
-      queryLength: 1,
-      keyLength: 1,
-      headDim: 2,
-      valueDim: 1,
+      shape: { batch: 2, queryHeads: 2, kvHeads: 1, queryLength: 1, keyLength: 1, headDim: 2, valueDim: 1 },
       scale: 1,
     });
     const E0 = 2 * u + eta;
@@ -238,8 +227,7 @@ describe('f16StorageErrorBound', () => {
       q,
       k,
       v,
-      ...shape,
-      valueDim: D,
+      shape: { ...shape, keyLength: Lk, valueDim: D },
       scale: 1 / Math.sqrt(D),
     });
     let worst = 0;
@@ -425,12 +413,7 @@ describe("attention precision: 'f16-storage'", () => {
       q: new Float32Array([1, 0]),
       k: new Float32Array([2, 0]),
       v: new Float32Array([0.5]),
-      queryHeads: 1,
-      kvHeads: 1,
-      queryLength: 1,
-      keyLength: 1,
-      headDim: 2,
-      valueDim: 1,
+      shape: { batch: 1, queryHeads: 1, kvHeads: 1, queryLength: 1, keyLength: 1, headDim: 2, valueDim: 1 },
       scale: 1,
       roundsQuery: true,
     });
@@ -454,12 +437,17 @@ describe("attention precision: 'f16-storage'", () => {
       q,
       k,
       v,
-      ...sh,
-      valueDim: D,
+      shape: { ...sh, keyLength: Lk, valueDim: D },
       scale: 1 / Math.sqrt(D),
       roundsQuery: true,
     });
-    const kvOnly = f16StorageErrorBound({ q, k, v, ...sh, valueDim: D, scale: 1 / Math.sqrt(D) });
+    const kvOnly = f16StorageErrorBound({
+      q,
+      k,
+      v,
+      shape: { ...sh, keyLength: Lk, valueDim: D },
+      scale: 1 / Math.sqrt(D),
+    });
     for (let r = 0; r < Hq * Lq; r++) {
       expect(full.lse[r]).toBeGreaterThan(kvOnly.lse[r]);
       for (let d = 0; d < D; d++) {

@@ -169,13 +169,7 @@ class ScriptRunner {
       // float32 tolerance plus the spec's declared f16 storage bound. (2) What the kernel does with
       // what it stored: K/V rounded to binary16 here (the spec's arithmetic roundToF16) against the
       // float32 tolerance alone, so a kernel error far below the declared bound still fails.
-      const bound = f16StorageErrorBound({
-        q: inputs.q,
-        k: inputs.k,
-        v: inputs.v,
-        ...inputs.shape,
-        scale: validateAttention(inputs, options).scale,
-      });
+      const bound = f16StorageErrorBound({ ...inputs, scale: validateAttention(inputs, options).scale });
       this.comparison.tensor(
         `${label} row ${b} output`,
         out,
