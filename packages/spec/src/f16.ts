@@ -1,6 +1,7 @@
 /**
- * Binary16 storage of a KV cache (`precision: 'f16-storage'`): the rounding it costs and the error
- * bound it declares. The kernels accumulate in float32 as before; only the stored K and V are rounded.
+ * Binary16 storage (`precision: 'f16-storage'`) of a stateless call's q, k and v and of a KV cache's
+ * K and V: the rounding it costs and the error bound it declares. The kernels accumulate in float32
+ * as before; only the stored tensors are rounded.
  */
 import { shapeSymbols } from './symbols.js';
 import type { ResolvedShape } from './types.js';
