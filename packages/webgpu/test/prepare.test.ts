@@ -5,7 +5,7 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuWorkload } from '../src/index.js';
 import { cleanupAfterEach, inputsFor, ownDevice } from './helpers.js';
 
-const { defer } = cleanupAfterEach();
+const { track, defer } = cleanupAfterEach();
 
 async function countingBackend() {
   const device = await ownDevice();
@@ -15,9 +15,8 @@ async function countingBackend() {
     compiled++;
     return create(descriptor);
   };
-  const backend = createWebGpuBackend({ device });
   defer(() => device.destroy());
-  defer(() => backend.dispose());
+  const backend = track(createWebGpuBackend({ device }));
   return { backend, compiled: () => compiled };
 }
 
@@ -77,8 +76,7 @@ describe('prepare', () => {
   });
 
   it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
-    const backend = createWebGpuBackend();
-    defer(() => backend.dispose());
+    const backend = track(createWebGpuBackend());
     const bad: unknown[] = [
       [{ shape: { batch: 1, queryHeads: 0, queryLength: 1, headDim: 4 } }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, returnWeight: true }],
