@@ -32,6 +32,7 @@ import { decodeGoalLines } from './decode-tables.js';
 import { decodeTableText } from './decode-text.js';
 import {
   type CliOptions,
+  defaultPasses,
   probeSubjects,
   probeWorkload,
   program,
@@ -304,7 +305,7 @@ async function main(argv: string[]): Promise<void> {
     },
     cliProgress.Presets.shades_classic,
   );
-  const passes = options.passes ?? 1;
+  const passes = defaultPasses(options);
   if (passes > 1)
     console.log(
       `${passes} passes, the subject order reversed every other pass: each row keeps its fastest pass`,

@@ -139,7 +139,7 @@ export function program(): Command {
     .option('--max-run <seconds>', 'do not start a size whose predicted single run is longer', seconds)
     .option(
       '--passes <n>',
-      'run every subject n times (1-4, default 1), the subject order reversed every other pass; each row keeps its fastest pass, so a load change during the run favours no subject (ratios are then best of n against best of n)',
+      'run every subject n times (1-4; default 2 with --update-committed, else 1), the subject order reversed every other pass; each row keeps its fastest pass, so a load change during the run favours no subject (ratios are then best of n against best of n)',
       passCount,
     )
     .option(
@@ -216,6 +216,15 @@ function gridOf(options: CliOptions, base: GridSpec, modes: GridSpec['modes']): 
           : [options.causal === 'true'],
     modes,
   };
+}
+
+/**
+ * Passes when `--passes` is not given: 2 for `--update-committed` (the published tables, whose
+ * ratios a load change during a single pass would bias towards the subject that ran in the quiet
+ * part), 1 otherwise (a run for one's own look is half as long).
+ */
+export function defaultPasses(options: Pick<CliOptions, 'passes' | 'updateCommitted'>): number {
+  return options.passes ?? (options.updateCommitted === true ? 2 : 1);
 }
 
 /** Grid and run options from the command line. */

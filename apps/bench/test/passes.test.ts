@@ -1,6 +1,7 @@
 // fastestOfPasses (--passes): each row from the pass where it ran fastest, hand-made reports.
 import type { ResultRow, SubjectReport, Workload } from '@attnkit/benchmarks';
 import { describe, expect, it } from 'vitest';
+import { type CliOptions, defaultPasses, program } from '../src/options.js';
 import { fastestOfPasses } from '../src/results.js';
 
 const workload = (n: number) => ({ series: 's', n }) as unknown as Workload;
@@ -67,5 +68,24 @@ describe('fastestOfPasses', () => {
     const down = [report('a', [], 'unavailable')];
     expect(fastestOfPasses([down, up])[0].rows.map((r) => r.timing?.median)).toEqual([5]);
     expect(fastestOfPasses([up])).toEqual(up);
+  });
+});
+
+describe('defaultPasses', () => {
+  const parse = (args: string[]) => {
+    const cmd = program();
+    cmd.parse(args, { from: 'user' });
+    return cmd.opts<CliOptions>();
+  };
+
+  it('runs the published tables (--update-committed) twice and any other run once', () => {
+    expect(defaultPasses(parse(['--update-committed']))).toBe(2);
+    expect(defaultPasses(parse([]))).toBe(1);
+    expect(defaultPasses(parse(['--quick']))).toBe(1);
+  });
+
+  it('takes --passes as given, with or without --update-committed', () => {
+    expect(defaultPasses(parse(['--update-committed', '--passes', '1']))).toBe(1);
+    expect(defaultPasses(parse(['--passes', '3']))).toBe(3);
   });
 });
