@@ -25,6 +25,7 @@ import {
   type DeviceImplementation,
   type DeviceMatmulInputs,
   type DeviceTensor,
+  type UploadOptions,
   validateDeviceAttention,
   validateDeviceMatmul,
   validateDeviceRead,
@@ -56,6 +57,7 @@ import type {
 } from './types.js';
 import {
   checkLogitRange,
+  DEVICE_ATTENTION,
   maxAbsFinite,
   type ResolvedOptions,
   validateAttention,
@@ -247,6 +249,7 @@ export function assertSupported(
   const supported = new Set(capabilities.features);
   const needed = requiredFeatures(problem);
   if (context === 'attentionBackward') needed.unshift('backward');
+  if (context === DEVICE_ATTENTION && problem.precision === 'f16-storage') needed.push('deviceF16Storage');
   for (const feature of needed) {
     if (!supported.has(feature)) {
       throw new AttnkitError('unsupported', `${context}: backend "${name}" does not support ${feature}`, {
@@ -713,14 +716,25 @@ export function openDeviceGate<T extends DeviceTensor>(
   const name = implementation.name;
   const check = device.checkTensor.bind(device);
   const methods: DeviceBackend<T> = {
-    upload: (data: Float32Array) =>
+    upload: (data: Float32Array, options?: UploadOptions) =>
       gate.call(
         'upload',
-        () => validateUpload(data),
-        (d) => d.slice(),
-        (d) => {
-          assertTensorElements(name, implementation.capabilities(), [['data', d.length]], 'upload');
-          return device.upload(d);
+        () => validateUpload(data, options),
+        (u) => ({ data: u.data.slice(), dtype: u.dtype }),
+        (u) => {
+          const capabilities = implementation.capabilities();
+          if (u.dtype === 'float16' && !capabilities.features.includes('deviceF16Storage'))
+            throw new AttnkitError(
+              'unsupported',
+              `upload: backend "${name}" does not support float16 tensors (deviceF16Storage)`,
+              {
+                argument: 'options.dtype',
+                expected: "'float32' (capabilities lack deviceF16Storage)",
+                actual: 'float16',
+              },
+            );
+          assertTensorElements(name, capabilities, [['data', u.data.length]], 'upload');
+          return device.upload(u.data, u.dtype);
         },
       ),
     read: (tensor: T) =>

@@ -2,10 +2,13 @@ import { invalidArgument } from './errors.js';
 import { typedArrayLength } from './typed.js';
 import type { AttentionOptions, AttentionShape, MatmulShape, ResolvedShape } from './types.js';
 import {
+  checkF16Range,
+  DEVICE_ATTENTION,
   float32Tensor,
   INPUT_KEYS,
   isFloat32Array,
   type ResolvedOptions,
+  readOnce,
   type TensorCheck,
   validateAttentionTensors,
   validateMatmulTensors,
@@ -19,8 +22,52 @@ import {
  * name the same arguments with the same expected lengths as a host call's.
  */
 export interface DeviceTensor {
-  /** Float32 elements the tensor holds (its buffer may be larger). */
+  /** Values the tensor holds, each of its {@link dtype} (its buffer may be larger). */
   readonly elements: number;
+  /**
+   * How the values are stored: `'float32'` (the default when absent) or `'float16'` (binary16, what
+   * `attentionBuffers` reads with `precision: 'f16-storage'`, half the bytes; the backend needs the
+   * `deviceF16Storage` feature). How a backend lays binary16 values out in its memory is its own.
+   */
+  readonly dtype?: DeviceDtype;
+}
+
+/** How a {@link DeviceTensor} stores its values. */
+export type DeviceDtype = 'float32' | 'float16';
+
+/** Every {@link DeviceDtype}, in the order an error message lists them. */
+export const DEVICE_DTYPES: readonly DeviceDtype[] = ['float32', 'float16'];
+
+/** A device tensor's dtype, `'float32'` when it names none. */
+export function dtypeOf(tensor: DeviceTensor): DeviceDtype {
+  return tensor.dtype ?? 'float32';
+}
+
+/**
+ * Checks a handle's `dtype` field (absent, `'float32'` or `'float16'`) and returns it resolved; for a
+ * backend's {@link DeviceImplementation.checkTensor}, which needs the dtype to size the buffer.
+ */
+export function checkDtype(context: string, argument: string, dtype: unknown): DeviceDtype {
+  if (dtype === undefined) return 'float32';
+  if (!DEVICE_DTYPES.includes(dtype as DeviceDtype))
+    invalidArgument(context, argument, DEVICE_DTYPES.map((d) => `'${d}'`).join(' or '), dtype);
+  return dtype as DeviceDtype;
+}
+
+/** Options of `upload`. */
+export interface UploadOptions {
+  /**
+   * How the new tensor stores the values: `'float32'` (default) as given, or `'float16'` rounded to
+   * the nearest binary16 value, ties to even (a finite value binary16 would round to infinity,
+   * `|x| >= 65520`, is rejected, as `precision: 'f16-storage'` rejects it).
+   */
+  dtype?: DeviceDtype;
+}
+
+/** A validated `upload`: a plain view of the data and the dtype to store it as. */
+export interface UploadRequest {
+  data: Float32Array;
+  dtype: DeviceDtype;
 }
 
 /**
@@ -90,9 +137,12 @@ export interface DeviceImplementation<T extends DeviceTensor> {
    * `argument` (or one of its fields). Pure: touches no device and needs no init.
    */
   checkTensor(context: string, argument: string, value: unknown, use: TensorUse): T;
-  /** Copies a validated array into a new tensor (release it when done). */
-  upload(data: Float32Array): Promise<T>;
-  /** Copies a validated tensor's `elements` back to the host. */
+  /**
+   * Copies a validated array into a new tensor of `dtype` (release it when done); `'float16'` only
+   * when the capabilities list `deviceF16Storage`.
+   */
+  upload(data: Float32Array, dtype: DeviceDtype): Promise<T>;
+  /** Copies a validated tensor's `elements` back to the host (float16 values widened exactly). */
   read(tensor: T): Promise<Float32Array>;
   attention(problem: DeviceAttentionProblem<T>): Promise<DeviceAttentionResult<T>>;
   matmul(problem: DeviceMatmulProblem<T>): Promise<T>;
@@ -102,9 +152,12 @@ export interface DeviceImplementation<T extends DeviceTensor> {
 
 /** The device-resident calls the gate adds to an {@link AttentionBackend} whose implementation has them. */
 export interface DeviceBackend<T extends DeviceTensor> {
-  /** Copies a `Float32Array` into a new device tensor (release it when done). */
-  upload(data: Float32Array): Promise<T>;
-  /** Reads a device tensor's `elements` back. */
+  /**
+   * Copies a `Float32Array` into a new device tensor (release it when done); `{ dtype: 'float16' }`
+   * stores it as binary16, for `attentionBuffers` with `precision: 'f16-storage'`.
+   */
+  upload(data: Float32Array, options?: UploadOptions): Promise<T>;
+  /** Reads a device tensor's `elements` back (a float16 tensor's values widened to float32, exactly). */
   read(tensor: T): Promise<Float32Array>;
   /** Attention on tensors already on the device; nothing is read back. */
   attentionBuffers(
@@ -130,6 +183,7 @@ export function deviceTensorCheck<T extends DeviceTensor>(
 ): TensorCheck<T> {
   return (argument, value, length, formula) => {
     const tensor = check(context, argument, value, use);
+    checkDtype(context, `${argument}.dtype`, tensor.dtype);
     const elements: unknown = tensor.elements;
     if (elements !== length)
       invalidArgument(context, `${argument}.elements`, `${length} (${formula})`, elements);
@@ -146,7 +200,7 @@ export function validateDeviceAttention<T extends DeviceTensor>(
   given: DeviceAttentionInputs<T>,
   options: AttentionOptions | undefined,
   check: DeviceImplementation<T>['checkTensor'],
-  context = 'attentionBuffers',
+  context = DEVICE_ATTENTION,
 ): DeviceAttentionProblem<T> {
   const { q, k, v, shape, resolved, inputs } = validateAttentionTensors(
     context,
@@ -158,6 +212,24 @@ export function validateDeviceAttention<T extends DeviceTensor>(
   const layout = inputs.layout ?? 'bhld';
   if (!TENSOR_LAYOUTS.includes(layout as TensorLayout))
     invalidArgument(context, 'layout', TENSOR_LAYOUTS.map((l) => `"${l}"`).join(' or '), layout);
+  // The storage precision names what q, k and v are: no conversion happens on the device.
+  const wanted: DeviceDtype = resolved.precision === 'f16-storage' ? 'float16' : 'float32';
+  for (const [argument, tensor] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const) {
+    const dtype = dtypeOf(tensor);
+    if (dtype !== wanted)
+      invalidArgument(
+        context,
+        `${argument}.dtype`,
+        wanted === 'float16'
+          ? "'float16' (options.precision 'f16-storage' reads binary16 tensors: upload with { dtype: 'float16' })"
+          : "'float32' (a float16 tensor needs options.precision 'f16-storage')",
+        dtype,
+      );
+  }
   return { q, k, v, shape, ...resolved, layout: layout as TensorLayout };
 }
 
@@ -167,7 +239,21 @@ export function validateDeviceMatmul<T extends DeviceTensor>(
   check: DeviceImplementation<T>['checkTensor'],
   context = 'matmulBuffers',
 ): DeviceMatmulProblem<T> {
-  return validateMatmulTensors(context, given, deviceTensorCheck(context, check, 'compute'));
+  const problem = validateMatmulTensors(context, given, deviceTensorCheck(context, check, 'compute'));
+  for (const [argument, tensor] of [
+    ['a', problem.a],
+    ['b', problem.b],
+    ['bias', problem.bias],
+  ] as const) {
+    if (tensor !== null && dtypeOf(tensor) !== 'float32')
+      invalidArgument(
+        context,
+        `${argument}.dtype`,
+        "'float32' (the matmul reads float32 tensors)",
+        dtypeOf(tensor),
+      );
+  }
+  return problem;
 }
 
 /** Checks a `read`: a tensor of this backend that can be copied back. */
@@ -183,8 +269,18 @@ export function validateDeviceRead<T extends DeviceTensor>(
   return tensor;
 }
 
-/** Checks an `upload`: a real `Float32Array` (any length), returned as a plain view. */
-export function validateUpload(data: unknown, context = 'upload'): Float32Array {
+/**
+ * Checks an `upload`: a real `Float32Array` (any length), returned as a plain view, and its options;
+ * a float16 upload's finite values must be below binary16's rounding-to-infinity threshold.
+ */
+export function validateUpload(data: unknown, options?: unknown, context = 'upload'): UploadRequest {
   if (!isFloat32Array(data)) invalidArgument(context, 'data', 'a Float32Array', data);
-  return float32Tensor(context, 'data', data, typedArrayLength(data), 'its own length');
+  const view = float32Tensor(context, 'data', data, typedArrayLength(data), 'its own length');
+  if (options === undefined) return { data: view, dtype: 'float32' };
+  const fields = readOnce(context, 'options', options, UPLOAD_OPTION_KEYS, 'an object { dtype? }');
+  const dtype = checkDtype(context, 'options.dtype', fields.dtype);
+  if (dtype === 'float16') checkF16Range(context, [['data', view]]);
+  return { data: view, dtype };
 }
+
+const UPLOAD_OPTION_KEYS: ReadonlySet<string> = new Set(['dtype']);

@@ -31,10 +31,12 @@ const SHAPE_FEATURE_NAMES = ['groupedQuery', 'crossAttention', 'valueDim'] as co
 
 /**
  * Features that are methods of a backend rather than options of `attention`: `createKVCache`
- * ("KV cache"), its `precision: 'f16-storage'` config (needs `kvCache`) and `attentionBackward`
- * ("Backward"). Not in {@link ALL_FEATURES}.
+ * ("KV cache"), its `precision: 'f16-storage'` config (needs `kvCache`), `attentionBackward`
+ * ("Backward") and float16 device tensors (`upload(data, { dtype: 'float16' })`, `attentionBuffers`
+ * with `precision: 'f16-storage'`; needs device-resident calls and `f16Storage`). Not in
+ * {@link ALL_FEATURES}.
  */
-const METHOD_FEATURE_NAMES = ['kvCache', 'kvCacheF16Storage', 'backward'] as const;
+const METHOD_FEATURE_NAMES = ['kvCache', 'kvCacheF16Storage', 'backward', 'deviceF16Storage'] as const;
 
 type OptionFeature = Exclude<(typeof OPTION_FEATURES)[keyof typeof OPTION_FEATURES], null>;
 

@@ -63,17 +63,23 @@ export {
   type ParameterCount,
 } from './counting.js';
 export {
+  checkDtype,
+  DEVICE_DTYPES,
   type DeviceAttentionInputs,
   type DeviceAttentionProblem,
   type DeviceAttentionResult,
   type DeviceBackend,
+  type DeviceDtype,
   type DeviceImplementation,
   type DeviceMatmulInputs,
   type DeviceMatmulProblem,
   type DeviceTensor,
+  dtypeOf,
   TENSOR_LAYOUTS,
   type TensorLayout,
   type TensorUse,
+  type UploadOptions,
+  type UploadRequest,
 } from './device.js';
 export {
   AttnkitError,

@@ -22,6 +22,8 @@ import type {
 } from './types.js';
 
 const ATTENTION = 'attention';
+/** The device-resident attention call's context: it takes f16 storage too, as float16 tensors. */
+export const DEVICE_ATTENTION = 'attentionBuffers';
 const MATMUL = 'matmul';
 
 export const INPUT_KEYS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'shape']);
@@ -378,13 +380,13 @@ export function resolveOptions(
       precision,
     );
   }
-  // f16 storage rounds the host arrays of one attention call; the layer, the backward, a cache's query
-  // and device tensors have no such arrays to round (a cache's precision is its config).
-  if (precision === 'f16-storage' && context !== ATTENTION) {
+  // f16 storage rounds the host arrays of one attention call, or names float16 device tensors; the
+  // layer, the backward and a cache's query have neither (a cache's precision is its config).
+  if (precision === 'f16-storage' && context !== ATTENTION && context !== DEVICE_ATTENTION) {
     invalidArgument(
       context,
       'options.precision',
-      `'f32' (${context} does not take 'f16-storage': it is an option of attention on host arrays; a KV cache's storage is its config.precision)`,
+      `'f32' (${context} does not take 'f16-storage': it is an option of attention on host arrays and of attentionBuffers on float16 tensors; a KV cache's storage is its config.precision)`,
       precision,
     );
   }

@@ -49,6 +49,7 @@ describe('value exports', () => {
     expect(Object.keys(spec).sort()).toEqual(
       [
         'ALL_FEATURES',
+        'DEVICE_DTYPES',
         'METHOD_FEATURES',
         'OPTION_FEATURES',
         'SHAPE_FEATURES',
@@ -79,6 +80,7 @@ describe('value exports', () => {
         'MAX_TENSOR_ELEMENTS',
         'allocating',
         'assertSupported',
+        'checkDtype',
         'assertLayerSupported',
         'assertMatmulSupported',
         'attentionFlops',
@@ -92,6 +94,7 @@ describe('value exports', () => {
         'ReferenceKVCache',
         'default',
         'describeValue',
+        'dtypeOf',
         'isAttnkitError',
         'isFloat32Array',
         'isVisible',
@@ -156,10 +159,16 @@ describe('value exports', () => {
       kvCache: true,
       kvCacheF16Storage: true,
       backward: true,
+      deviceF16Storage: true,
     };
     // kvCache and backward are methods of the backend, not options of attention: METHOD_FEATURES
     expect([...ALL_FEATURES, ...METHOD_FEATURES].sort()).toEqual(Object.keys(every).sort());
-    expect([...METHOD_FEATURES].sort()).toEqual(['backward', 'kvCache', 'kvCacheF16Storage']);
+    expect([...METHOD_FEATURES].sort()).toEqual([
+      'backward',
+      'deviceF16Storage',
+      'kvCache',
+      'kvCacheF16Storage',
+    ]);
     expectTypeOf(ALL_FEATURES).toEqualTypeOf<readonly AttentionFeature[]>();
   });
 });

@@ -19,6 +19,8 @@ import {
   referenceAttentionProblem64,
   referenceMatmul64,
   referenceMultiHeadAttention64,
+  roundArrayToF16,
+  roundToF16,
 } from '../src/index.js';
 
 const invalidArgumentOf = (context: string, argument: string, expected: string, actual: unknown) =>
@@ -171,12 +173,14 @@ function fakeDevice() {
           `an integer in [0, ${data.length}]`,
           elements,
         );
-      return { data, elements };
+      const { dtype } = value as FakeTensor;
+      return { data, elements, ...(dtype !== undefined && { dtype }) };
     },
-    upload: async (data) => {
-      const copy = data.slice();
+    // A float16 tensor holds the binary16 values, widened (what the device would compute with).
+    upload: async (data, dtype) => {
+      const copy = dtype === 'float16' ? roundArrayToF16(data) : data.slice();
       held.add(copy);
-      return { data: copy, elements: data.length };
+      return { data: copy, elements: data.length, dtype };
     },
     read: async (tensor) => tensor.data.slice(0, tensor.elements),
     attention: async (problem) => {
@@ -264,5 +268,102 @@ describe('device tensors go through the same gate', () => {
     await disposing;
     await expect(backend.upload(grid(4, 3))).rejects.toMatchObject({ code: 'disposed' });
     await expect(backend.read(projected)).rejects.toMatchObject({ code: 'disposed' });
+  });
+});
+
+describe('float16 device tensors (deviceF16Storage)', () => {
+  const shape = { batch: 1, queryHeads: 1, queryLength: 2, headDim: 2 };
+  const F16_DEVICE = [...ALL_FEATURES, 'deviceF16Storage' as const];
+  const t = (elements: number, dtype?: unknown) =>
+    ({ data: new Float32Array(8), elements, dtype }) as unknown as FakeTensor;
+
+  it('checks each dtype against the precision, and float32 for the matmul, before init', async () => {
+    const { implementation, inits } = counted({}, capabilities(F16_DEVICE));
+    const backend = openDeviceGate(implementation, fakeDevice().device).backend;
+    const f16 = { precision: 'f16-storage' } as const;
+    const cases: [Promise<unknown>, string, string][] = [
+      [
+        backend.attentionBuffers({ q: t(4, 'float16'), k: t(4), v: t(4, 'float16'), shape }, f16),
+        'k.dtype',
+        "'float16' (options.precision 'f16-storage' reads binary16 tensors: upload with { dtype: 'float16' })",
+      ],
+      [
+        backend.attentionBuffers({ q: t(4, 'float16'), k: t(4), v: t(4), shape }),
+        'q.dtype',
+        "'float32' (a float16 tensor needs options.precision 'f16-storage')",
+      ],
+      [
+        backend.attentionBuffers({ q: t(4, 'bfloat16'), k: t(4), v: t(4), shape }),
+        'q.dtype',
+        "'float32' or 'float16'",
+      ],
+      [
+        backend.matmulBuffers({ a: t(4), b: t(4, 'float16'), shape: { m: 2, k: 2, n: 2 } }),
+        'b.dtype',
+        "'float32' (the matmul reads float32 tensors)",
+      ],
+      [
+        backend.upload(new Float32Array(2), { dtype: 'float64' as 'float16' }),
+        'options.dtype',
+        "'float32' or 'float16'",
+      ],
+      [
+        backend.upload(new Float32Array([1, -65520]), { dtype: 'float16' }),
+        'data',
+        'finite values below 65520 in magnitude (binary16 storage rounds larger ones to infinity)',
+      ],
+      [backend.upload(new Float32Array(2), { type: 'float16' } as never), 'options.type', 'one of dtype'],
+    ];
+    for (const [call, argument, expected] of cases)
+      await expect(call).rejects.toMatchObject({ code: 'invalid-argument', argument, expected });
+    expect(inits()).toBe(0);
+  });
+
+  it('needs deviceF16Storage for a float16 upload and for attentionBuffers on float16 tensors', async () => {
+    const { implementation } = counted({}, capabilities(ALL_FEATURES));
+    const backend = openDeviceGate(implementation, fakeDevice().device).backend;
+    await expect(backend.upload(new Float32Array(4), { dtype: 'float16' })).rejects.toMatchObject({
+      code: 'unsupported',
+      argument: 'options.dtype',
+    });
+    await expect(
+      backend.attentionBuffers(
+        { q: t(4, 'float16'), k: t(4, 'float16'), v: t(4, 'float16'), shape },
+        { precision: 'f16-storage' },
+      ),
+    ).rejects.toMatchObject({ code: 'unsupported', argument: 'deviceF16Storage' });
+  });
+
+  it('stores the rounded values and hands attentionBuffers the float16 tensors', async () => {
+    const { implementation } = counted({}, capabilities(F16_DEVICE));
+    const backend = openDeviceGate(implementation, fakeDevice().device).backend;
+    // 1 + 2^-12 rounds down to 1; 3 + 2^-10 is a tie that rounds to even (3); 0.1 to roundToF16(0.1)
+    const q = await backend.upload(new Float32Array([1 + 2 ** -12, 3 + 2 ** -10, 0.1, -2]), {
+      dtype: 'float16',
+    });
+    expect(q.dtype).toBe('float16');
+    expect(Array.from(await backend.read(q))).toEqual([1, 3, Math.fround(roundToF16(0.1)), -2]);
+    expect(Math.fround(roundToF16(0.1))).not.toBe(Math.fround(0.1));
+    const plain = await backend.upload(new Float32Array([0.5, 0.25, -1, 2]));
+    expect(plain.dtype).toBe('float32');
+    const out = await backend.attentionBuffers({ q, k: q, v: q, shape }, { precision: 'f16-storage' });
+    const expected = referenceAttentionProblem64({
+      q: new Float32Array([1, 3, roundToF16(0.1), -2]),
+      k: new Float32Array([1, 3, roundToF16(0.1), -2]),
+      v: new Float32Array([1, 3, roundToF16(0.1), -2]),
+      shape: { ...shape, kvHeads: 1, keyLength: 2, valueDim: 2 },
+      scale: 1 / Math.sqrt(2),
+      causal: false,
+      slidingWindow: null,
+      keyMask: null,
+      bias: null,
+      alibiSlopes: null,
+      softcap: null,
+      sinks: null,
+      returnLse: false,
+      returnWeights: false,
+      precision: 'f16-storage',
+    }).output;
+    expect(Array.from(await backend.read(out.output))).toEqual(Array.from(Float32Array.from(expected)));
   });
 });

@@ -127,7 +127,13 @@ const TOLERANCE = { atol: 2e-5, rtol: 2e-4, fudge: 2 } as const;
  * Every option of `attention`, `attentionBackward` and the KV cache (kernels in src/kernels/; the
  * cache in src/cache.ts).
  */
-const FEATURES: readonly AttentionFeature[] = [...ALL_FEATURES, 'backward', 'kvCache', 'kvCacheF16Storage'];
+const FEATURES: readonly AttentionFeature[] = [
+  ...ALL_FEATURES,
+  'backward',
+  'kvCache',
+  'kvCacheF16Storage',
+  'deviceF16Storage',
+];
 
 class WebGpuImplementation implements BackendImplementation, Runtime {
   readonly name = NAME;
@@ -272,7 +278,7 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
   /** The device-resident half (the gate's `upload`, `read`, `attentionBuffers`, `matmulBuffers`, `release`). */
   readonly resident: DeviceImplementation<GpuTensor> = {
     checkTensor: checkGpuTensor,
-    upload: (data) => resident.upload(this, data),
+    upload: (data, dtype) => resident.upload(this, data, dtype),
     read: (tensor) => resident.read(this, tensor),
     attention: (problem) => resident.attentionBuffers(this, problem),
     matmul: (problem) => resident.matmulBuffers(this, problem),

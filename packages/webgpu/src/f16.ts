@@ -1,4 +1,4 @@
-import { f16Bits } from '@attnkit/spec';
+import { f16Bits, f16Value } from '@attnkit/spec';
 
 /**
  * Host-side conversion of float32 values to packed binary16 pairs for f16 storage (the KV cache's
@@ -29,5 +29,18 @@ export function packF16Rows(values: Float32Array, tokens: number, dim: number): 
       out[t * words + w] = (low | (high << 16)) >>> 0;
     }
   }
+  return out;
+}
+
+/**
+ * The first `count` binary16 values of packed pairs (as {@link packF16Rows} lays out one row),
+ * widened to float32: every binary16 value is a float32 value, so nothing rounds. `words` is the
+ * words' bytes as read back (any 4-byte view).
+ */
+export function unpackF16(words: Float32Array, count: number): Float32Array {
+  const halves = new Uint16Array(words.buffer, words.byteOffset, words.length * 2);
+  const out = new Float32Array(count);
+  // Little-endian, as WebGPU buffers are: value 2w is the low half of word w, the first Uint16.
+  for (let i = 0; i < count; i++) out[i] = f16Value(halves[i]);
   return out;
 }

@@ -1,13 +1,14 @@
-import type { DeviceAttentionProblem, DeviceMatmulProblem } from '@attnkit/spec';
-import { snapshotOptions } from '@attnkit/spec';
+import type { DeviceAttentionProblem, DeviceDtype, DeviceMatmulProblem } from '@attnkit/spec';
+import { dtypeOf, snapshotOptions } from '@attnkit/spec';
 import { encodeAttention, encodeMatmul, uploadAttentionOptions } from './encode.js';
-import { guarded } from './errors.js';
+import { guarded, invalidArgument } from './errors.js';
+import { packF16Rows, unpackF16 } from './f16.js';
 import { holding, optionList, stillUsable, whenUsable } from './host.js';
 import { attentionPipelines, matmulPipeline } from './pipelines.js';
 import { planAttention } from './planning.js';
 import { STORAGE_USAGE } from './pool.js';
 import type { Runtime } from './state.js';
-import { copyToStaging, readStaging, uploadFloats } from './transfer.js';
+import { copyToStaging, readStaging, tensorBytes, uploadFloats } from './transfer.js';
 import type { GpuAttentionResult, GpuTensor } from './types.js';
 
 // The device-resident path: tensors on the device in, backend tensors out (release them to the pool).
@@ -23,6 +24,7 @@ export function attentionBuffers(
   problem: DeviceAttentionProblem<GpuTensor>,
 ): Promise<GpuAttentionResult> {
   const context = 'attentionBuffers';
+  checkF16Dims(context, problem);
   return whenUsable(rt, problem, snapshotOptions, async (s, p) => {
     const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, valueDim: Dv } = p.shape;
     const plan = planAttention(s, rt.workgroupSize, p.shape, p, p.layout, context);
@@ -77,17 +79,27 @@ export function matmulBuffers(rt: Runtime, problem: DeviceMatmulProblem<GpuTenso
   );
 }
 
-/** Copies a validated `Float32Array` into a new backend tensor (now, when the device is ready). */
-export function upload(rt: Runtime, data: Float32Array): Promise<GpuTensor> {
+/**
+ * Copies a validated `Float32Array` into a new backend tensor (now, when the device is ready); as
+ * float16, rounded on the host (`packF16Rows`, exact ties-to-even, where WGSL `pack2x16float`'s
+ * rounding is the implementation's) into binary16 pairs, the layout the f16-storage kernels read.
+ */
+export function upload(rt: Runtime, data: Float32Array, dtype: DeviceDtype = 'float32'): Promise<GpuTensor> {
   return whenUsable(
     rt,
     data,
     (d) => d.slice(),
-    async (s, d) => guarded(s, 'upload', () => ({ buffer: uploadFloats(s, d), elements: d.length })),
+    async (s, d) =>
+      guarded(s, 'upload', (): GpuTensor => {
+        if (dtype === 'float32') return { buffer: uploadFloats(s, d), elements: d.length };
+        // The packed words go up as raw bytes: a Float32Array view of them copies every bit pattern.
+        const words = packF16Rows(d, 1, d.length);
+        return { buffer: uploadFloats(s, new Float32Array(words.buffer)), elements: d.length, dtype };
+      }),
   );
 }
 
-/** Reads a validated tensor's `elements` floats back. */
+/** Reads a validated tensor's `elements` values back (float16 ones widened to float32, exactly). */
 export function read(rt: Runtime, tensor: GpuTensor): Promise<Float32Array> {
   const context = 'read';
   return whenUsable(
@@ -97,14 +109,35 @@ export function read(rt: Runtime, tensor: GpuTensor): Promise<Float32Array> {
     async (s, t) => {
       if (t.elements === 0) return new Float32Array(0);
       const { device } = s;
+      const dtype = dtypeOf(t);
       const staging = await guarded(s, context, () => {
         const encoder = device.createCommandEncoder();
-        const staged = copyToStaging(s, encoder, t.buffer, t.elements * 4);
+        const staged = copyToStaging(s, encoder, t.buffer, tensorBytes(t.elements, dtype));
         device.queue.submit([encoder.finish()]);
         return [staged];
       });
       const [out] = await readStaging(s, context, staging);
-      return out;
+      return dtype === 'float16' ? unpackF16(out, t.elements) : out;
     },
   );
+}
+
+/**
+ * Attention on float16 tensors reads a row of q/k/v as whole 32-bit words (`load4` in
+ * kernels/flash-attention.ts): a tensor's rows start on a word only when their length is even.
+ */
+function checkF16Dims(context: string, p: DeviceAttentionProblem<GpuTensor>): void {
+  if (p.precision !== 'f16-storage') return;
+  for (const [argument, dim] of [
+    ['shape.headDim', p.shape.headDim],
+    ['shape.valueDim', p.shape.valueDim],
+  ] as const) {
+    if (dim % 2 !== 0)
+      throw invalidArgument(
+        context,
+        argument,
+        'even for float16 tensors (two binary16 values a 32-bit word)',
+        dim,
+      );
+  }
 }

@@ -1,5 +1,6 @@
-import { AttnkitError, type TensorUse } from '@attnkit/spec';
+import { AttnkitError, checkDtype, type DeviceDtype, type TensorUse } from '@attnkit/spec';
 import { deviceError, invalidArgument, untilLost } from './errors.js';
+import { packedWords } from './f16.js';
 import { MAP_READ_MODE, STORAGE_USAGE, Usage } from './pool.js';
 import type { DeviceState } from './state.js';
 import type { GpuTensor } from './types.js';
@@ -28,7 +29,7 @@ export function checkBuffer(
   context: string,
   argument: string,
   value: unknown,
-  elements: number,
+  needed: { bytes: number; holding: string },
   extraUsage = 0,
 ): GPUBuffer {
   if (!isGpuBuffer(value)) throw invalidArgument(context, argument, 'a GPUBuffer', value);
@@ -48,13 +49,13 @@ export function checkBuffer(
   const mapState: unknown = (value as { mapState?: unknown }).mapState;
   if (mapState !== undefined && mapState !== 'unmapped')
     throw invalidArgument(context, `${argument}.mapState`, '"unmapped" (unmap the buffer first)', mapState);
-  if (value.size < elements * 4) {
+  if (value.size < needed.bytes) {
     throw new AttnkitError(
       'invalid-argument',
-      `${context}: ${argument}.size must be at least ${elements * 4} bytes (${elements} floats), got ${value.size}`,
+      `${context}: ${argument}.size must be at least ${needed.bytes} bytes (${needed.holding}), got ${value.size}`,
       {
         argument: `${argument}.size`,
-        expected: `at least ${elements * 4} bytes`,
+        expected: `at least ${needed.bytes} bytes`,
         actual: String(value.size),
       },
     );
@@ -64,25 +65,35 @@ export function checkBuffer(
 
 /**
  * The device gate's check of a {@link GpuTensor} (`DeviceImplementation.checkTensor`): an object
- * `{ buffer, elements }` whose buffer {@link checkBuffer} accepts for `elements` floats (bound in a
- * kernel; `read` also needs COPY_SRC). Each field is read once, into a fresh handle, so a getter
- * cannot hand the check one buffer and the kernel another. The gate then compares `elements` with
- * the shape.
+ * `{ buffer, elements, dtype? }` whose buffer {@link checkBuffer} accepts for `elements` values of
+ * its dtype ({@link tensorBytes}; bound in a kernel; `read` also needs COPY_SRC). Each field is read
+ * once, into a fresh handle, so a getter cannot hand the check one buffer and the kernel another.
+ * The gate then compares `elements` with the shape and the dtype with the call.
  */
 export function checkGpuTensor(context: string, argument: string, value: unknown, use: TensorUse): GpuTensor {
   if (typeof value !== 'object' || value === null)
-    throw invalidArgument(context, argument, 'a GpuTensor { buffer, elements }', value);
-  const { buffer, elements } = value as Record<string, unknown>;
+    throw invalidArgument(context, argument, 'a GpuTensor { buffer, elements, dtype? }', value);
+  const { buffer, elements, dtype: given } = value as Record<string, unknown>;
   if (typeof elements !== 'number' || !Number.isInteger(elements) || elements < 0)
     throw invalidArgument(context, `${argument}.elements`, 'an integer >= 0', elements);
+  const dtype = checkDtype(context, `${argument}.dtype`, given);
   const checked = checkBuffer(
     context,
     `${argument}.buffer`,
     buffer,
-    elements,
+    { bytes: tensorBytes(elements, dtype), holding: `${elements} ${dtype} values` },
     use === 'read' ? Usage.COPY_SRC : 0,
   );
-  return { buffer: checked, elements };
+  return { buffer: checked, elements, ...(given !== undefined && { dtype }) };
+}
+
+/**
+ * Bytes a tensor of `elements` values occupies: 4 each as float32; as float16, binary16 pairs in
+ * 32-bit words (value `2w` in the low half of word `w`, as WGSL `unpack2x16float` reads them), the
+ * last word padded when `elements` is odd.
+ */
+export function tensorBytes(elements: number, dtype: DeviceDtype): number {
+  return dtype === 'float16' ? packedWords(elements) * 4 : elements * 4;
 }
 
 function isShared(buffer: ArrayBufferLike): boolean {

@@ -4,6 +4,7 @@ import type {
   DeviceAttentionInputs,
   DeviceAttentionResult,
   DeviceBackend,
+  DeviceDtype,
   DeviceMatmulInputs,
   DeviceTensor,
   StoragePrecision,
@@ -20,14 +21,19 @@ export interface WebGpuBackendOptions extends DeviceOptions {
 }
 
 /**
- * A tensor on this backend's device: a `GPUBuffer` and the float32 elements it holds, what the
- * device-resident calls take and return. The buffer may be larger than `elements * 4` bytes (the
- * backend's come from a pool of size classes). Wrap a buffer of your own as `{ buffer, elements }`;
- * it needs `STORAGE` usage (and `COPY_SRC` to be read back) and must not be mapped.
+ * A tensor on this backend's device: a `GPUBuffer` and the values it holds, what the
+ * device-resident calls take and return. The buffer may be larger than the values need (the
+ * backend's come from a pool of size classes). Wrap a buffer of your own as `{ buffer, elements }`
+ * (float32: 4 bytes a value) or `{ buffer, elements, dtype: 'float16' }` (binary16 pairs in 32-bit
+ * words, value `2w` in the low half of word `w`, as WGSL `unpack2x16float` reads them: 2 bytes a
+ * value, the size rounded up to 4); it needs `STORAGE` usage (and `COPY_SRC` to be read back) and
+ * must not be mapped.
  */
 export interface GpuTensor extends DeviceTensor {
   readonly buffer: GPUBuffer;
   readonly elements: number;
+  /** `'float32'` when absent; `'float16'` for `attentionBuffers` with `precision: 'f16-storage'`. */
+  readonly dtype?: DeviceDtype;
 }
 
 /**

@@ -1,6 +1,12 @@
 // Type-level tests of @attnkit/webgpu's public API, checked by tsc (`pnpm typecheck` covers test/).
 // Nothing here touches a GPU: creating a backend acquires nothing until init().
-import type { AttentionBackend, AttentionOptions, BackendFactory, LayerInputs } from '@attnkit/spec';
+import type {
+  AttentionBackend,
+  AttentionOptions,
+  BackendFactory,
+  LayerInputs,
+  UploadOptions,
+} from '@attnkit/spec';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import createDefault, {
   type AcquiredDevice,
@@ -32,7 +38,10 @@ describe('@attnkit/webgpu public API', () => {
     expectTypeOf<WebGpuBackend['multiHeadAttention']>().parameter(0).toEqualTypeOf<LayerInputs>();
     expectTypeOf<GpuAttentionInputs['q']>().toEqualTypeOf<GpuTensor>();
     expectTypeOf<GpuTensor['buffer']>().toEqualTypeOf<GPUBuffer>();
-    expectTypeOf<WebGpuBackend['upload']>().toEqualTypeOf<(data: Float32Array) => Promise<GpuTensor>>();
+    expectTypeOf<WebGpuBackend['upload']>().toEqualTypeOf<
+      (data: Float32Array, options?: UploadOptions) => Promise<GpuTensor>
+    >();
+    expectTypeOf<GpuTensor['dtype']>().toEqualTypeOf<'float32' | 'float16' | undefined>();
     expectTypeOf<WebGpuBackend['read']>().toEqualTypeOf<(tensor: GpuTensor) => Promise<Float32Array>>();
     expectTypeOf<TensorLayout>().toEqualTypeOf<'bhld' | 'blhd'>();
   });
