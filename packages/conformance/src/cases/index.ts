@@ -5,6 +5,7 @@ import { behaviourCases } from './behaviour.js';
 import { cacheCases } from './cache.js';
 import { cacheLayerCases } from './cache-layer.js';
 import { contractCases } from './contract.js';
+import { deviceCases } from './device.js';
 import { f16StorageCases } from './f16-storage.js';
 import { float32Cases } from './float32.js';
 import { numericCases } from './numeric.js';
@@ -26,6 +27,7 @@ export function allCases(): ConformanceCase[] {
       ...cacheLayerCases(),
       ...backwardCases(),
       ...backwardLayerCases(),
+      ...deviceCases(),
     ];
   return cached;
 }
