@@ -213,23 +213,19 @@ export function validateDeviceAttention<T extends DeviceTensor>(
   if (!TENSOR_LAYOUTS.includes(layout as TensorLayout))
     invalidArgument(context, 'layout', TENSOR_LAYOUTS.map((l) => `"${l}"`).join(' or '), layout);
   // The storage precision names what q, k and v are: no conversion happens on the device.
-  const wanted: DeviceDtype = resolved.precision === 'f16-storage' ? 'float16' : 'float32';
-  for (const [argument, tensor] of [
+  const qkv = [
     ['q', q],
     ['k', k],
     ['v', v],
-  ] as const) {
-    const dtype = dtypeOf(tensor);
-    if (dtype !== wanted)
-      invalidArgument(
-        context,
-        `${argument}.dtype`,
-        wanted === 'float16'
-          ? "'float16' (options.precision 'f16-storage' reads binary16 tensors: upload with { dtype: 'float16' })"
-          : "'float32' (a float16 tensor needs options.precision 'f16-storage')",
-        dtype,
-      );
-  }
+  ] as const;
+  if (resolved.precision === 'f16-storage')
+    requireDtype(
+      context,
+      qkv,
+      'float16',
+      "options.precision 'f16-storage' reads binary16 tensors: upload with { dtype: 'float16' }",
+    );
+  else requireDtype(context, qkv, 'float32', "a float16 tensor needs options.precision 'f16-storage'");
   return { q, k, v, shape, ...resolved, layout: layout as TensorLayout };
 }
 
@@ -240,20 +236,26 @@ export function validateDeviceMatmul<T extends DeviceTensor>(
   context = 'matmulBuffers',
 ): DeviceMatmulProblem<T> {
   const problem = validateMatmulTensors(context, given, deviceTensorCheck(context, check, 'compute'));
-  for (const [argument, tensor] of [
+  const tensors = [
     ['a', problem.a],
     ['b', problem.b],
     ['bias', problem.bias],
-  ] as const) {
-    if (tensor !== null && dtypeOf(tensor) !== 'float32')
-      invalidArgument(
-        context,
-        `${argument}.dtype`,
-        "'float32' (the matmul reads float32 tensors)",
-        dtypeOf(tensor),
-      );
-  }
+  ] as const;
+  requireDtype(context, tensors, 'float32', 'the matmul reads float32 tensors');
   return problem;
+}
+
+/** Throws `invalid-argument` naming `<argument>.dtype` for the first present tensor not of `wanted`. */
+function requireDtype(
+  context: string,
+  tensors: readonly (readonly [string, DeviceTensor | null])[],
+  wanted: DeviceDtype,
+  why: string,
+): void {
+  for (const [argument, tensor] of tensors) {
+    if (tensor !== null && dtypeOf(tensor) !== wanted)
+      invalidArgument(context, `${argument}.dtype`, `'${wanted}' (${why})`, dtypeOf(tensor));
+  }
 }
 
 /** Checks a `read`: a tensor of this backend that can be copied back. */
