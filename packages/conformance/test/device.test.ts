@@ -16,6 +16,7 @@ import {
   roundArrayToF16,
 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
+import { transpose } from '../src/cases/device.js';
 import { runConformance } from '../src/index.js';
 
 interface HostTensor extends DeviceTensor {
@@ -31,21 +32,6 @@ const capabilities: BackendCapabilities = {
   threads: 1,
   notes: [],
 };
-
-/** `[B, L, H, D]` <-> `[B, H, L, D]`. */
-function swapLH(t: Float32Array, B: number, H: number, L: number, D: number, toBhld: boolean): Float32Array {
-  const out = new Float32Array(t.length);
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < H; h++)
-      for (let l = 0; l < L; l++)
-        for (let d = 0; d < D; d++) {
-          const bhld = ((b * H + h) * L + l) * D + d;
-          const blhd = ((b * L + l) * H + h) * D + d;
-          if (toBhld) out[bhld] = t[blhd];
-          else out[blhd] = t[bhld];
-        }
-  return out;
-}
 
 interface Bugs {
   /** Reads every layout as bhld. */
@@ -91,7 +77,7 @@ function hostDeviceBackend(bugs: Bugs = {}): AttentionBackend {
       const { headDim: D, valueDim: Dv } = problem.shape;
       const blhd = problem.layout === 'blhd' && !bugs.ignoresLayout;
       const inBhld = (t: HostTensor, H: number, L: number, d: number) =>
-        blhd ? swapLH(t.data, B, H, L, d, true) : t.data;
+        blhd ? transpose(t.data, B, H, L, d, true) : t.data;
       const r = referenceAttentionProblem64({
         ...problem,
         q: inBhld(problem.q, Hq, Lq, D),
@@ -101,7 +87,7 @@ function hostDeviceBackend(bugs: Bugs = {}): AttentionBackend {
       const output = Float32Array.from(r.output);
       const tensor = (data: Float32Array): HostTensor => ({ data, elements: data.length });
       return {
-        output: tensor(blhd ? swapLH(output, B, Hq, Lq, Dv, false) : output),
+        output: tensor(blhd ? transpose(output, B, Hq, Lq, Dv, false) : output),
         ...(r.lse && { lse: tensor(Float32Array.from(r.lse)) }),
         ...(r.weights && { weights: tensor(Float32Array.from(r.weights)) }),
       };

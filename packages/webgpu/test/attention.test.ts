@@ -10,7 +10,15 @@ import {
 } from '@attnkit/spec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
-import { expectClose, expectMatchesReference, inputsFor, newBackend, ownDevice, random } from './helpers.js';
+import {
+  expectClose,
+  expectMatchesReference,
+  inputsFor,
+  newBackend,
+  ownDevice,
+  random,
+  toBlhd,
+} from './helpers.js';
 
 let backend: WebGpuBackend;
 
@@ -267,24 +275,16 @@ describe('device-resident path', () => {
     expectClose('weights', await backend.read(out.weights!), ref.weights, tol);
 
     // [B, L, H, D]: transpose on the host, then the output comes back in the same layout.
-    const toBlhd = (t: Float32Array, H: number, L: number, D: number) => {
-      const o = new Float32Array(t.length);
-      for (let b = 0; b < B; b++)
-        for (let h = 0; h < H; h++)
-          for (let l = 0; l < L; l++)
-            for (let d = 0; d < D; d++) o[((b * L + l) * H + h) * D + d] = t[((b * H + h) * L + l) * D + d];
-      return o;
-    };
     const [q2, k2, v2] = await Promise.all([
-      backend.upload(toBlhd(inputs.q, 4, Lq, 7)),
-      backend.upload(toBlhd(inputs.k, 2, Lk, 7)),
-      backend.upload(toBlhd(inputs.v, 2, Lk, 5)),
+      backend.upload(toBlhd(inputs.q, B, 4, Lq, 7)),
+      backend.upload(toBlhd(inputs.k, B, 2, Lk, 7)),
+      backend.upload(toBlhd(inputs.v, B, 2, Lk, 5)),
     ]);
     const out2 = await backend.attentionBuffers(
       { q: q2, k: k2, v: v2, shape, layout: 'blhd' },
       { causal: true },
     );
-    const refBlhd = toBlhd(new Float32Array(ref.output), 4, Lq, 5);
+    const refBlhd = toBlhd(new Float32Array(ref.output), B, 4, Lq, 5);
     expectClose('blhd output', await backend.read(out2.output), refBlhd, tol);
 
     // matmul on device buffers feeding from an attention output.

@@ -129,3 +129,13 @@ export function cleanupAfterEach(): Cleanups {
     },
   };
 }
+
+/** A `[B, H, L, D]` tensor rearranged as `[B, L, H, D]` (what the `blhd` layout reads and writes). */
+export function toBlhd(t: Float32Array, B: number, H: number, L: number, D: number): Float32Array {
+  const o = new Float32Array(t.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let l = 0; l < L; l++)
+        for (let d = 0; d < D; d++) o[((b * L + l) * H + h) * D + d] = t[((b * H + h) * L + l) * D + d];
+  return o;
+}

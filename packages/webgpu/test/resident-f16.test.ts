@@ -6,7 +6,7 @@
 import { type AttentionShape, referenceAttention64, roundToF16 } from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import type { GpuTensor, WebGpuBackend } from '../src/index.js';
-import { cleanupAfterEach, expectClose, inputsFor, newBackend } from './helpers.js';
+import { cleanupAfterEach, expectClose, inputsFor, newBackend, toBlhd } from './helpers.js';
 
 const { track } = cleanupAfterEach();
 
@@ -77,26 +77,18 @@ describe('float16 device tensors on WebGPU', () => {
     const backend = track(newBackend());
     const shape = { batch: 2, queryHeads: 2, kvHeads: 1, queryLength: 20, headDim: 8, valueDim: 6 };
     const { B, Hq, Hkv, L } = { B: 2, Hq: 2, Hkv: 1, L: 20 };
-    const toBlhd = (t: Float32Array, H: number, D: number) => {
-      const o = new Float32Array(t.length);
-      for (let b = 0; b < B; b++)
-        for (let h = 0; h < H; h++)
-          for (let l = 0; l < L; l++)
-            for (let d = 0; d < D; d++) o[((b * L + l) * H + h) * D + d] = t[((b * H + h) * L + l) * D + d];
-      return o;
-    };
     const inputs = normalInputs(shape, 11);
     const options = { causal: true, precision: 'f16-storage' } as const;
     const [q, k, v] = await uploadF16(backend, inputs.q, inputs.k, inputs.v);
     const bhld = await backend.read((await backend.attentionBuffers({ q, k, v, shape }, options)).output);
     const [q2, k2, v2] = await uploadF16(
       backend,
-      toBlhd(inputs.q, Hq, 8),
-      toBlhd(inputs.k, Hkv, 8),
-      toBlhd(inputs.v, Hkv, 6),
+      toBlhd(inputs.q, B, Hq, L, 8),
+      toBlhd(inputs.k, B, Hkv, L, 8),
+      toBlhd(inputs.v, B, Hkv, L, 6),
     );
     const out = await backend.attentionBuffers({ q: q2, k: k2, v: v2, shape, layout: 'blhd' }, options);
-    expect(await backend.read(out.output)).toEqual(toBlhd(bhld, Hq, 6));
+    expect(await backend.read(out.output)).toEqual(toBlhd(bhld, B, Hq, L, 6));
   });
 
   it('rejects, before any work, odd head sizes, a float16 buffer too small and a dtype it does not know', async () => {

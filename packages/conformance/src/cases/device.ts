@@ -63,7 +63,7 @@ function deviceCase(
 }
 
 /** `[B, H, L, D]` to `[B, L, H, D]` (`toBhld: false`) or back. */
-function transpose(
+export function transpose(
   t: Float32Array,
   B: number,
   H: number,
