@@ -89,6 +89,14 @@ describe("the forward's kernel choice (no device)", () => {
     expect(forwardVariant(stateWith(32768, 'subgroups'), 6, shape(64)).tiled).toMatchObject({ g: 1, wg: 6 });
   });
 
+  it('keeps a value head narrower than its row group in the tiled kernel (rows padded to the lanes)', () => {
+    const narrow = { ...shape(8), valueDim: 5 };
+    expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, narrow).tiled).toMatchObject({
+      valueDim: 8,
+      g: 4,
+    });
+  });
+
   it('runs the scalar kernel (explicitly: tiled null) for queries of fewer than 16 rows', () => {
     expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 15)).tiled).toBeNull();
     expect(forwardVariant(stateWith(32768, 'subgroups'), undefined, shape(64, 16)).tiled).not.toBeNull();
@@ -162,6 +170,29 @@ describe('tiers on this adapter', () => {
     it(`${tier}: tiled kernel with 6 invocations per workgroup (one lane per row)`, async () => {
       const backend = createWebGpuBackend({ tier, workgroupSize: 6 });
       await expectMatchesReference(backend, inputsFor(gqa, 4), options);
+      await backend.dispose();
+    });
+
+    it(`${tier}: tiled kernel with a value head narrower than its row group's columns`, async () => {
+      // Dv 5 is an 8-wide bucket: 2 vec4s for 4 lanes, so two lanes accumulate columns past the
+      // value's, which must never be stored. A masked key holds an infinite value: its zero weight
+      // must not reach any column.
+      const narrow: AttentionShape = {
+        batch: 1,
+        queryHeads: 2,
+        queryLength: 40,
+        keyLength: 37,
+        headDim: 8,
+        valueDim: 5,
+      };
+      const inputs = inputsFor(narrow, 6);
+      const keyMask = new Uint8Array(37).fill(1);
+      keyMask[3] = 0;
+      for (const head of [0, 1])
+        inputs.v.fill(Number.POSITIVE_INFINITY, (head * 37 + 3) * 5, (head * 37 + 4) * 5);
+      const backend = createWebGpuBackend({ tier });
+      const ref = await expectMatchesReference(backend, inputs, { causal: true, keyMask, returnLse: true });
+      expect(ref.output.every(Number.isFinite)).toBe(true);
       await backend.dispose();
     });
 

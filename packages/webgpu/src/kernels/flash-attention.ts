@@ -50,7 +50,8 @@ export function tiledRows(v: TiledVariant): number {
 export function tiledWorkgroupSizes(v: TiledVariant): number[] {
   const bq = tiledRows(v);
   const qStride = v.headDim / 4 + 1;
-  const sizes = [4 * bq * qStride, 4 * v.bk * qStride, v.bk * v.valueDim];
+  const vStride = 4 * v.g * Math.ceil(v.valueDim / 4 / v.g);
+  const sizes = [4 * bq * qStride, 4 * v.bk * qStride, v.bk * vStride];
   if (v.g > 1 && v.reduce === 'workgroup') sizes.push(bq * v.bk, bq * v.g, bq * v.g);
   if (v.g > 1 && v.reduce === 'subgroup') sizes.push(1);
   return sizes;
@@ -164,15 +165,20 @@ export function tiledAttentionShader(v: TiledVariant, precision: StoragePrecisio
     if (shared) return `ps[(row0 + ${r}u) * BK + ${c}]`;
     return '';
   };
+  // Unrolled over this lane's output columns, without a bounds branch: a lane's columns past the
+  // value's accumulate zeros and are never stored, and vs rows are VS = CPL g vec4s wide so that
+  // every read stays inside the array. A branch or a loop-indexed accumulator made SwiftShader mask
+  // and gather every update (measured: the forward took about 30% less time once both went).
   const pvBody = (pExprs: string[]) => `
         ${rows.map((r) => `let p${r} = ${pExprs[r]};`).join('\n        ')}
-        for (var t = 0u; t < CPL; t++) {
-          let c4 = ${lane} + t * G;
-          if (c4 < DV4) {
-            let vv = vs[c * DV4C + c4];
-            ${rows.map((r) => `tv[${r * CPL}u + t] += select(vec4<f32>(0.0), p${r} * vv, p${r} != 0.0);`).join('\n            ')}
-          }
-        }`;
+        ${range(CPL)
+          .map(
+            (t) => `{
+          let vv = vs[c * VS + ${lane} + ${t * G}u];
+          ${rows.map((r) => `tv${r * CPL + t} += select(vec4<f32>(0.0), p${r} * vv, p${r} != 0.0);`).join('\n          ')}
+        }`,
+          )
+          .join('\n        ')}`;
   const pv = subgroup
     ? `
       for (var u = 0u; u < KPL; u++) {
@@ -227,10 +233,12 @@ const D4C = ${D4C}u;
 const DV4C = ${DV4C}u;
 // q and k rows are padded by one vec4 so that lanes reading different rows hit different banks.
 const QS = ${D4C + 1}u;
+// v rows hold every column a lane's unrolled P.V reads (CPL g vec4s, >= DV4C).
+const VS = ${CPL * G}u;
 
 var<workgroup> qs: array<vec4<f32>, ${BQ * (D4C + 1)}>;
 var<workgroup> ks: array<vec4<f32>, ${BK * (D4C + 1)}>;
-var<workgroup> vs: array<vec4<f32>, ${BK * DV4C}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * CPL * G}>;
 ${shared ? `var<workgroup> ps: array<f32, ${BQ * BK}>;\nvar<workgroup> redF: array<f32, ${BQ * G}>;\nvar<workgroup> redU: array<u32, ${BQ * G}>;` : ''}
 ${subgroup ? 'var<workgroup> slotBase: atomic<u32>;' : ''}
 
@@ -286,7 +294,7 @@ ${queryTileCode('gi')}
       let j = kt + c;
       var x = vec4<f32>(0.0);
       if (j < P.lk) { x = load4V(b * P.vsB + kvh * P.vsH + j * P.vsL, e % DV4, P.dv); }
-      vs[c * DV4C + e % DV4] = x;
+      vs[c * VS + e % DV4] = x;
     }
     workgroupBarrier();
 
@@ -355,9 +363,13 @@ ${queryTileCode('gi')}
       m[r] = mt[r];
     }
     ${shared ? 'workgroupBarrier();' : ''}
-    var tv = array<vec4<f32>, ${RQ * CPL}>();
+    ${range(RQ * CPL)
+      .map((x) => `var tv${x} = vec4<f32>(0.0);`)
+      .join(' ')}
     ${pv}
-    for (var x = 0u; x < ${RQ * CPL}u; x++) { acc[x] = acc[x] * alpha[x / CPL] + tv[x]; }
+    ${range(RQ * CPL)
+      .map((x) => `acc[${x}] = acc[${x}] * alpha[${Math.floor(x / CPL)}] + tv${x};`)
+      .join(' ')}
   }
 
   ${reduceEnd}
