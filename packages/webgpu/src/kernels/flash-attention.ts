@@ -282,19 +282,17 @@ ${queryTileCode('gi')}
 
   for (var kt = tStart; kt < tEnd; kt += BK) {
     workgroupBarrier();
-    for (var e = lid; e < BK * D4; e += WG) {
-      let c = e / D4;
+    for (var e = lid; e < BK * D4C; e += WG) {
+      let c = e / D4C;
       let j = kt + c;
-      var k = vec4<f32>(0.0);
-      if (j < P.lk) { k = load4K(b * P.ksB + kvh * P.ksH + j * P.ksL, e % D4, P.d); }
-      ks[c * QS + e % D4] = k;
+      let k = load4K(b * P.ksB + kvh * P.ksH + min(j, P.lk - 1u) * P.ksL, e % D4C, P.d);
+      ks[c * QS + e % D4C] = select(vec4<f32>(0.0), k, j < P.lk);
     }
-    for (var e = lid; e < BK * DV4; e += WG) {
-      let c = e / DV4;
+    for (var e = lid; e < BK * DV4C; e += WG) {
+      let c = e / DV4C;
       let j = kt + c;
-      var x = vec4<f32>(0.0);
-      if (j < P.lk) { x = load4V(b * P.vsB + kvh * P.vsH + j * P.vsL, e % DV4, P.dv); }
-      vs[c * VS + e % DV4] = x;
+      let x = load4V(b * P.vsB + kvh * P.vsH + min(j, P.lk - 1u) * P.vsL, e % DV4C, P.dv);
+      vs[c * VS + e % DV4C] = select(vec4<f32>(0.0), x, j < P.lk);
     }
     workgroupBarrier();
 
