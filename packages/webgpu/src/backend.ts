@@ -27,6 +27,7 @@ import { WebGpuKVCache } from './cache.js';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
+import { LOGIT_TERMS } from './kernels/shared.js';
 import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline } from './pipelines.js';
 import { backwardVariant, cacheVariant, forwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
@@ -293,7 +294,14 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     // compiled again and a call racing prepare waits for the same compilation.
     await Promise.all(
       checked.flatMap((w) => [
-        attentionPipelines(s, forwardVariant(s, this.workgroupSize, w.shape, w.precision), w.returnWeights),
+        // Options are not part of a workload: both logit-term variants, whichever a call will use.
+        ...LOGIT_TERMS.map((terms) =>
+          attentionPipelines(
+            s,
+            forwardVariant(s, this.workgroupSize, w.shape, w.precision, terms),
+            w.returnWeights,
+          ),
+        ),
         ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
         ...(w.backward
           ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]

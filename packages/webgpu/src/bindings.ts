@@ -59,3 +59,21 @@ export function bindGroupEntries<T extends readonly Binding[]>(
     };
   });
 }
+
+/** `GPUShaderStage.COMPUTE` (a literal: Dawn's Node binding defines no `GPUShaderStage` global). */
+const COMPUTE_STAGE = 4;
+
+/**
+ * The bind group layout entries of a table, for a pipeline whose code may leave a binding unused (a
+ * kernel variant that compiles an option's code out): `layout: 'auto'` would drop that binding and
+ * reject the bind group that {@link bindGroupEntries} makes from the whole table.
+ */
+export function bindGroupLayoutEntries(table: readonly Binding[]): GPUBindGroupLayoutEntry[] {
+  return table.map((b, index) => ({
+    binding: index,
+    visibility: COMPUTE_STAGE,
+    buffer: {
+      type: b.access === 'uniform' ? 'uniform' : b.access === 'read' ? 'read-only-storage' : 'storage',
+    },
+  }));
+}

@@ -1,4 +1,5 @@
 import type { KVCachePrecision } from '@attnkit/spec';
+import { type Binding, bindGroupLayoutEntries } from './bindings.js';
 import { deviceError } from './errors.js';
 import { attentionShader } from './kernels/attention.js';
 import type { BackwardVariant } from './kernels/backward-common.js';
@@ -9,7 +10,7 @@ import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
 import { tiledAttentionShader } from './kernels/flash-attention.js';
 import { matmulShader } from './kernels/matmul.js';
-import type { AttentionVariant } from './kernels/shared.js';
+import { ATTENTION_BINDINGS, type AttentionVariant } from './kernels/shared.js';
 import { sinksGradShader } from './kernels/sinks-grad.js';
 import { weightsShader } from './kernels/weights.js';
 import { type ForwardVariant, matmulTile } from './planning.js';
@@ -28,7 +29,16 @@ const PIPELINES = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>
 /** The same pipelines once compiled, for callers that must encode in the caller's tick when they can. */
 const COMPILED = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
-export function pipeline(s: DeviceState, key: string, code: string): Promise<GPUComputePipeline> {
+/**
+ * The compiled pipeline of `code`, cached per device under `key`. With `table`, its bind group layout
+ * is the table's (see {@link bindGroupLayoutEntries}); without, `'auto'` (every binding is used).
+ */
+export function pipeline(
+  s: DeviceState,
+  key: string,
+  code: string,
+  table?: readonly Binding[],
+): Promise<GPUComputePipeline> {
   const { device } = s;
   let cache = PIPELINES.get(device);
   if (cache === undefined) {
@@ -40,8 +50,14 @@ export function pipeline(s: DeviceState, key: string, code: string): Promise<GPU
   const created = (async () => {
     const module = device.createShaderModule({ code, label: `attnkit:${key}` });
     try {
+      const layout =
+        table === undefined
+          ? 'auto'
+          : device.createPipelineLayout({
+              bindGroupLayouts: [device.createBindGroupLayout({ entries: bindGroupLayoutEntries(table) })],
+            });
       return await device.createComputePipelineAsync({
-        layout: 'auto',
+        layout,
         compute: { module, entryPoint: 'main' },
         label: `attnkit:${key}`,
       });
@@ -86,6 +102,7 @@ export async function attentionPipelines(
           s,
           `attention-tiled:${precision}${JSON.stringify(tiled)}`,
           tiledAttentionShader(tiled, precision),
+          ATTENTION_BINDINGS,
         ),
     weights ? pipeline(s, `weights:${key}`, weightsShader(scalar, precision)) : Promise.resolve(null),
   ]);

@@ -63,12 +63,14 @@ describe('prepare', () => {
 
   it("compiles the f16-storage kernels for precision 'f16-storage', apart from the f32 ones", async () => {
     const { backend, compiled } = await countingBackend();
-    // Lq 20: the tiled forward; the weights pass too, both unpacking binary16 pairs.
+    // Lq 20: the tiled forward, with and without the logit terms' code (options are not part of a
+    // workload); the weights pass too; all unpacking binary16 pairs.
     const shape = { batch: 1, queryHeads: 2, queryLength: 20, headDim: 16 };
     await backend.prepare([{ shape, returnWeights: true, precision: 'f16-storage' }]);
     const prepared = compiled();
-    expect(prepared).toBe(2);
+    expect(prepared).toBe(3);
     await backend.attention(inputsFor(shape), { precision: 'f16-storage', returnWeights: true });
+    await backend.attention(inputsFor(shape), { precision: 'f16-storage', returnWeights: true, softcap: 5 });
     expect(compiled()).toBe(prepared);
     // The f32 kernels are other pipelines: the count is real.
     await backend.attention(inputsFor(shape));

@@ -1,7 +1,13 @@
-import { type AttentionOptions, type AttentionShape, isAttnkitError } from '@attnkit/spec';
+import {
+  type AttentionOptions,
+  type AttentionShape,
+  isAttnkitError,
+  resolveOptions,
+  resolveShape,
+} from '@attnkit/spec';
 import { describe, expect, it } from 'vitest';
 import { createWebGpuBackend, KERNEL_TIERS, type KernelTier } from '../src/index.js';
-import { forwardVariant } from '../src/planning.js';
+import { forwardVariant, planAttention } from '../src/planning.js';
 import type { DeviceState } from '../src/state.js';
 import { availableTiers, resolveTier } from '../src/tier.js';
 import { expectMatchesReference, inputsFor, ownDevice } from './helpers.js';
@@ -69,6 +75,7 @@ describe("the forward's kernel choice (no device)", () => {
       bk: 32,
       wg: 64,
       reduce: 'subgroup',
+      logitTerms: 'all',
     });
     expect(forwardVariant(stateWith(32768, 'baseline'), undefined, shape(64)).tiled?.reduce).toBe(
       'workgroup',
@@ -87,6 +94,20 @@ describe("the forward's kernel choice (no device)", () => {
       'workgroup',
     );
     expect(forwardVariant(stateWith(32768, 'subgroups'), 6, shape(64)).tiled).toMatchObject({ g: 1, wg: 6 });
+  });
+
+  it('compiles the logit terms out of the tiled kernel only for calls that use none of them', () => {
+    const state = stateWith(32768, 'subgroups');
+    const resolved = resolveShape(shape(64));
+    const termsOf = (options: AttentionOptions) =>
+      planAttention(state, undefined, resolved, resolveOptions(options, resolved), 'bhld', 'attention')
+        .variant.tiled?.logitTerms;
+    expect(termsOf({})).toBe('dot');
+    expect(termsOf({ causal: true, slidingWindow: 8, keyMask: new Uint8Array(64).fill(1) })).toBe('dot');
+    expect(termsOf({ sinks: new Float32Array([1]), returnLse: true })).toBe('dot');
+    expect(termsOf({ softcap: 30 })).toBe('all');
+    expect(termsOf({ alibiSlopes: new Float32Array([0.5]) })).toBe('all');
+    expect(termsOf({ bias: { data: new Float32Array(64 * 64), shape: [1, 1, 64, 64] } })).toBe('all');
   });
 
   it('keeps a value head narrower than its row group in the tiled kernel (rows padded to the lanes)', () => {
@@ -193,6 +214,25 @@ describe('tiers on this adapter', () => {
       const backend = createWebGpuBackend({ tier });
       const ref = await expectMatchesReference(backend, inputs, { causal: true, keyMask, returnLse: true });
       expect(ref.output.every(Number.isFinite)).toBe(true);
+      await backend.dispose();
+    });
+
+    it(`${tier}: the tiled kernel without logit terms gives the bits of the one with them, at zero terms`, async () => {
+      // No bias runs the 'dot' variant; an all-zero bias and zero ALiBi slopes run 'all', whose
+      // terms then add exact zeros: the outputs and lse must agree bit for bit.
+      const plain: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 48, keyLength: 50, headDim: 16 };
+      const inputs = inputsFor(plain, 7);
+      const backend = createWebGpuBackend({ tier });
+      const base: AttentionOptions = { causal: true, returnLse: true };
+      await expectMatchesReference(backend, inputs, base);
+      const dot = await backend.attention(inputs, base);
+      const all = await backend.attention(inputs, {
+        ...base,
+        bias: { data: new Float32Array(48 * 50), shape: [1, 1, 48, 50] },
+        alibiSlopes: new Float32Array(2),
+      });
+      expect(all.output).toEqual(dot.output);
+      expect(all.lse).toEqual(dot.lse);
       await backend.dispose();
     });
 

@@ -13,6 +13,7 @@ import type { StoragePrecision } from '@attnkit/spec';
 import {
   Flags,
   forwardHeader,
+  type LogitTerms,
   logitFromDotCode,
   queryTileCode,
   sinkFoldCode,
@@ -39,6 +40,8 @@ export interface TiledVariant {
    * Irrelevant, and `workgroup`, when `g` is 1.
    */
   reduce: 'subgroup' | 'workgroup';
+  /** The logit terms compiled in (see {@link LogitTerms}); `'dot'` serves only calls without them. */
+  logitTerms: LogitTerms;
 }
 
 /** Query rows per workgroup of a tiled variant. */
@@ -321,7 +324,7 @@ ${queryTileCode('gi')}
       var low = 0.0;
       if (vis) {
         let dotv = sc[t];
-        ${logitFromDotCode('dotv')}
+        ${logitFromDotCode('dotv', v.logitTerms)}
         logit = select(s, nanValue(), isNanOrPosInf(s));
         low = lo;
       }

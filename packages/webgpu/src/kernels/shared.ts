@@ -290,6 +290,25 @@ export function keyBandCode(start: string, end: string, first: string, last: str
 }
 
 /**
+ * Which terms a kernel's logit code holds: `'all'` (softcap, bias and ALiBi, each behind its flag of
+ * the uniform block) or `'dot'` (the scaled dot product alone, for calls that use none of them).
+ * Masks and sinks are not terms: every variant applies them.
+ */
+export type LogitTerms = 'all' | 'dot';
+
+/** Every {@link LogitTerms}, for whoever compiles ahead of the calls. */
+export const LOGIT_TERMS: readonly LogitTerms[] = ['all', 'dot'];
+
+/** The logit terms a call needs: `'dot'` unless it sets softcap, a bias or ALiBi slopes. */
+export function logitTermsOf(options: {
+  softcap: number | null;
+  bias: unknown;
+  alibiSlopes: Float32Array | null;
+}): LogitTerms {
+  return options.softcap === null && options.bias === null && options.alibiSlopes === null ? 'dot' : 'all';
+}
+
+/**
  * The logit of query `i` and key `j` as WGSL statements: leaves `s` (and its TwoSum error `lo`) and,
  * with softcap, `capX` (the tanh argument, which the backward differentiates through). Needs `b`,
  * `h`, `i`, `j`, `pos` in scope and a parameter block with the fields it reads (`d`, `scale`,
@@ -306,7 +325,14 @@ export function logitCode(qExpr: (d: string) => string, kExpr: (d: string) => st
  * {@link logitCode} after the dot product: the logit from `q . k` (the WGSL expression `dot`), for
  * kernels that compute their dot products in blocks (kernels/flash-attention.ts).
  */
-export function logitFromDotCode(dot: string): string {
+export function logitFromDotCode(dot: string, terms: LogitTerms = 'all'): string {
+  if (terms === 'dot') {
+    // A call without softcap, bias and ALiBi (the planner's choice): no branch per logit for them.
+    return `
+  let s = P.scale * ${dot};
+  let lo = 0.0;
+`;
+  }
   // Order fixed by the spec's semantics: scale -> softcap -> + bias + ALiBi; masks are checked by the caller.
   return `
   var s = P.scale * ${dot};
