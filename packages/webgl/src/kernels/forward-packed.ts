@@ -351,8 +351,10 @@ const FOUR_VALUE_TEXELS = [0, 1, 2, 3]
   .map(
     (n) => `    vec4 v${n} = texelFetch(user_v, ivec2(vc.x + col, vc.y), 0);
     vc.x += G;
-    int wrap${n} = int(vc.x == lineEnd);
-    vc = ivec2(vc.x * (1 - wrap${n}), vc.y + wrap${n});
+    if (vc.x == lineEnd) {
+      vc.x = 0;
+      vc.y += 1;
+    }
 `,
   )
   .join('');
