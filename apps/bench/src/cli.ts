@@ -25,7 +25,7 @@ import cliProgress from 'cli-progress';
 import { seriesIds } from './analysis.js';
 import { backwardGoalLines } from './backward-tables.js';
 import { backwardTableText, probeTableText } from './backward-text.js';
-import { runBrowserPart } from './browser.js';
+import { PAGE_DIR, runBrowserPart } from './browser.js';
 import { latencyChart } from './charts.js';
 import type { ChildMessage, ChildRequest } from './child.js';
 import { decodeGoalLines } from './decode-tables.js';
@@ -39,6 +39,7 @@ import {
   resolveRun,
   selectEntries,
 } from './options.js';
+import { stalePageWarning } from './page-freshness.js';
 import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, fastestOfPasses, serializeResults } from './results.js';
 import {
@@ -53,6 +54,8 @@ import {
 import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** The workspace's packages (this file runs from apps/bench/dist), whose builds the bench page bundles. */
+const WORKSPACE_PACKAGES = path.join(here, '..', '..', '..', 'packages');
 
 /** How long a child may live before it is killed: its budgets plus slack for startup and one slow run. */
 function childDeadlineMs(series: Workload[][], run: RunOptions): number {
@@ -291,6 +294,10 @@ async function main(argv: string[]): Promise<void> {
   console.log(
     `attnkit bench${options.quick ? ' --quick' : ''}: ${nodeEntries.length + browserEntries.length} subjects x ${cells} workloads on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}`,
   );
+  if (browserEntries.length > 0) {
+    const stale = stalePageWarning(path.join(PAGE_DIR, 'index.html'), WORKSPACE_PACKAGES);
+    if (stale !== null) console.error(`warning: ${stale}`);
+  }
   // measured first, while no subject process competes for the cores
   const ceilings = measureCeilings();
   console.log(
