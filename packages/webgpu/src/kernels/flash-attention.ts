@@ -49,12 +49,19 @@ export function tiledRows(v: TiledVariant): number {
   return (v.rq * v.wg) / v.g;
 }
 
+/**
+ * Vec4s per staged v row: every column a lane's unrolled P.V reads (`ceil(valueDim / 4g)` per lane,
+ * so at least `valueDim / 4`), which keeps those reads inside the array without a bounds branch.
+ */
+function valueRowVec4s(v: TiledVariant): number {
+  return v.g * Math.ceil(v.valueDim / 4 / v.g);
+}
+
 /** Workgroup-memory sizes (in floats, per variable) of a tiled variant, for the fit check. */
 export function tiledWorkgroupSizes(v: TiledVariant): number[] {
   const bq = tiledRows(v);
   const qStride = v.headDim / 4 + 1;
-  const vStride = 4 * v.g * Math.ceil(v.valueDim / 4 / v.g);
-  const sizes = [4 * bq * qStride, 4 * v.bk * qStride, v.bk * vStride];
+  const sizes = [4 * bq * qStride, 4 * v.bk * qStride, 4 * v.bk * valueRowVec4s(v)];
   if (v.g > 1 && v.reduce === 'workgroup') sizes.push(bq * v.bk, bq * v.g, bq * v.g);
   if (v.g > 1 && v.reduce === 'subgroup') sizes.push(1);
   return sizes;
@@ -237,11 +244,11 @@ const DV4C = ${DV4C}u;
 // q and k rows are padded by one vec4 so that lanes reading different rows hit different banks.
 const QS = ${D4C + 1}u;
 // v rows hold every column a lane's unrolled P.V reads (CPL g vec4s, >= DV4C).
-const VS = ${CPL * G}u;
+const VS = ${valueRowVec4s(v)}u;
 
 var<workgroup> qs: array<vec4<f32>, ${BQ * (D4C + 1)}>;
 var<workgroup> ks: array<vec4<f32>, ${BK * (D4C + 1)}>;
-var<workgroup> vs: array<vec4<f32>, ${BK * CPL * G}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * valueRowVec4s(v)}>;
 ${shared ? `var<workgroup> ps: array<f32, ${BQ * BK}>;\nvar<workgroup> redF: array<f32, ${BQ * G}>;\nvar<workgroup> redU: array<u32, ${BQ * G}>;` : ''}
 ${subgroup ? 'var<workgroup> slotBase: atomic<u32>;' : ''}
 
