@@ -64,9 +64,9 @@ export function bindGroupEntries<T extends readonly Binding[]>(
 const COMPUTE_STAGE = 4;
 
 /**
- * The bind group layout entries of a table, for a pipeline whose code may leave a binding unused (a
- * kernel variant that compiles an option's code out): `layout: 'auto'` would drop that binding and
- * reject the bind group that {@link bindGroupEntries} makes from the whole table.
+ * The bind group layout entries of a table, numbered as {@link bindGroupEntries} numbers them: every
+ * pipeline's layout, so a kernel variant that compiles an option's code out (leaving its binding
+ * unused) takes the same bind group, which `layout: 'auto'` would reject.
  */
 export function bindGroupLayoutEntries(table: readonly Binding[]): GPUBindGroupLayoutEntry[] {
   return table.map((b, index) => ({

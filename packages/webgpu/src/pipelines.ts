@@ -2,15 +2,33 @@ import type { KVCachePrecision } from '@attnkit/spec';
 import { type Binding, bindGroupLayoutEntries } from './bindings.js';
 import { deviceError } from './errors.js';
 import { attentionShader } from './kernels/attention.js';
-import type { BackwardVariant } from './kernels/backward-common.js';
+import {
+  type BackwardVariant,
+  BIAS_GRAD_BINDINGS,
+  DELTA_BINDINGS,
+  DKDV_BINDINGS,
+  DQ_BINDINGS,
+  SINKS_GRAD_BINDINGS,
+} from './kernels/backward-common.js';
 import { biasGradShader } from './kernels/bias-grad.js';
-import { cacheMergeShader, cachePartialShader } from './kernels/cache-attention.js';
+import {
+  CACHE_MERGE_BINDINGS,
+  cacheMergeShader,
+  cachePartialBindings,
+  cachePartialShader,
+} from './kernels/cache-attention.js';
 import { deltaShader } from './kernels/delta.js';
 import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
 import { tiledAttentionShader } from './kernels/flash-attention.js';
 import { matmulShader } from './kernels/matmul.js';
-import { ATTENTION_BINDINGS, type AttentionVariant } from './kernels/shared.js';
+import {
+  ATTENTION_BINDINGS,
+  type AttentionVariant,
+  MATMUL_BIAS_BINDINGS,
+  MATMUL_BINDINGS,
+  WEIGHTS_BINDINGS,
+} from './kernels/shared.js';
 import { sinksGradShader } from './kernels/sinks-grad.js';
 import { weightsShader } from './kernels/weights.js';
 import { type ForwardVariant, matmulTile } from './planning.js';
@@ -30,14 +48,16 @@ const PIPELINES = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>
 const COMPILED = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 /**
- * The compiled pipeline of `code`, cached per device under `key`. With `table`, its bind group layout
- * is the table's (see {@link bindGroupLayoutEntries}); without, `'auto'` (every binding is used).
+ * The compiled pipeline of `code`, cached per device under `key`. Its bind group layout is generated
+ * from `table`, the binding table that also generated the code's declarations and the host's bind
+ * group entries, so a variant that compiles an option's code out (and leaves its binding unused) still
+ * takes the same bind group; `layout: 'auto'` would drop that binding.
  */
 export function pipeline(
   s: DeviceState,
   key: string,
   code: string,
-  table?: readonly Binding[],
+  table: readonly Binding[],
 ): Promise<GPUComputePipeline> {
   const { device } = s;
   let cache = PIPELINES.get(device);
@@ -50,12 +70,9 @@ export function pipeline(
   const created = (async () => {
     const module = device.createShaderModule({ code, label: `attnkit:${key}` });
     try {
-      const layout =
-        table === undefined
-          ? 'auto'
-          : device.createPipelineLayout({
-              bindGroupLayouts: [device.createBindGroupLayout({ entries: bindGroupLayoutEntries(table) })],
-            });
+      const layout = device.createPipelineLayout({
+        bindGroupLayouts: [device.createBindGroupLayout({ entries: bindGroupLayoutEntries(table) })],
+      });
       return await device.createComputePipelineAsync({
         layout,
         compute: { module, entryPoint: 'main' },
@@ -97,21 +114,28 @@ export async function attentionPipelines(
   const key = `${precision}${JSON.stringify(scalar)}`;
   const [attention, w] = await Promise.all([
     tiled === null
-      ? pipeline(s, `attention:${key}`, attentionShader(scalar, precision))
+      ? pipeline(s, `attention:${key}`, attentionShader(scalar, precision), ATTENTION_BINDINGS)
       : pipeline(
           s,
           `attention-tiled:${precision}${JSON.stringify(tiled)}`,
           tiledAttentionShader(tiled, precision),
           ATTENTION_BINDINGS,
         ),
-    weights ? pipeline(s, `weights:${key}`, weightsShader(scalar, precision)) : Promise.resolve(null),
+    weights
+      ? pipeline(s, `weights:${key}`, weightsShader(scalar, precision), WEIGHTS_BINDINGS)
+      : Promise.resolve(null),
   ]);
   return { attention, weights: w };
 }
 
 export function matmulPipeline(s: DeviceState, bias: boolean): Promise<GPUComputePipeline> {
   const tile = matmulTile(s);
-  return pipeline(s, `matmul:${tile}:${bias}`, matmulShader(tile, bias));
+  return pipeline(
+    s,
+    `matmul:${tile}:${bias}`,
+    matmulShader(tile, bias),
+    bias ? MATMUL_BIAS_BINDINGS : MATMUL_BINDINGS,
+  );
 }
 
 export interface BackwardPipelines {
@@ -130,11 +154,11 @@ export async function backwardPipelines(s: DeviceState, v: BackwardVariant): Pro
   // Each tiled kernel is keyed by what its code depends on, so a change of the other's tiles reuses it.
   const sizes = { headDim: v.headDim, valueDim: v.valueDim, wg: v.wg };
   const [delta, dkdv, dq, biasGrad, sinksGrad] = await Promise.all([
-    pipeline(s, `backward-delta:${v.wg}`, deltaShader(v.wg)),
-    pipeline(s, `backward-dkdv${JSON.stringify({ ...sizes, tiles: v.kv })}`, dkdvShader(v)),
-    pipeline(s, `backward-dq${JSON.stringify({ ...sizes, tiles: v.q })}`, dqShader(v)),
-    pipeline(s, `backward-bias:${v.wg}`, biasGradShader(v.wg)),
-    pipeline(s, `backward-sinks:${v.wg}`, sinksGradShader(v.wg)),
+    pipeline(s, `backward-delta:${v.wg}`, deltaShader(v.wg), DELTA_BINDINGS),
+    pipeline(s, `backward-dkdv${JSON.stringify({ ...sizes, tiles: v.kv })}`, dkdvShader(v), DKDV_BINDINGS),
+    pipeline(s, `backward-dq${JSON.stringify({ ...sizes, tiles: v.q })}`, dqShader(v), DQ_BINDINGS),
+    pipeline(s, `backward-bias:${v.wg}`, biasGradShader(v.wg), BIAS_GRAD_BINDINGS),
+    pipeline(s, `backward-sinks:${v.wg}`, sinksGradShader(v.wg), SINKS_GRAD_BINDINGS),
   ]);
   return { delta, dkdv, dq, biasGrad, sinksGrad };
 }
@@ -157,8 +181,8 @@ export async function cachePipelines(
 ): Promise<CachePipelines> {
   const keys = cacheKeys(v, precision);
   const [partial, merge] = await Promise.all([
-    pipeline(s, keys.partial, cachePartialShader(v, precision)),
-    pipeline(s, keys.merge, cacheMergeShader(v.wg)),
+    pipeline(s, keys.partial, cachePartialShader(v, precision), cachePartialBindings(precision)),
+    pipeline(s, keys.merge, cacheMergeShader(v.wg), CACHE_MERGE_BINDINGS),
   ]);
   return { partial, merge };
 }

@@ -6,7 +6,7 @@
  * constant bounds; the backend caches one pipeline per variant.
  */
 
-import type { StoragePrecision } from '@attnkit/spec';
+import type { ResolvedOptions, StoragePrecision } from '@attnkit/spec';
 import { type Binding, binding, bindingDeclarations, PARAMS_BINDING } from '../bindings.js';
 
 /**
@@ -300,11 +300,7 @@ export type LogitTerms = 'all' | 'dot';
 export const LOGIT_TERMS: readonly LogitTerms[] = ['all', 'dot'];
 
 /** The logit terms a call needs: `'dot'` unless it sets softcap, a bias or ALiBi slopes. */
-export function logitTermsOf(options: {
-  softcap: number | null;
-  bias: unknown;
-  alibiSlopes: Float32Array | null;
-}): LogitTerms {
+export function logitTermsOf(options: Pick<ResolvedOptions, 'softcap' | 'bias' | 'alibiSlopes'>): LogitTerms {
   return options.softcap === null && options.bias === null && options.alibiSlopes === null ? 'dot' : 'all';
 }
 
