@@ -40,6 +40,7 @@ import {
   selectEntries,
 } from './options.js';
 import { stalePageWarning } from './page-freshness.js';
+import { mergeSpreads, passRatioSpread } from './pass-spread.js';
 import { checkAppendFile, outputPlan } from './paths.js';
 import { type BenchResults, fastestOfPasses, serializeResults } from './results.js';
 import {
@@ -51,7 +52,7 @@ import {
   NODE_STATELESS,
   type SubjectEntry,
 } from './subjects.js';
-import { latencyTable, ratioTableText, rooflineTableText } from './table.js';
+import { latencyTable, ratioTableText, rooflineTableText, spreadTableText } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The workspace's packages (this file runs from apps/bench/dist), whose builds the bench page bundles. */
@@ -231,6 +232,7 @@ function merge(earlier: BenchResults, now: BenchResults): BenchResults {
     ceilings: earlier.ceilings ?? now.ceilings,
     rssProbe: now.rssProbe ?? earlier.rssProbe,
     subjects: [...earlier.subjects.filter((s) => !ids.has(s.id)), ...now.subjects],
+    ratioSpread: mergeSpreads(earlier, now),
   };
 }
 
@@ -401,6 +403,7 @@ async function main(argv: string[]): Promise<void> {
     ...(passes > 1 && { passes }),
     ...(rssProbe && { rssProbe }),
   };
+  if (passes > 1) results.ratioSpread = passRatioSpread(results, reportsByPass);
   if (appendFile !== undefined)
     results = merge(JSON.parse(readFileSync(appendFile, 'utf8')) as BenchResults, results);
   for (const s of results.subjects)
@@ -413,6 +416,8 @@ async function main(argv: string[]): Promise<void> {
   if (shown !== undefined) {
     console.log(latencyTable(results, shown));
     console.log(ratioTableText(results, shown));
+    const spread = spreadTableText(results, shown);
+    if (spread !== null) console.log(spread);
     const backward = backwardTableText(results, shown);
     if (backward !== '') console.log(backward);
     // every decode-cache series: the per-step table is the mode's result (p10/p90 and vs stateless)

@@ -64,9 +64,15 @@ export function probeSize(value: string): number | false {
 /** The backward mode's memory probe size when `--rss-probe` is not given: the issue's N = 16384, none in a quick run. */
 export const DEFAULT_PROBE_SIZE = 16384;
 
+/**
+ * Most `--passes`: enough for a per-pass ratio spread (pass-spread.ts) to say whether a ratio near 1
+ * is a lead or the load, few enough that a full run still fits an evening.
+ */
+export const MAX_PASSES = 8;
+
 function passCount(value: string): number {
   const n = positiveInt(value);
-  if (n > 4) throw new InvalidArgumentError(`expected 1 to 4 passes, got ${value}`);
+  if (n > MAX_PASSES) throw new InvalidArgumentError(`expected 1 to ${MAX_PASSES} passes, got ${value}`);
   return n;
 }
 
@@ -139,7 +145,7 @@ export function program(): Command {
     .option('--max-run <seconds>', 'do not start a size whose predicted single run is longer', seconds)
     .option(
       '--passes <n>',
-      'run every subject n times (1-4; default 2 with --update-committed, else 1), the subject order reversed every other pass; each row keeps its fastest pass, so a load change during the run favours no subject (ratios are then best of n against best of n)',
+      `run every subject n times (1-${MAX_PASSES}; default 2 with --update-committed, else 1), the subject order reversed every other pass; each row keeps its fastest pass, so a load change during the run favours no subject (ratios are then best of n against best of n), and a second table gives each ratio pass by pass (median, range, passes with attnkit at least as fast)`,
       passCount,
     )
     .option(

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HEADLINE_SERIES } from '@attnkit/benchmarks';
 import { seriesIds } from './analysis.js';
+import { spreadTableMarkdown } from './pass-spread.js';
 import type { BenchResults } from './results.js';
 import { latencyTableMarkdown, ratioTableMarkdown } from './table.js';
 
@@ -31,6 +32,8 @@ for (const series of [HEADLINE_SERIES, ...EXTRA].filter((s) => available.include
     `### ${series}: ratio (peer ms / attnkit ms; above 1 = attnkit faster)`,
     ratioTableMarkdown(results, series),
   );
+  const spread = spreadTableMarkdown(results, series);
+  if (spread !== null) parts.push(spread);
   parts.push(
     `### ${series}: median ms ("budget": stopped by the time budget)`,
     latencyTableMarkdown(results, series),

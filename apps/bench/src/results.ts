@@ -6,6 +6,7 @@ import type {
   RunOptions,
   SubjectReport,
 } from '@attnkit/benchmarks';
+import type { RatioSpread } from './pass-spread.js';
 
 /** Machine information carried by every result file. */
 export interface MachineInfo {
@@ -40,6 +41,11 @@ export interface BenchResults {
    * its fastest pass's. Absent for one pass (older files).
    */
   passes?: number;
+  /**
+   * `--passes` above 1: every ratio cell computed from each pass alone (see pass-spread.ts), so a
+   * reader sees how far the load moved it. Absent for one pass (and in older files).
+   */
+  ratioSpread?: RatioSpread[];
   /** Backward runs: the RSS probe, one fresh process per attnkit backend (absent when not run). */
   rssProbe?: RssProbeResult[];
 }

@@ -10,6 +10,7 @@ import {
   seriesSizes,
   subjectsOf,
 } from './analysis.js';
+import { SPREAD_TITLE, spreadRows } from './pass-spread.js';
 import type { BenchResults } from './results.js';
 import { ceilingsLine, formatPercent, formatRate, rooflineSummary } from './roofline.js';
 
@@ -128,4 +129,17 @@ export function rooflineTableText(results: BenchResults, series: string): string
       formatPercent(r.copyPercent),
     ]);
   return `${series}: CPU results against ${ceilingsLine(results)}\n${table.toString()}`;
+}
+
+/** Terminal version of `spreadRows` (pass-spread.ts), or `null`. */
+export function spreadTableText(results: BenchResults, series: string): string | null {
+  const spread = spreadRows(results, series);
+  if (spread === null) return null;
+  const table = new Table({
+    head: ['N', 'attnkit', ...spread.families.map((f) => `vs ${f}`)],
+    style: { head: [], border: [] },
+  });
+  for (const r of spread.rows)
+    table.push([String(r.n), r.backend, ...spread.families.map((f) => r.cells[f])]);
+  return `${series}: ${SPREAD_TITLE}\n${table.toString()}`;
 }

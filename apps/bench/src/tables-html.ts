@@ -1,4 +1,5 @@
 import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
+import { formatSpread, summarizeSpread } from './pass-spread.js';
 import type { BenchResults } from './results.js';
 import { ceilingsLine, formatPercent, formatRate, rooflineRows } from './roofline.js';
 
@@ -20,7 +21,14 @@ export function ratioTableHtml(results: BenchResults, series: string): string {
           const c = r.cells[f];
           if (c.ratio === null) return `<td class="na">${escapeHtml(c.note ?? '')}</td>`;
           const cls = c.ratio >= 1 ? 'win' : 'lose';
-          return `<td class="${cls}" title="${escapeHtml(c.peerVariant ?? '')}">${formatRatio(c.ratio)}</td>`;
+          const spread = results.ratioSpread?.find(
+            (s) => s.series === series && s.n === r.n && s.backend === r.backend && s.family === f,
+          );
+          const summary = spread === undefined ? null : summarizeSpread(spread.perPass);
+          const title = [c.peerVariant ?? '', summary === null ? '' : `per pass: ${formatSpread(summary)}`]
+            .filter((t) => t !== '')
+            .join('; ');
+          return `<td class="${cls}" title="${escapeHtml(title)}">${formatRatio(c.ratio)}</td>`;
         })
         .join('');
       return `<tr><td>${r.n}</td><td>${escapeHtml(r.backend)}</td><td>${r.backendMs === null ? '' : formatMs(r.backendMs)}</td>${cells}</tr>`;

@@ -237,12 +237,17 @@ describe('command line (built dist/cli.js)', () => {
     expect(results.passes).toBe(2);
     expect(results.subjects.map((s) => s.id)).toEqual(['cpu', 'naive-js']);
     for (const s of results.subjects) expect(s.rows.map((r) => r.status)).toEqual(['ok']);
+    // the ratio pass by pass: cpu against naive-js, one ratio from each pass
+    expect(stdout).toContain('ratio per pass: median (range, passes with attnkit at least as fast)');
+    const spread = results.ratioSpread?.filter((s) => s.backend === 'cpu' && s.family === 'naive-js');
+    expect(spread?.map((s) => [s.series, s.n, s.perPass.length])).toEqual([['prefill-causal-d16-h1', 64, 2]]);
+    for (const r of spread?.[0].perPass ?? []) expect(r).toBeGreaterThan(0);
     expect(() =>
-      execFileSync(process.execPath, [cli, ...args, '--no-browser', '--passes', '5'], {
+      execFileSync(process.execPath, [cli, ...args, '--no-browser', '--passes', '9'], {
         encoding: 'utf8',
         stdio: 'pipe',
       }),
-    ).toThrow(/expected 1 to 4 passes/);
+    ).toThrow(/expected 1 to 8 passes/);
   });
 
   it('a subject that cannot run is reported unavailable with the reason, not dropped', () => {
