@@ -27,7 +27,7 @@ import { WebGpuKVCache } from './cache.js';
 import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
-import { LOGIT_TERMS } from './kernels/shared.js';
+import { LOGIT_TERMS, type LogitTerms } from './kernels/shared.js';
 import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline } from './pipelines.js';
 import { backwardVariant, cacheVariant, forwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
@@ -61,10 +61,21 @@ interface CheckedWorkload {
   backward: boolean;
   kvCache: boolean;
   precision: StoragePrecision;
+  /** The tiled forward's variants to compile: the workload's `logitTerms`, or both. */
+  logitTerms: readonly LogitTerms[];
 }
 
-const WORKLOAD_KEYS = new Set(['shape', 'returnWeights', 'matmul', 'backward', 'kvCache', 'precision']);
-const WORKLOAD_FORM = 'an object { shape, returnWeights?, matmul?, backward?, kvCache?, precision? }';
+const WORKLOAD_KEYS = new Set([
+  'shape',
+  'returnWeights',
+  'matmul',
+  'backward',
+  'kvCache',
+  'precision',
+  'logitTerms',
+]);
+const WORKLOAD_FORM =
+  'an object { shape, returnWeights?, matmul?, backward?, kvCache?, precision?, logitTerms? }';
 
 /** Validates every workload before anything is acquired, as the other calls do. */
 function checkWorkloads(workloads: unknown): CheckedWorkload[] {
@@ -96,12 +107,14 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
     if (typeof w !== 'object' || w === null) return bad(argument, WORKLOAD_FORM, w);
     const record = w as Record<string, unknown>;
     for (const key of Object.keys(record)) {
-      if (!WORKLOAD_KEYS.has(key))
-        bad(`${argument}.${key}`, 'one of shape, returnWeights, matmul, backward, kvCache, precision', key);
+      if (!WORKLOAD_KEYS.has(key)) bad(`${argument}.${key}`, `one of ${[...WORKLOAD_KEYS].join(', ')}`, key);
     }
     const precision = record.precision ?? 'f32';
     if (!STORAGE_PRECISIONS.includes(precision as StoragePrecision))
       bad(`${argument}.precision`, `one of ${STORAGE_PRECISIONS.map((p) => `'${p}'`).join(', ')}`, precision);
+    const terms = record.logitTerms;
+    if (terms !== undefined && !LOGIT_TERMS.includes(terms as LogitTerms))
+      bad(`${argument}.logitTerms`, `one of ${LOGIT_TERMS.map((t) => `'${t}'`).join(', ')}`, terms);
     for (const flag of ['returnWeights', 'matmul', 'backward', 'kvCache'] as const) {
       const value = record[flag];
       if (value !== undefined && typeof value !== 'boolean') bad(`${argument}.${flag}`, 'a boolean', value);
@@ -113,6 +126,7 @@ function checkWorkloads(workloads: unknown): CheckedWorkload[] {
       backward: record.backward === true,
       kvCache: record.kvCache === true,
       precision: precision as StoragePrecision,
+      logitTerms: terms === undefined ? LOGIT_TERMS : [terms as LogitTerms],
     };
   });
 }
@@ -294,8 +308,8 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
     // compiled again and a call racing prepare waits for the same compilation.
     await Promise.all(
       checked.flatMap((w) => [
-        // Options are not part of a workload: both logit-term variants, whichever a call will use.
-        ...LOGIT_TERMS.map((terms) =>
+        // The logit-term variants the workload names (both unless it says which a call will use).
+        ...w.logitTerms.map((terms) =>
           attentionPipelines(
             s,
             forwardVariant(s, this.workgroupSize, w.shape, w.precision, terms),

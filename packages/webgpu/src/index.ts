@@ -25,6 +25,7 @@ export {
   type DeviceOptions,
   type NodeWebGpuModule,
 } from './device.js';
+export { LOGIT_TERMS, type LogitTerms } from './kernels/shared.js';
 export { KERNEL_TIERS, type KernelTier } from './tier.js';
 
 /** Zero-argument factory (what the conformance CLI imports): a backend that acquires its own device. */

@@ -10,6 +10,7 @@ import type {
   StoragePrecision,
 } from '@attnkit/spec';
 import type { DeviceOptions } from './device.js';
+import type { LogitTerms } from './kernels/shared.js';
 import type { KernelTier } from './tier.js';
 
 export type { TensorLayout } from '@attnkit/spec';
@@ -68,6 +69,14 @@ export interface WebGpuWorkload {
    * calls will use: `'f16-storage'` compiles the kernels that unpack binary16 pairs. Default `'f32'`.
    */
   precision?: StoragePrecision;
+  /**
+   * The logit terms the calls will use, when known: `'dot'` for calls with none of softcap, a bias
+   * and ALiBi slopes, `'all'` for calls with some of them. The tiled forward has one pipeline for
+   * each (SwiftShader pays for the terms' code even where a flag switches it off), so saying which
+   * saves one compilation; omitted, both are compiled and any call compiles nothing. Short rows
+   * (the scalar kernel) share one pipeline either way.
+   */
+  logitTerms?: LogitTerms;
 }
 
 /**

@@ -77,6 +77,25 @@ describe('prepare', () => {
     expect(compiled()).toBe(prepared + 1);
   });
 
+  it('compiles only the logit-term variant a workload names', async () => {
+    // Lq 20: the tiled forward, whose two variants differ by the softcap/bias/ALiBi code
+    const shape = { batch: 1, queryHeads: 2, queryLength: 20, headDim: 16 };
+    const dot = await countingBackend();
+    await dot.backend.prepare([{ shape, logitTerms: 'dot' }]);
+    expect(dot.compiled()).toBe(1);
+    await dot.backend.attention(inputsFor(shape), { causal: true, sinks: new Float32Array([0, 1]) });
+    expect(dot.compiled()).toBe(1); // masks and sinks are in both variants
+    await dot.backend.attention(inputsFor(shape), { softcap: 5 });
+    expect(dot.compiled()).toBe(2); // the other variant, compiled by the call: the count is real
+    const all = await countingBackend();
+    await all.backend.prepare([{ shape, logitTerms: 'all' }]);
+    expect(all.compiled()).toBe(1);
+    await all.backend.attention(inputsFor(shape), { softcap: 5, alibiSlopes: new Float32Array([0.5, 0.25]) });
+    expect(all.compiled()).toBe(1);
+    await all.backend.attention(inputsFor(shape));
+    expect(all.compiled()).toBe(2);
+  });
+
   it('rejects a bad workload with invalid-argument before acquiring anything', async () => {
     const backend = track(createWebGpuBackend());
     const bad: unknown[] = [
@@ -85,6 +104,7 @@ describe('prepare', () => {
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, matmul: 'yes' }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, backward: 1 }],
       [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, precision: 'f16' }],
+      [{ shape: { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 }, logitTerms: 'softcap' }],
       'not an array',
     ];
     for (const workloads of bad) {
@@ -92,6 +112,20 @@ describe('prepare', () => {
         code: 'invalid-argument',
       });
     }
+    const shape1 = { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 };
+    await expect(
+      backend.prepare([{ shape: shape1, logitTerms: 'none' } as unknown as WebGpuWorkload]),
+    ).rejects.toMatchObject({
+      argument: 'workloads[0].logitTerms',
+      expected: "one of 'all', 'dot'",
+      actual: 'none',
+    });
+    await expect(
+      backend.prepare([{ shape: shape1, logitTerm: 'dot' } as unknown as WebGpuWorkload]),
+    ).rejects.toMatchObject({
+      argument: 'workloads[0].logitTerm',
+      expected: expect.stringContaining('logitTerms'),
+    });
     expect(backend.memory().deviceBytes).toBe(0);
     await backend.dispose();
     const shape = { batch: 1, queryHeads: 1, queryLength: 1, headDim: 4 };
