@@ -73,7 +73,7 @@ export function summarizeSpread(perPass: readonly (number | null)[]): SpreadSumm
   };
 }
 
-/** `1.08x (0.95-1.20, 3/4 >= 1)`: median of the passes, their range, and the passes attnkit led. */
+/** `1.08x (0.95x-1.20x, 3/4 >= 1)`: median of the passes, their range, and the passes attnkit led. */
 export function formatSpread(summary: SpreadSummary): string {
   return `${formatRatio(summary.median)} (${formatRatio(summary.min)}-${formatRatio(summary.max)}, ${summary.ahead}/${summary.passes} >= 1)`;
 }

@@ -92,7 +92,8 @@ export interface WebGpuBackend extends AttentionBackend, DeviceBackend<GpuTensor
   /**
    * Initialises the backend and compiles, ahead of time, the pipelines that calls of these workloads
    * will use, so the first real call does not pay for shader compilation (seconds on a software
-   * GPU). Pipelines depend on the shape's size class (head sizes, tile sizes), not on other options.
+   * GPU). Pipelines depend on the shape's size class (head sizes, tile sizes), not on other options,
+   * except the tiled forward's logit terms ({@link WebGpuWorkload.logitTerms}).
    * Rejects with `invalid-argument` for a bad workload, before anything is acquired.
    */
   prepare(workloads: readonly WebGpuWorkload[]): Promise<void>;
