@@ -27,7 +27,7 @@ const MAX_OPTION = 2 ** 31 - 1;
 export interface WebglBackendOptions {
   /**
    * Keys per pass (the tile). Memory per pass is O(rows x tile); Lk itself is unbounded because the
-   * running max and denominator carry between passes. Default 256, capped by MAX_TEXTURE_SIZE.
+   * running max and denominator carry between passes. Default 512, capped by MAX_TEXTURE_SIZE.
    */
   tileKeys?: number;
   /**
