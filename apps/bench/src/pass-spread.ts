@@ -79,26 +79,45 @@ export function formatSpread(summary: SpreadSummary): string {
 }
 
 /**
- * The per-pass ratio table of one series, rows as in the ratio table; `null` for a one-pass run or
- * a series with no spread (a file from before `ratioSpread`, or no ratio in any pass).
+ * The summary text of one cell (`formatSpread`), or `''` where the file has no spread for it (one
+ * pass, a file from before `ratioSpread`, or no ratio in any pass).
+ */
+export function spreadText(
+  results: BenchResults,
+  cell: { series: string; n: number; backend: string; family: string },
+): string {
+  const spread = results.ratioSpread?.find(
+    (s) =>
+      s.series === cell.series && s.n === cell.n && s.backend === cell.backend && s.family === cell.family,
+  );
+  const summary = spread === undefined ? null : summarizeSpread(spread.perPass);
+  return summary === null ? '' : formatSpread(summary);
+}
+
+/** One row of the per-pass ratio table: an attnkit backend at one size, its text per peer family. */
+export interface SpreadRow {
+  n: number;
+  backend: string;
+  cells: Record<string, string>;
+}
+
+/**
+ * The per-pass ratio table of one series, rows as in the ratio table; `null` where no cell of the
+ * series has a spread.
  */
 export function spreadRows(
   results: BenchResults,
   series: string,
-): { families: string[]; rows: { n: number; backend: string; cells: Record<string, string> }[] } | null {
+): { families: string[]; rows: SpreadRow[] } | null {
   const spreads = (results.ratioSpread ?? []).filter((s) => s.series === series);
   if (spreads.length === 0) return null;
   const families = peerFamilies(results).filter((f) => spreads.some((s) => s.family === f));
-  const rows: { n: number; backend: string; cells: Record<string, string> }[] = [];
+  const rows: SpreadRow[] = [];
   const sizes = [...new Set(spreads.map((s) => s.n))].sort((a, b) => a - b);
   for (const n of sizes) {
     for (const backend of subjectsOf(results, 'attnkit').map((s) => s.id)) {
       const cells: Record<string, string> = {};
-      for (const family of families) {
-        const spread = spreads.find((s) => s.n === n && s.backend === backend && s.family === family);
-        const summary = spread === undefined ? null : summarizeSpread(spread.perPass);
-        cells[family] = summary === null ? '' : formatSpread(summary);
-      }
+      for (const family of families) cells[family] = spreadText(results, { series, n, backend, family });
       if (Object.values(cells).some((c) => c !== '')) rows.push({ n, backend, cells });
     }
   }

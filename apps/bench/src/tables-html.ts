@@ -1,5 +1,5 @@
 import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
-import { formatSpread, summarizeSpread } from './pass-spread.js';
+import { spreadText } from './pass-spread.js';
 import type { BenchResults } from './results.js';
 import { ceilingsLine, formatPercent, formatRate, rooflineRows } from './roofline.js';
 
@@ -21,11 +21,8 @@ export function ratioTableHtml(results: BenchResults, series: string): string {
           const c = r.cells[f];
           if (c.ratio === null) return `<td class="na">${escapeHtml(c.note ?? '')}</td>`;
           const cls = c.ratio >= 1 ? 'win' : 'lose';
-          const spread = results.ratioSpread?.find(
-            (s) => s.series === series && s.n === r.n && s.backend === r.backend && s.family === f,
-          );
-          const summary = spread === undefined ? null : summarizeSpread(spread.perPass);
-          const title = [c.peerVariant ?? '', summary === null ? '' : `per pass: ${formatSpread(summary)}`]
+          const spread = spreadText(results, { series, n: r.n, backend: r.backend, family: f });
+          const title = [c.peerVariant ?? '', spread === '' ? '' : `per pass: ${spread}`]
             .filter((t) => t !== '')
             .join('; ');
           return `<td class="${cls}" title="${escapeHtml(title)}">${formatRatio(c.ratio)}</td>`;
