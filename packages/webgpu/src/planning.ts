@@ -344,7 +344,11 @@ export function backwardVariant(
     );
     return kv === null || q === null ? null : { headDim: D, valueDim: Dv, wg, kv, q };
   };
-  const variant = plan(bucket(shape.headDim), bucket(shape.valueDim)) ?? plan(shape.headDim, shape.valueDim);
+  // The kernels stage rows as vec4s: capacities are whole vec4s even when not bucketed.
+  const round4 = (n: number) => Math.ceil(n / 4) * 4;
+  const variant =
+    plan(bucket(shape.headDim), bucket(shape.valueDim)) ??
+    plan(round4(shape.headDim), round4(shape.valueDim));
   if (variant !== null) return variant;
   throw unsupported(
     'shape.headDim + shape.valueDim',

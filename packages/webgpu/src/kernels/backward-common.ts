@@ -7,7 +7,8 @@ import { type Binding, binding, bindingDeclarations, PARAMS_BINDING } from '../b
 import {
   FLOAT_HELPERS,
   Flags,
-  logitCode,
+  load4Code,
+  logitFromDotCode,
   MASK_AT,
   OPTION_BINDINGS,
   paramsBytes,
@@ -155,6 +156,7 @@ ${bindingDeclarations(bindings)}
 ${MASK_AT}
 ${FLOAT_HELPERS}
 ${SECH2}
+${load4Code('QD')}${load4Code('KV')}
 const BQ = ${tiles.rows}u;
 const BK = ${tiles.keys}u;
 const WG = ${v.wg}u;
@@ -163,22 +165,23 @@ const NACC = ${accumulators}u;
 }
 
 /**
- * Stages `count` rows of `width` floats into the workgroup tile `tile`: row `index` = `first + e /
- * width` reads `load` (an expression of `index` and `e`) while `index < limit`, else 0.
+ * Stages `count` rows of `width4` vec4s (a row's floats rounded up to whole vec4s, zeros after its
+ * last) into the workgroup tile `tile`: row `index` = `first + e / width4` reads `load` (an
+ * expression of `index` and `e`) while `index < limit`, else zeros.
  */
 function stageCode(
   tile: string,
   count: string,
-  width: string,
+  width4: string,
   index: string,
   first: string,
   limit: string,
   load: string,
 ): string {
   return `
-  for (var e = lid; e < ${count} * ${width}; e += WG) {
-    let ${index} = ${first} + e / ${width};
-    var x = 0.0;
+  for (var e = lid; e < ${count} * ${width4}; e += WG) {
+    let ${index} = ${first} + e / ${width4};
+    var x = vec4<f32>(0.0);
     if (${index} < ${limit}) { x = ${load}; }
     ${tile}[e] = x;
   }`;
@@ -186,14 +189,15 @@ function stageCode(
 
 /** Stages the q and gradOutput rows of the query tile from `i0` (head rows from `rowBase`) into `qs`, `dos`. */
 export const STAGE_QUERY_ROWS =
-  stageCode('qs', 'BQ', 'D', 'i', 'i0', 'P.lq', 'QD[(rowBase + i) * D + e % D]') +
-  stageCode('dos', 'BQ', 'DV', 'i', 'i0', 'P.lq', 'QD[P.doOff + (rowBase + i) * DV + e % DV]');
+  stageCode('qs', 'BQ', 'D4', 'i', 'i0', 'P.lq', 'load4QD((rowBase + i) * D, e % D4, D)') +
+  stageCode('dos', 'BQ', 'DV4', 'i', 'i0', 'P.lq', 'load4QD(P.doOff + (rowBase + i) * DV, e % DV4, DV)');
 
 /** Stages the k rows (and with `values` the v rows) of the key tile from `j0` (from `kBase`) into `ks`, `vs`. */
 export function stageKeyRowsCode(values: boolean): string {
-  const keys = stageCode('ks', 'BK', 'D', 'j', 'j0', 'P.lk', 'KV[(kBase + j) * D + e % D]');
+  const keys = stageCode('ks', 'BK', 'D4', 'j', 'j0', 'P.lk', 'load4KV((kBase + j) * D, e % D4, D)');
   return values
-    ? keys + stageCode('vs', 'BK', 'DV', 'j', 'j0', 'P.lk', 'KV[P.vOff + (kBase + j) * DV + e % DV]')
+    ? keys +
+        stageCode('vs', 'BK', 'DV4', 'j', 'j0', 'P.lk', 'load4KV(P.vOff + (kBase + j) * DV, e % DV4, DV)')
     : keys;
 }
 
@@ -222,13 +226,13 @@ export function stageRowStatsCode(norm: boolean): string {
  * see kernels/dq.ts), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
  * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
  * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `e`, `b`, `h`,
- * `i0`, `j0`, `off`, `D`, `DV` in scope and the staged `qs`, `ks`, `rowLse` (and with
+ * `i0`, `j0`, `off`, `D4`, `DV4` in scope and the staged `qs`, `ks`, `rowLse` (and with
  * `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
  */
 export function gradCellCode(grad: boolean): string {
   const gradient = `
           var dp = 0.0;
-          for (var d = 0u; d < DV; d++) { dp += dos[r * DV + d] * vs[c * DV + d]; }
+          for (var d4 = 0u; d4 < DV4; d4++) { dp += dot(dos[r * DV4 + d4], vs[c * DV4 + d4]); }
           ds = p * (dp - rowDelta[r]);
           dr = ds;
           if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
@@ -244,10 +248,9 @@ export function gradCellCode(grad: boolean): string {
       var dr = 0.0;
       let lse = rowLse[r];
       if (vis && !isNegInf(lse)) {
-        ${logitCode(
-          (d) => `qs[r * D + ${d}]`,
-          (d) => `ks[c * D + ${d}]`,
-        )}
+        var dotp = 0.0;
+        for (var d4 = 0u; d4 < D4; d4++) { dotp += dot(qs[r * D4 + d4], ks[c * D4 + d4]); }
+        ${logitFromDotCode('dotp')}
         if (!isNegInf(s)) {
           // As the forward normalised it: (s - lse) is exact for every key that carries weight.
           p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient : ''}
@@ -255,6 +258,23 @@ export function gradCellCode(grad: boolean): string {
       }
 `;
 }
+
+/**
+ * `hi + lo += t` for vec4 running sums, as `twoSum` does per float: the rounding error of each add
+ * goes to `lo`, so a sum over thousands of steps keeps float32's relative accuracy.
+ */
+export function compensatedAddCode(hi: string, lo: string, t: string): string {
+  return `{
+        let sum = ${hi} + ${t};
+        let bb = sum - ${hi};
+        ${lo} += (${hi} - (sum - bb)) + (${t} - bb);
+        ${hi} = sum;
+      }`;
+}
+
+/** Staged rows' widths in vec4s (the exact head sizes rounded up), for the tiled kernels' main. */
+export const ROW_VEC4S = `  let D4 = (D + 3u) / 4u;
+  let DV4 = (DV + 3u) / 4u;`;
 
 /**
  * A fixed-order sum across a workgroup's invocations: declarations (`WG`, the partial sums) for the

@@ -1,7 +1,9 @@
 import {
   type BackwardVariant,
+  compensatedAddCode,
   DKDV_BINDINGS,
   gradCellCode,
+  ROW_VEC4S,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
   stageRowStatsCode,
@@ -9,10 +11,12 @@ import {
 } from './backward-common.js';
 import { Flags, workgroupMainCode } from './shared.js';
 
-/** Output elements (of dK then dV) each invocation of the dK/dV kernel accumulates. */
+/** Output vec4s (of dK then dV, four columns of a row) each invocation of the dK/dV kernel accumulates. */
 export function dkdvAccumulators(v: BackwardVariant): number {
-  return Math.ceil((v.kv.keys * (v.headDim + v.valueDim)) / v.wg);
+  return Math.ceil((v.kv.keys * (v.headDim + v.valueDim)) / 4 / v.wg);
 }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
  * dK and dV: one workgroup per (batch, key/value head, key tile). The tile's keys and values stay in
@@ -22,7 +26,9 @@ export function dkdvAccumulators(v: BackwardVariant): number {
  * norm (written by the dQ kernel, which runs first):
  * dV += P^T dO, dK += dS^T Q (times scale once, at the end). Each invocation owns fixed output
  * elements and keeps their running sums in registers as hi + lo, so nothing is shared between
- * workgroups and the result does not depend on scheduling.
+ * workgroups and the result does not depend on scheduling. Rows are staged as vec4s and each
+ * invocation owns whole vec4s of the outputs (unrolled in the generator, as in kernels/dq.ts), so
+ * every dot product and update reads four floats a load.
  * Bindings: {@link DKDV_BINDINGS}.
  */
 export function dkdvShader(v: BackwardVariant): string {
@@ -30,10 +36,10 @@ export function dkdvShader(v: BackwardVariant): string {
   const { rows: BQ, keys: BK } = v.kv;
   const NACC = dkdvAccumulators(v);
   return `${tiledPreamble(v, v.kv, DKDV_BINDINGS, NACC)}
-var<workgroup> ks: array<f32, ${BK * D}>;
-var<workgroup> vs: array<f32, ${BK * DV}>;
-var<workgroup> qs: array<f32, ${BQ * D}>;
-var<workgroup> dos: array<f32, ${BQ * DV}>;
+var<workgroup> ks: array<vec4<f32>, ${(BK * D) / 4}>;
+var<workgroup> vs: array<vec4<f32>, ${(BK * DV) / 4}>;
+var<workgroup> qs: array<vec4<f32>, ${(BQ * D) / 4}>;
+var<workgroup> dos: array<vec4<f32>, ${(BQ * DV) / 4}>;
 var<workgroup> ps: array<f32, ${BQ * BK}>;
 var<workgroup> dss: array<f32, ${BQ * BK}>;
 var<workgroup> rowLse: array<f32, ${BQ}>;
@@ -44,6 +50,7 @@ ${workgroupMainCode(WG)}
   // Exact sizes at run time (D <= ${D}, DV <= ${DV}); staged rows are packed at these strides.
   let D = P.d;
   let DV = P.dv;
+${ROW_VEC4S}
   let kt = g % P.kTiles;
   let kvh = (g / P.kTiles) % P.hkv;
   let b = g / (P.kTiles * P.hkv);
@@ -66,8 +73,8 @@ ${workgroupMainCode(WG)}
   let tEnd = u32(max(iEnd, 0));
 ${stageKeyRowsCode(true)}
 
-  var accHi: array<f32, NACC>;
-  var accLo: array<f32, NACC>;
+  var accHi: array<vec4<f32>, NACC>;
+  var accLo: array<vec4<f32>, NACC>;
   for (var hh = 0u; hh < group; hh++) {
     let h = kvh * group + hh;
     let rowBase = (b * P.hq + h) * P.lq;
@@ -81,34 +88,52 @@ ${stageKeyRowsCode(true)}
       }
       workgroupBarrier();
       // This step's sums over its rows first, then one add into the running sums.
-      for (var n = 0u; n < NACC; n++) {
-        let e = lid + n * WG;
-        var t = 0.0;
-        if (e < BK * D) {
-          let c = e / D;
-          let d = e % D;
-          for (var r = 0u; r < BQ; r++) { t += dss[r * BK + c] * qs[r * D + d]; }
-        } else if (e < BK * (D + DV)) {
-          let c = (e - BK * D) / DV;
-          let d = (e - BK * D) % DV;
-          for (var r = 0u; r < BQ; r++) { t += ps[r * BK + c] * dos[r * DV + d]; }
+${range(NACC)
+  .map(
+    (n) => `      {
+        let e = lid + ${n}u * WG;
+        var t = vec4<f32>(0.0);
+        if (e < BK * D4) {
+          let c = e / D4;
+          let d4 = e % D4;
+          for (var r = 0u; r < BQ; r++) { t += dss[r * BK + c] * qs[r * D4 + d4]; }
+        } else if (e < BK * (D4 + DV4)) {
+          let c = (e - BK * D4) / DV4;
+          let d4 = (e - BK * D4) % DV4;
+          for (var r = 0u; r < BQ; r++) { t += ps[r * BK + c] * dos[r * DV4 + d4]; }
         }
-        let sum = twoSum(accHi[n], t);
-        accHi[n] = sum.x;
-        accLo[n] += sum.y;
+        ${compensatedAddCode(`accHi[${n}]`, `accLo[${n}]`, 't')}
+      }`,
+  )
+  .join('\n')}
+    }
+  }
+${range(NACC)
+  .map(
+    (n) => `  {
+    let e = lid + ${n}u * WG;
+    if (e < BK * D4) {
+      let j = j0 + e / D4;
+      let d = (e % D4) * 4u;
+      let grad = P.scale * (accHi[${n}] + accLo[${n}]);
+      if (j < P.lk) {
+        for (var k = 0u; k < 4u; k++) {
+          if (d + k < D) { GK[(kBase + j) * D + d + k] = grad[k]; }
+        }
+      }
+    } else if (e < BK * (D4 + DV4)) {
+      let j = j0 + (e - BK * D4) / DV4;
+      let d = ((e - BK * D4) % DV4) * 4u;
+      let grad = accHi[${n}] + accLo[${n}];
+      if (j < P.lk) {
+        for (var k = 0u; k < 4u; k++) {
+          if (d + k < DV) { GV[(kBase + j) * DV + d + k] = grad[k]; }
+        }
       }
     }
-  }
-  for (var n = 0u; n < NACC; n++) {
-    let e = lid + n * WG;
-    if (e < BK * D) {
-      let j = j0 + e / D;
-      if (j < P.lk) { GK[(kBase + j) * D + e % D] = P.scale * (accHi[n] + accLo[n]); }
-    } else if (e < BK * (D + DV)) {
-      let j = j0 + (e - BK * D) / DV;
-      if (j < P.lk) { GV[(kBase + j) * DV + (e - BK * D) % DV] = accHi[n] + accLo[n]; }
-    }
-  }
+  }`,
+  )
+  .join('\n')}
 }
 `;
 }

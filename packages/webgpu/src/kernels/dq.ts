@@ -1,7 +1,9 @@
 import {
   type BackwardVariant,
+  compensatedAddCode,
   DQ_BINDINGS,
   gradCellCode,
+  ROW_VEC4S,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
   stageRowStatsCode,
@@ -9,17 +11,21 @@ import {
 } from './backward-common.js';
 import { Flags, queryTileCode, workgroupMainCode } from './shared.js';
 
-/** Output elements of dQ each invocation of the dQ kernel accumulates. */
+/** Output vec4s of dQ (four columns of a row) each invocation of the dQ kernel accumulates. */
 export function dqAccumulators(v: BackwardVariant): number {
-  return Math.ceil((v.q.rows * v.headDim) / v.wg);
+  return Math.ceil((v.q.rows * v.headDim) / 4 / v.wg);
 }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
  * dQ: one workgroup per (batch, query head, query tile), walking the key tiles its rows can see in a
  * fixed order (the forward's band; tiles outside it are never loaded) twice: first for each row's
  * norm (written to ROWS for the dK/dV kernel, which runs after this one), then recomputing
  * P = norm * exp(S - lse) and dS = P * (dP - delta): dQ += dS K (times scale once, at the end),
- * running sums in registers as hi + lo.
+ * running sums in registers as hi + lo. Rows are staged as vec4s, so every dot product and every
+ * dS K update reads four floats a load; each invocation's vec4 accumulators are unrolled in the
+ * generator (a loop-indexed private array made SwiftShader gather every update in the forward).
  * With a bias it also writes every dS it computes: into gradBias itself when the bias has the full
  * `[B, Hq, Lq, Lk]` shape (`Flags.biasFull`), else into a `[B, Hq, Lq, Lk]` scratch that the
  * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
@@ -30,10 +36,10 @@ export function dqShader(v: BackwardVariant): string {
   const { rows: BQ, keys: BK } = v.q;
   const NACC = dqAccumulators(v);
   return `${tiledPreamble(v, v.q, DQ_BINDINGS, NACC)}
-var<workgroup> qs: array<f32, ${BQ * D}>;
-var<workgroup> dos: array<f32, ${BQ * DV}>;
-var<workgroup> ks: array<f32, ${BK * D}>;
-var<workgroup> vs: array<f32, ${BK * DV}>;
+var<workgroup> qs: array<vec4<f32>, ${(BQ * D) / 4}>;
+var<workgroup> dos: array<vec4<f32>, ${(BQ * DV) / 4}>;
+var<workgroup> ks: array<vec4<f32>, ${(BK * D) / 4}>;
+var<workgroup> vs: array<vec4<f32>, ${(BK * DV) / 4}>;
 var<workgroup> dss: array<f32, ${BQ * BK}>;
 var<workgroup> rowLse: array<f32, ${BQ}>;
 var<workgroup> rowDelta: array<f32, ${BQ}>;
@@ -43,6 +49,7 @@ var<workgroup> rowLo: array<f32, ${BQ}>;
 ${workgroupMainCode(WG)}
   let D = P.d;
   let DV = P.dv;
+${ROW_VEC4S}
 ${queryTileCode('g')}
   let rowBase = (b * P.hq + h) * P.lq;
   let kBase = (b * P.hkv + kvh) * P.lk;
@@ -86,8 +93,8 @@ ${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
     if (i < P.lq) { ROWS[2u * P.rows + rowBase + i] = norm; }
   }
 
-  var accHi: array<f32, NACC>;
-  var accLo: array<f32, NACC>;
+  var accHi: array<vec4<f32>, NACC>;
+  var accLo: array<vec4<f32>, NACC>;
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
     workgroupBarrier();${stageKeyRowsCode(true)}
     workgroupBarrier();
@@ -100,30 +107,40 @@ ${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
       }
     }
     workgroupBarrier();
-    for (var n = 0u; n < NACC; n++) {
-      let e = lid + n * WG;
-      if (e < BQ * D) {
-        let r = e / D;
-        let d = e % D;
-        var t = 0.0;
+${range(NACC)
+  .map(
+    (n) => `    {
+      let e = lid + ${n}u * WG;
+      if (e < BQ * D4) {
+        let r = e / D4;
+        let d4 = e % D4;
+        var t = vec4<f32>(0.0);
         for (var c = 0u; c < BK; c++) {
           let x = dss[r * BK + c];
           // A zero gradient contributes nothing, so inf or NaN in a masked key row cannot leak.
-          t += select(0.0, x * ks[c * D + d], x != 0.0);
+          t += select(vec4<f32>(0.0), x * ks[c * D4 + d4], x != 0.0);
         }
-        let sum = twoSum(accHi[n], t);
-        accHi[n] = sum.x;
-        accLo[n] += sum.y;
+        ${compensatedAddCode(`accHi[${n}]`, `accLo[${n}]`, 't')}
+      }
+    }`,
+  )
+  .join('\n')}
+  }
+${range(NACC)
+  .map(
+    (n) => `  {
+    let e = lid + ${n}u * WG;
+    let i = i0 + e / D4;
+    if (e < BQ * D4 && i < P.lq) {
+      let grad = P.scale * (accHi[${n}] + accLo[${n}]);
+      let base = (rowBase + i) * D + (e % D4) * 4u;
+      for (var k = 0u; k < 4u; k++) {
+        if ((e % D4) * 4u + k < D) { GQ[base + k] = grad[k]; }
       }
     }
-  }
-  for (var n = 0u; n < NACC; n++) {
-    let e = lid + n * WG;
-    if (e < BQ * D) {
-      let i = i0 + e / D;
-      if (i < P.lq) { GQ[(rowBase + i) * D + e % D] = P.scale * (accHi[n] + accLo[n]); }
-    }
-  }
+  }`,
+  )
+  .join('\n')}
 }
 `;
 }

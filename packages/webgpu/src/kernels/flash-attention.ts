@@ -14,6 +14,7 @@ import {
   Flags,
   forwardHeader,
   type LogitTerms,
+  load4Code,
   logitFromDotCode,
   queryTileCode,
   sinkFoldCode,
@@ -74,40 +75,6 @@ export function tiledPrivateFloats(v: TiledVariant): number {
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
-/**
- * `load4X(base, d4, n)`: floats `4 d4 .. 4 d4 + 3` of a row of buffer X from `base`, zero past the
- * row's `n` floats (the padding adds nothing to a dot). Whole vec4s, the common case, load without
- * a branch per float. With f16 storage `base` counts words: the four floats are the two words
- * `base + 2 d4` and the next, unpacked (a row of `n` floats is `ceil(n / 2)` words, its last one
- * padded with a zero half by the host).
- */
-function load4(buffer: string, precision: StoragePrecision): string {
-  if (precision === 'f16-storage') {
-    return `
-fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
-  let w = base + d4 * 2u;
-  if (d4 * 4u + 4u <= n) { return vec4<f32>(unpack2x16float(${buffer}[w]), unpack2x16float(${buffer}[w + 1u])); }
-  let words = (n + 1u) / 2u;
-  var r = vec4<f32>(0.0);
-  if (d4 * 2u < words) { let p = unpack2x16float(${buffer}[w]); r.x = p.x; r.y = p.y; }
-  if (d4 * 2u + 1u < words) { let p = unpack2x16float(${buffer}[w + 1u]); r.z = p.x; r.w = p.y; }
-  return r;
-}
-`;
-  }
-  return `
-fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
-  let d = base + d4 * 4u;
-  if (d4 * 4u + 4u <= n) { return vec4<f32>(${buffer}[d], ${buffer}[d + 1u], ${buffer}[d + 2u], ${buffer}[d + 3u]); }
-  var r = vec4<f32>(0.0);
-  for (var c = 0u; c < 4u; c++) {
-    if (d4 * 4u + c < n) { r[c] = ${buffer}[d + c]; }
-  }
-  return r;
-}
-`;
-}
 
 /** The tiled forward kernel. Bindings: {@link ATTENTION_BINDINGS}, as the scalar kernel's. */
 export function tiledAttentionShader(v: TiledVariant, precision: StoragePrecision = 'f32'): string {
@@ -252,7 +219,7 @@ var<workgroup> vs: array<vec4<f32>, ${BK * valueRowVec4s(v)}>;
 ${shared ? `var<workgroup> ps: array<f32, ${BQ * BK}>;\nvar<workgroup> redF: array<f32, ${BQ * G}>;\nvar<workgroup> redU: array<u32, ${BQ * G}>;` : ''}
 ${subgroup ? 'var<workgroup> slotBase: atomic<u32>;' : ''}
 
-${['Q', 'K', 'V'].map((buffer) => load4(buffer, precision)).join('')}
+${['Q', 'K', 'V'].map((buffer) => load4Code(buffer, precision)).join('')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${
     subgroup ? ', @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32' : ''

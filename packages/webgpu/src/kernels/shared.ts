@@ -362,6 +362,40 @@ export function logitFromDotCode(dot: string, terms: LogitTerms = 'all'): string
 }
 
 /**
+ * `load4X(base, d4, n)`: floats `4 d4 .. 4 d4 + 3` of a row of buffer X from `base`, zero past the
+ * row's `n` floats (the padding adds nothing to a dot). Whole vec4s, the common case, load without
+ * a branch per float. With f16 storage `base` counts words: the four floats are the two words
+ * `base + 2 d4` and the next, unpacked (a row of `n` floats is `ceil(n / 2)` words, its last one
+ * padded with a zero half by the host).
+ */
+export function load4Code(buffer: string, precision: StoragePrecision = 'f32'): string {
+  if (precision === 'f16-storage') {
+    return `
+fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
+  let w = base + d4 * 2u;
+  if (d4 * 4u + 4u <= n) { return vec4<f32>(unpack2x16float(${buffer}[w]), unpack2x16float(${buffer}[w + 1u])); }
+  let words = (n + 1u) / 2u;
+  var r = vec4<f32>(0.0);
+  if (d4 * 2u < words) { let p = unpack2x16float(${buffer}[w]); r.x = p.x; r.y = p.y; }
+  if (d4 * 2u + 1u < words) { let p = unpack2x16float(${buffer}[w + 1u]); r.z = p.x; r.w = p.y; }
+  return r;
+}
+`;
+  }
+  return `
+fn load4${buffer}(base: u32, d4: u32, n: u32) -> vec4<f32> {
+  let d = base + d4 * 4u;
+  if (d4 * 4u + 4u <= n) { return vec4<f32>(${buffer}[d], ${buffer}[d + 1u], ${buffer}[d + 2u], ${buffer}[d + 3u]); }
+  var r = vec4<f32>(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (d4 * 4u + c < n) { r[c] = ${buffer}[d + c]; }
+  }
+  return r;
+}
+`;
+}
+
+/**
  * `vis`: whether key `j` is visible to query `i` (bounds, causal, window, keyMask). Needs `b`, `i`,
  * `j`, `pos`. `bounds` is the in-range test; without `keyMask` (the cache, which binds no MASK) the
  * key mask is not read.
