@@ -220,43 +220,90 @@ export function stageRowStatsCode(norm: boolean): string {
   }`;
 }
 
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
 /**
- * One cell `e` (row `r`, key `c`) of a staged tile pair. With `grad` false it leaves `p = exp(S_ij - lse_i)` as
- * the lse the forward returned gives it; with `grad` true `p = P_ij` (that times the row's `rowNorm`,
- * see kernels/dq.ts), `ds = dS_ij` (the gradient of the logit, what gradBias sums) and `dr` (the
- * gradient of the scaled dot product: `ds` through softcap's `1 - tanh^2`). All are 0 for an
- * invisible key, a row with no visible key (`lse = -inf`) and a logit of `-inf`. Needs `e`, `b`, `h`,
- * `i0`, `j0`, `off`, `D4`, `DV4` in scope and the staged `qs`, `ks`, `rowLse` (and with
- * `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
+ * Cells (rows x keys) of a staged tile pair each invocation computes together: its rows' q (and
+ * gradOutput) vec4s and its keys' k (and v) vec4s are loaded once for all of them, so a 2 x 2 block
+ * reads a quarter of the loads a cell per invocation does. Blocks grow (keys first, to 2 x 2) only
+ * while every invocation still gets a block.
  */
-export function gradCellCode(grad: boolean): string {
-  const gradient = `
-          var dp = 0.0;
-          for (var d4 = 0u; d4 < DV4; d4++) { dp += dot(dos[r * DV4 + d4], vs[c * DV4 + d4]); }
-          ds = p * (dp - rowDelta[r]);
-          dr = ds;
-          if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
-  return `
-      let r = e / BK;
-      let c = e % BK;
-      let i = i0 + r;
-      let j = j0 + c;
-      let pos = off + i32(i);
-      ${visibleCode()}
-      var p = 0.0;
-      var ds = 0.0;
-      var dr = 0.0;
-      let lse = rowLse[r];
-      if (vis && !isNegInf(lse)) {
-        var dotp = 0.0;
-        for (var d4 = 0u; d4 < D4; d4++) { dotp += dot(qs[r * D4 + d4], ks[c * D4 + d4]); }
-        ${logitFromDotCode('dotp')}
-        if (!isNegInf(s)) {
-          // As the forward normalised it: (s - lse) is exact for every key that carries weight.
-          p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient : ''}
+export function cellBlock(tiles: BackwardTiles, wg: number): { rows: number; keys: number } {
+  let rows = 1;
+  let keys = 1;
+  const fits = (r: number, k: number) =>
+    tiles.rows % r === 0 && tiles.keys % k === 0 && (tiles.rows * tiles.keys) / (r * k) >= wg;
+  if (fits(1, 2)) keys = 2;
+  if (fits(2, keys)) rows = 2;
+  return { rows, keys };
+}
+
+/**
+ * Every cell of a staged tile pair, a block of `block.rows x block.keys` cells per invocation (see
+ * {@link cellBlock}): row `r` of the block's rows `r0 + a * BQ / rows`, key `c` of `c0 + k * BK / keys`.
+ * With `grad` false each cell leaves `p = exp(S_ij - lse_i)` as the lse the forward returned gives
+ * it; with `grad` true `p = P_ij` (that times the row's `rowNorm`, see kernels/dq.ts), `ds = dS_ij`
+ * (the gradient of the logit, what gradBias sums) and `dr` (the gradient of the scaled dot product:
+ * `ds` through softcap's `1 - tanh^2`). All are 0 for an invisible key, a row with no visible key
+ * (`lse = -inf`) and a logit of `-inf`. `store` runs once per cell with those and `e = r * BK + c`,
+ * `i`, `j` in scope. Needs `b`, `h`, `i0`, `j0`, `off`, `D4`, `DV4` in scope and the staged `qs`,
+ * `ks`, `rowLse` (and with `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
+ */
+export function gradCellsCode(
+  grad: boolean,
+  tiles: BackwardTiles,
+  block: { rows: number; keys: number },
+  store: string,
+): string {
+  const rowStep = tiles.rows / block.rows;
+  const keyStep = tiles.keys / block.keys;
+  const rows = range(block.rows);
+  const keys = range(block.keys);
+  const cells = rows.flatMap((a) => keys.map((k) => [a, k] as const));
+  const dots = (q: string, kk: string, width: string, acc: string) => `
+      for (var d4 = 0u; d4 < ${width}; d4++) {
+        ${rows.map((a) => `let q${a} = ${q}[(r0 + ${a * rowStep}u) * ${width} + d4];`).join('\n        ')}
+        ${keys.map((k) => `let k${k} = ${kk}[(c0 + ${k * keyStep}u) * ${width} + d4];`).join('\n        ')}
+        ${cells.map(([a, k]) => `${acc}${a}${k} += dot(q${a}, k${k});`).join('\n        ')}
+      }`;
+  const gradient = (a: number, k: number) => `
+            ds = p * (dp${a}${k} - rowDelta[r]);
+            dr = ds;
+            if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
+  const cell = ([a, k]: readonly [number, number]) => `
+      {
+        let r = r0 + ${a * rowStep}u;
+        let c = c0 + ${k * keyStep}u;
+        let e = r * BK + c;
+        let i = i0 + r;
+        let j = j0 + c;
+        let pos = off + i32(i);
+        ${visibleCode()}
+        var p = 0.0;
+        var ds = 0.0;
+        var dr = 0.0;
+        let lse = rowLse[r];
+        if (vis && !isNegInf(lse)) {
+          ${logitFromDotCode(`dot${a}${k}`)}
+          if (!isNegInf(s)) {
+            // As the forward normalised it: (s - lse) is exact for every key that carries weight.
+            p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient(a, k) : ''}
+          }
         }
+        ${store}
+      }`;
+  return `
+    for (var w = lid; w < ${rowStep * keyStep}u; w += WG) {
+      let r0 = w / ${keyStep}u;
+      let c0 = w % ${keyStep}u;
+      ${cells.map(([a, k]) => `var dot${a}${k} = 0.0;`).join('\n      ')}${dots('qs', 'ks', 'D4', 'dot')}${
+        grad
+          ? `
+      ${cells.map(([a, k]) => `var dp${a}${k} = 0.0;`).join('\n      ')}${dots('dos', 'vs', 'DV4', 'dp')}`
+          : ''
       }
-`;
+${cells.map(cell).join('')}
+    }`;
 }
 
 /**
@@ -270,6 +317,84 @@ export function compensatedAddCode(hi: string, lo: string, t: string): string {
         ${lo} += (${hi} - (sum - bb)) + (${t} - bb);
         ${hi} = sum;
       }`;
+}
+
+/**
+ * Which vec4s of a `[rows, width4]` product each invocation owns and accumulates (`count` of them,
+ * `row(n)`, `col(n)` WGSL expressions of `lid`). Where the workgroup is a whole number of rows wide
+ * (`wg` a multiple of the capacity `width4C`, which divides `rows * width4C` into `wg`), an invocation owns
+ * one column of several rows, so one loop over the inner dimension reads that column's vec4 once
+ * for all of them (`merged`); its columns at or past the exact `width4` compute and are not stored.
+ * Otherwise vec4 `lid + n * wg` in row-major order, each with its own loop.
+ */
+export interface OwnedVec4s {
+  count: number;
+  merged: boolean;
+  row(n: number): string;
+  col(n: number): string;
+  /** Whether the vec4 is part of the product (stored). */
+  valid(n: number): string;
+}
+
+export function ownedVec4s(rows: number, width4C: number, width4: string, wg: number): OwnedVec4s {
+  if (wg % width4C === 0 && (rows * width4C) % wg === 0) {
+    const stride = wg / width4C;
+    return {
+      count: (rows * width4C) / wg,
+      merged: true,
+      row: (n) => `(lid / ${width4C}u + ${n * stride}u)`,
+      col: () => `(lid % ${width4C}u)`,
+      valid: () => `(lid % ${width4C}u) < ${width4}`,
+    };
+  }
+  return {
+    count: Math.ceil((rows * width4C) / wg),
+    merged: false,
+    row: (n) => `((lid + ${n}u * WG) / ${width4})`,
+    col: (n) => `((lid + ${n}u * WG) % ${width4})`,
+    valid: (n) => `lid + ${n}u * WG < ${rows}u * ${width4}`,
+  };
+}
+
+/**
+ * `accHi/accLo[first + n] += sum over inner < count of a(row_n, inner) * b(inner, col_n)` for each
+ * vec4 the invocation owns. With `skipZero` a zero `a` adds nothing (a select, not a product), so an
+ * inf or NaN in a `b` row whose weight is zero cannot leak (0 * inf = NaN).
+ */
+export function ownedProductCode(
+  owned: OwnedVec4s,
+  first: number,
+  inner: string,
+  a: (row: string, k: string) => string,
+  b: (k: string, col: string) => string,
+  skipZero: boolean,
+): string {
+  const n = range(owned.count);
+  const term = (x: string, y: string) =>
+    skipZero ? `select(vec4<f32>(0.0), ${x} * ${y}, ${x} != 0.0)` : `${x} * ${y}`;
+  const add = (m: number, t: string) => compensatedAddCode(`accHi[${first + m}]`, `accLo[${first + m}]`, t);
+  if (owned.merged) {
+    return `    {
+      ${n.map((m) => `var t${m} = vec4<f32>(0.0);`).join('\n      ')}
+      for (var k = 0u; k < ${inner}; k++) {
+        let bv = ${b('k', owned.col(0))};
+        ${n.map((m) => `{ let x = ${a(owned.row(m), 'k')}; t${m} += ${term('x', 'bv')}; }`).join('\n        ')}
+      }
+      ${n.map((m) => add(m, `t${m}`)).join('\n      ')}
+    }`;
+  }
+  return n
+    .map(
+      (m) => `    if (${owned.valid(m)}) {
+      var t = vec4<f32>(0.0);
+      for (var k = 0u; k < ${inner}; k++) {
+        let x = ${a(owned.row(m), 'k')};
+        t += ${term('x', b('k', owned.col(m)))};
+      }
+      ${add(m, 't')}
+    }`,
+    )
+    .join('\n');
 }
 
 /** Staged rows' widths in vec4s (the exact head sizes rounded up), for the tiled kernels' main. */

@@ -1,8 +1,11 @@
 import {
   type BackwardVariant,
-  compensatedAddCode,
+  cellBlock,
   DKDV_BINDINGS,
-  gradCellCode,
+  gradCellsCode,
+  type OwnedVec4s,
+  ownedProductCode,
+  ownedVec4s,
   ROW_VEC4S,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
@@ -11,9 +14,12 @@ import {
 } from './backward-common.js';
 import { Flags, workgroupMainCode } from './shared.js';
 
-/** Output vec4s (of dK then dV, four columns of a row) each invocation of the dK/dV kernel accumulates. */
-export function dkdvAccumulators(v: BackwardVariant): number {
-  return Math.ceil((v.kv.keys * (v.headDim + v.valueDim)) / 4 / v.wg);
+/** The vec4s of dK and of dV (four columns of a key's row) each invocation of the dK/dV kernel owns. */
+export function dkdvOwned(v: BackwardVariant): { dk: OwnedVec4s; dv: OwnedVec4s } {
+  return {
+    dk: ownedVec4s(v.kv.keys, v.headDim / 4, 'D4', v.wg),
+    dv: ownedVec4s(v.kv.keys, v.valueDim / 4, 'DV4', v.wg),
+  };
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -34,7 +40,9 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 export function dkdvShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
-  const NACC = dkdvAccumulators(v);
+  const owned = dkdvOwned(v);
+  const NK = owned.dk.count;
+  const NACC = NK + owned.dv.count;
   return `${tiledPreamble(v, v.kv, DKDV_BINDINGS, NACC)}
 var<workgroup> ks: array<vec4<f32>, ${(BK * D) / 4}>;
 var<workgroup> vs: array<vec4<f32>, ${(BK * DV) / 4}>;
@@ -81,54 +89,46 @@ ${stageKeyRowsCode(true)}
     for (var i0 = tStart; i0 < tEnd; i0 += BQ) {
       workgroupBarrier();${STAGE_QUERY_ROWS}${stageRowStatsCode(true)}
       workgroupBarrier();
-      for (var e = lid; e < BQ * BK; e += WG) {
-        ${gradCellCode(true)}
-        ps[e] = p;
-        dss[e] = dr;
-      }
+${gradCellsCode(true, v.kv, cellBlock(v.kv, WG), 'ps[e] = p;\n        dss[e] = dr;')}
       workgroupBarrier();
       // This step's sums over its rows first, then one add into the running sums.
-${range(NACC)
-  .map(
-    (n) => `      {
-        let e = lid + ${n}u * WG;
-        var t = vec4<f32>(0.0);
-        if (e < BK * D4) {
-          let c = e / D4;
-          let d4 = e % D4;
-          for (var r = 0u; r < BQ; r++) { t += dss[r * BK + c] * qs[r * D4 + d4]; }
-        } else if (e < BK * (D4 + DV4)) {
-          let c = (e - BK * D4) / DV4;
-          let d4 = (e - BK * D4) % DV4;
-          for (var r = 0u; r < BQ; r++) { t += ps[r * BK + c] * dos[r * DV4 + d4]; }
-        }
-        ${compensatedAddCode(`accHi[${n}]`, `accLo[${n}]`, 't')}
-      }`,
-  )
-  .join('\n')}
+${ownedProductCode(
+  owned.dk,
+  0,
+  'BQ',
+  (c, r) => `dss[${r} * BK + ${c}]`,
+  (r, d4) => `qs[${r} * D4 + ${d4}]`,
+  false,
+)}
+${ownedProductCode(
+  owned.dv,
+  NK,
+  'BQ',
+  (c, r) => `ps[${r} * BK + ${c}]`,
+  (r, d4) => `dos[${r} * DV4 + ${d4}]`,
+  false,
+)}
     }
   }
-${range(NACC)
+${[
+  ...range(NK).map((n) => ({ n, o: n, out: owned.dk, buffer: 'GK', width: 'D', scale: 'P.scale * ' })),
+  ...range(owned.dv.count).map((o) => ({
+    n: NK + o,
+    o,
+    out: owned.dv,
+    buffer: 'GV',
+    width: 'DV',
+    scale: '',
+  })),
+]
   .map(
-    (n) => `  {
-    let e = lid + ${n}u * WG;
-    if (e < BK * D4) {
-      let j = j0 + e / D4;
-      let d = (e % D4) * 4u;
-      let grad = P.scale * (accHi[${n}] + accLo[${n}]);
-      if (j < P.lk) {
-        for (var k = 0u; k < 4u; k++) {
-          if (d + k < D) { GK[(kBase + j) * D + d + k] = grad[k]; }
-        }
-      }
-    } else if (e < BK * (D4 + DV4)) {
-      let j = j0 + (e - BK * D4) / DV4;
-      let d = ((e - BK * D4) % DV4) * 4u;
-      let grad = accHi[${n}] + accLo[${n}];
-      if (j < P.lk) {
-        for (var k = 0u; k < 4u; k++) {
-          if (d + k < DV) { GV[(kBase + j) * DV + d + k] = grad[k]; }
-        }
+    ({ n, o, out, buffer, width, scale }) => `  {
+    let j = j0 + ${out.row(o)};
+    let d = ${out.col(o)} * 4u;
+    if (${out.valid(o)} && j < P.lk) {
+      let grad = ${scale}(accHi[${n}] + accLo[${n}]);
+      for (var k = 0u; k < 4u; k++) {
+        if (d + k < ${width}) { ${buffer}[(kBase + j) * ${width} + d + k] = grad[k]; }
       }
     }
   }`,

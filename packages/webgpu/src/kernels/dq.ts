@@ -1,8 +1,11 @@
 import {
   type BackwardVariant,
-  compensatedAddCode,
+  cellBlock,
   DQ_BINDINGS,
-  gradCellCode,
+  gradCellsCode,
+  type OwnedVec4s,
+  ownedProductCode,
+  ownedVec4s,
   ROW_VEC4S,
   STAGE_QUERY_ROWS,
   stageKeyRowsCode,
@@ -11,9 +14,9 @@ import {
 } from './backward-common.js';
 import { Flags, queryTileCode, workgroupMainCode } from './shared.js';
 
-/** Output vec4s of dQ (four columns of a row) each invocation of the dQ kernel accumulates. */
-export function dqAccumulators(v: BackwardVariant): number {
-  return Math.ceil((v.q.rows * v.headDim) / 4 / v.wg);
+/** The vec4s of dQ (four columns of a row) each invocation of the dQ kernel owns. */
+export function dqOwned(v: BackwardVariant): OwnedVec4s {
+  return ownedVec4s(v.q.rows, v.headDim / 4, 'D4', v.wg);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -34,7 +37,9 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 export function dqShader(v: BackwardVariant): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.q;
-  const NACC = dqAccumulators(v);
+  const owned = dqOwned(v);
+  const NACC = owned.count;
+  const block = cellBlock(v.q, WG);
   return `${tiledPreamble(v, v.q, DQ_BINDINGS, NACC)}
 var<workgroup> qs: array<vec4<f32>, ${(BQ * D) / 4}>;
 var<workgroup> dos: array<vec4<f32>, ${(BQ * DV) / 4}>;
@@ -65,10 +70,7 @@ ${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
     workgroupBarrier();${stageKeyRowsCode(false)}
     workgroupBarrier();
-    for (var e = lid; e < BQ * BK; e += WG) {
-      ${gradCellCode(false)}
-      dss[e] = p;
-    }
+${gradCellsCode(false, v.q, block, 'dss[e] = p;')}
     workgroupBarrier();
     for (var r = lid; r < BQ; r += WG) {
       var t = 0.0;
@@ -98,44 +100,36 @@ ${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
     workgroupBarrier();${stageKeyRowsCode(true)}
     workgroupBarrier();
-    for (var e = lid; e < BQ * BK; e += WG) {
-      ${gradCellCode(true)}
-      dss[e] = dr;
-      if (withBias && i < P.lq && j < P.lk) {
-        if (biasFull) { GB[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ] = ds; }
-        else { GB[(rowBase + i) * P.lk + j] = ds; }
-      }
-    }
+${gradCellsCode(
+  true,
+  v.q,
+  block,
+  `dss[e] = dr;
+        if (withBias && i < P.lq && j < P.lk) {
+          if (biasFull) { GB[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ] = ds; }
+          else { GB[(rowBase + i) * P.lk + j] = ds; }
+        }`,
+)}
     workgroupBarrier();
-${range(NACC)
-  .map(
-    (n) => `    {
-      let e = lid + ${n}u * WG;
-      if (e < BQ * D4) {
-        let r = e / D4;
-        let d4 = e % D4;
-        var t = vec4<f32>(0.0);
-        for (var c = 0u; c < BK; c++) {
-          let x = dss[r * BK + c];
-          // A zero gradient contributes nothing, so inf or NaN in a masked key row cannot leak.
-          t += select(vec4<f32>(0.0), x * ks[c * D4 + d4], x != 0.0);
-        }
-        ${compensatedAddCode(`accHi[${n}]`, `accLo[${n}]`, 't')}
-      }
-    }`,
-  )
-  .join('\n')}
+${ownedProductCode(
+  owned,
+  0,
+  'BK',
+  (r, c) => `dss[${r} * BK + ${c}]`,
+  (c, d4) => `ks[${c} * D4 + ${d4}]`,
+  // A zero gradient contributes nothing, so inf or NaN in a masked key row cannot leak.
+  true,
+)}
   }
 ${range(NACC)
   .map(
     (n) => `  {
-    let e = lid + ${n}u * WG;
-    let i = i0 + e / D4;
-    if (e < BQ * D4 && i < P.lq) {
+    let i = i0 + ${owned.row(n)};
+    let d = ${owned.col(n)} * 4u;
+    if (${owned.valid(n)} && i < P.lq) {
       let grad = P.scale * (accHi[${n}] + accLo[${n}]);
-      let base = (rowBase + i) * D + (e % D4) * 4u;
       for (var k = 0u; k < 4u; k++) {
-        if ((e % D4) * 4u + k < D) { GQ[base + k] = grad[k]; }
+        if (d + k < D) { GQ[(rowBase + i) * D + d + k] = grad[k]; }
       }
     }
   }`,
