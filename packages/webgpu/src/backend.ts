@@ -318,7 +318,9 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
         ),
         ...(w.matmul ? [matmulPipeline(s, false), matmulPipeline(s, true)] : []),
         ...(w.backward
-          ? [backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'))]
+          ? w.logitTerms.map((terms) =>
+              backwardPipelines(s, backwardVariant(s, this.workgroupSize, w.shape, 'prepare'), terms),
+            )
           : []),
         ...(w.kvCache ? [cachePipelines(s, cacheVariant(s, this.workgroupSize, w.shape), w.precision)] : []),
       ]),

@@ -8,6 +8,7 @@ import { uploadAttentionOptions } from './encode.js';
 import { encodeBackward } from './encode-backward.js';
 import { guarded } from './errors.js';
 import { encodeAndRead, intact, intactOptions, optionList, whenUsable } from './host.js';
+import { logitTermsOf } from './kernels/shared.js';
 import { backwardPipelines } from './pipelines.js';
 import { planBackward } from './planning.js';
 import type { DeviceState, Runtime } from './state.js';
@@ -55,7 +56,7 @@ async function backwardOn(
     s,
     context,
     held,
-    () => backwardPipelines(s, plan.variant),
+    () => backwardPipelines(s, plan.variant, logitTermsOf(problem)),
     (encoder, pipelines) => {
       const out = encodeBackward(s, encoder, plan, pipelines, inputs, context);
       const reads = [

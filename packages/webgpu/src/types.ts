@@ -71,10 +71,11 @@ export interface WebGpuWorkload {
   precision?: StoragePrecision;
   /**
    * The logit terms the calls will use, when known: `'dot'` for calls with none of softcap, a bias
-   * and ALiBi slopes, `'all'` for calls with some of them. The tiled forward has one pipeline for
-   * each (SwiftShader pays for the terms' code even where a flag switches it off), so saying which
-   * saves one compilation; omitted, both are compiled and any call compiles nothing. Short rows
-   * (the scalar kernel) share one pipeline either way.
+   * and ALiBi slopes, `'all'` for calls with some of them. The tiled forward, and with `backward`
+   * the dQ and dK/dV kernels, have one pipeline for each (SwiftShader pays for the terms' code even
+   * where a flag switches it off), so saying which saves one compilation (three with `backward`);
+   * omitted, both are compiled and any call compiles nothing. Short rows (the scalar forward) share
+   * one pipeline either way.
    */
   logitTerms?: LogitTerms;
 }
@@ -93,7 +94,7 @@ export interface WebGpuBackend extends AttentionBackend, DeviceBackend<GpuTensor
    * Initialises the backend and compiles, ahead of time, the pipelines that calls of these workloads
    * will use, so the first real call does not pay for shader compilation (seconds on a software
    * GPU). Pipelines depend on the shape's size class (head sizes, tile sizes), not on other options,
-   * except the tiled forward's logit terms ({@link WebGpuWorkload.logitTerms}).
+   * except the logit terms of the tiled forward and the backward ({@link WebGpuWorkload.logitTerms}).
    * Rejects with `invalid-argument` for a bad workload, before anything is acquired.
    */
   prepare(workloads: readonly WebGpuWorkload[]): Promise<void>;

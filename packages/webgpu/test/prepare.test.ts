@@ -41,7 +41,8 @@ describe('prepare', () => {
     const shape = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 9, keyLength: 12, headDim: 16 };
     await backend.prepare([{ shape, backward: true }]);
     const prepared = compiled();
-    expect(prepared).toBe(6); // attention + delta, dQ, dK/dV, gradBias and gradSinks
+    // attention + delta, dQ and dK/dV (each with and without the logit terms' code), gradBias, gradSinks
+    expect(prepared).toBe(8);
     const inputs = inputsFor(shape);
     // Every option at once: options travel in the uniform block, not in the pipelines.
     const options = {
@@ -59,6 +60,27 @@ describe('prepare', () => {
     expect(grads.gradBias.length).toBe(12);
     expect(grads.gradSinks.length).toBe(2);
     expect(compiled()).toBe(prepared);
+  });
+
+  it('compiles only the backward logit-term variant a workload names', async () => {
+    const { backend, compiled } = await countingBackend();
+    // Lq 9: the scalar forward, one pipeline for both; the backward's dQ and dK/dV have one per variant.
+    const shape = { batch: 1, queryHeads: 2, queryLength: 9, headDim: 16 };
+    await backend.prepare([{ shape, backward: true, logitTerms: 'dot' }]);
+    expect(compiled()).toBe(6); // attention + delta, dQ, dK/dV, gradBias and gradSinks
+    const inputs = inputsFor(shape);
+    const step = async (options: { causal?: boolean; softcap?: number; sinks?: Float32Array }) => {
+      const forward = await backend.attention(inputs, { ...options, returnLse: true });
+      const gradOutput = new Float32Array(forward.output.length).fill(1);
+      return backend.attentionBackward(
+        { ...inputs, output: forward.output, lse: forward.lse, gradOutput },
+        options,
+      );
+    };
+    await step({ causal: true, sinks: new Float32Array([0, 1]) });
+    expect(compiled()).toBe(6); // masks and sinks are in both variants
+    await step({ softcap: 5 });
+    expect(compiled()).toBe(8); // dQ and dK/dV with the terms, compiled by the call: the count is real
   });
 
   it("compiles the f16-storage kernels for precision 'f16-storage', apart from the f32 ones", async () => {

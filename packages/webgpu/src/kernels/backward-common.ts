@@ -7,6 +7,7 @@ import { type Binding, binding, bindingDeclarations, PARAMS_BINDING } from '../b
 import {
   FLOAT_HELPERS,
   Flags,
+  type LogitTerms,
   load4Code,
   logitFromDotCode,
   MASK_AT,
@@ -247,13 +248,15 @@ export function cellBlock(tiles: BackwardTiles, wg: number): { rows: number; key
  * `ds` through softcap's `1 - tanh^2`). All are 0 for an invisible key, a row with no visible key
  * (`lse = -inf`) and a logit of `-inf`. `store` runs once per cell with those and `e = r * BK + c`,
  * `i`, `j` in scope. Needs `b`, `h`, `i0`, `j0`, `off`, `D4`, `DV4` in scope and the staged `qs`,
- * `ks`, `rowLse` (and with `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`).
+ * `ks`, `rowLse` (and with `grad`, `dos`, `vs`, `rowDelta`, `rowNorm`). `terms` as the tiled
+ * forward's: `'dot'` compiles no softcap, bias or ALiBi code (for calls without them).
  */
 export function gradCellsCode(
   grad: boolean,
   tiles: BackwardTiles,
   block: { rows: number; keys: number },
   store: string,
+  terms: LogitTerms,
 ): string {
   const rowStep = tiles.rows / block.rows;
   const keyStep = tiles.keys / block.keys;
@@ -268,8 +271,12 @@ export function gradCellsCode(
       }`;
   const gradient = (a: number, k: number) => `
             ds = p * (dp${a}${k} - rowDelta[r]);
-            dr = ds;
-            if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`;
+            dr = ds;${
+              terms === 'all'
+                ? `
+            if ((P.flags & ${Flags.softcap}u) != 0u) { dr = ds * sech2(capX); }`
+                : ''
+            }`;
   const cell = ([a, k]: readonly [number, number]) => `
       {
         let r = r0 + ${a * rowStep}u;
@@ -284,7 +291,7 @@ export function gradCellsCode(
         var dr = 0.0;
         let lse = rowLse[r];
         if (vis && !isNegInf(lse)) {
-          ${logitFromDotCode(`dot${a}${k}`)}
+          ${logitFromDotCode(`dot${a}${k}`, terms)}
           if (!isNegInf(s)) {
             // As the forward normalised it: (s - lse) is exact for every key that carries weight.
             p = exp((s - lse) + lo)${grad ? ' * rowNorm[r]' : ''};${grad ? gradient(a, k) : ''}

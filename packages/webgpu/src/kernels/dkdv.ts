@@ -12,7 +12,7 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
-import { Flags, workgroupMainCode } from './shared.js';
+import { Flags, type LogitTerms, workgroupMainCode } from './shared.js';
 
 /** The vec4s of dK and of dV (four columns of a key's row) each invocation of the dK/dV kernel owns. */
 export function dkdvOwned(v: BackwardVariant): { dk: OwnedVec4s; dv: OwnedVec4s } {
@@ -37,7 +37,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
  * every dot product and update reads four floats a load.
  * Bindings: {@link DKDV_BINDINGS}.
  */
-export function dkdvShader(v: BackwardVariant): string {
+export function dkdvShader(v: BackwardVariant, terms: LogitTerms = 'all'): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.kv;
   const owned = dkdvOwned(v);
@@ -89,7 +89,7 @@ ${stageKeyRowsCode(true)}
     for (var i0 = tStart; i0 < tEnd; i0 += BQ) {
       workgroupBarrier();${STAGE_QUERY_ROWS}${stageRowStatsCode(true)}
       workgroupBarrier();
-${gradCellsCode(true, v.kv, cellBlock(v.kv, WG), 'ps[e] = p;\n        dss[e] = dr;')}
+${gradCellsCode(true, v.kv, cellBlock(v.kv, WG), 'ps[e] = p;\n        dss[e] = dr;', terms)}
       workgroupBarrier();
       // This step's sums over its rows first, then one add into the running sums.
 ${ownedProductCode(

@@ -12,7 +12,7 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
-import { Flags, queryTileCode, workgroupMainCode } from './shared.js';
+import { Flags, type LogitTerms, queryTileCode, workgroupMainCode } from './shared.js';
 
 /** The vec4s of dQ (four columns of a row) each invocation of the dQ kernel owns. */
 export function dqOwned(v: BackwardVariant): OwnedVec4s {
@@ -34,7 +34,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
  * gradBias kernel reduces in a fixed order (both zeroed first: cells of skipped tiles stay 0).
  * Bindings: {@link DQ_BINDINGS} (GB: gradBias itself, or the dS cells).
  */
-export function dqShader(v: BackwardVariant): string {
+export function dqShader(v: BackwardVariant, terms: LogitTerms = 'all'): string {
   const { headDim: D, valueDim: DV, wg: WG } = v;
   const { rows: BQ, keys: BK } = v.q;
   const owned = dqOwned(v);
@@ -70,7 +70,7 @@ ${STAGE_QUERY_ROWS}${stageRowStatsCode(false)}
   for (var j0 = tStart; j0 < tEnd; j0 += BK) {
     workgroupBarrier();${stageKeyRowsCode(false)}
     workgroupBarrier();
-${gradCellsCode(false, v.q, block, 'dss[e] = p;')}
+${gradCellsCode(false, v.q, block, 'dss[e] = p;', terms)}
     workgroupBarrier();
     for (var r = lid; r < BQ; r += WG) {
       var t = 0.0;
@@ -109,6 +109,7 @@ ${gradCellsCode(
           if (biasFull) { GB[b * P.bsB + h * P.bsH + i * P.bsI + j * P.bsJ] = ds; }
           else { GB[(rowBase + i) * P.lk + j] = ds; }
         }`,
+  terms,
 )}
     workgroupBarrier();
 ${ownedProductCode(
