@@ -76,13 +76,14 @@ export function bestPeer(
   family: string,
   series: string,
   n: number,
-): { id: string; ms: number } | null {
-  let best: { id: string; ms: number } | null = null;
+): { id: string; ms: number; environment: string } | null {
+  let best: { id: string; ms: number; environment: string } | null = null;
   for (const s of subjectsOf(results, 'peer')) {
     if (s.family !== family) continue;
     const row = rowAt(s, series, n);
     if (row === undefined || !usable(row) || row.timing === undefined) continue;
-    if (best === null || row.timing.median < best.ms) best = { id: s.id, ms: row.timing.median };
+    if (best === null || row.timing.median < best.ms)
+      best = { id: s.id, ms: row.timing.median, environment: s.environment };
   }
   return best;
 }
@@ -93,6 +94,31 @@ export interface RatioCell {
   /** Why there is no ratio (one side skipped, failed or absent). */
   note?: string;
   peerVariant?: string;
+  /**
+   * The peer's environment where it is not the attnkit backend's (`webgpu-dawn` in Node against
+   * onnxruntime in the Chromium page): the same machine and adapter, but not the same process, so
+   * not a same-page ratio. Marked {@link CROSS_ENVIRONMENT_MARK} in every table.
+   */
+  peerEnvironment?: string;
+}
+
+/** The mark of a ratio whose two sides ran in different environments (see {@link RatioCell.peerEnvironment}). */
+export const CROSS_ENVIRONMENT_MARK = '†';
+
+/** The footnote of a ratio table with a marked cell. */
+export const CROSS_ENVIRONMENT_NOTE = `${CROSS_ENVIRONMENT_MARK} the peer ran in the other environment (Node process vs the Chromium page): same machine and adapter, not the same process`;
+
+/** A ratio cell as text: the ratio (marked when across environments), or why there is none. */
+export function ratioCellText(cell: RatioCell): string {
+  if (cell.ratio === null) return cell.note ?? '';
+  return `${formatRatio(cell.ratio)}${cell.peerEnvironment === undefined ? '' : CROSS_ENVIRONMENT_MARK}`;
+}
+
+/** Whether any cell of a ratio table is across environments (then its footnote is printed). */
+export function anyCrossEnvironment(rows: readonly RatioRow[]): boolean {
+  return rows.some((r) =>
+    Object.values(r.cells).some((c) => c.ratio !== null && c.peerEnvironment !== undefined),
+  );
 }
 
 /** A ratio table row: one attnkit backend at one size of one series. */
@@ -117,7 +143,12 @@ export function ratioTable(results: BenchResults, series: string): { families: s
         const peer = bestPeer(results, family, series, n);
         if (ms === null) cells[family] = { ratio: null, note: row?.status ?? 'absent' };
         else if (peer === null) cells[family] = { ratio: null, note: 'peer n/a' };
-        else cells[family] = { ratio: peer.ms / ms, peerVariant: peer.id };
+        else
+          cells[family] = {
+            ratio: peer.ms / ms,
+            peerVariant: peer.id,
+            ...(peer.environment !== backend.environment && { peerEnvironment: peer.environment }),
+          };
       }
       rows.push({ series, n, backend: backend.id, backendMs: ms, cells });
     }

@@ -1,10 +1,12 @@
 import Table from 'cli-table3';
 import {
+  anyCrossEnvironment,
   bestPeer,
+  CROSS_ENVIRONMENT_NOTE,
   cellText,
   formatMs,
-  formatRatio,
   peerFamilies,
+  ratioCellText,
   ratioTable,
   rowAt,
   seriesSizes,
@@ -55,13 +57,11 @@ export function ratioTableText(results: BenchResults, series: string): string {
       String(r.n),
       r.backend,
       r.backendMs === null ? '' : formatMs(r.backendMs),
-      ...families.map((f) => {
-        const c = r.cells[f];
-        return c.ratio === null ? (c.note ?? '') : formatRatio(c.ratio);
-      }),
+      ...families.map((f) => ratioCellText(r.cells[f])),
     ]);
   }
-  return `${series}: ratio = peer ms / attnkit ms (best variant per peer family)\n${table.toString()}`;
+  const note = anyCrossEnvironment(rows) ? `\n${CROSS_ENVIRONMENT_NOTE}` : '';
+  return `${series}: ratio = peer ms / attnkit ms (best variant per peer family)\n${table.toString()}${note}`;
 }
 
 /** Markdown version of the ratio table, for benchmarks/README.md. */
@@ -73,14 +73,12 @@ export function ratioTableMarkdown(results: BenchResults, series: string): strin
   ];
   // a backend with no time at a size has no ratios either: the latency table shows why
   for (const r of rows.filter((row) => row.backendMs !== null)) {
-    const cells = families.map((f) => {
-      const c = r.cells[f];
-      return c.ratio === null ? (c.note ?? '') : formatRatio(c.ratio);
-    });
+    const cells = families.map((f) => ratioCellText(r.cells[f]));
     lines.push(
       `| ${r.n} | ${r.backend} | ${r.backendMs === null ? '' : formatMs(r.backendMs)} | ${cells.join(' | ')} |`,
     );
   }
+  if (anyCrossEnvironment(rows)) lines.push('', CROSS_ENVIRONMENT_NOTE);
   return lines.join('\n');
 }
 

@@ -1,4 +1,14 @@
-import { cellText, formatMs, formatRatio, ratioTable, rowAt, seriesSizes } from './analysis.js';
+import {
+  anyCrossEnvironment,
+  CROSS_ENVIRONMENT_MARK,
+  CROSS_ENVIRONMENT_NOTE,
+  cellText,
+  formatMs,
+  ratioCellText,
+  ratioTable,
+  rowAt,
+  seriesSizes,
+} from './analysis.js';
 import { spreadText } from './pass-spread.js';
 import type { BenchResults } from './results.js';
 import { ceilingsLine, formatPercent, formatRate, rooflineRows } from './roofline.js';
@@ -22,16 +32,21 @@ export function ratioTableHtml(results: BenchResults, series: string): string {
           if (c.ratio === null) return `<td class="na">${escapeHtml(c.note ?? '')}</td>`;
           const cls = c.ratio >= 1 ? 'win' : 'lose';
           const spread = spreadText(results, { series, n: r.n, backend: r.backend, family: f });
-          const title = [c.peerVariant ?? '', spread === '' ? '' : `per pass: ${spread}`]
+          const across =
+            c.peerEnvironment === undefined
+              ? ''
+              : `${CROSS_ENVIRONMENT_MARK} peer in the ${c.peerEnvironment}, not in this backend's process`;
+          const title = [c.peerVariant ?? '', spread === '' ? '' : `per pass: ${spread}`, across]
             .filter((t) => t !== '')
             .join('; ');
-          return `<td class="${cls}" title="${escapeHtml(title)}">${formatRatio(c.ratio)}</td>`;
+          return `<td class="${cls}" title="${escapeHtml(title)}">${escapeHtml(ratioCellText(c))}</td>`;
         })
         .join('');
       return `<tr><td>${r.n}</td><td>${escapeHtml(r.backend)}</td><td>${r.backendMs === null ? '' : formatMs(r.backendMs)}</td>${cells}</tr>`;
     })
     .join('\n');
-  return `<table class="ratio"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+  const note = anyCrossEnvironment(rows) ? `<p class="note">${escapeHtml(CROSS_ENVIRONMENT_NOTE)}</p>` : '';
+  return `<table class="ratio"><thead>${head}</thead><tbody>${body}</tbody></table>${note}`;
 }
 
 /** The latency table of one series as HTML. */

@@ -13,13 +13,19 @@ import { ortWebNodePeer, peerVersions } from '@attnkit/benchmarks/node';
 import createCpuBackend from '@attnkit/cpu';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { ratioTable } from '../src/analysis.js';
+import {
+  CROSS_ENVIRONMENT_MARK,
+  CROSS_ENVIRONMENT_NOTE,
+  ratioCellText,
+  ratioTable,
+} from '../src/analysis.js';
 import { latencyChart, SUBJECT_STYLES } from '../src/charts.js';
 import { renderHtml, renderSvg } from '../src/report.js';
 import type { BenchResults } from '../src/results.js';
 import { minimumBytes, rooflineRows } from '../src/roofline.js';
 import { ALL_SUBJECTS } from '../src/subjects.js';
-import { rooflineTableText } from '../src/table.js';
+import { ratioTableMarkdown, ratioTableText, rooflineTableText } from '../src/table.js';
+import { escapeHtml, ratioTableHtml } from '../src/tables-html.js';
 import { colourCount, decodePng, inkedPixels } from './png.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -105,6 +111,38 @@ describe('report', () => {
         10,
       );
     }
+  });
+
+  it('a ratio whose peer ran in the other environment is marked, with its footnote, in every table', async () => {
+    const results = await tinyRun();
+    const series = 'prefill-causal-d16-h1';
+    // Same environment (both in Node): no mark, no footnote.
+    expect(
+      ratioTable(results, series).rows.every((r) => r.cells['naive-js'].peerEnvironment === undefined),
+    ).toBe(true);
+    expect(ratioTableText(results, series)).not.toContain(CROSS_ENVIRONMENT_MARK);
+    expect(ratioTableMarkdown(results, series)).not.toContain(CROSS_ENVIRONMENT_NOTE);
+    // The peer as if it had run in the Chromium page, the cpu backend still in Node.
+    const [cpu, naive] = results.subjects;
+    const across: BenchResults = { ...results, subjects: [cpu, { ...naive, environment: 'browser' }] };
+    const { rows } = ratioTable(across, series);
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      const cell = row.cells['naive-js'];
+      expect(cell.peerEnvironment).toBe('browser');
+      expect(cell.ratio).toBe(
+        ratioTable(results, series).rows.find((r) => r.n === row.n)?.cells['naive-js'].ratio,
+      );
+      expect(ratioCellText(cell)).toMatch(/^\d+\.\d+x†$/);
+    }
+    const text = ratioTableText(across, series);
+    expect(text.split('†').length - 1).toBe(1 + 3); // the footnote's mark and one per row
+    expect(text).toContain(CROSS_ENVIRONMENT_NOTE);
+    expect(ratioTableMarkdown(across, series)).toContain(`x† |`);
+    expect(ratioTableMarkdown(across, series)).toContain(CROSS_ENVIRONMENT_NOTE);
+    const html = ratioTableHtml(across, series);
+    expect(html).toContain('peer in the browser');
+    expect(html).toContain(escapeHtml(CROSS_ENVIRONMENT_NOTE));
   });
 
   it('renders an SVG chart with one line per subject', async () => {
