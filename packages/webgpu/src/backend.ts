@@ -28,7 +28,13 @@ import { acquireDevice } from './device.js';
 import { deviceError, NAME } from './errors.js';
 import * as host from './host.js';
 import { LOGIT_TERMS, type LogitTerms } from './kernels/shared.js';
-import { attentionPipelines, backwardPipelines, cachePipelines, matmulPipeline } from './pipelines.js';
+import {
+  attentionPipelines,
+  backwardPipelines,
+  cachePipelines,
+  f16RowsPipeline,
+  matmulPipeline,
+} from './pipelines.js';
 import { backwardVariant, cacheVariant, forwardVariant, headDimLimit } from './planning.js';
 import * as resident from './resident.js';
 import { createDeviceState, type DeviceState, type Runtime } from './state.js';
@@ -323,6 +329,10 @@ class WebGpuImplementation implements BackendImplementation, Runtime {
             )
           : []),
         ...(w.kvCache ? [cachePipelines(s, cacheVariant(s, this.workgroupSize, w.shape), w.precision)] : []),
+        // float16 device tensors of an odd head size are padded to word-aligned rows first
+        ...(w.precision === 'f16-storage' && (w.shape.headDim % 2 !== 0 || w.shape.valueDim % 2 !== 0)
+          ? [f16RowsPipeline(s)]
+          : []),
       ]),
     );
   }

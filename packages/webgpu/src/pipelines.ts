@@ -20,6 +20,7 @@ import {
 import { deltaShader } from './kernels/delta.js';
 import { dkdvShader } from './kernels/dkdv.js';
 import { dqShader } from './kernels/dq.js';
+import { F16_ROWS_BINDINGS, padF16RowsShader } from './kernels/f16-rows.js';
 import { tiledAttentionShader } from './kernels/flash-attention.js';
 import { matmulShader } from './kernels/matmul.js';
 import {
@@ -137,6 +138,14 @@ export function matmulPipeline(s: DeviceState, bias: boolean): Promise<GPUComput
     matmulShader(tile, bias),
     bias ? MATMUL_BIAS_BINDINGS : MATMUL_BINDINGS,
   );
+}
+
+/** Invocations per workgroup of the float16 row padding (kernels/f16-rows.ts): one per word, no tiles. */
+export const F16_ROWS_WG = 64;
+
+/** The float16 row padding that attention on odd-sized float16 tensors runs first (kernels/f16-rows.ts). */
+export function f16RowsPipeline(s: DeviceState): Promise<GPUComputePipeline> {
+  return pipeline(s, `f16-rows:${F16_ROWS_WG}`, padF16RowsShader(F16_ROWS_WG), F16_ROWS_BINDINGS);
 }
 
 export interface BackwardPipelines {

@@ -1,14 +1,21 @@
 import type { DeviceAttentionProblem, DeviceDtype, DeviceMatmulProblem } from '@attnkit/spec';
 import { dtypeOf, snapshotOptions } from '@attnkit/spec';
-import { encodeAttention, encodeMatmul, uploadAttentionOptions } from './encode.js';
-import { guarded, invalidArgument } from './errors.js';
-import { packF16Rows, unpackF16 } from './f16.js';
+import {
+  bindAndDispatch,
+  encodeAttention,
+  encodeMatmul,
+  packParams,
+  uploadAttentionOptions,
+} from './encode.js';
+import { guarded } from './errors.js';
+import { packedWords, packF16Rows, unpackF16 } from './f16.js';
 import { holding, optionList, stillUsable, whenUsable } from './host.js';
-import { attentionPipelines, matmulPipeline } from './pipelines.js';
-import { planAttention } from './planning.js';
+import { F16_ROWS_BINDINGS, F16_ROWS_PARAM_FIELDS, F16_ROWS_PARAMS_BYTES } from './kernels/f16-rows.js';
+import { attentionPipelines, F16_ROWS_WG, f16RowsPipeline, matmulPipeline } from './pipelines.js';
+import { dispatchSize, planAttention } from './planning.js';
 import { STORAGE_USAGE } from './pool.js';
-import type { Runtime } from './state.js';
-import { copyToStaging, readStaging, tensorBytes, uploadFloats } from './transfer.js';
+import type { DeviceState, Runtime } from './state.js';
+import { copyToStaging, readStaging, tensorBytes, uploadFloats, uploadUniform } from './transfer.js';
 import type { GpuAttentionResult, GpuTensor } from './types.js';
 
 // The device-resident path: tensors on the device in, backend tensors out (release them to the pool).
@@ -24,19 +31,38 @@ export function attentionBuffers(
   problem: DeviceAttentionProblem<GpuTensor>,
 ): Promise<GpuAttentionResult> {
   const context = 'attentionBuffers';
-  checkF16Dims(context, problem);
   return whenUsable(rt, problem, snapshotOptions, async (s, p) => {
-    const { batch: B, queryHeads: Hq, queryLength: Lq, keyLength: Lk, valueDim: Dv } = p.shape;
+    const { batch: B, queryHeads: Hq, kvHeads: Hkv, queryLength: Lq, keyLength: Lk } = p.shape;
+    const { headDim: D, valueDim: Dv } = p.shape;
     const plan = planAttention(s, rt.workgroupSize, p.shape, p, p.layout, context);
+    // Float16 tensors whose rows do not start on a word (odd head sizes) are first copied into
+    // word-aligned rows, the layout the f16-storage kernels read: q and k for an odd D, v for an odd Dv.
+    const f16 = p.precision === 'f16-storage';
+    const padded = { q: f16 && D % 2 !== 0, k: f16 && D % 2 !== 0, v: f16 && Dv % 2 !== 0 };
+    const padding = padded.q || padded.v;
     // Before the first await: the option tensors (host arrays) are copied to the device here.
     const optionBuffers = await guarded(s, context, () => uploadAttentionOptions(s, p, Hq));
     return holding(s, optionList(optionBuffers), async () => {
-      const pipelines = await attentionPipelines(s, plan.variant, p.returnWeights);
+      const [pipelines, rowsPipeline] = await Promise.all([
+        attentionPipelines(s, plan.variant, p.returnWeights),
+        padding ? f16RowsPipeline(s) : null,
+      ]);
       stillUsable(s, context);
       const { device, pool } = s;
       return guarded(s, context, () => {
         const encoder = device.createCommandEncoder();
-        const qkv = { q: p.q.buffer, k: p.k.buffer, v: p.v.buffer };
+        const temps: GPUBuffer[] = [];
+        const rowsOf = (tensor: GpuTensor, pad: boolean, rows: number, dim: number): GPUBuffer => {
+          if (!pad || rowsPipeline === null) return tensor.buffer;
+          const out = encodeF16Rows(s, encoder, rowsPipeline, tensor.buffer, rows, dim, context);
+          temps.push(...out.temps, out.rows);
+          return out.rows;
+        };
+        const qkv = {
+          q: rowsOf(p.q, padded.q, B * Hq * Lq, D),
+          k: rowsOf(p.k, padded.k, B * Hkv * Lk, D),
+          v: rowsOf(p.v, padded.v, B * Hkv * Lk, Dv),
+        };
         const out = encodeAttention(s, encoder, plan, pipelines, qkv, optionBuffers, context);
         let lse: GPUBuffer | undefined;
         if (p.returnLse && out.rows !== null) {
@@ -44,7 +70,7 @@ export function attentionBuffers(
           encoder.copyBufferToBuffer(out.rows, 0, lse, 0, B * Hq * Lq * 4);
         }
         device.queue.submit([encoder.finish()]);
-        for (const buffer of out.temps) pool.release(buffer);
+        for (const buffer of [...out.temps, ...temps]) pool.release(buffer);
         if (out.rows !== null) pool.release(out.rows);
         const result: GpuAttentionResult = { output: { buffer: out.output, elements: B * Hq * Lq * Dv } };
         if (lse !== undefined) result.lse = { buffer: lse, elements: B * Hq * Lq };
@@ -123,21 +149,37 @@ export function read(rt: Runtime, tensor: GpuTensor): Promise<Float32Array> {
 }
 
 /**
- * Attention on float16 tensors reads a row of q/k/v as whole 32-bit words (`load4` in
- * kernels/flash-attention.ts): a tensor's rows start on a word only when their length is even.
+ * Encodes the padding of `rows` rows of `dim` float16 values (a flat tensor, two a word) into
+ * word-aligned rows (kernels/f16-rows.ts), in a compute pass of its own before the attention's.
+ * Returns the padded buffer and the uniform block, both for the caller to release after submitting.
  */
-function checkF16Dims(context: string, p: DeviceAttentionProblem<GpuTensor>): void {
-  if (p.precision !== 'f16-storage') return;
-  for (const [argument, dim] of [
-    ['shape.headDim', p.shape.headDim],
-    ['shape.valueDim', p.shape.valueDim],
-  ] as const) {
-    if (dim % 2 !== 0)
-      throw invalidArgument(
-        context,
-        argument,
-        'even for float16 tensors (two binary16 values a 32-bit word)',
-        dim,
-      );
-  }
+function encodeF16Rows(
+  s: DeviceState,
+  encoder: GPUCommandEncoder,
+  pipeline: GPUComputePipeline,
+  source: GPUBuffer,
+  rows: number,
+  dim: number,
+  context: string,
+): { rows: GPUBuffer; temps: GPUBuffer[] } {
+  const words = rows * packedWords(dim);
+  const target = s.pool.acquire(words * 4, STORAGE_USAGE);
+  const groups = Math.ceil(words / F16_ROWS_WG);
+  const [gx, gy] = dispatchSize(s, groups, context);
+  const uniform = uploadUniform(
+    s,
+    packParams(F16_ROWS_PARAM_FIELDS, { rows, dim, total: groups, groupsX: gx }),
+  );
+  const pass = encoder.beginComputePass({ label: 'attnkit:f16-rows' });
+  bindAndDispatch(
+    s,
+    pass,
+    pipeline,
+    F16_ROWS_BINDINGS,
+    { buffer: uniform, bytes: F16_ROWS_PARAMS_BYTES },
+    { SRC: source, DST: target },
+    [gx, gy],
+  );
+  pass.end();
+  return { rows: target, temps: [uniform] };
 }

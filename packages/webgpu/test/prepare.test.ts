@@ -99,6 +99,21 @@ describe('prepare', () => {
     expect(compiled()).toBe(prepared + 1);
   });
 
+  it('compiles the float16 row padding for an odd head size, so float16 tensors of it compile nothing', async () => {
+    const { backend, compiled } = await countingBackend();
+    const shape = { batch: 1, queryHeads: 1, queryLength: 4, headDim: 5 };
+    await backend.prepare([{ shape, precision: 'f16-storage' }]);
+    const prepared = compiled();
+    expect(prepared).toBe(2); // the (scalar) f16-storage forward and the row padding
+    const inputs = inputsFor(shape);
+    const [q, k, v] = await Promise.all(
+      [inputs.q, inputs.k, inputs.v].map((a) => backend.upload(a, { dtype: 'float16' })),
+    );
+    const out = await backend.attentionBuffers({ q, k, v, shape }, { precision: 'f16-storage' });
+    expect((await backend.read(out.output)).length).toBe(4 * 5);
+    expect(compiled()).toBe(prepared);
+  });
+
   it('compiles only the logit-term variant a workload names', async () => {
     // Lq 20: the tiled forward, whose two variants differ by the softcap/bias/ALiBi code
     const shape = { batch: 1, queryHeads: 2, queryLength: 20, headDim: 16 };
