@@ -14,6 +14,7 @@ import {
   OPTION_BINDINGS,
   paramsBytes,
   paramsStruct,
+  range,
   visibleCode,
 } from './shared.js';
 
@@ -221,13 +222,13 @@ export function stageRowStatsCode(norm: boolean): string {
   }`;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
 /**
  * Cells (rows x keys) of a staged tile pair each invocation computes together: its rows' q (and
  * gradOutput) vec4s and its keys' k (and v) vec4s are loaded once for all of them, so a 2 x 2 block
  * reads a quarter of the loads a cell per invocation does. Blocks grow (keys first, to 2 x 2) only
- * while every invocation still gets a block.
+ * while every invocation still gets a block. On SwiftShader this measured no faster than a cell per
+ * invocation (0.71 against 0.72 s at N 1024, H 1; a 2 x 4 block neither); it is kept for GPUs, where
+ * workgroup-memory loads per multiply-add bound the dot products.
  */
 export function cellBlock(tiles: BackwardTiles, wg: number): { rows: number; keys: number } {
   let rows = 1;

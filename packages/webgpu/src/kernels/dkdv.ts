@@ -12,7 +12,7 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
-import { Flags, type LogitTerms, workgroupMainCode } from './shared.js';
+import { Flags, type LogitTerms, range, workgroupMainCode } from './shared.js';
 
 /** The vec4s of dK and of dV (four columns of a key's row) each invocation of the dK/dV kernel owns. */
 export function dkdvOwned(v: BackwardVariant): { dk: OwnedVec4s; dv: OwnedVec4s } {
@@ -21,8 +21,6 @@ export function dkdvOwned(v: BackwardVariant): { dk: OwnedVec4s; dv: OwnedVec4s 
     dv: ownedVec4s(v.kv.keys, v.valueDim / 4, 'DV4', v.wg),
   };
 }
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
  * dK and dV: one workgroup per (batch, key/value head, key tile). The tile's keys and values stay in

@@ -12,14 +12,12 @@ import {
   stageRowStatsCode,
   tiledPreamble,
 } from './backward-common.js';
-import { Flags, type LogitTerms, queryTileCode, workgroupMainCode } from './shared.js';
+import { Flags, type LogitTerms, queryTileCode, range, workgroupMainCode } from './shared.js';
 
 /** The vec4s of dQ (four columns of a row) each invocation of the dQ kernel owns. */
 export function dqOwned(v: BackwardVariant): OwnedVec4s {
   return ownedVec4s(v.q.rows, v.headDim / 4, 'D4', v.wg);
 }
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
  * dQ: one workgroup per (batch, query head, query tile), walking the key tiles its rows can see in a

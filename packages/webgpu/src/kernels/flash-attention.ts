@@ -17,6 +17,7 @@ import {
   load4Code,
   logitFromDotCode,
   queryTileCode,
+  range,
   sinkFoldCode,
   visibleCode,
 } from './shared.js';
@@ -73,8 +74,6 @@ export function tiledPrivateFloats(v: TiledVariant): number {
   const columns = Math.ceil(v.valueDim / 4 / v.g);
   return 2 * v.rq * (v.bk / v.g) + 2 * 4 * v.rq * columns;
 }
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** The tiled forward kernel. Bindings: {@link ATTENTION_BINDINGS}, as the scalar kernel's. */
 export function tiledAttentionShader(v: TiledVariant, precision: StoragePrecision = 'f32'): string {

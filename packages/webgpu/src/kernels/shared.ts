@@ -361,6 +361,9 @@ export function logitFromDotCode(dot: string, terms: LogitTerms = 'all'): string
 `;
 }
 
+/** `[0, 1, ..., n - 1]`: the indices a generator unrolls over. */
+export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
 /**
  * `load4X(base, d4, n)`: floats `4 d4 .. 4 d4 + 3` of a row of buffer X from `base`, zero past the
  * row's `n` floats (the padding adds nothing to a dot). Whole vec4s, the common case, load without
