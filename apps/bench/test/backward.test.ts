@@ -37,6 +37,7 @@ import { outputPlan } from '../src/paths.js';
 import { renderHtml } from '../src/report.js';
 import type { BenchResults } from '../src/results.js';
 import { ALL_SUBJECTS, NODE_BACKENDS, NODE_PEERS } from '../src/subjects.js';
+import { handMadeResults } from './fixtures.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const SERIES = 'backward-causal-d64-h1';
@@ -181,27 +182,12 @@ function subject(id: string, kind: 'attnkit' | 'peer', rows: ResultRow[]): Subje
 }
 
 function results(subjects: SubjectReport[], rssProbe?: RssProbeResult[]): BenchResults {
-  return {
-    schema: 'attnkit-bench/1',
-    startedAt: '',
-    finishedAt: '',
-    quick: false,
-    grid: { ...BACKWARD_GRID, sizes: [...BAR_SIZES] },
-    options: BACKWARD_RUN,
-    machine: {
-      cpu: 't',
-      cores: 2,
-      memoryBytes: 0,
-      platform: 't',
-      arch: 'x64',
-      node: 'v20',
-      browser: null,
-      gpuAdapter: null,
-    },
-    versions: {},
+  return handMadeResults(
     subjects,
-    ...(rssProbe && { rssProbe }),
-  };
+    { ...BACKWARD_GRID, sizes: [...BAR_SIZES] },
+    BACKWARD_RUN,
+    rssProbe && { rssProbe },
+  );
 }
 
 const probe = (id: string, delta: number): RssProbeResult => ({

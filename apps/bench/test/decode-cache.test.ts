@@ -24,6 +24,7 @@ import {
   NODE_PEERS,
   NODE_STATELESS,
 } from '../src/subjects.js';
+import { handMadeResults } from './fixtures.js';
 
 const SERIES = 'decode-cache-causal-d128-gqa';
 const NODE = [...NODE_BACKENDS, ...NODE_STATELESS, ...NODE_PEERS, ...NODE_GQA_PEERS];
@@ -154,26 +155,8 @@ function subject(id: string, kind: 'attnkit' | 'peer', rows: ResultRow[], thread
 }
 
 function results(subjects: SubjectReport[]): BenchResults {
-  return {
-    schema: 'attnkit-bench/1',
-    startedAt: '',
-    finishedAt: '',
-    quick: false,
-    grid: { ...DECODE_CACHE_GRID, sizes: [4096, 8192, 32768], headDims: [128], heads: ['gqa'] },
-    options: DECODE_CACHE_RUN,
-    machine: {
-      cpu: 't',
-      cores: 2,
-      memoryBytes: 0,
-      platform: 't',
-      arch: 'x64',
-      node: 'v20',
-      browser: null,
-      gpuAdapter: null,
-    },
-    versions: {},
-    subjects,
-  };
+  const grid = { ...DECODE_CACHE_GRID, sizes: [4096, 8192, 32768], headDims: [128], heads: ['gqa' as const] };
+  return handMadeResults(subjects, grid, DECODE_CACHE_RUN);
 }
 
 const at = (

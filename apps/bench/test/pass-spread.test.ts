@@ -11,6 +11,7 @@ import {
 import { type BenchResults, serializeResults } from '../src/results.js';
 import { spreadTableText } from '../src/table.js';
 import { ratioTableHtml } from '../src/tables-html.js';
+import { handMadeResults } from './fixtures.js';
 
 const workload = (n: number) => ({ series: 's', n, id: `s-n${n}` }) as unknown as Workload;
 
@@ -30,26 +31,14 @@ function subject(id: string, kind: 'attnkit' | 'peer', family: string, rows: Res
 }
 
 function results(subjects: SubjectReport[]): BenchResults {
-  return {
-    schema: 'attnkit-bench/1',
-    startedAt: '2026-12-03T00:00:00Z',
-    finishedAt: '2026-12-03T00:01:00Z',
-    quick: false,
-    grid: { sizes: [1, 2], headDims: [64], heads: ['h1'], causal: [true], modes: ['prefill'] },
-    options: {} as BenchResults['options'],
-    machine: {
-      cpu: 'test',
-      cores: 2,
-      memoryBytes: 1,
-      platform: 'linux',
-      arch: 'x64',
-      node: null,
-      browser: null,
-      gpuAdapter: null,
-    },
-    versions: {},
-    subjects,
+  const grid: BenchResults['grid'] = {
+    sizes: [1, 2],
+    headDims: [64],
+    heads: ['h1'],
+    causal: [true],
+    modes: ['prefill'],
   };
+  return handMadeResults(subjects, grid, {} as BenchResults['options']);
 }
 
 // three passes; the peer family 'fam' has two variants, of which each pass takes its faster one
