@@ -14,7 +14,7 @@ import {
   type MatmulProblem,
   validateFactoryOptions,
 } from '@attnkit/spec';
-import { type GlContextKind, type GlRuntime, type KernelOf, openGl } from './gl.js';
+import { type GlContextKind, type GlPass, type GlRuntime, type KernelOf, openGl } from './gl.js';
 import { matmulKernel } from './kernels/forward.js';
 import { type BackwardKernels, compileBackwardKernels, runBackward } from './run-backward.js';
 import { compileForwardKernels, type ForwardKernels, planForward, runForward } from './run-forward.js';
@@ -52,6 +52,12 @@ export interface WebglBackendOptions {
    * (gpu.js WebGLKernel), `webgl2` refuses to fall back.
    */
   context?: GlContextKind;
+  /**
+   * Profiling: called after every GL pass (kernel draw) with its name, output size and time in ms.
+   * Each pass then waits for the GPU before and after its draw, so passes never overlap and every
+   * call gets slower: for finding where a call's time goes, never for timing calls. Default none.
+   */
+  onPass?: (pass: GlPass) => void;
   /** Opens the GL runtime: a seam for tests (for example, to simulate a missing WebGL). */
   open?: () => Promise<GlRuntime>;
 }
@@ -64,6 +70,7 @@ const OPTION_SCHEMA: FactoryOptionSchema<WebglBackendOptions> = {
   chunkRows: { kind: 'integer', min: 1, max: MAX_OPTION },
   vectorized: { kind: 'boolean' },
   context: { kind: 'enum', values: ['auto', 'webgl2', 'webgl'] },
+  onPass: { kind: 'function' },
   open: { kind: 'function' },
 };
 
@@ -118,7 +125,8 @@ export class WebglImplementation implements BackendImplementation {
     this.blockElements = options.blockElements ?? 1 << 21;
     this.vectorizedOption = options.vectorized ?? true;
     const context = options.context ?? 'auto';
-    this.open = options.open ?? (() => openGl({ context }));
+    const onPass = options.onPass;
+    this.open = options.open ?? (() => openGl({ context, ...(onPass && { onPass }) }));
   }
 
   /** The GL runtime after init (kernel class, renderer), or null. */

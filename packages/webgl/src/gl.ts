@@ -57,6 +57,27 @@ export interface KernelSpec<P extends string = string> {
   loopMaxIterations: number;
 }
 
+/** One draw of a kernel, timed by {@link GlOptions.onPass}. */
+export interface GlPass {
+  /** The kernel's name (its spec's `name`). */
+  kernel: string;
+  /** `[width, height]` of its output. */
+  output: readonly [number, number];
+  /** Milliseconds from the end of the previous work on the context to the end of this draw. */
+  ms: number;
+}
+
+/** How to open the GL runtime. */
+export interface GlOptions {
+  context?: GlContextKind;
+  /**
+   * Called after every kernel draw with its time. The draw is bracketed by two 1-pixel `readPixels`,
+   * which wait for the GPU (in Chromium `gl.finish()` does not wait for SwiftShader), so passes never
+   * overlap: for profiling only, every call gets slower.
+   */
+  onPass?: (pass: GlPass) => void;
+}
+
 /** A kernel spec with its parameter names kept as literal types (so `run` checks them by name). */
 export function defineKernel<const P extends string>(spec: KernelSpec<P>): KernelSpec<P> {
   return spec;
@@ -239,7 +260,7 @@ function kernelClassOf(kernelRun: any): string {
  * Opens a GL context and a gpu.js instance on it. Rejects with `unavailable` and the reason when no
  * GL kernel class can run here; it never lets gpu.js choose its CPU or webasm fallback.
  */
-export async function openGl(options: { context?: GlContextKind } = {}): Promise<GlRuntime> {
+export async function openGl(options: GlOptions = {}): Promise<GlRuntime> {
   const gpujs = await loadGpuJs();
   const { context, kernelClass } = createContext(gpujs, options.context ?? 'auto');
   const tracker = trackTextures(context);
@@ -265,6 +286,15 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
   const maxTextureSize = Number(context.getParameter(context.MAX_TEXTURE_SIZE));
   const renderer = readRenderer(context);
   const input = gpujs.input as (data: Float32Array, size: number[]) => any;
+  const onPass = options.onPass;
+  // Waits for the GPU: one pixel of whatever framebuffer is bound, in the format the implementation
+  // reads it in (a float output texture, or the 1x1 default framebuffer before any draw).
+  const waitForGpu = () => {
+    const type = context.getParameter(context.IMPLEMENTATION_COLOR_READ_TYPE);
+    const format = context.getParameter(context.IMPLEMENTATION_COLOR_READ_FORMAT);
+    const pixel = type === context.FLOAT ? new Float32Array(4) : new Uint8Array(4);
+    context.readPixels(0, 0, 1, 1, format, type, pixel);
+  };
 
   const runtime: GlRuntime = {
     kernelClass,
@@ -312,8 +342,14 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
             return typeof a === 'number' ? a : (a as TextureHandle | InputHandle).raw;
           });
           let result: any;
+          let started = 0;
           try {
+            if (onPass !== undefined) {
+              waitForGpu();
+              started = performance.now();
+            }
             result = kernelRun(...raw);
+            if (onPass !== undefined) waitForGpu();
           } catch (error) {
             if (error instanceof AttnkitError) throw error;
             throw new AttnkitError(
@@ -334,6 +370,7 @@ export async function openGl(options: { context?: GlContextKind } = {}): Promise
             });
           }
           const handle: TextureHandle = { kind: 'texture', output: [output[0], output[1]], raw: result };
+          onPass?.({ kernel: spec.name, output: [output[0], output[1]], ms: performance.now() - started });
           return handle;
         },
       };

@@ -12,7 +12,15 @@ export {
   WEBGL_TOLERANCE,
   type WebglBackendOptions,
 } from './backend.js';
-export { GL_KERNEL_CLASSES, type GlContextKind, type GlKernelClass, type GlRuntime, openGl } from './gl.js';
+export {
+  GL_KERNEL_CLASSES,
+  type GlContextKind,
+  type GlKernelClass,
+  type GlOptions,
+  type GlPass,
+  type GlRuntime,
+  openGl,
+} from './gl.js';
 
 /** Zero-argument factory (the conformance CLI and the bench import it): the default options. */
 export default function createDefaultWebglBackend() {

@@ -9,7 +9,7 @@ describe('createWebglBackend options (one validator)', () => {
         code: 'invalid-argument',
         argument: 'options.tilekeys',
         message:
-          'createWebglBackend: options has unknown key "tilekeys" (known: tileKeys, blockElements, chunkRows, vectorized, context, open)',
+          'createWebglBackend: options has unknown key "tilekeys" (known: tileKeys, blockElements, chunkRows, vectorized, context, onPass, open)',
       }),
     );
   });
@@ -25,6 +25,7 @@ describe('createWebglBackend options (one validator)', () => {
     ['chunkRows', 1.5, 'an integer in [1, 2147483647]'],
     ['vectorized', 'yes', 'a boolean'],
     ['context', 'webgl3', "one of 'auto', 'webgl2', 'webgl'"],
+    ['onPass', 'log', 'a function'],
     ['open', 5, 'a function'],
   ])('rejects options.%s = %j naming the expected values', (name, value, expected) => {
     expect(() => createWebglBackend({ [name]: value } as never)).toThrow(
