@@ -29,9 +29,7 @@ import {
 import {
   accumulatePackedKernel,
   probsPackedKernel,
-  ROW_MAX_PARTS,
-  rowMaxCombinePackedKernel,
-  rowMaxPartsPackedKernel,
+  rowMaxPackedKernel,
   scoresPackedKernel,
 } from './kernels/forward-packed.js';
 
@@ -43,6 +41,7 @@ import {
  */
 export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean) {
   const scores = runtime.kernel(scoresKernel(vectorized));
+  const rowMax = vectorized ? rowMaxPackedKernel : rowMaxKernel();
   const accumulate = vectorized ? accumulatePackedKernel : accumulateKernel();
   return {
     scores,
@@ -52,18 +51,7 @@ export function compileForwardKernels(runtime: GlRuntime, vectorized: boolean) {
     // its own previous output swaps in a texture it remembers from an earlier run (of any earlier
     // shape); the running max and accumulator therefore alternate between two compiled instances so
     // no kernel ever reads its own output.
-    // Packed: the row max in two passes, the maxima of slices of the tile (forward-packed.ts
-    // ROW_MAX_PARTS), then their combination with the running max (which alternates).
-    rowMax: vectorized
-      ? ({
-          packed: true,
-          parts: runtime.kernel(rowMaxPartsPackedKernel),
-          combine: [runtime.kernel(rowMaxCombinePackedKernel), runtime.kernel(rowMaxCombinePackedKernel)],
-        } as const)
-      : ({
-          packed: false,
-          single: [runtime.kernel(rowMaxKernel()), runtime.kernel(rowMaxKernel())],
-        } as const),
+    rowMax: [runtime.kernel(rowMax), runtime.kernel(rowMax)] as const,
     probs: runtime.kernel(vectorized ? probsPackedKernel : probsKernel()),
     accumulate: [runtime.kernel(accumulate), runtime.kernel(accumulate)] as const,
     initMax: runtime.kernel(initMaxKernel),
@@ -302,23 +290,7 @@ export function runForward(
       const tileWidth = webgl2 ? tile / 4 : tile;
       for (const [n, j0] of tileStarts.entries()) {
         const s = kernels.tileScores.run([tileWidth, height], scoreArgs(j0));
-        let mNew: GlTexture;
-        if (!kernels.rowMax.packed) {
-          mNew = kernels.rowMax.single[n % 2].run([1, height], {
-            scores: s,
-            mPrev: m,
-            tile,
-            ...logitArgs(j0),
-          });
-        } else {
-          const parts = kernels.rowMax.parts.run([ROW_MAX_PARTS, height], {
-            scores: s,
-            tile,
-            ...logitArgs(j0),
-          });
-          mNew = kernels.rowMax.combine[n % 2].run([1, height], { parts, mPrev: m });
-          release(parts);
-        }
+        const mNew = kernels.rowMax[n % 2].run([1, height], { scores: s, mPrev: m, tile, ...logitArgs(j0) });
         const p = kernels.probs.run([tileWidth, height], { scores: s, m: mNew, ...logitArgs(j0) });
         const accNew = kernels.accumulate[n % 2].run([accWidth, height], {
           probs: p,

@@ -246,38 +246,22 @@ const ROW_MAX4 = {
 }`,
 };
 
-/**
- * Parts a packed tile's row max is split into (see {@link rowMaxPartsPackedKernel}): one fragment
- * per row over a one-column target ran with little parallelism on SwiftShader (a quarter of the
- * forward's fixed cost at H = 1), so `ROW_MAX_PARTS` fragments a row each take a slice of the tile's
- * texels and a one-column pass combines their maxima with the running max.
- */
-export const ROW_MAX_PARTS = 8;
-
-const ROW_MAX_PART_ROW = {
-  name: 'attnRowMaxPartRow',
-  source: `float attnRowMaxPartRow(float part, float rr, float j0, float tile, float Lk, float biasKeyStride, float hasBias, float negInf) {
+const ROW_MAX_ROW = {
+  name: 'attnRowMaxRow',
+  source: `float attnRowMaxRow(float rr, float j0, float tile, float Lk, float biasKeyStride, float hasBias, float negInf) {
   vec4 a = attnRowTexel(rr, 0);
   vec4 b = attnRowTexel(rr, 1);
   vec4 c = attnRowTexel(rr, 2);
-  // this part's texels, [part * n, (part + 1) * n) of the tile's, as a key range: the visible range
-  // cut to it selects the texels (the scores pass already holds -inf for the masked keys in them)
-  float n = ceil(tile / 4.0 / ${ROW_MAX_PARTS}.0);
-  float from = j0 + part * n * 4.0;
-  return attnRowMax4(rr, negInf, max(c.x, from), min(c.y, from + n * 4.0), a.z, b.x, b.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
+  return attnRowMax4(rr, ${atRow('mPrev')}, c.x, c.y, a.z, b.x, b.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);
 }`,
 };
 
-/**
- * The maxima of {@link ROW_MAX_PARTS} slices of one packed scores tile per row (-inf for a slice with
- * no visible key, NaN where a logit is NaN). Output `[ROW_MAX_PARTS, rows]`. Same arguments as the
- * portable rowMax but `mPrev`.
- */
-export const rowMaxPartsPackedKernel = defineKernel({
-  name: 'rowMaxPartsPacked',
+/** Running max over one packed scores tile. Output `[1, rows]`. Same arguments as the portable rowMax. */
+export const rowMaxPackedKernel = defineKernel({
+  name: 'rowMaxPacked',
   loopMaxIterations: 1,
   nativeFunctions: [
-    bundle(ROW_MAX_PART_ROW, [
+    bundle(ROW_MAX_ROW, [
       ROW_TEXEL,
       helper('attnIsNan'),
       helper('attnNanMax'),
@@ -289,32 +273,8 @@ export const rowMaxPartsPackedKernel = defineKernel({
       ROW_MAX4,
     ]),
   ],
-  params: ['scores', 'tile', ...LOGIT_PARAMS],
-  body: `  return attnRowMaxPartRow(this.thread.x, this.thread.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);`,
-});
-
-const ROW_MAX_COMBINE = {
-  name: 'attnRowMaxCombine',
-  source: `float attnRowMaxCombine(float rr) {
-  int r = int(rr);
-  float m = ${atRow('mPrev')};
-  for (int p = 0; p < ${ROW_MAX_PARTS}; p++) {
-    m = attnNanMax(m, texelFetch(user_parts, ivec2(p, r), 0).r);
-  }
-  return m;
-}`,
-};
-
-/**
- * The running max raised by a tile's part maxima ({@link rowMaxPartsPackedKernel}), NaN-propagating.
- * Output `[1, rows]`.
- */
-export const rowMaxCombinePackedKernel = defineKernel({
-  name: 'rowMaxCombinePacked',
-  loopMaxIterations: 1,
-  nativeFunctions: [bundle(ROW_MAX_COMBINE, [helper('attnNanMax')])],
-  params: ['parts', 'mPrev'],
-  body: `  return attnRowMaxCombine(this.thread.y);`,
+  params: ['scores', 'mPrev', 'tile', ...LOGIT_PARAMS],
+  body: `  return attnRowMaxRow(this.thread.y, j0, tile, Lk, biasKeyStride, hasBias, negInf);`,
 });
 
 /** One key's bias and ALiBi parts, zeros for a masked key (whose bias is never read). */
