@@ -414,10 +414,15 @@ async function main(argv: string[]): Promise<void> {
       ids.includes(id),
     ) ?? ids[0];
   if (shown !== undefined) {
-    console.log(latencyTable(results, shown));
-    console.log(ratioTableText(results, shown));
-    const spread = spreadTableText(results, shown);
-    if (spread !== null) console.log(spread);
+    // every series the grid ran, the headline first (`--heads h1,h8` prints both); the decode-cache
+    // series have their own per-step table below
+    const tabled = [shown, ...ids.filter((id) => id !== shown && decodeTableText(results, id) === '')];
+    for (const id of tabled) {
+      console.log(latencyTable(results, id));
+      console.log(ratioTableText(results, id));
+      const spread = spreadTableText(results, id);
+      if (spread !== null) console.log(spread);
+    }
     const backward = backwardTableText(results, shown);
     if (backward !== '') console.log(backward);
     // every decode-cache series: the per-step table is the mode's result (p10/p90 and vs stateless)

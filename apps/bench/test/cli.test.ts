@@ -207,6 +207,24 @@ describe('command line (built dist/cli.js)', () => {
     expect(readFileSync(path.join(out, 't-latency.svg'), 'utf8')).toContain('<svg');
   });
 
+  it('prints the tables of every series the grid ran, not only the first', () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'attnkit-bench-test-'));
+    const stdout = execFileSync(
+      process.execPath,
+      [
+        cli,
+        ...['--backends', 'cpu,naive-js', '--sizes', '64', '--heads', 'h1,h8', '--dims', '16'],
+        ...['--causal', 'true', '--mode', 'prefill', '--no-browser', '--no-html', '-o', out, '--name', 's'],
+      ],
+      { encoding: 'utf8' },
+    );
+    const h1 = stdout.indexOf('prefill-causal-d16-h1: median ms');
+    const h8 = stdout.indexOf('prefill-causal-d16-h8: median ms');
+    expect(h1).toBeGreaterThanOrEqual(0);
+    expect(h8).toBeGreaterThan(h1);
+    expect(stdout).toContain('prefill-causal-d16-h8: ratio');
+  });
+
   it('--passes 2 runs every subject twice, keeps the first order in the report and says so', () => {
     const out = mkdtempSync(path.join(os.tmpdir(), 'attnkit-bench-test-'));
     const args = ['--backends', 'cpu,naive-js', '--sizes', '64', '--heads', 'h1', '--dims', '16'];
