@@ -236,6 +236,36 @@ describe('tiers on this adapter', () => {
       await backend.dispose();
     });
 
+    it(`${tier}: whole key tiles (no per-key checks) agree with the reference, non-finite logits included`, async () => {
+      // Lq 96 and Lk 128 (causal offset 32): with 32-row workgroups and 32-key tiles most tiles are
+      // seen whole by every row, the path that skips the per-key checks; the diagonal tiles and
+      // the tail rows take the general one. Query row 50 of head 0 holds a NaN (its row is NaN);
+      // key 70 of head 1 is -inf in its first dimension, so its logit is -inf (zero weight) for
+      // the rows whose first q value is positive and +inf (a NaN row) for the others. Both sit in
+      // tiles that every row of their workgroup sees whole.
+      const whole: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 96, keyLength: 128, headDim: 16 };
+      const inputs = inputsFor(whole, 8);
+      inputs.q[50 * 16] = Number.NaN;
+      inputs.k[(128 + 70) * 16] = Number.NEGATIVE_INFINITY;
+      for (const workgroupSize of [undefined, 6]) {
+        const backend = createWebGpuBackend({ tier, workgroupSize });
+        for (const causal of [true, false]) {
+          const ref = await expectMatchesReference(backend, inputs, { causal, returnLse: true });
+          // The cases are real: a NaN row, a row with a -inf logit that stays finite, another that is NaN.
+          expect(Number.isNaN(ref.output[50 * 16])).toBe(true);
+          const rowsOfHead1 = Array.from({ length: 96 }, (_, i) => 96 + i).filter((row) =>
+            causal ? row - 96 + 32 >= 70 : true,
+          );
+          const qFirst = (row: number) => inputs.q[row * 16] ?? 0;
+          expect(rowsOfHead1.some((row) => qFirst(row) > 0 && Number.isFinite(ref.output[row * 16]))).toBe(
+            true,
+          );
+          expect(rowsOfHead1.some((row) => qFirst(row) < 0 && Number.isNaN(ref.output[row * 16]))).toBe(true);
+        }
+        await backend.dispose();
+      }
+    });
+
     it(`${tier}: scalar kernel for a 256-wide head`, async () => {
       const backend = createWebGpuBackend({ tier });
       const big: AttentionShape = { batch: 1, queryHeads: 2, queryLength: 40, keyLength: 45, headDim: 256 };

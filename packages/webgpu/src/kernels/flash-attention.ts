@@ -287,6 +287,35 @@ ${queryTileCode('gi')}
     var sl = array<f32, ${RQ * KPL}>();
     var tmax = array<f32, ${RQ}>();
     var seen = array<u32, ${RQ}>();
+    // A tile every row of the workgroup sees whole (no window or key mask, inside both lengths,
+    // below the causal diagonal) and without softcap, bias or ALiBi: its logits need no per-key
+    // check, so this lane's are handled with constant indices (a loop index into a private array
+    // is a gather and a scatter per use on SwiftShader). A lane with a non-finite logit takes the
+    // general loop, which gives it the spec's NaN and -inf semantics.
+    let wholeTile = (P.flags & ${Flags.window | Flags.keyMask | Flags.bias | Flags.alibi | Flags.softcap}u) == 0u
+      && kt + BK <= P.lk && i0 + BQ <= P.lq
+      && (!causal || i32(kt + BK) - 1 <= off + i32(i0));
+    var fastLane = false;
+    if (wholeTile) {
+      ${range(RQ * KPL)
+        .map((t) => `let z${t} = P.scale * sc[${t}];`)
+        .join(' ')}
+      if (${range(RQ * KPL)
+        .map((t) => `isFiniteValue(z${t})`)
+        .join(' & ')}) {
+        fastLane = true;
+        ${range(RQ * KPL)
+          .map((t) => `sc[${t}] = z${t};`)
+          .join(' ')}
+        ${rows
+          .map(
+            (r) =>
+              `tmax[${r}] = ${keys.reduce((e, u) => (e === '' ? `z${r * KPL + u}` : `max(${e}, z${r * KPL + u})`), '')}; seen[${r}] = 1u;`,
+          )
+          .join('\n        ')}
+      }
+    }
+    if (!fastLane) {
     for (var t = 0u; t < ${RQ * KPL}u; t++) {
       let r = t / KPL;
       let i = i0 + row0 + r;
@@ -306,6 +335,7 @@ ${queryTileCode('gi')}
       if (isNanOrPosInf(logit)) { st[r] |= 2u; }
       else if (!isNegInf(logit)) { tmax[r] = select(logit, max(tmax[r], logit), seen[r] != 0u); seen[r] = 1u; }
     }
+    }
     ${reduceMax}${sharedMax}
     var mt = array<f32, ${RQ}>();
     var alpha = array<f32, ${RQ}>();
@@ -322,6 +352,16 @@ ${queryTileCode('gi')}
       alpha[r] = a;
     }
     var tsum = array<f32, ${RQ}>();
+    if (fastLane) {
+      // Every logit of this lane is finite and its row has seen one (this lane's): no checks, no low parts.
+      ${range(RQ * KPL)
+        .map((t) => {
+          const r = Math.floor(t / KPL);
+          const u = t % KPL;
+          return `{ let p = exp(sc[${t}] - mt[${r}]); sc[${t}] = p; tsum[${r}] += p;${shared ? ` ps[(row0 + ${r}u) * BK + lane + ${u * G}u] = p;` : ''} }`;
+        })
+        .join('\n      ')}
+    } else {
     for (var t = 0u; t < ${RQ * KPL}u; t++) {
       let r = t / KPL;
       let s = sc[t];
@@ -330,6 +370,7 @@ ${queryTileCode('gi')}
       sc[t] = p;
       tsum[r] += p;
       ${shared ? `ps[(row0 + r) * BK + lane + (t % KPL) * G] = p;` : ''}
+    }
     }
     for (var r = 0u; r < ${RQ}u; r++) {
       // The tile's sum first, then one add into the running sum (rounds once per tile, not per key).

@@ -138,6 +138,7 @@ fn isNanOrPosInf(x: f32) -> bool {
   return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
 }
 fn isNegInf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
+fn isFiniteValue(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 fn nanValue() -> f32 { return bitcast<f32>(P.nanBits); }
 // Knuth's TwoSum: a + b = hi + lo exactly.
 fn twoSum(a: f32, b: f32) -> vec2<f32> {
