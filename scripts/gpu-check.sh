@@ -42,8 +42,10 @@ else
 fi
 
 # The Vulkan driver: the NVIDIA ICD manifest where drivers put it, unless the caller chose one.
+# (/usr/local/nvidia/...: where container images that mount the host's driver put it)
 icd_dirs=(/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d /usr/local/etc/vulkan/icd.d
-  /usr/lib/x86_64-linux-gnu/vulkan/icd.d /opt/nvidia/vulkan/icd.d)
+  /usr/lib/x86_64-linux-gnu/vulkan/icd.d /opt/nvidia/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d
+  /usr/local/nvidia/etc/vulkan/icd.d)
 found=()
 for d in "${icd_dirs[@]}"; do
   for f in "$d"/*.json; do [ -e "$f" ] && found+=("$f"); done

@@ -12,12 +12,39 @@ import { buildAttentionModel, type OrtModule } from '@attnkit/benchmarks';
 import { signedUniform } from '@attnkit/conformance';
 import { referenceAttention64 } from '@attnkit/spec';
 
-const N = 1024;
-const D = 64;
+import { ORT_SHAPE } from './gpu-ort.js';
+
+const N = ORT_SHAPE.n;
+const D = ORT_SHAPE.headDim;
 
 interface DawnModule {
   create(flags: string[]): GPU;
   globals: Record<string, unknown>;
+}
+
+/**
+ * ORT's threaded wasm build writes its uniforms with `queue.writeBuffer(buffer, offset, view)` where
+ * `view` lies in the wasm memory, a SharedArrayBuffer. Browsers accept such views; Dawn's Node
+ * binding (webgpu 0.6.2) throws "Invalid argument" and the run fails at its first program. Copying
+ * those views into an ordinary buffer first changes no byte the GPU sees (a few small uniform
+ * writes per run, measured: 12 writes of 48-128 bytes).
+ */
+function copySharedViewsOnWriteBuffer(): void {
+  const queue = (globalThis as unknown as { GPUQueue: { prototype: GPUQueue } }).GPUQueue.prototype;
+  const write = queue.writeBuffer;
+  queue.writeBuffer = function (this: GPUQueue, buffer, offset, data, dataOffset, size) {
+    const own =
+      ArrayBuffer.isView(data) && !(data instanceof DataView) && data.buffer instanceof SharedArrayBuffer
+        ? copyView(data)
+        : data;
+    return write.call(this, buffer, offset, own, dataOffset, size);
+  } as GPUQueue['writeBuffer'];
+}
+
+function copyView(view: ArrayBufferView): ArrayBufferView {
+  // the same element type, so `dataOffset` and `size` (counted in elements) keep their meaning
+  const Same = view.constructor as new (source: ArrayBufferView) => ArrayBufferView;
+  return new Same(view);
 }
 
 async function attempt(): Promise<Record<string, unknown>> {
@@ -26,6 +53,7 @@ async function attempt(): Promise<Record<string, unknown>> {
   const dawn = (await import(pathToFileURL(fromWebgpu.resolve('webgpu')).href)) as DawnModule;
   Object.assign(globalThis, dawn.globals);
   const gpu = dawn.create([]);
+  copySharedViewsOnWriteBuffer();
   Object.defineProperty(globalThis, 'navigator', {
     value: { gpu, userAgent: `Node ${process.version}`, hardwareConcurrency: 1, language: 'en' },
     configurable: true,

@@ -19,6 +19,9 @@ export interface OrtAttempt {
   trusted: boolean;
 }
 
+/** The attempt's problem: one head, causal, as gpu-ort-child.ts builds it. */
+export const ORT_SHAPE = { heads: 1, n: 1024, headDim: 64 } as const;
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<OrtAttempt> {
@@ -30,18 +33,34 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
     let placement: string | null = null;
     let result: Record<string, unknown> | null = null;
     let tail = '';
-    let pending = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        const placed = /(All nodes placed on \[[^\]]*\]|Node\(s\) placed on \[[^\]]*\][^\n]*)/.exec(line);
-        if (placed !== null) placement = placement === null ? placed[1] : `${placement}; ${placed[1]}`;
-        if (line.startsWith('RESULT ')) result = JSON.parse(line.slice(7)) as Record<string, unknown>;
-      }
+    // ORT's log (its node placements) goes to stderr, the RESULT line to stdout: read both by line
+    const lineReader = (onLine: (line: string) => void) => {
+      let pending = '';
+      return {
+        chunk(chunk: Buffer) {
+          pending += chunk.toString();
+          const lines = pending.split('\n');
+          pending = lines.pop() ?? '';
+          for (const line of lines) onLine(line);
+        },
+        flush() {
+          if (pending !== '') onLine(pending);
+          pending = '';
+        },
+      };
+    };
+    const notePlacement = (line: string) => {
+      const placed = /(All nodes placed on \[[^\]]*\]|Node\(s\) placed on \[[^\]]*\][^\n]*)/.exec(line);
+      if (placed !== null) placement = placement === null ? placed[1] : `${placement}; ${placed[1]}`;
+    };
+    const stdout = lineReader((line) => {
+      notePlacement(line);
+      if (line.startsWith('RESULT ')) result = JSON.parse(line.slice(7)) as Record<string, unknown>;
     });
+    const stderr = lineReader(notePlacement);
+    child.stdout.on('data', stdout.chunk);
     child.stderr.on('data', (chunk: Buffer) => {
+      stderr.chunk(chunk);
       tail = (tail + chunk.toString()).slice(-1000);
     });
     let timedOut = false;
@@ -51,7 +70,8 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
     }, deadlineMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (pending.startsWith('RESULT ')) result = JSON.parse(pending.slice(7)) as Record<string, unknown>;
+      stdout.flush();
+      stderr.flush();
       const found = result as Record<string, unknown> | null;
       if (found === null) {
         resolve({
@@ -69,7 +89,14 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
       resolve({
         ...(found as unknown as OrtAttempt),
         placement,
-        trusted: ran && !software && typeof found.maxError === 'number' && found.maxError < 1e-3,
+        // a peer row only when it ran correctly on a hardware adapter with every node on WebGPU
+        trusted:
+          ran &&
+          !software &&
+          typeof found.maxError === 'number' &&
+          found.maxError < 1e-3 &&
+          placement !== null &&
+          placement.split('; ').every((p) => p === 'All nodes placed on [WebGpuExecutionProvider]'),
       });
     });
   });

@@ -64,8 +64,41 @@ await runGpuCheck(${JSON.stringify(file)}, ${JSON.stringify(plan)});`;
       expect(2 * (decode['f16-storage'].cacheBytes ?? 0)).toBe(decode.f32.cacheBytes);
       expect(decode['f16-storage'].maxDiffVsF32).toBeLessThan(1e-2);
       expect(r.ort).toEqual({ status: 'skipped', reason: 'skipped by the plan' });
+      expect(r.hostCall).toBeNull();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
+  it("runs onnxruntime-web's MHA on Dawn, reads its node placement, and keeps a software run out of the ratios", () => {
+    // before the writeBuffer copy (gpu-ort-child.ts) this failed at its first program with
+    // "Invalid argument": Dawn's Node binding rejects views into ORT's shared wasm memory
+    const ort = pathToFileURL(path.join(here, '../dist/gpu-ort.js')).href;
+    const script = `import { runOrtAttempt } from ${JSON.stringify(ort)};
+console.log('ATTEMPT ' + JSON.stringify(await runOrtAttempt(120000, true)));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: {
+        ...process.env,
+        VK_ICD_FILENAMES: `${swiftshader}/vk_swiftshader_icd.json`,
+        LD_LIBRARY_PATH: [process.env.LD_LIBRARY_PATH, swiftshader].filter(Boolean).join(':'),
+      },
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const line = run.stdout.split('\n').find((l) => l.startsWith('ATTEMPT '));
+    expect(line, run.stdout).toBeDefined();
+    const attempt = JSON.parse((line ?? '').slice(8)) as Record<string, unknown>;
+    expect(attempt).toMatchObject({
+      status: 'ran',
+      reason: null,
+      n: 1024,
+      headDim: 64,
+      placement: 'All nodes placed on [WebGpuExecutionProvider]',
+      // SwiftShader is a software adapter (and ORT's subgroup kernels are wrong there): never a peer row
+      trusted: false,
+    });
+    expect(attempt.maxError).toEqual(expect.any(Number));
+    expect(attempt.medianMs).toBeGreaterThan(0);
+  }, 200_000);
 });
