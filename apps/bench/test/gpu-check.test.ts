@@ -10,6 +10,20 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.join(here, '../dist/gpu-check.js');
 const swiftshader = '/usr/lib/chromium';
 
+/** Runs an ES module script in a process of its own on SwiftShader (the Vulkan loader reads
+ * LD_LIBRARY_PATH only at process start). */
+function onSwiftShader(script: string, timeout: number) {
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: {
+      ...process.env,
+      VK_ICD_FILENAMES: `${swiftshader}/vk_swiftshader_icd.json`,
+      LD_LIBRARY_PATH: [process.env.LD_LIBRARY_PATH, swiftshader].filter(Boolean).join(':'),
+    },
+    encoding: 'utf8',
+    timeout,
+  });
+}
+
 // A tiny plan: every part runs once, nothing is timed for its value (no speed is asserted).
 const plan: GpuCheckPlan = {
   prefillSizes: [128],
@@ -32,15 +46,7 @@ describe('--mode gpu (scripts/gpu-check.sh) on SwiftShader', () => {
       // a process of its own: the Vulkan loader reads LD_LIBRARY_PATH only at process start
       const script = `import { runGpuCheck } from ${JSON.stringify(pathToFileURL(dist).href)};
 await runGpuCheck(${JSON.stringify(file)}, ${JSON.stringify(plan)});`;
-      const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-        env: {
-          ...process.env,
-          VK_ICD_FILENAMES: `${swiftshader}/vk_swiftshader_icd.json`,
-          LD_LIBRARY_PATH: [process.env.LD_LIBRARY_PATH, swiftshader].filter(Boolean).join(':'),
-        },
-        encoding: 'utf8',
-        timeout: 240_000,
-      });
+      const run = onSwiftShader(script, 240_000);
       expect(run.status, run.stderr).toBe(0);
       expect(existsSync(file)).toBe(true);
       const r = JSON.parse(readFileSync(file, 'utf8')) as GpuCheckResult;
@@ -76,15 +82,7 @@ await runGpuCheck(${JSON.stringify(file)}, ${JSON.stringify(plan)});`;
     const ort = pathToFileURL(path.join(here, '../dist/gpu-ort.js')).href;
     const script = `import { runOrtAttempt } from ${JSON.stringify(ort)};
 console.log('ATTEMPT ' + JSON.stringify(await runOrtAttempt(120000, true)));`;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      env: {
-        ...process.env,
-        VK_ICD_FILENAMES: `${swiftshader}/vk_swiftshader_icd.json`,
-        LD_LIBRARY_PATH: [process.env.LD_LIBRARY_PATH, swiftshader].filter(Boolean).join(':'),
-      },
-      encoding: 'utf8',
-      timeout: 180_000,
-    });
+    const run = onSwiftShader(script, 180_000);
     expect(run.status, run.stderr).toBe(0);
     const line = run.stdout.split('\n').find((l) => l.startsWith('ATTEMPT '));
     expect(line, run.stdout).toBeDefined();
