@@ -14,8 +14,7 @@ import { referenceAttention64 } from '@attnkit/spec';
 
 import { ORT_SHAPE } from './gpu-ort.js';
 
-const N = ORT_SHAPE.n;
-const D = ORT_SHAPE.headDim;
+const { heads: H, n: N, headDim: D } = ORT_SHAPE;
 
 interface DawnModule {
   create(flags: string[]): GPU;
@@ -68,8 +67,8 @@ async function attempt(): Promise<Record<string, unknown>> {
     };
     ort.env.wasm.numThreads = 1;
     const model = buildAttentionModel('mha', {
-      queryHeads: 1,
-      kvHeads: 1,
+      queryHeads: H,
+      kvHeads: H,
       queryLength: N,
       keyLength: N,
       headDim: D,
@@ -81,15 +80,15 @@ async function attempt(): Promise<Record<string, unknown>> {
       logSeverityLevel: 0,
       extra: { session: { disable_cpu_ep_fallback: '1' } },
     } as never);
-    const data = model.inputs.map((_input, i) => signedUniform(N * D, 31 + i));
+    const data = model.inputs.map((_input, i) => signedUniform(H * N * D, 31 + i));
     const feeds = Object.fromEntries(
       model.inputs.map((input, i) => [input.name, new ort.Tensor('float32', data[i], input.dims)]),
     );
     stage = 'run';
     const first = await session.run(feeds);
     const output = Object.values(first)[0].data as Float32Array;
-    // one head: [1, L, H*D] is the spec's [1, H, L, D]
-    const shape = { batch: 1, queryHeads: 1, kvHeads: 1, queryLength: N, headDim: D };
+    // ORT_SHAPE has one head (its type says so): [1, L, H*D] is then the spec's [1, H, L, D]
+    const shape = { batch: 1, queryHeads: H, kvHeads: H, queryLength: N, headDim: D };
     const reference = referenceAttention64({ q: data[0], k: data[1], v: data[2], shape }, { causal: true });
     let maxError = 0;
     for (let i = 0; i < reference.output.length; i++)

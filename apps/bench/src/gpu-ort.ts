@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseNodePlacements, placementCheck } from '@attnkit/benchmarks';
 
 export interface OrtAttempt {
   status: 'ran' | 'failed' | 'timed-out';
@@ -49,9 +50,13 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
         },
       };
     };
+    // ORT's placement lines, for the report and for the shared parser that decides `trusted`
+    const placementLines: string[] = [];
     const notePlacement = (line: string) => {
       const placed = /(All nodes placed on \[[^\]]*\]|Node\(s\) placed on \[[^\]]*\][^\n]*)/.exec(line);
-      if (placed !== null) placement = placement === null ? placed[1] : `${placement}; ${placed[1]}`;
+      if (placed === null) return;
+      placementLines.push(line);
+      placement = placement === null ? placed[1] : `${placement}; ${placed[1]}`;
     };
     const stdout = lineReader((line) => {
       notePlacement(line);
@@ -86,6 +91,10 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
         return;
       }
       const ran = found.status === 'ran';
+      const placed = placementCheck(
+        parseNodePlacements(placementLines.join('\n')),
+        'WebGpuExecutionProvider',
+      );
       resolve({
         ...(found as unknown as OrtAttempt),
         placement,
@@ -95,8 +104,8 @@ export function runOrtAttempt(deadlineMs: number, software: boolean): Promise<Or
           !software &&
           typeof found.maxError === 'number' &&
           found.maxError < 1e-3 &&
-          placement !== null &&
-          placement.split('; ').every((p) => p === 'All nodes placed on [WebGpuExecutionProvider]'),
+          placed.nodes !== null &&
+          placed.fallback === null,
       });
     });
   });
